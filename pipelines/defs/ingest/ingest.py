@@ -1,0 +1,127 @@
+"""Ingest one landing day of one log into the lake: read, validate, dedupe, write, count."""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from data import columns as c
+from data import lake
+from data.contracts import CONTRACTS, REFERENCED_IDS, LogContract
+from pipelines.defs.ingest import validation as v
+
+
+class IngestError(Exception):
+    """A partition that cannot be ingested: the message names the file or input at fault."""
+
+
+@dataclass
+class IngestReport:
+    log_type: str
+    day: str
+    files: list[str]
+    rows_read: int = 0
+    rows_landed: int = 0
+    rows_quarantined: int = 0
+    duplicates_dropped: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    lake_path: str = ""
+    quarantine_path: str = ""
+
+    @property
+    def reconciles(self) -> bool:
+        return self.rows_read == self.rows_landed + self.rows_quarantined + self.duplicates_dropped
+
+
+def assert_readable(path: Path) -> None:
+    """Fail loudly on a file Spark would read as garbage or not at all (binary, unreadable)."""
+    try:
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rb") as handle:
+            head = handle.read(8192)
+    except (OSError, EOFError) as exc:
+        raise IngestError(f"cannot read landing file {path}: {exc}") from exc
+    if b"\x00" in head:
+        raise IngestError(f"landing file {path} is binary, not newline-delimited JSON")
+
+
+def _read_partitions(spark: SparkSession, lake_dir: Path, table: str, days: list[str]) -> DataFrame | None:
+    paths = [str(lake.partition_dir(lake_dir, table, d)) for d in days]
+    if not paths:
+        return None
+    return spark.read.schema(v.lake_schema(CONTRACTS[table])).parquet(*paths)
+
+
+def _known_ids(spark: SparkSession, lake_dir: Path, contract: LogContract, day: str) -> dict[str, DataFrame]:
+    """Ids each reference may point at: everything the referenced log landed up to `day`."""
+    known = {}
+    for log in sorted(set(contract.references.values())):
+        days = [d for d in lake.partition_days(lake_dir, log) if d <= day]
+        if day not in days:
+            raise IngestError(
+                f"{contract.name} {day} needs {lake.partition_dir(lake_dir, log, day)}, "
+                f"which is missing: ingest {log} for {day} first"
+            )
+        known[log] = _read_partitions(spark, lake_dir, log, days).select(REFERENCED_IDS[log])
+    return known
+
+
+def _seen_keys(spark: SparkSession, lake_dir: Path, contract: LogContract, day: str) -> DataFrame | None:
+    """Keys landed on earlier days; event logs look back only as far as an event may be late."""
+    earlier = [d for d in lake.partition_days(lake_dir, contract.name) if d < day]
+    if contract.max_age_days is not None:
+        earlier = earlier[-(contract.max_age_days + 1) :]
+    frame = _read_partitions(spark, lake_dir, contract.name, earlier)
+    return None if frame is None else frame.select(*contract.key)
+
+
+def ingest_partition(
+    spark: SparkSession, log_type: str, day: str, landing_dir: Path, lake_dir: Path
+) -> IngestReport:
+    contract = CONTRACTS[log_type]
+    folder = lake.landing_day_dir(landing_dir, log_type, day)
+    files = lake.landing_files(landing_dir, log_type, day)
+    if not folder.is_dir():
+        raise IngestError(f"no landing folder for {log_type} on {day}: {folder} does not exist")
+    for path in files:
+        assert_readable(path)
+    report = IngestReport(log_type, day, [str(p) for p in files])
+    report.lake_path = str(lake.partition_dir(lake_dir, log_type, day))
+    report.quarantine_path = str(lake.quarantine_dir(lake_dir, log_type, day))
+
+    if files:
+        lines = spark.read.text([str(p) for p in files]).withColumn(
+            c.SOURCE_FILE, F.col("_metadata.file_path")
+        )
+    else:  # an export that landed an empty folder: an empty, still reconciled, partition
+        lines = spark.createDataFrame([], "value string, source_file string")
+    rows = v.parse_lines(lines, contract, day)
+    rows = v.check_references(rows, contract, _known_ids(spark, lake_dir, contract, day))
+    rows = v.assign_status(rows, contract, _seen_keys(spark, lake_dir, contract, day))
+    rows = rows.persist()
+    try:
+        for row in rows.groupBy(v.STATUS, c.REASON).count().collect():
+            status, reason, n = row[v.STATUS], row[c.REASON], row["count"]
+            if status == v.LANDED:
+                report.rows_landed += n
+            elif status == v.DUPLICATE:
+                report.duplicates_dropped += n
+            else:
+                report.rows_quarantined += n
+                report.quarantined_by_reason[reason] = n
+        report.rows_read = report.rows_landed + report.rows_quarantined + report.duplicates_dropped
+        # Overwrite the whole partition: re-running a day replaces it, never appends.
+        v.landed_rows(rows, contract).write.mode("overwrite").parquet(report.lake_path)
+        v.quarantined_rows(rows).coalesce(1).write.mode("overwrite").parquet(report.quarantine_path)
+    finally:
+        rows.unpersist()
+    return report
+
+
+def lake_row_count(spark: SparkSession, path: str) -> int:
+    """Rows actually in a written partition, read back from the files (for the reconcile check)."""
+    return spark.read.parquet(path).count()

@@ -1,0 +1,58 @@
+"""Triggers for ingestion: a sensor for files landing (or changing) and a daily schedule."""
+
+
+import hashlib
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from data import lake
+from data.contracts import LOG_TYPES
+from pipelines.defs.ingest.assets import GROUP
+from pipelines.partitions import daily_partitions
+from pipelines.resources import WorkspaceResource
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.groups(GROUP),
+    description="Validate one landing day of every log into the lake.",
+)
+
+# Yesterday's partition, once its exports should be complete.
+ingest_schedule = dg.build_schedule_from_partitioned_job(ingest_job, hour_of_day=1, minute_of_hour=0)
+
+
+def landing_fingerprints(landing_dir: Path) -> dict[str, str]:
+    """Day -> a hash of the names, sizes and mtimes of all its landing files, across logs."""
+    by_day: dict[str, list[str]] = {}
+    for log_type in LOG_TYPES:
+        root = Path(landing_dir) / log_type
+        if not root.is_dir():
+            continue
+        for day_dir in root.iterdir():
+            for path in lake.landing_files(landing_dir, log_type, day_dir.name):
+                stat = path.stat()
+                by_day.setdefault(day_dir.name, []).append(
+                    f"{log_type}/{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
+                )
+    return {
+        day: hashlib.sha1("\n".join(sorted(items)).encode()).hexdigest()[:16]
+        for day, items in by_day.items()
+    }
+
+
+@dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+def landing_sensor(context: dg.SensorEvaluationContext, workspace: WorkspaceResource):
+    """Ingest a day again whenever its landing files appear or change (ingestion is idempotent)."""
+    seen = json.loads(context.cursor) if context.cursor else {}
+    current = landing_fingerprints(workspace.landing)
+    valid_days = set(daily_partitions.get_partition_keys())
+    for day, fingerprint in sorted(current.items()):
+        if seen.get(day) == fingerprint:
+            continue
+        if day not in valid_days:
+            context.log.warning(f"landing folder {day} is not a daily partition; skipped")
+            continue
+        yield dg.RunRequest(run_key=f"ingest:{day}:{fingerprint}", partition_key=day)
+    context.update_cursor(json.dumps(current, sort_keys=True))

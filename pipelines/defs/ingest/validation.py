@@ -1,0 +1,168 @@
+"""Validate one landing day of one log against its contract, in Spark.
+
+Every line read ends in exactly one of three states, so totals reconcile:
+    landed       typed, valid, first copy of its key        -> lake/<log>/dt=<day>/
+    quarantined  first failed rule, as `reason`             -> lake/quarantine/<log>/dt=<day>/
+    duplicate    valid, but its key landed already (this day or an earlier one) -> dropped, counted
+
+Rules, in the order a line is judged (a line gets the first reason that applies):
+    malformed_json, missing_required:<col>, bad_type:<col>, bad_enum:<col>,
+    ts_in_future, ts_too_old, unknown_reference:<col>
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pyarrow as pa
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from data import columns as c
+from data.contracts import REFERENCED_IDS, LogContract
+
+LANDED, QUARANTINED, DUPLICATE = "landed", "quarantined", "duplicate"
+STATUS = "_status"
+_CORRUPT = "_corrupt_record"
+_ORDER = "_order"
+# Clocks drift: an event up to this far past the end of its landing day is still believed.
+FUTURE_SKEW = timedelta(hours=1)
+
+
+def spark_type(arrow_type: pa.DataType) -> T.DataType:
+    """The Spark type a contract column lands as in the lake."""
+    if pa.types.is_list(arrow_type):
+        return T.ArrayType(spark_type(arrow_type.value_type))
+    if pa.types.is_timestamp(arrow_type):
+        return T.TimestampType()
+    simple = {
+        pa.int64(): T.LongType(),
+        pa.int32(): T.IntegerType(),
+        pa.float64(): T.DoubleType(),
+        pa.float32(): T.FloatType(),
+        pa.bool_(): T.BooleanType(),
+        pa.string(): T.StringType(),
+    }
+    return simple[arrow_type]
+
+
+def lake_schema(contract: LogContract) -> T.StructType:
+    return T.StructType(
+        [T.StructField(f.name, spark_type(f.type), nullable=True) for f in contract.schema]
+    )
+
+
+def _raw_schema(contract: LogContract) -> T.StructType:
+    # Every field as a string: a wrong type then fails one column (bad_type:<col>) instead of
+    # spoiling the whole line, and the raw text stays available for the reason.
+    fields = [T.StructField(name, T.StringType()) for name in contract.column_names]
+    return T.StructType(fields + [T.StructField(_CORRUPT, T.StringType())])
+
+
+def _typed(raw: Column, arrow_type: pa.DataType) -> Column:
+    if pa.types.is_list(arrow_type):
+        return F.from_json(raw, T.ArrayType(spark_type(arrow_type.value_type)))
+    return raw.try_cast(spark_type(arrow_type))
+
+
+def _day_bounds(day: str) -> tuple[datetime, datetime]:
+    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+def parse_lines(lines: DataFrame, contract: LogContract, day: str) -> DataFrame:
+    """Landing lines (`value`, `source_file`) -> typed contract columns + `reason` (null if valid).
+
+    Referential integrity is judged separately (`check_references`), since it needs the lake.
+    """
+    parsed = lines.withColumn(_ORDER, F.monotonically_increasing_id()).withColumn(
+        "_j", F.from_json("value", _raw_schema(contract), {"columnNameOfCorruptRecord": _CORRUPT})
+    )
+    rules: list[Column] = [
+        F.when(
+            (F.trim("value") == "") | F.col(f"_j.{_CORRUPT}").isNotNull(), F.lit("malformed_json")
+        )
+    ]
+    rules += [
+        F.when(F.col(f"_j.{name}").isNull(), F.lit(f"missing_required:{name}"))
+        for name in contract.required
+    ]
+    typed = {f.name: _typed(F.col(f"_j.{f.name}"), f.type) for f in contract.schema}
+    rules += [
+        F.when(F.col(f"_j.{name}").isNotNull() & expr.isNull(), F.lit(f"bad_type:{name}"))
+        for name, expr in typed.items()
+    ]
+    rules += [
+        F.when(~typed[name].isin(*allowed), F.lit(f"bad_enum:{name}"))
+        for name, allowed in contract.enums.items()
+    ]
+    start, end = _day_bounds(day)
+    ts = typed[contract.time_column]
+    rules.append(F.when(ts > F.lit(end + FUTURE_SKEW), F.lit("ts_in_future")))
+    if contract.max_age_days is not None:
+        oldest = start - timedelta(days=contract.max_age_days)
+        rules.append(F.when(ts < F.lit(oldest), F.lit("ts_too_old")))
+
+    return parsed.select(
+        *[expr.alias(name) for name, expr in typed.items()],
+        F.coalesce(*rules).alias(c.REASON),
+        F.col("value").alias(c.RAW_LINE),
+        c.SOURCE_FILE,
+        _ORDER,
+    )
+
+
+def check_references(rows: DataFrame, contract: LogContract, known: dict[str, DataFrame]) -> DataFrame:
+    """Set `reason` = unknown_reference:<col> on valid rows whose id is not known yet.
+
+    `known` maps a referenced log ("users", "posts") to a one-column frame of its ids.
+    """
+    for column, log in contract.references.items():
+        ids = known[log].select(F.col(REFERENCED_IDS[log]).alias(column)).distinct()
+        flag = f"_known_{column}"
+        rows = rows.join(F.broadcast(ids.withColumn(flag, F.lit(True))), on=column, how="left")
+        rows = rows.withColumn(
+            c.REASON,
+            F.coalesce(
+                F.col(c.REASON),
+                F.when(F.col(flag).isNull(), F.lit(f"unknown_reference:{column}")),
+            ),
+        ).drop(flag)
+    return rows
+
+
+def assign_status(rows: DataFrame, contract: LogContract, seen_keys: DataFrame | None) -> DataFrame:
+    """Mark each row landed / quarantined / duplicate.
+
+    A valid row is a duplicate when an earlier valid row of this day has its key, or when its key
+    landed on an earlier day (`seen_keys`: the key columns of earlier lake partitions).
+    """
+    key = list(contract.key)
+    valid = F.col(c.REASON).isNull()
+    copies = Window.partitionBy(*key, valid).orderBy(c.SOURCE_FILE, _ORDER)
+    rows = rows.withColumn("_copy", F.when(valid, F.row_number().over(copies)))
+    if seen_keys is not None:
+        # Null-safe: a key may hold nulls (a post's creation row has no deleted_at).
+        seen = seen_keys.select(*[F.col(k).alias(f"_seen_{k}") for k in key]).distinct()
+        match = [rows[k].eqNullSafe(seen[f"_seen_{k}"]) for k in key]
+        rows = rows.join(F.broadcast(seen.withColumn("_seen", F.lit(True))), on=match, how="left")
+        rows = rows.drop(*[f"_seen_{k}" for k in key])
+    else:
+        rows = rows.withColumn("_seen", F.lit(None).cast("boolean"))
+    status = (
+        F.when(~valid, F.lit(QUARANTINED))
+        .when((F.col("_copy") > 1) | F.col("_seen").isNotNull(), F.lit(DUPLICATE))
+        .otherwise(F.lit(LANDED))
+    )
+    return rows.withColumn(STATUS, status).drop("_copy", "_seen")
+
+
+def landed_rows(rows: DataFrame, contract: LogContract) -> DataFrame:
+    return rows.where(F.col(STATUS) == LANDED).select(
+        *[F.col(f.name).cast(spark_type(f.type)) for f in contract.schema]
+    )
+
+
+def quarantined_rows(rows: DataFrame) -> DataFrame:
+    return rows.where(F.col(STATUS) == QUARANTINED).select(c.SOURCE_FILE, c.RAW_LINE, c.REASON)
