@@ -96,3 +96,12 @@ class Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings.from_env()
+
+
+def export_dagster_env(settings: Settings) -> None:
+    """Point Dagster (which reads the environment itself) at our instance and workspace storage.
+
+    dagster_home/dagster.yaml refers to LOUPE_DAGSTER_STORAGE; values already set win.
+    """
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    os.environ.setdefault("LOUPE_DAGSTER_STORAGE", str(settings.dagster_storage_dir))

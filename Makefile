@@ -1,0 +1,48 @@
+# Loupe — every entry point. Only python3 (>= 3.11) and Java 17 are assumed; the rest is installed
+# here: uv (into .tools/ if it is not on PATH), then the locked environment (.venv/ from uv.lock).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export LOUPE_HOME ?= $(CURDIR)/.loupe
+export DAGSTER_HOME ?= $(CURDIR)/dagster_home
+export LOUPE_DAGSTER_STORAGE ?= $(LOUPE_HOME)/dagster
+export UV_PYTHON_DOWNLOADS := never
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+PY := $(UV) run --frozen python
+
+.PHONY: help setup run test test-fast bench bench-pipeline ui clean
+
+help:
+	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
+	@echo "make test    run the whole test suite"
+	@echo "make bench   run every benchmark (JSON under benchmarks/results/)"
+	@echo "make ui      open the Dagster UI on the workspace"
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+setup: $(if $(shell command -v uv 2>/dev/null),,$(CURDIR)/.tools/bin/uv)
+	@java -version >/dev/null 2>&1 || { echo "Java 17 is required for Spark (java not found)"; exit 1; }
+	$(UV) sync --frozen
+
+run: setup
+	$(PY) -m pipelines.run
+
+test: setup
+	$(UV) run --frozen pytest
+
+test-fast: setup
+	$(UV) run --frozen pytest -m "not slow"
+
+bench: bench-pipeline
+
+bench-pipeline: setup
+	$(PY) -m benchmarks.bench_pipeline
+
+ui: setup
+	$(UV) run --frozen dagster dev -m pipelines.definitions
+
+clean:
+	rm -rf $(LOUPE_HOME)

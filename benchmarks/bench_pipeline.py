@@ -1,0 +1,56 @@
+"""bench-pipeline: generate the medium world and ingest it; wall time per stage and peak memory.
+
+Runs in its own workspace (LOUPE_HOME/bench/pipeline) on an ephemeral Dagster instance so it never
+touches the world `make run` keeps. Peak RSS covers the whole process tree (Python + Spark JVM).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import replace
+
+import dagster as dg
+
+from benchmarks.common import PeakRss, stopwatch, write_result
+from data.settings import get_settings
+from data.world import generate_world
+from pipelines.run import format_ingest_table, ingest_days
+
+WORLD = "medium"
+
+
+def main() -> None:
+    base = get_settings()
+    settings = replace(base, home=base.home / "bench" / "pipeline", world=WORLD)
+    shutil.rmtree(settings.home, ignore_errors=True)
+    stages: dict[str, float] = {}
+    start = time.perf_counter()
+    with PeakRss() as rss:
+        with stopwatch(stages, "generate_s"):
+            summary = generate_world(WORLD, settings.seed, settings.landing_dir, settings.truth_dir)
+        with stopwatch(stages, "ingest_s"), dg.DagsterInstance.ephemeral() as instance:
+            totals = ingest_days(settings, summary.days, instance)
+    wall = round(time.perf_counter() - start, 2)
+    print(format_ingest_table(totals))
+    write_result(
+        "pipeline",
+        {
+            "world": WORLD,
+            "events": summary.events,
+            "wall_s": wall,
+            "stages": stages,
+            "peak_rss_mb": rss.peak_mb,
+            "rows": {log: t["rows_read"] for log, t in totals.items()},
+            "landed": {log: t["rows_landed"] for log, t in totals.items()},
+            "quarantined": {log: t["quarantined_by_reason"] for log, t in totals.items()},
+            "duplicates_dropped": {log: t["duplicates_dropped"] for log, t in totals.items()},
+            "days": len(summary.days),
+            "events_per_s_ingest": round(summary.events / stages["ingest_s"]),
+        },
+    )
+    shutil.rmtree(settings.home, ignore_errors=True)  # medium is ~GBs of JSON: do not keep it
+
+
+if __name__ == "__main__":
+    main()
