@@ -39,10 +39,12 @@ class WorldConfig:
     n_topics: int = 20
     hashtags_per_topic: int = 12
     # --- graph ---------------------------------------------------------------------------------
-    mean_out_degree: float = 28.0  # accounts a user follows, on average (lognormal)
+    mean_out_degree: float = (
+        20.0  # accounts a user wants to follow (lognormal), before follow-backs
+    )
     n_celebrities: int = 0  # 0: max(8, 0.2% of users)
     top_celebrity_share: float = 0.07  # share of all users following the most followed account
-    celebrity_zipf: float = 0.75  # share of celebrity rank r = top * r**-zipf
+    celebrity_zipf: float = 0.6  # share of celebrity rank r = top * r**-zipf
     reciprocity: float = 0.3  # chance a non-celebrity follows back
     private_share: float = 0.15
     initial_blocks_per_user: float = 0.004
@@ -70,7 +72,12 @@ class WorldConfig:
 
 
 WORLD_CONFIGS: dict[str, WorldConfig] = {
-    "tiny": WorldConfig(name="tiny", n_users=2_000, days=4, signups_per_day=30),
-    "small": WorldConfig(name="small", n_users=20_000, days=7, signups_per_day=250),
-    "medium": WorldConfig(name="medium", n_users=100_000, days=14, signups_per_day=1_000),
+    # Fewer follows per user on small worlds keep the follower distribution skewed there too.
+    "tiny": WorldConfig(name="tiny", n_users=2_000, days=4, signups_per_day=30, mean_out_degree=10),
+    "small": WorldConfig(
+        name="small", n_users=20_000, days=7, signups_per_day=250, mean_out_degree=16
+    ),
+    "medium": WorldConfig(
+        name="medium", n_users=100_000, days=14, signups_per_day=1_000, mean_out_degree=20
+    ),
 }

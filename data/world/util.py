@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -28,7 +28,7 @@ def rng_for(seed: int, stream: str, *keys: int) -> np.random.Generator:
 # --- time --------------------------------------------------------------------------------------
 def day_ms(d: date) -> int:
     """Epoch milliseconds of 00:00 UTC on day `d`."""
-    return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
 
 
 def iso_day(ms: int | np.ndarray) -> np.ndarray:
@@ -47,9 +47,11 @@ def format_ts(ms: np.ndarray) -> pa.StringArray:
     """Epoch ms -> '2026-10-01T08:15:30.123Z' (ISO-8601 UTC with milliseconds)."""
     ms = np.asarray(ms, dtype=np.int64)
     days, msod = np.divmod(ms, DAY_MS)
-    uniq, inv = np.unique(days, return_inverse=True)
-    # Few distinct days: format their dates once, then look them up.
-    dates = np.datetime_as_string(uniq.astype("datetime64[D]"), unit="D").astype("S10")
+    # Few distinct days: format each date of the range once, then look them up.
+    lo = int(days.min()) if len(days) else 0
+    inv = days - lo
+    span = np.arange(lo, lo + (int(inv.max()) + 1 if len(days) else 1))
+    dates = np.datetime_as_string(span.astype("datetime64[D]"), unit="D").astype("S10")
     date_chars = np.frombuffer(dates.tobytes(), dtype=np.uint8).reshape(-1, 10)
     out = np.empty((len(ms), 24), dtype=np.uint8)
     out[:, :10] = date_chars[inv]
@@ -64,7 +66,11 @@ def format_ts(ms: np.ndarray) -> pa.StringArray:
     out[:, 16] = ord(":")
     out[:, 17], out[:, 18] = zero + s // 10, zero + s % 10
     out[:, 19] = ord(".")
-    out[:, 20], out[:, 21], out[:, 22] = zero + milli // 100, zero + milli // 10 % 10, zero + milli % 10
+    out[:, 20], out[:, 21], out[:, 22] = (
+        zero + milli // 100,
+        zero + milli // 10 % 10,
+        zero + milli % 10,
+    )
     out[:, 23] = ord("Z")
     return _fixed_width_strings(out)
 
@@ -100,7 +106,7 @@ def hex_ids(seed: int, tag: int, day: int, chunk: int, counter: np.ndarray) -> p
     return _fixed_width_strings(_HEX[nibbles.astype(np.intp)])
 
 
-# --- pair keys and sorted-set membership -----------------------------------------------------------
+# --- pair keys and sorted-set membership ----------------------------------------------------------
 def pair_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(a, b) -> one int64 (ids are < 2**31), so pair sets are sorted int64 arrays."""
     return (np.asarray(a, dtype=np.int64) << 32) | np.asarray(b, dtype=np.int64)
@@ -127,7 +133,7 @@ def isin_sorted(sorted_keys: np.ndarray, q: np.ndarray) -> np.ndarray:
     return lookup(sorted_keys, q)[1]
 
 
-# --- groups ----------------------------------------------------------------------------------------
+# --- groups ---------------------------------------------------------------------------------------
 def rank_in_groups(groups: np.ndarray) -> np.ndarray:
     """0, 1, 2, ... within runs of equal values of an already grouped (sorted) array."""
     n = len(groups)
@@ -180,3 +186,35 @@ def local_to_utc_in_day(local_ms: np.ndarray, utc_offset_min: np.ndarray) -> np.
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+# --- sorted sets ----------------------------------------------------------------------------------
+# numpy 2.x's hash-based np.unique / union1d are slow on millions of int64 keys; a stable sort
+# (radix/timsort, which also exploits already sorted runs) plus an adjacent-difference mask is
+# one to two orders of magnitude faster here.
+def unique_sorted(x: np.ndarray) -> np.ndarray:
+    s = np.sort(np.asarray(x), kind="stable")
+    if len(s) < 2:
+        return s
+    keep = np.empty(len(s), dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
+def sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return unique_sorted(np.concatenate([a, b]))
+
+
+def first_occurrence(keys: np.ndarray) -> np.ndarray:
+    """Indices of the first occurrence of each distinct key, in their original order."""
+    order = np.argsort(keys, kind="stable")
+    s = keys[order]
+    first = np.ones(len(s), dtype=bool)
+    first[1:] = s[1:] != s[:-1]
+    return np.sort(order[first])
+
+
+def in_set(x: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """np.isin for int keys, via a sorted copy of `values`."""
+    return isin_sorted(unique_sorted(values), np.asarray(x))
