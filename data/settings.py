@@ -14,6 +14,8 @@ points the same code at real services by setting the variables below.
 | SPARK_REMOTE          | (unset)                               | Spark Connect URL (sc://host:15002); wins over SPARK_MASTER |
 | LOUPE_SPARK_DRIVER_MEMORY | 4g                                | driver memory of a local Spark           |
 | MLFLOW_TRACKING_URI   | sqlite:///<LOUPE_HOME>/mlflow.db      | MLflow tracking + registry               |
+| LOUPE_FEAST_OFFLINE   | file                                  | Feast offline store: file or spark       |
+| LOUPE_FEAST_REGISTRY  | <LOUPE_HOME>/feast/registry.db        | Feast registry: a file, or a SQL URL     |
 | DAGSTER_HOME          | <repo>/dagster_home                   | Dagster instance folder (dagster.yaml)   |
 """
 
@@ -41,11 +43,15 @@ class Settings:
     spark_remote: str | None = None
     spark_driver_memory: str = "4g"
     mlflow_tracking_uri: str | None = None
+    feast_offline_store: str = "file"
+    feast_registry: str | None = None
     dagster_home: Path = REPO_ROOT / "dagster_home"
 
     def __post_init__(self) -> None:
         if self.world not in WORLD_SIZES:
             raise ValueError(f"LOUPE_WORLD must be one of {WORLD_SIZES}, got {self.world!r}")
+        if self.feast_offline_store not in ("file", "spark"):
+            raise ValueError(f"LOUPE_FEAST_OFFLINE must be file or spark, got {self.feast_offline_store!r}")
 
     # --- the workspace layout (docs/workspace.md) ----------------------------------------------
     @property
@@ -89,6 +95,8 @@ class Settings:
             spark_remote=env.get("SPARK_REMOTE") or None,
             spark_driver_memory=env.get("LOUPE_SPARK_DRIVER_MEMORY") or "4g",
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
+            feast_offline_store=env.get("LOUPE_FEAST_OFFLINE") or "file",
+            feast_registry=env.get("LOUPE_FEAST_REGISTRY") or None,
             dagster_home=Path(env.get("DAGSTER_HOME") or REPO_ROOT / "dagster_home").resolve(),
         )
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pyspark.sql import SparkSession
+import pyarrow as pa
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from data import lake
+from data.contracts import CONTRACTS, LogContract
 
 # Small data per partition: the default 200 shuffle partitions would be mostly empty tasks.
 DEFAULT_CONF = {
@@ -11,6 +18,9 @@ DEFAULT_CONF = {
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.ui.showConsoleProgress": "false",
+    # Parquet timestamps as UTC-adjusted micros (not legacy INT96): pandas/pyarrow/Feast read them
+    # back tz-aware.
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
 
 
@@ -28,10 +38,47 @@ def build_spark_session(
         builder = builder.remote(remote)
     else:
         builder = builder.master(master).config("spark.driver.memory", driver_memory)
-        builder = builder.config("spark.ui.enabled", "false") if master.startswith("local") else builder
+        if master.startswith("local"):
+            # Local mode needs no network interface: bind to loopback, skip the UI.
+            builder = (
+                builder.config("spark.ui.enabled", "false")
+                .config("spark.driver.host", "127.0.0.1")
+                .config("spark.driver.bindAddress", "127.0.0.1")
+            )
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     if not remote:
         spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def spark_type(arrow_type: pa.DataType) -> T.DataType:
+    """The Spark type a contract column lands as in the lake."""
+    if pa.types.is_list(arrow_type):
+        return T.ArrayType(spark_type(arrow_type.value_type))
+    if pa.types.is_timestamp(arrow_type):
+        return T.TimestampType()
+    simple = {
+        pa.int64(): T.LongType(),
+        pa.int32(): T.IntegerType(),
+        pa.float64(): T.DoubleType(),
+        pa.float32(): T.FloatType(),
+        pa.bool_(): T.BooleanType(),
+        pa.string(): T.StringType(),
+    }
+    return simple[arrow_type]
+
+
+def lake_schema(contract: LogContract) -> T.StructType:
+    return T.StructType(
+        [T.StructField(f.name, spark_type(f.type), nullable=True) for f in contract.schema]
+    )
+
+
+def read_lake(spark: SparkSession, lake_dir: Path, table: str, days: list[str]) -> DataFrame | None:
+    """The given landing days of a lake log, typed by its contract; None when `days` is empty."""
+    paths = [str(lake.partition_dir(lake_dir, table, d)) for d in days]
+    if not paths:
+        return None
+    return spark.read.schema(lake_schema(CONTRACTS[table])).parquet(*paths)

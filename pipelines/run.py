@@ -27,6 +27,8 @@ from pipelines.defs.ingest.assets import ingest_assets
 from pipelines.resources import build_resources
 
 DAGSTER_PORT = 3000
+# The console shows our summary; step-by-step events stay in the Dagster UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _world_marker(settings: Settings) -> Path:
@@ -63,7 +65,9 @@ def ingest_days(settings: Settings, days: list[str], instance: dg.DagsterInstanc
     reasons: dict[str, Counter] = {log: Counter() for log in LOG_TYPES}
     resources = build_resources(settings)
     for day in days:
-        result = dg.materialize(ingest_assets, partition_key=day, instance=instance, resources=resources)
+        result = dg.materialize(
+            ingest_assets, partition_key=day, instance=instance, resources=resources, run_config=QUIET
+        )
         for event in result.get_asset_materialization_events():
             log = event.asset_key.path[-1]
             meta = {k: v.value for k, v in event.materialization.metadata.items()}

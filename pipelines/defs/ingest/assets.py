@@ -44,7 +44,7 @@ def build_ingest_asset(contract: LogContract) -> dg.AssetsDefinition:
             report = ingest_partition(session, contract.name, day, workspace.landing, workspace.lake)
         except IngestError as exc:
             raise dg.Failure(description=str(exc)) from exc
-        in_lake = lake_row_count(session, report.lake_path)
+        in_lake = lake_row_count(report.lake_path)
         passed = report.reconciles and in_lake == report.rows_landed
         context.log.info(
             f"{contract.name} {day}: read {report.rows_read}, landed {report.rows_landed}, "

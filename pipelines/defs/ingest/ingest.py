@@ -6,12 +6,14 @@ import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.dataset as pads
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from data import columns as c
 from data import lake
 from data.contracts import CONTRACTS, REFERENCED_IDS, LogContract
+from data.spark import read_lake
 from pipelines.defs.ingest import validation as v
 
 
@@ -49,13 +51,6 @@ def assert_readable(path: Path) -> None:
         raise IngestError(f"landing file {path} is binary, not newline-delimited JSON")
 
 
-def _read_partitions(spark: SparkSession, lake_dir: Path, table: str, days: list[str]) -> DataFrame | None:
-    paths = [str(lake.partition_dir(lake_dir, table, d)) for d in days]
-    if not paths:
-        return None
-    return spark.read.schema(v.lake_schema(CONTRACTS[table])).parquet(*paths)
-
-
 def _known_ids(spark: SparkSession, lake_dir: Path, contract: LogContract, day: str) -> dict[str, DataFrame]:
     """Ids each reference may point at: everything the referenced log landed up to `day`."""
     known = {}
@@ -66,7 +61,7 @@ def _known_ids(spark: SparkSession, lake_dir: Path, contract: LogContract, day: 
                 f"{contract.name} {day} needs {lake.partition_dir(lake_dir, log, day)}, "
                 f"which is missing: ingest {log} for {day} first"
             )
-        known[log] = _read_partitions(spark, lake_dir, log, days).select(REFERENCED_IDS[log])
+        known[log] = read_lake(spark, lake_dir, log, days).select(REFERENCED_IDS[log])
     return known
 
 
@@ -75,7 +70,7 @@ def _seen_keys(spark: SparkSession, lake_dir: Path, contract: LogContract, day: 
     earlier = [d for d in lake.partition_days(lake_dir, contract.name) if d < day]
     if contract.max_age_days is not None:
         earlier = earlier[-(contract.max_age_days + 1) :]
-    frame = _read_partitions(spark, lake_dir, contract.name, earlier)
+    frame = read_lake(spark, lake_dir, contract.name, earlier)
     return None if frame is None else frame.select(*contract.key)
 
 
@@ -122,6 +117,6 @@ def ingest_partition(
     return report
 
 
-def lake_row_count(spark: SparkSession, path: str) -> int:
-    """Rows actually in a written partition, read back from the files (for the reconcile check)."""
-    return spark.read.parquet(path).count()
+def lake_row_count(path: str) -> int:
+    """Rows actually in a written partition, read back from the Parquet footers (reconcile check)."""
+    return pads.dataset(path, format="parquet").count_rows()

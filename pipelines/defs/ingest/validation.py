@@ -21,6 +21,7 @@ from pyspark.sql import types as T
 
 from data import columns as c
 from data.contracts import REFERENCED_IDS, LogContract
+from data.spark import spark_type
 
 LANDED, QUARANTINED, DUPLICATE = "landed", "quarantined", "duplicate"
 STATUS = "_status"
@@ -28,29 +29,6 @@ _CORRUPT = "_corrupt_record"
 _ORDER = "_order"
 # Clocks drift: an event up to this far past the end of its landing day is still believed.
 FUTURE_SKEW = timedelta(hours=1)
-
-
-def spark_type(arrow_type: pa.DataType) -> T.DataType:
-    """The Spark type a contract column lands as in the lake."""
-    if pa.types.is_list(arrow_type):
-        return T.ArrayType(spark_type(arrow_type.value_type))
-    if pa.types.is_timestamp(arrow_type):
-        return T.TimestampType()
-    simple = {
-        pa.int64(): T.LongType(),
-        pa.int32(): T.IntegerType(),
-        pa.float64(): T.DoubleType(),
-        pa.float32(): T.FloatType(),
-        pa.bool_(): T.BooleanType(),
-        pa.string(): T.StringType(),
-    }
-    return simple[arrow_type]
-
-
-def lake_schema(contract: LogContract) -> T.StructType:
-    return T.StructType(
-        [T.StructField(f.name, spark_type(f.type), nullable=True) for f in contract.schema]
-    )
 
 
 def _raw_schema(contract: LogContract) -> T.StructType:
