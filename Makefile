@@ -42,7 +42,7 @@ bench-pipeline: setup
 	$(PY) -m benchmarks.bench_pipeline
 
 ui: setup
-	$(UV) run --frozen dagster dev -m pipelines.definitions
+	$(PY) -m pipelines.run ui
 
 clean:
 	rm -rf $(LOUPE_HOME)

@@ -57,10 +57,11 @@ class EmbeddedRedis:
 
 
 @contextmanager
-def redis_endpoint(redis_url: str | None, data_dir: Path) -> Iterator[str]:
-    """Yield a Redis URL: `redis_url` as given, else an embedded server kept under `data_dir`."""
+def redis_endpoint(redis_url: str | None, data_dir: Path, port: int | None = None) -> Iterator[str]:
+    """Yield a Redis URL: `redis_url` as given, else an embedded server kept under `data_dir`
+    (on `port`, so other processes of the platform find it)."""
     if redis_url:
         yield redis_url
         return
-    with EmbeddedRedis(data_dir=data_dir, persist=True) as server:
+    with EmbeddedRedis(data_dir=data_dir, persist=True, port=port) as server:
         yield server.url

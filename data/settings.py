@@ -10,6 +10,7 @@ points the same code at real services by setting the variables below.
 | LOUPE_SEED            | data.columns.WORLD_SEED               | seed of the simulated world              |
 | LOUPE_SERVE           | 1                                     | make run: keep UIs/service up at the end |
 | REDIS_URL             | (unset: embedded Valkey under LOUPE_HOME) | Redis 7 / Valkey / Redis Cluster URL |
+| LOUPE_REDIS_PORT      | 16379                                 | port of the embedded Valkey server       |
 | SPARK_MASTER          | local[*]                              | Spark master (e.g. spark://host:7077)    |
 | SPARK_REMOTE          | (unset)                               | Spark Connect URL (sc://host:15002); wins over SPARK_MASTER |
 | LOUPE_SPARK_DRIVER_MEMORY | 4g                                | driver memory of a local Spark           |
@@ -39,6 +40,7 @@ class Settings:
     seed: int = WORLD_SEED
     serve: bool = True
     redis_url: str | None = None
+    embedded_redis_port: int = 16379
     spark_master: str = "local[*]"
     spark_remote: str | None = None
     spark_driver_memory: str = "4g"
@@ -74,6 +76,11 @@ class Settings:
         return self.home / "redis"
 
     @property
+    def redis_endpoint(self) -> str:
+        """REDIS_URL, or where the embedded server runs (the runner starts it on this port)."""
+        return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+    @property
     def dagster_storage_dir(self) -> Path:
         return self.home / "dagster"
 
@@ -91,6 +98,7 @@ class Settings:
             seed=int(env.get("LOUPE_SEED", WORLD_SEED)),
             serve=env.get("LOUPE_SERVE", "1") not in ("0", "false", "no"),
             redis_url=env.get("REDIS_URL") or None,
+            embedded_redis_port=int(env.get("LOUPE_REDIS_PORT") or 16379),
             spark_master=env.get("SPARK_MASTER") or "local[*]",
             spark_remote=env.get("SPARK_REMOTE") or None,
             spark_driver_memory=env.get("LOUPE_SPARK_DRIVER_MEMORY") or "4g",

@@ -6,10 +6,11 @@
 import dagster as dg
 
 from data.settings import get_settings
-from pipelines.defs import ingest
+from pipelines.defs import features, ingest
 from pipelines.resources import build_resources
 
 defs = dg.Definitions.merge(
     ingest.defs,
+    features.defs,
     dg.Definitions(resources=build_resources(get_settings())),
 )

@@ -9,6 +9,7 @@ from pyspark.sql import SparkSession
 
 from data.settings import Settings
 from data.spark import build_spark_session
+from features.store import registry_location
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -44,8 +45,29 @@ class WorkspaceResource(dg.ConfigurableResource):
         return Path(self.truth_dir)
 
 
-def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    return {
+class FeastResource(dg.ConfigurableResource):
+    """The Feast feature store: registry, Redis online store, offline store over the lake."""
+
+    registry: str
+    redis_url: str
+    lake_dir: str
+    offline_store: str = "file"
+    spark_master: str = "local[*]"
+
+    def store(self):
+        from feast import FeatureStore
+
+        from features.store import repo_config
+
+        return FeatureStore(
+            config=repo_config(self.registry, self.redis_url, self.offline_store, self.spark_master)
+        )
+
+
+def build_resources(settings: Settings, redis_url: str | None = None) -> dict[str, dg.ConfigurableResource]:
+    """Every resource, from settings. `redis_url` overrides where Redis is (tests); by default
+    REDIS_URL or the embedded server's fixed port (`make run` / `make ui` start it)."""
+    resources: dict[str, dg.ConfigurableResource] = {
         "spark": SparkResource(
             master=settings.spark_master,
             remote=settings.spark_remote,
@@ -57,3 +79,12 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             truth_dir=str(settings.truth_dir),
         ),
     }
+    resources["feast"] = FeastResource(
+        registry=registry_location(settings),
+        redis_url=redis_url or settings.redis_endpoint,
+        lake_dir=str(settings.lake_dir),
+        offline_store=settings.feast_offline_store,
+        spark_master=settings.spark_master,
+    )
+    return resources
+

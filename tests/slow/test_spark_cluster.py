@@ -19,7 +19,6 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from data import lake
 from data.spark_cluster import (
     connect_client_missing,
     kill_process_group,
@@ -27,11 +26,11 @@ from data.spark_cluster import (
     local_standalone_cluster,
 )
 from pipelines.defs.ingest.ingest import ingest_partition
+from tests.builders import DAY, PREV_DAY, engagement, post, user, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
 
 REPO = Path(__file__).resolve().parents[2]
-DAY, PREV_DAY = "2026-10-03", "2026-10-02"
 STEPS = [(log, day) for day in (PREV_DAY, DAY) for log in ("users", "posts", "engagements")]
 JOB_TIMEOUT_S = 300
 
@@ -60,32 +59,6 @@ Path(args["out"]).write_text(json.dumps({"reports": reports, "executors": execut
 
 
 # --- a small landing world, written by hand --------------------------------------------------
-
-
-def write_jsonl(landing: Path, log_type: str, day: str, rows: list, name: str = "part-00000.jsonl"):
-    folder = lake.landing_day_dir(landing, log_type, day)
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = [r if isinstance(r, str) else json.dumps(r) for r in rows]
-    (folder / name).write_text("".join(line + "\n" for line in lines))
-
-
-def user(uid, ts="2026-09-01T00:00:00.000Z", **over) -> dict:
-    row = {"user_id": uid, "created_at": ts, "updated_at": ts, "is_private": False,
-           "is_verified": uid % 2 == 0, "country": "FR"}
-    return {**row, **over}
-
-
-def post(pid, author, ts=f"{PREV_DAY}T10:00:00.000Z", **over) -> dict:
-    row = {"post_id": pid, "author_id": author, "created_at": ts, "media_type": "photo",
-           "hashtags": ["food", "paris"], "caption": f"post {pid}", "deleted_at": None}
-    return {**row, **over}
-
-
-def engagement(eid, viewer=1, post_id=100, **over) -> dict:
-    row = {"event_id": eid, "viewer_id": viewer, "post_id": post_id, "author_id": 2,
-           "type": "like", "value": None, "ts": f"{DAY}T12:00:00.000Z", "surface": "home",
-           "request_id": "r1"}
-    return {**row, **over}
 
 
 def build_landing(landing: Path) -> None:

@@ -11,38 +11,9 @@ from pyspark.sql import functions as F
 
 from data import lake
 from pipelines.defs.ingest.ingest import IngestError, ingest_partition
+from tests.builders import DAY, PREV_DAY, engagement, post, user, write_jsonl
 
 pytestmark = pytest.mark.spark
-
-DAY = "2026-10-03"
-PREV_DAY = "2026-10-02"
-
-
-def write_jsonl(landing: Path, log_type: str, day: str, rows: list, name: str = "part-00000.jsonl"):
-    folder = lake.landing_day_dir(landing, log_type, day)
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = [r if isinstance(r, str) else json.dumps(r) for r in rows]
-    (folder / name).write_text("".join(line + "\n" for line in lines))
-    return folder / name
-
-
-def user(uid: int, ts: str = "2026-09-01T00:00:00.000Z") -> dict:
-    return {"user_id": uid, "created_at": ts, "updated_at": ts, "is_private": False,
-            "is_verified": False, "country": "FR"}
-
-
-def post(pid: int, author: int, ts: str = f"{PREV_DAY}T10:00:00.000Z") -> dict:
-    return {"post_id": pid, "author_id": author, "created_at": ts, "media_type": "photo",
-            "hashtags": ["food"], "caption": "lunch", "deleted_at": None}
-
-
-def engagement(eid: str, viewer: int = 1, post_id: int = 100, **over) -> dict:
-    row = {"event_id": eid, "viewer_id": viewer, "post_id": post_id, "author_id": 2,
-           "type": "like", "value": None, "ts": f"{DAY}T12:00:00.000Z", "surface": "home",
-           "request_id": "r1"}
-    row.update(over)
-    return row
-
 
 @pytest.fixture
 def world(tmp_path: Path):
