@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run test test-fast bench bench-pipeline ui clean
+.PHONY: help setup run test test-fast bench bench-pipeline bench-features bench-online-reader ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
@@ -36,7 +36,7 @@ test: setup
 test-fast: setup
 	$(UV) run --frozen pytest -m "not slow"
 
-bench: bench-pipeline
+bench: bench-pipeline bench-features bench-online-reader
 
 bench-pipeline: setup
 	$(PY) -m benchmarks.bench_pipeline
@@ -46,3 +46,12 @@ ui: setup
 
 clean:
 	rm -rf $(LOUPE_HOME)
+
+bench-features: setup
+	$(PY) -m benchmarks.bench_features
+
+bench-online-reader: setup
+	$(PY) -m benchmarks.bench_online_reader
+
+feast: setup
+	$(PY) -m features.feast_cli $(ARGS)

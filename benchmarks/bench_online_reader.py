@@ -11,7 +11,6 @@ checked equal (Feast None <-> missing flag) before anything is timed.
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import tempfile
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import PeakRss, write_result
+from benchmarks.common import PeakRss, interleaved, ms_percentile, write_result
 from data.columns import AUTHOR_ID, POST_ID, VIEWER_ID
 from data.redis_server import EmbeddedRedis
 from features.online import PackedFeatureReader, PackedViewWriter
@@ -63,10 +62,6 @@ def check_parity(repo, reader: PackedFeatureReader, request: dict[str, np.ndarra
         np.testing.assert_array_equal(block.values[:, j], want, err_msg=name)
 
 
-def pct(samples: list[float], q: float) -> float:
-    return round(float(np.percentile(samples, q)) * 1e3, 3)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--posts", type=int, default=10_000)
@@ -99,26 +94,11 @@ def main(argv: list[str] | None = None) -> dict:
             repo.store.get_online_features(repo.service, columnar[r]).to_dict()
             reader.read(requests[r])
 
-        # alternate blocks (5 Feast calls, then 100 fast reads) so both share the machine's noise;
-        # blocks rather than single calls because the reads right after a 300 ms Feast call run
-        # ~1.5x slower (caches/allocator churned by Feast) - a cost a serving process that only
-        # runs the fast reader does not pay. `fast_first_after_feast_p50_ms` reports it anyway.
-        feast_s: list[float] = []
-        fast_s: list[float] = []
-        first_after_feast: list[float] = []
-        rounds = max(1, args.reps // 5)
-        for r in range(rounds):
-            gc.collect()
-            for i in range(5):
-                k = (5 * r + i) % len(requests)
-                start = time.perf_counter()
-                repo.store.get_online_features(repo.service, columnar[k]).to_dict()
-                feast_s.append(time.perf_counter() - start)
-            gc.collect()
-            for i in range(100):
-                start = time.perf_counter()
-                reader.read(requests[(r + i) % len(requests)])
-                (first_after_feast if i == 0 else fast_s).append(time.perf_counter() - start)
+        feast_s, fast_s, first_after_feast = interleaved(
+            lambda k: repo.store.get_online_features(repo.service, columnar[k % len(requests)]).to_dict(),
+            lambda k: reader.read(requests[k % len(requests)]),
+            rounds=max(1, args.reps // 5),
+        )
 
         block = reader.read(requests[0])
         result = {
@@ -130,15 +110,15 @@ def main(argv: list[str] | None = None) -> dict:
                 for cols in reader.request_columns
             ),
             "found_rate_by_view": dict(zip(reader.view_names, block.view_found.mean(axis=0).round(3).tolist())),
-            "fast_p50_ms": pct(fast_s, 50),
-            "fast_p99_ms": pct(fast_s, 99),
+            "fast_p50_ms": ms_percentile(fast_s, 50),
+            "fast_p99_ms": ms_percentile(fast_s, 99),
             "fast_mean_ms": round(statistics.fmean(fast_s) * 1e3, 3),
             "fast_calls": len(fast_s),
-            "fast_first_after_feast_p50_ms": pct(first_after_feast, 50),
-            "feast_p50_ms": pct(feast_s, 50),
-            "feast_p99_ms": pct(feast_s, 99),
+            "fast_first_after_feast_p50_ms": ms_percentile(first_after_feast, 50),
+            "feast_p50_ms": ms_percentile(feast_s, 50),
+            "feast_p99_ms": ms_percentile(feast_s, 99),
             "feast_calls": len(feast_s),
-            "speedup_p50": round(pct(feast_s, 50) / pct(fast_s, 50), 1),
+            "speedup_p50": round(ms_percentile(feast_s, 50) / ms_percentile(fast_s, 50), 1),
             "parity_checked_requests": 3,
             "offline_rows": int(sum(len(f) for f in repo.frames.values())),
             "feast_materialize_s": round(t1 - t0, 2),

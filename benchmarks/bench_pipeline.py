@@ -1,34 +1,33 @@
 """bench-pipeline: generate the medium world and ingest it; wall time per stage and peak memory.
 
-Runs in its own workspace (LOUPE_HOME/bench/pipeline) on an ephemeral Dagster instance so it never
-touches the world `make run` keeps. Peak RSS covers the whole process tree (Python + Spark JVM).
+Runs in the benchmarks' workspace (LOUPE_HOME/bench/medium, regenerated here and kept for the
+other benchmarks) on an ephemeral Dagster instance, so it never touches the world `make run` keeps.
+Peak RSS covers the whole process tree (Python + Spark JVM).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
-from dataclasses import replace
 
 import dagster as dg
 
 from benchmarks.common import PeakRss, stopwatch, write_result
-from data.settings import get_settings
+from benchmarks.workspace import WORLD, bench_settings
 from data.world import generate_world
 from pipelines.run import format_ingest_table, ingest_days
 
-WORLD = "medium"
-
 
 def main() -> None:
-    base = get_settings()
-    settings = replace(base, home=base.home / "bench" / "pipeline", world=WORLD)
+    settings = bench_settings()
     shutil.rmtree(settings.home, ignore_errors=True)
     stages: dict[str, float] = {}
     start = time.perf_counter()
     with PeakRss() as rss:
         with stopwatch(stages, "generate_s"):
             summary = generate_world(WORLD, settings.seed, settings.landing_dir, settings.truth_dir)
+            (settings.home / "world.json").write_text(json.dumps(summary.to_dict(), indent=2))
         with stopwatch(stages, "ingest_s"), dg.DagsterInstance.ephemeral() as instance:
             totals = ingest_days(settings, summary.days, instance)
     wall = round(time.perf_counter() - start, 2)
@@ -49,7 +48,6 @@ def main() -> None:
             "events_per_s_ingest": round(summary.events / stages["ingest_s"]),
         },
     )
-    shutil.rmtree(settings.home, ignore_errors=True)  # medium is ~GBs of JSON: do not keep it
 
 
 if __name__ == "__main__":

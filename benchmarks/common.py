@@ -70,3 +70,36 @@ def write_result(area: str, result: dict) -> Path:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return path
+
+
+def ms_percentile(samples_s: list[float], q: float) -> float:
+    """The q-th percentile of durations in seconds, in milliseconds."""
+    import numpy as np
+
+    return round(float(np.percentile(samples_s, q)) * 1e3, 3)
+
+
+def interleaved(slow, fast, rounds: int, slow_per_round: int = 5, fast_per_round: int = 100):
+    """Time `slow(i)` and `fast(i)` in alternating blocks so both share the machine's noise.
+
+    Blocks rather than single calls: the reads right after a slow call run slower (caches and
+    allocator churned by it), a cost a serving process that only runs the fast path does not pay;
+    those first reads are returned apart. Returns (slow_s, fast_s, fast_first_after_slow_s).
+    """
+    import gc
+
+    slow_s: list[float] = []
+    fast_s: list[float] = []
+    first_after: list[float] = []
+    for r in range(rounds):
+        gc.collect()
+        for i in range(slow_per_round):
+            start = time.perf_counter()
+            slow(slow_per_round * r + i)
+            slow_s.append(time.perf_counter() - start)
+        gc.collect()
+        for i in range(fast_per_round):
+            start = time.perf_counter()
+            fast(r + i)
+            (first_after if i == 0 else fast_s).append(time.perf_counter() - start)
+    return slow_s, fast_s, first_after

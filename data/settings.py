@@ -121,3 +121,8 @@ def export_dagster_env(settings: Settings) -> None:
     """
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     os.environ.setdefault("LOUPE_DAGSTER_STORAGE", str(settings.dagster_storage_dir))
+
+
+def subprocess_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment plus `extra`, for a child process (e.g. the feast CLI)."""
+    return {**os.environ, **extra}

@@ -7,33 +7,13 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 
-import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
 from data.contracts import LOG_TYPES
-from data.settings import Settings
-from data.world import generate_world
-from pipelines.defs.ingest.assets import ingest_assets
-from pipelines.resources import build_resources
+from tests.conftest import materialize_ingest
 
 pytestmark = pytest.mark.spark
-
-
-def materialize_all(settings: Settings, days: list[str]) -> dict[str, dict]:
-    """Run every ingest asset for every day; collect metadata and check results per log."""
-    out = {log: {"meta": [], "checks": []} for log in LOG_TYPES}
-    resources = build_resources(settings)
-    with dg.DagsterInstance.ephemeral() as instance:
-        for day in days:
-            result = dg.materialize(ingest_assets, partition_key=day, instance=instance, resources=resources)
-            assert result.success
-            for event in result.get_asset_materialization_events():
-                meta = {k: v.value for k, v in event.materialization.metadata.items()}
-                out[event.asset_key.path[-1]]["meta"].append(meta)
-            for check in result.get_asset_check_evaluations():
-                out[check.asset_key.path[-1]]["checks"].append(check.passed)
-    return out
 
 
 def lake_digest(lake_dir: Path, table: str) -> str:
@@ -44,11 +24,8 @@ def lake_digest(lake_dir: Path, table: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def ingested(tmp_path_factory, spark):
-    settings = Settings(home=tmp_path_factory.mktemp("ingest") / "loupe", world="tiny")
-    summary = generate_world("tiny", settings.seed, settings.landing_dir, settings.truth_dir)
-    first = materialize_all(settings, summary.days)
-    return settings, summary, first
+def ingested(tiny_lake):
+    return tiny_lake
 
 
 def totals(runs: dict, log: str) -> Counter:
@@ -87,7 +64,7 @@ def test_quarantine_keeps_the_raw_line_and_its_file(ingested):
 def test_a_second_run_leaves_the_lake_unchanged(ingested):
     settings, summary, first = ingested
     before = {log: lake_digest(settings.lake_dir, log) for log in LOG_TYPES}
-    second = materialize_all(settings, summary.days)
+    second = materialize_ingest(settings, summary.days)
     after = {log: lake_digest(settings.lake_dir, log) for log in LOG_TYPES}
     assert before == after
     for log in LOG_TYPES:

@@ -1,5 +1,6 @@
-"""Ingestion on a real Spark standalone cluster (and over Spark Connect) lands exactly what local
-mode lands: same report counts, same quarantine reasons, same lake rows.
+"""Ingestion and a feature job on a real Spark standalone cluster (and over Spark Connect) write
+exactly what local mode writes: same report counts, same quarantine reasons, same lake rows, same
+relationship-strength features.
 
 The cluster job runs in a child Python process: a classic SparkSession cannot switch master, and
 the session-scoped local `spark` fixture may already be alive in this pytest process.
@@ -25,13 +26,16 @@ from data.spark_cluster import (
     local_connect_server,
     local_standalone_cluster,
 )
+from features.jobs import relationship
+from features.storage import write_feature_partition
+from features.tables import RELATIONSHIP
 from pipelines.defs.ingest.ingest import ingest_partition
-from tests.builders import DAY, PREV_DAY, engagement, post, user, write_jsonl
+from tests.builders import DAY, PREV_DAY, engagement, follow, post, user, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = [(log, day) for day in (PREV_DAY, DAY) for log in ("users", "posts", "engagements")]
+STEPS = [(log, day) for day in (PREV_DAY, DAY) for log in ("users", "posts", "follows", "engagements")]
 JOB_TIMEOUT_S = 300
 
 # Runs in the child process: ingest every step through a session on `master` or `remote`.
@@ -39,6 +43,9 @@ JOB = """
 import dataclasses, json, sys
 from pathlib import Path
 from data.spark import build_spark_session
+from features.jobs import relationship
+from features.storage import write_feature_partition
+from features.tables import RELATIONSHIP
 from pipelines.defs.ingest.ingest import ingest_partition
 
 args = json.loads(sys.argv[1])
@@ -48,6 +55,9 @@ try:
     reports = [dataclasses.asdict(ingest_partition(spark, log, day, Path(args["landing"]),
                                                    Path(args["lake"])))
                for log, day in args["steps"]]
+    lake = Path(args["lake"])
+    write_feature_partition(relationship.compute(spark, lake, args["features_day"]), lake,
+                            RELATIONSHIP, args["features_day"])
     executors = None
     if not args["remote"]:
         assert spark.sparkContext.master == args["master"], spark.sparkContext.master
@@ -71,6 +81,10 @@ def build_landing(landing: Path) -> None:
         post(100, 2, deleted_at=f"{DAY}T09:00:00.000Z"),
         post(103, 42, f"{DAY}T03:00:00.000Z"),  # unknown author
     ])
+    write_jsonl(landing, "follows", PREV_DAY, [follow(1, 2, f"{PREV_DAY}T08:00:00.000Z"),
+                                              follow(2, 1, f"{PREV_DAY}T09:00:00.000Z")])
+    write_jsonl(landing, "follows", DAY, [follow(3, 2, f"{DAY}T08:00:00.000Z"),
+                                         follow(1, 2, f"{DAY}T10:00:00.000Z", "unfollow")])
     write_jsonl(landing, "engagements", PREV_DAY, [engagement("e-old", ts=f"{PREV_DAY}T12:00:00.000Z")])
     first = [
         engagement("a"), engagement("a"),  # a copy within the file
@@ -120,7 +134,7 @@ def run_job(workdir: Path, landing: Path, lake_dir: Path, master: str = "local[1
             remote: str | None = None, conf: dict | None = None) -> dict:
     out = workdir / "job.json"
     args = {"master": master, "remote": remote, "conf": conf or {}, "landing": str(landing),
-            "lake": str(lake_dir), "steps": STEPS, "out": str(out)}
+            "lake": str(lake_dir), "steps": STEPS, "out": str(out), "features_day": DAY}
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1",
            "SPARK_LOCAL_DIRS": str(workdir / "driver-local")}
     log = workdir / "job.log"
@@ -157,6 +171,7 @@ def local_result(tmp_path_factory, spark):
     build_landing(landing)
     reports = [dataclasses.asdict(ingest_partition(spark, log, day, landing, lake_dir))
                for log, day in STEPS]
+    write_feature_partition(relationship.compute(spark, lake_dir, DAY), lake_dir, RELATIONSHIP, DAY)
     assert all(r["rows_read"] == r["rows_landed"] + r["rows_quarantined"] + r["duplicates_dropped"]
                for r in reports)
     today = reports[STEPS.index(("engagements", DAY))]
@@ -169,7 +184,8 @@ def assert_same_as_local(local_result, reports: list[dict], lake_dir: Path) -> N
     assert [normalised(r, lake_dir) for r in reports] == local_reports
     rows = lake_contents(lake_dir)
     assert sorted(rows) == sorted(local_rows)
-    assert len(rows) == 2 * len(STEPS)  # a lake and a quarantine partition per step
+    assert len(rows) == 2 * len(STEPS) + 1  # a lake and a quarantine partition per step + features
+    assert any(p.startswith("features/viewer_author/") for p in rows)
     for partition, expected in local_rows.items():
         assert rows[partition] == expected, partition
 

@@ -1,0 +1,138 @@
+"""bench-features, on the medium world:
+
+1. the daily feature pipeline for the newest day: four Spark snapshots, `feast apply`, Feast
+   materialize + the packed view (seconds per asset, wall time);
+2. hydrating 1,000 ranking candidates with feed_ranker_v1: Feast's get_online_features vs the
+   packed reader, same Redis, same requests, interleaved in one run, parity checked first.
+
+A request is one viewer and 1,000 candidates: the recent posts of the authors the viewer follows
+(about half when there are enough), the rest recent posts of anyone.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pyarrow.dataset as pads
+
+from benchmarks.common import PeakRss, interleaved, ms_percentile, write_result
+from benchmarks.workspace import bench_settings, ensure_medium_lake
+from data import columns as c
+from data.redis_server import EmbeddedRedis
+from features.feature_repo.definitions import REQUEST_TS, SERVICE_NAME
+from features.jobs.inputs import day_end
+from features.online.parity import reader_vs_feast
+from features.online.ranking import RankingFeatureReader
+from features.storage import feature_partition_dir
+from features.tables import POST, RELATIONSHIP
+from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
+from pipelines.resources import build_resources
+
+CANDIDATES = 1_000
+REQUESTS = 40
+
+
+def run_daily_pipeline(settings, day: str, redis_url: str) -> dict[str, float]:
+    resources = build_resources(settings, redis_url)
+    seconds: dict[str, float] = {}
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(feature_assets, partition_key=day, instance=instance, resources=resources)
+        for step in result.get_step_success_events():
+            seconds[step.step_key.replace("__", "/")] = step.event_specific_data.duration_ms / 1000
+        for assets, partition in (([feast_registry], None), ([feast_online], day)):
+            start = time.perf_counter()
+            result = dg.materialize(assets, partition_key=partition, instance=instance, resources=resources)
+            assert all(check.passed for check in result.get_asset_check_evaluations())
+            seconds[assets[0].key.to_user_string()] = time.perf_counter() - start
+    return {k: round(v, 2) for k, v in seconds.items()}
+
+
+def make_requests(settings, day: str, seed: int = 7) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    posts = pads.dataset(str(feature_partition_dir(settings.lake_dir, POST, day))).to_table(
+        columns=[c.POST_ID]).to_pandas()
+    authors_of = pads.dataset(str(settings.lake_dir / "posts")).to_table(
+        columns=[c.POST_ID, c.AUTHOR_ID]).to_pandas().drop_duplicates(c.POST_ID).set_index(c.POST_ID)[c.AUTHOR_ID]
+    posts[c.AUTHOR_ID] = authors_of.reindex(posts[c.POST_ID]).to_numpy()
+    by_author = posts.groupby(c.AUTHOR_ID)[c.POST_ID].apply(np.asarray)
+    pairs = pads.dataset(str(feature_partition_dir(settings.lake_dir, RELATIONSHIP, day))).to_table(
+        columns=[c.VIEWER_ID, c.AUTHOR_ID, "is_following"]).to_pandas()
+    follows = pairs[pairs["is_following"] > 0].groupby(c.VIEWER_ID)[c.AUTHOR_ID].apply(np.asarray)
+    heavy = follows[follows.map(len) >= 20].index.to_numpy()
+    requests = []
+    for viewer in rng.choice(heavy, size=REQUESTS, replace=False):
+        followed = [by_author[a] for a in follows[viewer] if a in by_author.index]
+        in_network = np.concatenate(followed)[: CANDIDATES // 2] if followed else np.array([], dtype=np.int64)
+        rest = rng.choice(posts[c.POST_ID].to_numpy(), size=CANDIDATES - len(in_network), replace=False)
+        post_ids = np.concatenate([in_network, rest]).astype(np.int64)
+        author_ids = authors_of.reindex(post_ids).to_numpy().astype(np.int64)
+        requests.append((np.full(CANDIDATES, viewer, dtype=np.int64), author_ids, post_ids))
+    return requests
+
+
+def main() -> None:
+    settings = bench_settings()
+    start = time.perf_counter()
+    world = ensure_medium_lake(settings)
+    prepare_s = round(time.perf_counter() - start, 1)
+    day = world["days"][-1]
+    request_ts = int(day_end(day).timestamp()) + 9 * 3600
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(data_dir=Path(tmp)) as redis, PeakRss() as rss:
+        start = time.perf_counter()
+        assets = run_daily_pipeline(settings, day, redis.url)
+        pipeline_wall = round(time.perf_counter() - start, 2)
+
+        store = build_resources(settings, redis.url)["feast"].store()
+        reader = RankingFeatureReader(store)
+        requests = make_requests(settings, day)
+        for viewers, authors, posts in requests[:3]:
+            parity = reader_vs_feast(store, reader, viewers, authors, posts, request_ts)
+            assert parity.ok, parity.mismatched[:5]
+        service = store.get_feature_service(SERVICE_NAME)
+        rows = [
+            [{c.VIEWER_ID: int(v), c.AUTHOR_ID: int(a), c.POST_ID: int(p), REQUEST_TS: request_ts}
+             for v, a, p in zip(*request)]
+            for request in requests
+        ]
+
+        def feast_read(k: int) -> None:
+            store.get_online_features(features=service, entity_rows=rows[k % len(rows)],
+                                      full_feature_names=True).to_dict()
+
+        def fast_read(k: int) -> None:
+            reader.read(*requests[k % len(requests)], request_ts_s=request_ts)
+
+        for k in range(3):  # warm both paths
+            feast_read(k)
+            fast_read(k)
+        feast_s, fast_s, first_after = interleaved(feast_read, fast_read, rounds=8)
+        found = reader._stored.read({c.VIEWER_ID: requests[0][0], c.AUTHOR_ID: requests[0][1],
+                                     c.POST_ID: requests[0][2]})
+
+    write_result("features", {
+        "world": settings.world,
+        "day": day,
+        "entities": CANDIDATES,
+        "features": len(reader.feature_names),
+        "fast_p50_ms": ms_percentile(fast_s, 50),
+        "fast_p99_ms": ms_percentile(fast_s, 99),
+        "fast_calls": len(fast_s),
+        "fast_first_after_feast_p50_ms": ms_percentile(first_after, 50),
+        "feast_p50_ms": ms_percentile(feast_s, 50),
+        "feast_p99_ms": ms_percentile(feast_s, 99),
+        "feast_calls": len(feast_s),
+        "speedup_p50": round(ms_percentile(feast_s, 50) / ms_percentile(fast_s, 50), 1),
+        "found_rate_by_view": dict(zip(found.view_names, found.view_found.mean(axis=0).round(3).tolist())),
+        "pipeline_wall_s": pipeline_wall,
+        "assets": assets,
+        "world_prepare_s": prepare_s,
+        "peak_rss_mb": rss.peak_mb,
+    })
+
+
+if __name__ == "__main__":
+    main()

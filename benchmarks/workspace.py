@@ -1,0 +1,41 @@
+"""The medium world the benchmarks share: generated and ingested once, kept under
+LOUPE_HOME/bench/medium so later benchmarks (features, quality, serving) start from its lake."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import dagster as dg
+
+from data.contracts import LOG_TYPES
+from data.lake import partition_days
+from data.settings import Settings, get_settings
+from pipelines.run import ingest_days, prepare_world
+
+WORLD = "medium"
+
+
+def bench_settings() -> Settings:
+    base = get_settings()
+    return replace(base, home=base.home / "bench" / WORLD, world=WORLD)
+
+
+def lake_ready(settings: Settings) -> bool:
+    marker = settings.home / "world.json"
+    if not marker.exists():
+        return False
+    days = json.loads(marker.read_text())["days"]
+    return all(partition_days(settings.lake_dir, log)[-1:] == days[-1:] for log in LOG_TYPES)
+
+
+def ensure_medium_lake(settings: Settings) -> dict:
+    """The world summary; generates and ingests the medium world unless its lake is complete."""
+    if lake_ready(settings):
+        return json.loads((settings.home / "world.json").read_text())
+    shutil.rmtree(settings.home, ignore_errors=True)
+    world = prepare_world(settings)
+    with dg.DagsterInstance.ephemeral() as instance:
+        ingest_days(settings, world["days"], instance)
+    return world
