@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from data.settings import subprocess_env
+
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
@@ -40,10 +42,7 @@ class SparkServiceError(RuntimeError):
 
 
 def spark_home() -> Path:
-    """$SPARK_HOME if it is a Spark distribution, else the installed pyspark package."""
-    env = os.environ.get("SPARK_HOME")
-    if env and (Path(env) / "bin" / "spark-class").is_file():
-        return Path(env)
+    """The installed pyspark package: the same Spark version the driver uses."""
     import pyspark
 
     home = Path(pyspark.__file__).resolve().parent
@@ -63,8 +62,7 @@ def _base_env(workdir: Path) -> dict[str, str]:
     local_dir = workdir / "local"
     for folder in (conf_dir, local_dir, workdir / "logs"):
         folder.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.update(
+    env = subprocess_env(dict(
         SPARK_HOME=str(spark_home()),
         SPARK_CONF_DIR=str(conf_dir),
         SPARK_LOCAL_IP=HOST,
@@ -72,7 +70,7 @@ def _base_env(workdir: Path) -> dict[str, str]:
         SPARK_LOCAL_DIRS=str(local_dir),
         PYSPARK_PYTHON=sys.executable,
         PYSPARK_DRIVER_PYTHON=sys.executable,
-    )
+    ))
     env.pop("SPARK_ENV_LOADED", None)
     return env
 

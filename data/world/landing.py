@@ -21,24 +21,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data.contracts import CONTRACTS, LOG_TYPES
-from data.world.config import DIRT_KINDS, DirtRates
+from data.world.config import DIRT_KINDS, MALFORMED_KINDS, DirtRates
 from data.world.util import DAY_MS, day_ms, format_ts, rng_for
 
 EVENT_LOGS = ("engagements", "impressions")
 # Which malformed kinds make sense for which log (users have no enums or references).
 APPLICABLE = {
     "users": ("malformed_json", "missing_required", "bad_type", "ts_in_future"),
-    **{
-        log: (
-            "malformed_json",
-            "missing_required",
-            "bad_type",
-            "bad_enum",
-            "ts_in_future",
-            "unknown_reference",
-        )
-        for log in ("posts", "follows", "blocks", "engagements", "impressions")
-    },
+    **{log: MALFORMED_KINDS for log in ("posts", "follows", "blocks", "engagements", "impressions")},
 }
 # Kinds every world has at least one of (so even tiny exercises every quarantine path).
 FORCED = {
