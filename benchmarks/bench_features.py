@@ -11,6 +11,8 @@ A request is one viewer and 1,000 candidates: the recent posts of the authors th
 
 from __future__ import annotations
 
+import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ import numpy as np
 import pyarrow.dataset as pads
 
 from benchmarks.common import PeakRss, interleaved, ms_percentile, write_result
-from benchmarks.workspace import bench_settings, ensure_medium_lake
+from benchmarks.workspace import WORLD, bench_settings, ensure_lake
 from data import columns as c
 from data.redis_server import EmbeddedRedis
 from features.feature_repo.definitions import REQUEST_TS, SERVICE_NAME
@@ -64,7 +66,7 @@ def make_requests(settings, day: str, seed: int = 7) -> list[tuple[np.ndarray, n
     follows = pairs[pairs["is_following"] > 0].groupby(c.VIEWER_ID)[c.AUTHOR_ID].apply(np.asarray)
     heavy = follows[follows.map(len) >= 20].index.to_numpy()
     requests = []
-    for viewer in rng.choice(heavy, size=REQUESTS, replace=False):
+    for viewer in rng.choice(heavy, size=min(REQUESTS, len(heavy)), replace=False):
         followed = [by_author[a] for a in follows[viewer] if a in by_author.index]
         in_network = np.concatenate(followed)[: CANDIDATES // 2] if followed else np.array([], dtype=np.int64)
         rest = rng.choice(posts[c.POST_ID].to_numpy(), size=CANDIDATES - len(in_network), replace=False)
@@ -74,10 +76,11 @@ def make_requests(settings, day: str, seed: int = 7) -> list[tuple[np.ndarray, n
     return requests
 
 
-def main() -> None:
-    settings = bench_settings()
+def main(argv: list[str]) -> None:
+    """`--world tiny` smoke-tests the benchmark itself in a minute; results count on medium."""
+    settings = bench_settings(argv[argv.index("--world") + 1] if "--world" in argv else WORLD)
     start = time.perf_counter()
-    world = ensure_medium_lake(settings)
+    world = ensure_lake(settings)
     prepare_s = round(time.perf_counter() - start, 1)
     day = world["days"][-1]
     request_ts = int(day_end(day).timestamp()) + 9 * 3600
@@ -110,10 +113,9 @@ def main() -> None:
             feast_read(k)
             fast_read(k)
         feast_s, fast_s, first_after = interleaved(feast_read, fast_read, rounds=8)
-        found = reader._stored.read({c.VIEWER_ID: requests[0][0], c.AUTHOR_ID: requests[0][1],
-                                     c.POST_ID: requests[0][2]})
+        found = reader.read_stored(*requests[0])
 
-    write_result("features", {
+    result = {
         "world": settings.world,
         "day": day,
         "entities": CANDIDATES,
@@ -131,8 +133,12 @@ def main() -> None:
         "assets": assets,
         "world_prepare_s": prepare_s,
         "peak_rss_mb": rss.peak_mb,
-    })
+    }
+    if settings.world == WORLD:
+        write_result("features", result)
+    else:
+        print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -17,9 +17,9 @@ from pipelines.run import ingest_days, prepare_world
 WORLD = "medium"
 
 
-def bench_settings() -> Settings:
+def bench_settings(world: str = WORLD) -> Settings:
     base = get_settings()
-    return replace(base, home=base.home / "bench" / WORLD, world=WORLD)
+    return replace(base, home=base.home / "bench" / world, world=world)
 
 
 def lake_ready(settings: Settings) -> bool:
@@ -30,8 +30,8 @@ def lake_ready(settings: Settings) -> bool:
     return all(partition_days(settings.lake_dir, log)[-1:] == days[-1:] for log in LOG_TYPES)
 
 
-def ensure_medium_lake(settings: Settings) -> dict:
-    """The world summary; generates and ingests the medium world unless its lake is complete."""
+def ensure_lake(settings: Settings) -> dict:
+    """The world summary; generates and ingests the world unless its lake is complete."""
     if lake_ready(settings):
         return json.loads((settings.home / "world.json").read_text())
     shutil.rmtree(settings.home, ignore_errors=True)

@@ -15,6 +15,7 @@ from features.feature_repo.definitions import FeastRepo, build_repo
 
 REPO_DIR = Path(__file__).resolve().parent / "feature_repo"
 PROJECT = "loupe"
+MATERIALIZE_BATCH_ROWS = 20_000
 
 
 def redis_connection_string(redis_url: str) -> str:
@@ -52,6 +53,8 @@ def repo_config(registry: str, redis_url: str, offline_store: str = "file", spar
         online_store={"type": "redis", "connection_string": redis_connection_string(redis_url)},
         offline_store=offline,
         entity_key_serialization_version=3,
+        # Convert and write in batches: one batch of a 3M-pair snapshot took ~18 GB in protobufs.
+        materialization={"online_write_batch_size": MATERIALIZE_BATCH_ROWS, "pull_latest_features": True},
         repo_path=str(REPO_DIR),
     )
 

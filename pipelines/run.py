@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -144,6 +145,9 @@ def serve(settings: Settings) -> None:
 
 
 def main(argv: list[str]) -> None:
+    # Third-party deprecation noise (ibis, Feast's "experimental" on-demand views) hides the summary.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
     settings = get_settings()
     export_dagster_env(settings)
     settings.home.mkdir(parents=True, exist_ok=True)

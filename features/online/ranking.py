@@ -16,7 +16,7 @@ from feast import FeatureStore
 
 from data import columns as c
 from features.feature_repo.definitions import SERVICE_NAME
-from features.online.reader import PackedFeatureReader
+from features.online.reader import OnlineFeatureBlock, PackedFeatureReader
 
 ON_DEMAND_VIEW = "request_features"
 AGE_AT_REQUEST = f"{ON_DEMAND_VIEW}__post_age_hours_at_request"
@@ -42,14 +42,17 @@ class RankingFeatureReader:
         self._following = stored.index(IS_FOLLOWING)
         self.feature_names = [*stored, AGE_AT_REQUEST, IN_NETWORK]
 
-    def read(self, viewer_ids, author_ids, post_ids, request_ts_s: float) -> RankingFeatures:
-        rows = {
+    def read_stored(self, viewer_ids, author_ids, post_ids) -> OnlineFeatureBlock:
+        """The stored views only, with per-view found flags and event timestamps (freshness)."""
+        return self._stored.read({
             c.VIEWER_ID: np.asarray(viewer_ids, dtype=np.int64),
             c.AUTHOR_ID: np.asarray(author_ids, dtype=np.int64),
             c.POST_ID: np.asarray(post_ids, dtype=np.int64),
-        }
-        block = self._stored.read(rows)
-        n = len(rows[c.POST_ID])
+        })
+
+    def read(self, viewer_ids, author_ids, post_ids, request_ts_s: float) -> RankingFeatures:
+        block = self.read_stored(viewer_ids, author_ids, post_ids)
+        n = block.values.shape[0]
         created = block.values[:, self._created].astype(np.float64)
         age_h = np.maximum((float(request_ts_s) - created) / 3600.0, 0.0)  # NaN stays NaN
         following = block.values[:, self._following]

@@ -136,8 +136,8 @@ def feast_online(context: dg.AssetExecutionContext, feast: FeastResource, worksp
     mismatches += [f"reader: {m}" for m in fast.mismatched[:5]]
 
     # freshness: the sampled entities' online rows carry this day's snapshot time
-    block = reader._stored.read({c.VIEWER_ID: pairs[c.VIEWER_ID].values[:n], c.AUTHOR_ID: pairs[c.AUTHOR_ID].values[:n],
-                                 c.POST_ID: posts[c.POST_ID].values[:n]})
+    block = reader.read_stored(pairs[c.VIEWER_ID].values[:n], pairs[c.AUTHOR_ID].values[:n],
+                               posts[c.POST_ID].values[:n])
     ts = block.event_ts_us[block.view_found]
     fresh = bool(len(ts)) and bool(np.all(ts == int(end.timestamp() * 1_000_000)))
     return dg.MaterializeResult(

@@ -124,7 +124,8 @@ def assign_status(rows: DataFrame, contract: LogContract, seen_keys: DataFrame |
         # Null-safe: a key may hold nulls (a post's creation row has no deleted_at).
         seen = seen_keys.select(*[F.col(k).alias(f"_seen_{k}") for k in key]).distinct()
         match = [rows[k].eqNullSafe(seen[f"_seen_{k}"]) for k in key]
-        rows = rows.join(F.broadcast(seen.withColumn("_seen", F.lit(True))), on=match, how="left")
+        # No broadcast hint: an event log's earlier keys are millions of rows; let AQE choose.
+        rows = rows.join(seen.withColumn("_seen", F.lit(True)), on=match, how="left")
         rows = rows.drop(*[f"_seen_{k}" for k in key])
     else:
         rows = rows.withColumn("_seen", F.lit(None).cast("boolean"))
