@@ -3,7 +3,7 @@ and the fast reader returns exactly what get_online_features returns."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
