@@ -18,11 +18,12 @@ PROJECT = "loupe"
 MATERIALIZE_BATCH_ROWS = 20_000
 
 
-def redis_connection_string(redis_url: str) -> str:
-    """redis://[:password@]host:port/db -> Feast's 'host:port,db=N[,password=...][,ssl=true]'."""
+def redis_connection_string(redis_url: str, db: int | None = None) -> str:
+    """redis://[:password@]host:port/db -> Feast's 'host:port,db=N[,password=...][,ssl=true]'
+    (`db` overrides the URL's database)."""
     url = urlparse(redis_url)
     parts = [f"{url.hostname or 'localhost'}:{url.port or 6379}"]
-    db = (url.path or "/0").lstrip("/") or "0"
+    db = str(db) if db is not None else (url.path or "/0").lstrip("/") or "0"
     parts.append(f"db={db}")
     if url.password:
         parts.append(f"password={url.password}")

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ from feast.types import Bool, Float32, Float64, Int32, Int64, String
 from feast.value_type import ValueType
 
 from data.columns import AUTHOR_ID, POST_ID, VIEWER_ID
+from features.store import redis_connection_string
 
 SERVICE = "ranking_v1"
 EVENT_TS = "event_timestamp"
@@ -91,12 +91,6 @@ class SampleRepo:
         """Replace a view's offline data (e.g. new rows before a second materialize)."""
         self.frames[view] = frame
         frame.to_parquet(self.sources[view], index=False)
-
-
-def redis_connection_string(redis_url: str, db: int = 0) -> str:
-    """Feast's `host:port,db=N` form of a redis:// URL."""
-    parsed = urlparse(redis_url)
-    return f"{parsed.hostname}:{parsed.port},db={db}"
 
 
 def build_sample_repo(
