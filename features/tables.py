@@ -23,6 +23,10 @@ DECAY_WEIGHTS = {
 }
 DECAY_HALF_LIFE_DAYS = 7.0
 NO_INTERACTION_DAYS = 999.0  # days_since_last_interaction of a pair that never interacted
+# Hashtags are feature-hashed into TAG_BUCKETS buckets: crc32(lowercased UTF-8 tag) mod TAG_BUCKETS.
+# A fixed hash is the same basis in every daily snapshot and in Spark and Python alike (no fitted
+# vocabulary to drift). The `request_features` on-demand view repeats 64 as a literal.
+TAG_BUCKETS = 64
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,27 @@ VIEWER = FeatureTable(
     description="How active a viewer is, what media they engage with, Home vs Explore usage.",
 )
 
+POST_TAGS = FeatureTable(
+    name="post_tags",
+    entities=(c.POST_ID,),
+    features=tuple(f"post_tag_{k:02d}" for k in range(TAG_BUCKETS)),
+    ttl_days=3,
+    description="Posts of the last 7 days (as `post`): hashtag bucket counts, L2-normalised "
+    "(all zeros without hashtags).",
+)
+
+VIEWER_TAGS = FeatureTable(
+    name="viewer_tags",
+    entities=(c.VIEWER_ID,),
+    features=tuple(f"viewer_tag_{k:02d}" for k in range(TAG_BUCKETS)),
+    ttl_days=3,
+    description="A viewer's hashtag-bucket interests: engaged posts' bucket vectors weighted by "
+    "engagement type over 28 days, negatives clipped, L2-normalised (no row without positive mass).",
+)
+
 # Viewer top hashtags are strings: kept in their own table, not in the numeric ranker service.
 VIEWER_TOPICS = "viewer_topics"
 
-TABLES: dict[str, FeatureTable] = {t.name: t for t in (RELATIONSHIP, AUTHOR, POST, VIEWER)}
+TABLES: dict[str, FeatureTable] = {
+    t.name: t for t in (RELATIONSHIP, AUTHOR, POST, VIEWER, POST_TAGS, VIEWER_TAGS)
+}

@@ -23,10 +23,24 @@ from feast.value_type import ValueType
 from data import columns as c
 from data.settings import get_settings
 from features.storage import feature_table_dir
-from features.tables import AUTHOR, EVENT_TIMESTAMP, POST, RELATIONSHIP, VIEWER, FeatureTable
+from features.tables import (
+    AUTHOR,
+    EVENT_TIMESTAMP,
+    POST,
+    POST_TAGS,
+    RELATIONSHIP,
+    VIEWER,
+    VIEWER_TAGS,
+    FeatureTable,
+)
 
 SERVICE_NAME = "feed_ranker_v1"
 REQUEST_TS = "request_ts_s"
+# Views read only as sources of `request_features`, not listed in the service (not model inputs).
+# get_online_features leaves their columns out; Feast's get_historical_features returns them too,
+# as `<view>__<feature>`: training sets drop the columns starting with these prefixes.
+SOURCE_ONLY_VIEWS = (VIEWER_TAGS.name, POST_TAGS.name)
+SOURCE_ONLY_PREFIXES = tuple(f"{v}__" for v in SOURCE_ONLY_VIEWS)
 
 # --- entities ----------------------------------------------------------------------------------
 viewer = Entity(name="viewer", join_keys=[c.VIEWER_ID], value_type=ValueType.INT64,
@@ -36,7 +50,7 @@ author = Entity(name="author", join_keys=[c.AUTHOR_ID], value_type=ValueType.INT
 post = Entity(name="post", join_keys=[c.POST_ID], value_type=ValueType.INT64,
               description="A candidate post.")
 ENTITIES = {RELATIONSHIP.name: [viewer, author], AUTHOR.name: [author], POST.name: [post],
-            VIEWER.name: [viewer]}
+            VIEWER.name: [viewer], POST_TAGS.name: [post], VIEWER_TAGS.name: [viewer]}
 
 
 # --- sources -----------------------------------------------------------------------------------
@@ -72,14 +86,20 @@ request = RequestSource(
 )
 
 
-def request_features_view(post_view: FeatureView, pair_view: FeatureView) -> OnDemandFeatureView:
+def request_features_view(post_view: FeatureView, pair_view: FeatureView, viewer_tags_view: FeatureView,
+                          post_tags_view: FeatureView) -> OnDemandFeatureView:
     @on_demand_feature_view(
-        sources=[request, post_view, pair_view],
+        # The tag views are sources only: Feast reads them for this view although the feature
+        # service does not list them, and the model gets interest_match, not 128 raw columns
+        # (SOURCE_ONLY_PREFIXES).
+        sources=[request, post_view, pair_view, viewer_tags_view, post_tags_view],
         schema=[Field(name="post_age_hours_at_request", dtype=Float64),
-                Field(name="in_network", dtype=Float64)],
+                Field(name="in_network", dtype=Float64),
+                Field(name="interest_match", dtype=Float64)],
         mode="pandas",
-        description="Post age when the feed is ranked (not when the snapshot was cut), and "
-        "whether the viewer follows the author.",
+        description="Post age when the feed is ranked (not when the snapshot was cut), whether "
+        "the viewer follows the author, and the cosine of the viewer's and the post's hashtag "
+        "bucket vectors (0 when either is unknown).",
     )
     def request_features(inputs: pd.DataFrame) -> pd.DataFrame:
         # Feast ships this function by its source: it may use only its own imports and literals.
@@ -90,6 +110,15 @@ def request_features_view(post_view: FeatureView, pair_view: FeatureView) -> OnD
         age_h = (inputs["request_ts_s"].astype("float64") - created) / 3600.0
         out["post_age_hours_at_request"] = age_h.clip(lower=0.0)
         out["in_network"] = inputs["is_following"].astype("float64").fillna(0.0)
+        # Both vectors are L2-normalised: the dot product is the cosine. A missing side (unknown
+        # viewer or post) counts as zeros. Summed bucket by bucket, in order: the fast reader
+        # (features/online/ranking.py) adds in the same order and gets the same bits.
+        match = pd.Series(0.0, index=inputs.index)
+        for k in range(64):  # TAG_BUCKETS
+            viewer_k = inputs[f"viewer_tag_{k:02d}"].astype("float64").fillna(0.0)
+            post_k = inputs[f"post_tag_{k:02d}"].astype("float64").fillna(0.0)
+            match = match + viewer_k * post_k
+        out["interest_match"] = match
         return out
 
     return request_features
@@ -110,11 +139,14 @@ class FeastRepo:
 
 
 def build_repo(lake_dir: Path) -> FeastRepo:
-    views = {t.name: feature_view(t, lake_dir) for t in (POST, AUTHOR, VIEWER, RELATIONSHIP)}
-    odfv = request_features_view(views[POST.name], views[RELATIONSHIP.name])
+    tables = (POST, AUTHOR, VIEWER, RELATIONSHIP, VIEWER_TAGS, POST_TAGS)
+    views = {t.name: feature_view(t, lake_dir) for t in tables}
+    odfv = request_features_view(views[POST.name], views[RELATIONSHIP.name], views[VIEWER_TAGS.name],
+                                 views[POST_TAGS.name])
+    model_views = [views[t.name] for t in (POST, AUTHOR, VIEWER, RELATIONSHIP)]
     service = FeatureService(
         name=SERVICE_NAME,
-        features=[*views.values(), odfv],
+        features=[*model_views, odfv],
         description="Everything the Home and Explore rankers score a (viewer, post) candidate with.",
     )
     return FeastRepo([viewer, author, post], views, odfv, service)
@@ -126,5 +158,7 @@ viewer_author_view = _repo.views[RELATIONSHIP.name]
 author_view = _repo.views[AUTHOR.name]
 post_view = _repo.views[POST.name]
 viewer_view = _repo.views[VIEWER.name]
+viewer_tags_view = _repo.views[VIEWER_TAGS.name]
+post_tags_view = _repo.views[POST_TAGS.name]
 request_features = _repo.request_features
 feed_ranker_v1 = _repo.feed_ranker_v1

@@ -3,7 +3,8 @@ returns for the service (parity-tested), as one float32 matrix in the service's 
 
 Stored views come from the packed Redis view (one MGET); the service's on-demand view
 (`request_features`) is computed here with the same formulas in NumPy, because running Feast's
-pandas UDF per request would cost more than the whole read.
+pandas UDF per request would cost more than the whole read. Its hashtag inputs (`viewer_tags`,
+`post_tags`) are not in the service: they are read in the same MGET and dropped after use.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from feast import FeatureStore
 from data import columns as c
 from features.feature_repo.definitions import SERVICE_NAME
 from features.online.reader import OnlineFeatureBlock, PackedFeatureReader
+from features.tables import POST_TAGS, VIEWER_TAGS
 
 ON_DEMAND_VIEW = "request_features"
 AGE_AT_REQUEST = f"{ON_DEMAND_VIEW}__post_age_hours_at_request"
 IN_NETWORK = f"{ON_DEMAND_VIEW}__in_network"
+INTEREST_MATCH = f"{ON_DEMAND_VIEW}__interest_match"
+ON_DEMAND = (AGE_AT_REQUEST, IN_NETWORK, INTEREST_MATCH)  # the view's schema order
 CREATED_AT = "post__created_at_s"
 IS_FOLLOWING = "viewer_author__is_following"
+TAG_VIEWS = (VIEWER_TAGS, POST_TAGS)
 
 
 @dataclass(frozen=True)
@@ -35,15 +40,22 @@ class RankingFeatures:
 class RankingFeatureReader:
     def __init__(self, store: FeatureStore, service: str = SERVICE_NAME, client: Any = None):
         self._stored = PackedFeatureReader.from_feature_store(
-            store, service, client=client, full_feature_names=True, skip_on_demand=True
+            store, service, client=client, full_feature_names=True, skip_on_demand=True,
+            extra_views=[t.name for t in TAG_VIEWS],
         )
         stored = list(self._stored.feature_names)
+        tags = [f"{t.name}__{f}" for t in TAG_VIEWS for f in t.features]
+        self._n_service = len(stored) - len(tags)
+        assert stored[self._n_service:] == tags, "tag views are read after the service's views"
         self._created = stored.index(CREATED_AT)
         self._following = stored.index(IS_FOLLOWING)
-        self.feature_names = [*stored, AGE_AT_REQUEST, IN_NETWORK]
+        self._viewer_tags = [stored.index(f"{VIEWER_TAGS.name}__{f}") for f in VIEWER_TAGS.features]
+        self._post_tags = [stored.index(f"{POST_TAGS.name}__{f}") for f in POST_TAGS.features]
+        self.feature_names = [*stored[: self._n_service], *ON_DEMAND]
 
     def read_stored(self, viewer_ids, author_ids, post_ids) -> OnlineFeatureBlock:
-        """The stored views only, with per-view found flags and event timestamps (freshness)."""
+        """The stored views (the service's, then the tag views), with per-view found flags and
+        event timestamps (freshness)."""
         return self._stored.read({
             c.VIEWER_ID: np.asarray(viewer_ids, dtype=np.int64),
             c.AUTHOR_ID: np.asarray(author_ids, dtype=np.int64),
@@ -52,16 +64,28 @@ class RankingFeatureReader:
 
     def read(self, viewer_ids, author_ids, post_ids, request_ts_s: float) -> RankingFeatures:
         block = self.read_stored(viewer_ids, author_ids, post_ids)
-        n = block.values.shape[0]
+        n, m = block.values.shape[0], self._n_service
         created = block.values[:, self._created].astype(np.float64)
         age_h = np.maximum((float(request_ts_s) - created) / 3600.0, 0.0)  # NaN stays NaN
         following = block.values[:, self._following]
         in_network = np.where(block.missing[:, self._following], 0.0, following)
         values = np.empty((n, len(self.feature_names)), dtype=np.float32)
-        values[:, :-2] = block.values
-        values[:, -2] = age_h
-        values[:, -1] = in_network
+        values[:, :m] = block.values[:, :m]
+        values[:, m] = age_h
+        values[:, m + 1] = in_network
+        values[:, m + 2] = self._interest_match(block)
         missing = np.zeros(values.shape, dtype=bool)
-        missing[:, :-2] = block.missing
-        missing[:, -2] = np.isnan(age_h)
+        missing[:, :m] = block.missing[:, :m]
+        missing[:, m] = np.isnan(age_h)
         return RankingFeatures(self.feature_names, values, missing)
+
+    def _interest_match(self, block: OnlineFeatureBlock) -> np.ndarray:
+        """Feast's UDF exactly: missing cells count as 0, float64 products summed bucket by
+        bucket in order (same order, same bits); 0.0 for an unknown viewer or post."""
+        viewer = np.where(block.missing[:, self._viewer_tags], 0.0, block.values[:, self._viewer_tags])
+        post = np.where(block.missing[:, self._post_tags], 0.0, block.values[:, self._post_tags])
+        viewer, post = viewer.astype(np.float64), post.astype(np.float64)
+        match = np.zeros(len(viewer), dtype=np.float64)
+        for k in range(viewer.shape[1]):
+            match += viewer[:, k] * post[:, k]
+        return match

@@ -119,6 +119,7 @@ class PackedFeatureReader:
         enforce_ttl: bool = False,
         namespace: str = DEFAULT_NAMESPACE,
         skip_on_demand: bool = False,
+        extra_views: Sequence[str] = (),
     ) -> PackedFeatureReader:
         """Resolve `feature_service` in the registry; `client` defaults to Feast's own Redis config.
 
@@ -126,6 +127,8 @@ class PackedFeatureReader:
         feature name (unlisted features: NaN). `full_feature_names` names columns
         `<view>__<feature>` exactly as Feast does. `skip_on_demand`: leave the service's on-demand
         views out (the caller computes them, e.g. features.online.ranking) instead of raising.
+        `extra_views`: feature views the service does not list, read whole after its columns in
+        the same MGET (e.g. the sources of an on-demand view the caller computes).
         """
         if client is None:
             from features.online.packer import redis_client_for
@@ -136,7 +139,8 @@ class PackedFeatureReader:
         on_demand_names = {v.name for v in store.list_on_demand_feature_views()} if skip_on_demand else set()
         views: list[_ViewRead] = []
         names: list[str] = []
-        for projection in service.feature_view_projections:
+        extra = [store.get_feature_view(v).projection for v in extra_views]
+        for projection in [*service.feature_view_projections, *extra]:
             if projection.version_tag is not None:
                 raise NotImplementedError(f"{name}: versioned projections are not supported")
             if skip_on_demand and projection.name in on_demand_names:

@@ -1,8 +1,13 @@
 """Feast on the hand-built feature world: point-in-time retrieval never leaks a later snapshot,
-and the fast reader returns exactly what get_online_features returns."""
+and the fast reader returns exactly what get_online_features returns.
+
+Beside the shared world: posts 103 (cars, Food, travel) and 104 (no hashtags) by author 3; viewer 5
+saves 103 and hides 100 (food) on DAY, so its interest vector is (cars + travel) / sqrt 2.
+"""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -11,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.jobs import author, post, relationship, viewer
+from features.feature_repo.definitions import SOURCE_ONLY_PREFIXES
+from features.jobs import author, post, post_tags, relationship, viewer, viewer_tags
 from features.jobs.inputs import day_end
 from features.online.packer import materialize_packed
 from features.online.parity import reader_vs_feast
@@ -19,13 +25,17 @@ from features.online.ranking import RankingFeatureReader
 from features.retrieval import historical_features
 from features.storage import write_feature_partition
 from features.store import apply, repo_config
-from features.tables import AUTHOR, POST, RELATIONSHIP, VIEWER
+from features.tables import AUTHOR, POST, POST_TAGS, RELATIONSHIP, VIEWER, VIEWER_TAGS
 from feast import FeatureStore
 from pipelines.defs.ingest.ingest import ingest_partition
-from tests.builders import DAY, NEXT_DAY, PREV_DAY, feature_world
+from tests.builders import DAY, NEXT_DAY, PREV_DAY, engagement, feature_world, write_jsonl
+from tests.builders import post as post_row
 
 pytestmark = pytest.mark.spark
 LOGS = ("users", "posts", "follows", "blocks", "engagements", "impressions")
+JOBS = ((author, AUTHOR), (relationship, RELATIONSHIP), (post, POST), (viewer, VIEWER),
+        (post_tags, POST_TAGS), (viewer_tags, VIEWER_TAGS))
+INTEREST_MATCH = "request_features__interest_match"
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +43,19 @@ def store(spark, tmp_path_factory, redis_server):
     root = tmp_path_factory.mktemp("feast")
     landing, lake_dir = root / "landing", root / "lake"
     feature_world(landing)
+    extra = "part-00001.jsonl"
+    write_jsonl(landing, "posts", DAY, [
+        post_row(103, 3, f"{DAY}T03:00:00.000Z", hashtags=["cars", "Food", "travel"]),
+        post_row(104, 3, f"{DAY}T04:00:00.000Z", hashtags=[]),
+    ], name=extra)
+    write_jsonl(landing, "engagements", DAY, [
+        engagement("t1", viewer=5, post_id=103, author_id=3, type="save", ts=f"{DAY}T10:00:00.000Z"),
+        engagement("t2", viewer=5, post_id=100, type="hide", ts=f"{DAY}T11:00:00.000Z"),
+    ], name=extra)
     for day in (PREV_DAY, DAY):
         for log in LOGS:
             ingest_partition(spark, log, day, landing, lake_dir)
-        for job, table in ((author, AUTHOR), (relationship, RELATIONSHIP), (post, POST), (viewer, VIEWER)):
+        for job, table in JOBS:
             write_feature_partition(job.compute(spark, lake_dir, day), lake_dir, table, day)
     redis_server_url = redis_server.url.rsplit("/", 1)[0] + "/3"  # a db of its own
     feature_store = FeatureStore(config=repo_config(str(root / "registry.db"), redis_server_url))
@@ -67,6 +86,49 @@ def test_point_in_time_retrieval_never_sees_a_later_snapshot(store):
     # request-time features: age of post 100 (created PREV_DAY 10:00) at each request
     assert got.loc[0, "request_features__post_age_hours_at_request"] == pytest.approx(32.0, abs=0.05)
     assert got.loc[1, "request_features__in_network"] == 1.0
+    # viewer 1 engaged only with food posts (from PREV_DAY's like on): the same bucket as post 100
+    assert got.loc[0, INTEREST_MATCH] == pytest.approx(1.0)
+    assert got.loc[1, INTEREST_MATCH] == pytest.approx(1.0)
+    assert got.loc[2, INTEREST_MATCH] == 0.0  # no snapshot yet: both sides missing
+
+
+def test_the_service_serves_interest_match_without_the_raw_tag_vectors(store):
+    rows = [(5, 3, 103), (5, 2, 100), (1, 2, 100), (3, 3, 103), (1, 3, 104), (1, 2, 999)]
+    entity_rows = [{"viewer_id": v, "author_id": a, "post_id": p,
+                    "request_ts_s": int(at(NEXT_DAY, 9).timestamp())} for v, a, p in rows]
+    online = store.get_online_features(features=store.get_feature_service("feed_ranker_v1"),
+                                       entity_rows=entity_rows, full_feature_names=True).to_dict()
+    expected = [
+        2 / math.sqrt(6),  # (cars + travel)/sqrt 2 . (cars + food + travel)/sqrt 3
+        0.0,  # viewer 5's food weight is clipped: the hide outweighs nothing positive
+        1.0,  # food . food
+        0.0,  # viewer 3 never engaged: no tag row
+        0.0,  # post 104 has no hashtags
+        0.0,  # unknown post
+    ]
+    assert online[INTEREST_MATCH] == pytest.approx(expected)
+    offline = historical_features(store, pd.DataFrame({
+        "viewer_id": [r[0] for r in rows], "author_id": [r[1] for r in rows],
+        "post_id": [r[2] for r in rows], "event_timestamp": [at(NEXT_DAY, 9)] * len(rows),
+    }))
+    assert offline[INTEREST_MATCH].tolist() == pytest.approx(expected)
+    # The tag views are ODFV sources outside the service: online they stay out of the answer;
+    # Feast 0.67's historical retrieval returns their columns too (training drops them by prefix).
+    raw = {f"{t.name}__{f}" for t in (VIEWER_TAGS, POST_TAGS) for f in t.features}
+    assert not raw & set(online)
+    assert {n for n in offline.columns if n.startswith(SOURCE_ONLY_PREFIXES)} == raw
+
+    reader = RankingFeatureReader(store)
+    service = store.get_feature_service("feed_ranker_v1")
+    assert reader.feature_names == [f"{p.name_to_use()}__{f.name}" for p in service.feature_view_projections
+                                    for f in p.features]
+    assert reader.feature_names[-1] == INTEREST_MATCH
+    v, a, p = (np.array(col) for col in zip(*rows))
+    parity = reader_vs_feast(store, reader, v, a, p, int(at(NEXT_DAY, 9).timestamp()))
+    assert parity.ok, parity.mismatched[:5]
+    got = reader.read(v, a, p, int(at(NEXT_DAY, 9).timestamp()))
+    assert got.values[:, -1].tolist() == pytest.approx(expected, abs=1e-6)
+    assert not got.missing[:, -1].any()
 
 
 def test_historical_retrieval_names_missing_columns(store):
@@ -75,12 +137,12 @@ def test_historical_retrieval_names_missing_columns(store):
                                                  "event_timestamp": [at(DAY, 1)]}))
 
 
-KNOWN_VIEWERS, KNOWN_POSTS = [1, 2, 3, 4, 5], [100, 101, 102]
+KNOWN_VIEWERS, KNOWN_POSTS = [1, 2, 3, 4, 5], [100, 101, 102, 103, 104]
 ids = st.one_of(st.sampled_from(KNOWN_VIEWERS), st.integers(6, 10_000))  # known or unknown
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.tuples(ids, ids, st.one_of(st.sampled_from(KNOWN_POSTS), st.integers(103, 10**6))),
+@given(rows=st.lists(st.tuples(ids, ids, st.one_of(st.sampled_from(KNOWN_POSTS), st.integers(105, 10**6))),
                      min_size=1, max_size=40))
 def test_fast_reader_equals_get_online_features(store, rows):
     reader = RankingFeatureReader(store)

@@ -29,6 +29,8 @@ def test_features_then_feast_online_with_checks(tiny_lake, resources):
                 for e in result.get_asset_materialization_events()}
         assert rows["viewer"] == summary.users == rows["author"]
         assert rows["viewer_author"] > rows["viewer"] and rows["post"] > 0
+        assert rows["post_tags"] == rows["post"]  # the same posts, their hashtag vectors
+        assert 0 < rows["viewer_tags"] <= rows["viewer"]  # viewers with positive engagements only
 
         assert dg.materialize([feast_registry], instance=instance, resources=resources).success
         online = dg.materialize([feast_online], partition_key=last, instance=instance, resources=resources)

@@ -37,6 +37,7 @@ from features.online.sample_repo import (
     EVENT_TS,
     POST_FEATURES,
     SERVICE,
+    VIEWER_FEATURES,
     SampleRepo,
     SampleSizes,
     build_sample_repo,
@@ -223,6 +224,32 @@ def test_generic_client_path_matches(sample, reader):
     np.testing.assert_array_equal(a.values, b.values)
     np.testing.assert_array_equal(a.missing, b.missing)
     assert_parity(b, feast_dict(sample, request))
+
+
+def test_extra_views_are_read_after_the_service_in_the_same_mget(sample):
+    """Views the service does not list (e.g. an on-demand view's sources, computed by the caller):
+    read whole, after the service's columns, with Feast's values."""
+    service = FeatureService(name="no_viewer_v1", features=[sample.views["post_stats"],
+                                                             sample.views["viewer_author"]])
+    sample.store.apply([service])
+    reader = PackedFeatureReader.from_feature_store(
+        sample.store, "no_viewer_v1", full_feature_names=True, extra_views=["viewer_stats"]
+    )
+    listed = [f"{p.name_to_use()}__{f.name}" for p in service.feature_view_projections for f in p.features]
+    extra = [f"viewer_stats__{f}" for f in VIEWER_FEATURES]
+    assert list(reader.feature_names) == listed + extra
+    assert reader.view_names == ("post_stats", "viewer_author", "viewer_stats")
+    viewers = _ids(sample, "viewer_stats", VIEWER_ID)[:10] + UNKNOWN_VIEWERS
+    n = len(viewers)
+    request = {POST_ID: (_ids(sample, "post_stats", POST_ID)[:n - 1] + UNKNOWN_POSTS[:1]),
+               AUTHOR_ID: [7] * n, VIEWER_ID: viewers}
+    refs = [name.replace("__", ":", 1) for name in listed + extra]
+    expected = sample.store.get_online_features(
+        refs, [dict(zip(request, r)) for r in zip(*request.values())], full_feature_names=True
+    ).to_dict()
+    block = reader.read(request)
+    assert_parity(block, expected)
+    assert block.view_found[:10, -1].any() and not block.view_found[-3:, -1].any()
 
 
 def test_missing_join_key_column_is_a_caller_error(reader):

@@ -7,13 +7,16 @@ import math
 from datetime import datetime, timezone
 
 import pytest
+from pyspark.sql import functions as F
 
-from features.jobs import author, post, relationship, viewer
+from features.jobs import author, post, post_tags, relationship, viewer, viewer_tags
 from features.jobs.inputs import MissingInputError
 from features.storage import write_feature_partition
-from features.tables import AUTHOR
+from features.jobs.tags import spark_tag_bucket, tag_bucket, tag_vector
+from features.tables import AUTHOR, POST_TAGS, TAG_BUCKETS, VIEWER_TAGS
 from pipelines.defs.ingest.ingest import ingest_partition
-from tests.builders import DAY, PREV_DAY, feature_world
+from tests.builders import DAY, NEXT_DAY, PREV_DAY, engagement, feature_world, user, write_jsonl
+from tests.builders import post as post_row
 
 pytestmark = pytest.mark.spark
 LOGS = ("users", "posts", "follows", "blocks", "engagements", "impressions")
@@ -91,3 +94,94 @@ def test_author_post_and_viewer_features(spark, lake_dir):
 def test_a_snapshot_whose_inputs_are_missing_names_them(spark, lake_dir):
     with pytest.raises(MissingInputError, match="lake/engagements/dt=2026-10-05"):
         relationship.compute(spark, lake_dir, "2026-10-05")
+
+
+# --- hashtag buckets --------------------------------------------------------------------------
+def test_spark_and_python_hash_tags_to_the_same_bucket(spark):
+    tags = ["food", "Food", "FOOD", "travel", "cars", "insta_cars", "café", "Été", "日本", ""]
+    got = spark.createDataFrame([(t,) for t in tags], "tag string").select(
+        "tag", spark_tag_bucket(F.col("tag")).alias("bucket")
+    ).collect()
+    assert {r.tag: r.bucket for r in got} == {t: tag_bucket(t) for t in tags}
+    assert tag_bucket("Food") == tag_bucket("food") and 0 <= tag_bucket("travel") < TAG_BUCKETS
+
+
+@pytest.fixture(scope="module")
+def tags_lake(spark, tmp_path_factory):
+    """Posts by author 9 with chosen hashtags, engagements of viewers 1-4 on them.
+
+    200: Food, food, travel (two buckets, counts 2 and 1); 201: no hashtags; 202: cars; 203: null
+    hashtags. Viewer 1 likes 200 and comments 202; viewer 2 does the same and hides 202; viewer 3
+    only reports 200 and likes the tagless 201; viewer 4 dwells on 200 and likes 202 30 minutes
+    after DAY ends (lands on DAY: not in DAY's snapshot).
+    """
+    root = tmp_path_factory.mktemp("tags")
+    landing = root / "landing"
+    at = lambda hour: f"{DAY}T{hour:02d}:00:00.000Z"  # noqa: E731
+    write_jsonl(landing, "users", PREV_DAY, [user(u) for u in (1, 2, 3, 4, 9)])
+    write_jsonl(landing, "users", DAY, [])
+    write_jsonl(landing, "posts", PREV_DAY, [
+        post_row(200, 9, hashtags=["Food", "food", "travel"]),
+        post_row(201, 9, hashtags=[]),
+        post_row(202, 9, hashtags=["cars"]),
+        post_row(203, 9, hashtags=None),
+    ])
+    write_jsonl(landing, "posts", DAY, [])
+    e = lambda eid, viewer, post_id, kind="like", ts=at(12), **kw: engagement(  # noqa: E731
+        eid, viewer=viewer, post_id=post_id, author_id=9, type=kind, ts=ts, **kw)
+    write_jsonl(landing, "engagements", PREV_DAY, [])
+    write_jsonl(landing, "engagements", DAY, [
+        e("a1", 1, 200), e("a2", 1, 202, "comment"),
+        e("b1", 2, 200), e("b2", 2, 202, "comment"), e("b3", 2, 202, "hide", at(13)),
+        e("c1", 3, 200, "report"), e("c2", 3, 201),
+        e("d1", 4, 200, "dwell", value=4000.0), e("d2", 4, 202, ts=f"{NEXT_DAY}T00:30:00.000Z"),
+    ])
+    for day in (PREV_DAY, DAY):
+        for log in ("users", "posts", "engagements"):
+            assert ingest_partition(spark, log, day, landing, root / "lake").rows_quarantined == 0
+    return root / "lake"
+
+
+def vector(row, table) -> list[float]:
+    return [getattr(row, f) for f in table.features]
+
+
+def test_post_tags_are_normalised_bucket_counts(spark, tags_lake):
+    posts = rows_by(post_tags.compute(spark, tags_lake, DAY), "post_id")
+    assert set(posts) == {(200,), (201,), (202,), (203,)}
+    p200 = vector(posts[(200,)], POST_TAGS)
+    food, travel = tag_bucket("food"), tag_bucket("travel")
+    assert food != travel  # else the hand-worked values below would not hold
+    assert p200[food] == pytest.approx(2 / math.sqrt(5)) and p200[travel] == pytest.approx(1 / math.sqrt(5))
+    assert sum(x * x for x in p200) == pytest.approx(1.0, rel=1e-6)
+    assert p200 == pytest.approx(tag_vector(["Food", "food", "travel"]))
+    assert vector(posts[(201,)], POST_TAGS) == [0.0] * TAG_BUCKETS  # no hashtags
+    assert vector(posts[(203,)], POST_TAGS) == [0.0] * TAG_BUCKETS  # null hashtags
+    assert vector(posts[(202,)], POST_TAGS)[tag_bucket("cars")] == 1.0
+    snapshot_ts = posts[(200,)].event_timestamp.replace(tzinfo=timezone.utc)
+    assert snapshot_ts == datetime(2026, 10, 4, tzinfo=timezone.utc)
+
+
+def test_viewer_tags_weigh_engagements_and_drop_negative_only_viewers(spark, tags_lake):
+    viewers = rows_by(viewer_tags.compute(spark, tags_lake, DAY), "viewer_id")
+    p200, p202 = tag_vector(["food", "food", "travel"]), tag_vector(["cars"])
+
+    def expected(weights_200: float, weights_202: float) -> list[float]:
+        raw = [max(weights_200 * a + weights_202 * b, 0.0) for a, b in zip(p200, p202)]
+        norm = math.sqrt(sum(x * x for x in raw))
+        return [x / norm for x in raw]
+
+    v1, v2 = vector(viewers[(1,)], VIEWER_TAGS), vector(viewers[(2,)], VIEWER_TAGS)
+    assert v1 == pytest.approx(expected(1.0, 3.0))  # like 1, comment 3
+    assert v2 == pytest.approx(expected(1.0, 3.0 - 3.0))  # the hide (-3) cancels the comment
+    cars = tag_bucket("cars")
+    assert v2[cars] == 0.0 < v1[cars] and v2[tag_bucket("food")] > v1[tag_bucket("food")]
+    assert (3,) not in viewers  # a report and a like of a tagless post: no positive mass
+    # dwell counts; the like dated after the end of DAY does not (no cars at all)
+    assert vector(viewers[(4,)], VIEWER_TAGS) == pytest.approx(expected(0.5, 0.0))
+    assert vector(viewers[(4,)], VIEWER_TAGS)[cars] == 0.0
+    assert sum(x * x for x in v1) == pytest.approx(1.0, rel=1e-6)
+
+
+def test_viewer_tags_of_the_previous_day_see_nothing_yet(spark, tags_lake):
+    assert viewer_tags.compute(spark, tags_lake, PREV_DAY).count() == 0

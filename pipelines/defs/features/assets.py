@@ -7,21 +7,22 @@ import numpy as np
 import pyarrow.dataset as pads
 
 from data import columns as c
-from features.jobs import author, post, relationship, viewer
+from features.jobs import author, post, post_tags, relationship, viewer, viewer_tags
 from features.jobs.inputs import MissingInputError, day_end
 from features.online.packer import materialize_packed
 from features.online.parity import online_vs_offline, reader_vs_feast
 from features.online.ranking import RankingFeatureReader
 from features.storage import feature_partition_dir, write_feature_partition
 from features.store import apply
-from features.tables import AUTHOR, POST, RELATIONSHIP, TABLES, VIEWER, FeatureTable
+from features.tables import AUTHOR, POST, POST_TAGS, RELATIONSHIP, TABLES, VIEWER, VIEWER_TAGS, FeatureTable
 from pipelines.defs.ingest.assets import lake_key
 from pipelines.partitions import daily_partitions
 from pipelines.resources import FeastResource, SparkResource, WorkspaceResource
 
 GROUP = "features"
 SAMPLE = 200  # entities per view the online checks compare
-JOBS = {AUTHOR.name: author, RELATIONSHIP.name: relationship, POST.name: post, VIEWER.name: viewer}
+JOBS = {AUTHOR.name: author, RELATIONSHIP.name: relationship, POST.name: post, VIEWER.name: viewer,
+        POST_TAGS.name: post_tags, VIEWER_TAGS.name: viewer_tags}
 
 
 def feature_key(table: FeatureTable) -> dg.AssetKey:
@@ -61,7 +62,9 @@ def build_feature_asset(table: FeatureTable) -> dg.AssetsDefinition:
     return _features
 
 
-feature_assets = [build_feature_asset(t) for t in (AUTHOR, RELATIONSHIP, POST, VIEWER)]
+feature_assets = [
+    build_feature_asset(t) for t in (AUTHOR, RELATIONSHIP, POST, VIEWER, POST_TAGS, VIEWER_TAGS)
+]
 REGISTRY_KEY = dg.AssetKey(["feast", "registry"])
 ONLINE_KEY = dg.AssetKey(["feast", "online"])
 
@@ -73,7 +76,7 @@ def feast_registry(feast: FeastResource, workspace: WorkspaceResource) -> dg.Mat
     return dg.MaterializeResult(metadata={
         "feature_views": sorted(repo.views),
         "feature_service": repo.feed_ranker_v1.name,
-        "features": sum(len(v.features) for v in repo.views.values()) + 2,
+        "features": sum(len(p.features) for p in repo.feed_ranker_v1.feature_view_projections),
     })
 
 

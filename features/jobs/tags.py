@@ -1,0 +1,57 @@
+"""Hashtag buckets, shared by the `post_tags` and `viewer_tags` jobs.
+
+A tag's bucket is crc32(lowercased UTF-8 tag) mod TAG_BUCKETS: Spark's `crc32` and Python's
+`zlib.crc32` agree (both the unsigned CRC-32), so a bucket is the same in every snapshot, in Spark
+and in any Python service, with no vocabulary to fit or keep in step.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from data import columns as c
+from features.tables import TAG_BUCKETS
+
+BUCKET = "_bucket"
+
+
+def tag_bucket(tag: str) -> int:
+    return zlib.crc32(tag.lower().encode("utf-8")) % TAG_BUCKETS
+
+
+def tag_vector(tags: Iterable[str]) -> list[float]:
+    """Bucket counts, L2-normalised (all zeros without tags): what `post_tags` holds per post."""
+    counts = [0.0] * TAG_BUCKETS
+    for tag in tags:
+        counts[tag_bucket(tag)] += 1.0
+    norm = math.sqrt(sum(x * x for x in counts))
+    return [x / norm for x in counts] if norm else counts
+
+
+def spark_tag_bucket(tag: Column) -> Column:
+    return (F.crc32(F.lower(tag)) % TAG_BUCKETS).cast("int")
+
+
+def l2_normalised(frame: DataFrame, key: str, columns: list[str]) -> DataFrame:
+    """`columns` divided by the row's L2 norm (rows of norm 0 stay all zeros)."""
+    norm = F.sqrt(sum((F.col(name) * F.col(name) for name in columns), F.lit(0.0)))
+    return frame.select(
+        key, *[F.when(norm > 0, F.col(name) / norm).otherwise(F.lit(0.0)).alias(name) for name in columns]
+    )
+
+
+def post_tag_vectors(posts: DataFrame, names: list[str]) -> DataFrame:
+    """post_id + one double column per bucket (named by `names`): the post's L2-normalised bucket
+    counts. One row per post of `posts`, all zeros when it has no hashtags."""
+    tags = posts.select(c.POST_ID, F.explode_outer(c.HASHTAGS).alias("_tag")).withColumn(
+        BUCKET, spark_tag_bucket(F.col("_tag"))
+    )
+    counts = tags.groupBy(c.POST_ID).agg(
+        *[F.sum((F.col(BUCKET) == k).cast("double")).alias(name) for k, name in enumerate(names)]
+    ).fillna(0.0)  # a post without tags: one null tag row, null sums
+    return l2_normalised(counts, c.POST_ID, names)
