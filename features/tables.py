@@ -36,6 +36,16 @@ class FeatureTable:
     features: tuple[str, ...]  # Float32 features, in the order the online vectors pack them
     ttl_days: int  # how long a snapshot row stays valid for Feast
     description: str = ""
+    # False: a row's event time is the end of its snapshot day. True: the row describes content
+    # fixed when the entity was created (a post's hashtags), so its event time is the creation
+    # time: a request minutes after a post was published already sees it, point-in-time correct.
+    stamped_at_creation: bool = False
+
+    @property
+    def materialize_days(self) -> int:
+        """How far back one day's materialization reaches: a creation-stamped snapshot holds
+        rows of up to ttl_days ago, a daily snapshot only rows of its own day."""
+        return self.ttl_days if self.stamped_at_creation else 1
 
     @property
     def columns(self) -> list[str]:
@@ -132,10 +142,12 @@ VIEWER = FeatureTable(
 POST_TAGS = FeatureTable(
     name="post_tags",
     entities=(c.POST_ID,),
-    features=tuple(f"post_tag_{k:02d}" for k in range(TAG_BUCKETS)),
-    ttl_days=3,
-    description="Posts of the last 7 days (as `post`): hashtag bucket counts, L2-normalised "
-    "(all zeros without hashtags).",
+    features=(*(f"post_tag_{k:02d}" for k in range(TAG_BUCKETS)), "posted_at_s"),
+    ttl_days=7,  # the `post` table's window: a post's content rows live as long as it is a candidate
+    description="What a post is, known from the moment it is published: hashtag bucket counts, "
+    "L2-normalised (all zeros without hashtags), and its creation time. Rows are stamped with "
+    "the creation time (posts of the last 7 days).",
+    stamped_at_creation=True,
 )
 
 VIEWER_TAGS = FeatureTable(

@@ -106,7 +106,9 @@ def request_features_view(post_view: FeatureView, pair_view: FeatureView, viewer
         import pandas as pd
 
         out = pd.DataFrame(index=inputs.index)
-        created = inputs["created_at_s"].astype("float64")
+        # post_tags rows exist from the moment a post is published (post rows only from the end of
+        # its first day): the age of a fresh post is known.
+        created = inputs["posted_at_s"].astype("float64")
         age_h = (inputs["request_ts_s"].astype("float64") - created) / 3600.0
         out["post_age_hours_at_request"] = age_h.clip(lower=0.0)
         out["in_network"] = inputs["is_following"].astype("float64").fillna(0.0)

@@ -1,4 +1,5 @@
-"""Post hashtag vectors: the `post` table's posts (live, last 7 days), bucket counts L2-normalised."""
+"""Post content: the `post` table's posts (live, last 7 days), hashtag bucket counts L2-normalised,
+and the creation time; each row stamped with the post's creation time (content is fixed then)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from data import columns as c
-from features.jobs.inputs import age_days, day_end, live_posts, require_partitions
+from features.jobs.inputs import age_days, live_posts, require_partitions
 from features.jobs.post import MAX_AGE_DAYS
 from features.jobs.tags import post_tag_vectors
 from features.tables import EVENT_TIMESTAMP, POST_TAGS
@@ -19,9 +20,11 @@ INPUTS = ("posts",)
 def compute(spark: SparkSession, lake_dir: Path, day: str) -> DataFrame:
     require_partitions(lake_dir, day, INPUTS)
     posts = live_posts(spark, lake_dir, day).where(age_days(c.CREATED_AT, day) < MAX_AGE_DAYS)
-    vectors = post_tag_vectors(posts, list(POST_TAGS.features))
+    tags = [f for f in POST_TAGS.features if f.startswith("post_tag_")]
+    vectors = post_tag_vectors(posts, tags).join(posts.select(c.POST_ID, c.CREATED_AT), c.POST_ID)
     return vectors.select(
         c.POST_ID,
-        *[F.col(name).cast("float").alias(name) for name in POST_TAGS.features],
-        F.lit(day_end(day)).alias(EVENT_TIMESTAMP),
+        *[F.col(name).cast("float").alias(name) for name in tags],
+        F.unix_timestamp(c.CREATED_AT).cast("float").alias("posted_at_s"),
+        F.col(c.CREATED_AT).alias(EVENT_TIMESTAMP),
     )

@@ -25,7 +25,7 @@ AGE_AT_REQUEST = f"{ON_DEMAND_VIEW}__post_age_hours_at_request"
 IN_NETWORK = f"{ON_DEMAND_VIEW}__in_network"
 INTEREST_MATCH = f"{ON_DEMAND_VIEW}__interest_match"
 ON_DEMAND = (AGE_AT_REQUEST, IN_NETWORK, INTEREST_MATCH)  # the view's schema order
-CREATED_AT = "post__created_at_s"
+CREATED_AT = f"{POST_TAGS.name}__posted_at_s"  # known from publication on (see POST_TAGS)
 IS_FOLLOWING = "viewer_author__is_following"
 TAG_VIEWS = (VIEWER_TAGS, POST_TAGS)
 
@@ -50,7 +50,8 @@ class RankingFeatureReader:
         self._created = stored.index(CREATED_AT)
         self._following = stored.index(IS_FOLLOWING)
         self._viewer_tags = [stored.index(f"{VIEWER_TAGS.name}__{f}") for f in VIEWER_TAGS.features]
-        self._post_tags = [stored.index(f"{POST_TAGS.name}__{f}") for f in POST_TAGS.features]
+        self._post_tags = [stored.index(f"{POST_TAGS.name}__{f}") for f in POST_TAGS.features
+                           if f.startswith("post_tag_")]
         self.feature_names = [*stored[: self._n_service], *ON_DEMAND]
 
     def read_stored(self, viewer_ids, author_ids, post_ids) -> OnlineFeatureBlock:

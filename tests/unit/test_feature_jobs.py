@@ -143,7 +143,8 @@ def tags_lake(spark, tmp_path_factory):
 
 
 def vector(row, table) -> list[float]:
-    return [getattr(row, f) for f in table.features]
+    """The tag buckets of a row (post_tags also carries posted_at_s)."""
+    return [getattr(row, f) for f in table.features if "_tag_" in f]
 
 
 def test_post_tags_are_normalised_bucket_counts(spark, tags_lake):
@@ -158,8 +159,10 @@ def test_post_tags_are_normalised_bucket_counts(spark, tags_lake):
     assert vector(posts[(201,)], POST_TAGS) == [0.0] * TAG_BUCKETS  # no hashtags
     assert vector(posts[(203,)], POST_TAGS) == [0.0] * TAG_BUCKETS  # null hashtags
     assert vector(posts[(202,)], POST_TAGS)[tag_bucket("cars")] == 1.0
-    snapshot_ts = posts[(200,)].event_timestamp.replace(tzinfo=timezone.utc)
-    assert snapshot_ts == datetime(2026, 10, 4, tzinfo=timezone.utc)
+    # Content is known from publication: rows are stamped with the creation time, not the day's end.
+    created = datetime.fromisoformat(f"{PREV_DAY}T10:00:00+00:00")
+    assert posts[(200,)].event_timestamp.replace(tzinfo=timezone.utc) == created
+    assert posts[(200,)].posted_at_s == pytest.approx(created.timestamp(), abs=128)  # float32
 
 
 def test_viewer_tags_weigh_engagements_and_drop_negative_only_viewers(spark, tags_lake):

@@ -122,7 +122,10 @@ def feast_online(context: dg.AssetExecutionContext, feast: FeastResource, worksp
                 dg.AssetCheckResult(check_name="online_is_fresh", passed=True, metadata={"skipped": True}),
             ],
         )
-    stats = materialize_packed(store, end - timedelta(days=1), end)
+    stats = {}
+    for days in sorted({t.materialize_days for t in TABLES.values()}):
+        views = [t.name for t in TABLES.values() if t.materialize_days == days]
+        stats.update(materialize_packed(store, end - timedelta(days=days), end, views))
 
     # online == offline, per view
     seed = int(end.timestamp()) % 2**31
@@ -144,7 +147,8 @@ def feast_online(context: dg.AssetExecutionContext, feast: FeastResource, worksp
     # freshness: the sampled entities' online rows carry this day's snapshot time
     block = reader.read_stored(pairs[c.VIEWER_ID].values[:n], pairs[c.AUTHOR_ID].values[:n],
                                posts[c.POST_ID].values[:n])
-    ts = block.event_ts_us[block.view_found]
+    daily = np.array([not TABLES[v].stamped_at_creation for v in block.view_names])
+    ts = block.event_ts_us[:, daily][block.view_found[:, daily]]
     fresh = bool(len(ts)) and bool(np.all(ts == int(end.timestamp() * 1_000_000)))
     return dg.MaterializeResult(
         metadata={
