@@ -39,3 +39,19 @@ def ensure_lake(settings: Settings) -> dict:
     with dg.DagsterInstance.ephemeral() as instance:
         ingest_days(settings, world["days"], instance)
     return world
+
+
+def ensure_feature_snapshots(settings: Settings, days: list[str]) -> None:
+    """Compute the feature snapshots of `days` that the workspace does not hold yet (per table)."""
+    from features.storage import feature_days
+    from pipelines.defs.features.assets import feature_assets
+    from pipelines.resources import build_resources
+    from pipelines.run import QUIET
+
+    resources = build_resources(settings)
+    with dg.DagsterInstance.ephemeral() as instance:
+        for day in days:
+            missing = [a for a in feature_assets if day not in feature_days(settings.lake_dir, a.key.path[-1])]
+            if missing:
+                dg.materialize(missing, partition_key=day, instance=instance, resources=resources, run_config=QUIET)
+                print(f"  features {day}: {', '.join(a.key.path[-1] for a in missing)}", flush=True)

@@ -55,6 +55,8 @@ MEDIA_TYPES = ("photo", "video", "carousel")
 ENGAGEMENT_TYPES = ("like", "comment", "share", "save", "profile_visit", "dwell", "hide", "report")
 POSITIVE_ENGAGEMENTS = ("like", "comment", "share", "save", "profile_visit", "dwell")
 NEGATIVE_ENGAGEMENTS = ("hide", "report")
+# A dwell at least this long is the "long dwell" action (labels, simulator, features).
+LONG_DWELL_MS = 10_000
 SURFACES = ("home", "explore")
 # Where an impression's candidate came from. The simulator's logging policy uses the first four;
 # the ranking service adds its own source names as they are built.

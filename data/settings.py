@@ -88,6 +88,11 @@ class Settings:
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
+    @property
+    def mlflow_artifact_root(self) -> Path:
+        """Where experiments created here keep their artifacts (a tracking server keeps its own)."""
+        return self.home / "mlartifacts"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env

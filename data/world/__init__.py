@@ -11,15 +11,18 @@ from data.world.simulate import WorldSummary, generate_world
 from data.world.truth import (
     ACTIONS,
     LONG_DWELL_MS,
+    POSITIVE_ACTIONS,
     TRUE_VALUE_WEIGHTS,
     PairState,
     TruthModel,
+    examine_probability,
     sample_outcomes,
 )
 
 __all__ = [
     "ACTIONS",
     "LONG_DWELL_MS",
+    "POSITIVE_ACTIONS",
     "TRUE_VALUE_WEIGHTS",
     "WORLD_CONFIGS",
     "DirtRates",
@@ -27,6 +30,7 @@ __all__ = [
     "TruthModel",
     "WorldConfig",
     "WorldSummary",
+    "examine_probability",
     "generate_world",
     "sample_outcomes",
 ]

@@ -43,6 +43,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data import columns as c
 from data.world.util import DAY_MS, day_ms, lookup, pair_key, sigmoid, sorted_union
 
 ACTIONS = ("like", "comment", "share", "save", "profile_visit", "long_dwell", "hide", "report")
@@ -57,7 +58,7 @@ TRUE_VALUE_WEIGHTS: dict[str, float] = {
     "hide": -8.0,
     "report": -30.0,
 }
-LONG_DWELL_MS = 10_000  # a dwell at least this long counts as the long_dwell action
+LONG_DWELL_MS = c.LONG_DWELL_MS  # a dwell at least this long counts as the long_dwell action
 DWELL_EMIT_MS = 2_000  # shorter dwells are scrolling past: no dwell event is logged
 
 # --- coefficients (see module docstring) ----------------------------------------------------------
