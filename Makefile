@@ -11,13 +11,14 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run test test-fast bench bench-pipeline bench-features bench-online-reader ui feast clean
+.PHONY: help setup run test test-fast bench bench-pipeline bench-features bench-online-reader bench-quality ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
 	@echo "make test    run the whole test suite"
 	@echo "make bench   run every benchmark (JSON under benchmarks/results/)"
 	@echo "make ui      open the Dagster UI on the workspace"
+	@echo "make mlflow-ui  open the MLflow UI on the workspace (runs, registry, promotions)"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
@@ -36,7 +37,7 @@ test: setup
 test-fast: setup
 	$(UV) run --frozen pytest -m "not slow"
 
-bench: bench-pipeline bench-features bench-online-reader
+bench: bench-pipeline bench-features bench-online-reader bench-quality
 
 bench-pipeline: setup
 	$(PY) -m benchmarks.bench_pipeline
@@ -52,6 +53,12 @@ bench-features: setup
 
 bench-online-reader: setup
 	$(PY) -m benchmarks.bench_online_reader
+
+bench-quality: setup
+	$(PY) -m benchmarks.bench_quality
+
+mlflow-ui: setup
+	$(PY) -m pipelines.run mlflow-ui
 
 feast: setup
 	$(PY) -m features.feast_cli $(ARGS)

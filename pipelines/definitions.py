@@ -6,11 +6,12 @@
 import dagster as dg
 
 from data.settings import get_settings
-from pipelines.defs import features, ingest
+from pipelines.defs import features, ingest, training
 from pipelines.resources import build_resources
 
 defs = dg.Definitions.merge(
     ingest.defs,
     features.defs,
+    training.defs,
     dg.Definitions(resources=build_resources(get_settings())),
 )

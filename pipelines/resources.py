@@ -64,6 +64,29 @@ class FeastResource(dg.ConfigurableResource):
         )
 
 
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking + registry: SQLite under LOUPE_HOME by default, or a server URL."""
+
+    tracking_uri: str
+    artifact_root: str = ""
+
+    def client(self):
+        from training.tracking import connect
+
+        return connect(self.tracking_uri, self.artifact_root or None)
+
+
+class TrainingConfigResource(dg.ConfigurableResource):
+    """Where the ranker training config lives (training/config.toml by default)."""
+
+    path: str = ""
+
+    def load(self):
+        from training.config import DEFAULT_PATH, TrainingConfig
+
+        return TrainingConfig.load(self.path or DEFAULT_PATH)
+
+
 def build_resources(settings: Settings, redis_url: str | None = None) -> dict[str, dg.ConfigurableResource]:
     """Every resource, from settings. `redis_url` overrides where Redis is (tests); by default
     REDIS_URL or the embedded server's fixed port (`make run` / `make ui` start it)."""
@@ -86,5 +109,9 @@ def build_resources(settings: Settings, redis_url: str | None = None) -> dict[st
         offline_store=settings.feast_offline_store,
         spark_master=settings.spark_master,
     )
+    resources["mlflow"] = MlflowResource(
+        tracking_uri=settings.tracking_uri, artifact_root=str(settings.mlflow_artifact_root)
+    )
+    resources["training_config"] = TrainingConfigResource()
     return resources
 

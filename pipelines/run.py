@@ -5,7 +5,10 @@
 3. compute every day's feature snapshots (Spark), `feast apply`, materialize the last day into the
    Redis online store (+ the packed view the ranking service reads)
 4. print rows per log, quarantined rows per reason, feature rows per table
-5. with LOUPE_SERVE=1, keep the Dagster UI up until Ctrl-C  (`python -m pipelines.run ui`: only that)
+5. build training sets, train both surfaces' rankers, evaluate them against the baselines and the
+   oracle, promote through the blocking check, run the simulated A/B; print the metrics table
+6. with LOUPE_SERVE=1, keep the Dagster and MLflow UIs up until Ctrl-C
+   (`python -m pipelines.run ui`: only that; `python -m pipelines.run mlflow-ui`: MLflow's alone)
 
 Redis is the configured REDIS_URL or an embedded Valkey server kept under LOUPE_HOME/redis.
 """
@@ -29,9 +32,11 @@ from data.settings import Settings, export_dagster_env, get_settings
 from data.world import WorldSummary, generate_world
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
 from pipelines.defs.ingest.assets import ingest_assets
+from pipelines.defs.training.assets import training_assets, training_examples
 from pipelines.resources import build_resources
 
 DAGSTER_PORT = 3000
+MLFLOW_PORT = 5000
 # The console shows our summary; step-by-step events stay in the Dagster UI.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -85,14 +90,10 @@ def ingest_days(
     return {log: {**totals[log], "quarantined_by_reason": dict(reasons[log])} for log in LOG_TYPES}
 
 
-def build_features(
+def feature_snapshots(
     settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None
-) -> dict:
-    """Feature snapshots for every day, then Feast apply and the last day online.
-
-    Only the newest day is materialized: the online store serves the latest snapshot, and the
-    offline store keeps every day for point-in-time training sets.
-    """
+) -> tuple[dict[str, int], dict[str, float]]:
+    """Every day's feature snapshots (Spark): rows of the last day per table, seconds per asset."""
     resources = build_resources(settings, redis_url)
     seconds: dict[str, float] = {}
     rows: dict[str, int] = {}
@@ -105,6 +106,19 @@ def build_features(
             name = step.step_key.replace("features__", "features/")
             seconds[name] = seconds.get(name, 0.0) + step.event_specific_data.duration_ms / 1000
         print(f"  features {day}", flush=True)
+    return rows, seconds
+
+
+def build_features(
+    settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None
+) -> dict:
+    """Feature snapshots for every day, then Feast apply and the last day online.
+
+    Only the newest day is materialized: the online store serves the latest snapshot, and the
+    offline store keeps every day for point-in-time training sets.
+    """
+    rows, seconds = feature_snapshots(settings, days, instance, redis_url)
+    resources = build_resources(settings, redis_url)
     for assets, partition in (([feast_registry], None), ([feast_online], days[-1])):
         start = time.perf_counter()
         result = dg.materialize(assets, partition_key=partition, instance=instance,
@@ -114,6 +128,71 @@ def build_features(
             print(f"  check {check.asset_key.to_user_string()}:{check.check_name} "
                   f"{'passed' if check.passed else 'FAILED'}")
     return {"rows_last_day": rows, "seconds": {k: round(v, 2) for k, v in seconds.items()}}
+
+
+def train_and_promote(
+    settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None,
+    resources: dict | None = None,
+) -> dict:
+    """Training sets for the window ending on the last day, then both surfaces' rankers,
+    evaluation, promotion check, champion and simulated A/B for that test day."""
+    resources = resources or build_resources(settings, redis_url)
+    cfg = resources["training_config"].load()
+    test_day = days[-1]
+    # The first day has no feature snapshot before it: train on up to train_days after it.
+    window = days[1:][-(cfg.train_days + 2):]
+    if len(window) < 3:
+        raise ValueError(f"training needs 4 days (features, train, validation, test); the world has {len(days)}")
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    for day in window:
+        dg.materialize([training_examples], partition_key=day, instance=instance, resources=resources,
+                       run_config=QUIET)
+    seconds["training/examples"] = round(time.perf_counter() - start, 1)
+    start = time.perf_counter()
+    result = dg.materialize(training_assets[1:], partition_key=test_day,
+                            instance=instance, resources=resources, run_config=QUIET, raise_on_error=False)
+    for step in result.get_step_success_events():
+        seconds[step.step_key.replace("__", "/")] = round(step.event_specific_data.duration_ms / 1000, 1)
+    seconds["training (all surfaces)"] = round(time.perf_counter() - start, 1)
+    # A failed blocking promotion check fails its evaluation step on purpose: not an error here.
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+                and e.event_specific_data.error.cls_name != "DagsterAssetCheckFailedError"]
+    if failures:
+        raise RuntimeError(f"training failed: {failures[0].step_key}: {failures[0].message}")
+    out: dict = {"test_day": test_day, "seconds": seconds, "surfaces": {}}
+    for surface in ("home", "explore"):
+        evaluation = result.output_for_node(f"training__{surface}__evaluation")
+        decision = evaluation["promotion"]
+        ab = (result.output_for_node(f"training__{surface}__ab_test")
+              if decision.get("promoted") else {"skipped": "not promoted"})
+        out["surfaces"][surface] = {"evaluation": evaluation, "decision": decision, "ab_test": ab}
+    return out
+
+
+def format_metrics_table(training: dict) -> str:
+    lines = []
+    for surface, s in training["surfaces"].items():
+        ev = s["evaluation"]
+        lines.append(f"{surface}: test day {training['test_day']}, {ev['requests']:,} requests, "
+                     f"challenger {ev['model_name']} v{ev['challenger_version']} ({ev['challenger_kind']})")
+        head = f"  {'ranker':<15}{'NDCG@10':>9}{'NDCG@50':>9}{'NDCG@10 real.':>15}{'MAP':>8}"
+        lines += [head, "  " + "-" * (len(head) - 2)]
+        for name, m in ev["rankers"].items():
+            lines.append(f"  {name:<15}{m['ndcg10']:>9.4f}{m['ndcg50']:>9.4f}{m['ndcg10_realised']:>15.4f}{m['map']:>8.4f}")
+        pct = ev.get("pct_of_oracle")
+        lines.append(f"  % of oracle: {pct:.1f}   lift vs chronological: {ev['lift_vs_chronological_pct']:+.1f}%"
+                     if pct is not None else f"  lift vs chronological: {ev['lift_vs_chronological_pct']:+.1f}%")
+        d = s["decision"]
+        lines.append(f"  promotion: {'PROMOTED' if d.get('promoted') else 'kept champion'} ({d.get('reason')})")
+        ab = s["ab_test"]
+        if "engagements" in ab:
+            e = ab["engagements"]
+            lines.append(f"  simulated A/B vs chronological: engagements/session {e['lift_pct']:+.1f}% "
+                         f"(95% CI {e['ci95_pct'][0]:+.1f} .. {e['ci95_pct'][1]:+.1f}), "
+                         f"{ab['viewers']['treatment']:,}/{ab['viewers']['control']:,} viewers")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def format_ingest_table(totals: dict[str, dict]) -> str:
@@ -131,17 +210,30 @@ def format_ingest_table(totals: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def mlflow_ui_command(settings: Settings, port: int = MLFLOW_PORT) -> list[str]:
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri,
+            "--default-artifact-root", str(settings.mlflow_artifact_root), "--host", "127.0.0.1",
+            "--port", str(port)]
+
+
 def serve(settings: Settings) -> None:
     """Keep the UIs up in the foreground until Ctrl-C (Redis stays up with this process)."""
-    ui = subprocess.Popen(
+    processes = [subprocess.Popen(
         [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-p", str(DAGSTER_PORT)]
-    )
-    print(f"\nDagster UI: http://127.0.0.1:{DAGSTER_PORT}   (Ctrl-C stops everything)", flush=True)
+    )]
+    print(f"\nDagster UI: http://127.0.0.1:{DAGSTER_PORT}", flush=True)
+    if settings.tracking_uri.startswith("sqlite:"):  # a tracking server has its own UI
+        processes.append(subprocess.Popen(mlflow_ui_command(settings)))
+        print(f"MLflow UI:  http://127.0.0.1:{MLFLOW_PORT}", flush=True)
+    print("(Ctrl-C stops everything)", flush=True)
     try:
-        ui.wait()
+        processes[0].wait()
     except KeyboardInterrupt:
-        ui.terminate()
-        ui.wait(timeout=30)
+        pass
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def main(argv: list[str]) -> None:
@@ -152,6 +244,10 @@ def main(argv: list[str]) -> None:
     export_dagster_env(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     print(f"LOUPE_HOME={settings.home}  world={settings.world}")
+    if argv[:1] == ["mlflow-ui"]:
+        print(f"MLflow UI: http://127.0.0.1:{MLFLOW_PORT}  ({settings.tracking_uri})", flush=True)
+        subprocess.run(mlflow_ui_command(settings), check=False)
+        return
     port = settings.embedded_redis_port
     with redis_endpoint(settings.redis_url, settings.redis_dir, port) as redis_url:
         print(f"redis: {redis_url}")
@@ -166,6 +262,10 @@ def main(argv: list[str]) -> None:
         print("features ...", flush=True)
         features = build_features(settings, world["days"], instance, redis_url)
         print(json.dumps(features, indent=2), flush=True)
+        print("training ...", flush=True)
+        training = train_and_promote(settings, world["days"], instance, redis_url)
+        print("\n" + format_metrics_table(training), flush=True)
+        print(f"MLflow: {settings.tracking_uri}   (make mlflow-ui)", flush=True)
         if settings.serve:
             serve(settings)
 

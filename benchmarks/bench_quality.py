@@ -1,0 +1,96 @@
+"""`make bench-quality`: ranking quality on the medium world's last day, every ranker and baseline
+on the same candidates, through the same Dagster assets `make run` uses, into a fresh MLflow
+store (so the challenger is promoted and the simulated A/B runs).
+
+Writes benchmarks/results/ranking_quality.json; `--world small` prints instead (a smoke run).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+
+import dagster as dg
+
+from benchmarks.common import PeakRss, write_result
+from benchmarks.workspace import WORLD, bench_settings, ensure_feature_snapshots, ensure_lake
+from data.redis_server import redis_endpoint
+from pipelines.defs.features.assets import feast_registry
+from pipelines.resources import build_resources
+from pipelines.run import QUIET, format_metrics_table, train_and_promote
+
+BASELINES = ("chronological", "popularity", "affinity", "random", "oracle")
+
+
+def surface_summary(s: dict) -> dict:
+    ev = s["evaluation"]
+    model = ev["challenger_kind"]
+    rankers = ev["rankers"]
+    return {
+        "model": model,
+        "requests": ev["requests"],
+        "rows": ev["rows"],
+        "ndcg10": {"model": rankers[model]["ndcg10"], **{b: rankers[b]["ndcg10"] for b in BASELINES}},
+        "ndcg50": {"model": rankers[model]["ndcg50"], **{b: rankers[b]["ndcg50"] for b in BASELINES}},
+        "ndcg10_realised": {"model": rankers[model]["ndcg10_realised"],
+                            **{b: rankers[b]["ndcg10_realised"] for b in BASELINES}},
+        "map": {"model": rankers[model]["map"], **{b: rankers[b]["map"] for b in BASELINES}},
+        "all_rankers_ndcg10": {n: m["ndcg10"] for n, m in rankers.items()},
+        "pct_of_oracle": ev["pct_of_oracle"],
+        "lift_vs_chronological_pct": ev["lift_vs_chronological_pct"],
+        "auc": {h: m["auc"] for h, m in ev["heads"].get("value_model", {}).items()},
+        "logloss": {h: m["logloss"] for h, m in ev["heads"].get("value_model", {}).items()},
+        "ece": {h: m["calibration"]["ece"] for h, m in ev["heads"].get("value_model", {}).items()},
+        "segments_ndcg10": {seg: {"model": v[model], "chronological": v["chronological"], "rows": v["rows"]}
+                            for seg, v in ev["segments"].items()},
+        "promotion": s["decision"],
+        "ab_test": s["ab_test"],
+    }
+
+
+def main(argv: list[str]) -> None:
+    world = argv[argv.index("--world") + 1] if "--world" in argv else WORLD
+    settings = bench_settings(world)
+    summary = ensure_lake(settings)
+    days = summary["days"]
+    resources = build_resources(settings)
+    cfg = resources["training_config"].load()
+    window = days[-(cfg.train_days + 2):]
+    # Daily tables are needed up to T-1; creation-stamped ones (post_tags) on T itself too.
+    ensure_feature_snapshots(settings, [d for d in days if d <= window[-1]][-(cfg.train_days + 3):])
+    # A fresh tracking store: the bench measures one challenger against no champion.
+    shutil.rmtree(settings.mlflow_artifact_root, ignore_errors=True)
+    (settings.home / "mlflow.db").unlink(missing_ok=True)
+    with redis_endpoint(None, settings.redis_dir, settings.embedded_redis_port + 7) as redis_url, \
+            dg.DagsterInstance.ephemeral() as instance, PeakRss() as rss:
+        resources = build_resources(settings, redis_url)
+        dg.materialize([feast_registry], instance=instance, resources=resources, run_config=QUIET)
+        start = time.perf_counter()
+        training = train_and_promote(settings, days, instance, resources=resources)
+        wall = time.perf_counter() - start
+    print(format_metrics_table(training))
+    sec = training["seconds"]
+    result = {
+        "world": world,
+        "test_day": training["test_day"],
+        "days": training["surfaces"]["home"]["evaluation"]["days"],
+        "config": {"train_days": cfg.train_days, "max_requests_per_day": cfg.max_requests_per_day},
+        **{surface: surface_summary(s) for surface, s in training["surfaces"].items()},
+        "ab_lift_pct": training["surfaces"]["home"]["ab_test"].get("engagements", {}).get("lift_pct"),
+        "ab_lift_ci95_pct": training["surfaces"]["home"]["ab_test"].get("engagements", {}).get("ci95_pct"),
+        "train_wall_s": round(sum(v for k, v in sec.items() if k.endswith("/rankers")), 1),
+        "examples_wall_s": sec.get("training/examples"),
+        "seconds": sec,
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": rss.peak_mb,
+    }
+    if world == WORLD:
+        write_result("ranking_quality", result)
+    else:
+        print(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,214 @@
+"""Training assets, one daily partition per test day T (train on the days before T-1, validate on
+T-1, test on T):
+
+training/examples (day D: impressions + labels + point-in-time features)
+  -> training/<surface>/rankers     LambdaRank + value model, MLflow runs, `challenger` alias
+  -> training/<surface>/evaluation  every ranker and baseline on T; blocking check
+                                    `challenger_beats_champion` (decision logged to MLflow)
+  -> training/<surface>/champion    moves the `champion` alias (skipped when the check fails)
+  -> training/<surface>/ab_test     simulated online A/B of the champion vs chronological
+"""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+
+from data import columns as c
+from pipelines.defs.features.assets import REGISTRY_KEY, feature_key
+from pipelines.defs.ingest.assets import lake_key
+from pipelines.partitions import daily_partitions
+from pipelines.resources import FeastResource, MlflowResource, TrainingConfigResource, WorkspaceResource
+from features.tables import TABLES
+from training import plots, tracking
+from training.ab_test import simulate
+from training.config import SURFACE_MODELS
+from training.dataset import build_examples, examples_dir, with_features, write_examples
+from training.errors import TrainingDataError
+from training.evaluate import attach_truth, evaluate
+from training.promotion import decide
+from training.train import load_split, train_rankers, choose_challenger
+
+GROUP = "training"
+EXAMPLES_KEY = dg.AssetKey(["training", "examples"])
+REPORTS_DIR = "training/reports"
+
+
+@dg.asset(
+    key=EXAMPLES_KEY,
+    group_name=GROUP,
+    partitions_def=daily_partitions,
+    deps=[REGISTRY_KEY, lake_key("impressions"), lake_key("engagements"), lake_key("posts"),
+          *[feature_key(t) for t in TABLES.values()]],
+    kinds={"feast", "parquet"},
+    description="One row per impression of the day (sampled requests per surface), labels from "
+    "the engagements attributed to it, feed_ranker_v1 features as of the request time (Feast).",
+)
+def training_examples(context: dg.AssetExecutionContext, feast: FeastResource, workspace: WorkspaceResource,
+                      training_config: TrainingConfigResource) -> dg.MaterializeResult:
+    day = context.partition_key
+    try:
+        examples = with_features(feast.store(), build_examples(workspace.lake, day, training_config.load()))
+    except TrainingDataError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    path = write_examples(examples, workspace.lake, day)
+    per_surface = examples.groupby(c.SURFACE).agg(rows=("grade", "size"), requests=(c.REQUEST_ID, "nunique"),
+                                                   positive_rate=("grade", lambda g: float((g > 0).mean())))
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(examples),
+        "per_surface": dg.MetadataValue.json(per_surface.round(4).to_dict(orient="index")),
+        "path": dg.MetadataValue.path(str(path)),
+    })
+
+
+def _report_path(workspace: WorkspaceResource, surface: str, day: str) -> Path:
+    return workspace.lake / REPORTS_DIR / surface / f"{day}.json"
+
+
+def build_surface_assets(surface: str):
+    model_name = SURFACE_MODELS[surface]
+    prefix = ["training", surface]
+    rankers_key, evaluation_key = dg.AssetKey([*prefix, "rankers"]), dg.AssetKey([*prefix, "evaluation"])
+
+    @dg.asset(key=rankers_key, group_name=GROUP, partitions_def=daily_partitions, deps=[EXAMPLES_KEY],
+              kinds={"lightgbm", "mlflow"},
+              description=f"{surface}: LambdaRank and per-action value model trained on the days before "
+              f"T-1 with early stopping on T-1; the better on T-1 is registered as {model_name}@challenger.")
+    def rankers(context: dg.AssetExecutionContext, workspace: WorkspaceResource,
+                training_config: TrainingConfigResource, mlflow: MlflowResource) -> dg.Output:
+        cfg = training_config.load()
+        try:
+            split = load_split(workspace.lake, surface, context.partition_key, cfg)
+        except TrainingDataError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        trained = train_rankers(split, cfg)
+        kind, valid_ndcg = choose_challenger(trained, split.valid)
+        client = mlflow.client()
+        example = split.valid.head(50)
+        run_ids = {k: tracking.log_ranker_run(surface=surface, ranker=r, params=cfg.params(), days=split.days,
+                                              valid_ndcg10=valid_ndcg[k], input_example=example)
+                   for k, r in trained.items()}
+        version = tracking.register(client, model_name, run_ids[kind],
+                                    tags={"surface": surface, "kind": kind, "test_day": context.partition_key})
+        value = {"surface": surface, "model_name": model_name, "run_ids": run_ids, "challenger_kind": kind,
+                 "challenger_version": str(version.version), "days": split.days,
+                 "valid_ndcg10": valid_ndcg, "train_rows": len(split.train)}
+        return dg.Output(value, metadata={
+            "challenger": f"{model_name} v{version.version} ({kind})",
+            "valid_ndcg10_realised": dg.MetadataValue.json(valid_ndcg),
+            "train_rows": len(split.train), "features": len(split.features),
+            "days": dg.MetadataValue.json(split.days),
+        })
+
+    @dg.asset(key=evaluation_key, group_name=GROUP, partitions_def=daily_partitions,
+              ins={"trained": dg.AssetIn(rankers_key)}, kinds={"mlflow"},
+              check_specs=[dg.AssetCheckSpec(
+                  "challenger_beats_champion", asset=evaluation_key, blocking=True,
+                  description="The challenger takes `champion` only if it beats the current champion on "
+                  "the same test day (promotion metric in training/config.toml); never on a NaN.")],
+              description=f"{surface}: every ranker and baseline (chronological, popularity, affinity, "
+              "random, oracle) on the same candidates of test day T; logged to the rankers' MLflow runs.")
+    def evaluation(context: dg.AssetExecutionContext, trained: dict, workspace: WorkspaceResource,
+                   training_config: TrainingConfigResource, mlflow: MlflowResource):
+        cfg = training_config.load()
+        mlflow.client()
+        split = load_split(workspace.lake, surface, context.partition_key, cfg)
+        models = {kind: tracking.load_run_ranker(run_id) for kind, run_id in trained["run_ids"].items()}
+        test = attach_truth(split.test, workspace.truth)
+        report = evaluate(test, models, trained["challenger_kind"], seed=cfg.seed)
+        report.update({k: trained[k] for k in ("challenger_kind", "challenger_version", "model_name", "days")})
+        for kind, run_id in trained["run_ids"].items():
+            figures = {"ndcg_vs_baselines.png": plots.ndcg_bars(report, f"{surface} NDCG@10, {context.partition_key}"),
+                       "feature_importance.png": plots.feature_importance(models[kind])}
+            if kind in report["heads"]:
+                figures["calibration.png"] = plots.calibration_curves(report["heads"][kind])
+            tracking.log_evaluation(run_id, report, kind, figures)
+        path = _report_path(workspace, surface, context.partition_key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2, default=float))
+        ours = report["rankers"][trained["challenger_kind"]]
+        decision = _promotion_decision(context, report, split.test, workspace, cfg, mlflow.client())
+        report["promotion"] = decision
+        yield dg.Output(report, metadata={
+            "ndcg10": ours["ndcg10"], "ndcg10_realised": ours["ndcg10_realised"],
+            "pct_of_oracle": report.get("pct_of_oracle", float("nan")),
+            "lift_vs_chronological_pct": report["lift_vs_chronological_pct"],
+            "ndcg10_all": dg.MetadataValue.json({n: round(m["ndcg10"], 4) for n, m in report["rankers"].items()}),
+            "report": dg.MetadataValue.path(str(path)),
+        })
+        # Blocking: when it fails, Dagster skips the champion (and A/B) assets downstream.
+        yield dg.AssetCheckResult(check_name="challenger_beats_champion", passed=decision["promoted"],
+                                  metadata={k: (v if v is not None else "none") for k, v in decision.items()})
+
+    @dg.asset(key=dg.AssetKey([*prefix, "champion"]), group_name=GROUP, partitions_def=daily_partitions,
+              ins={"evaluation": dg.AssetIn(evaluation_key)}, kinds={"mlflow"},
+              description=f"Moves {model_name}@champion to the challenger; runs only when "
+              "challenger_beats_champion passed.")
+    def champion(evaluation: dict, mlflow: MlflowResource) -> dg.Output:
+        client = mlflow.client()
+        tracking.promote(client, model_name, evaluation["challenger_version"])
+        value = {"model_name": model_name, "version": evaluation["challenger_version"],
+                 "kind": evaluation["challenger_kind"], "test_day": evaluation["days"]["test"][0]}
+        return dg.Output(value, metadata={"champion": f"{model_name} v{value['version']} ({value['kind']})"})
+
+    @dg.asset(key=dg.AssetKey([*prefix, "ab_test"]), group_name=GROUP, partitions_def=daily_partitions,
+              ins={"champion": dg.AssetIn(dg.AssetKey([*prefix, "champion"]))}, kinds={"mlflow"},
+              description="Simulated online A/B on test day T: viewers split between the champion and "
+              "chronological order; expected engagements per session from the simulator's truth.")
+    def ab_test(context: dg.AssetExecutionContext, champion: dict, workspace: WorkspaceResource,
+                training_config: TrainingConfigResource, mlflow: MlflowResource) -> dg.Output:
+        cfg = training_config.load()
+        client = mlflow.client()
+        loaded = tracking.load_ranker(client, model_name, tracking.CHAMPION)
+        if loaded is None or not (workspace.truth / "meta.json").exists():
+            return dg.Output({"skipped": True}, metadata={"skipped": "no champion or no simulator truth"})
+        from data.world import TruthModel
+
+        ranker, version = loaded
+        split = load_split(workspace.lake, surface, champion["test_day"], cfg)
+        result = simulate(split.test, ranker.predict(ranker.matrix(split.test)), TruthModel.load(workspace.truth),
+                          slots=cfg.ab_slots, treatment_share=cfg.ab_treatment_share, seed=cfg.ab_seed)
+        result.update(model_name=model_name, version=str(version.version), test_day=champion["test_day"])
+        tracking.log_ab_test(result)
+        return dg.Output(result, metadata={
+            "engagement_lift_pct": result["engagements"]["lift_pct"],
+            "ci95_pct": dg.MetadataValue.json(result["engagements"]["ci95_pct"]),
+            "value_lift_pct": result["value"]["lift_pct"],
+            "viewers": dg.MetadataValue.json(result["viewers"]),
+        })
+
+    def _promotion_decision(context, report: dict, test, workspace: WorkspaceResource, cfg, client) -> dict:
+        """Score the current champion on the same test rows; decide; log the decision to MLflow."""
+        test_day = report["days"]["test"][0]
+        challenger_metric = report["rankers"][report["challenger_kind"]][cfg.promotion_metric]
+        champion = tracking.load_ranker(client, model_name, tracking.CHAMPION)
+        champion_version = champion_metric = None
+        if champion is not None:
+            ranker, version = champion
+            champion_version = str(version.version)
+            try:
+                scored = evaluate(attach_truth(test, workspace.truth), {"champion": ranker}, "champion")
+                champion_metric = scored["rankers"]["champion"][cfg.promotion_metric]
+            except TrainingDataError as exc:  # e.g. the champion needs a feature no longer served
+                context.log.warning(f"champion v{champion_version} cannot score this test day: {exc}")
+        decision = decide(metric=cfg.promotion_metric, test_day=test_day,
+                          challenger_version=report["challenger_version"], challenger_metric=challenger_metric,
+                          champion_version=champion_version, champion_metric=champion_metric,
+                          min_improvement=cfg.min_improvement).to_dict()
+        tracking.log_decision(client, model_name, report["challenger_version"], decision)
+        return decision
+
+    return [rankers, evaluation, champion, ab_test]
+
+
+training_assets = [training_examples]
+for _surface in SURFACE_MODELS:
+    training_assets += build_surface_assets(_surface)
+
+training_job = dg.define_asset_job(
+    "training_job", selection=dg.AssetSelection.groups(GROUP),
+    description="Train, evaluate and (if it wins) promote both rankers for one test day.",
+)
+# The day after T, once T's late events and engagements have landed. Off until switched on.
+training_schedule = dg.build_schedule_from_partitioned_job(training_job, hour_of_day=6, minute_of_hour=0)

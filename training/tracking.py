@@ -1,0 +1,187 @@
+"""MLflow: one run per trained ranker (params, feature service and list, partitions, metrics,
+plots, the model with signature and input example), the registry (`feed_ranker` /
+`explore_ranker`, aliases `challenger` and `champion`) and the logged promotion decisions.
+
+The logged model is a pyfunc wrapping LightGBM text models plus `ranker.json`, so
+`mlflow.pyfunc.load_model("models:/feed_ranker@champion")` scores a DataFrame of the feature
+service's columns, and serving can load the raw boosters (`load_ranker`) to compile them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from features.feature_repo.definitions import SERVICE_NAME
+from training.models import Ranker
+
+# Per-file download progress bars would flood the Dagster and `make run` consoles.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+CHALLENGER, CHAMPION = "challenger", "champion"
+RANKER_ARTIFACT = "ranker"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class RankerModel(mlflow.pyfunc.PythonModel):
+    """pyfunc face of a Ranker: DataFrame of feature columns -> scores."""
+
+    def load_context(self, context) -> None:
+        self.ranker = Ranker.load(Path(context.artifacts[RANKER_ARTIFACT]))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
+        return self.ranker.predict(self.ranker.matrix(model_input))
+
+
+def experiment_name(surface: str) -> str:
+    return f"loupe/{surface}_ranker"
+
+
+_artifact_root: Path | None = None
+
+
+def connect(tracking_uri: str, artifact_root: str | None = None) -> MlflowClient:
+    """Point MLflow at the workspace. Experiments created from here keep their artifacts under
+    `artifact_root` (else MLflow would write ./mlruns wherever the process happens to run)."""
+    global _artifact_root
+    _artifact_root = Path(artifact_root) if artifact_root else None
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def use_experiment(name: str) -> None:
+    if mlflow.get_experiment_by_name(name) is None and _artifact_root is not None:
+        slug = name.replace("/", "_")
+        mlflow.create_experiment(name, artifact_location=(_artifact_root / slug).resolve().as_uri())
+    mlflow.set_experiment(name)
+
+
+def log_ranker_run(
+    *,
+    surface: str,
+    ranker: Ranker,
+    params: dict,
+    days: dict[str, list[str]],
+    valid_ndcg10: float,
+    input_example: pd.DataFrame,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """A finished MLflow run holding the trained ranker; returns its run id."""
+    use_experiment(experiment_name(surface))
+    with mlflow.start_run(run_name=f"{surface}-{ranker.kind}-{days['test'][0]}") as run:
+        mlflow.set_tags({"surface": surface, "kind": ranker.kind, "test_day": days["test"][0],
+                         "feature_service": SERVICE_NAME, **(tags or {})})
+        mlflow.log_params({**params, "kind": ranker.kind, "feature_service": SERVICE_NAME,
+                           "n_features": len(ranker.feature_names),
+                           **{f"days_{k}": ",".join(v) for k, v in days.items()},
+                           **{f"best_iteration.{k}": v for k, v in ranker.best_iterations.items()}})
+        mlflow.log_metric("valid_ndcg10_realised", valid_ndcg10)
+        mlflow.log_dict({"feature_service": SERVICE_NAME, "features": ranker.feature_names,
+                         "partitions": days}, "features.json")
+        example = input_example[ranker.feature_names].astype(np.float32)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = ranker.save(Path(tmp) / RANKER_ARTIFACT)
+            mlflow.pyfunc.log_model(
+                name="model",
+                python_model=RankerModel(),
+                artifacts={RANKER_ARTIFACT: str(path)},
+                code_paths=[str(PACKAGE_DIR)],
+                signature=infer_signature(example, ranker.predict(example.to_numpy(np.float32))),
+                input_example=example.head(5),
+            )
+        return run.info.run_id
+
+
+def register(client: MlflowClient, model_name: str, run_id: str, tags: dict[str, str]) -> ModelVersion:
+    """Register the run's model and point the `challenger` alias at it."""
+    version = mlflow.register_model(f"runs:/{run_id}/model", model_name, tags=tags)
+    client.set_registered_model_alias(model_name, CHALLENGER, version.version)
+    return version
+
+
+def version_by_alias(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+def load_ranker(client: MlflowClient, model_name: str, alias: str) -> tuple[Ranker, ModelVersion] | None:
+    """The raw Ranker behind an alias (None when the alias is not set)."""
+    version = version_by_alias(client, model_name, alias)
+    if version is None:
+        return None
+    return load_run_ranker(version.run_id), version
+
+
+def load_run_ranker(run_id: str) -> Ranker:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{run_id}/model", dst_path=tmp)
+        found = next(Path(root).rglob("ranker.json"))
+        return Ranker.load(found.parent)
+
+
+def log_evaluation(run_id: str, report: dict, name: str, figures: dict) -> None:
+    """Test-day metrics of the run's ranker (prefixed test_), the full report, and figures."""
+    from training import plots
+
+    # Resuming a run needs its own experiment active (the other surface's may be).
+    mlflow.set_experiment(experiment_id=mlflow.get_run(run_id).info.experiment_id)
+    with mlflow.start_run(run_id=run_id):
+        ours = report["rankers"][name]
+        mlflow.log_metrics({f"test_{k}": v for k, v in ours.items() if np.isfinite(v)})
+        for base in ("chronological", "popularity", "affinity", "random", "oracle"):
+            if base in report["rankers"]:
+                mlflow.log_metric(f"baseline_{base}_ndcg10", report["rankers"][base]["ndcg10"])
+        for key in ("pct_of_oracle", "lift_vs_chronological_pct"):
+            if key in report and np.isfinite(report[key]):
+                mlflow.log_metric(key, report[key])
+        for head, m in report.get("heads", {}).get(name, {}).items():
+            mlflow.log_metrics({f"test_{head}_{k}": m[k] for k in ("auc", "logloss") if np.isfinite(m[k])})
+            if np.isfinite(m["calibration"]["ece"]):
+                mlflow.log_metric(f"test_{head}_ece", m["calibration"]["ece"])
+        mlflow.log_dict(report, "evaluation.json")
+        for file, fig in figures.items():
+            mlflow.log_figure(fig, file)
+            plots.close(fig)
+
+
+def log_decision(client: MlflowClient, model_name: str, version: str, decision: dict) -> None:
+    """The promotion decision with both numbers: tags on the challenger version and a run."""
+    for key, value in decision.items():
+        client.set_model_version_tag(model_name, version, f"promotion.{key}", str(value))
+    use_experiment("loupe/promotions")
+    with mlflow.start_run(run_name=f"{model_name}-v{version}-{decision['test_day']}"):
+        mlflow.set_tags({"model": model_name, "challenger_version": version,
+                         "promoted": str(decision["promoted"]), "reason": decision["reason"]})
+        mlflow.log_metrics({k: v for k, v in decision.items()
+                            if k.endswith("_metric") and isinstance(v, float) and np.isfinite(v)})
+        mlflow.log_dict(json.loads(json.dumps(decision, default=str)), "decision.json")
+
+
+def promote(client: MlflowClient, model_name: str, version: str) -> None:
+    client.set_registered_model_alias(model_name, CHAMPION, version)
+
+
+def log_ab_test(result: dict) -> None:
+    use_experiment("loupe/ab_tests")
+    with mlflow.start_run(run_name=f"{result['model_name']}-v{result['version']}-{result['test_day']}"):
+        mlflow.set_tags({"model": result["model_name"], "version": result["version"], "test_day": result["test_day"]})
+        for column in ("engagements", "value"):
+            m = result[column]
+            mlflow.log_metrics({f"{column}_lift_pct": m["lift_pct"], f"{column}_ci95_low_pct": m["ci95_pct"][0],
+                                f"{column}_ci95_high_pct": m["ci95_pct"][1],
+                                f"{column}_per_session_treatment": m["per_session_treatment"],
+                                f"{column}_per_session_control": m["per_session_control"]})
+        mlflow.log_dict(result, "ab_test.json")

@@ -1,0 +1,74 @@
+"""One surface's rankers for a test day T: train on the `train_days` days before T-1, early-stop on
+T-1, judge on T (time-based split, never random), and pick the challenger on the validation day."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data import columns as c
+from training import metrics
+from training.config import TrainingConfig
+from training.dataset import example_days, feature_columns, read_examples
+from training.models import LAMBDARANK, VALUE_MODEL, Ranker, train_heads, train_lambdarank, validate
+
+TRAINERS = {LAMBDARANK: train_lambdarank, VALUE_MODEL: train_heads}
+
+
+def split_days(test_day: str, train_days: int) -> dict[str, list[str]]:
+    t = date.fromisoformat(test_day)
+    day = lambda k: (t - timedelta(days=k)).isoformat()  # noqa: E731
+    return {
+        "train": [day(k) for k in range(train_days + 1, 1, -1)],
+        "valid": [day(1)],
+        "test": [test_day],
+    }
+
+
+@dataclass
+class SurfaceSplit:
+    surface: str
+    days: dict[str, list[str]]
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    features: list[str]
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values([c.REQUEST_ID, c.POSITION], kind="stable").reset_index(drop=True)
+
+
+def load_split(lake_dir: Path, surface: str, test_day: str, cfg: TrainingConfig) -> SurfaceSplit:
+    """The three splits of one surface, validated (clear errors before any training)."""
+    days = split_days(test_day, cfg.train_days)
+    # Up to train_days: a young world (or lake) trains on the days it has.
+    available = set(example_days(lake_dir))
+    days["train"] = [d for d in days["train"] if d in available] or days["train"][-1:]
+    frames = {name: _sorted(read_examples(lake_dir, d, surface)) for name, d in days.items()}
+    features = feature_columns(frames["train"])
+    for name, frame in frames.items():
+        validate(frame, features, f"{surface} {name} ({', '.join(days[name])})", cfg)
+    return SurfaceSplit(surface, days, frames["train"], frames["valid"], frames["test"], features)
+
+
+def train_rankers(split: SurfaceSplit, cfg: TrainingConfig) -> dict[str, Ranker]:
+    return {kind: trainer(split.train, split.valid, split.features, cfg) for kind, trainer in TRAINERS.items()}
+
+
+def validation_ndcg(ranker: Ranker, valid: pd.DataFrame) -> float:
+    """Realised-label NDCG@10 on the validation day: what picks the challenger (no truth needed)."""
+    scores = ranker.predict(ranker.matrix(valid))
+    return metrics.ndcg(valid[c.REQUEST_ID].to_numpy(), valid["grade"].to_numpy(np.float64), scores, 10)
+
+
+def choose_challenger(rankers: dict[str, Ranker], valid: pd.DataFrame) -> tuple[str, dict[str, float]]:
+    scores = {kind: validation_ndcg(r, valid) for kind, r in rankers.items()}
+    finite = {k: v for k, v in scores.items() if np.isfinite(v)}
+    if not finite:
+        raise ValueError(f"every ranker has a NaN validation NDCG: {scores}")
+    return max(finite, key=finite.get), scores
