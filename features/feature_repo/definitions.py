@@ -86,13 +86,13 @@ request = RequestSource(
 )
 
 
-def request_features_view(post_view: FeatureView, pair_view: FeatureView, viewer_tags_view: FeatureView,
+def request_features_view(pair_view: FeatureView, viewer_tags_view: FeatureView,
                           post_tags_view: FeatureView) -> OnDemandFeatureView:
     @on_demand_feature_view(
         # The tag views are sources only: Feast reads them for this view although the feature
         # service does not list them, and the model gets interest_match, not 128 raw columns
         # (SOURCE_ONLY_PREFIXES).
-        sources=[request, post_view, pair_view, viewer_tags_view, post_tags_view],
+        sources=[request, pair_view, viewer_tags_view, post_tags_view],
         schema=[Field(name="post_age_hours_at_request", dtype=Float64),
                 Field(name="in_network", dtype=Float64),
                 Field(name="interest_match", dtype=Float64)],
@@ -143,7 +143,7 @@ class FeastRepo:
 def build_repo(lake_dir: Path) -> FeastRepo:
     tables = (POST, AUTHOR, VIEWER, RELATIONSHIP, VIEWER_TAGS, POST_TAGS)
     views = {t.name: feature_view(t, lake_dir) for t in tables}
-    odfv = request_features_view(views[POST.name], views[RELATIONSHIP.name], views[VIEWER_TAGS.name],
+    odfv = request_features_view(views[RELATIONSHIP.name], views[VIEWER_TAGS.name],
                                  views[POST_TAGS.name])
     model_views = [views[t.name] for t in (POST, AUTHOR, VIEWER, RELATIONSHIP)]
     service = FeatureService(
