@@ -8,6 +8,7 @@ Writes benchmarks/results/ranking_quality.json; `--world small` prints instead (
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 import time
@@ -22,6 +23,17 @@ from pipelines.resources import build_resources
 from pipelines.run import QUIET, format_metrics_table, train_and_promote
 
 BASELINES = ("chronological", "popularity", "affinity", "random", "oracle")
+
+
+def json_safe(value):
+    """NaN (e.g. NDCG of a segment without ranked lists) becomes null: strict JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def surface_summary(s: dict) -> dict:
@@ -87,7 +99,7 @@ def main(argv: list[str]) -> None:
         "peak_rss_mb": rss.peak_mb,
     }
     if world == WORLD:
-        write_result("ranking_quality", result)
+        write_result("ranking_quality", json_safe(result))
     else:
         print(json.dumps(result, indent=2, default=str))
 

@@ -131,3 +131,9 @@ def export_dagster_env(settings: Settings) -> None:
 def subprocess_env(extra: Mapping[str, str]) -> dict[str, str]:
     """This process's environment plus `extra`, for a child process (e.g. the feast CLI)."""
     return {**os.environ, **extra}
+
+
+def quiet_mlflow_downloads() -> None:
+    """MLflow prints a progress bar per artifact download, which floods the Dagster and `make run`
+    consoles; it is switched off through its environment variable (set here, the env's one home)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -10,7 +10,6 @@ service's columns, and serving can load the raw boosters (`load_ranker`) to comp
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -22,11 +21,9 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
+from data.settings import quiet_mlflow_downloads
 from features.feature_repo.definitions import SERVICE_NAME
 from training.models import Ranker
-
-# Per-file download progress bars would flood the Dagster and `make run` consoles.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 RANKER_ARTIFACT = "ranker"
@@ -54,6 +51,7 @@ def connect(tracking_uri: str, artifact_root: str | None = None) -> MlflowClient
     """Point MLflow at the workspace. Experiments created from here keep their artifacts under
     `artifact_root` (else MLflow would write ./mlruns wherever the process happens to run)."""
     global _artifact_root
+    quiet_mlflow_downloads()
     _artifact_root = Path(artifact_root) if artifact_root else None
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
