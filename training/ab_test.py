@@ -20,14 +20,14 @@ import pandas as pd
 
 from data import columns as c
 from data.world import POSITIVE_ACTIONS, TRUE_VALUE_WEIGHTS, TruthModel, examine_probability
-from training.metrics import _codes, _ranks
+from training.metrics import group_codes, rank_within_groups
 
 BOOTSTRAP_REPLICATES = 400
 
 
 def served_positions(groups: np.ndarray, scores: np.ndarray, slots: int) -> np.ndarray:
     """0-based position of every row under `scores` within its request (>= slots: not shown)."""
-    order, rank = _ranks(_codes(groups), scores)
+    order, rank = rank_within_groups(group_codes(groups), scores)
     position = np.empty(len(order), dtype=np.int64)
     position[order] = rank
     return position

@@ -13,12 +13,12 @@ from sklearn.metrics import log_loss, roc_auc_score
 TIE_SEED = 20261121
 
 
-def _codes(groups) -> np.ndarray:
+def group_codes(groups) -> np.ndarray:
     _, codes = np.unique(np.asarray(groups), return_inverse=True)
     return codes.astype(np.int64)
 
 
-def _ranks(codes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def rank_within_groups(codes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row order sorted by (group, score desc, tie key) and each sorted row's 0-based rank."""
     tie = np.random.default_rng(TIE_SEED).random(len(codes))
     order = np.lexsort((tie, -np.asarray(scores, dtype=np.float64), codes))
@@ -31,15 +31,15 @@ def _ranks(codes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def ndcg_per_group(groups, gains, scores, k: int) -> np.ndarray:
     """NDCG@k of every group with at least two rows and a positive ideal DCG (NaN otherwise)."""
-    codes = _codes(groups)
+    codes = group_codes(groups)
     gains = np.asarray(gains, dtype=np.float64)
     if np.any(gains < 0):
         raise ValueError("NDCG gains must be non-negative")
     n_groups = codes.max() + 1 if len(codes) else 0
-    order, rank = _ranks(codes, scores)
+    order, rank = rank_within_groups(codes, scores)
     disc = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
     dcg = np.bincount(codes[order], gains[order] * disc, minlength=n_groups)
-    ideal_order, ideal_rank = _ranks(codes, gains)
+    ideal_order, ideal_rank = rank_within_groups(codes, gains)
     ideal_disc = np.where(ideal_rank < k, 1.0 / np.log2(ideal_rank + 2.0), 0.0)
     idcg = np.bincount(codes[ideal_order], gains[ideal_order] * ideal_disc, minlength=n_groups)
     size = np.bincount(codes, minlength=n_groups)
@@ -54,9 +54,9 @@ def ndcg(groups, gains, scores, k: int) -> float:
 
 def mean_average_precision(groups, relevant, scores) -> float:
     """MAP over groups holding at least one relevant row."""
-    codes = _codes(groups)
+    codes = group_codes(groups)
     relevant = np.asarray(relevant, dtype=bool)
-    order, rank = _ranks(codes, scores)
+    order, rank = rank_within_groups(codes, scores)
     rel = relevant[order].astype(np.float64)
     sorted_codes = codes[order]
     cum = np.cumsum(rel)

@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 
 from data import columns as c
 from pipelines.defs.features.assets import REGISTRY_KEY, feature_key
@@ -24,7 +23,7 @@ from features.tables import TABLES
 from training import plots, tracking
 from training.ab_test import simulate
 from training.config import SURFACE_MODELS
-from training.dataset import build_examples, examples_dir, with_features, write_examples
+from training.dataset import build_examples, with_features, write_examples
 from training.errors import TrainingDataError
 from training.evaluate import attach_truth, evaluate
 from training.promotion import decide
@@ -43,7 +42,8 @@ REPORTS_DIR = "training/reports"
           *[feature_key(t) for t in TABLES.values()]],
     kinds={"feast", "parquet"},
     description="One row per impression of the day (sampled requests per surface), labels from "
-    "the engagements attributed to it, feed_ranker_v1 features as of the request time (Feast).",
+    "the engagements attributed to it, feed_ranker_v1 features as of the request time (Feast): "
+    "daily tables' snapshot of D-1, creation-stamped post_tags of D itself.",
 )
 def training_examples(context: dg.AssetExecutionContext, feast: FeastResource, workspace: WorkspaceResource,
                       training_config: TrainingConfigResource) -> dg.MaterializeResult:
