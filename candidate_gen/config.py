@@ -1,0 +1,101 @@
+"""Candidate generation's settings, from candidate_gen/config.toml (a copy can be passed in tests).
+
+Sections owned by one component (e.g. [trending], [embeddings]) are read by that component through
+`CandidateConfig.section(name)`; the shared ones are typed here.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from candidate_gen.keys import Keys
+
+DEFAULT_PATH = Path(__file__).with_name("config.toml")
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    key_prefix: str = "lp:"
+    cap: int = 500
+    ttl_days: float = 14
+    max_age_days: float = 7
+    author_posts_cap: int = 200
+    celebrity_followers: int | None = None  # None: derived from the follower distribution
+    celebrity_percentile: float = 99.0
+    celebrity_min_followers: int = 100
+    seen_cap: int = 2000
+    seen_ttl_days: float = 3
+
+    @property
+    def ttl_s(self) -> int:
+        return int(self.ttl_days * 86_400)
+
+    @property
+    def max_age_ms(self) -> int:
+        return int(self.max_age_days * DAY_MS)
+
+    @property
+    def seen_ttl_s(self) -> int:
+        return int(self.seen_ttl_days * 86_400)
+
+
+@dataclass(frozen=True)
+class FanoutConfig:
+    batch_events: int = 2000
+    retry_max_attempts: int = 8
+    retry_base_s: float = 0.2
+    retry_max_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    enabled: bool = True
+    cap: int = 300
+    timeout_ms: float = 20.0
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    feed: FeedConfig = field(default_factory=FeedConfig)
+    fanout: FanoutConfig = field(default_factory=FanoutConfig)
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.feed.key_prefix)
+
+    def source(self, name: str) -> SourceConfig:
+        return self.sources.get(name, SourceConfig())
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A component's own table of the file ({} when absent: the component's defaults)."""
+        return dict(self.raw.get(name, {}))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CandidateConfig:
+        feed = dict(raw.get("feed", {}))
+        if feed.get("celebrity_followers") in ("", None):
+            feed["celebrity_followers"] = None
+        sources = {n: SourceConfig(**v) for n, v in raw.get("sources", {}).items()}
+        return cls(
+            feed=FeedConfig(**feed),
+            fanout=FanoutConfig(**raw.get("fanout", {})),
+            sources=sources,
+            raw=raw,
+        )
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> CandidateConfig:
+        with open(path or DEFAULT_PATH, "rb") as f:
+            return cls.from_dict(tomllib.load(f))
+
+    def with_feed(self, **changes: Any) -> CandidateConfig:
+        """A copy with some feed settings changed (tests, benchmarks)."""
+        from dataclasses import replace
+
+        return replace(self, feed=replace(self.feed, **changes))

@@ -1,0 +1,297 @@
+"""The fan-out worker: applies the event stream to the Redis feed caches and graph.
+
+For each batch of events (config `fanout.batch_events`), two round trips:
+1. account and graph events in stream order (Lua scripts: follow/approve/unfollow also backfill or
+   remove the author's posts; blocks and mutes are plain set writes);
+2. one MULTI/EXEC transaction: author post lists, tombstones, the fan-out of each post to its
+   author's followers as the graph stands after step 1 (`fanout_post.lua`: the loop over
+   followers runs inside Redis, one call per post), and the checkpoint.
+Step 2 commits the checkpoint with the writes, so a batch is either done or redone. Redoing one is
+harmless: every write is idempotent (set adds, sorted-set adds keyed by post, unions with MAX), so a
+replay gives the same state — nothing lost, nothing duplicated. Redis errors are retried with
+exponential backoff; the worker re-reads the checkpoint and resumes from it.
+
+Celebrity authors (the `celebs` set, decided at rebuild) are never fanned out: a post of theirs is
+one add to their own recent-posts set (plus its trims), whatever their follower count; their
+followers pull it at read time (`candidate_gen.home`).
+
+Time: the worker's clock is the newest event time it has applied, never the wall clock, so a replay
+of the lake makes the same age decisions as the first run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import redis
+
+from candidate_gen import events as ev
+from candidate_gen.config import CandidateConfig
+from candidate_gen.records import member
+from candidate_gen.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+# A live call (publish one post) keeps no checkpoint: its events are applied once, idempotently.
+LIVE = None
+
+
+class StateLostError(RuntimeError):
+    """Redis no longer holds the candidate state (e.g. it restarted empty): rebuild from the lake."""
+
+
+@dataclass
+class FanoutStats:
+    events: int = 0
+    applied: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> events skipped
+    posts: int = 0
+    celebrity_posts: int = 0
+    celebrity_post_commands: int = 0  # Redis writes spent on celebrity posts
+    deletions: int = 0
+    fanout_targets: int = 0  # (viewer, post) pairs sent to existing caches
+    inserts: int = 0  # posts newly added to feed caches
+    batches: int = 0
+    retries: int = 0
+    resumed_from: int = 0  # offset the run started at (checkpoint)
+    seconds: float = 0.0
+
+    def add(self, other: FanoutStats) -> None:
+        for name in ("events", "applied", "posts", "celebrity_posts", "celebrity_post_commands",
+                     "deletions", "fanout_targets", "inserts", "batches"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.skipped.update(other.skipped)
+
+    @property
+    def reconciles(self) -> bool:
+        return self.events == self.applied + sum(self.skipped.values())
+
+    def as_metadata(self) -> dict:
+        return {
+            "events": self.events, "applied": self.applied, "skipped": dict(self.skipped),
+            "posts": self.posts, "celebrity_posts": self.celebrity_posts,
+            "deletions": self.deletions, "fanout_targets": self.fanout_targets,
+            "inserts": self.inserts, "batches": self.batches, "retries": self.retries,
+            "resumed_from": self.resumed_from, "seconds": round(self.seconds, 2),
+        }
+
+
+class FanoutWorker:
+    """`run_day(lake_dir, day)` for the lake, `publish_post(...)` for the live entry point.
+
+    `fanout=False` maintains the graph and the author post sets only (a rebuild's replay, where
+    feed caches are built afterwards in one pass).
+    """
+
+    def __init__(self, client: redis.Redis, cfg: CandidateConfig, name: str = "lake", fanout: bool = True):
+        self.client = client
+        self.cfg = cfg
+        self.keys = cfg.keys
+        self.name = name
+        self.fanout = fanout
+        self.scripts = Scripts.register(client)
+        self.clock_ms = 0
+        self._users: set[int] | None = None
+        self._celebs: set[int] | None = None
+
+    # --- entry points -------------------------------------------------------------------------
+    def run_day(self, lake_dir: Path, day: str) -> FanoutStats:
+        return self.consume(ev.lake_day(lake_dir, day), day)
+
+    def publish_post(self, post_id: int, author_id: int, created_ms: int) -> FanoutStats:
+        """Live: one post published now, fanned out at once."""
+        return self.consume(ev.frame([(created_ms, "post", post_id, author_id, created_ms)]), LIVE)
+
+    def delete_post(self, post_id: int, author_id: int, created_ms: int, deleted_ms: int) -> FanoutStats:
+        return self.consume(ev.frame([(deleted_ms, "delete", post_id, author_id, created_ms)]), LIVE)
+
+    def consume(self, events: pd.DataFrame, day: str | None) -> FanoutStats:
+        """Apply `events` (stream order). With a `day`, resume from and advance its checkpoint."""
+        started = time.perf_counter()
+        stats = FanoutStats(events=len(events))
+        offset = self._resume_offset(day, len(events))
+        stats.resumed_from = offset
+        if offset:
+            stats.skipped["before_checkpoint"] += offset
+        cols = [events[k].to_numpy() for k in ev.COLUMNS]
+        size = self.cfg.fanout.batch_events
+        while offset < len(events):
+            end = min(offset + size, len(events))
+            rows = list(zip(*(col[offset:end] for col in cols), strict=True))
+            attempt = 0
+            while True:
+                try:
+                    stats.add(self._apply_batch(rows, day, end))
+                    offset = end
+                    break
+                except RETRYABLE as exc:
+                    attempt += 1
+                    stats.retries += 1
+                    if attempt >= self.cfg.fanout.retry_max_attempts:
+                        raise RuntimeError(
+                            f"fan-out {self.name}: Redis unavailable after {attempt} attempts; "
+                            f"day {day} stopped at offset {offset} (checkpointed)"
+                        ) from exc
+                    pause = min(self.cfg.fanout.retry_base_s * 2**attempt, self.cfg.fanout.retry_max_s)
+                    log.warning("fan-out %s: %s; retry %d in %.1fs", self.name, exc, attempt, pause)
+                    time.sleep(pause)
+                    self._users = self._celebs = None  # reload what Redis holds after reconnecting
+                    if day is None:
+                        continue  # live events carry no checkpoint: redo (idempotent)
+                    try:
+                        resumed = self._resume_offset(day, len(events))
+                    except RETRYABLE:
+                        continue
+                    if resumed >= end:  # committed, but the reply was lost: do not redo it
+                        stats.applied += resumed - offset
+                        offset = resumed
+                        break
+        stats.seconds = time.perf_counter() - started
+        return stats
+
+    # --- state ---------------------------------------------------------------------------------
+    def _resume_offset(self, day: str | None, n_events: int) -> int:
+        if day is None:
+            return 0
+        if not self.client.hexists(self.keys.meta, "built_through"):
+            raise StateLostError(
+                f"no candidate state under {self.keys.prefix!r} (never built, or Redis lost it): "
+                "materialize candidates/rebuild first"
+            )
+        saved = self.client.hgetall(self.keys.checkpoint(self.name))
+        saved_day = saved.get(b"day", b"").decode()
+        if saved_day > day:
+            return n_events  # a later day is already applied
+        if saved_day == day:
+            return min(int(saved.get(b"offset", 0)), n_events)
+        return 0
+
+    def checkpoint_day(self) -> str | None:
+        """The last day this worker applied (fully or partly), or None."""
+        day = self.client.hget(self.keys.checkpoint(self.name), "day")
+        return day.decode() if day else None
+
+    @property
+    def users(self) -> set[int]:
+        if self._users is None:
+            self._users = {int(u) for u in self.client.smembers(self.keys.users)}
+        return self._users
+
+    @property
+    def celebs(self) -> set[int]:
+        if self._celebs is None:
+            self._celebs = {int(u) for u in self.client.smembers(self.keys.celebs)}
+        return self._celebs
+
+    # --- one batch -----------------------------------------------------------------------------
+    def _apply_batch(self, rows: list[tuple], day: str | None, end: int) -> FanoutStats:
+        stats = FanoutStats(batches=1)
+        keys, feed = self.keys, self.cfg.feed
+        prefix = keys.prefix
+        users, celebs = set(self.users), self.celebs
+        clock = max(self.clock_ms, max(r[0] for r in rows))
+        oldest = clock - feed.max_age_ms
+
+        # 1. accounts and graph, in stream order
+        graph = self.client.pipeline(transaction=False)
+        approve_at: list[int] = []
+        creations: list[tuple[int, int, int]] = []
+        deletions: list[tuple[int, int, int]] = []
+        for ts, kind, a, b, x in rows:
+            a, b = int(a), int(b)
+            if kind == "user":
+                users.add(a)
+                self.scripts.user(args=[prefix, a, int(x), feed.cap], client=graph)
+            elif kind in ev.GRAPH_KINDS or kind in ev.BLOCK_KINDS:
+                if a not in users or b not in users:
+                    stats.skipped["unknown_user"] += 1
+                    continue
+                if a == b:
+                    stats.skipped["self_edge"] += 1
+                    continue
+                if kind in ev.GRAPH_KINDS:
+                    if kind == "approve":
+                        approve_at.append(len(graph.command_stack))
+                    script = getattr(self.scripts, kind)
+                    args = [prefix, a, b] if kind == "unfollow" else [prefix, a, b, feed.cap]
+                    script(args=args, client=graph)
+                else:
+                    self._block_event(graph, kind, a, b)
+            elif kind == "post":
+                if b not in users:
+                    stats.skipped["unknown_author"] += 1
+                    continue
+                if int(x) < oldest:
+                    stats.skipped["older_than_max_age"] += 1
+                    continue
+                creations.append((a, b, int(x)))
+            elif kind == "delete":
+                deletions.append((a, b, int(ts)))
+            else:
+                stats.skipped["unknown_kind"] += 1
+                continue
+            stats.applied += 1
+        if graph.command_stack:
+            replies = graph.execute()
+            # an approve with no pending request (out of order, or repeated) changes nothing
+            no_request = sum(1 for i in approve_at if replies[i] == 0)
+            if no_request:
+                stats.skipped["approve_without_request"] += no_request
+                stats.applied -= no_request
+
+        # 2. writes + fan-out + checkpoint, atomically
+        tx = self.client.pipeline(transaction=True)
+        touched: set[int] = set()
+        fanned = []
+        for post, author, created in creations:
+            m = member(post, author)
+            tx.zadd(keys.author_posts(author), {m: created})
+            touched.add(author)
+            stats.posts += 1
+            if author in celebs:
+                stats.celebrity_posts += 1
+                stats.celebrity_post_commands += 1
+            elif self.fanout:
+                fanned.append(len(tx.command_stack))
+                self.scripts.fanout_post(args=[prefix, author, m, created, feed.cap], client=tx)
+        for author in touched:
+            tx.zremrangebyscore(keys.author_posts(author), "-inf", f"({oldest}")
+            tx.zremrangebyrank(keys.author_posts(author), 0, -(feed.author_posts_cap + 1))
+            if author in celebs:
+                stats.celebrity_post_commands += 2
+        for post, author, deleted_ms in deletions:
+            tx.zadd(keys.tombstones, {str(post): deleted_ms})
+            tx.zrem(keys.author_posts(author), member(post, author))
+            stats.deletions += 1
+        if deletions:  # a tombstone outlives its post's max age by a day, then age filters it
+            tx.zremrangebyscore(keys.tombstones, "-inf", f"({oldest - 86_400_000}")
+        if day is not None:
+            tx.hset(keys.checkpoint(self.name), mapping={"day": day, "offset": end})
+        replies = tx.execute()
+        for i in fanned:
+            targets, added = replies[i]
+            stats.fanout_targets += targets
+            stats.inserts += added
+        # commit the batch's effects on the worker's own view only now
+        self._users = users
+        self.clock_ms = clock
+        return stats
+
+    def _block_event(self, pipe: redis.client.Pipeline, kind: str, a: int, b: int) -> None:
+        keys = self.keys
+        if kind == "block":
+            pipe.sadd(keys.blocks(a), b)
+            pipe.sadd(keys.blocked_by(b), a)
+        elif kind == "unblock":
+            pipe.srem(keys.blocks(a), b)
+            pipe.srem(keys.blocked_by(b), a)
+        elif kind == "mute":
+            pipe.sadd(keys.mutes(a), b)
+        else:
+            pipe.srem(keys.mutes(a), b)

@@ -1,0 +1,33 @@
+"""The shared filters of Home and Explore, and the default chain (cheapest first)."""
+
+from __future__ import annotations
+
+import redis
+
+from candidate_gen.config import CandidateConfig
+from candidate_gen.filters.already_seen_filter import AlreadySeenFilter
+from candidate_gen.filters.base import ChainResult, FilterChain, FilterResult
+from candidate_gen.filters.blocked_author_filter import BlockedAuthorFilter
+from candidate_gen.filters.deleted_post_filter import DeletedPostFilter
+from candidate_gen.filters.max_age_filter import MaxAgeFilter
+from candidate_gen.filters.muted_author_filter import MutedAuthorFilter
+from candidate_gen.filters.own_post_filter import OwnPostFilter
+from candidate_gen.filters.private_author_filter import PrivateAuthorFilter
+
+
+def default_chain(client: redis.Redis, cfg: CandidateConfig, seen: bool = True) -> FilterChain:
+    """Own posts and age need no state; the rest share one Redis round trip."""
+    filters = [
+        OwnPostFilter(),
+        MaxAgeFilter(cfg),
+        DeletedPostFilter(cfg),
+        BlockedAuthorFilter(cfg),
+        MutedAuthorFilter(cfg),
+        PrivateAuthorFilter(cfg),
+    ]
+    if seen:
+        filters.append(AlreadySeenFilter(cfg))
+    return FilterChain(client, filters)
+
+
+__all__ = ["ChainResult", "FilterChain", "FilterResult", "default_chain"]

@@ -1,0 +1,101 @@
+"""What every filter is, and how a chain of them runs with one Redis round trip.
+
+A filter is a small class with a `name` and three steps:
+- `prepare(pipe, viewer_id, candidates)` queues the Redis reads it needs on a shared pipeline
+  (nothing for filters that need no state, e.g. own posts, max age) and says how many;
+- `decode(candidates, replies)` turns its replies into its state (e.g. the set of deleted ids);
+  it is not called when Redis failed, and `apply` then gets `state=None`;
+- `apply(viewer_id, candidates, state, now_ms)` returns a `FilterResult`: kept candidates, in
+  input order, and removed ones with the reason.
+`FilterChain` runs every filter's reads in a single pipeline, then applies them in order, cheapest
+first, and counts removals per reason so totals reconcile (kept + removed = input).
+
+Privacy filters fail closed: when their state cannot be read they remove what they cannot clear
+(reason `<filter>_unavailable`); the already-seen filter fails open (a repeat is not a leak).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import redis
+
+from candidate_gen.records import Candidate
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    kept: list[Candidate]
+    removed: list[tuple[Candidate, str]] = field(default_factory=list)
+
+
+class CandidateFilter(Protocol):
+    name: str
+
+    def prepare(self, pipe: Any, viewer_id: int, candidates: list[Candidate]) -> int:
+        """Queue reads on `pipe`; return how many commands were queued."""
+        ...
+
+    def decode(self, candidates: list[Candidate], replies: list[Any]) -> Any: ...
+
+    def apply(
+        self, viewer_id: int, candidates: list[Candidate], state: Any, now_ms: int
+    ) -> FilterResult: ...
+
+
+def split(candidates: list[Candidate], drop: list[bool], reason: str) -> FilterResult:
+    """Kept / removed-with-reason from a boolean mask aligned with `candidates`."""
+    kept, removed = [], []
+    for cand, d in zip(candidates, drop, strict=True):
+        if d:
+            removed.append((cand, reason))
+        else:
+            kept.append(cand)
+    return FilterResult(kept, removed)
+
+
+@dataclass
+class ChainResult:
+    kept: list[Candidate]
+    removed: list[tuple[Candidate, str]]
+    counts: Counter  # reason -> number removed
+    degraded: list[str]  # filters whose state could not be read
+
+    @property
+    def total(self) -> int:
+        return len(self.kept) + len(self.removed)
+
+
+class FilterChain:
+    """Filters in declared order, their Redis reads batched into one round trip."""
+
+    def __init__(self, client: redis.Redis, filters: list[CandidateFilter]):
+        self.client = client
+        self.filters = filters
+
+    def run(self, viewer_id: int, candidates: list[Candidate], now_ms: int) -> ChainResult:
+        states: list[Any] = [None] * len(self.filters)
+        degraded: list[str] = []
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            sizes = [f.prepare(pipe, viewer_id, candidates) for f in self.filters]
+            flat = pipe.execute() if sum(sizes) else []
+            at = 0
+            for i, (f, n) in enumerate(zip(self.filters, sizes, strict=True)):
+                states[i] = f.decode(candidates, flat[at : at + n])
+                at += n
+        except redis.RedisError:
+            # No state: each filter decides (privacy filters fail closed, the seen filter open).
+            states = [None] * len(self.filters)
+            degraded = [f.name for f in self.filters if getattr(f, "needs_state", False)]
+        kept = list(candidates)
+        removed: list[tuple[Candidate, str]] = []
+        for f, state in zip(self.filters, states, strict=True):
+            if not kept:
+                break
+            result = f.apply(viewer_id, kept, state, now_ms)
+            kept = result.kept
+            removed.extend(result.removed)
+        return ChainResult(kept, removed, Counter(r for _, r in removed), degraded)

@@ -1,0 +1,72 @@
+"""Reading a viewer's Home candidates: the fan-out cache merged with the celebrity pulls.
+
+Two round trips at most:
+1. the viewer's cache (newest N within the max age), its celebrity followee list, and a TTL refresh
+   (reading is what keeps an active viewer's cache alive);
+2. the recent posts of each celebrity followee (pulled, since they were not fanned out).
+A missing cache (never built, or expired while the viewer was away) is built on the spot from the
+followees' recent post sets, server-side, and the read says so (`built=True`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+
+from candidate_gen.config import CandidateConfig
+from candidate_gen.keys import BUILT_SENTINEL
+from candidate_gen.records import Candidate
+from candidate_gen.scripts import Scripts
+
+IN_NETWORK, CELEBRITY = "in_network", "celebrity"
+
+
+@dataclass(frozen=True)
+class HomeRead:
+    candidates: list[Candidate]  # newest first, unique posts
+    from_cache: int
+    from_celebrities: int
+    built: bool  # the cache was missing and was built during this read
+
+
+class HomeCandidateReader:
+    def __init__(self, client: redis.Redis, cfg: CandidateConfig):
+        self.client = client
+        self.cfg = cfg
+        self.keys = cfg.keys
+        self.scripts = Scripts.register(client)
+
+    def read(self, viewer_id: int, now_ms: int, limit: int = 1000) -> HomeRead:
+        keys, feed = self.keys, self.cfg.feed
+        oldest = now_ms - feed.max_age_ms
+        fkey = keys.feed(viewer_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrevrangebyscore(fkey, "+inf", oldest, start=0, num=limit + 1, withscores=True)
+        pipe.smembers(keys.celeb_followees(viewer_id))
+        pipe.expire(fkey, feed.ttl_s)
+        cached, celebs, _ = pipe.execute()
+        built = False
+        if not cached:  # no sentinel: the cache does not exist
+            self.scripts.feed_build(args=[keys.prefix, viewer_id, feed.cap, feed.ttl_s, oldest])
+            cached = self.client.zrevrangebyscore(fkey, "+inf", oldest, start=0, num=limit + 1, withscores=True)
+            built = True
+        # member -> (creation ms, source); the cache first, so a post both cached and pulled (an
+        # author who became a celebrity) counts once, as in-network
+        found = {m: (t, IN_NETWORK) for m, t in cached if m != BUILT_SENTINEL}
+        if celebs:
+            pipe = self.client.pipeline(transaction=False)
+            for a in celebs:
+                pipe.zrevrangebyscore(keys.author_posts(int(a)), "+inf", oldest, start=0, num=limit, withscores=True)
+            for rows in pipe.execute():
+                for m, t in rows:
+                    found.setdefault(m, (t, CELEBRITY))
+        newest = sorted(found.items(), key=lambda kv: kv[1][0], reverse=True)[:limit]
+        # bulk-parse "post:author" members in C rather than one split per member
+        ids = np.array(b" ".join(m for m, _ in newest).replace(b":", b" ").split(), dtype=np.int64)
+        posts, authors = ids[0::2].tolist(), ids[1::2].tolist()
+        out = [Candidate(p, a, int(t), src, t) for p, a, (_, (t, src)) in zip(posts, authors, newest, strict=True)]
+        n_celeb = sum(1 for c in out if c.source == CELEBRITY)
+        n_cache = len(out) - n_celeb
+        return HomeRead(out, n_cache, n_celeb, built)

@@ -1,0 +1,51 @@
+"""The candidate record every source returns and every filter, scorer and blender passes on.
+
+Small and frozen (product-mixer's `TweetCandidate`): a post, its author, when it was created and
+which source proposed it. Features never live here; they are hydrated into a columnar block later.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Candidate(NamedTuple):
+    post_id: int
+    author_id: int
+    created_ms: int  # post creation time, epoch milliseconds
+    source: str  # the source that proposed it (one of data.columns.IMPRESSION_SOURCES)
+    score: float = 0.0  # the source's own ordering score (recency, velocity, similarity, ...)
+
+
+def member(post_id: int, author_id: int) -> bytes:
+    """How a post is stored in every candidate sorted set: b"<post_id>:<author_id>".
+
+    Carrying the author in the member lets read-time filters (blocks, mutes, privacy) work without
+    a second lookup per candidate (docs/feed_cache_format.md).
+    """
+    return b"%d:%d" % (post_id, author_id)
+
+
+def parse_member(raw: bytes | str) -> tuple[int, int]:
+    post, _, author = (raw.decode() if isinstance(raw, bytes) else raw).partition(":")
+    return int(post), int(author)
+
+
+def candidates_from_zset(
+    rows: list[tuple[bytes, float]], source: str, score_is_time: bool = True
+) -> list[Candidate]:
+    """(member, score) pairs of a candidate sorted set -> candidates.
+
+    `score_is_time`: the set is scored by creation time (feeds, author posts); otherwise the score is
+    the source's own (velocity, counts) and creation time is unknown here (0).
+    """
+    out = []
+    for raw, score in rows:
+        if raw[:1] == b"~":  # bookkeeping members (the feed's build sentinel) are not posts
+            continue
+        post, author = parse_member(raw)
+        if score_is_time:
+            out.append(Candidate(post, author, int(score), source, float(score)))
+        else:
+            out.append(Candidate(post, author, 0, source, float(score)))
+    return out

@@ -1,0 +1,84 @@
+"""What every candidate source is, and how a set of them runs: concurrently, each with its own
+switch, cap and timeout, failing open.
+
+A source is a small class with a `name`, a `config` (SourceConfig) and `fetch(request)` returning
+at most `config.cap` candidates, best first. `run_sources` never raises for a source: a disabled,
+failed or slow source yields a `SourceOutcome` with no candidates and a status the response can
+report (product-mixer's candidate pipelines with `FailOpenPolicy`).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from candidate_gen.config import SourceConfig
+from candidate_gen.records import Candidate
+
+
+@dataclass(frozen=True)
+class SourceRequest:
+    viewer_id: int
+    now_ms: int  # request time, epoch ms (sources judge recency against it, never the wall clock)
+
+
+class CandidateSource(Protocol):
+    name: str
+    config: SourceConfig
+
+    def fetch(self, request: SourceRequest) -> list[Candidate]: ...
+
+
+OK, DISABLED, TIMEOUT, ERROR = "ok", "disabled", "timeout", "error"
+
+
+@dataclass(frozen=True)
+class SourceOutcome:
+    name: str
+    status: str  # ok | disabled | timeout | error
+    candidates: list[Candidate] = field(default_factory=list)
+    elapsed_ms: float = 0.0
+    error: str | None = None
+
+    @property
+    def degraded(self) -> bool:
+        return self.status in (TIMEOUT, ERROR)
+
+
+# One shared pool: sources are I/O-bound (Redis round trips), threads are enough.
+_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="source")
+
+
+def _timed_fetch(source: CandidateSource, request: SourceRequest) -> tuple[list[Candidate], float]:
+    start = time.perf_counter()
+    out = source.fetch(request)
+    return out[: source.config.cap], (time.perf_counter() - start) * 1000
+
+
+def run_sources(sources: list[CandidateSource], request: SourceRequest) -> list[SourceOutcome]:
+    """Run the enabled sources concurrently; one outcome per source, in the given order."""
+    started = time.perf_counter()
+    futures = {
+        s.name: _POOL.submit(_timed_fetch, s, request) for s in sources if s.config.enabled
+    }
+    outcomes = []
+    for s in sources:
+        if not s.config.enabled:
+            outcomes.append(SourceOutcome(s.name, DISABLED))
+            continue
+        # Each source's deadline counts from the common start: they run side by side.
+        left = s.config.timeout_ms / 1000 - (time.perf_counter() - started)
+        try:
+            found, elapsed = futures[s.name].result(timeout=max(left, 0.0))
+            outcomes.append(SourceOutcome(s.name, OK, found, elapsed))
+        except FutureTimeout:
+            futures[s.name].cancel()
+            waited = (time.perf_counter() - started) * 1000
+            outcomes.append(SourceOutcome(s.name, TIMEOUT, [], waited, f"over {s.config.timeout_ms} ms"))
+        except Exception as exc:  # noqa: BLE001 - fail open: any source failure degrades, never raises
+            waited = (time.perf_counter() - started) * 1000
+            outcomes.append(SourceOutcome(s.name, ERROR, [], waited, f"{type(exc).__name__}: {exc}"))
+    return outcomes

@@ -1,0 +1,37 @@
+"""Shared by the candidate generation tests: a fresh key prefix per test, state dumps, a clock."""
+
+from __future__ import annotations
+
+import uuid
+
+import redis
+
+from candidate_gen.config import CandidateConfig
+
+T0 = 1_790_000_000_000  # an epoch-ms instant in the simulated October
+HOUR = 3_600_000
+
+
+def fresh_config(**feed) -> CandidateConfig:
+    base = {"key_prefix": f"t{uuid.uuid4().hex[:8]}:", "celebrity_followers": 3, **feed}
+    return CandidateConfig.load().with_feed(**base)
+
+
+def dump(client: redis.Redis, cfg: CandidateConfig, skip: tuple[str, ...] = ("ckpt:", "meta")) -> dict:
+    """Every key of the layout with its content (sets/zsets as sorted lists), bookkeeping aside."""
+    out = {}
+    prefix = cfg.keys.prefix
+    for raw in client.scan_iter(match=cfg.keys.pattern, count=1000):
+        key = raw.decode()
+        if key.removeprefix(prefix).startswith(skip):
+            continue
+        kind = client.type(raw).decode()
+        if kind == "zset":
+            out[key] = sorted(client.zrange(raw, 0, -1, withscores=True))
+        elif kind == "set":
+            out[key] = sorted(client.smembers(raw))
+        elif kind == "hash":
+            out[key] = sorted(client.hgetall(raw).items())
+        else:
+            out[key] = client.get(raw)
+    return out
