@@ -1,0 +1,40 @@
+"""Explore's cold-start fallback: the most engaged posts of the last two days, the same for every
+viewer, so a new viewer with no tags, follows or affinity still gets a page.
+
+The set is global: one read serves every request for `[popular] cache_ms` of request time (the
+builder rewrites it once a day), so most requests cost no Redis round trip at all.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from candidate_gen.config import CandidateConfig
+from candidate_gen.explore.trending import PopularConfig
+from candidate_gen.records import Candidate, candidates_from_zset
+from candidate_gen.sources.base import SourceRequest
+
+
+class PopularSource:
+    name = "popular"
+
+    def __init__(self, client: redis.Redis, cfg: CandidateConfig):
+        self.client = client
+        self.keys = cfg.keys
+        self.config = cfg.source(self.name)
+        self.cache_ms = PopularConfig.from_section(cfg.section("popular")).cache_ms
+        self._cached: tuple[int, list[Candidate]] | None = None  # (read at, request ms), candidates
+        self._lock = threading.Lock()
+
+    def fetch(self, request: SourceRequest) -> list[Candidate]:
+        cached = self._cached
+        if cached is not None and 0 <= request.now_ms - cached[0] < self.cache_ms:
+            return list(cached[1])
+        rows = self.client.zrevrange(self.keys.popular, 0, self.config.cap - 1, withscores=True)
+        found = candidates_from_zset(rows, self.name, score_is_time=False)
+        with self._lock:
+            if self._cached is None or request.now_ms >= self._cached[0]:
+                self._cached = (request.now_ms, found)
+        return list(found)
