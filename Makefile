@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run test test-fast bench bench-pipeline bench-features bench-online-reader bench-quality ui mlflow-ui feast clean
+.PHONY: help setup run test test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
@@ -37,7 +37,7 @@ test: setup
 test-fast: setup
 	$(UV) run --frozen pytest -m "not slow"
 
-bench: bench-pipeline bench-features bench-online-reader bench-quality
+bench: bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates
 
 bench-pipeline: setup
 	$(PY) -m benchmarks.bench_pipeline
@@ -56,6 +56,12 @@ bench-online-reader: setup
 
 bench-quality: setup
 	$(PY) -m benchmarks.bench_quality
+
+bench-fanout: setup
+	$(PY) -m benchmarks.bench_fanout
+
+bench-candidates: setup
+	$(PY) -m benchmarks.bench_candidates
 
 mlflow-ui: setup
 	$(PY) -m pipelines.run mlflow-ui

@@ -6,12 +6,13 @@
 import dagster as dg
 
 from data.settings import get_settings
-from pipelines.defs import features, ingest, training
+from pipelines.defs import candidates, features, ingest, training
 from pipelines.resources import build_resources
 
 defs = dg.Definitions.merge(
     ingest.defs,
     features.defs,
     training.defs,
+    candidates.defs,
     dg.Definitions(resources=build_resources(get_settings())),
 )

@@ -87,6 +87,34 @@ class TrainingConfigResource(dg.ConfigurableResource):
         return TrainingConfig.load(self.path or DEFAULT_PATH)
 
 
+class RedisResource(dg.ConfigurableResource):
+    """The Redis that holds the feed caches and Explore sets (the embedded Valkey by default)."""
+
+    url: str
+
+    def client(self):
+        import redis
+
+        return redis.Redis.from_url(self.url, socket_timeout=30, socket_connect_timeout=5)
+
+
+class CandidatesDirResource(dg.ConfigurableResource):
+    """Where candidate generation keeps files (the nearest-neighbour indexes)."""
+
+    path: str
+
+
+class CandidateConfigResource(dg.ConfigurableResource):
+    """Where the candidate generation config lives (candidate_gen/config.toml by default)."""
+
+    path: str = ""
+
+    def load(self):
+        from candidate_gen.config import DEFAULT_PATH, CandidateConfig
+
+        return CandidateConfig.load(self.path or DEFAULT_PATH)
+
+
 def build_resources(settings: Settings, redis_url: str | None = None) -> dict[str, dg.ConfigurableResource]:
     """Every resource, from settings. `redis_url` overrides where Redis is (tests); by default
     REDIS_URL or the embedded server's fixed port (`make run` / `make ui` start it)."""
@@ -113,5 +141,8 @@ def build_resources(settings: Settings, redis_url: str | None = None) -> dict[st
         tracking_uri=settings.tracking_uri, artifact_root=str(settings.mlflow_artifact_root)
     )
     resources["training_config"] = TrainingConfigResource()
+    resources["redis"] = RedisResource(url=redis_url or settings.redis_endpoint)
+    resources["candidate_config"] = CandidateConfigResource()
+    resources["candidates_dir"] = CandidatesDirResource(path=str(settings.home / "candidates"))
     return resources
 

@@ -7,7 +7,9 @@
 4. print rows per log, quarantined rows per reason, feature rows per table
 5. build training sets, train both surfaces' rankers, evaluate them against the baselines and the
    oracle, promote through the blocking check, run the simulated A/B; print the metrics table
-6. with LOUPE_SERVE=1, keep the Dagster and MLflow UIs up until Ctrl-C
+6. rebuild the candidate state (graph, Home caches) through the day before the last, fan out the
+   last day, build its Explore sources (trending, social, embeddings); print one viewer's candidates
+7. with LOUPE_SERVE=1, keep the Dagster and MLflow UIs up until Ctrl-C
    (`python -m pipelines.run ui`: only that; `python -m pipelines.run mlflow-ui`: MLflow's alone)
 
 Redis is the configured REDIS_URL or an embedded Valkey server kept under LOUPE_HOME/redis.
@@ -30,6 +32,7 @@ from data.contracts import LOG_TYPES
 from data.redis_server import redis_endpoint
 from data.settings import Settings, export_dagster_env, get_settings
 from data.world import WorldSummary, generate_world
+from pipelines.defs.candidates.assets import candidate_assets, candidates_rebuild
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
 from pipelines.defs.ingest.assets import ingest_assets
 from pipelines.defs.training.assets import training_assets, training_examples
@@ -170,6 +173,58 @@ def train_and_promote(
     return out
 
 
+def build_candidates(
+    settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None
+) -> dict:
+    """Candidate state: rebuilt from the lake through the day before the last, the last day applied
+    by the fan-out worker (as a daily run would), then the Explore builders of the last day."""
+    resources = build_resources(settings, redis_url)
+    day = days[-1]
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    dg.materialize([candidates_rebuild], instance=instance, resources=resources,
+                   run_config={**QUIET, "ops": {"candidates__rebuild": {"config": {"day": days[-2]}}}})
+    seconds["candidates/rebuild"] = round(time.perf_counter() - start, 1)
+    result = dg.materialize(candidate_assets[1:], partition_key=day, instance=instance, resources=resources,
+                            run_config=QUIET)
+    for step in result.get_step_success_events():
+        seconds[step.step_key.replace("__", "/")] = round(step.event_specific_data.duration_ms / 1000, 1)
+    fanout = {e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+              for e in result.get_asset_materialization_events()}.get("candidates/fanout", {})
+    return {"day": day, "seconds": seconds, "fanout": fanout}
+
+
+def sample_candidates(settings: Settings, redis_url: str, day: str) -> str:
+    """One simulated viewer's candidates per source and what the filters removed, as text."""
+    import redis as redis_lib
+
+    from candidate_gen.blend import blend
+    from candidate_gen.config import CandidateConfig
+    from candidate_gen.explore.embeddings import load
+    from candidate_gen.filters import default_chain
+    from candidate_gen.rebuild import _day_end_ms, active_viewers
+    from candidate_gen.sources.base import SourceRequest, run_sources
+    from candidate_gen.sources.embedding_source import EmbeddingSource
+    from candidate_gen.sources.in_network_source import InNetworkSource
+    from candidate_gen.sources.popular_source import PopularSource
+    from candidate_gen.sources.social_source import SocialSource
+    from candidate_gen.sources.trending_source import TrendingSource
+
+    cfg, client = CandidateConfig.load(), redis_lib.Redis.from_url(redis_url)
+    model = load(settings.home / "candidates" / "embeddings" / f"dt={day}")
+    sources = [InNetworkSource(client, cfg), TrendingSource(client, cfg), EmbeddingSource(client, cfg, model),
+               SocialSource(client, cfg), PopularSource(client, cfg)]
+    viewer = int(active_viewers(settings.lake_dir, day, 1)[0])
+    now = _day_end_ms(day)
+    outcomes = run_sources(sources, SourceRequest(viewer, now))
+    mixed = blend({o.name: o.candidates for o in outcomes}, {s.name: s.config.cap for s in sources}, 200)
+    filtered = default_chain(client, cfg).run(viewer, mixed, now)
+    lines = [f"candidates for viewer {viewer} at the end of {day}:"]
+    lines += [f"  {o.name:<11} {o.status:<8} {len(o.candidates):>5} candidates  {o.elapsed_ms:6.1f} ms" for o in outcomes]
+    lines.append(f"  blended {len(mixed)}, kept {len(filtered.kept)} after filters, removed {dict(filtered.counts)}")
+    return "\n".join(lines)
+
+
 def format_metrics_table(training: dict) -> str:
     lines = []
     for surface, s in training["surfaces"].items():
@@ -266,6 +321,10 @@ def main(argv: list[str]) -> None:
         training = train_and_promote(settings, world["days"], instance, redis_url)
         print("\n" + format_metrics_table(training), flush=True)
         print(f"MLflow: {settings.tracking_uri}   (make mlflow-ui)", flush=True)
+        print("candidates ...", flush=True)
+        candidates = build_candidates(settings, world["days"], instance, redis_url)
+        print(json.dumps(candidates, indent=2, default=str), flush=True)
+        print(sample_candidates(settings, redis_url, world["days"][-1]), flush=True)
         if settings.serve:
             serve(settings)
 

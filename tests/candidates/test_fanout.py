@@ -10,6 +10,7 @@ from candidate_gen import events as ev
 from candidate_gen.fanout import FanoutWorker, StateLostError
 from candidate_gen.filters import default_chain
 from candidate_gen.home import HomeCandidateReader
+from candidate_gen.records import Candidate
 from candidate_gen.rebuild import build_feeds, set_celebrities
 from tests.candidates.helpers import HOUR, T0, dump, fresh_config
 
@@ -151,3 +152,13 @@ def test_a_lake_day_needs_built_state(client, tmp_path):
     cfg = fresh_config()
     with pytest.raises(StateLostError, match="rebuild"):
         FanoutWorker(client, cfg).run_day(tmp_path, "2026-10-02")
+
+
+def test_filters_fail_closed_on_privacy_when_redis_is_unreachable():
+    cfg = fresh_config()
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    pool = [Candidate(100, 7, T0, "trending"), Candidate(101, 1, T0, "trending")]
+    result = default_chain(dead, cfg).run(1, pool, T0 + HOUR)
+    assert result.kept == []
+    assert result.counts == {"own_post": 1, "deleted_unavailable": 1}
+    assert {"deleted", "blocked", "private"} <= set(result.degraded)

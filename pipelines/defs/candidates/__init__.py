@@ -1,0 +1,7 @@
+"""Candidates domain: the fan-out worker's daily run, the rebuild from the lake, Explore sources."""
+
+import dagster as dg
+
+from pipelines.defs.candidates.assets import candidate_assets
+
+defs = dg.Definitions(assets=candidate_assets)
