@@ -1,0 +1,72 @@
+"""Explore source: recent posts of the authors nearest to the viewer in the co-engagement embedding.
+
+Two Redis round trips: (1) the viewer's published vector and the set of authors they follow;
+(2) a few recent posts of each of the M nearest authors they do not follow, within the max age.
+A viewer without a vector (new, or inactive over the training window) gets nothing here: the
+popular source covers cold viewers. The index is a loaded `EmbeddingModel`, or a callable returning
+the current one, so the daily model can be swapped in without rebuilding the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import faiss
+
+from candidate_gen.config import CandidateConfig
+from candidate_gen.explore.embeddings import EmbeddingConfig, EmbeddingModel, unpack_vector
+from candidate_gen.records import Candidate, parse_member
+from candidate_gen.sources.base import SourceRequest
+
+ModelRef = EmbeddingModel | Callable[[], EmbeddingModel | None] | None
+
+
+class EmbeddingSource:
+    name = "embedding"
+
+    def __init__(self, client: Any, cfg: CandidateConfig, index: ModelRef):
+        self.client = client
+        self.config = cfg.source(self.name)
+        self.keys = cfg.keys
+        self.max_age_ms = cfg.feed.max_age_ms
+        self.conf = EmbeddingConfig.of(cfg)
+        # One query is ~6 MFLOP: OpenMP threads only spin against Redis and the other requests on
+        # a small box (medium world, 2 cores: p50 24 ms with 2 threads, 1.2 ms with 1).
+        faiss.omp_set_num_threads(1)
+        self._current = index if callable(index) else (lambda: index)
+
+    def fetch(self, request: SourceRequest) -> list[Candidate]:
+        model = self._current()
+        if model is None:
+            return []
+        viewer = request.viewer_id
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.viewer_embedding(viewer))
+        pipe.smembers(self.keys.following(viewer))
+        raw, following = pipe.execute()
+        if raw is None:
+            return []
+        vector = unpack_vector(raw)
+        if vector.shape[0] != model.dim:  # published by a model of another shape
+            return []
+        exclude = {int(a) for a in following}
+        exclude.add(viewer)
+        authors, sims = model.nearest_authors(vector, self.conf.nearest_authors, exclude)
+        if len(authors) == 0:
+            return []
+
+        pipe = self.client.pipeline(transaction=False)
+        for author in authors.tolist():
+            pipe.zrevrangebyscore(
+                self.keys.author_posts(author), request.now_ms, request.now_ms - self.max_age_ms,
+                start=0, num=self.conf.posts_per_author, withscores=True,
+            )
+        # Built directly (not candidates_from_zset + _replace): a fifth of fetch time at 300 posts.
+        out = []
+        for sim, rows in zip(sims.tolist(), pipe.execute(), strict=True):
+            for stored, created_ms in rows:
+                post, author = parse_member(stored)
+                out.append(Candidate(post, author, int(created_ms), self.name, sim))
+        out.sort(key=lambda cand: (-cand.score, -cand.created_ms))  # most similar author, then newest
+        return out[: self.config.cap]
