@@ -216,6 +216,9 @@ def sample_candidates(settings: Settings, redis_url: str, day: str) -> str:
                SocialSource(client, cfg), PopularSource(client, cfg)]
     viewer = int(active_viewers(settings.lake_dir, day, 1)[0])
     now = _day_end_ms(day)
+    # the first request opens each source's Redis connections and threads: a service warms up
+    # before taking traffic, so the sample is the second request
+    run_sources(sources, SourceRequest(viewer, now))
     outcomes = run_sources(sources, SourceRequest(viewer, now))
     mixed = blend({o.name: o.candidates for o in outcomes}, {s.name: s.config.cap for s in sources}, 200)
     filtered = default_chain(client, cfg).run(viewer, mixed, now)
