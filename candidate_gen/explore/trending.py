@@ -39,6 +39,7 @@ from pandas.api.types import union_categoricals
 from candidate_gen.config import DAY_MS, CandidateConfig
 from candidate_gen.lake_reader import read_days, to_ms
 from candidate_gen.records import member
+from candidate_gen.scripts import LUA_DIR
 from data import columns as c
 from data import lake
 from features.tables import DECAY_WEIGHTS
@@ -397,16 +398,7 @@ def grouped(keys: np.ndarray) -> Iterator[tuple[Any, int, int]]:
 # A script runs alone on the server, so a reader sees the old set or the new one, never part of one
 # (the same guarantee as filling a temp key and RENAMing it, with one command instead of three).
 # KEYS[1] the set; ARGV[1] TTL seconds; ARGV[2..] score, member pairs (none: the set is deleted).
-_REPLACE_ZSET = """
-redis.call('DEL', KEYS[1])
-local n = #ARGV
-if n < 3 then return 0 end
-for i = 2, n, 2000 do
-  redis.call('ZADD', KEYS[1], unpack(ARGV, i, math.min(i + 1999, n)))
-end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return (n - 1) / 2
-"""
+_REPLACE_ZSET = (LUA_DIR / "replace_zset.lua").read_text()
 
 
 class BatchedPipeline:
