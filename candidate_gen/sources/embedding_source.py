@@ -1,7 +1,9 @@
 """Explore source: recent posts of the authors nearest to the viewer in the co-engagement embedding.
 
-Two Redis round trips: (1) the viewer's published vector and the set of authors they follow;
-(2) a few recent posts of each of the M nearest authors they do not follow, within the max age.
+Two Redis round trips: (1) the set of authors the viewer follows; (2) a few recent posts of each
+of the M nearest authors they do not follow, within the max age. The viewer's vector comes from the
+same loaded model as the index (each day's ALS is its own space: a vector of another day's model
+would be meaningless against this index); the copies published to Redis are for other readers.
 A viewer without a vector (new, or inactive over the training window) gets nothing here: the
 popular source covers cold viewers. The index is a loaded `EmbeddingModel`, or a callable returning
 the current one, so the daily model can be swapped in without rebuilding the source.
@@ -15,7 +17,7 @@ from typing import Any
 import faiss
 
 from candidate_gen.config import CandidateConfig
-from candidate_gen.explore.embeddings import EmbeddingConfig, EmbeddingModel, unpack_vector
+from candidate_gen.explore.embeddings import EmbeddingConfig, EmbeddingModel
 from candidate_gen.records import Candidate, parse_member
 from candidate_gen.sources.base import SourceRequest
 
@@ -41,16 +43,10 @@ class EmbeddingSource:
         if model is None:
             return []
         viewer = request.viewer_id
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(self.keys.viewer_embedding(viewer))
-        pipe.smembers(self.keys.following(viewer))
-        raw, following = pipe.execute()
-        if raw is None:
+        vector = model.viewer_vector(viewer)
+        if vector is None:
             return []
-        vector = unpack_vector(raw)
-        if vector.shape[0] != model.dim:  # published by a model of another shape
-            return []
-        exclude = {int(a) for a in following}
+        exclude = {int(a) for a in self.client.smembers(self.keys.following(viewer))}
         exclude.add(viewer)
         authors, sims = model.nearest_authors(vector, self.conf.nearest_authors, exclude)
         if len(authors) == 0:
