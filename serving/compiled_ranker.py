@@ -1,0 +1,80 @@
+"""A ranker's LightGBM boosters compiled to native code (treelite → tl2cgen + gcc), same scores.
+
+The ranking service scores up to 1,000 candidates per request on a 2-core box; LightGBM's own
+`predict` walks its trees through a generic interpreter, while tl2cgen emits one C function per
+model with the thresholds inlined (../shared/ARCHITECTURE.md measured ~2× for 300 trees).
+Compilation costs seconds per booster, so a compiled model is cached on disk by the hash of its
+model text and reused by every later process; callers keep serving with LightGBM until it is ready.
+Parity with `Booster.predict` is a test (max abs diff ≤ 1e-6 on random inputs with missing values).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tl2cgen
+import treelite
+
+from training.models import LAMBDARANK, Ranker
+
+# C translation units per model: gcc compiles them side by side and keeps memory per unit low.
+PARALLEL_UNITS = 8
+
+
+def _model_hash(ranker: Ranker) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(ranker.boosters):
+        digest.update(name.encode())
+        digest.update(ranker.boosters[name].model_to_string().encode())
+    return digest.hexdigest()[:16]
+
+
+def compile_booster(booster, libpath: Path) -> Path:
+    """Compile one booster to a shared library at `libpath` (skipped when it is already there)."""
+    if not libpath.exists():
+        libpath.parent.mkdir(parents=True, exist_ok=True)
+        model = treelite.frontend.from_lightgbm(booster)
+        tmp = libpath.with_suffix(".tmp.so")
+        tl2cgen.export_lib(model, toolchain="gcc", libpath=str(tmp), params={"parallel_comp": PARALLEL_UNITS})
+        tmp.rename(libpath)  # atomic: a concurrent process never loads a half-written library
+    return libpath
+
+
+@dataclass
+class CompiledRanker:
+    """Same interface as `training.models.Ranker` for scoring: `predict`, `predict_heads`."""
+
+    ranker: Ranker
+    predictors: dict[str, tl2cgen.Predictor]
+    model_hash: str
+
+    @classmethod
+    def compile(cls, ranker: Ranker, cache_dir: Path, threads: int = 1) -> CompiledRanker:
+        model_hash = _model_hash(ranker)
+        folder = Path(cache_dir) / model_hash
+        predictors = {
+            name: tl2cgen.Predictor(str(compile_booster(booster, folder / f"{name}.so")), nthread=threads)
+            for name, booster in ranker.boosters.items()
+        }
+        return cls(ranker, predictors, model_hash)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.ranker.feature_names
+
+    def _predict(self, name: str, dmat: tl2cgen.DMatrix) -> np.ndarray:
+        return self.predictors[name].predict(dmat).reshape(-1)
+
+    def predict_heads(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        dmat = tl2cgen.DMatrix(np.ascontiguousarray(x, dtype=np.float32), dtype="float32")
+        return {h: self._predict(h, dmat) for h in self.predictors if h != LAMBDARANK}
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if self.ranker.kind == LAMBDARANK:
+            dmat = tl2cgen.DMatrix(np.ascontiguousarray(x, dtype=np.float32), dtype="float32")
+            return self._predict(LAMBDARANK, dmat)
+        heads = self.predict_heads(x)
+        return sum(self.ranker.weights[h] * heads[h] for h in heads)
