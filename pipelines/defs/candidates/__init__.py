@@ -2,6 +2,6 @@
 
 import dagster as dg
 
-from pipelines.defs.candidates.assets import candidate_assets
+from pipelines.defs.candidates.assets import candidate_assets, candidates_job, candidates_schedule
 
-defs = dg.Definitions(assets=candidate_assets)
+defs = dg.Definitions(assets=candidate_assets, jobs=[candidates_job], schedules=[candidates_schedule])

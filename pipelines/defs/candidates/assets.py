@@ -161,3 +161,12 @@ def embeddings_dir(candidates_dir: CandidatesDirResource, day: str) -> Path:
 
 
 candidate_assets = [candidates_rebuild, candidates_fanout, candidates_trending, candidates_social, candidates_embeddings]
+
+candidates_job = dg.define_asset_job(
+    "candidates_job",
+    selection=dg.AssetSelection.assets(candidates_fanout, candidates_trending, candidates_social, candidates_embeddings),
+    description="The day's fan-out run (the lake's events; live publishes go on meanwhile) and the "
+    "Explore builders.",
+)
+# After the day has landed and its features are computed. Off until switched on.
+candidates_schedule = dg.build_schedule_from_partitioned_job(candidates_job, hour_of_day=3, minute_of_hour=0)
