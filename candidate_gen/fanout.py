@@ -247,11 +247,13 @@ class FanoutWorker:
 
         # 2. writes + fan-out + checkpoint, atomically
         tx = self.client.pipeline(transaction=True)
+        meta_ttl_s = feed.max_age_ms // 1000 + 86_400  # wall-clock TTL: the max age filter judges age
         touched: set[int] = set()
         fanned = []
         for post, author, created in creations:
             m = member(post, author)
             tx.zadd(keys.author_posts(author), {m: created})
+            tx.set(keys.post_meta(post), b"%d:%d" % (author, created), ex=meta_ttl_s)
             touched.add(author)
             stats.posts += 1
             if author in celebs:

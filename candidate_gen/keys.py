@@ -25,6 +25,11 @@ class Keys:
     def author_posts(self, author: int) -> str:
         return f"{self.prefix}posts:{author}"
 
+    def post_meta(self, post: int) -> str:
+        """b"<author>:<created_ms>": who wrote a post and when, for callers that only know its id
+        (the ranking service's /v1/rank). Written with the author post set; expires after max age."""
+        return f"{self.prefix}post:{post}"
+
     def celeb_followees(self, viewer: int) -> str:
         return f"{self.prefix}celebfollowees:{viewer}"
 

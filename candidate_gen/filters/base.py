@@ -76,6 +76,8 @@ class FilterChain:
         self.filters = filters
 
     def run(self, viewer_id: int, candidates: list[Candidate], now_ms: int) -> ChainResult:
+        if not candidates:  # nothing to decide (and Redis refuses empty member lists)
+            return ChainResult([], [], Counter(), [])
         states: list[Any] = [None] * len(self.filters)
         degraded: list[str] = []
         try:

@@ -1,0 +1,49 @@
+"""python -m serving serve [--port P] [--config FILE]   run the ranking service (bentoml serve)
+python -m serving home --viewer V [--limit N] [--url U]  one ranked Home feed from a running service
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+
+from data.settings import get_settings
+
+
+def serve_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "bentoml", "serve", "serving.service:RankingService",
+            "--host", "127.0.0.1", "--port", str(port)]
+
+
+def post(url: str, body: dict, timeout: float = 10.0) -> dict:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(prog="python -m serving")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--port", type=int, default=settings.serving_port)
+    s.add_argument("--config", help="a serving config file (default serving/config.toml)")
+    h = sub.add_parser("home")
+    h.add_argument("--viewer", type=int, required=True)
+    h.add_argument("--limit", type=int, default=10)
+    h.add_argument("--url", default=f"http://127.0.0.1:{settings.serving_port}")
+    args = parser.parse_args(argv)
+    if args.cmd == "serve":
+        env = dict(os.environ)
+        if args.config:
+            env["LOUPE_SERVING_CONFIG"] = os.path.abspath(args.config)
+        sys.exit(subprocess.call(serve_command(args.port), env=env))
+    print(json.dumps(post(f"{args.url}/v1/feed/home", {"viewer_id": args.viewer, "limit": args.limit}), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""The ranking application: every component built once, the three pipelines, the request handlers.
+
+BentoML's service class (serving/service.py) is a thin typed shell over `RankingApp`; tests drive the
+same object through the real HTTP app. Dependencies are injected (`RankingApp.build`), and
+`from_settings` wires the defaults: Redis (candidates and the packed feature view), the Feast
+registry, the MLflow registry, the landing folder, the embedding index of the newest day.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from candidate_gen.filters import default_chain
+from candidate_gen.sources.embedding_source import EmbeddingSource
+from candidate_gen.sources.in_network_source import InNetworkSource
+from candidate_gen.sources.popular_source import PopularSource
+from candidate_gen.sources.social_source import SocialSource
+from candidate_gen.sources.trending_source import TrendingSource
+from data.settings import Settings
+from serving import pipeline as pl
+from serving.clock import Clock
+from serving.config import ServingConfig
+from serving.embeddings import LatestEmbeddings
+from serving.heuristic import HeuristicScorer
+from serving.impression_log import ImpressionLogWriter
+from serving.metrics import PipelineMetrics
+from serving.model_store import ModelStore, registry_loader, registry_lookup
+from serving.stages.candidate_sources_stage import CandidateSourcesStage, SourceGroup
+from serving.stages.feature_hydrator import FeastFeatureHydrator, PackedFeatureHydrator
+from serving.stages.lazy_hydrator import LazyHydrator
+from serving.stages.model_scorer import ModelScorer
+from serving.stages.seen_recorder import SeenRecorder
+from serving.stages.served_impression_logger import ServedImpressionLogger
+from serving.stages.supplied_posts_source import SuppliedPostsSource
+from serving.stages.visibility_filter_stage import VisibilityFilterStage
+from serving.surfaces import Components, explore_pipeline, home_pipeline, rank_pipeline
+
+logger = logging.getLogger(__name__)
+
+
+class BadRequest(ValueError):
+    """The caller's mistake (HTTP 400), with a message that says what to fix."""
+
+
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        offset = json.loads(raw)["o"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise BadRequest("cursor is not one this service issued (pass next_cursor back unchanged)") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise BadRequest("cursor is not one this service issued (pass next_cursor back unchanged)")
+    return offset
+
+
+@dataclass
+class RankingApp:
+    config: ServingConfig
+    home: pl.RecommendationPipeline
+    explore: pl.RecommendationPipeline
+    ranker: pl.RecommendationPipeline
+    models: ModelStore
+    clock: Clock
+    metrics: PipelineMetrics
+    closers: tuple = ()
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def build(cls, config: ServingConfig, *, candidates_client: Any, hydrator: Any, models: ModelStore,
+              clock: Clock, embeddings: Any = None, impressions: ImpressionLogWriter | None = None,
+              closers: tuple = ()) -> RankingApp:
+        cfg = config.candidates
+        client = candidates_client
+        sources = {
+            "in_network": InNetworkSource(client, cfg),
+            "trending": TrendingSource(client, cfg),
+            "embedding": EmbeddingSource(client, cfg, embeddings),
+            "social": SocialSource(client, cfg),
+            "popular": PopularSource(client, cfg),
+        }
+
+        def group(names: tuple[str, ...], size: int) -> SourceGroup:
+            return SourceGroup(tuple(sources[n] for n in names), size)
+
+        home_cfg, explore_cfg = config.home, config.explore
+        in_network_size = sum(cfg.source(n).cap for n in home_cfg.in_network_sources)
+        side_effects: list = []
+        if impressions is not None and config.impressions.enabled:
+            side_effects.append(ServedImpressionLogger(impressions))
+        if config.impressions.record_seen:
+            side_effects.append(SeenRecorder(client, cfg))
+        metrics = PipelineMetrics()
+        scorer = ModelScorer(models, HeuristicScorer(config.heuristic), config.cascade, config.budget)
+        feed_components = Components(
+            home_sources=CandidateSourcesStage([group(home_cfg.in_network_sources, in_network_size),
+                                                group(home_cfg.explore_sources, home_cfg.explore_candidates)]),
+            explore_sources=CandidateSourcesStage([group(explore_cfg.sources, explore_cfg.candidates)]),
+            supplied_posts=SuppliedPostsSource(client, cfg),
+            filters=VisibilityFilterStage(default_chain(client, cfg)),
+            hydrator=hydrator,
+            scorer=scorer,
+            side_effects=tuple(side_effects),
+        )
+        # /v1/rank: the caller chose the candidates; privacy filters apply, already-seen does not
+        rank_components = Components(**{**feed_components.__dict__,
+                                        "filters": VisibilityFilterStage(default_chain(client, cfg, seen=False))})
+        r = config.rescoring
+        return cls(
+            config=config,
+            home=home_pipeline(feed_components, home_cfg.explore_share, home_cfg.fill_with_explore,
+                               home_cfg.out_of_network_scale, r.author_decay, r.author_floor),
+            explore=explore_pipeline(feed_components, r.author_decay, r.author_floor),
+            ranker=rank_pipeline(rank_components),
+            models=models,
+            clock=clock,
+            metrics=metrics,
+            closers=closers,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, config: ServingConfig | None = None) -> RankingApp:
+        from data.settings import quiet_mlflow_downloads
+        from training.tracking import connect
+
+        config = config or ServingConfig.load(settings.serving_config)
+        timeout = config.budget.redis_timeout_ms / 1000
+        client = redis.Redis.from_url(settings.redis_endpoint, socket_timeout=timeout,
+                                      socket_connect_timeout=timeout, health_check_interval=30)
+        quiet_mlflow_downloads()
+        mlflow_client = connect(settings.tracking_uri, str(settings.mlflow_artifact_root))
+        metrics = PipelineMetrics()
+        models = ModelStore(registry_lookup(mlflow_client, config.model.alias), registry_loader(mlflow_client),
+                            config.model, config.cascade, settings.home / "serving" / "compiled",
+                            on_swap=lambda s, m: m is not None and metrics.swapped(s, m.engine))
+        hydrator = LazyHydrator(lambda: _hydrator(settings, config, timeout))
+        impressions = ImpressionLogWriter(settings.landing_dir, config.impressions.instance) \
+            if config.impressions.enabled else None
+        embeddings = LatestEmbeddings(settings.home / "candidates" / "embeddings")
+        app = cls.build(config, candidates_client=client, hydrator=hydrator, models=models,
+                        clock=Clock.starting_at(settings.now), embeddings=embeddings, impressions=impressions,
+                        closers=tuple(x for x in (impressions, models) if x is not None))
+        app.metrics = metrics
+        models.start()
+        return app
+
+    # --- requests -----------------------------------------------------------------------------
+    def ready(self) -> bool:
+        return self.models.ready()
+
+    def feed(self, surface: str, viewer_id: int, limit: int, cursor: str | None = None) -> dict[str, Any]:
+        deadline = pl.Deadline(self.config.budget.total_ms)
+        offset = decode_cursor(cursor)
+        query = pl.FeedQuery(uuid.uuid4().hex, surface, viewer_id, limit, self.clock.now_ms(), deadline, offset)
+        pipeline = self.home if surface == "home" else self.explore
+        state = pl.run(pipeline, query, self.metrics)
+        items = [
+            {"post_id": c.post_id, "author_id": c.author_id, "score": float(state.scores[i]),
+             "source": c.source, "position": offset + k}
+            for k, (i, c) in enumerate((i, state.candidates[i]) for i in state.selected)
+        ]
+        total_ms = deadline.elapsed_ms()
+        self.metrics.response(surface, state, total_ms)
+        return {
+            **self._common(query, state, total_ms),
+            "items": items,
+            "next_cursor": encode_cursor(offset + len(items)) if items else None,
+        }
+
+    def rank(self, surface: str, viewer_id: int, post_ids: list[int]) -> dict[str, Any]:
+        deadline = pl.Deadline(self.config.budget.total_ms)
+        query = pl.FeedQuery(uuid.uuid4().hex, surface, viewer_id, len(post_ids), self.clock.now_ms(),
+                             deadline, 0, tuple(post_ids))
+        state = pl.run(self.ranker, query, self.metrics)
+        items = [
+            {"post_id": state.candidates[i].post_id, "author_id": state.candidates[i].author_id,
+             "score": float(state.scores[i]), "source": state.candidates[i].source, "position": k}
+            for k, i in enumerate(state.selected)
+        ]
+        total_ms = deadline.elapsed_ms()
+        self.metrics.response("rank", state, total_ms)
+        return {**self._common(query, state, total_ms), "items": items}
+
+    @staticmethod
+    def _common(query: pl.FeedQuery, state: pl.FeedState, total_ms: float) -> dict[str, Any]:
+        return {
+            "request_id": query.request_id,
+            "surface": query.surface,
+            "viewer_id": query.viewer_id,
+            "model_version": state.model_version,
+            "scorer": state.scorer,
+            "degraded": sorted(state.degraded),
+            "degraded_reasons": dict(state.degraded),
+            "candidates": {o.name: len(o.candidates) for o in state.outcomes},
+            "filtered": dict(state.removed),
+            "stage_ms": {**state.stage_ms, "total": round(total_ms, 3)},
+        }
+
+    def close(self) -> None:
+        for closer in self.closers:
+            try:
+                closer.close() if hasattr(closer, "close") else closer.stop()
+            except Exception:  # noqa: BLE001 - shutting down: report, go on
+                logger.exception("closing %r failed", closer)
+
+
+def _hydrator(settings: Settings, config: ServingConfig, timeout_s: float):
+    """The configured hydrator over the workspace's Feast repo (built lazily: see LazyHydrator)."""
+    from features.online.ranking import RankingFeatureReader
+    from features.store import feature_store
+
+    store = feature_store(settings, settings.redis_endpoint)
+    client = redis.Redis.from_url(settings.redis_endpoint, socket_timeout=timeout_s,
+                                  socket_connect_timeout=timeout_s)
+    reader = RankingFeatureReader(store, client=client)
+    if config.hydration.reader == "feast":
+        return FeastFeatureHydrator(store, tuple(reader.feature_names))
+    return PackedFeatureHydrator(reader)
+
+
+def wait_ready(app: RankingApp, timeout_s: float) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if app.ready():
+            return True
+        time.sleep(0.1)
+    return app.ready()

@@ -1,0 +1,149 @@
+"""The ranking service's settings, from serving/config.toml (or the file LOUPE_SERVING_CONFIG names).
+
+Typed sections for what the request path reads on every call; `candidates` is merged over
+candidate_gen/config.toml so the service can size its sources without a second copy of that file.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from candidate_gen.config import DEFAULT_PATH as CANDIDATES_PATH
+from candidate_gen.config import CandidateConfig
+
+DEFAULT_PATH = Path(__file__).with_name("config.toml")
+SURFACES = ("home", "explore")
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    total_ms: float = 50.0
+    reserve_ms: float = 3.0
+    redis_timeout_ms: float = 30.0
+
+
+@dataclass(frozen=True)
+class HomeConfig:
+    explore_share: float = 0.3
+    fill_with_explore: bool = True
+    in_network_sources: tuple[str, ...] = ("in_network",)
+    explore_sources: tuple[str, ...] = ("trending", "embedding", "social", "popular")
+    explore_candidates: int = 500
+    out_of_network_scale: float = 0.9
+
+
+@dataclass(frozen=True)
+class ExploreConfig:
+    sources: tuple[str, ...] = ("trending", "embedding", "social", "popular")
+    candidates: int = 1000
+
+
+@dataclass(frozen=True)
+class RescoringConfig:
+    author_decay: float = 0.5
+    author_floor: float = 0.25
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    home: str = "feed_ranker"
+    explore: str = "explore_ranker"
+    alias: str = "champion"
+    poll_s: float = 30.0
+    engine: str = "compiled"
+    threads: int = 1
+    ready_requires_compiled: bool = True
+
+    def name(self, surface: str) -> str:
+        return getattr(self, surface)
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    enabled: bool = True
+    first_stage_trees: int = 10
+    keep: int = 120
+
+
+@dataclass(frozen=True)
+class HydrationConfig:
+    reader: str = "packed"
+
+
+@dataclass(frozen=True)
+class HeuristicConfig:
+    recency_half_life_h: float = 12.0
+    affinity_weight: float = 1.0
+    in_network_bonus: float = 0.5
+
+
+@dataclass(frozen=True)
+class ImpressionsConfig:
+    enabled: bool = True
+    instance: str = "serving"
+    record_seen: bool = True
+
+
+_SECTIONS = {
+    "budget": BudgetConfig, "home": HomeConfig, "explore": ExploreConfig,
+    "rescoring": RescoringConfig, "model": ModelConfig, "cascade": CascadeConfig,
+    "hydration": HydrationConfig, "heuristic": HeuristicConfig, "impressions": ImpressionsConfig,
+}
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    home: HomeConfig = field(default_factory=HomeConfig)
+    explore: ExploreConfig = field(default_factory=ExploreConfig)
+    rescoring: RescoringConfig = field(default_factory=RescoringConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
+    hydration: HydrationConfig = field(default_factory=HydrationConfig)
+    heuristic: HeuristicConfig = field(default_factory=HeuristicConfig)
+    impressions: ImpressionsConfig = field(default_factory=ImpressionsConfig)
+    candidates: CandidateConfig = field(default_factory=lambda: CandidateConfig.load())
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], candidates_path: Path | str | None = None) -> ServingConfig:
+        unknown = set(raw) - set(_SECTIONS) - {"candidates"}
+        if unknown:
+            raise ValueError(f"serving config: unknown sections {sorted(unknown)}")
+        sections = {name: _typed(kind, raw.get(name, {}), name) for name, kind in _SECTIONS.items()}
+        if sections["hydration"].reader not in ("packed", "feast"):
+            raise ValueError(f"hydration.reader must be packed or feast, got {sections['hydration'].reader!r}")
+        if sections["model"].engine not in ("compiled", "lightgbm"):
+            raise ValueError(f"model.engine must be compiled or lightgbm, got {sections['model'].engine!r}")
+        with open(candidates_path or CANDIDATES_PATH, "rb") as f:
+            base = tomllib.load(f)
+        candidates = CandidateConfig.from_dict(_merged(base, raw.get("candidates", {})))
+        return cls(**sections, candidates=candidates)
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> ServingConfig:
+        with open(path or DEFAULT_PATH, "rb") as f:
+            return cls.from_dict(tomllib.load(f))
+
+    def with_(self, section: str, **changes: Any) -> ServingConfig:
+        """A copy with some settings of one section changed (tests, benchmarks)."""
+        return replace(self, **{section: replace(getattr(self, section), **changes)})
+
+
+def _typed(kind: type, values: dict[str, Any], name: str) -> Any:
+    known = {f.name for f in fields(kind)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"serving config [{name}]: unknown keys {sorted(unknown)}")
+    # lists in TOML, tuples here: the config is frozen and hashable
+    return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = _merged(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out

@@ -1,0 +1,155 @@
+"""A surface is a declared pipeline; this module runs one.
+
+    sources → dedupe → filters → hydrator → scorer → rescorers → selector → side effects
+
+`RecommendationPipeline` only lists its stages (serving/surfaces.py declares Home, Explore and
+Rank); `run` executes them in that order on one `FeedState`, times each, and never lets a stage's
+failure escape: the stage is marked degraded and its `fallback` leaves the state usable (no
+features → heuristic scores, no scores → chronological order, ...). Privacy is the exception that
+fails closed: a filter stage that cannot decide removes what it cannot clear. Side effects run
+after the response is built, off the request path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from candidate_gen.records import Candidate
+from candidate_gen.sources.base import SourceOutcome
+
+logger = logging.getLogger(__name__)
+
+
+class Deadline:
+    """The request's total budget, counted from when the request arrived."""
+
+    def __init__(self, budget_ms: float, started: float | None = None):
+        self.started = time.perf_counter() if started is None else started
+        self.budget_ms = budget_ms
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def remaining_ms(self) -> float:
+        return self.budget_ms - self.elapsed_ms()
+
+
+@dataclass(frozen=True)
+class FeedQuery:
+    request_id: str
+    surface: str  # home | explore (also the surface /v1/rank scores for)
+    viewer_id: int
+    limit: int
+    now_ms: int
+    deadline: Deadline
+    offset: int = 0  # positions already served on earlier pages
+    post_ids: tuple[int, ...] = ()  # /v1/rank: the candidates the caller supplies
+
+
+@dataclass
+class FeedState:
+    candidates: list[Candidate] = field(default_factory=list)
+    outcomes: list[SourceOutcome] = field(default_factory=list)
+    removed: Counter = field(default_factory=Counter)  # reason -> candidates removed
+    feature_names: tuple[str, ...] = ()
+    features: np.ndarray | None = None  # (n, f) float32, aligned with candidates; None: not hydrated
+    model_features: np.ndarray | None = None  # (n, m) what the model scored, its column order
+    scores: np.ndarray | None = None  # final scores, aligned with candidates
+    model_scores: np.ndarray | None = None  # the model's own (logged); None when no model scored
+    model_version: str = "heuristic"
+    scorer: str = "heuristic"  # compiled | lightgbm | heuristic | chronological
+    selected: list[int] = field(default_factory=list)  # indices into candidates, in served order
+    degraded: dict[str, str] = field(default_factory=dict)  # stage -> why
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+    def remove(self, keep: Sequence[bool] | np.ndarray, reason: str) -> None:
+        """Drop candidates (and their aligned rows) where `keep` is False, counting the reason."""
+        keep = np.asarray(keep, dtype=bool)
+        dropped = int((~keep).sum())
+        if not dropped:
+            return
+        self.removed[reason] += dropped
+        self.candidates = [c for c, k in zip(self.candidates, keep) if k]
+        for name in ("features", "model_features", "scores", "model_scores"):
+            block = getattr(self, name)
+            if block is not None:
+                setattr(self, name, block[keep])
+
+
+class Stage(Protocol):
+    name: str
+
+    def run(self, query: FeedQuery, state: FeedState) -> None: ...
+
+    def fallback(self, query: FeedQuery, state: FeedState) -> None:
+        """Leave the state usable after `run` raised (the stage is reported degraded)."""
+        ...
+
+
+class SideEffect(Protocol):
+    name: str
+
+    def apply(self, query: FeedQuery, state: FeedState) -> None: ...
+
+
+@dataclass(frozen=True)
+class RecommendationPipeline:
+    """The declaration: which component does each step, in the fixed order. No logic here."""
+
+    surface: str
+    source: Stage
+    dedupe: Stage
+    filters: Stage
+    hydrator: Stage
+    scorer: Stage
+    rescorers: tuple[Stage, ...]
+    selector: Stage
+    side_effects: tuple[SideEffect, ...] = ()
+
+    @property
+    def steps(self) -> tuple[Stage, ...]:
+        return (self.source, self.dedupe, self.filters, self.hydrator, self.scorer, *self.rescorers, self.selector)
+
+
+class StageObserver(Protocol):
+    def stage_done(self, surface: str, stage: str, elapsed_ms: float, error: BaseException | None) -> None: ...
+
+
+# Side effects (impression log hand-off, seen-set writes) leave the request thread at once.
+_SIDE_EFFECTS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="side-effect")
+
+
+def run(pipeline: RecommendationPipeline, query: FeedQuery, observer: StageObserver | None = None) -> FeedState:
+    state = FeedState()
+    for stage in pipeline.steps:
+        start = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            stage.run(query, state)
+        except Exception as exc:  # noqa: BLE001 - a stage failure degrades the response, never fails it
+            error = exc
+            logger.warning("%s/%s failed: %s: %s", pipeline.surface, stage.name, type(exc).__name__, exc)
+            state.degraded.setdefault(stage.name, f"error: {type(exc).__name__}")
+            stage.fallback(query, state)
+        elapsed = (time.perf_counter() - start) * 1000
+        state.stage_ms[stage.name] = round(elapsed, 3)
+        if observer is not None:
+            observer.stage_done(pipeline.surface, stage.name, elapsed, error)
+    for effect in pipeline.side_effects:
+        _SIDE_EFFECTS.submit(_side_effect, effect, query, state)
+    return state
+
+
+def _side_effect(effect: SideEffect, query: FeedQuery, state: FeedState) -> None:
+    try:
+        effect.apply(query, state)
+    except Exception:  # noqa: BLE001 - a lost side effect is logged; the response is already out
+        logger.exception("side effect %s failed for request %s", effect.name, query.request_id)

@@ -1,0 +1,113 @@
+"""Loupe's ranking service: one BentoML service class, typed and validated versioned routes.
+
+    POST /v1/feed/home     {viewer_id, limit (1..100), cursor?}   ranked Home feed
+    POST /v1/feed/explore  {viewer_id, limit (1..100), cursor?}   ranked Explore
+    POST /v1/rank          {viewer_id, surface, post_ids}         scores for supplied candidates
+    GET  /healthz /livez /readyz /metrics                         BentoML's own probes + Prometheus
+
+Run: `bentoml serve serving.service:RankingService` (python -m serving serve). Everything else
+lives in serving.app.RankingApp; this class only validates, delegates and maps errors to 4xx.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+import bentoml
+from pydantic import BaseModel, Field
+
+from data.settings import get_settings
+from serving.app import BadRequest, RankingApp
+from serving.metrics import OWN_PREFIX, own_metrics
+
+logger = logging.getLogger(__name__)
+
+ViewerId = Annotated[int, Field(strict=True, ge=0, description="the user asking for the feed")]
+Limit = Annotated[int, Field(strict=True, ge=1, le=100, description="posts on the page")]
+Cursor = Annotated[str | None, Field(max_length=200, description="next_cursor of the previous page")]
+PostIds = Annotated[list[Annotated[int, Field(strict=True, ge=0)]], Field(min_length=1, max_length=2000)]
+
+
+class FeedItem(BaseModel):
+    post_id: int
+    author_id: int
+    score: float
+    source: str
+    position: int
+
+
+class FeedResponse(BaseModel):
+    request_id: str
+    surface: str
+    viewer_id: int
+    model_version: str = Field(description="registered model:version that ordered the page, or heuristic")
+    scorer: str = Field(description="compiled | lightgbm | heuristic | chronological")
+    items: list[FeedItem]
+    degraded: list[str] = Field(description="stages that fell back (sources.<name>, filters, hydrate, score, ...)")
+    degraded_reasons: dict[str, str]
+    candidates: dict[str, int] = Field(description="candidates per source, before dedupe and filters")
+    filtered: dict[str, int] = Field(description="candidates removed, per reason")
+    stage_ms: dict[str, float]
+    next_cursor: str | None = None
+
+
+class RankResponse(BaseModel):
+    request_id: str
+    surface: str
+    viewer_id: int
+    model_version: str
+    scorer: str
+    items: list[FeedItem]
+    degraded: list[str]
+    degraded_reasons: dict[str, str]
+    candidates: dict[str, int]
+    filtered: dict[str, int] = Field(description="supplied posts not ranked, per reason (privacy, unknown, ...)")
+    stage_ms: dict[str, float]
+
+
+def default_app() -> RankingApp:
+    return RankingApp.from_settings(get_settings())
+
+
+# What each worker builds its app with; tests swap in an app wired to their own Redis and registry.
+APP_FACTORY: Callable[[], RankingApp] = default_app
+
+
+@bentoml.service(name="loupe-ranking", workers=1, threads=8, traffic={"timeout": 10})
+class RankingService:
+    def __init__(self) -> None:
+        self.app = APP_FACTORY()
+
+    def __is_ready__(self) -> bool:
+        return self.app.ready()
+
+    @bentoml.api(route="/v1/feed/home")
+    def home(self, viewer_id: ViewerId, limit: Limit = 20, cursor: Cursor = None) -> FeedResponse:
+        return FeedResponse(**self._call(self.app.feed, "home", viewer_id, limit, cursor))
+
+    @bentoml.api(route="/v1/feed/explore")
+    def explore(self, viewer_id: ViewerId, limit: Limit = 20, cursor: Cursor = None) -> FeedResponse:
+        return FeedResponse(**self._call(self.app.feed, "explore", viewer_id, limit, cursor))
+
+    @bentoml.api(route="/v1/rank")
+    def rank(self, viewer_id: ViewerId, surface: Literal["home", "explore"], post_ids: PostIds) -> RankResponse:
+        return RankResponse(**self._call(self.app.rank, surface, viewer_id, post_ids))
+
+    @staticmethod
+    def _call(handler, *args):
+        try:
+            return handler(*args)
+        except BadRequest as exc:
+            raise bentoml.exceptions.InvalidArgument(str(exc)) from None
+
+    def __metrics__(self, content: str) -> str:
+        """BentoML's /metrics collects every worker's metric files in multiprocess mode; where ours
+        are not among them (an app run in-process, or another multiprocess directory: Feast sets
+        its own at import), this process's registry is added."""
+        return content if OWN_PREFIX in content else content + own_metrics()
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        self.app.close()

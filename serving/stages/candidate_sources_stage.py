@@ -1,0 +1,50 @@
+"""CandidateSourcesStage: every source of a surface at once (each with its switch, cap, timeout and
+fail-open policy, candidate_gen.sources.run_sources), then the pool: each group's candidates in
+order, a group of several sources blended by smooth weighted round-robin up to the group's size.
+
+Home = [in-network sources as they come] + [Explore sources blended to `explore_candidates`];
+Explore = [Explore sources blended to `candidates`]. A failed or slow source is reported in the
+response (`degraded["sources.<name>"]`) and contributes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from candidate_gen.blend import blend
+from candidate_gen.sources.base import CandidateSource, SourceRequest, run_sources
+from serving.pipeline import FeedQuery, FeedState
+
+
+@dataclass(frozen=True)
+class SourceGroup:
+    sources: tuple[CandidateSource, ...]
+    size: int  # candidates the group may add to the pool
+
+
+class CandidateSourcesStage:
+    name = "sources"
+
+    def __init__(self, groups: Sequence[SourceGroup]):
+        self.groups = tuple(groups)
+        self._all = [s for g in self.groups for s in g.sources]
+
+    def run(self, query: FeedQuery, state: FeedState) -> None:
+        outcomes = run_sources(self._all, SourceRequest(query.viewer_id, query.now_ms))
+        state.outcomes = outcomes
+        by_name = {o.name: o for o in outcomes}
+        pool = []
+        for group in self.groups:
+            lists = {s.name: by_name[s.name].candidates for s in group.sources}
+            if len(group.sources) == 1:
+                pool.extend(next(iter(lists.values()))[: group.size])
+            else:
+                pool.extend(blend(lists, {s.name: s.config.cap for s in group.sources}, group.size))
+        state.candidates = pool
+        for o in outcomes:
+            if o.degraded:
+                state.degraded[f"sources.{o.name}"] = o.status
+
+    def fallback(self, query: FeedQuery, state: FeedState) -> None:
+        state.candidates = []

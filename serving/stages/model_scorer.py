@@ -1,0 +1,75 @@
+"""ModelScorer: the surface's champion scores the hydrated candidates (cascade: its first trees
+prune to `keep`, the full model ranks those), within what is left of the budget.
+
+Scoring runs on a small bounded pool so the request can stop waiting: when the budget runs out, or
+every scoring slot is still busy with earlier slow calls, the request is scored by the heuristic
+(reported degraded) instead of queueing. No champion registered: the heuristic, declared in the
+response as model_version "heuristic" (not a degradation). No features: the heuristic, degraded.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+import numpy as np
+
+from serving.config import BudgetConfig, CascadeConfig
+from serving.heuristic import HeuristicScorer
+from serving.model_store import ModelStore
+from serving.pipeline import FeedQuery, FeedState
+
+SLOTS = 2  # concurrent model calls (2 cores); a slot stays taken while a timed-out call finishes
+
+
+class ModelScorer:
+    name = "score"
+
+    def __init__(self, store: ModelStore, heuristic: HeuristicScorer, cascade: CascadeConfig, budget: BudgetConfig):
+        self.store, self.heuristic = store, heuristic
+        self.cascade, self.reserve_ms = cascade, budget.reserve_ms
+        self._pool = ThreadPoolExecutor(max_workers=SLOTS, thread_name_prefix="scorer")
+        self._slots = threading.BoundedSemaphore(SLOTS)
+
+    def run(self, query: FeedQuery, state: FeedState) -> None:
+        if not state.candidates:
+            state.scores = np.zeros(0)
+            return
+        model = self.store.current(query.surface)
+        if model is None:
+            self._heuristic(query, state)
+            return
+        if state.features is None:
+            self._heuristic(query, state, "no features")
+            return
+        x = state.features[:, model.columns(state.feature_names)]
+        keep = max(self.cascade.keep, 2 * query.limit) if self.cascade.enabled else None
+        wait_ms = query.deadline.remaining_ms() - self.reserve_ms
+        if wait_ms <= 0:
+            self._heuristic(query, state, "budget spent")
+            return
+        if not self._slots.acquire(blocking=False):
+            self._heuristic(query, state, "model busy")
+            return
+        future = self._pool.submit(model.score, x, keep)
+        future.add_done_callback(lambda _: self._slots.release())
+        try:
+            scores, _ = future.result(timeout=wait_ms / 1000)
+        except FutureTimeout:
+            self._heuristic(query, state, "model over budget")
+            return
+        state.model_features = x
+        state.model_scores = np.asarray(scores, dtype=np.float64)
+        state.scores = state.model_scores.copy()
+        state.model_version, state.scorer = model.label, model.engine
+
+    def _heuristic(self, query: FeedQuery, state: FeedState, why: str | None = None) -> None:
+        if why is not None:
+            state.degraded[self.name] = why
+        state.scores = self.heuristic.score(state.candidates, query.now_ms, state.features, state.feature_names)
+        state.model_scores, state.model_features = None, None
+        state.model_version, state.scorer = "heuristic", "heuristic"
+
+    def fallback(self, query: FeedQuery, state: FeedState) -> None:
+        self._heuristic(query, state, state.degraded.get(self.name, "error"))

@@ -1,0 +1,35 @@
+"""ServedImpressionLogger: what was served, with the model version, its score and the feature vector
+it scored, into the landing folder in the impressions contract (log and learn; serving.impression_log
+writes off the request path)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from serving.impression_log import ImpressionLogWriter
+from serving.pipeline import FeedQuery, FeedState
+
+
+class ServedImpressionLogger:
+    name = "impression_log"
+
+    def __init__(self, writer: ImpressionLogWriter):
+        self.writer = writer
+
+    def apply(self, query: FeedQuery, state: FeedState) -> None:
+        if not state.selected:
+            return
+        idx = np.asarray(state.selected)
+        served = [state.candidates[i] for i in state.selected]
+        self.writer.log(
+            request_id=query.request_id,
+            viewer_id=query.viewer_id,
+            surface=query.surface,
+            ts_ms=query.now_ms,
+            post_ids=[c.post_id for c in served],
+            positions=list(range(query.offset, query.offset + len(served))),
+            sources=[c.source for c in served],
+            scores=None if state.model_scores is None else state.model_scores[idx],
+            model_version=state.model_version,  # a champion's name:version, or heuristic / chronological
+            features=None if state.model_features is None else state.model_features[idx],
+        )

@@ -1,0 +1,68 @@
+"""The three pipelines the service runs, each one declaration of its stages in the fixed order
+(sources → dedupe → filters → hydrator → scorer → rescorers → selector → side effects).
+The components are built once by serving.app and passed in; nothing here decides anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from serving.pipeline import RecommendationPipeline, SideEffect, Stage
+from serving.stages.author_diversity_rescorer import AuthorDiversityRescorer
+from serving.stages.duplicate_post_dedupe import DuplicatePostDedupe
+from serving.stages.out_of_network_rescorer import OutOfNetworkRescorer
+from serving.stages.selectors import HomeMixSelector, RankAllSelector, TopKSelector
+
+
+@dataclass(frozen=True)
+class Components:
+    home_sources: Stage
+    explore_sources: Stage
+    supplied_posts: Stage
+    filters: Stage
+    hydrator: Stage
+    scorer: Stage
+    side_effects: tuple[SideEffect, ...]
+
+
+def home_pipeline(c: Components, explore_share: float, fill: bool, oon_scale: float,
+                  author_decay: float, author_floor: float) -> RecommendationPipeline:
+    return RecommendationPipeline(
+        surface="home",
+        source=c.home_sources,
+        dedupe=DuplicatePostDedupe(),
+        filters=c.filters,
+        hydrator=c.hydrator,
+        scorer=c.scorer,
+        rescorers=(OutOfNetworkRescorer(oon_scale), AuthorDiversityRescorer(author_decay, author_floor)),
+        selector=HomeMixSelector(explore_share, fill),
+        side_effects=c.side_effects,
+    )
+
+
+def explore_pipeline(c: Components, author_decay: float, author_floor: float) -> RecommendationPipeline:
+    return RecommendationPipeline(
+        surface="explore",
+        source=c.explore_sources,
+        dedupe=DuplicatePostDedupe(),
+        filters=c.filters,
+        hydrator=c.hydrator,
+        scorer=c.scorer,
+        rescorers=(AuthorDiversityRescorer(author_decay, author_floor),),
+        selector=TopKSelector(),
+        side_effects=c.side_effects,
+    )
+
+
+def rank_pipeline(c: Components) -> RecommendationPipeline:
+    """Scores for candidates the feed service supplies: no rescoring (the caller composes the page),
+    no impression log (the caller knows what it serves and logs it)."""
+    return RecommendationPipeline(
+        surface="rank",
+        source=c.supplied_posts,
+        dedupe=DuplicatePostDedupe(),
+        filters=c.filters,
+        hydrator=c.hydrator,
+        scorer=c.scorer,
+        rescorers=(),
+        selector=RankAllSelector(),
+    )
