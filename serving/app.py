@@ -12,9 +12,10 @@ import base64
 import binascii
 import json
 import logging
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ class RankingApp:
     clock: Clock
     metrics: PipelineMetrics
     closers: tuple = ()
+    warm: bool = False
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -156,12 +158,28 @@ class RankingApp:
                         clock=Clock.starting_at(settings.now), embeddings=embeddings, impressions=impressions,
                         closers=tuple(x for x in (impressions, models) if x is not None))
         app.metrics = metrics
+        hydrator.connect()  # now, not on the first request (Feast registry, Redis connections)
         models.start()
+        threading.Thread(target=app.warm_up, name="warm-up", daemon=True).start()
         return app
+
+    def warm_up(self, timeout_s: float = 600.0) -> None:
+        """Once the champions are resolved, run each pipeline once (no side effects): connection
+        pools, thread pools, the compiled libraries and NumPy paths are warm before traffic comes."""
+        end = time.monotonic() + timeout_s
+        while not self.models.ready() and time.monotonic() < end:
+            time.sleep(0.2)
+        for pipeline in (self.home, self.explore):
+            for _ in range(2):
+                query = pl.FeedQuery("warm-up", pipeline.surface, 0, 20, self.clock.now_ms(),
+                                     pl.Deadline(self.config.budget.total_ms))
+                pl.run(replace(pipeline, side_effects=()), query)
+        self.warm = True
 
     # --- requests -----------------------------------------------------------------------------
     def ready(self) -> bool:
-        return self.models.ready()
+        """Champions resolved (compiled when configured so) and every pipeline run once."""
+        return self.warm and self.models.ready()
 
     def feed(self, surface: str, viewer_id: int, limit: int, cursor: str | None = None) -> dict[str, Any]:
         deadline = pl.Deadline(self.config.budget.total_ms)

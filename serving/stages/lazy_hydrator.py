@@ -34,6 +34,10 @@ class LazyHydrator:
                 self._lock.release()
         return self._inner
 
+    def connect(self) -> bool:
+        """Try to build the hydrator now (startup); False: it will be retried on requests."""
+        return self._get() is not None
+
     def run(self, query: FeedQuery, state: FeedState) -> None:
         inner = self._get()
         if inner is None:

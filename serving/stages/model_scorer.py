@@ -1,9 +1,10 @@
 """ModelScorer: the surface's champion scores the hydrated candidates (cascade: its first trees
 prune to `keep`, the full model ranks those), within what is left of the budget.
 
-Scoring runs on a small bounded pool so the request can stop waiting: when the budget runs out, or
-every scoring slot is still busy with earlier slow calls, the request is scored by the heuristic
-(reported degraded) instead of queueing. No champion registered: the heuristic, declared in the
+Scoring runs on a small bounded pool (one slot per core) so the request can stop waiting: a request
+queues for a slot and for its result only as long as its budget lasts, then it is scored by the
+heuristic (reported degraded); a slow call keeps its slot until it ends, so slow models cannot pile
+up threads. No champion registered: the heuristic, declared in the
 response as model_version "heuristic" (not a degradation). No features: the heuristic, degraded.
 """
 
@@ -49,13 +50,14 @@ class ModelScorer:
         if wait_ms <= 0:
             self._heuristic(query, state, "budget spent")
             return
-        if not self._slots.acquire(blocking=False):
+        if not self._slots.acquire(timeout=wait_ms / 1000):  # queue for a slot within the budget
             self._heuristic(query, state, "model busy")
             return
         future = self._pool.submit(model.score, x, keep)
         future.add_done_callback(lambda _: self._slots.release())
         try:
-            scores, _ = future.result(timeout=wait_ms / 1000)
+            left_ms = query.deadline.remaining_ms() - self.reserve_ms
+            scores, _ = future.result(timeout=max(left_ms, 0.0) / 1000)
         except FutureTimeout:
             self._heuristic(query, state, "model over budget")
             return

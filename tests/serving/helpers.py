@@ -85,6 +85,7 @@ def build_app(client: redis.Redis, cfg: ServingConfig, models: ModelStore, hydra
     app = RankingApp.build(cfg, candidates_client=client, hydrator=hydrator or no_features(), models=models,
                            clock=Clock(now_ms), impressions=impressions)
     models.refresh()
+    app.warm = True  # tests call the pipelines directly; the startup warm-up is for real traffic
     return app
 
 

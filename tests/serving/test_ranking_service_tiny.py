@@ -1,0 +1,227 @@
+"""The ranking service on the tiny world, built the way production builds it: features materialized by
+the Dagster assets into Feast's Redis online store (+ the packed view), candidate state from the
+candidates assets, champions in a real MLflow registry, the app from settings (`from_settings`).
+
+Checked: the compiled champion ranks Home, the impressions it logs carry exactly the features and
+scores the model used (and LightGBM's own predict gives the same scores for them); the champion is
+swapped under concurrent requests with none dropped; a dead feature store, a failing or slow model
+and an unreachable registry degrade to the heuristic, never to an error."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import date, timedelta
+
+import dagster as dg
+import numpy as np
+import pytest
+import redis
+
+from candidate_gen.rebuild import active_viewers
+from features.online.ranking import RankingFeatureReader
+from features.store import feature_store
+from pipelines.defs.candidates.assets import (
+    candidates_embeddings,
+    candidates_fanout,
+    candidates_rebuild,
+    candidates_social,
+    candidates_trending,
+)
+from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
+from pipelines.resources import build_resources
+from serving.app import RankingApp, wait_ready
+from serving.clock import Clock
+from serving.config import ServingConfig
+from serving.model_store import ModelStore
+from serving.scoring_model import ScoringModel
+from tests.serving.helpers import random_ranker, register_champion
+from training.models import LAMBDARANK
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def platform(tiny_lake, redis_server, tmp_path_factory):
+    settings, summary, _ = tiny_lake
+    days = summary.days
+    redis_url = redis_server.url.rsplit("/", 1)[0] + "/7"
+    redis.Redis.from_url(redis_url).flushdb()
+    resources = build_resources(settings, redis_url)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert dg.materialize(feature_assets, partition_key=days[-1], instance=instance, resources=resources).success
+        assert dg.materialize([feast_registry], instance=instance, resources=resources).success
+        assert dg.materialize([feast_online], partition_key=days[-1], instance=instance, resources=resources).success
+        assert dg.materialize([candidates_rebuild], instance=instance, resources=resources,
+                              run_config={"ops": {"candidates__rebuild": {"config": {"day": days[-2]}}}}).success
+        assert dg.materialize([candidates_fanout, candidates_trending, candidates_social, candidates_embeddings],
+                              partition_key=days[-1], instance=instance, resources=resources).success
+    home = tmp_path_factory.mktemp("serving")
+    next_day = (date.fromisoformat(days[-1]) + timedelta(days=1)).isoformat()
+    served = replace(settings, redis_url=redis_url, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+                     now=f"{next_day}T00:00:01Z")
+    store = feature_store(served, redis_url)
+    names = RankingFeatureReader(store, client=redis.Redis.from_url(redis_url)).feature_names
+    versions = {
+        "home": register_champion(served.tracking_uri, home / "mlartifacts", "home", "feed_ranker", random_ranker(names)),
+        "explore": register_champion(served.tracking_uri, home / "mlartifacts", "explore", "explore_ranker",
+                                     random_ranker(names, LAMBDARANK)),
+    }
+    viewers = [int(v) for v in active_viewers(settings.lake_dir, days[-1], 1)[:40]]
+    yield served, store, names, viewers, versions, next_day
+    redis.Redis.from_url(redis_url).flushdb()
+
+
+@pytest.fixture(scope="module")
+def app(platform):
+    served, *_ = platform
+    app = RankingApp.from_settings(served)
+    assert wait_ready(app, 180), app.models.status()
+    yield app
+    app.close()
+
+
+def test_the_compiled_champion_ranks_home_and_logs_what_it_scored(platform, app):
+    served, store, names, viewers, versions, next_day = platform
+    responses = [app.feed("home", v, 10) for v in viewers[:20]]
+    ranked = [r for r in responses if r["items"]]
+    assert len(ranked) >= 10
+    for r in ranked:
+        assert r["model_version"] == f"feed_ranker:{versions['home']}" and r["scorer"] == "compiled"
+        assert r["degraded"] == [], r["degraded_reasons"]
+        assert sum(r["candidates"].values()) > len(r["items"])
+    explore = app.feed("explore", viewers[0], 10)
+    assert explore["model_version"] == f"explore_ranker:{versions['explore']}" and explore["items"]
+
+    # log and learn: the impression rows carry the model's own feature vectors and scores
+    writer = app.closers[0]
+    assert writer.flush()
+    path = served.landing_dir / "impressions" / next_day
+    rows = [json.loads(line) for f in sorted(path.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    by_request = {r["request_id"]: r for r in ranked}
+    logged = [row for row in rows if row["request_id"] in by_request]
+    assert len(logged) == sum(len(r["items"]) for r in ranked)
+    features = np.array([[np.nan if v is None else v for v in row["features"]] for row in logged], dtype=np.float32)
+    assert features.shape[1] == len(names)
+    model = app.models.current("home")
+    ranker_scores = np.array([row["score"] for row in logged])
+    # the same vectors through LightGBM's own predict: the compiled champion scored exactly these
+    from training.tracking import connect, load_ranker
+
+    ranker, _ = load_ranker(connect(served.tracking_uri), "feed_ranker", "champion")
+    np.testing.assert_allclose(ranker.predict(features), ranker_scores, atol=1e-6)
+    np.testing.assert_allclose(model.full(features), ranker_scores, atol=1e-6)
+    for row in logged:
+        item = next(i for i in by_request[row["request_id"]]["items"] if i["post_id"] == row["post_id"])
+        assert row["position"] == item["position"] and row["source"] == item["source"]
+        assert row["model_version"] == f"feed_ranker:{versions['home']}"
+
+
+def test_the_champion_is_swapped_under_load_without_dropping_a_request(platform, app):
+    served, store, names, viewers, versions, _ = platform
+    old = f"feed_ranker:{versions['home']}"
+    stop = threading.Event()
+    seen: list[str] = []
+    errors: list[BaseException] = []
+
+    def hammer(viewer: int) -> None:
+        while not stop.is_set():
+            try:
+                r = app.feed("home", viewer, 10)
+                seen.append(r["model_version"])
+            except BaseException as exc:  # noqa: BLE001 - any failure fails the test
+                errors.append(exc)
+
+    with ThreadPoolExecutor(4) as pool:
+        for v in viewers[:4]:  # more requests than scoring slots: they queue within the budget
+            pool.submit(hammer, v)
+        time.sleep(0.5)
+        new_version = register_champion(served.tracking_uri, served.home / "unused", "home", "feed_ranker",
+                                         random_ranker(names, seed=9))
+        app.models.refresh()  # what the poller does every poll_s
+        time.sleep(0.5)
+        stop.set()
+    new = f"feed_ranker:{new_version}"
+    assert not errors
+    assert set(seen) <= {old, new, "heuristic"} and seen.count("heuristic") == 0
+    assert seen[0] == old and seen[-1] == new
+    assert app.models.current("home").engine == "compiled"
+
+
+def _app_with(platform, model_full=None, hydrator_redis=None, lookup=None):
+    """An app like production's but with one dependency replaced by a broken or slow one."""
+    served, store, names, *_ = platform
+    cfg = ServingConfig.load().with_("impressions", enabled=False, record_seen=False)
+    base = RankingApp.from_settings(served, cfg)
+    wait_ready(base, 120)
+    models = base.models
+    if lookup is not None:
+        models.stop()
+        models = ModelStore(lookup, None, cfg.model, cfg.cascade, served.home / "serving" / "compiled")
+    if model_full is not None:
+        models.stop()  # the poller must not put the real champion back during the test
+        current = base.models.current("home")
+        models._swap("home", ScoringModel("feed_ranker", "broken", "lightgbm", current.feature_names, model_full, None))
+    hydrator = base.home.hydrator
+    if hydrator_redis is not None:
+        hydrator = _packed_hydrator(store, hydrator_redis)
+    client = redis.Redis.from_url(served.redis_url, socket_timeout=0.03)
+    return RankingApp.build(cfg, candidates_client=client, hydrator=hydrator, models=models,
+                            clock=Clock.starting_at(served.now)), base
+
+
+def _packed_hydrator(store, url):
+    from serving.stages.feature_hydrator import PackedFeatureHydrator
+
+    client = redis.Redis.from_url(url, socket_timeout=0.03, socket_connect_timeout=0.03)
+    return PackedFeatureHydrator(RankingFeatureReader(store, client=client))
+
+
+def test_a_dead_feature_store_degrades_to_the_heuristic(platform):
+    *_, viewers, _, _ = platform
+    app, base = _app_with(platform, hydrator_redis="redis://127.0.0.1:1/0")
+    r = app.feed("home", viewers[0], 10)
+    assert r["items"] and r["scorer"] == "heuristic" and r["model_version"] == "heuristic"
+    assert {"hydrate", "score"} <= set(r["degraded"])
+    base.close()
+
+
+def test_a_failing_or_slow_model_degrades_to_the_heuristic(platform):
+    *_, viewers, _, _ = platform
+
+    def broken(x):
+        raise RuntimeError("model crashed")
+
+    app, base = _app_with(platform, model_full=broken)
+    r = app.feed("home", viewers[0], 10)
+    assert r["items"] and r["scorer"] == "heuristic" and r["degraded_reasons"]["score"].startswith("error")
+    base.close()
+
+    def slow(x):
+        time.sleep(0.3)
+        return np.zeros(len(x))
+
+    app, base = _app_with(platform, model_full=slow)
+    start = time.perf_counter()
+    r = app.feed("home", viewers[1], 10)
+    took = time.perf_counter() - start
+    assert r["items"] and r["scorer"] == "heuristic" and r["degraded_reasons"]["score"] == "model over budget"
+    assert took < 0.2  # the request did not wait for the model
+    base.close()
+
+
+def test_an_unreachable_registry_serves_the_heuristic_and_is_not_ready(platform):
+    *_, viewers, _, _ = platform
+
+    def down(name):
+        raise ConnectionError("registry unreachable")
+
+    app, base = _app_with(platform, lookup=down)
+    app.models.refresh()
+    r = app.feed("home", viewers[0], 10)
+    assert r["items"] and r["model_version"] == "heuristic"
+    assert not app.models.ready()
+    base.close()

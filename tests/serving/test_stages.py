@@ -1,0 +1,149 @@
+"""The pipeline's small components on tiny inputs: the cascade, rescorers, selectors, the runner's
+fail-open behaviour, cursors and the config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from candidate_gen.records import Candidate
+from serving.app import BadRequest, decode_cursor, encode_cursor
+from serving.config import ServingConfig
+from serving.pipeline import Deadline, FeedQuery, FeedState, RecommendationPipeline, run
+from serving.scoring_model import ScoringModel, lightgbm_model
+from serving.stages.author_diversity_rescorer import AuthorDiversityRescorer
+from serving.stages.duplicate_post_dedupe import DuplicatePostDedupe
+from serving.stages.out_of_network_rescorer import OutOfNetworkRescorer
+from serving.stages.selectors import HomeMixSelector, TopKSelector
+from tests.serving.helpers import random_ranker
+
+NAMES = [f"f{i}" for i in range(6)]
+
+
+def query(limit=10, surface="home") -> FeedQuery:
+    return FeedQuery("r", surface, 1, limit, 1_000_000, Deadline(50))
+
+
+def cands(spec: list[tuple[int, str]]) -> list[Candidate]:
+    """(author, source) per candidate; post ids 1.., newer first."""
+    return [Candidate(i + 1, a, 1_000_000 - i, s) for i, (a, s) in enumerate(spec)]
+
+
+@pytest.fixture(scope="module")
+def model() -> ScoringModel:
+    return lightgbm_model("m", "1", random_ranker(NAMES, trees=40), threads=1, first_stage_trees=5)
+
+
+def test_cascade_scores_everything_with_the_full_model_when_few(model):
+    x = np.random.default_rng(1).normal(size=(50, len(NAMES))).astype(np.float32)
+    scores, scored = model.score(x, keep=50)
+    np.testing.assert_allclose(scores, model.full(x))
+    assert scored.tolist() == list(range(50))
+
+
+def test_cascade_keeps_the_first_stages_best_and_ranks_them_with_the_full_model(model):
+    x = np.random.default_rng(2).normal(size=(300, len(NAMES))).astype(np.float32)
+    scores, scored = model.score(x, keep=40)
+    first = model.first_stage(x)
+    assert set(scored.tolist()) == set(np.argsort(-first)[:40].tolist())
+    np.testing.assert_allclose(scores[scored], model.full(x[scored]))
+    pruned = np.setdiff1d(np.arange(300), scored)
+    assert scores[pruned].max() < scores[scored].min()  # pruned rows never outrank kept ones
+    # the first stage is the full model's prefix: its order agrees with the full model's far above chance
+    full = model.full(x)
+    assert np.corrcoef(first, full)[0, 1] > 0.5
+
+
+def test_author_diversity_decays_an_authors_later_posts():
+    st = FeedState(candidates=cands([(7, "in_network"), (7, "in_network"), (7, "in_network"), (8, "in_network")]),
+                   scores=np.array([4.0, 3.9, 3.8, 2.0]))
+    AuthorDiversityRescorer(0.5, 0.25).run(query(), st)
+    np.testing.assert_allclose(st.scores, [4.0, 3.9 * 0.625, 3.8 * 0.4375, 2.0])
+    assert np.argsort(-st.scores).tolist() == [0, 1, 3, 2]  # 3.9 * 0.625 still beats 2.0; 3.8 * 0.4375 does not
+
+
+def test_out_of_network_scaling_lowers_positive_and_negative_scores():
+    st = FeedState(candidates=cands([(1, "in_network"), (2, "trending"), (3, "popular")]),
+                   scores=np.array([1.0, 1.0, -1.0]))
+    OutOfNetworkRescorer(0.5).run(query(), st)
+    np.testing.assert_allclose(st.scores, [1.0, 0.5, -2.0])
+
+
+def test_home_mix_caps_suggestions_and_fills_only_when_the_network_runs_dry():
+    spec = [(i, "trending") for i in range(10)] + [(100 + i, "in_network") for i in range(4)]
+    st = FeedState(candidates=cands(spec), scores=np.linspace(10, 1, 14))
+    HomeMixSelector(0.3, fill=False).run(query(limit=10), st)
+    chosen = [st.candidates[i].source for i in st.selected]
+    assert chosen.count("trending") == 3 and chosen.count("in_network") == 4
+    HomeMixSelector(0.3, fill=True).run(query(limit=10), st)
+    assert len(st.selected) == 10
+    assert [st.scores[i] for i in st.selected] == sorted((st.scores[i] for i in st.selected), reverse=True)
+
+
+def test_dedupe_keeps_the_first_source():
+    st = FeedState(candidates=[Candidate(5, 1, 10, "in_network"), Candidate(5, 1, 10, "trending"),
+                               Candidate(6, 1, 10, "trending")])
+    DuplicatePostDedupe().run(query(), st)
+    assert [(c.post_id, c.source) for c in st.candidates] == [(5, "in_network"), (6, "trending")]
+    assert st.removed == {"duplicate": 1}
+
+
+class Boom:
+    name = "score"
+
+    def run(self, q, st):
+        raise RuntimeError("boom")
+
+    def fallback(self, q, st):
+        st.scores = None
+
+
+class Fixed:
+    name = "sources"
+
+    def run(self, q, st):
+        st.candidates = cands([(1, "in_network"), (2, "in_network"), (3, "trending")])
+
+    def fallback(self, q, st):
+        st.candidates = []
+
+
+class Nothing:
+    def __init__(self, name):
+        self.name = name
+
+    def run(self, q, st):
+        pass
+
+    def fallback(self, q, st):
+        pass
+
+
+def test_a_failing_stage_is_reported_and_the_page_falls_back_to_newest_first():
+    pipe = RecommendationPipeline("home", Fixed(), DuplicatePostDedupe(), Nothing("filters"), Nothing("hydrate"),
+                                  Boom(), (), TopKSelector())
+    st = run(pipe, query(limit=2))
+    assert st.degraded == {"score": "error: RuntimeError"}
+    assert st.scorer == "chronological"
+    assert [st.candidates[i].post_id for i in st.selected] == [1, 2]  # newest first
+    assert set(st.stage_ms) == {"sources", "dedupe", "filters", "hydrate", "score", "select"}
+
+
+def test_cursors_round_trip_and_foreign_ones_are_refused():
+    assert decode_cursor(encode_cursor(30)) == 30
+    assert decode_cursor(None) == 0
+    for bad in ("x", "e30", encode_cursor(-1), "eyJvIjogIjEifQ"):
+        with pytest.raises(BadRequest):
+            decode_cursor(bad)
+
+
+def test_config_refuses_unknown_settings_and_merges_candidate_overrides(tmp_path):
+    cfg = ServingConfig.load()
+    assert cfg.candidates.source("in_network").cap == 500
+    assert cfg.candidates.feed.key_prefix == "lp:"  # everything else from candidate_gen/config.toml
+    with pytest.raises(ValueError, match="unknown keys"):
+        ServingConfig.from_dict({"budget": {"total_ms": 50, "totl": 1}})
+    with pytest.raises(ValueError, match="unknown sections"):
+        ServingConfig.from_dict({"budgets": {}})
+    with pytest.raises(ValueError, match="hydration.reader"):
+        ServingConfig.from_dict({"hydration": {"reader": "magic"}})
