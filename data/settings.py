@@ -20,7 +20,7 @@ points the same code at real services by setting the variables below.
 | DAGSTER_HOME          | <repo>/dagster_home                   | Dagster instance folder (dagster.yaml)   |
 | LOUPE_SERVING_CONFIG  | serving/config.toml                   | the ranking service's config file        |
 | LOUPE_NOW             | (unset: wall clock)                   | the service's clock starts here (ISO-8601): replaying the simulated world |
-| LOUPE_SERVING_PORT    | 3000                                  | port of the ranking service (make run)   |
+| LOUPE_SERVING_PORT    | 3100                                  | port of the ranking service (make run)   |
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Settings:
     dagster_home: Path = REPO_ROOT / "dagster_home"
     serving_config: Path | None = None
     now: str | None = None
-    serving_port: int = 3000
+    serving_port: int = 3100
 
     def __post_init__(self) -> None:
         if self.world not in WORLD_SIZES:
@@ -119,7 +119,7 @@ class Settings:
             dagster_home=Path(env.get("DAGSTER_HOME") or REPO_ROOT / "dagster_home").resolve(),
             serving_config=Path(env["LOUPE_SERVING_CONFIG"]) if env.get("LOUPE_SERVING_CONFIG") else None,
             now=env.get("LOUPE_NOW") or None,
-            serving_port=int(env.get("LOUPE_SERVING_PORT") or 3000),
+            serving_port=int(env.get("LOUPE_SERVING_PORT") or 3100),
         )
 
 

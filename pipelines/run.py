@@ -9,7 +9,9 @@
    oracle, promote through the blocking check, run the simulated A/B; print the metrics table
 6. rebuild the candidate state (graph, Home caches) through the day before the last, fan out the
    last day, build its Explore sources (trending, social, embeddings); print one viewer's candidates
-7. with LOUPE_SERVE=1, keep the Dagster and MLflow UIs up until Ctrl-C
+7. start the ranking service (bentoml serve, clock at the end of the last day), wait until it is
+   ready (compiled champion, warm), print one simulated viewer's ranked Home feed
+8. with LOUPE_SERVE=1, keep the ranking service, the Dagster and MLflow UIs up until Ctrl-C
    (`python -m pipelines.run ui`: only that; `python -m pipelines.run mlflow-ui`: MLflow's alone)
 
 Redis is the configured REDIS_URL or an embedded Valkey server kept under LOUPE_HOME/redis.
@@ -21,8 +23,10 @@ import json
 import shutil
 import time
 import warnings
+import os
 import subprocess
 import sys
+import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -274,6 +278,48 @@ def mlflow_ui_command(settings: Settings, port: int = MLFLOW_PORT) -> list[str]:
             "--port", str(port)]
 
 
+def start_ranking_service(settings: Settings, redis_url: str, day: str) -> subprocess.Popen:
+    """`bentoml serve` the ranking service on this workspace, its clock at the end of `day` (the
+    simulated world's "now"), and wait until /readyz says the compiled champion is in."""
+    from datetime import date, timedelta
+
+    from serving.__main__ import serve_command
+
+    now = (date.fromisoformat(day) + timedelta(days=1)).isoformat() + "T00:00:00Z"
+    env = {**os.environ, "REDIS_URL": redis_url, "LOUPE_NOW": settings.now or now,
+           "LOUPE_HOME": str(settings.home), "MLFLOW_TRACKING_URI": settings.tracking_uri}
+    process = subprocess.Popen(serve_command(settings.serving_port), env=env)
+    url = f"http://127.0.0.1:{settings.serving_port}/readyz"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return process
+        except OSError:
+            pass
+        time.sleep(1)
+    process.terminate()
+    raise RuntimeError(f"the ranking service did not become ready ({url})")
+
+
+def sample_feed(settings: Settings, day: str) -> str:
+    """One simulated viewer's ranked Home feed, asked of the running service over HTTP."""
+    from candidate_gen.rebuild import active_viewers
+    from serving.__main__ import post
+
+    viewer = int(active_viewers(settings.lake_dir, day, 1)[0])
+    body = post(f"http://127.0.0.1:{settings.serving_port}/v1/feed/home", {"viewer_id": viewer, "limit": 10})
+    lines = [f"ranked Home feed for viewer {viewer}: request {body['request_id']}, model {body['model_version']} "
+             f"({body['scorer']}), {sum(body['candidates'].values())} candidates, degraded: {body['degraded'] or 'none'}",
+             f"  {'pos':>3} {'post':>9} {'author':>8} {'source':<11} {'score':>8}"]
+    lines += [f"  {i['position']:>3} {i['post_id']:>9} {i['author_id']:>8} {i['source']:<11} {i['score']:>8.3f}"
+              for i in body["items"]]
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in body["stage_ms"].items())
+    lines.append(f"  stage ms: {stages}")
+    return "\n".join(lines)
+
+
 def serve(settings: Settings) -> None:
     """Keep the UIs up in the foreground until Ctrl-C (Redis stays up with this process)."""
     processes = [subprocess.Popen(
@@ -328,8 +374,17 @@ def main(argv: list[str]) -> None:
         candidates = build_candidates(settings, world["days"], instance, redis_url)
         print(json.dumps(candidates, indent=2, default=str), flush=True)
         print(sample_candidates(settings, redis_url, world["days"][-1]), flush=True)
-        if settings.serve:
-            serve(settings)
+        print("ranking service ...", flush=True)
+        ranking = start_ranking_service(settings, redis_url, world["days"][-1])
+        try:
+            print(f"Ranking service: http://127.0.0.1:{settings.serving_port}  (POST /v1/feed/home, "
+                  f"/v1/feed/explore, /v1/rank; /readyz, /metrics)", flush=True)
+            print(sample_feed(settings, world["days"][-1]), flush=True)
+            if settings.serve:
+                serve(settings)
+        finally:
+            ranking.terminate()
+            ranking.wait(timeout=60)
 
 
 if __name__ == "__main__":

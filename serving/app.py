@@ -170,8 +170,8 @@ class RankingApp:
         while not self.models.ready() and time.monotonic() < end:
             time.sleep(0.2)
         for pipeline in (self.home, self.explore):
-            for _ in range(2):
-                query = pl.FeedQuery("warm-up", pipeline.surface, 0, 20, self.clock.now_ms(),
+            for viewer in (1, 2, 3, 1, 2, 3):  # any ids: cold paths (no cache, no vector) warm too
+                query = pl.FeedQuery("warm-up", pipeline.surface, viewer, 20, self.clock.now_ms(),
                                      pl.Deadline(self.config.budget.total_ms))
                 pl.run(replace(pipeline, side_effects=()), query)
         self.warm = True

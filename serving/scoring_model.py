@@ -78,21 +78,30 @@ class ScoringModel:
             found = self._columns[key] = np.array([where[f] for f in self.feature_names])
         return found
 
-    def score(self, x: np.ndarray, keep: int | None) -> tuple[np.ndarray, np.ndarray]:
+    def score(self, x: np.ndarray, keep: int | None, groups: np.ndarray | None = None,
+              min_per_group: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Scores of the rows of `x` (model's column order) and which rows the full model scored.
 
         With a first stage and more than `keep` rows: the first stage scores all, the full model
-        the `keep` best; the others keep their first-stage score, placed below every full score.
+        the best `keep`, shared among `groups` (e.g. in-network / suggested) in proportion to their
+        size and at least `min_per_group` each, so a page mixing groups is always made of fully
+        scored rows. The others keep their first-stage score, placed below every full score.
         """
         n = len(x)
         if self.first_stage is None or keep is None or n <= keep:
             return self.full(x), np.arange(n)
         first = self.first_stage(x)
-        top = np.argpartition(-first, keep - 1)[:keep]
+        groups = np.zeros(n, dtype=np.int8) if groups is None else groups
+        top = []
+        for g in np.unique(groups):
+            rows = np.flatnonzero(groups == g)
+            k = min(len(rows), max(min_per_group, round(keep * len(rows) / n)))
+            top.append(rows[np.argpartition(-first[rows], k - 1)[:k]] if k < len(rows) else rows)
+        top = np.sort(np.concatenate(top))
         full = self.full(x[top])
         scores = first - first.max() + full.min() - 1.0  # pruned rows rank after the kept ones
         scores[top] = full
-        return scores, np.sort(top)
+        return scores, top
 
 
 def lightgbm_model(name: str, version: str, ranker: Ranker, threads: int, first_stage_trees: int | None) -> ScoringModel:

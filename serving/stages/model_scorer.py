@@ -1,5 +1,6 @@
 """ModelScorer: the surface's champion scores the hydrated candidates (cascade: its first trees
-prune to `keep`, the full model ranks those), within what is left of the budget.
+prune to `keep`, shared between in-network and suggested candidates, the full model ranks those),
+within what is left of the budget.
 
 Scoring runs on a small bounded pool (one slot per core) so the request can stop waiting: a request
 queues for a slot and for its result only as long as its budget lasts, then it is scored by the
@@ -17,7 +18,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import numpy as np
 
 from serving.config import BudgetConfig, CascadeConfig
-from serving.heuristic import HeuristicScorer
+from serving.heuristic import IN_NETWORK_SOURCES, HeuristicScorer
 from serving.model_store import ModelStore
 from serving.pipeline import FeedQuery, FeedState
 
@@ -53,7 +54,9 @@ class ModelScorer:
         if not self._slots.acquire(timeout=wait_ms / 1000):  # queue for a slot within the budget
             self._heuristic(query, state, "model busy")
             return
-        future = self._pool.submit(model.score, x, keep)
+        in_network = np.fromiter((c.source in IN_NETWORK_SOURCES for c in state.candidates), dtype=np.int8,
+                                 count=len(state.candidates))
+        future = self._pool.submit(model.score, x, keep, in_network, 2 * query.limit)
         future.add_done_callback(lambda _: self._slots.release())
         try:
             left_ms = query.deadline.remaining_ms() - self.reserve_ms

@@ -147,3 +147,13 @@ def test_config_refuses_unknown_settings_and_merges_candidate_overrides(tmp_path
         ServingConfig.from_dict({"budgets": {}})
     with pytest.raises(ValueError, match="hydration.reader"):
         ServingConfig.from_dict({"hydration": {"reader": "magic"}})
+
+
+def test_cascade_keeps_enough_of_each_group_for_a_mixed_page(model):
+    x = np.random.default_rng(4).normal(size=(400, len(NAMES))).astype(np.float32)
+    groups = np.zeros(400, dtype=np.int8)
+    groups[:30] = 1  # a small group (e.g. in-network) the first stage might otherwise prune away
+    x[:30] -= 3.0  # ... and make it score low
+    scores, scored = model.score(x, keep=60, groups=groups, min_per_group=20)
+    assert (groups[scored] == 1).sum() == 20 and (groups[scored] == 0).sum() == 56
+    np.testing.assert_allclose(scores[scored], model.full(x[scored]))
