@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run test test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates ui mlflow-ui feast clean
+.PHONY: help setup run test test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
@@ -37,7 +37,7 @@ test: setup
 test-fast: setup
 	$(UV) run --frozen pytest -m "not slow"
 
-bench: bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates
+bench: bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade
 
 bench-pipeline: setup
 	$(PY) -m benchmarks.bench_pipeline
@@ -62,6 +62,12 @@ bench-fanout: setup
 
 bench-candidates: setup
 	$(PY) -m benchmarks.bench_candidates
+
+bench-serving: setup
+	$(PY) -m benchmarks.bench_serving
+
+bench-cascade: setup  # after bench-serving: it reads the state bench-serving prepares
+	$(PY) -m benchmarks.bench_cascade
 
 mlflow-ui: setup
 	$(PY) -m pipelines.run mlflow-ui

@@ -38,7 +38,7 @@ from training.metrics import ndcg
 from training.tracking import connect, load_ranker
 
 TREES = (5, 10, 20)
-KEEPS = (60, 120, 200)
+KEEPS = (60, 120, 200)  # the service keeps max(keep, 2 x limit), at least `limit` per group
 LIMIT = 30
 
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
             for keep in KEEPS:
                 name = f"trees{k}_keep{keep}"
                 model_k = replace(model, full=full.predict, first_stage=firsts[k].predict)
-                s, kept = model_k.score(x, keep, in_net, 2 * LIMIT)
+                s, kept = model_k.score(x, keep, in_net, LIMIT)  # as the service's scorer
                 scores.setdefault(name, []).append(s)
                 timing.setdefault(name, []).append(t_first + median_ms(full.predict, x[kept]))
                 overlap.setdefault(name, []).append(len(top_full & set(np.argsort(-s)[:LIMIT].tolist())) / LIMIT)

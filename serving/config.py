@@ -65,8 +65,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class CascadeConfig:
     enabled: bool = True
-    first_stage_trees: int = 10
-    keep: int = 120
+    first_stage_trees: int = 5
+    keep: int = 60
 
 
 @dataclass(frozen=True)

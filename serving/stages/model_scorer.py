@@ -46,7 +46,7 @@ class ModelScorer:
             self._heuristic(query, state, "no features")
             return
         x = state.features[:, model.columns(state.feature_names)]
-        keep = max(self.cascade.keep, 2 * query.limit) if self.cascade.enabled else None
+        keep = max(self.cascade.keep, 2 * query.limit) if self.cascade.enabled else None  # one page of each group
         wait_ms = query.deadline.remaining_ms() - self.reserve_ms
         if wait_ms <= 0:
             self._heuristic(query, state, "budget spent")
@@ -56,7 +56,7 @@ class ModelScorer:
             return
         in_network = np.fromiter((c.source in IN_NETWORK_SOURCES for c in state.candidates), dtype=np.int8,
                                  count=len(state.candidates))
-        future = self._pool.submit(model.score, x, keep, in_network, 2 * query.limit)
+        future = self._pool.submit(model.score, x, keep, in_network, query.limit)
         future.add_done_callback(lambda _: self._slots.release())
         try:
             left_ms = query.deadline.remaining_ms() - self.reserve_ms
