@@ -20,6 +20,7 @@ import redis
 
 from candidate_gen.config import CandidateConfig
 from candidate_gen.keys import BUILT_SENTINEL
+from candidate_gen.ranges import RangeReader
 from candidate_gen.records import Candidate
 from candidate_gen.scripts import Scripts
 
@@ -40,6 +41,7 @@ class HomeCandidateReader:
         self.cfg = cfg
         self.keys = cfg.keys
         self.scripts = Scripts.register(client)
+        self.ranges = RangeReader(client)
 
     def read(self, viewer_id: int, now_ms: int, limit: int = 1000) -> HomeRead:
         keys, feed = self.keys, self.cfg.feed
@@ -60,12 +62,10 @@ class HomeCandidateReader:
         newest = cached[:limit]  # already newest first
         pulled: set[bytes] = set()
         if celebs:
-            pipe = self.client.pipeline(transaction=False)
-            for a in celebs:
-                pipe.zrevrangebyscore(keys.author_posts(int(a)), "+inf", oldest, start=0, num=limit, withscores=True)
+            posts = self.ranges.newest([keys.author_posts(int(a)) for a in celebs], "+inf", oldest, limit)
             # a post both cached and pulled (its author became a celebrity) counts once, in-network
             merged = dict(cached)
-            for rows in pipe.execute():
+            for rows in posts:
                 for m, t in rows:
                     if m not in merged:
                         merged[m] = t

@@ -18,6 +18,7 @@ import faiss
 
 from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.embeddings import EmbeddingConfig, EmbeddingModel
+from candidate_gen.ranges import RangeReader
 from candidate_gen.records import Candidate, parse_member
 from candidate_gen.sources.base import SourceRequest
 
@@ -31,6 +32,7 @@ class EmbeddingSource:
         self.client = client
         self.config = cfg.source(self.name)
         self.keys = cfg.keys
+        self.ranges = RangeReader(client)
         self.max_age_ms = cfg.feed.max_age_ms
         self.conf = EmbeddingConfig.of(cfg)
         # One query is ~6 MFLOP: OpenMP threads only spin against Redis and the other requests on
@@ -52,15 +54,11 @@ class EmbeddingSource:
         if len(authors) == 0:
             return []
 
-        pipe = self.client.pipeline(transaction=False)
-        for author in authors.tolist():
-            pipe.zrevrangebyscore(
-                self.keys.author_posts(author), request.now_ms, request.now_ms - self.max_age_ms,
-                start=0, num=self.conf.posts_per_author, withscores=True,
-            )
+        keys = [self.keys.author_posts(a) for a in authors.tolist()]
+        posts = self.ranges.newest(keys, request.now_ms, request.now_ms - self.max_age_ms, self.conf.posts_per_author)
         # Built directly (not candidates_from_zset + _replace): a fifth of fetch time at 300 posts.
         out = []
-        for sim, rows in zip(sims.tolist(), pipe.execute(), strict=True):
+        for sim, rows in zip(sims.tolist(), posts, strict=True):
             for stored, created_ms in rows:
                 post, author = parse_member(stored)
                 out.append(Candidate(post, author, int(created_ms), self.name, sim))

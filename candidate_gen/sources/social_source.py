@@ -17,6 +17,7 @@ import redis
 
 from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.social import SocialConfig
+from candidate_gen.ranges import RangeReader
 from candidate_gen.records import Candidate, parse_member
 from candidate_gen.sources.base import SourceRequest
 
@@ -31,6 +32,7 @@ class SocialSource:
         self.keys = cfg.keys
         self.config = cfg.source(self.name)
         self.social = SocialConfig.from_section(cfg.section("social"))
+        self.ranges = RangeReader(client)
 
     def accounts(self, viewer: int, following: set[int], affinity: list[int], now_ms: int) -> list[int]:
         """Top-affinity accounts, then followees: affine ones first, then an hourly random sample."""
@@ -55,13 +57,10 @@ class SocialSource:
         accounts = self.accounts(viewer, following, [int(a) for a in raw_affinity], now)
         if not accounts:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for account in accounts:
-            # Only engagements before the request: a replayed request sees what was known then.
-            pipe.zrevrangebyscore(self.keys.engaged(account), now, now - s.engaged_ms,
-                                  start=0, num=s.per_account, withscores=True)
+        # Only engagements before the request: a replayed request sees what was known then.
+        engaged = self.ranges.newest([self.keys.engaged(a) for a in accounts], now, now - s.engaged_ms, s.per_account)
         seen: dict[bytes, list] = {}  # member -> [accounts, latest engagement ms]
-        for rows in pipe.execute():
+        for rows in engaged:
             for raw, ts in rows:
                 entry = seen.get(raw)
                 if entry is None:
