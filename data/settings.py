@@ -21,6 +21,7 @@ points the same code at real services by setting the variables below.
 | LOUPE_SERVING_CONFIG  | serving/config.toml                   | the ranking service's config file        |
 | LOUPE_NOW             | (unset: wall clock)                   | the service's clock starts here (ISO-8601): replaying the simulated world |
 | LOUPE_SERVING_PORT    | 3100                                  | port of the ranking service (make run)   |
+| LOUPE_SERVING_WORKERS | 2                                     | ranking service worker processes (one per core: Python runs one request's stages at a time per process) |
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Settings:
     serving_config: Path | None = None
     now: str | None = None
     serving_port: int = 3100
+    serving_workers: int = 2
 
     def __post_init__(self) -> None:
         if self.world not in WORLD_SIZES:
@@ -120,6 +122,7 @@ class Settings:
             serving_config=Path(env["LOUPE_SERVING_CONFIG"]) if env.get("LOUPE_SERVING_CONFIG") else None,
             now=env.get("LOUPE_NOW") or None,
             serving_port=int(env.get("LOUPE_SERVING_PORT") or 3100),
+            serving_workers=int(env.get("LOUPE_SERVING_WORKERS") or 2),
         )
 
 

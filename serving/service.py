@@ -75,7 +75,8 @@ def default_app() -> RankingApp:
 APP_FACTORY: Callable[[], RankingApp] = default_app
 
 
-@bentoml.service(name="loupe-ranking", workers=1, threads=8, traffic={"timeout": 10})
+# One worker process per core: the stages are Python, so one process runs one request at a time.
+@bentoml.service(name="loupe-ranking", workers=get_settings().serving_workers, threads=8, traffic={"timeout": 10})
 class RankingService:
     def __init__(self) -> None:
         self.app = APP_FACTORY()
