@@ -1,9 +1,9 @@
 """CandidateSourcesStage: every source of a surface at once (each with its switch, cap, timeout and
 fail-open policy, candidate_gen.sources.run_sources), then the pool: each group's candidates in
 order; a group of several sources gives each a share of the group's size in proportion to its cap
-(its best first; a source that returns fewer leaves its share to the others). No interleaving: the
-whole pool is scored, so only *which* candidates enter matters (candidate_gen.blend's round-robin
-costs ~2 ms of Python a request for an order nobody reads).
+(its best first, distinct posts; a source that returns fewer leaves its share to the others). No
+interleaving: the whole pool is scored, so only *which* candidates enter matters (candidate_gen.blend's
+round-robin costs ~2 ms of Python a request for an order nobody reads).
 
 Home = [in-network sources as they come] + [Explore sources blended to `explore_candidates`];
 Explore = [Explore sources blended to `candidates`]. A failed or slow source is reported in the
@@ -54,14 +54,26 @@ class CandidateSourcesStage:
 
 
 def proportional(lists: dict[str, list[Candidate]], weights: dict[str, float], size: int) -> list[Candidate]:
-    """Up to `size` candidates: each list's best, in proportion to its weight; shares a list cannot
-    fill go to the others (in order). Duplicates across lists are left to the dedupe stage."""
+    """Up to `size` distinct posts: each list's best, in proportion to its weight; shares a list
+    cannot fill (it ran out, or its posts were already taken) go to the others, in order."""
     total = sum(weights[n] for n in lists if lists[n]) or 1.0
     quota = {n: int(size * weights[n] / total) for n in lists}
-    taken = {n: min(len(c), quota[n]) for n, c in lists.items()}
-    spare = size - sum(taken.values())
-    for n, c in lists.items():  # hand the unused shares to lists that have more
-        extra = min(spare, len(c) - taken[n])
-        taken[n] += extra
-        spare -= extra
-    return [cand for n, c in lists.items() for cand in c[: taken[n]]]
+    seen: set[int] = set()
+    out: list[Candidate] = []
+    pos = dict.fromkeys(lists, 0)
+
+    def take(name: str, want: int) -> None:
+        items, i = lists[name], pos[name]
+        while want > 0 and i < len(items):
+            if items[i].post_id not in seen:  # trending and popular share many posts
+                seen.add(items[i].post_id)
+                out.append(items[i])
+                want -= 1
+            i += 1
+        pos[name] = i
+
+    for name in lists:
+        take(name, quota[name])
+    for name in lists:  # hand the unused shares to lists that have more
+        take(name, size - len(out))
+    return out

@@ -157,3 +157,14 @@ def test_cascade_keeps_enough_of_each_group_for_a_mixed_page(model):
     scores, scored = model.score(x, keep=60, groups=groups, min_per_group=20)
     assert (groups[scored] == 1).sum() == 20 and (groups[scored] == 0).sum() == 56
     np.testing.assert_allclose(scores[scored], model.full(x[scored]))
+
+
+def test_the_explore_pool_takes_proportional_shares_of_distinct_posts():
+    from serving.stages.candidate_sources_stage import proportional
+
+    a = cands([(1, "trending")] * 10)  # posts 1..10
+    b = [Candidate(p, 2, 0, "popular") for p in (1, 2, 3, 20, 21, 22, 23, 24, 25, 26)]  # 3 shared with a
+    out = proportional({"trending": a, "popular": b}, {"trending": 1, "popular": 1}, 10)
+    assert [c.post_id for c in out] == [1, 2, 3, 4, 5, 20, 21, 22, 23, 24]
+    short = proportional({"trending": a[:2], "popular": b}, {"trending": 1, "popular": 1}, 8)
+    assert len(short) == 8 and len({c.post_id for c in short}) == 8  # popular fills trending's share
