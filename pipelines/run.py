@@ -23,7 +23,6 @@ import json
 import shutil
 import time
 import warnings
-import os
 import subprocess
 import sys
 import urllib.request
@@ -34,7 +33,7 @@ import dagster as dg
 
 from data.contracts import LOG_TYPES
 from data.redis_server import redis_endpoint
-from data.settings import Settings, export_dagster_env, get_settings
+from data.settings import Settings, export_dagster_env, get_settings, subprocess_env
 from data.world import WorldSummary, generate_world
 from pipelines.defs.candidates.assets import candidate_assets, candidates_rebuild
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
@@ -286,8 +285,8 @@ def start_ranking_service(settings: Settings, redis_url: str, day: str) -> subpr
     from serving.__main__ import serve_command
 
     now = (date.fromisoformat(day) + timedelta(days=1)).isoformat() + "T00:00:00Z"
-    env = {**os.environ, "REDIS_URL": redis_url, "LOUPE_NOW": settings.now or now,
-           "LOUPE_HOME": str(settings.home), "MLFLOW_TRACKING_URI": settings.tracking_uri}
+    env = subprocess_env({"REDIS_URL": redis_url, "LOUPE_NOW": settings.now or now,
+                          "LOUPE_HOME": str(settings.home), "MLFLOW_TRACKING_URI": settings.tracking_uri})
     process = subprocess.Popen(serve_command(settings.serving_port), env=env)
     url = f"http://127.0.0.1:{settings.serving_port}/readyz"
     deadline = time.monotonic() + 600

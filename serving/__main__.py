@@ -11,7 +11,7 @@ import subprocess
 import sys
 import urllib.request
 
-from data.settings import get_settings
+from data.settings import get_settings, subprocess_env
 
 
 def serve_command(port: int) -> list[str]:
@@ -38,10 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     h.add_argument("--url", default=f"http://127.0.0.1:{settings.serving_port}")
     args = parser.parse_args(argv)
     if args.cmd == "serve":
-        env = dict(os.environ)
-        if args.config:
-            env["LOUPE_SERVING_CONFIG"] = os.path.abspath(args.config)
-        sys.exit(subprocess.call(serve_command(args.port), env=env))
+        extra = {"LOUPE_SERVING_CONFIG": os.path.abspath(args.config)} if args.config else {}
+        sys.exit(subprocess.call(serve_command(args.port), env=subprocess_env(extra)))
     print(json.dumps(post(f"{args.url}/v1/feed/home", {"viewer_id": args.viewer, "limit": args.limit}), indent=2))
 
 
