@@ -11,6 +11,7 @@ Parity with `Booster.predict` is a test (max abs diff ≤ 1e-6 on random inputs 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def compile_booster(booster, libpath: Path) -> Path:
     if not libpath.exists():
         libpath.parent.mkdir(parents=True, exist_ok=True)
         model = treelite.frontend.from_lightgbm(booster)
-        tmp = libpath.with_suffix(".tmp.so")
+        # per-process name: every worker of a fresh service may compile the same model at once
+        tmp = libpath.with_suffix(f".{os.getpid()}.tmp.so")
         tl2cgen.export_lib(model, toolchain="gcc", libpath=str(tmp), params={"parallel_comp": PARALLEL_UNITS})
         tmp.rename(libpath)  # atomic: a concurrent process never loads a half-written library
     return libpath
