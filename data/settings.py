@@ -6,6 +6,9 @@ points the same code at real services by setting the variables below.
 | variable              | default                               | meaning                                  |
 |-----------------------|---------------------------------------|------------------------------------------|
 | LOUPE_HOME            | <repo>/.loupe                         | workspace: landing, lake, truth, registries, logs |
+| LOUPE_LANDING         | (unset)                               | a team's landing folder (read only): run on it, no simulator |
+| LOUPE_SOURCE          | auto                                  | landing (LOUPE_LANDING, else <LOUPE_HOME>/landing), simulator, or auto: landing when that folder holds files, else simulator |
+| LOUPE_VOCABULARY      | data/vocabulary.toml                  | engagement types (with their role in labels) and impression sources |
 | LOUPE_WORLD           | small                                 | simulated world size: tiny, small, medium |
 | LOUPE_SEED            | data.columns.WORLD_SEED               | seed of the simulated world              |
 | LOUPE_SERVE           | 1                                     | make run: keep UIs/service up at the end |
@@ -35,11 +38,20 @@ from pathlib import Path
 from data.columns import WORLD_SEED, WORLD_SIZES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SOURCES = ("landing", "simulator")
+
+
+def has_files(folder: Path) -> bool:
+    """Whether a landing folder holds any file at all (a team's export, whatever its shape)."""
+    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
 
 
 @dataclass(frozen=True)
 class Settings:
     home: Path
+    source: str = "simulator"  # "landing" or "simulator" (from_env resolves "auto")
+    landing: Path | None = None  # a team's landing folder; None: <home>/landing
+    vocabulary: Path | None = None  # None: data/vocabulary.toml
     world: str = "small"
     seed: int = WORLD_SEED
     serve: bool = True
@@ -58,6 +70,8 @@ class Settings:
     serving_workers: int = 2
 
     def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"LOUPE_SOURCE must be one of {SOURCES + ('auto',)}, got {self.source!r}")
         if self.world not in WORLD_SIZES:
             raise ValueError(f"LOUPE_WORLD must be one of {WORLD_SIZES}, got {self.world!r}")
         if self.feast_offline_store not in ("file", "spark"):
@@ -65,9 +79,17 @@ class Settings:
 
     # --- the workspace layout (docs/workspace.md) ----------------------------------------------
     @property
+    def world_dir(self) -> Path:
+        """The simulated world of this size and seed: its own folder (landing, truth, world.json),
+        so generating another world never touches a team's landing folder or another world."""
+        return self.home / "worlds" / f"{self.world}-{self.seed}"
+
+    @property
     def landing_dir(self) -> Path:
-        """Where exporters drop log files: landing/<log_type>/<YYYY-MM-DD>/*.jsonl"""
-        return self.home / "landing"
+        """Where exporters drop log files: <landing>/<log_type>/<YYYY-MM-DD>/*.jsonl"""
+        if self.source == "simulator":
+            return self.world_dir / "landing"
+        return self.landing or self.home / "landing"
 
     @property
     def lake_dir(self) -> Path:
@@ -75,9 +97,10 @@ class Settings:
         return self.home / "lake"
 
     @property
-    def truth_dir(self) -> Path:
-        """Simulator ground truth, for evaluation only: never read by training or serving."""
-        return self.home / "truth"
+    def truth_dir(self) -> Path | None:
+        """Simulator ground truth, for evaluation only: never read by training or serving. A team's
+        data has none (evaluation then uses realised labels only)."""
+        return self.world_dir / "truth" if self.source == "simulator" else None
 
     @property
     def redis_dir(self) -> Path:
@@ -105,8 +128,15 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         home = Path(env.get("LOUPE_HOME") or REPO_ROOT / ".loupe").resolve()
+        landing = Path(env["LOUPE_LANDING"]).resolve() if env.get("LOUPE_LANDING") else None
+        source = env.get("LOUPE_SOURCE") or "auto"
+        if source == "auto":
+            source = "landing" if landing or has_files(home / "landing") else "simulator"
         return cls(
             home=home,
+            source=source,
+            landing=landing,
+            vocabulary=Path(env["LOUPE_VOCABULARY"]).resolve() if env.get("LOUPE_VOCABULARY") else None,
             world=env.get("LOUPE_WORLD", "small"),
             seed=int(env.get("LOUPE_SEED", WORLD_SEED)),
             serve=env.get("LOUPE_SERVE", "1") not in ("0", "false", "no"),

@@ -26,11 +26,13 @@ class SparkResource(dg.ConfigurableResource):
 
 
 class WorkspaceResource(dg.ConfigurableResource):
-    """The workspace folders: landing (exports arrive), lake (Parquet), truth (simulator only)."""
+    """The workspace folders: landing (exports arrive), lake (Parquet), truth (simulator only;
+    empty for a team's data), and the log vocabulary file (empty: the shipped one)."""
 
     landing_dir: str
     lake_dir: str
-    truth_dir: str
+    truth_dir: str = ""
+    vocabulary_path: str = ""
 
     @property
     def landing(self) -> Path:
@@ -41,8 +43,13 @@ class WorkspaceResource(dg.ConfigurableResource):
         return Path(self.lake_dir)
 
     @property
-    def truth(self) -> Path:
-        return Path(self.truth_dir)
+    def truth(self) -> Path | None:
+        return Path(self.truth_dir) if self.truth_dir else None
+
+    def vocabulary(self):
+        from data.vocabulary import load_vocabulary
+
+        return load_vocabulary(self.vocabulary_path or None)
 
 
 class FeastResource(dg.ConfigurableResource):
@@ -127,7 +134,8 @@ def build_resources(settings: Settings, redis_url: str | None = None) -> dict[st
         "workspace": WorkspaceResource(
             landing_dir=str(settings.landing_dir),
             lake_dir=str(settings.lake_dir),
-            truth_dir=str(settings.truth_dir),
+            truth_dir=str(settings.truth_dir or ""),
+            vocabulary_path=str(settings.vocabulary or ""),
         ),
     }
     resources["feast"] = FeastResource(
