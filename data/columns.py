@@ -40,6 +40,7 @@ SOURCE = "source"
 MODEL_VERSION = "model_version"
 SCORE = "score"
 FEATURES = "features"
+PROPENSITY = "propensity"
 
 # --- lake bookkeeping --------------------------------------------------------------------------
 DT = "dt"  # lake partition column: the landing day (YYYY-MM-DD) a row arrived on

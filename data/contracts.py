@@ -146,6 +146,9 @@ IMPRESSIONS = LogContract(
             pa.field(c.MODEL_VERSION, pa.string()),  # null/"logging_policy" before any model
             pa.field(c.SCORE, pa.float64()),  # the served score, when a model ranked it
             pa.field(c.FEATURES, pa.list_(pa.float32())),  # feature vector the model scored
+            # P(this post at this position | request) under the logging policy, when it was random
+            # (the service's exploration share, a bandit's log): what off-policy evaluation weighs by
+            pa.field(c.PROPENSITY, pa.float64()),
         ]
     ),
     required=(c.REQUEST_ID, c.VIEWER_ID, c.POST_ID, c.POSITION, c.SURFACE, c.SOURCE, c.TS),
