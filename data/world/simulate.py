@@ -417,6 +417,7 @@ class _World:
                 "model_version": f'"{MODEL_VERSION}"',
                 "score": "null",
                 "features": "null",
+                "propensity": "null",  # the logging policy is not a randomised one
             },
         )
         is_dwell = e_type == ENG_CODE["dwell"]
