@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     viewers = json.loads((home / "viewers.json").read_text())
     viewers = viewers[: args.viewers]
     tracking = f"sqlite:///{settings.home / 'mlflow.db'}"
-    world_days = json.loads((settings.home / "world.json").read_text())["days"]
+    world_days = json.loads((settings.world_dir / "world.json").read_text())["days"]
     now_ms = int(day_end(world_days[-1]).timestamp() * 1000)  # the serving benchmark's clock
     truth = TruthModel.load(settings.truth_dir)
 

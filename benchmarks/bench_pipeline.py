@@ -27,7 +27,7 @@ def main() -> None:
     with PeakRss() as rss:
         with stopwatch(stages, "generate_s"):
             summary = generate_world(WORLD, settings.seed, settings.landing_dir, settings.truth_dir)
-            (settings.home / "world.json").write_text(json.dumps(summary.to_dict(), indent=2))
+            (settings.world_dir / "world.json").write_text(json.dumps(summary.to_dict(), indent=2))
         with stopwatch(stages, "ingest_s"), dg.DagsterInstance.ephemeral() as instance:
             totals = ingest_days(settings, summary.days, instance)
     wall = round(time.perf_counter() - start, 2)

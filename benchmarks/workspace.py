@@ -19,11 +19,11 @@ WORLD = "medium"
 
 def bench_settings(world: str = WORLD) -> Settings:
     base = get_settings()
-    return replace(base, home=base.home / "bench" / world, world=world)
+    return replace(base, home=base.home / "bench" / world, world=world, source="simulator", landing=None)
 
 
 def lake_ready(settings: Settings) -> bool:
-    marker = settings.home / "world.json"
+    marker = settings.world_dir / "world.json"
     if not marker.exists():
         return False
     days = json.loads(marker.read_text())["days"]
@@ -33,7 +33,7 @@ def lake_ready(settings: Settings) -> bool:
 def ensure_lake(settings: Settings) -> dict:
     """The world summary; generates and ingests the world unless its lake is complete."""
     if lake_ready(settings):
-        return json.loads((settings.home / "world.json").read_text())
+        return json.loads((settings.world_dir / "world.json").read_text())
     shutil.rmtree(settings.home, ignore_errors=True)
     world = prepare_world(settings)
     with dg.DagsterInstance.ephemeral() as instance:

@@ -1,7 +1,49 @@
-"""Partitions shared by every domain: one per landing day, from the first simulated day."""
+"""Partitions shared by every domain: one per landing day, taken from the data, never a fixed date.
+
+Days are Dagster dynamic partitions: `make run` and the landing sensor register the days they find
+in the landing folder, so a team's export from 2019 and a simulated world from 2026 both start at
+their own first day.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
 
 import dagster as dg
 
-from data.columns import WORLD_START
+from data import lake
+from data.contracts import LOG_TYPES
 
-daily_partitions = dg.DailyPartitionsDefinition(start_date=WORLD_START.isoformat(), timezone="UTC")
+DAYS = "day"
+daily_partitions = dg.DailyPartitionsDefinition(start_date="2026-10-01", timezone="UTC")
+
+
+def is_day(name: str) -> bool:
+    """A landing folder name that is a calendar day (YYYY-MM-DD)."""
+    try:
+        return date.fromisoformat(name).isoformat() == name
+    except ValueError:
+        return False
+
+
+def landing_days(landing_dir: Path) -> list[str]:
+    """Every day that holds a landing file of some log, sorted: the days a run processes."""
+    days = set()
+    for log in LOG_TYPES:
+        root = Path(landing_dir) / log
+        if root.is_dir():
+            days.update(d.name for d in root.iterdir() if is_day(d.name) and lake.landing_files(landing_dir, log, d.name))
+    return sorted(days)
+
+
+def register_days(instance: dg.DagsterInstance, days: list[str]) -> None:
+    """Make `days` partitions of the instance (idempotent); a name that is not a day is refused."""
+    bad = [d for d in days if not is_day(d)]
+    if bad:
+        raise ValueError(f"not a day (YYYY-MM-DD): {bad[:5]}")
+    if not isinstance(daily_partitions, dg.DynamicPartitionsDefinition):
+        return
+    new = [d for d in days if not instance.has_dynamic_partition(DAYS, d)]
+    if new:
+        instance.add_dynamic_partitions(DAYS, new)

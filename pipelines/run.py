@@ -21,24 +21,27 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-import warnings
 import subprocess
 import sys
+import time
 import urllib.request
+import warnings
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 
+from data import lake
 from data.contracts import LOG_TYPES
 from data.redis_server import redis_endpoint
 from data.settings import Settings, export_dagster_env, get_settings, subprocess_env
 from data.world import WorldSummary, generate_world
-from pipelines.defs.candidates.assets import candidate_assets, candidates_rebuild
+from pipelines.defs.candidates.assets import FANOUT_KEY, candidate_assets, candidates_rebuild
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
 from pipelines.defs.ingest.assets import ingest_assets
 from pipelines.defs.training.assets import training_assets, training_examples
+from pipelines.partitions import landing_days, register_days
 from pipelines.resources import build_resources
 
 DAGSTER_PORT = 3000
@@ -47,22 +50,62 @@ MLFLOW_PORT = 5000
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _world_marker(settings: Settings) -> Path:
-    return settings.home / "world.json"
+HOW_TO_BRING_DATA = """\
+No landing data in {landing}: running on the simulated world instead.
+To run Loupe on your own export, drop it as <log>/<YYYY-MM-DD>/*.jsonl (docs/log_contracts.md) and
+  LOUPE_LANDING=/path/to/export make run       (read only: Loupe never changes or deletes it)
+or run on real public data: make run-open-bandit (docs/real_data.md)."""
+
+
+class NoLandingData(RuntimeError):
+    """The configured landing folder holds no day to process."""
+
+
+class NotEnoughDays(RuntimeError):
+    """Too few days to train on: reported, and the platform runs on without a model."""
+
+
+@dataclass(frozen=True)
+class Landing:
+    """What a run processes: the landing folder, its days, and the simulated world's summary (None
+    for a team's export, which has no simulator truth)."""
+
+    folder: Path
+    days: list[str]
+    world: dict | None
+
+
+def prepare_landing(settings: Settings) -> Landing:
+    """The landing data of this run: a team's folder as it is, or the configured simulated world."""
+    if settings.source == "landing":
+        folder = settings.landing_dir
+        days = landing_days(folder)
+        if not days:
+            raise NoLandingData(
+                f"the landing folder {folder} holds no <log>/<YYYY-MM-DD>/*.jsonl file "
+                f"(logs: {', '.join(LOG_TYPES)}; docs/log_contracts.md). Unset LOUPE_LANDING and set "
+                "LOUPE_SOURCE=simulator to run on the simulated world instead.")
+        print(f"landing folder {folder}: {len(days)} days, {days[0]} .. {days[-1]} (read only)", flush=True)
+        return Landing(folder, days, None)
+    if settings.landing is None:
+        print(HOW_TO_BRING_DATA.format(landing=settings.home / "landing"), flush=True)
+    world = prepare_world(settings)
+    return Landing(settings.landing_dir, world["days"], world)
 
 
 def prepare_world(settings: Settings) -> dict:
-    """Generate the configured world unless the landing folder already holds exactly it."""
-    marker = _world_marker(settings)
+    """Generate the configured world into its own folder unless it is already there.
+
+    Each world (size, seed) has a folder of its own under LOUPE_HOME/worlds/, marked by its
+    world.json once complete: generating one never touches another world or a team's landing
+    folder. Only an incomplete generation (no marker) of this same world is cleared first.
+    """
+    marker = settings.world_dir / "world.json"
     if marker.exists():
-        summary = json.loads(marker.read_text())
-        if (summary["size"], summary["seed"]) == (settings.world, settings.seed):
-            print(f"world {settings.world} (seed {settings.seed}) already landed; reusing it")
-            return summary
-    # A different world: its landing files, lake and truth would mix with the new one's.
-    for folder in (settings.landing_dir, settings.lake_dir, settings.truth_dir):
-        shutil.rmtree(folder, ignore_errors=True)
-    print(f"generating the {settings.world} world (seed {settings.seed}) ...", flush=True)
+        print(f"world {settings.world} (seed {settings.seed}) already landed in {settings.world_dir}; reusing it")
+        return json.loads(marker.read_text())
+    shutil.rmtree(settings.world_dir, ignore_errors=True)  # our own half-written world, never data we did not write
+    print(f"generating the {settings.world} world (seed {settings.seed}) into {settings.world_dir} ...", flush=True)
     summary: WorldSummary = generate_world(
         size=settings.world,
         seed=settings.seed,
@@ -70,9 +113,22 @@ def prepare_world(settings: Settings) -> dict:
         truth_dir=settings.truth_dir,
     )
     data = summary.to_dict()
-    settings.home.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(data, indent=2))
     return data
+
+
+def claim_lake(settings: Settings) -> None:
+    """The lake holds one landing folder's data: built from another, Loupe's own lake is cleared
+    (it is derived and rebuilt from the landing folder; the landing folder itself is never touched)."""
+    marker = settings.lake_dir / "_loupe_source.json"
+    current = {"landing": str(settings.landing_dir)}
+    if marker.exists() and json.loads(marker.read_text()) == current:
+        return
+    if settings.lake_dir.exists() and any(settings.lake_dir.iterdir()):
+        print(f"the lake {settings.lake_dir} was built from another landing folder: rebuilding it", flush=True)
+        shutil.rmtree(settings.lake_dir)
+    settings.lake_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(current))
 
 
 def ingest_days(
@@ -82,6 +138,7 @@ def ingest_days(
     totals: dict[str, dict] = {log: defaultdict(int) for log in LOG_TYPES}
     reasons: dict[str, Counter] = {log: Counter() for log in LOG_TYPES}
     resources = build_resources(settings, redis_url)
+    register_days(instance, days)
     for day in days:
         result = dg.materialize(
             ingest_assets, partition_key=day, instance=instance, resources=resources, run_config=QUIET
@@ -101,6 +158,7 @@ def feature_snapshots(
 ) -> tuple[dict[str, int], dict[str, float]]:
     """Every day's feature snapshots (Spark): rows of the last day per table, seconds per asset."""
     resources = build_resources(settings, redis_url)
+    register_days(instance, days)
     seconds: dict[str, float] = {}
     rows: dict[str, int] = {}
     for day in days:
@@ -143,12 +201,17 @@ def train_and_promote(
     """Training sets for the window ending on the last day, then both surfaces' rankers,
     evaluation, promotion check, champion and simulated A/B for that test day."""
     resources = resources or build_resources(settings, redis_url)
+    register_days(instance, days)
     cfg = resources["training_config"].load()
-    test_day = days[-1]
-    # The first day has no feature snapshot before it: train on up to train_days after it.
-    window = days[1:][-(cfg.train_days + 2):]
+    # The first day has no feature snapshot before it: train on up to train_days after it, among
+    # the days that served impressions (an export may have none: nothing to learn from).
+    served = set(lake.partition_days(settings.lake_dir, "impressions"))
+    window = [d for d in days[1:] if d in served][-(cfg.train_days + 2):]
     if len(window) < 3:
-        raise ValueError(f"training needs 4 days (features, train, validation, test); the world has {len(days)}")
+        raise NotEnoughDays(
+            f"training needs impressions on at least 3 days after the first (train, validation, test); "
+            f"the landing folder has {len(days)} days, {len(served)} with impressions")
+    test_day = window[-1]
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     for day in window:
@@ -182,13 +245,17 @@ def build_candidates(
     """Candidate state: rebuilt from the lake through the day before the last, the last day applied
     by the fan-out worker (as a daily run would), then the Explore builders of the last day."""
     resources = build_resources(settings, redis_url)
+    register_days(instance, days)
     day = days[-1]
     seconds: dict[str, float] = {}
     start = time.perf_counter()
+    # Rebuilt through the day before the last, so the fan-out worker applies the last; a one-day
+    # export is rebuilt through that day and has nothing left to fan out.
+    daily = candidate_assets[1:] if len(days) > 1 else [a for a in candidate_assets[1:] if a.key != FANOUT_KEY]
     dg.materialize([candidates_rebuild], instance=instance, resources=resources,
-                   run_config={**QUIET, "ops": {"candidates__rebuild": {"config": {"day": days[-2]}}}})
+                   run_config={**QUIET, "ops": {"candidates__rebuild": {"config": {"day": days[-2 if len(days) > 1 else -1]}}}})
     seconds["candidates/rebuild"] = round(time.perf_counter() - start, 1)
-    result = dg.materialize(candidate_assets[1:], partition_key=day, instance=instance, resources=resources,
+    result = dg.materialize(daily, partition_key=day, instance=instance, resources=resources,
                             run_config=QUIET)
     for step in result.get_step_success_events():
         seconds[step.step_key.replace("__", "/")] = round(step.event_specific_data.duration_ms / 1000, 1)
@@ -205,7 +272,7 @@ def sample_candidates(settings: Settings, redis_url: str, day: str) -> str:
     from candidate_gen.config import CandidateConfig
     from candidate_gen.explore.embeddings import load
     from candidate_gen.filters import default_chain
-    from candidate_gen.rebuild import _day_end_ms, active_viewers
+    from candidate_gen.rebuild import _day_end_ms
     from candidate_gen.sources.base import SourceRequest, run_sources
     from candidate_gen.sources.embedding_source import EmbeddingSource
     from candidate_gen.sources.in_network_source import InNetworkSource
@@ -217,7 +284,7 @@ def sample_candidates(settings: Settings, redis_url: str, day: str) -> str:
     model = load(settings.home / "candidates" / "embeddings" / f"dt={day}")
     sources = [InNetworkSource(client, cfg), TrendingSource(client, cfg), EmbeddingSource(client, cfg, model),
                SocialSource(client, cfg), PopularSource(client, cfg)]
-    viewer = int(active_viewers(settings.lake_dir, day, 1)[0])
+    viewer = sample_viewer(settings, day)
     now = _day_end_ms(day)
     # the first request opens each source's Redis connections and threads: a service warms up
     # before taking traffic, so the sample is the second request
@@ -302,12 +369,22 @@ def start_ranking_service(settings: Settings, redis_url: str, day: str) -> subpr
     raise RuntimeError(f"the ranking service did not become ready ({url})")
 
 
-def sample_feed(settings: Settings, day: str) -> str:
-    """One simulated viewer's ranked Home feed, asked of the running service over HTTP."""
-    from candidate_gen.rebuild import active_viewers
+def sample_viewer(settings: Settings, day: str) -> int:
+    """A viewer who follows someone as of `day` (an export without impressions has viewers too)."""
+    from candidate_gen.rebuild import viewers_with_followees
+
+    viewers = viewers_with_followees(settings.lake_dir, day, 1)
+    if not len(viewers):
+        raise RuntimeError(f"no account in the lake follows anyone as of {day}: no Home feed to show")
+    return int(viewers[0])
+
+
+def sample_feed(settings: Settings, day: str) -> dict:
+    """One viewer's ranked Home feed, asked of the running service over HTTP: the response and a
+    printable text."""
     from serving.__main__ import post
 
-    viewer = int(active_viewers(settings.lake_dir, day, 1)[0])
+    viewer = sample_viewer(settings, day)
     body = post(f"http://127.0.0.1:{settings.serving_port}/v1/feed/home", {"viewer_id": viewer, "limit": 10})
     lines = [f"ranked Home feed for viewer {viewer}: request {body['request_id']}, model {body['model_version']} "
              f"({body['scorer']}), {sum(body['candidates'].values())} candidates, degraded: {body['degraded'] or 'none'}",
@@ -316,7 +393,7 @@ def sample_feed(settings: Settings, day: str) -> str:
               for i in body["items"]]
     stages = ", ".join(f"{k} {v:.1f}" for k, v in body["stage_ms"].items())
     lines.append(f"  stage ms: {stages}")
-    return "\n".join(lines)
+    return {"viewer": viewer, "response": body, "text": "\n".join(lines)}
 
 
 def serve(settings: Settings) -> None:
@@ -346,7 +423,8 @@ def main(argv: list[str]) -> None:
     settings = get_settings()
     export_dagster_env(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
-    print(f"LOUPE_HOME={settings.home}  world={settings.world}")
+    source = f"world={settings.world}" if settings.source == "simulator" else f"landing={settings.landing_dir}"
+    print(f"LOUPE_HOME={settings.home}  {source}")
     if argv[:1] == ["mlflow-ui"]:
         print(f"MLflow UI: http://127.0.0.1:{MLFLOW_PORT}  ({settings.tracking_uri})", flush=True)
         subprocess.run(mlflow_ui_command(settings), check=False)
@@ -357,33 +435,51 @@ def main(argv: list[str]) -> None:
         if argv[:1] == ["ui"]:
             serve(settings)
             return
-        world = prepare_world(settings)
-        instance = dg.DagsterInstance.get()
-        print(f"ingesting {len(world['days'])} days ...", flush=True)
-        totals = ingest_days(settings, world["days"], instance, redis_url)
-        print("\n" + format_ingest_table(totals) + "\n", flush=True)
-        print("features ...", flush=True)
-        features = build_features(settings, world["days"], instance, redis_url)
-        print(json.dumps(features, indent=2), flush=True)
-        print("training ...", flush=True)
-        training = train_and_promote(settings, world["days"], instance, redis_url)
-        print("\n" + format_metrics_table(training), flush=True)
-        print(f"MLflow: {settings.tracking_uri}   (make mlflow-ui)", flush=True)
-        print("candidates ...", flush=True)
-        candidates = build_candidates(settings, world["days"], instance, redis_url)
-        print(json.dumps(candidates, indent=2, default=str), flush=True)
-        print(sample_candidates(settings, redis_url, world["days"][-1]), flush=True)
-        print("ranking service ...", flush=True)
-        ranking = start_ranking_service(settings, redis_url, world["days"][-1])
         try:
-            print(f"Ranking service: http://127.0.0.1:{settings.serving_port}  (POST /v1/feed/home, "
-                  f"/v1/feed/explore, /v1/rank; /readyz, /metrics)", flush=True)
-            print(sample_feed(settings, world["days"][-1]), flush=True)
-            if settings.serve:
-                serve(settings)
-        finally:
-            ranking.terminate()
-            ranking.wait(timeout=60)
+            landing = prepare_landing(settings)
+        except NoLandingData as exc:
+            sys.exit(f"make run: {exc}")
+        run_platform(settings, landing, dg.DagsterInstance.get(), redis_url)
+
+
+def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInstance, redis_url: str) -> dict:
+    """Every stage of `make run` on one landing folder; returns what each stage reported."""
+    days = landing.days
+    claim_lake(settings)
+    register_days(instance, days)
+    out: dict = {"days": days}
+    print(f"ingesting {len(days)} days ...", flush=True)
+    out["ingest"] = ingest_days(settings, days, instance, redis_url)
+    print("\n" + format_ingest_table(out["ingest"]) + "\n", flush=True)
+    print("features ...", flush=True)
+    out["features"] = build_features(settings, days, instance, redis_url)
+    print(json.dumps(out["features"], indent=2), flush=True)
+    print("training ...", flush=True)
+    try:
+        out["training"] = train_and_promote(settings, days, instance, redis_url)
+        print("\n" + format_metrics_table(out["training"]), flush=True)
+    except NotEnoughDays as exc:
+        out["training"] = {"skipped": str(exc)}
+        print(f"training skipped: {exc}; the service ranks with its heuristic", flush=True)
+    print(f"MLflow: {settings.tracking_uri}   (make mlflow-ui)", flush=True)
+    print("candidates ...", flush=True)
+    out["candidates"] = build_candidates(settings, days, instance, redis_url)
+    print(json.dumps(out["candidates"], indent=2, default=str), flush=True)
+    print(sample_candidates(settings, redis_url, days[-1]), flush=True)
+    print("ranking service ...", flush=True)
+    ranking = start_ranking_service(settings, redis_url, days[-1])
+    try:
+        print(f"Ranking service: http://127.0.0.1:{settings.serving_port}  (POST /v1/feed/home, "
+              f"/v1/feed/explore, /v1/rank; /readyz, /metrics)", flush=True)
+        feed = sample_feed(settings, days[-1])
+        out["sample_feed"] = feed
+        print(feed["text"], flush=True)
+        if settings.serve:
+            serve(settings)
+    finally:
+        ranking.terminate()
+        ranking.wait(timeout=60)
+    return out
 
 
 if __name__ == "__main__":
