@@ -27,6 +27,7 @@ from features.retrieval import historical_features
 from features.tables import EVENT_TIMESTAMP
 from training.config import TrainingConfig
 from training.errors import TrainingDataError
+from training.heads import ValueHeads
 from training.labels import attach_labels
 
 EXAMPLES_DIR = "training/examples"
@@ -78,8 +79,9 @@ def sample_requests(impressions: pd.DataFrame, max_requests: int, seed: int, day
     return impressions[impressions[c.REQUEST_ID].isin(np.concatenate(keep))] if keep else impressions
 
 
-def build_examples(lake_dir: Path, day: str, cfg: TrainingConfig) -> pd.DataFrame:
-    """Day D's sampled impressions with author, creation time and labels (no features yet)."""
+def build_examples(lake_dir: Path, day: str, cfg: TrainingConfig, heads: ValueHeads) -> pd.DataFrame:
+    """Day D's sampled impressions with author, creation time and labels, one y_<head> column per
+    head of the log vocabulary (no features yet)."""
     lake_dir = Path(lake_dir)
     if not (lake.partition_dir(lake_dir, "impressions", day) / "_SUCCESS").exists():
         raise TrainingDataError(f"no impressions partition for {day} in {lake_dir}")
@@ -102,7 +104,7 @@ def build_examples(lake_dir: Path, day: str, cfg: TrainingConfig) -> pd.DataFram
         lake_dir, "engagements", _days_from(day, LABEL_WINDOW_DAYS + 1),
         [c.REQUEST_ID, c.POST_ID, c.TYPE, c.VALUE], ds.field(c.REQUEST_ID).isin(requests),
     )
-    frame = attach_labels(frame, engagements, cfg)
+    frame = attach_labels(frame, engagements, heads, cfg)
     frame[c.TS] = _utc(frame[c.TS])
     frame[c.CREATED_AT] = _utc(frame[c.CREATED_AT])
     frame["day"] = day

@@ -5,7 +5,8 @@ Two kinds of gain:
   noisy, and biased by the positions the logging policy chose);
 - true (simulator only): max(expected value, 0) from the hidden truth, position-free, the same
   quantity the oracle orders by. `ndcg10` / `ndcg50` use it when the truth is available; the
-  oracle then scores 1.0 and "% of oracle" is the model's NDCG over the oracle's.
+  oracle then scores 1.0 and "% of oracle" is the model's NDCG over the oracle's. A team's data
+  has no truth: no oracle, no "% of oracle", and `ndcg10` / `ndcg50` are the realised ones.
 MAP uses "any positive action" as relevance. Segments re-rank each request's rows inside the
 segment (viewer segments keep whole requests; author / network segments keep some of its rows).
 """
@@ -21,8 +22,7 @@ from data import columns as c
 from data.world import TruthModel
 from training import metrics
 from training.baselines import BASELINES, TRUE_VALUE, oracle
-from training.config import HEADS
-from training.labels import label_column
+from training.heads import label_column
 from training.models import VALUE_MODEL, Ranker
 
 NEW_VIEWER_DAYS = 14  # an account younger than this (or without history) is a "new" viewer
@@ -109,9 +109,9 @@ def evaluate(frame: pd.DataFrame, models: dict[str, Ranker], primary: str, seed:
         if model.kind != VALUE_MODEL:
             continue
         heads = model.predict_heads(model.matrix(frame))
-        report["heads"][name] = {
-            h: {**metrics.classification(frame[label_column(h)], heads[h]),
-                "calibration": metrics.calibration(frame[label_column(h)], heads[h])}
-            for h in HEADS
+        report["heads"][name] = {  # the heads this model was trained with
+            h: {**metrics.classification(frame[label_column(h)], p),
+                "calibration": metrics.calibration(frame[label_column(h)], p)}
+            for h, p in heads.items() if label_column(h) in frame
         }
     return report

@@ -1,5 +1,7 @@
 """LightGBM rankers: a LambdaRank model on the graded label, and a value model of per-action
-binary heads combined as score = sum_a w_a * P(a) (negative weight for hide/report).
+binary heads combined as score = sum_a w_a * P(a) (negative weight for hide/report). The value
+model holds whichever heads its run could train (training/heads.py); the saved weights name them,
+so scoring (here, serving/scoring_model.py, serving/compiled_ranker.py) sums over what was saved.
 
 Both are a `Ranker`: feature names + boosters + how to combine them, saved as LightGBM text
 models plus a small JSON, so serving can load (and compile) them without this package's
@@ -17,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from data import columns as c
-from training.config import HEADS, TrainingConfig
-from training.errors import TrainingDataError
-from training.labels import label_column
+from training.config import TrainingConfig
+from training.errors import NotEnoughData, TrainingDataError
+from training.heads import label_column
 
 LAMBDARANK, VALUE_MODEL = "lambdarank", "value_model"
 META_FILE = "ranker.json"
@@ -77,22 +79,23 @@ def group_sizes(frame: pd.DataFrame) -> np.ndarray:
 
 
 def validate(frame: pd.DataFrame, feature_names: list[str], name: str, cfg: TrainingConfig) -> None:
-    """Refuse a split that cannot train or judge a ranker, with the reason."""
+    """Refuse a split that cannot train or judge a ranker, with what was found and what is needed:
+    `NotEnoughData` when the data is too small, `TrainingDataError` when the set is malformed."""
+    need = f"needs at least 2 requests and {cfg.min_positive_requests} with a positive ([data] min_positive_requests)"
     if frame.empty:
-        raise TrainingDataError(f"{name}: the training set is empty")
+        raise NotEnoughData(f"{name}: the training set is empty (0 requests; {need})")
     missing = [f for f in feature_names if f not in frame.columns]
     if missing:
         raise TrainingDataError(f"{name}: feature columns missing: {missing}")
     n_groups = frame[c.REQUEST_ID].nunique()
-    if n_groups < 2:
-        raise TrainingDataError(f"{name}: a single request group ({n_groups}); ranking needs several")
     positive_groups = frame.loc[frame["grade"] > 0, c.REQUEST_ID].nunique()
+    found = f"{n_groups} requests, {positive_groups} with a positive; {need}"
+    if n_groups < 2:
+        raise NotEnoughData(f"{name}: a single request group ({found}); ranking needs several")
     if positive_groups == 0:
-        raise TrainingDataError(f"{name}: no positives (no impression has a positive label)")
+        raise NotEnoughData(f"{name}: no positives, no impression has a positive label ({found})")
     if positive_groups < cfg.min_positive_requests:
-        raise TrainingDataError(
-            f"{name}: only {positive_groups} requests with a positive (< {cfg.min_positive_requests})"
-        )
+        raise NotEnoughData(f"{name}: too few requests with a positive ({found})")
 
 
 def _lgb_params(section: dict, seed: int) -> tuple[dict, int, int]:
@@ -116,18 +119,23 @@ def train_lambdarank(train: pd.DataFrame, valid: pd.DataFrame, features: list[st
     return Ranker(LAMBDARANK, features, {LAMBDARANK: booster}, best_iterations={LAMBDARANK: booster.best_iteration})
 
 
-def train_heads(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], cfg: TrainingConfig) -> Ranker:
+def train_heads(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], cfg: TrainingConfig,
+                weights: dict[str, float]) -> Ranker:
+    """One binary head per entry of `weights` (head -> business weight), combined by those weights."""
+    if not any(w > 0 for w in weights.values()):
+        raise NotEnoughData("value model: no head with a positive weight has positives in both splits "
+                            f"(trainable heads: {sorted(weights) or 'none'})")
     params, rounds, patience = _lgb_params(cfg.heads, cfg.seed)
     x_train = train[features].to_numpy(np.float32)
     x_valid = valid[features].to_numpy(np.float32)
     boosters, best = {}, {}
-    for head in HEADS:
+    for head in weights:
         y_train, y_valid = train[label_column(head)].to_numpy(), valid[label_column(head)].to_numpy()
         if y_train.sum() == 0 or y_valid.sum() == 0:
-            raise TrainingDataError(f"head {head!r}: no positives in the {'training' if y_train.sum() == 0 else 'validation'} split")
+            raise NotEnoughData(f"head {head!r}: no positives in the {'training' if y_train.sum() == 0 else 'validation'} split")
         dtrain = lgb.Dataset(x_train, y_train, feature_name=features)
         dvalid = lgb.Dataset(x_valid, y_valid, reference=dtrain)
         booster = lgb.train(params, dtrain, rounds, valid_sets=[dvalid], valid_names=["valid"],
                             callbacks=[lgb.early_stopping(patience, verbose=False)])
         boosters[head], best[head] = booster, booster.best_iteration
-    return Ranker(VALUE_MODEL, features, boosters, dict(cfg.value_weights), best)
+    return Ranker(VALUE_MODEL, features, boosters, dict(weights), best)

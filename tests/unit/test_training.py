@@ -1,5 +1,6 @@
 """Training components on small hand-made frames: metrics (against scikit-learn), labels, the
-bad-input refusals, the promotion rule, rankers that learn and round-trip, config validation."""
+bad-input refusals, rankers that learn and round-trip, config validation. Heads from the vocabulary,
+skipping and the promotion gate: tests/unit/test_training_team_data.py."""
 
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ from sklearn.metrics import average_precision_score, ndcg_score
 from data import columns as c
 from training import metrics
 from training.ab_test import served_positions
-from training.config import HEADS, TrainingConfig
+from data.vocabulary import load_vocabulary
+from training.config import TrainingConfig
 from training.errors import TrainingDataError
+from training.heads import value_heads
 from training.labels import attach_labels
 from training.models import LAMBDARANK, VALUE_MODEL, Ranker, train_heads, train_lambdarank, validate
-from training.promotion import decide
 
 CFG = dataclasses.replace(TrainingConfig.load(), min_positive_requests=1)
+HEADS = value_heads(load_vocabulary(), CFG)  # the shipped vocabulary's heads
 
 
 @hsettings(max_examples=40, deadline=None)
@@ -80,7 +83,7 @@ def test_labels_from_attributed_engagements():
         c.TYPE: ["like", "dwell", "dwell", "hide", "share", "like", "like"],
         c.VALUE: [None, 12_000.0, 3_000.0, None, None, None, None],
     })
-    out = attach_labels(imp, eng, CFG).set_index(c.POST_ID)
+    out = attach_labels(imp, eng, HEADS, CFG).set_index(c.POST_ID)
     assert out.loc[100, ["y_like", "y_long_dwell"]].tolist() == [1, 1]
     assert out.loc[101, "y_long_dwell"] == 0  # a short dwell is not a long dwell
     assert out.loc[102, "y_negative"] == 1 and out.loc[102, "grade"] == 0 and out.loc[102, "value"] < 0
@@ -97,7 +100,7 @@ def _learnable(n_requests=300, per=12, seed=0):
     p = 1 / (1 + np.exp(-(2.5 * x[:, 0] - 2.0)))
     frame = pd.DataFrame(x, columns=["v__a", "v__b", "v__c"])
     frame[c.REQUEST_ID] = np.repeat([f"r{i:05d}" for i in range(n_requests)], per)
-    for head in HEADS:
+    for head in HEADS.names:
         frame[f"y_{head}"] = (rng.random(n) < (p if head != "negative" else 0.05)).astype(np.int8)
     frame["value"] = frame["y_like"].astype(float)
     frame["grade"] = frame["y_like"] * 2 + frame["y_comment"]
@@ -109,7 +112,9 @@ def test_rankers_learn_and_round_trip(tmp_path):
                               heads={**CFG.heads, "num_boost_round": 30})
     train, valid = _learnable(seed=1), _learnable(seed=2)
     features = ["v__a", "v__b", "v__c"]
-    for trainer, kind in ((train_lambdarank, LAMBDARANK), (train_heads, VALUE_MODEL)):
+    trainers = {LAMBDARANK: train_lambdarank,
+                VALUE_MODEL: lambda *args: train_heads(*args, weights=HEADS.weights)}
+    for kind, trainer in trainers.items():
         ranker = trainer(train, valid, features, cfg)
         assert ranker.kind == kind
         scores = ranker.predict(ranker.matrix(valid))
@@ -133,28 +138,11 @@ def test_bad_training_sets_fail_before_training(mutate, message):
         validate(mutate(_learnable(20)), ["v__a", "v__b", "v__c"], "home train", CFG)
 
 
-def test_a_head_without_positives_is_refused():
+def test_train_heads_refuses_a_head_it_is_given_without_positives():
+    """train_heads trains exactly the heads it is handed; picking them is usable_heads' job."""
     train = _learnable(50).assign(y_share=0)
     with pytest.raises(TrainingDataError, match="share"):
-        train_heads(train, _learnable(50, seed=3), ["v__a", "v__b", "v__c"], CFG)
-
-
-@pytest.mark.parametrize(
-    ("challenger", "champion_version", "champion", "promoted"),
-    [
-        (0.70, None, None, True),
-        (0.70, "1", 0.69, True),
-        (0.70, "1", 0.70, False),
-        (0.68, "1", 0.70, False),
-        (float("nan"), None, None, False),
-        (float("nan"), "1", 0.5, False),
-        (0.70, "1", float("nan"), True),
-    ],
-)
-def test_promotion_rule(challenger, champion_version, champion, promoted):
-    d = decide(metric="ndcg10", test_day="2026-10-07", challenger_version="2", challenger_metric=challenger,
-               champion_version=champion_version, champion_metric=champion)
-    assert d.promoted is promoted and d.reason
+        train_heads(train, _learnable(50, seed=3), ["v__a", "v__b", "v__c"], CFG, weights=HEADS.weights)
 
 
 def test_served_positions_follow_scores_within_each_request():
@@ -163,9 +151,9 @@ def test_served_positions_follow_scores_within_each_request():
     assert pos.tolist() == [2, 0, 1, 1, 0]
 
 
-def test_config_refuses_unknown_weights(tmp_path):
-    text = (TrainingConfig.load().source and open(TrainingConfig.load().source).read())
+def test_a_vocabulary_head_without_a_weight_is_a_config_error_naming_it(tmp_path):
+    text = open(TrainingConfig.load().source).read()
     bad = tmp_path / "bad.toml"
     bad.write_text(text.replace("negative = -12.0", "hate = -12.0"))
-    with pytest.raises(ValueError, match="value_weights"):
-        TrainingConfig.load(bad)
+    with pytest.raises(ValueError, match="no weight for head.*'negative'"):
+        value_heads(load_vocabulary(), TrainingConfig.load(bad))
