@@ -42,11 +42,13 @@ def materialize_ingest(settings: Settings, days: list[str]) -> dict[str, dict]:
 
     from data.contracts import LOG_TYPES
     from pipelines.defs.ingest.assets import ingest_assets
+    from pipelines.partitions import register_days
     from pipelines.resources import build_resources
 
     out = {log: {"meta": [], "checks": []} for log in LOG_TYPES}
     resources = build_resources(settings)
     with dg.DagsterInstance.ephemeral() as instance:
+        register_days(instance, days)
         for day in days:
             result = dg.materialize(ingest_assets, partition_key=day, instance=instance, resources=resources)
             assert result.success

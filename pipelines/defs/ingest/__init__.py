@@ -3,11 +3,10 @@
 import dagster as dg
 
 from pipelines.defs.ingest.assets import ingest_assets
-from pipelines.defs.ingest.sensors import ingest_job, ingest_schedule, landing_sensor
+from pipelines.defs.ingest.sensors import ingest_job, landing_sensor
 
 defs = dg.Definitions(
     assets=ingest_assets,
     jobs=[ingest_job],
-    schedules=[ingest_schedule],
     sensors=[landing_sensor],
 )

@@ -1,4 +1,5 @@
-"""Triggers for ingestion: a sensor for files landing (or changing) and a daily schedule."""
+"""Triggers for ingestion: a sensor for files landing (or changing); it also registers each new
+landing day as a partition (days come from the data, not from a calendar)."""
 
 
 import hashlib
@@ -10,7 +11,7 @@ import dagster as dg
 from data import lake
 from data.contracts import LOG_TYPES
 from pipelines.defs.ingest.assets import GROUP
-from pipelines.partitions import daily_partitions
+from pipelines.partitions import DAYS, daily_partitions, is_day
 from pipelines.resources import WorkspaceResource
 
 ingest_job = dg.define_asset_job(
@@ -19,8 +20,6 @@ ingest_job = dg.define_asset_job(
     description="Validate one landing day of every log into the lake.",
 )
 
-# Yesterday's partition, once its exports should be complete.
-ingest_schedule = dg.build_schedule_from_partitioned_job(ingest_job, hour_of_day=1, minute_of_hour=0)
 
 
 def landing_fingerprints(landing_dir: Path) -> dict[str, str]:
@@ -47,12 +46,18 @@ def landing_sensor(context: dg.SensorEvaluationContext, workspace: WorkspaceReso
     """Ingest a day again whenever its landing files appear or change (ingestion is idempotent)."""
     seen = json.loads(context.cursor) if context.cursor else {}
     current = landing_fingerprints(workspace.landing)
-    valid_days = set(daily_partitions.get_partition_keys())
+    requests, new_days = [], []
     for day, fingerprint in sorted(current.items()):
         if seen.get(day) == fingerprint:
             continue
-        if day not in valid_days:
-            context.log.warning(f"landing folder {day} is not a daily partition; skipped")
+        if not is_day(day):
+            context.log.warning(f"landing folder {day!r} is not a day (YYYY-MM-DD); skipped")
             continue
-        yield dg.RunRequest(run_key=f"ingest:{day}:{fingerprint}", partition_key=day)
-    context.update_cursor(json.dumps(current, sort_keys=True))
+        if not context.instance.has_dynamic_partition(DAYS, day):
+            new_days.append(day)
+        requests.append(dg.RunRequest(run_key=f"ingest:{day}:{fingerprint}", partition_key=day))
+    return dg.SensorResult(
+        run_requests=requests,
+        cursor=json.dumps(current, sort_keys=True),
+        dynamic_partitions_requests=[daily_partitions.build_add_request(new_days)] if new_days else None,
+    )
