@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import redis
 
 from candidate_gen.filters import default_chain
@@ -123,11 +124,14 @@ class RankingApp:
         rank_components = Components(**{**feed_components.__dict__,
                                         "filters": VisibilityFilterStage(default_chain(client, cfg, seen=False))})
         r = config.rescoring
+        share = config.exploration.share
+        home_rng, explore_rng = (np.random.default_rng(s) for s in
+                                 np.random.SeedSequence(config.exploration.seed or None).spawn(2))
         return cls(
             config=config,
             home=home_pipeline(feed_components, home_cfg.explore_share, home_cfg.fill_with_explore,
-                               home_cfg.out_of_network_scale, r.author_decay, r.author_floor),
-            explore=explore_pipeline(feed_components, r.author_decay, r.author_floor),
+                               home_cfg.out_of_network_scale, r.author_decay, r.author_floor, share, home_rng),
+            explore=explore_pipeline(feed_components, r.author_decay, r.author_floor, share, explore_rng),
             ranker=rank_pipeline(rank_components),
             models=models,
             clock=clock,

@@ -82,6 +82,12 @@ class HeuristicConfig:
 
 
 @dataclass(frozen=True)
+class ExplorationConfig:
+    share: float = 0.05  # requests whose page is served in a random order (0 disables)
+    seed: int = 0  # 0: fresh entropy per process; else a fixed seed (replays, tests)
+
+
+@dataclass(frozen=True)
 class ImpressionsConfig:
     enabled: bool = True
     instance: str = "serving"
@@ -92,6 +98,7 @@ _SECTIONS = {
     "budget": BudgetConfig, "home": HomeConfig, "explore": ExploreConfig,
     "rescoring": RescoringConfig, "model": ModelConfig, "cascade": CascadeConfig,
     "hydration": HydrationConfig, "heuristic": HeuristicConfig, "impressions": ImpressionsConfig,
+    "exploration": ExplorationConfig,
 }
 
 
@@ -106,6 +113,7 @@ class ServingConfig:
     hydration: HydrationConfig = field(default_factory=HydrationConfig)
     heuristic: HeuristicConfig = field(default_factory=HeuristicConfig)
     impressions: ImpressionsConfig = field(default_factory=ImpressionsConfig)
+    exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     candidates: CandidateConfig = field(default_factory=lambda: CandidateConfig.load())
 
     @classmethod
@@ -118,6 +126,8 @@ class ServingConfig:
             raise ValueError(f"hydration.reader must be packed or feast, got {sections['hydration'].reader!r}")
         if sections["model"].engine not in ("compiled", "lightgbm"):
             raise ValueError(f"model.engine must be compiled or lightgbm, got {sections['model'].engine!r}")
+        if not 0.0 <= sections["exploration"].share <= 1.0:
+            raise ValueError(f"exploration.share must be in [0, 1], got {sections['exploration'].share}")
         with open(candidates_path or CANDIDATES_PATH, "rb") as f:
             base = tomllib.load(f)
         candidates = CandidateConfig.from_dict(_merged(base, raw.get("candidates", {})))

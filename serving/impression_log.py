@@ -2,7 +2,9 @@
 
 Log and learn: every served response is written as `impressions` landing lines (docs/log_contracts.md
 §2.6) with the model version, score and exact feature vector used at serve time, so the next
-training run learns from what was actually served, with no train/serve skew.
+training run learns from what was actually served, with no train/serve skew; and with the logging
+policy's propensity of each served (post, position) when the page was randomised (the exploration
+share), so any other ranker can be judged on these logs off-policy (training/ope.py).
 
 Logging must never slow down or break serving. `log()` only counts and enqueues (microseconds); a
 daemon thread formats the lines and appends them. When the writer falls behind (slow disk, burst),
@@ -61,6 +63,7 @@ class _Response:
     scores: Any
     model_version: str | None
     features: np.ndarray | None
+    propensities: Any = None  # logging P(post at position) per row; None: a deterministic page
 
 
 def format_ts(ts_ms: int) -> str:
@@ -100,6 +103,10 @@ def format_lines(r: _Response) -> str:
         offsets = pa.array(np.arange(0, r.n * f + 1, f, dtype=np.int32))
         rows = pa.ListArray.from_arrays(offsets, _json_numbers(x.ravel()))
         features = pc.binary_join_element_wise("[", pc.binary_join(rows, ","), "]", "")
+    if r.propensities is None:
+        propensities: pa.Array | str = "null"
+    else:
+        propensities = _json_numbers(np.asarray(r.propensities, dtype=np.float64).reshape(r.n))
     model_version = "null" if r.model_version is None else _quote(r.model_version)
     parts: list[pa.Array | str] = [
         f'{{"{c.REQUEST_ID}":{_quote(r.request_id)},"{c.VIEWER_ID}":{int(r.viewer_id)},'
@@ -113,6 +120,8 @@ def format_lines(r: _Response) -> str:
         scores,
         f',"{c.FEATURES}":',
         features,
+        f',"{c.PROPENSITY}":',
+        propensities,
         "}\n",
     ]
     # Adjacent literals (null score and features) are merged: the kernel takes scalars as well.
@@ -196,16 +205,18 @@ class ImpressionLogWriter:
         scores=None,
         model_version: str | None = None,
         features: np.ndarray | None = None,
+        propensities=None,
     ) -> bool:
         """Enqueue one served response (n posts); True if queued, False if dropped. Never raises.
 
         `scores` (n floats) and `features` (n x f float32, NaN = missing) are None when no model
-        ranked the response. Arrays are kept by reference until written: do not mutate them.
+        ranked the response; `propensities` (n floats) are None unless the page was randomised
+        (the exploration share). Arrays are kept by reference until written: do not mutate them.
         """
         try:
             item = _Response(
                 len(post_ids), request_id, viewer_id, surface, ts_ms,
-                post_ids, positions, sources, scores, model_version, features,
+                post_ids, positions, sources, scores, model_version, features, propensities,
             )
             with self._lock:
                 self.logged_rows += item.n

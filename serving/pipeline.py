@@ -67,6 +67,9 @@ class FeedState:
     model_version: str = "heuristic"
     scorer: str = "heuristic"  # compiled | lightgbm | heuristic | chronological
     selected: list[int] = field(default_factory=list)  # indices into candidates, in served order
+    # logging P(served post at its position) per selected slot, when the page was served by a
+    # randomised policy (the exploration share); None: deterministic, nothing to log
+    propensities: np.ndarray | None = None
     degraded: dict[str, str] = field(default_factory=dict)  # stage -> why
     stage_ms: dict[str, float] = field(default_factory=dict)
 

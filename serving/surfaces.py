@@ -1,14 +1,19 @@
 """The three pipelines the service runs, each one declaration of its stages in the fixed order
 (sources → dedupe → filters → hydrator → scorer → rescorers → selector → side effects).
+Home and Explore select through the exploration share (a random order on a known share of requests,
+with the propensities logged); /v1/rank never explores: its caller composes the page.
 The components are built once by serving.app and passed in; nothing here decides anything."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from serving.pipeline import RecommendationPipeline, SideEffect, Stage
 from serving.stages.author_diversity_rescorer import AuthorDiversityRescorer
 from serving.stages.duplicate_post_dedupe import DuplicatePostDedupe
+from serving.stages.exploration_shuffle_selector import ExplorationShuffleSelector
 from serving.stages.out_of_network_rescorer import OutOfNetworkRescorer
 from serving.stages.selectors import HomeMixSelector, RankAllSelector, TopKSelector
 
@@ -25,7 +30,8 @@ class Components:
 
 
 def home_pipeline(c: Components, explore_share: float, fill: bool, oon_scale: float,
-                  author_decay: float, author_floor: float) -> RecommendationPipeline:
+                  author_decay: float, author_floor: float, exploration_share: float = 0.0,
+                  rng: np.random.Generator | None = None) -> RecommendationPipeline:
     return RecommendationPipeline(
         surface="home",
         source=c.home_sources,
@@ -34,12 +40,13 @@ def home_pipeline(c: Components, explore_share: float, fill: bool, oon_scale: fl
         hydrator=c.hydrator,
         scorer=c.scorer,
         rescorers=(OutOfNetworkRescorer(oon_scale), AuthorDiversityRescorer(author_decay, author_floor)),
-        selector=HomeMixSelector(explore_share, fill),
+        selector=ExplorationShuffleSelector(HomeMixSelector(explore_share, fill), exploration_share, rng),
         side_effects=c.side_effects,
     )
 
 
-def explore_pipeline(c: Components, author_decay: float, author_floor: float) -> RecommendationPipeline:
+def explore_pipeline(c: Components, author_decay: float, author_floor: float, exploration_share: float = 0.0,
+                     rng: np.random.Generator | None = None) -> RecommendationPipeline:
     return RecommendationPipeline(
         surface="explore",
         source=c.explore_sources,
@@ -48,7 +55,7 @@ def explore_pipeline(c: Components, author_decay: float, author_floor: float) ->
         hydrator=c.hydrator,
         scorer=c.scorer,
         rescorers=(AuthorDiversityRescorer(author_decay, author_floor),),
-        selector=TopKSelector(),
+        selector=ExplorationShuffleSelector(TopKSelector(), exploration_share, rng),
         side_effects=c.side_effects,
     )
 

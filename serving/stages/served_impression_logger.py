@@ -1,6 +1,6 @@
-"""ServedImpressionLogger: what was served, with the model version, its score and the feature vector
-it scored, into the landing folder in the impressions contract (log and learn; serving.impression_log
-writes off the request path)."""
+"""ServedImpressionLogger: what was served, with the model version, its score, the feature vector it
+scored and (exploration share) the logging propensity, into the landing folder in the impressions
+contract (log and learn; serving.impression_log writes off the request path)."""
 
 from __future__ import annotations
 
@@ -32,4 +32,5 @@ class ServedImpressionLogger:
             scores=None if state.model_scores is None else state.model_scores[idx],
             model_version=state.model_version,  # a champion's name:version, or heuristic / chronological
             features=None if state.model_features is None else state.model_features[idx],
+            propensities=state.propensities,  # per served slot; None unless the page was randomised
         )

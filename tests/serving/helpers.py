@@ -69,9 +69,11 @@ def no_features() -> LazyHydrator:
 
 def serving_config(candidates: dict | None = None, **sections) -> ServingConfig:
     """The shipped config with a test's own key prefix, candidate settings merged over it (the
-    popular source's 30 s cache off: worlds change between requests here) and sections changed."""
+    popular source's 30 s cache off: worlds change between requests here), no exploration share
+    (pages in score order; tests of exploration set it) and sections changed."""
     with open(DEFAULT_PATH, "rb") as f:
         raw = tomllib.load(f)
+    raw["exploration"] = {"share": 0.0}
     own = {"feed": {"key_prefix": f"t{uuid.uuid4().hex[:8]}:"}, "popular": {"cache_ms": 0}}
     raw["candidates"] = _merged(_merged(raw.get("candidates", {}), own), candidates or {})
     cfg = ServingConfig.from_dict(raw)

@@ -187,8 +187,9 @@ def test_dead_and_slow_redis_degrade_the_response_never_fail_it(http_for, tmp_pa
 
 @pytest.fixture
 def privacy_http(redis_server, http_for):
-    """One app for every generated world (each world is written afresh under its key prefix)."""
-    cfg = serving_config(impressions={"record_seen": False})
+    """One app for every generated world (each world is written afresh under its key prefix); every
+    page is explored (served in a random order), which must never let a forbidden post in."""
+    cfg = serving_config(impressions={"record_seen": False}, exploration={"share": 1.0, "seed": 7})
     client = redis.Redis.from_url(redis_server.url)
     http = http_for(build_app(client, cfg, no_registry(cfg), now_ms=NOW))
     yield client, cfg, http
