@@ -1,7 +1,9 @@
-"""Training domain: training sets, rankers per surface, evaluation, promotion, simulated A/B."""
+"""Training domain: training sets, rankers per surface, evaluation, promotion, simulated A/B,
+off-policy evaluation."""
 
 import dagster as dg
 
 from pipelines.defs.training.assets import training_assets, training_schedule
+from pipelines.defs.training.ope_assets import ope_assets
 
-defs = dg.Definitions(assets=training_assets, schedules=[training_schedule])
+defs = dg.Definitions(assets=[*training_assets, *ope_assets], schedules=[training_schedule])
