@@ -12,6 +12,16 @@ from features.feature_repo.definitions import REQUEST_TS, SERVICE_NAME
 from features.tables import EVENT_TIMESTAMP
 
 REQUIRED = (c.VIEWER_ID, c.AUTHOR_ID, c.POST_ID, EVENT_TIMESTAMP)
+_EPOCH = pd.Timestamp(0, tz="UTC")
+_SECOND = pd.Timedelta(seconds=1)
+
+
+def epoch_seconds(ts: pd.Series) -> pd.Series:
+    """Whole epoch seconds (floor) of a timestamp column, whatever its unit: the lake's Parquet
+    holds microseconds (Spark), the contracts milliseconds, pandas defaults to nanoseconds, so the
+    raw int64 of a datetime column means a different thing in each. Naive times are UTC."""
+    ts = pd.to_datetime(ts, utc=True)
+    return ((ts - _EPOCH) // _SECOND).astype("int64")
 
 
 def historical_features(store: FeatureStore, entity_df: pd.DataFrame, service: str = SERVICE_NAME) -> pd.DataFrame:
@@ -23,7 +33,7 @@ def historical_features(store: FeatureStore, entity_df: pd.DataFrame, service: s
     frame = entity_df.copy()
     frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
     if REQUEST_TS not in frame.columns:
-        frame[REQUEST_TS] = (frame[EVENT_TIMESTAMP].astype("int64") // 10**9).astype("int64")
+        frame[REQUEST_TS] = epoch_seconds(frame[EVENT_TIMESTAMP])
     frame["_row"] = range(len(frame))
     result = store.get_historical_features(
         entity_df=frame, features=store.get_feature_service(service), full_feature_names=True

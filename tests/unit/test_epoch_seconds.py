@@ -1,0 +1,41 @@
+"""Request times as epoch seconds, whatever unit the timestamp column carries (features.retrieval)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from features.retrieval import epoch_seconds
+
+INSTANTS = pd.to_datetime(["2026-10-03T12:00:00.999Z", "1969-12-31T23:59:59.500Z", "2019-03-04T00:00:00Z"],
+                          utc=True, format="ISO8601")
+EXPECTED = [1_791_028_800, -1, 1_551_657_600]  # floor: half a second before the epoch is -1
+
+
+@pytest.mark.parametrize("unit", ["ns", "us", "ms"])
+def test_every_pandas_unit_gives_the_same_seconds(unit):
+    assert epoch_seconds(pd.Series(INSTANTS).astype(f"datetime64[{unit}, UTC]")).tolist() == EXPECTED
+
+
+def test_whole_seconds():
+    whole = pd.Series(INSTANTS[[0, 2]].floor("s")).astype("datetime64[s, UTC]")
+    assert epoch_seconds(whole).tolist() == [EXPECTED[0], EXPECTED[2]]
+
+
+def test_the_lake_and_contract_units_read_through_arrow():
+    """What training actually gets: Parquet micros (Spark's TIMESTAMP_MICROS) and contract millis,
+    converted by pyarrow to pandas, keep their unit; naive times are taken as UTC."""
+    for unit in ("us", "ms"):
+        arr = pa.array(INSTANTS).cast(pa.timestamp(unit, tz="UTC"))
+        frame = pa.table({"ts": arr}).to_pandas()
+        assert str(frame["ts"].dtype) == f"datetime64[{unit}, UTC]"
+        assert epoch_seconds(frame["ts"]).tolist() == EXPECTED
+    naive = pd.Series(INSTANTS.tz_localize(None)).astype("datetime64[us]")
+    assert epoch_seconds(naive).tolist() == EXPECTED
+
+
+def test_the_old_nanosecond_assumption_was_wrong_on_the_lake_unit():
+    ts = pd.Series(INSTANTS[:1]).astype("datetime64[us, UTC]")
+    assert (ts.astype("int64") // 10**9).tolist() != EXPECTED[:1]  # what training computed before
+    assert epoch_seconds(ts).tolist() == EXPECTED[:1]
