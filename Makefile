@@ -19,6 +19,8 @@ help:
 	@echo "make bench   run every benchmark (JSON under benchmarks/results/)"
 	@echo "make ui      open the Dagster UI on the workspace"
 	@echo "make mlflow-ui  open the MLflow UI on the workspace (runs, registry, promotions)"
+	@echo "make run-open-bandit  fetch the Open Bandit Dataset sample, convert it, run the platform on it"
+	@echo "make bench-real  OPE on real data (Open Bandit) and in the simulator -> benchmarks/results/real_data.json"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
@@ -74,3 +76,22 @@ mlflow-ui: setup
 
 feast: setup
 	$(PY) -m features.feast_cli $(ARGS)
+
+# Real public data: the Open Bandit Dataset sample inside obp's sdist (docs/real_data.md). Fetched once
+# into the workspace (nothing of it is committed), converted into a landing folder of its own.
+.PHONY: run-open-bandit open-bandit-landing bench-real
+OPEN_BANDIT := $(LOUPE_HOME)/open_bandit
+OBP_SDIST := $(OPEN_BANDIT)/obp-0.5.7.tar.gz
+
+$(OBP_SDIST):
+	$(UV) tool run --from pip pip download --quiet --no-deps --no-binary :all: --ignore-requires-python \
+		obp==0.5.7 -d $(OPEN_BANDIT)
+
+open-bandit-landing: setup $(OBP_SDIST)
+	$(PY) -m data.importers open_bandit --sdist $(OBP_SDIST) --landing $(OPEN_BANDIT)/landing
+
+run-open-bandit: open-bandit-landing
+	LOUPE_LANDING=$(OPEN_BANDIT)/landing LOUPE_SOURCE=landing $(PY) -m pipelines.run
+
+bench-real: setup $(OBP_SDIST)  # the simulator section reads bench/medium's champion (make bench-quality)
+	$(PY) -m benchmarks.bench_real

@@ -1,0 +1,127 @@
+"""`make bench-real`: Loupe on real public data, and its off-policy evaluation checked twice.
+
+Writes benchmarks/results/real_data.json, one top-level section per function below; a run replaces
+the sections it computes and keeps the others, so sections can be added (and re-run) one at a time:
+
+    open_bandit_ope   the Open Bandit Dataset's own benchmark: Bernoulli TS's CTR estimated from the
+                      uniform random policy's logs vs BTS's on-policy CTR, relative error per
+                      estimator and campaign (training/open_bandit_ope.py)
+    simulator_ope     the champion's engagement lift over chronological order, simulated A/B vs OPE
+                      from simulated exploring logs at several exploration shares (training/ope_validation.py),
+                      through the `training/<surface>/ope` Dagster assets (logged to MLflow loupe/ope)
+
+python -m benchmarks.bench_real [--sections open_bandit_ope,simulator_ope] [--world tiny|small|medium (default)]
+The Open Bandit sdist is fetched by the make target into $LOUPE_HOME/open_bandit/; the simulator
+section reads the workspace a quality benchmark trained (`python -m benchmarks.bench_quality --world W`,
+under $LOUPE_HOME/bench/<W>) and says so when there is none.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import RESULTS_DIR, write_result
+from data.importers import open_bandit as obd
+from data.settings import Settings, get_settings
+
+AREA = "real_data"
+
+
+def open_bandit_home(settings: Settings) -> Path:
+    return settings.home / "open_bandit"
+
+
+def open_bandit_ope(settings: Settings) -> dict:
+    """Per campaign: on-policy CTR of BTS, its IPS / SNIPS / DR estimates from the random policy's
+    rounds with 95 % intervals and relative errors; the mean relative error per estimator."""
+    from training.open_bandit_ope import benchmark
+
+    home = open_bandit_home(settings)
+    sdist, landing = home / obd.SDIST_NAME, home / "landing"
+    start = time.perf_counter()
+    summary = obd.convert(sdist, landing)
+    campaigns = benchmark(landing, sdist)
+    estimators = next(iter(campaigns.values()))["estimates"].keys()
+    return {
+        "dataset": f"Open Bandit Dataset sample (obp {obd.VERSION} sdist), ZOZOTOWN, {summary.days[0]}..{summary.days[-1]}",
+        "value": "CTR per slot (one round = one item at one of 3 positions)",
+        "ci": "Poisson bootstrap over rounds, percentile 95 %",
+        "landing_rows": summary.rows,
+        "campaigns": campaigns,
+        "mean_relative_error": {e: sum(c["estimates"][e]["relative_error"] for c in campaigns.values()) / len(campaigns)
+                                for e in estimators},
+        "estimates_covering_on_policy": {e: sum(c["estimates"][e]["covers_on_policy"] for c in campaigns.values())
+                                         for e in estimators},
+        "wall_s": round(time.perf_counter() - start, 1),
+    }
+
+
+def simulator_ope(settings: Settings) -> dict:
+    """The `training/<surface>/ope` assets on a trained simulated workspace's test day: per surface,
+    the A/B's lift and interval, the truth's lift over all sessions, and OPE's per exploration share."""
+    import dagster as dg
+    import mlflow
+
+    from pipelines.defs.training.ope_assets import ope_assets
+    from pipelines.partitions import register_days
+    from pipelines.resources import build_resources
+    from training import tracking
+    from training.config import SURFACE_MODELS
+
+    client = tracking.connect(settings.tracking_uri, str(settings.mlflow_artifact_root))
+    champion = tracking.version_by_alias(client, SURFACE_MODELS["home"], tracking.CHAMPION)
+    if champion is None:
+        return {"skipped": f"no champion in {settings.home}: train one first "
+                           f"(python -m benchmarks.bench_quality --world {settings.world})"}
+    test_day = champion.tags["test_day"]
+    start = time.perf_counter()
+    with dg.DagsterInstance.ephemeral() as instance:
+        register_days(instance, [test_day])
+        result = dg.materialize(ope_assets, partition_key=test_day, instance=instance,
+                                resources=build_resources(settings), raise_on_error=True)
+    out: dict = {"world": settings.world, "test_day": test_day, "surfaces": {}}
+    for event in result.get_asset_materialization_events():
+        surface = event.asset_key.path[1]
+        meta = event.materialization.metadata
+        if "mlflow_run" not in meta:
+            out["surfaces"][surface] = {"skipped": meta["skipped"].value}
+            continue
+        run_id = meta["mlflow_run"].value
+        out["surfaces"][surface] = {"mlflow_run": run_id,
+                                    **mlflow.artifacts.load_dict(f"runs:/{run_id}/ope.json")}
+    out["wall_s"] = round(time.perf_counter() - start, 1)
+    return out
+
+
+SECTIONS = {"open_bandit_ope": open_bandit_ope, "simulator_ope": simulator_ope}
+
+
+def update_result(sections: dict[str, dict]) -> Path:
+    """Replace these sections of real_data.json, keep the others (the lead's platform-run sections)."""
+    path = RESULTS_DIR / f"{AREA}.json"
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current = {k: v for k, v in current.items() if k not in ("measured_at", "machine")}
+    return write_result(AREA, {**current, **sections})
+
+
+def main(argv: list[str]) -> None:
+    from benchmarks.workspace import WORLD, bench_settings
+
+    names = argv[argv.index("--sections") + 1].split(",") if "--sections" in argv else list(SECTIONS)
+    unknown = set(names) - set(SECTIONS)
+    if unknown:
+        sys.exit(f"bench_real: unknown sections {sorted(unknown)}; choose from {list(SECTIONS)}")
+    world = argv[argv.index("--world") + 1] if "--world" in argv else WORLD
+    settings = get_settings()
+    computed = {}
+    for name in names:
+        print(f"bench-real: {name}", flush=True)
+        computed[name] = SECTIONS[name](bench_settings(world) if name == "simulator_ope" else settings)
+    update_result(computed)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
