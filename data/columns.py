@@ -48,29 +48,21 @@ SOURCE_FILE = "source_file"  # landing file a row (or a quarantined line) came f
 RAW_LINE = "raw_line"  # the untouched landing line, kept for quarantined rows
 REASON = "reason"  # why a row was quarantined
 LOG_TYPE = "log_type"
+# lake/id_map (data/id_map.py): an exported id's text and the int64 id it was mapped to
+ENTITY = "entity"  # "users" or "posts": the id space an id column belongs to
+ID_COLUMN = "column"
+ORIGINAL_ID = "original"
+ID = "id"
 
 # --- enums -------------------------------------------------------------------------------------
 FOLLOW_ACTIONS = ("follow", "unfollow", "approve")
 BLOCK_ACTIONS = ("block", "unblock", "mute", "unmute")
 MEDIA_TYPES = ("photo", "video", "carousel")
-ENGAGEMENT_TYPES = ("like", "comment", "share", "save", "profile_visit", "dwell", "hide", "report")
-POSITIVE_ENGAGEMENTS = ("like", "comment", "share", "save", "profile_visit", "dwell")
-NEGATIVE_ENGAGEMENTS = ("hide", "report")
-# A dwell at least this long is the "long dwell" action (labels, simulator, features).
+# Engagement types (with their role in labels) and impression sources are not fixed here: the log
+# vocabulary declares them (data/vocabulary.toml, data.vocabulary), so a team's export fits by config.
+# A dwell at least this long is the "long dwell" action (simulator, labels, features).
 LONG_DWELL_MS = 10_000
 SURFACES = ("home", "explore")
-# Where an impression's candidate came from. The simulator's logging policy uses the first four;
-# the ranking service adds its own source names as they are built.
-IMPRESSION_SOURCES = (
-    "in_network",
-    "celebrity",
-    "explore_popular",
-    "explore_random",
-    "trending",
-    "embedding",
-    "social",
-    "popular",
-)
 
 # --- the simulated world -----------------------------------------------------------------------
 WORLD_SEED = 20261001

@@ -4,6 +4,12 @@ A contract says what a landing row must look like (schema, required columns, enu
 makes two rows the same event (key), which column dates it, and which ids must already be known
 (referential integrity). Ingestion validates against exactly this; docs/log_contracts.md explains it
 for people who export their own production logs into this shape.
+
+Enums are of two kinds: the platform's own (follow actions, surfaces, media types: the code acts on
+each value) live here; engagement types and impression sources are a team's vocabulary
+(`data.vocabulary`), so a contract names which vocabulary list a column takes its values from and
+ingestion resolves it against the vocabulary it is given (`LogContract.enum_values`). Id columns
+(`ID_ENTITIES`) are int64 in the lake and accept a JSON integer or string (`data.ids`).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from data import columns as c
+from data.vocabulary import Vocabulary
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 
@@ -25,6 +32,8 @@ class LogContract:
     key: tuple[str, ...]  # rows with equal key are one event: later copies are duplicates
     time_column: str  # the column timestamp sanity is checked on
     enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # column -> the `Vocabulary` attribute listing its values ("engagement_names", "impression_sources")
+    vocabulary_enums: dict[str, str] = field(default_factory=dict)
     # column -> the log whose ids it must reference ("users" or "posts")
     references: dict[str, str] = field(default_factory=dict)
     # Event logs only: a row dated more than this many days before its landing day is rejected.
@@ -34,6 +43,32 @@ class LogContract:
     @property
     def column_names(self) -> list[str]:
         return self.schema.names
+
+    @property
+    def id_columns(self) -> tuple[str, ...]:
+        """The id columns (int64, mapped from strings by `data.ids`), in schema order."""
+        return tuple(name for name in self.schema.names if name in ID_ENTITIES)
+
+    def enum_values(self, vocabulary: Vocabulary) -> dict[str, tuple[str, ...]]:
+        """Every enum column's allowed values (the fixed ones and the vocabulary's), in schema order."""
+        values = dict(self.enums)
+        for column, attribute in self.vocabulary_enums.items():
+            values[column] = tuple(getattr(vocabulary, attribute))
+        return {name: values[name] for name in self.schema.names if name in values}
+
+
+# Every id column and the entity (the log whose ids it names) it belongs to: a string id maps to the
+# same int64 in every column of one entity, and collisions are looked for within an entity.
+ID_ENTITIES = {
+    c.USER_ID: "users",
+    c.AUTHOR_ID: "users",
+    c.VIEWER_ID: "users",
+    c.FOLLOWER_ID: "users",
+    c.FOLLOWEE_ID: "users",
+    c.BLOCKER_ID: "users",
+    c.BLOCKED_ID: "users",
+    c.POST_ID: "posts",
+}
 
 
 USERS = LogContract(
@@ -127,7 +162,8 @@ ENGAGEMENTS = LogContract(
     required=(c.EVENT_ID, c.VIEWER_ID, c.POST_ID, c.AUTHOR_ID, c.TYPE, c.TS, c.SURFACE),
     key=(c.EVENT_ID,),
     time_column=c.TS,
-    enums={c.TYPE: c.ENGAGEMENT_TYPES, c.SURFACE: c.SURFACES},
+    enums={c.SURFACE: c.SURFACES},
+    vocabulary_enums={c.TYPE: "engagement_names"},
     references={c.VIEWER_ID: "users", c.POST_ID: "posts"},
     max_age_days=7,
 )
@@ -154,7 +190,8 @@ IMPRESSIONS = LogContract(
     required=(c.REQUEST_ID, c.VIEWER_ID, c.POST_ID, c.POSITION, c.SURFACE, c.SOURCE, c.TS),
     key=(c.REQUEST_ID, c.POST_ID),
     time_column=c.TS,
-    enums={c.SURFACE: c.SURFACES, c.SOURCE: c.IMPRESSION_SOURCES},
+    enums={c.SURFACE: c.SURFACES},
+    vocabulary_enums={c.SOURCE: "impression_sources"},
     references={c.VIEWER_ID: "users", c.POST_ID: "posts"},
     max_age_days=7,
 )

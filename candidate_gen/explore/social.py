@@ -48,10 +48,12 @@ from candidate_gen.explore.trending import (
 from candidate_gen.keys import Keys
 from candidate_gen.records import member
 from data import columns as c
+from data.vocabulary import load_vocabulary
 
-# Positive engagements: any weight > 0 marks one (a short dwell weighs 0: it is not one).
-POSITIVE = {t: 1.0 for t in c.POSITIVE_ENGAGEMENTS}
-NEGATIVE = {t: 1.0 for t in c.NEGATIVE_ENGAGEMENTS}
+# Positive engagements: any weight > 0 marks one (a short dwell weighs 0: it is not one). Roles from
+# the shipped log vocabulary (a workspace's own LOUPE_VOCABULARY is not threaded through here yet).
+POSITIVE = {t: 1.0 for t in load_vocabulary().names_with_role("positive", "dwell")}
+NEGATIVE = {t: 1.0 for t in load_vocabulary().names_with_role("negative")}
 SCORE = "engagement_score_decayed"
 
 

@@ -129,13 +129,14 @@ def _corrupt(kind: str, log: str, line: str, rng: np.random.Generator, landing_d
             del row[col]
         else:
             row[col] = None
-    elif kind == "bad_type":  # an id that is not a number, or a value of the wrong kind
+    elif kind == "bad_type":  # an id or position that is no integer, or a value of the wrong kind
         options = [f.name for f in contract.schema if f.type in (pa.int64(), pa.int32())]
         options += ["is_private"] if log == "users" else []
         options += ["value"] if row.get("type") == "dwell" else []
         col = options[int(rng.integers(len(options)))]
         wrong = {"is_private": "maybe", "value": "long"}
-        row[col] = wrong.get(col, f"id-{row[col]}" if rng.random() < 0.5 else "unknown")
+        # Not a string: a string id ("U123") is valid (data.ids); a fraction or a boolean never is.
+        row[col] = wrong.get(col, row[col] + 0.5 if rng.random() < 0.5 else True)
     elif kind == "bad_enum":
         options = BAD_ENUM_VALUES[log]
         col = list(options)[int(rng.integers(len(options)))]

@@ -29,9 +29,7 @@ import pyarrow.parquet as pq
 
 from data.columns import (
     BLOCK_ACTIONS,
-    ENGAGEMENT_TYPES,
     FOLLOW_ACTIONS,
-    IMPRESSION_SOURCES,
     MEDIA_TYPES,
     SURFACES,
     WORLD_SEED,
@@ -107,7 +105,11 @@ BLOCK_AFTER_HIDE_P = 0.03  # out-of-network author
 MUTE_AFTER_HIDE_P = 0.1  # followed author
 UNBLOCK_P = 0.01  # per existing block or mute, per day
 VERIFY_RATE = 0.0005  # accounts getting verified per day
-# Engagement type codes in data.columns.ENGAGEMENT_TYPES order.
+# What the simulator emits, by code: its own fixed names. Ingestion validates against the log
+# vocabulary (data/vocabulary.toml), which declares every one of them (checked by
+# tests/unit/test_contract_vocabulary.py); a team's vocabulary may add names the simulator never writes.
+ENGAGEMENT_TYPES = ("like", "comment", "share", "save", "profile_visit", "dwell", "hide", "report")
+IMPRESSION_SOURCES = ("in_network", "celebrity", "explore_popular", "explore_random")  # policy.py codes
 ENG_CODE = {t: i for i, t in enumerate(ENGAGEMENT_TYPES)}
 POSITIVE_COUNTED = ("like", "comment", "share", "save")  # what "popular" means to the policy
 

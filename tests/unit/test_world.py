@@ -17,6 +17,7 @@ import pytest
 
 from data.columns import WORLD_SEED, WORLD_START
 from data.contracts import CONTRACTS, LOG_TYPES
+from data.vocabulary import load_vocabulary
 from data.world import (
     LONG_DWELL_MS,
     TRUE_VALUE_WEIGHTS,
@@ -68,7 +69,7 @@ SPECS = {
     log: (
         contract.required,
         [(f.name, _checker(f.type)) for f in contract.schema],
-        contract.enums,
+        contract.enum_values(load_vocabulary()),
         contract.time_column,
         contract.references,
         contract.column_names,
