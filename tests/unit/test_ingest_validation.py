@@ -36,7 +36,9 @@ BAD_CASES = [
     ("[1, 2, 3]", "malformed_json"),
     (engagement("e2", viewer=None), "missing_required:viewer_id"),
     ({k: v for k, v in engagement("e3").items() if k != "ts"}, "missing_required:ts"),
-    (engagement("e4", viewer="abc"), "bad_type:viewer_id"),
+    (engagement("e4", viewer=4.5), "bad_type:viewer_id"),  # a string id is valid; a fraction is not
+    (engagement("e4b", post_id=True), "bad_type:post_id"),
+    (engagement("e4c", post_id=""), "bad_type:post_id"),
     (engagement("e5", value="long"), "bad_type:value"),
     (engagement("e6", ts="yesterday"), "bad_type:ts"),
     (engagement("e7", type="superlike"), "bad_enum:type"),
@@ -45,6 +47,7 @@ BAD_CASES = [
     (engagement("e10", ts="2026-09-01T00:00:00.000Z"), "ts_too_old"),
     (engagement("e11", post_id=999), "unknown_reference:post_id"),
     (engagement("e12", viewer=77), "unknown_reference:viewer_id"),
+    (engagement("e13", viewer="abc"), "unknown_reference:viewer_id"),  # a string id no user has
 ]
 
 
@@ -61,6 +64,7 @@ def test_each_bad_input_class_is_quarantined_with_its_reason(spark, world):
     for _, reason in BAD_CASES:
         expected[reason] = expected.get(reason, 0) + 1
     assert report.quarantined_by_reason == expected
+    assert report.unknown_enum_values == {"type": {"superlike": 1}, "surface": {"reels": 1}}
     assert report.rows_landed == 2
     assert report.rows_read == len(good) + len(BAD_CASES)
     assert report.reconciles

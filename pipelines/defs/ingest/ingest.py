@@ -11,10 +11,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from data import columns as c
-from data import lake
+from data import id_map, lake
 from data.contracts import CONTRACTS, REFERENCED_IDS, LogContract
 from data.spark import read_lake
+from data.vocabulary import Vocabulary, load_vocabulary
 from pipelines.defs.ingest import validation as v
+
+
+TOP_UNKNOWN_VALUES = 20  # per enum column: the most frequent values a report names
 
 
 class IngestError(Exception):
@@ -31,8 +35,12 @@ class IngestReport:
     rows_quarantined: int = 0
     duplicates_dropped: int = 0
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    # enum column -> value -> rows quarantined as bad_enum:<column> with it (what to add to the
+    # vocabulary, or to fix in the export)
+    unknown_enum_values: dict[str, dict[str, int]] = field(default_factory=dict)
     lake_path: str = ""
     quarantine_path: str = ""
+    id_map_path: str = ""
 
     @property
     def reconciles(self) -> bool:
@@ -75,9 +83,17 @@ def _seen_keys(spark: SparkSession, lake_dir: Path, contract: LogContract, day: 
 
 
 def ingest_partition(
-    spark: SparkSession, log_type: str, day: str, landing_dir: Path, lake_dir: Path
+    spark: SparkSession,
+    log_type: str,
+    day: str,
+    landing_dir: Path,
+    lake_dir: Path,
+    vocabulary: Vocabulary | None = None,
 ) -> IngestReport:
+    """Ingest one (log, landing day); `vocabulary` None is the shipped one (the assets pass the
+    workspace's). Writes the lake, quarantine and id-map partitions, replacing any earlier run's."""
     contract = CONTRACTS[log_type]
+    vocabulary = vocabulary or load_vocabulary()
     folder = lake.landing_day_dir(landing_dir, log_type, day)
     files = lake.landing_files(landing_dir, log_type, day)
     if not folder.is_dir():
@@ -87,6 +103,7 @@ def ingest_partition(
     report = IngestReport(log_type, day, [str(p) for p in files])
     report.lake_path = str(lake.partition_dir(lake_dir, log_type, day))
     report.quarantine_path = str(lake.quarantine_dir(lake_dir, log_type, day))
+    report.id_map_path = str(id_map.partition_dir(lake_dir, log_type, day))
 
     if files:
         lines = spark.read.text([str(p) for p in files]).withColumn(
@@ -94,12 +111,13 @@ def ingest_partition(
         )
     else:  # an export that landed an empty folder: an empty, still reconciled, partition
         lines = spark.createDataFrame([], "value string, source_file string")
-    rows = v.parse_lines(lines, contract, day)
+    rows = v.parse_lines(lines, contract, day, vocabulary)
     rows = v.check_references(rows, contract, _known_ids(spark, lake_dir, contract, day))
     rows = v.assign_status(rows, contract, _seen_keys(spark, lake_dir, contract, day))
     rows = rows.persist()
     try:
-        for row in rows.groupBy(v.STATUS, c.REASON).count().collect():
+        # One pass counts every status and reason, and each bad enum value with it.
+        for row in rows.groupBy(v.STATUS, c.REASON, v.BAD_ENUM_VALUE).count().collect():
             status, reason, n = row[v.STATUS], row[c.REASON], row["count"]
             if status == v.LANDED:
                 report.rows_landed += n
@@ -107,11 +125,19 @@ def ingest_partition(
                 report.duplicates_dropped += n
             else:
                 report.rows_quarantined += n
-                report.quarantined_by_reason[reason] = n
+                report.quarantined_by_reason[reason] = report.quarantined_by_reason.get(reason, 0) + n
+                if row[v.BAD_ENUM_VALUE] is not None:
+                    column = reason.removeprefix("bad_enum:")
+                    report.unknown_enum_values.setdefault(column, {})[row[v.BAD_ENUM_VALUE]] = n
         report.rows_read = report.rows_landed + report.rows_quarantined + report.duplicates_dropped
+        report.unknown_enum_values = {
+            column: dict(sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_UNKNOWN_VALUES])
+            for column, values in report.unknown_enum_values.items()
+        }
         # Overwrite the whole partition: re-running a day replaces it, never appends.
         v.landed_rows(rows, contract).write.mode("overwrite").parquet(report.lake_path)
         v.quarantined_rows(rows).coalesce(1).write.mode("overwrite").parquet(report.quarantine_path)
+        v.id_map_rows(rows, contract).coalesce(1).write.mode("overwrite").parquet(report.id_map_path)
     finally:
         rows.unpersist()
     return report

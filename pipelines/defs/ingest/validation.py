@@ -8,6 +8,10 @@ Every line read ends in exactly one of three states, so totals reconcile:
 Rules, in the order a line is judged (a line gets the first reason that applies):
     malformed_json, missing_required:<col>, bad_type:<col>, bad_enum:<col>,
     ts_in_future, ts_too_old, unknown_reference:<col>
+
+Id columns take a JSON integer or string, mapped to int64 by `data.ids.spark_id` (a text no id can
+be is bad_type); engagement types and impression sources come from the log vocabulary given.
+Time rules are relative to the landing day only: no calendar date is special.
 """
 
 from __future__ import annotations
@@ -19,14 +23,24 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from functools import reduce
+
 from data import columns as c
-from data.contracts import REFERENCED_IDS, LogContract
+from data.contracts import ID_ENTITIES, REFERENCED_IDS, LogContract
+from data.ids import HASHED_BASE, spark_id
 from data.spark import spark_type
+from data.vocabulary import Vocabulary, load_vocabulary
 
 LANDED, QUARANTINED, DUPLICATE = "landed", "quarantined", "duplicate"
 STATUS = "_status"
 _CORRUPT = "_corrupt_record"
 _ORDER = "_order"
+BAD_ENUM_VALUE = "_bad_enum_value"  # the offending value of a bad_enum row (to report), else null
+
+
+def _raw_id(column: str) -> str:
+    """The hidden column keeping an id's exported text, for the id map."""
+    return f"_raw_{column}"
 # Clocks drift: an event up to this far past the end of its landing day is still believed.
 FUTURE_SKEW = timedelta(hours=1)
 
@@ -49,11 +63,16 @@ def _day_bounds(day: str) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def parse_lines(lines: DataFrame, contract: LogContract, day: str) -> DataFrame:
+def parse_lines(
+    lines: DataFrame, contract: LogContract, day: str, vocabulary: Vocabulary | None = None
+) -> DataFrame:
     """Landing lines (`value`, `source_file`) -> typed contract columns + `reason` (null if valid).
 
-    Referential integrity is judged separately (`check_references`), since it needs the lake.
+    `vocabulary` lists the engagement types and impression sources (None: the shipped one; the
+    Dagster assets pass the workspace's). Referential integrity is judged separately
+    (`check_references`), since it needs the lake.
     """
+    enums = contract.enum_values(vocabulary or load_vocabulary())
     parsed = lines.withColumn(_ORDER, F.monotonically_increasing_id()).withColumn(
         "_j", F.from_json("value", _raw_schema(contract), {"columnNameOfCorruptRecord": _CORRUPT})
     )
@@ -66,14 +85,17 @@ def parse_lines(lines: DataFrame, contract: LogContract, day: str) -> DataFrame:
         F.when(F.col(f"_j.{name}").isNull(), F.lit(f"missing_required:{name}"))
         for name in contract.required
     ]
-    typed = {f.name: _typed(F.col(f"_j.{f.name}"), f.type) for f in contract.schema}
+    typed = {
+        f.name: spark_id(F.col(f"_j.{f.name}")) if f.name in ID_ENTITIES else _typed(F.col(f"_j.{f.name}"), f.type)
+        for f in contract.schema
+    }
     rules += [
         F.when(F.col(f"_j.{name}").isNotNull() & expr.isNull(), F.lit(f"bad_type:{name}"))
         for name, expr in typed.items()
     ]
     rules += [
         F.when(~typed[name].isin(*allowed), F.lit(f"bad_enum:{name}"))
-        for name, allowed in contract.enums.items()
+        for name, allowed in enums.items()
     ]
     start, end = _day_bounds(day)
     ts = typed[contract.time_column]
@@ -82,12 +104,19 @@ def parse_lines(lines: DataFrame, contract: LogContract, day: str) -> DataFrame:
         oldest = start - timedelta(days=contract.max_age_days)
         rules.append(F.when(ts < F.lit(oldest), F.lit("ts_too_old")))
 
+    reason = F.coalesce(*rules)
+    bad_value = F.coalesce(
+        F.lit(None).cast("string"),
+        *[F.when(reason == f"bad_enum:{name}", typed[name]) for name in enums],
+    )
     return parsed.select(
         *[expr.alias(name) for name, expr in typed.items()],
-        F.coalesce(*rules).alias(c.REASON),
+        reason.alias(c.REASON),
         F.col("value").alias(c.RAW_LINE),
         c.SOURCE_FILE,
         _ORDER,
+        bad_value.alias(BAD_ENUM_VALUE),
+        *[F.col(f"_j.{name}").alias(_raw_id(name)) for name in contract.id_columns],
     )
 
 
@@ -141,6 +170,24 @@ def landed_rows(rows: DataFrame, contract: LogContract) -> DataFrame:
     return rows.where(F.col(STATUS) == LANDED).select(
         *[F.col(f.name).cast(spark_type(f.type)) for f in contract.schema]
     )
+
+
+def id_map_rows(rows: DataFrame, contract: LogContract) -> DataFrame:
+    """The id map of one partition (`data.id_map`): each distinct id in the hashed range among the
+    valid rows (landed or duplicate: a colliding twin dropped as a duplicate must be seen) with the
+    text it came from, per id column."""
+    valid = rows.where(F.col(STATUS).isin(LANDED, DUPLICATE))
+    parts = [
+        valid.where(F.col(name) >= F.lit(HASHED_BASE)).select(
+            F.lit(ID_ENTITIES[name]).alias(c.ENTITY),
+            F.lit(contract.name).alias(c.LOG_TYPE),
+            F.lit(name).alias(c.ID_COLUMN),
+            F.col(_raw_id(name)).alias(c.ORIGINAL_ID),
+            F.col(name).cast("long").alias(c.ID),
+        )
+        for name in contract.id_columns
+    ]
+    return reduce(DataFrame.unionByName, parts).distinct()
 
 
 def quarantined_rows(rows: DataFrame) -> DataFrame:
