@@ -4,9 +4,16 @@ T-1, test on T):
 training/examples (day D: impressions + labels + point-in-time features)
   -> training/<surface>/rankers     LambdaRank + value model, MLflow runs, `challenger` alias
   -> training/<surface>/evaluation  every ranker and baseline on T; blocking check
-                                    `challenger_beats_champion` (decision logged to MLflow)
+                                    `challenger_beats_champion`: the promotion gate (beat
+                                    chronological and popularity, and the champion if any)
   -> training/<surface>/champion    moves the `champion` alias (skipped when the check fails)
   -> training/<surface>/ab_test     simulated online A/B of the champion vs chronological
+                                    (skipped, with the reason, without simulator truth)
+
+The value model's heads come from the log vocabulary (the `workspace` resource). A surface without
+enough data is skipped, not failed: `rankers` yields no output, records an observation with metadata
+`skipped` (the requests and positives found vs needed) and logs a warning; Dagster then skips that
+surface's evaluation, champion and A/B, and the run stays green for the other surface.
 """
 
 import json
@@ -24,14 +31,31 @@ from training import plots, tracking
 from training.ab_test import simulate
 from training.config import SURFACE_MODELS
 from training.dataset import build_examples, with_features, write_examples
-from training.errors import TrainingDataError
+from training.errors import NotEnoughData, TrainingDataError
 from training.evaluate import attach_truth, evaluate
-from training.promotion import decide
-from training.train import load_split, train_rankers, choose_challenger
+from training.heads import ValueHeads, describe, value_heads
+from training.models import VALUE_MODEL
+from training.promotion import GATE_BASELINES, decide
+from training.train import TrainedRankers, choose_challenger, load_split, train_rankers
 
 GROUP = "training"
 EXAMPLES_KEY = dg.AssetKey(["training", "examples"])
 REPORTS_DIR = "training/reports"
+SKIPPED = "skipped"  # metadata key of a surface's (or the A/B's) reason for not running
+
+
+def _value_heads(workspace: WorkspaceResource, cfg) -> ValueHeads:
+    """The vocabulary's heads with their configured weights (a config mistake fails the step)."""
+    try:
+        return value_heads(workspace.vocabulary(), cfg)
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+
+
+def _skip(context: dg.AssetExecutionContext, key: dg.AssetKey, reason: str):
+    """No output (Dagster skips what depends on it); the reason in the log and on the asset."""
+    context.log.warning(f"{key.to_user_string()} skipped: {reason}")
+    yield dg.AssetObservation(asset_key=key, partition=context.partition_key, metadata={SKIPPED: reason})
 
 
 @dg.asset(
@@ -48,8 +72,10 @@ REPORTS_DIR = "training/reports"
 def training_examples(context: dg.AssetExecutionContext, feast: FeastResource, workspace: WorkspaceResource,
                       training_config: TrainingConfigResource) -> dg.MaterializeResult:
     day = context.partition_key
+    cfg = training_config.load()
+    heads = _value_heads(workspace, cfg)
     try:
-        examples = with_features(feast.store(), build_examples(workspace.lake, day, training_config.load()))
+        examples = with_features(feast.store(), build_examples(workspace.lake, day, cfg, heads))
     except TrainingDataError as exc:
         raise dg.Failure(description=str(exc)) from exc
     path = write_examples(examples, workspace.lake, day)
@@ -58,8 +84,26 @@ def training_examples(context: dg.AssetExecutionContext, feast: FeastResource, w
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(examples),
         "per_surface": dg.MetadataValue.json(per_surface.round(4).to_dict(orient="index")),
+        "positives_per_head": dg.MetadataValue.json({h: int(examples[col].sum())
+                                                     for h, col in zip(heads.names, heads.label_columns)}),
         "path": dg.MetadataValue.path(str(path)),
     })
+
+
+def _run_notes(kind: str, trained: TrainedRankers) -> tuple[dict, dict]:
+    """Extra MLflow params and tags of one ranker's run: the heads and weights the value model
+    used, the heads it dropped and why, and the kinds that could not be trained."""
+    params, tags = {}, {}
+    if trained.failures:
+        tags["not_trained"] = json.dumps(trained.failures)
+    if kind == VALUE_MODEL:
+        weights = trained.rankers[kind].weights
+        params["value_model.heads"] = ",".join(weights)
+        params.update({f"value_model.w_{h}": w for h, w in weights.items()})
+        if trained.dropped_heads:
+            tags["heads_dropped"] = json.dumps(trained.dropped_heads)
+            params["value_model.heads_dropped"] = ",".join(trained.dropped_heads)
+    return params, tags
 
 
 def _report_path(workspace: WorkspaceResource, surface: str, day: str) -> Path:
@@ -72,41 +116,66 @@ def build_surface_assets(surface: str):
     rankers_key, evaluation_key = dg.AssetKey([*prefix, "rankers"]), dg.AssetKey([*prefix, "evaluation"])
 
     @dg.asset(key=rankers_key, group_name=GROUP, partitions_def=daily_partitions, deps=[EXAMPLES_KEY],
-              kinds={"lightgbm", "mlflow"},
-              description=f"{surface}: LambdaRank and per-action value model trained on the days before "
-              f"T-1 with early stopping on T-1; the better on T-1 is registered as {model_name}@challenger.")
+              kinds={"lightgbm", "mlflow"}, output_required=False,
+              description=f"{surface}: LambdaRank and per-action value model (heads of the log vocabulary "
+              f"that have positives) trained on the days before T-1 with early stopping on T-1; the better on "
+              f"T-1 is registered as {model_name}@challenger. Too little data: skipped, with the reason.")
     def rankers(context: dg.AssetExecutionContext, workspace: WorkspaceResource,
-                training_config: TrainingConfigResource, mlflow: MlflowResource) -> dg.Output:
+                training_config: TrainingConfigResource, mlflow: MlflowResource):
         cfg = training_config.load()
+        heads = _value_heads(workspace, cfg)
         try:
             split = load_split(workspace.lake, surface, context.partition_key, cfg)
+        except NotEnoughData as exc:
+            yield from _skip(context, rankers_key, str(exc))
+            return
         except TrainingDataError as exc:
             raise dg.Failure(description=str(exc)) from exc
-        trained = train_rankers(split, cfg)
-        kind, valid_ndcg = choose_challenger(trained, split.valid)
+        trained = train_rankers(split, cfg, heads)
+        for head, why in trained.dropped_heads.items():
+            context.log.warning(f"{surface}: value-model head {head!r} dropped: {why}")
+        for kind, why in trained.failures.items():
+            context.log.warning(f"{surface}: {kind} not trained: {why}")
+        try:
+            if not trained.rankers:
+                raise NotEnoughData("no ranker could be trained: " + "; ".join(f"{k}: {w}" for k, w in trained.failures.items()))
+            kind, valid_ndcg = choose_challenger(trained.rankers, split.valid)
+        except NotEnoughData as exc:
+            yield from _skip(context, rankers_key, f"{surface}: {exc}")
+            return
         client = mlflow.client()
         example = split.valid.head(50)
-        run_ids = {k: tracking.log_ranker_run(surface=surface, ranker=r, params=cfg.params(), days=split.days,
-                                              valid_ndcg10=valid_ndcg[k], input_example=example)
-                   for k, r in trained.items()}
+        run_ids = {}
+        for k, r in trained.rankers.items():
+            params, tags = _run_notes(k, trained)
+            run_ids[k] = tracking.log_ranker_run(surface=surface, ranker=r, params={**cfg.params(), **params},
+                                                 days=split.days, valid_ndcg10=valid_ndcg[k], input_example=example,
+                                                 tags=tags)
         version = tracking.register(client, model_name, run_ids[kind],
                                     tags={"surface": surface, "kind": kind, "test_day": context.partition_key})
         value = {"surface": surface, "model_name": model_name, "run_ids": run_ids, "challenger_kind": kind,
                  "challenger_version": str(version.version), "days": split.days,
-                 "valid_ndcg10": valid_ndcg, "train_rows": len(split.train)}
-        return dg.Output(value, metadata={
+                 "valid_ndcg10": valid_ndcg, "train_rows": len(split.train),
+                 "not_trained": trained.failures, "heads_dropped": trained.dropped_heads}
+        metadata = {
             "challenger": f"{model_name} v{version.version} ({kind})",
             "valid_ndcg10_realised": dg.MetadataValue.json(valid_ndcg),
             "train_rows": len(split.train), "features": len(split.features),
             "days": dg.MetadataValue.json(split.days),
-        })
+            "not_trained": dg.MetadataValue.json(trained.failures),
+            "heads_dropped": dg.MetadataValue.json(trained.dropped_heads),
+        }
+        if VALUE_MODEL in trained.rankers:
+            metadata["value_model_weights"] = describe(trained.rankers[VALUE_MODEL].weights)
+        yield dg.Output(value, metadata=metadata)
 
     @dg.asset(key=evaluation_key, group_name=GROUP, partitions_def=daily_partitions,
               ins={"trained": dg.AssetIn(rankers_key)}, kinds={"mlflow"},
               check_specs=[dg.AssetCheckSpec(
                   "challenger_beats_champion", asset=evaluation_key, blocking=True,
-                  description="The challenger takes `champion` only if it beats the current champion on "
-                  "the same test day (promotion metric in training/config.toml); never on a NaN.")],
+                  description="The promotion gate: the challenger takes `champion` only if, on the same test "
+                  "day, it beats chronological order and popularity by [promotion] baseline_margin and the "
+                  "current champion (if any) by min_improvement (metric in training/config.toml); never on a NaN.")],
               description=f"{surface}: every ranker and baseline (chronological, popularity, affinity, "
               "random, oracle) on the same candidates of test day T; logged to the rankers' MLflow runs.")
     def evaluation(context: dg.AssetExecutionContext, trained: dict, workspace: WorkspaceResource,
@@ -130,7 +199,11 @@ def build_surface_assets(surface: str):
         ours = report["rankers"][trained["challenger_kind"]]
         decision = _promotion_decision(context, report, split.test, workspace, cfg, mlflow.client())
         report["promotion"] = decision
+        if not decision["promoted"] and decision["champion_version"] is None:
+            context.log.warning(f"{model_name}: nothing promoted and no champion: the service keeps its "
+                                f"heuristic ({decision['reason']})")
         yield dg.Output(report, metadata={
+            "promotion": decision["reason"],
             "ndcg10": ours["ndcg10"], "ndcg10_realised": ours["ndcg10_realised"],
             "pct_of_oracle": report.get("pct_of_oracle", float("nan")),
             "lift_vs_chronological_pct": report["lift_vs_chronological_pct"],
@@ -160,9 +233,14 @@ def build_surface_assets(surface: str):
                 training_config: TrainingConfigResource, mlflow: MlflowResource) -> dg.Output:
         cfg = training_config.load()
         client = mlflow.client()
-        loaded = tracking.load_ranker(client, model_name, tracking.CHAMPION)
-        if loaded is None or not (workspace.truth / "meta.json").exists():
-            return dg.Output({"skipped": True}, metadata={"skipped": "no champion or no simulator truth"})
+        loaded = None
+        if workspace.truth is None or not (workspace.truth / "meta.json").exists():
+            reason = "no simulator truth in this workspace (a team's own data): the simulated A/B needs it"
+        elif (loaded := tracking.load_ranker(client, model_name, tracking.CHAMPION)) is None:
+            reason = f"no {model_name}@{tracking.CHAMPION}"
+        if loaded is None:
+            context.log.info(f"{surface} A/B skipped: {reason}")
+            return dg.Output({SKIPPED: reason}, metadata={SKIPPED: reason})
         from data.world import TruthModel
 
         ranker, version = loaded
@@ -182,6 +260,7 @@ def build_surface_assets(surface: str):
         """Score the current champion on the same test rows; decide; log the decision to MLflow."""
         test_day = report["days"]["test"][0]
         challenger_metric = report["rankers"][report["challenger_kind"]][cfg.promotion_metric]
+        baselines = {b: report["rankers"][b][cfg.promotion_metric] for b in GATE_BASELINES}
         champion = tracking.load_ranker(client, model_name, tracking.CHAMPION)
         champion_version = champion_metric = None
         if champion is not None:
@@ -195,6 +274,7 @@ def build_surface_assets(surface: str):
         decision = decide(metric=cfg.promotion_metric, test_day=test_day,
                           challenger_version=report["challenger_version"], challenger_metric=challenger_metric,
                           champion_version=champion_version, champion_metric=champion_metric,
+                          baseline_metrics=baselines, baseline_margin=cfg.baseline_margin,
                           min_improvement=cfg.min_improvement).to_dict()
         tracking.log_decision(client, model_name, report["challenger_version"], decision)
         return decision
@@ -212,3 +292,26 @@ training_job = dg.define_asset_job(
 )
 # The day after T, once T's late events and engagements have landed. Off until switched on.
 training_schedule = dg.build_schedule_from_partitioned_job(training_job, hour_of_day=6, minute_of_hour=0)
+
+
+def surface_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+    """What one run of `training_assets[1:]` did per surface: `{"skipped": why}` when the surface
+    had too little data, else its evaluation report, promotion decision and A/B result (or why the
+    A/B did not run). For callers of `dg.materialize` (make run, benchmarks)."""
+    skipped = {}
+    for event in result.get_asset_observation_events():
+        observation = event.asset_observation_data.asset_observation
+        if SKIPPED in observation.metadata:
+            skipped[observation.asset_key.path[1]] = observation.metadata[SKIPPED].value
+    out: dict[str, dict] = {}
+    for surface in SURFACE_MODELS:
+        node = f"training__{surface}__"
+        if surface in skipped or not result.is_node_success(node + "rankers"):
+            out[surface] = {SKIPPED: skipped.get(surface, "training did not run")}
+            continue
+        evaluation = result.output_for_node(node + "evaluation")  # stored even when the gate fails the step
+        decision = evaluation["promotion"]
+        ab = (result.output_for_node(node + "ab_test") if result.is_node_success(node + "ab_test")
+              else {SKIPPED: "not promoted" if not decision["promoted"] else "the A/B did not run"})
+        out[surface] = {"evaluation": evaluation, "decision": decision, "ab_test": ab}
+    return out
