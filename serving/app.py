@@ -226,6 +226,7 @@ class RankingApp:
             "viewer_id": query.viewer_id,
             "model_version": state.model_version,
             "scorer": state.scorer,
+            "heuristic_reason": state.heuristic_reason,
             "degraded": sorted(state.degraded),
             "degraded_reasons": dict(state.degraded),
             "candidates": {o.name: len(o.candidates) for o in state.outcomes},

@@ -5,7 +5,9 @@ once with LightGBM, then compiled (seconds, cached on disk by model hash) and sw
 is one reference assignment: a request reads `current(surface)` once and scores with that model to
 the end, so nothing is dropped or mixed. A registry that cannot be reached, or a model that fails to
 load or compile, leaves the serving model in place (and is counted). No champion at all: `current`
-is None and the scorer serves the affinity/recency heuristic, saying so in the response.
+is None and the scorer serves the affinity/recency heuristic, saying so in the response
+(`heuristic_reason`: `no_champion` once the registry answered that no version holds the alias, i.e.
+no challenger has passed the promotion gate yet; `registry_unreachable` before it ever answered).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from serving.scoring_model import ScoringModel, compiled_model, lightgbm_model
 from training.models import Ranker
 
 logger = logging.getLogger(__name__)
+NO_CHAMPION, REGISTRY_UNREACHABLE = "no_champion", "registry_unreachable"
 
 # surface -> (registered model name, version) the alias points at, or None; and a loader by version
 VersionLookup = Callable[[str], str | None]
@@ -49,6 +52,10 @@ class ModelStore:
     # --- the request path ---------------------------------------------------------------------
     def current(self, surface: str) -> ScoringModel | None:
         return self._state[surface].model
+
+    def missing_reason(self, surface: str) -> str:
+        """Why `current(surface)` is None: the registry said there is no champion, or never answered."""
+        return NO_CHAMPION if self._state[surface].resolved else REGISTRY_UNREACHABLE
 
     def ready(self) -> bool:
         """Every surface resolved, and (when configured) on the compiled engine or known not to be."""
@@ -81,8 +88,9 @@ class ModelStore:
             logger.exception("registry lookup failed for %s; keeping %s", name, st.model and st.model.label)
             return
         if version is None:
-            if st.model is not None:
-                logger.warning("%s has no %s any more; serving the heuristic", name, self.cfg.alias)
+            if st.model is not None or not st.resolved:
+                logger.warning("%s has no %s (no challenger passed the promotion gate yet, or the alias was "
+                               "removed); serving the heuristic", name, self.cfg.alias)
             self._swap(surface, None)
             st.resolved = True
             return

@@ -66,6 +66,7 @@ class FeedState:
     model_scores: np.ndarray | None = None  # the model's own (logged); None when no model scored
     model_version: str = "heuristic"
     scorer: str = "heuristic"  # compiled | lightgbm | heuristic | chronological
+    heuristic_reason: str | None = None  # why the score stage used the heuristic (None: a model scored)
     selected: list[int] = field(default_factory=list)  # indices into candidates, in served order
     # logging P(served post at its position) per selected slot, when the page was served by a
     # randomised policy (the exploration share); None: deterministic, nothing to log

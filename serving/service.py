@@ -44,6 +44,9 @@ class FeedResponse(BaseModel):
     viewer_id: int
     model_version: str = Field(description="registered model:version that ordered the page, or heuristic")
     scorer: str = Field(description="compiled | lightgbm | heuristic | chronological")
+    heuristic_reason: str | None = Field(
+        None, description="why the heuristic scored: no_champion (no model passed the promotion gate yet), "
+        "registry_unreachable, or the score stage's degradation; null when a model scored")
     items: list[FeedItem]
     degraded: list[str] = Field(description="stages that fell back (sources.<name>, filters, hydrate, score, ...)")
     degraded_reasons: dict[str, str]
@@ -59,6 +62,7 @@ class RankResponse(BaseModel):
     viewer_id: int
     model_version: str
     scorer: str
+    heuristic_reason: str | None = None
     items: list[FeedItem]
     degraded: list[str]
     degraded_reasons: dict[str, str]

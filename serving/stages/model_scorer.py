@@ -5,8 +5,9 @@ within what is left of the budget.
 Scoring runs on a small bounded pool (one slot per core) so the request can stop waiting: a request
 queues for a slot and for its result only as long as its budget lasts, then it is scored by the
 heuristic (reported degraded); a slow call keeps its slot until it ends, so slow models cannot pile
-up threads. No champion registered: the heuristic, declared in the
-response as model_version "heuristic" (not a degradation). No features: the heuristic, degraded.
+up threads. No champion registered: the heuristic, declared in the response as model_version
+"heuristic" with `heuristic_reason` "no_champion" (not a degradation: nothing has passed the promotion
+gate yet). No features: the heuristic, degraded. `heuristic_reason` always says why the heuristic scored.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class ModelScorer:
         model = self.store.current(query.surface)
         if model is None:
             self._heuristic(query, state)
+            state.heuristic_reason = self.store.missing_reason(query.surface)
             return
         if state.features is None:
             self._heuristic(query, state, "no features")
@@ -67,11 +69,12 @@ class ModelScorer:
         state.model_features = x
         state.model_scores = np.asarray(scores, dtype=np.float64)
         state.scores = state.model_scores.copy()
-        state.model_version, state.scorer = model.label, model.engine
+        state.model_version, state.scorer, state.heuristic_reason = model.label, model.engine, None
 
     def _heuristic(self, query: FeedQuery, state: FeedState, why: str | None = None) -> None:
         if why is not None:
             state.degraded[self.name] = why
+        state.heuristic_reason = why
         state.scores = self.heuristic.score(state.candidates, query.now_ms, state.features, state.feature_names)
         state.model_scores, state.model_features = None, None
         state.model_version, state.scorer = "heuristic", "heuristic"
