@@ -127,8 +127,13 @@ def simulated_lift(frame: pd.DataFrame, champion_scores: np.ndarray, truth: Trut
     for i, share in enumerate(shares):
         served = exploring_log(frame, champion_scores, truth, slots=slots, share=share, seed=seed + i)
         estimate = ope_lift(frame, served, champion_scores, chrono, slots=slots, seed=seed + i)
+        ab_width = ab_ci[1] - ab_ci[0]
         for e in estimate["estimators"].values():
             e["inside_ab_ci95"] = bool(ab_ci[0] <= e["lift_pct"] <= ab_ci[1])
+            # an interval narrows as 1/sqrt(requests): how many logged requests would make OPE's as
+            # narrow as the A/B's (at this exploration share)
+            width = e["ci95_pct"][1] - e["ci95_pct"][0]
+            e["requests_for_ab_width"] = int(np.ceil(estimate["requests"] * (width / ab_width) ** 2))
         estimate["explored_requests"] = int(served.loc[served["explored"], "row"].pipe(
             lambda r: frame[c.REQUEST_ID].iloc[r].nunique()))
         out["by_share"][str(share)] = estimate
