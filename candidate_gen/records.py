@@ -16,7 +16,7 @@ class Candidate(NamedTuple):
     post_id: int
     author_id: int
     created_ms: int  # post creation time, epoch milliseconds
-    source: str  # the source that proposed it (one of data.columns.IMPRESSION_SOURCES)
+    source: str  # the source that proposed it (an impression source of data/vocabulary.toml)
     score: float = 0.0  # the source's own ordering score (recency, velocity, similarity, ...)
 
 
