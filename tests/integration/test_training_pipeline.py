@@ -67,6 +67,33 @@ def test_first_run_trains_evaluates_promotes_and_runs_the_ab(trained):
         assert ab["viewers"]["treatment"] > 0 and ab["viewers"]["control"] > 0
 
 
+def test_the_ope_assets_judge_the_champion_beside_the_ab_and_log_to_mlflow(trained):
+    """training/<surface>/ope on the champion's test day: no propensities in the simulator's logs
+    (said, not failed); the simulated exploring log's OPE next to the very interval the ab_test
+    asset reported; the whole evaluation in MLflow loupe/ope."""
+    from pipelines.defs.training.ope_assets import ope_assets
+
+    settings, summary, resources, instance, first, _ = trained
+    result = dg.materialize(ope_assets, partition_key=summary.days[-1], instance=instance, resources=resources)
+    assert result.success
+    events = {e.asset_key.path[1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert set(events) == {"home", "explore"}
+    for surface, meta in events.items():
+        ope = mlflow.artifacts.load_dict(f"runs:/{meta['mlflow_run'].value}/ope.json")
+        assert "exploration share" in ope["logged"]["skipped"]
+        sim = ope["simulated"]
+        ab = first.output_for_node(f"training__{surface}__ab_test")
+        assert sim["ab_test"]["ci95_pct"] == ab["engagements"]["ci95_pct"]
+        assert set(sim["by_share"]) == {"0.05", "0.25", "1.0"}
+        for block in sim["by_share"].values():
+            assert set(block["estimators"]) == {"ips", "snips", "dr"}
+            for e in block["estimators"].values():
+                assert e["ci95_pct"][0] <= e["lift_pct"] <= e["ci95_pct"][1]
+        run = mlflow.get_run(meta["mlflow_run"].value)
+        assert run.data.tags["test_day"] == summary.days[-1]
+        assert "sim.share_1.0.ips.lift_pct" in run.data.metrics
+
+
 def test_mlflow_holds_runs_registry_aliases_and_a_loadable_model(trained):
     settings, summary, resources, _, _, cfg = trained
     client = resources["mlflow"].client()

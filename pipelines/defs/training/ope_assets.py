@@ -33,14 +33,16 @@ GROUP = "training"
 
 def logged_propensities(lake_dir, days: list[str]) -> pd.DataFrame:
     """(request_id, post_id, propensity) of the impressions that carry one, in these lake days."""
+    none = pd.DataFrame({c.REQUEST_ID: pd.Series(dtype=object), c.POST_ID: pd.Series(dtype="int64"),
+                         c.PROPENSITY: pd.Series(dtype="float64")})
     files = [str(f) for d in days for f in sorted(lake.partition_dir(lake_dir, "impressions", d).glob("*.parquet"))]
     if not files:
-        return pd.DataFrame(columns=[c.REQUEST_ID, c.POST_ID, c.PROPENSITY])
+        return none
     dataset = ds.dataset(files, format="parquet")
     if c.PROPENSITY not in dataset.schema.names:
-        return pd.DataFrame(columns=[c.REQUEST_ID, c.POST_ID, c.PROPENSITY])
+        return none
     table = dataset.to_table(columns=[c.REQUEST_ID, c.POST_ID, c.PROPENSITY], filter=ds.field(c.PROPENSITY).is_valid())
-    return table.to_pandas().drop_duplicates([c.REQUEST_ID, c.POST_ID])
+    return table.to_pandas().drop_duplicates([c.REQUEST_ID, c.POST_ID]) if table.num_rows else none
 
 
 def engagement_reward(test: pd.DataFrame, negative_heads: set[str]) -> np.ndarray:
