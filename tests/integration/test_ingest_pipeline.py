@@ -43,7 +43,10 @@ def test_counts_reconcile_with_what_the_simulator_wrote(ingested, log):
     settings, summary, runs = ingested
     t = totals(runs, log)
     assert len(runs[log]["meta"]) == len(summary.days)
-    assert all(runs[log]["checks"]) and len(runs[log]["checks"]) == len(summary.days)
+    # both checks (reconciles, ids_distinct) of every day passed
+    assert all(runs[log]["checks"]) and len(runs[log]["checks"]) == 2 * len(summary.days)
+    # the simulator's ids are small native integers: nothing to map, nothing to collide
+    assert all(meta["ids_mapped"] == 0 for meta in runs[log]["meta"])
     assert t["rows_read"] == summary.rows[log]
     assert t["rows_read"] == t["rows_landed"] + t["rows_quarantined"] + t["duplicates_dropped"]
     dirt = summary.dirt.get(log, {})
