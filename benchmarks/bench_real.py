@@ -9,6 +9,8 @@ the sections it computes and keeps the others, so sections can be added (and re-
     simulator_ope     the champion's engagement lift over chronological order, simulated A/B vs OPE
                       from simulated exploring logs at several exploration shares (training/ope_validation.py),
                       through the `training/<surface>/ope` Dagster assets (logged to MLflow loupe/ope)
+    simulator_ope_scaling  the same on a world's last day with a declared stand-in ranker (no
+                      training): how the intervals narrow with traffic and exploration share
 
 python -m benchmarks.bench_real [--sections open_bandit_ope,simulator_ope] [--world tiny|small|medium (default)]
 The Open Bandit sdist is fetched by the make target into $LOUPE_HOME/open_bandit/; the simulator
@@ -96,7 +98,48 @@ def simulator_ope(settings: Settings) -> dict:
     return out
 
 
-SECTIONS = {"open_bandit_ope": open_bandit_ope, "simulator_ope": simulator_ope}
+def simulator_ope_scaling(settings: Settings) -> dict:
+    """How OPE's interval narrows with traffic, on a simulated world with no training needed: the
+    test day's Home sessions (clean, from the truth) ranked by a stand-in for a strong champion —
+    the truth's expected value plus Gaussian noise of the same spread, a known, large lift over
+    chronological order — then the A/B and OPE from exploring logs, as in `simulator_ope`."""
+    import numpy as np
+    import pandas as pd
+
+    from data import columns as c
+    from data.world import TruthModel, generate_world
+    from training.ab_test import simulate
+    from training.config import TrainingConfig
+    from training.ope_validation import simulated_lift
+
+    start = time.perf_counter()
+    truth_dir = settings.truth_dir  # the benchmark world's own truth when it was generated
+    if truth_dir is None or not (truth_dir / "meta.json").exists():
+        truth_dir = settings.home / "ope_world" / "truth"
+        if not (truth_dir / "meta.json").exists():
+            generate_world(size=settings.world, seed=settings.seed, landing_dir=truth_dir.parent / "landing",
+                           truth_dir=truth_dir)
+    truth = TruthModel.load(truth_dir)
+    day = sorted(p.stem for p in (truth_dir / "impressions").glob("*.parquet"))[-1]
+    imp = pd.read_parquet(truth_dir / "impressions" / f"{day}.parquet",
+                          columns=[c.REQUEST_ID, c.VIEWER_ID, c.POST_ID, c.SURFACE, c.TS])
+    posts = pd.read_parquet(truth_dir / "posts.parquet", columns=[c.POST_ID, c.CREATED_AT])
+    frame = imp[imp[c.SURFACE] == "home"].merge(posts, on=c.POST_ID).reset_index(drop=True)
+    frame[c.TS] = pd.to_datetime(frame[c.TS], utc=True)
+    frame[c.CREATED_AT] = pd.to_datetime(frame[c.CREATED_AT], utc=True)
+    value = truth.expected_value(frame[c.VIEWER_ID].to_numpy(), frame[c.POST_ID].to_numpy(), frame[c.TS])
+    scores = value + np.random.default_rng(settings.seed).normal(0, value.std(), len(value))
+    cfg = TrainingConfig.load()
+    ab = simulate(frame, scores, truth, slots=cfg.ab_slots, treatment_share=cfg.ab_treatment_share, seed=cfg.ab_seed)
+    result = simulated_lift(frame, scores, truth, ab, slots=cfg.ab_slots, seed=cfg.ab_seed)
+    return {"world": settings.world, "day": day, "surface": "home",
+            "ranker": "stand-in: truth expected value + N(0, sd of the values) noise (no training)",
+            "requests": int(frame[c.REQUEST_ID].nunique()), "rows": len(frame), **result,
+            "wall_s": round(time.perf_counter() - start, 1)}
+
+
+SECTIONS = {"open_bandit_ope": open_bandit_ope, "simulator_ope": simulator_ope,
+            "simulator_ope_scaling": simulator_ope_scaling}
 
 
 def update_result(sections: dict[str, dict]) -> Path:
@@ -119,7 +162,7 @@ def main(argv: list[str]) -> None:
     computed = {}
     for name in names:
         print(f"bench-real: {name}", flush=True)
-        computed[name] = SECTIONS[name](bench_settings(world) if name == "simulator_ope" else settings)
+        computed[name] = SECTIONS[name](bench_settings(world) if name.startswith("simulator") else settings)
     update_result(computed)
 
 
