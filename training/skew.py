@@ -1,0 +1,272 @@
+"""Train/serve skew: the feature vectors the ranking service scored against what training sees.
+
+The service logs every impression a model ranked with the model's version (`<model>:<version>`)
+and the exact float32 vector it scored, in that model's feature order (serving/stages/
+served_impression_logger.py). The order is recorded with the model: each registered version's run
+holds `features.json` (training/tracking.py). For a day's served impressions this module asks
+training retrieval (`features.retrieval.historical_features`, the Feast point-in-time path
+training/dataset.py builds training sets with) for the same (viewer, author, post, request time),
+and reports, per feature, the share of rows whose values differ.
+
+Rows without a scored vector (the logging policy, the heuristic, chronological order) have nothing
+to compare and are left out; so are vectors whose model version the registry does not know (said
+in the report).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+from feast import FeatureStore
+
+from data import columns as c
+from data import lake
+from features.retrieval import historical_features
+from features.tables import EVENT_TIMESTAMP
+
+DEFAULT_PATH = Path(__file__).with_name("skew.toml")
+FEATURES_ARTIFACT = "features.json"  # logged with every ranker run: its feature names, in order
+MODEL_LABEL = re.compile(r"^(?P<name>[^:\s]+):(?P<version>\d+)$")  # a registered model's name:version
+
+FeatureNames = Callable[[str], list[str] | None]  # model label -> feature order, None: unknown
+
+
+@dataclass(frozen=True)
+class SkewConfig:
+    max_mismatch_rate: float = 0.01
+    rtol: float = 1e-5
+    atol: float = 1e-6
+    feature_atol: dict[str, float] = field(default_factory=dict)
+    max_rows: int = 5000
+    seed: int = 7
+    examples: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_mismatch_rate <= 1.0:
+            raise ValueError(f"max_mismatch_rate must be within [0, 1], got {self.max_mismatch_rate}")
+        if self.rtol < 0 or self.atol < 0 or any(v < 0 for v in self.feature_atol.values()):
+            raise ValueError("rtol, atol and feature_atol must be >= 0")
+        if self.max_rows < 1:
+            raise ValueError(f"max_rows must be at least 1, got {self.max_rows}")
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> SkewConfig:
+        path = Path(path or DEFAULT_PATH)
+        raw = tomllib.loads(path.read_text())
+        known = {"max_mismatch_rate", "rtol", "atol", "feature_atol", "max_rows", "seed", "examples"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+        return cls(
+            max_mismatch_rate=float(raw.get("max_mismatch_rate", cls.max_mismatch_rate)),
+            rtol=float(raw.get("rtol", cls.rtol)),
+            atol=float(raw.get("atol", cls.atol)),
+            feature_atol={str(k): float(v) for k, v in raw.get("feature_atol", {}).items()},
+            max_rows=int(raw.get("max_rows", cls.max_rows)),
+            seed=int(raw.get("seed", cls.seed)),
+            examples=int(raw.get("examples", cls.examples)),
+        )
+
+
+@dataclass
+class FeatureSkew:
+    rows: int = 0
+    mismatches: int = 0
+    worst: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.mismatches / self.rows if self.rows else 0.0
+
+
+@dataclass
+class SkewReport:
+    day: str
+    max_mismatch_rate: float
+    rows: int = 0  # served rows compared
+    requests: int = 0
+    scored_rows: int = 0  # served rows with a model's vector, before sampling
+    skipped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
+    features: dict[str, FeatureSkew] = field(default_factory=dict)
+
+    @property
+    def failing(self) -> list[str]:
+        return sorted(n for n, f in self.features.items() if f.rate > self.max_mismatch_rate)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failing
+
+    @property
+    def mismatch_rates(self) -> dict[str, float]:
+        return {n: round(f.rate, 6) for n, f in sorted(self.features.items())}
+
+    def summary(self) -> str:
+        if not self.rows:
+            why = ", ".join(f"{k}: {v}" for k, v in self.skipped.items()) or "no model-scored impressions"
+            return f"{self.day}: nothing to compare ({why})"
+        worst = sorted(self.features.items(), key=lambda kv: -kv[1].rate)[:3]
+        top = ", ".join(f"{n} {f.rate:.1%}" for n, f in worst if f.mismatches)
+        verdict = f"{len(self.failing)} feature(s) over {self.max_mismatch_rate:.2%}" if self.failing else "within tolerance"
+        return f"{self.day}: {self.rows} served rows compared, {verdict}" + (f"; worst: {top}" if top else "")
+
+
+# --- what was served ------------------------------------------------------------------------------
+def _day_bounds(day: str) -> tuple[datetime, datetime]:
+    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+def _read(lake_dir: Path, log: str, days: list[str], columns: list[str], filt=None) -> pd.DataFrame:
+    files = [str(f) for d in days if (lake.partition_dir(lake_dir, log, d) / "_SUCCESS").exists()
+             for f in sorted(lake.partition_dir(lake_dir, log, d).glob("*.parquet"))]
+    if not files:
+        return pd.DataFrame(columns=columns)
+    return ds.dataset(files, format="parquet").to_table(columns=columns, filter=filt).to_pandas()
+
+
+def served_impressions(lake_dir: Path, day: str, cfg: SkewConfig) -> tuple[pd.DataFrame, dict[str, int], int]:
+    """Impressions of `day` (by their time; late rows land a day later) that a model scored, with
+    their author, sampled by whole requests: (rows, rows left out by reason, scored rows before
+    sampling)."""
+    start, end = _day_bounds(day)
+    unit = pa.timestamp("us", "UTC")
+    in_day = (ds.field(c.TS) >= pa.scalar(start, unit)) & (ds.field(c.TS) < pa.scalar(end, unit))
+    scored = in_day & ds.field(c.FEATURES).is_valid() & ds.field(c.MODEL_VERSION).is_valid()
+    cols = [c.REQUEST_ID, c.VIEWER_ID, c.POST_ID, c.TS, c.MODEL_VERSION, c.FEATURES]
+    rows = _read(lake_dir, "impressions", [day, (end.date()).isoformat()], cols, scored)
+    rows = rows.drop_duplicates([c.REQUEST_ID, c.POST_ID])
+    skipped: dict[str, int] = {}
+    labelled = rows[c.MODEL_VERSION].astype(str).str.match(MODEL_LABEL.pattern)
+    if (~labelled).any():
+        skipped["not a registered model's name:version"] = int((~labelled).sum())
+    rows = rows[labelled]
+    n_scored = len(rows)
+    rows = _sample_requests(rows, cfg.max_rows, cfg.seed)
+
+    posts = _read(lake_dir, "posts", lake.partition_days(lake_dir, "posts"), [c.POST_ID, c.AUTHOR_ID])
+    posts = posts.drop_duplicates(c.POST_ID)
+    out = rows.merge(posts, on=c.POST_ID, how="inner")
+    if len(out) < len(rows):
+        skipped["post unknown to the lake"] = len(rows) - len(out)
+    return out.sort_values([c.REQUEST_ID, c.POST_ID]).reset_index(drop=True), skipped, n_scored
+
+
+def _sample_requests(rows: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    if len(rows) <= max_rows:
+        return rows
+    sizes = rows.groupby(c.REQUEST_ID).size()
+    order = np.random.default_rng(seed).permutation(np.sort(sizes.index.to_numpy()))
+    kept = order[np.cumsum(sizes.loc[order].to_numpy()) <= max_rows]
+    return rows[rows[c.REQUEST_ID].isin(kept)]
+
+
+# --- what each vector means -----------------------------------------------------------------------
+def registry_feature_names(client) -> FeatureNames:
+    """label -> the feature order of that registered version, from its run's features.json."""
+    cache: dict[str, list[str] | None] = {}
+
+    def names(label: str) -> list[str] | None:
+        if label not in cache:
+            match = MODEL_LABEL.match(label)
+            cache[label] = None
+            if match:
+                try:
+                    run_id = client.get_model_version(match["name"], match["version"]).run_id
+                    with tempfile.TemporaryDirectory() as tmp:
+                        path = client.download_artifacts(run_id, FEATURES_ARTIFACT, tmp)
+                        cache[label] = list(json.loads(Path(path).read_text())["features"])
+                except Exception:  # noqa: BLE001 - unknown version / no artifact: reported as skipped
+                    cache[label] = None
+        return cache[label]
+
+    return names
+
+
+# --- the comparison -------------------------------------------------------------------------------
+def _vectors(served: pd.DataFrame, width: int) -> np.ndarray:
+    """The logged vectors as a float64 matrix of float32 values (NaN = missing)."""
+    out = np.full((len(served), width), np.nan)
+    for i, vec in enumerate(served[c.FEATURES]):
+        values = np.asarray([np.nan if v is None else v for v in vec], dtype=np.float32)
+        if len(values) != width:
+            raise ValueError(f"a logged vector has {len(values)} values, its model {width} features")
+        out[i] = values
+    return out
+
+
+def compare(served: pd.DataFrame, training: pd.DataFrame, names_of: FeatureNames, cfg: SkewConfig,
+            report: SkewReport) -> SkewReport:
+    """Fill `report` with the per-feature mismatches of `served` (logged vectors) against
+    `training` (retrieval's columns for the same rows, in the same order)."""
+    if len(served) != len(training):
+        raise ValueError(f"{len(served)} served rows but {len(training)} retrieved")
+    served = served.reset_index(drop=True)
+    training = training.reset_index(drop=True)
+    requests: set[str] = set()
+    for label, rows in served.groupby(c.MODEL_VERSION, sort=True):
+        names = names_of(str(label))
+        if names is None:
+            key = "model version unknown to the registry"
+            report.skipped[key] = report.skipped.get(key, 0) + len(rows)
+            continue
+        idx = rows.index.to_numpy()
+        logged = _vectors(rows, len(names))
+        report.rows += len(idx)
+        requests.update(rows[c.REQUEST_ID])
+        for j, name in enumerate(names):
+            s = logged[:, j]
+            if name in training.columns:
+                t = pd.to_numeric(training[name].iloc[idx], errors="coerce").to_numpy(np.float64)
+                t = t.astype(np.float32).astype(np.float64)  # the model sees float32
+            else:  # a feature the model scored that training retrieval does not return at all
+                t = np.full(len(idx), np.nan)
+            s_nan, t_nan = np.isnan(s), np.isnan(t)
+            diff = np.where(s_nan | t_nan, np.inf, np.abs(s - t))
+            tol = cfg.feature_atol.get(name, cfg.atol) + cfg.rtol * np.abs(np.nan_to_num(t))
+            bad = np.where(s_nan & t_nan, False, diff > tol)
+            skew = report.features.setdefault(name, FeatureSkew())
+            skew.rows += len(idx)
+            skew.mismatches += int(bad.sum())
+            for k in np.flatnonzero(bad)[np.argsort(-diff[bad], kind="stable")][: cfg.examples]:
+                row = rows.iloc[k]
+                skew.worst.append({
+                    c.REQUEST_ID: str(row[c.REQUEST_ID]), c.POST_ID: int(row[c.POST_ID]),
+                    c.VIEWER_ID: int(row[c.VIEWER_ID]), c.MODEL_VERSION: str(label),
+                    "served": None if s_nan[k] else float(s[k]),
+                    "training": None if t_nan[k] else float(t[k]),
+                })
+            skew.worst = sorted(skew.worst, key=_gap, reverse=True)[: cfg.examples]
+    report.requests += len(requests)
+    return report
+
+
+def _gap(example: dict[str, Any]) -> float:
+    if example["served"] is None or example["training"] is None:
+        return float("inf")
+    return abs(example["served"] - example["training"])
+
+
+def check_day(lake_dir: Path, day: str, store: FeatureStore, names_of: FeatureNames,
+              cfg: SkewConfig | None = None) -> SkewReport:
+    """The skew report of one day's served impressions (nothing served by a model: an empty report
+    that passes, saying so)."""
+    cfg = cfg or SkewConfig.load()
+    served, skipped, n_scored = served_impressions(Path(lake_dir), day, cfg)
+    report = SkewReport(day, cfg.max_mismatch_rate, scored_rows=n_scored, skipped=skipped)
+    if served.empty:
+        return report
+    entity = served[[c.VIEWER_ID, c.AUTHOR_ID, c.POST_ID]].assign(**{EVENT_TIMESTAMP: served[c.TS]})
+    return compare(served, historical_features(store, entity), names_of, cfg, report)
