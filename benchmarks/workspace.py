@@ -13,6 +13,7 @@ from data.contracts import LOG_TYPES
 from data.lake import partition_days
 from data.settings import Settings, get_settings
 from pipelines.run import ingest_days, prepare_world
+from pipelines.partitions import materialize_day
 
 WORLD = "medium"
 
@@ -53,5 +54,5 @@ def ensure_feature_snapshots(settings: Settings, days: list[str]) -> None:
         for day in days:
             missing = [a for a in feature_assets if day not in feature_days(settings.lake_dir, a.key.path[-1])]
             if missing:
-                dg.materialize(missing, partition_key=day, instance=instance, resources=resources, run_config=QUIET)
+                materialize_day(missing, partition_key=day, instance=instance, resources=resources, run_config=QUIET)
                 print(f"  features {day}: {', '.join(a.key.path[-1] for a in missing)}", flush=True)

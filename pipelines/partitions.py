@@ -16,7 +16,7 @@ from data import lake
 from data.contracts import LOG_TYPES
 
 DAYS = "day"
-daily_partitions = dg.DailyPartitionsDefinition(start_date="2026-10-01", timezone="UTC")
+daily_partitions = dg.DynamicPartitionsDefinition(name=DAYS)
 
 
 def is_day(name: str) -> bool:
@@ -42,8 +42,6 @@ def register_days(instance: dg.DagsterInstance, days: list[str]) -> None:
     bad = [d for d in days if not is_day(d)]
     if bad:
         raise ValueError(f"not a day (YYYY-MM-DD): {bad[:5]}")
-    if not isinstance(daily_partitions, dg.DynamicPartitionsDefinition):
-        return
     new = [d for d in days if not instance.has_dynamic_partition(DAYS, d)]
     if new:
         instance.add_dynamic_partitions(DAYS, new)
@@ -63,3 +61,13 @@ def newest_day_schedule(job: dg.UnresolvedAssetJobDefinition, *, hour: int, name
         return dg.RunRequest(run_key=f"{name}:{day}", partition_key=day)
 
     return _newest_day
+
+
+def materialize_day(assets, *, partition_key: str | None = None, instance: dg.DagsterInstance | None = None,
+                    **kwargs) -> dg.ExecuteInProcessResult:
+    """`dg.materialize` for a landing day: registers the day as a partition first (a test or a
+    script runs days that no sensor has seen)."""
+    instance = instance or dg.DagsterInstance.ephemeral()
+    if partition_key is not None:
+        register_days(instance, [partition_key])
+    return dg.materialize(assets, partition_key=partition_key, instance=instance, **kwargs)

@@ -21,6 +21,7 @@ from pipelines.defs.candidates.assets import (
     candidates_trending,
 )
 from pipelines.resources import build_resources
+from pipelines.partitions import materialize_day
 
 
 def test_candidate_assets_build_state_the_sources_serve(tiny_lake, redis_server):
@@ -30,15 +31,15 @@ def test_candidate_assets_build_state_the_sources_serve(tiny_lake, redis_server)
     client.flushdb()
     resources = build_resources(settings, redis_server.url)
     with dg.DagsterInstance.ephemeral() as instance:
-        rebuilt = dg.materialize([candidates_rebuild], instance=instance, resources=resources,
+        rebuilt = materialize_day([candidates_rebuild], instance=instance, resources=resources,
                                  run_config={"ops": {"candidates__rebuild": {"config": {"day": days[-2]}}}})
         assert rebuilt.success
-        daily = dg.materialize([candidates_fanout, candidates_trending, candidates_embeddings],
+        daily = materialize_day([candidates_fanout, candidates_trending, candidates_embeddings],
                                partition_key=days[-1], instance=instance, resources=resources)
         assert daily.success
         checks = daily.get_asset_check_evaluations()
         assert [c.check_name for c in checks] == ["events_reconcile"] and checks[0].passed
-        again = dg.materialize([candidates_fanout], partition_key=days[-1], instance=instance, resources=resources)
+        again = materialize_day([candidates_fanout], partition_key=days[-1], instance=instance, resources=resources)
         meta = again.get_asset_materialization_events()[0].materialization.metadata
         assert meta["applied"].value == 0  # a finished day is a no-op (checkpoint)
 

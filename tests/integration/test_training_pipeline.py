@@ -1,6 +1,7 @@
 """The training asset group on the tiny world: training sets through Feast, both rankers per
 surface logged and registered in a real MLflow (SQLite) registry, evaluation against baselines and
-the oracle, the blocking promotion check, the champion alias, and the simulated A/B."""
+the oracle, the blocking promotion gate (baselines, then the champion), the champion alias, and the
+simulated A/B."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from pipelines.defs.features.assets import feast_registry, feature_assets
 from pipelines.defs.training.assets import training_assets, training_examples
 from pipelines.resources import TrainingConfigResource, build_resources
+from pipelines.partitions import materialize_day
 from training import tracking
 from training.config import DEFAULT_PATH, TrainingConfig
 from training.train import load_split
@@ -36,11 +38,11 @@ def trained(tiny_lake, redis_server, tmp_path_factory):
                  "training_config": TrainingConfigResource(path=str(config))}
     instance = dg.DagsterInstance.ephemeral()
     for day in summary.days[:-1]:
-        assert dg.materialize(feature_assets, partition_key=day, instance=instance, resources=resources).success
-    assert dg.materialize([feast_registry], instance=instance, resources=resources).success
+        assert materialize_day(feature_assets, partition_key=day, instance=instance, resources=resources).success
+    assert materialize_day([feast_registry], instance=instance, resources=resources).success
     for day in summary.days[1:]:
-        assert dg.materialize([training_examples], partition_key=day, instance=instance, resources=resources).success
-    first = dg.materialize(training_assets[1:], partition_key=summary.days[-1],
+        assert materialize_day([training_examples], partition_key=day, instance=instance, resources=resources).success
+    first = materialize_day(training_assets[1:], partition_key=summary.days[-1],
                            instance=instance, resources=resources, raise_on_error=False)
     yield settings, summary, resources, instance, first, TrainingConfig.load(config)
     instance.dispose()
@@ -51,9 +53,15 @@ def test_first_run_trains_evaluates_promotes_and_runs_the_ab(trained):
     assert result.success
     checks = {c.asset_key.path[1]: c for c in result.get_asset_check_evaluations()}
     assert set(checks) == {"home", "explore"}
-    assert all(c.passed for c in checks.values())  # no champion yet: promoted
+    assert all(c.passed for c in checks.values())
     for surface in ("home", "explore"):
         report = result.output_for_node(f"training__{surface}__evaluation")
+        # the gate: no champion yet, so promoted only because both baselines were beaten by the margin
+        decision, ours = report["promotion"], report["rankers"][report["challenger_kind"]]["ndcg10_realised"]
+        assert decision["promoted"] and "no champion yet" in decision["reason"]
+        for baseline in ("chronological", "popularity"):
+            assert ours > decision[f"{baseline}_metric"] + decision["baseline_margin"]
+            assert decision[f"{baseline}_metric"] == report["rankers"][baseline]["ndcg10_realised"]
         ndcg = {name: m["ndcg10"] for name, m in report["rankers"].items()}
         assert set(ndcg) >= {"lambdarank", "value_model", "chronological", "popularity", "affinity", "random", "oracle"}
         assert ndcg["oracle"] == pytest.approx(1.0)
@@ -74,7 +82,7 @@ def test_the_ope_assets_judge_the_champion_beside_the_ab_and_log_to_mlflow(train
     from pipelines.defs.training.ope_assets import ope_assets
 
     settings, summary, resources, instance, first, _ = trained
-    result = dg.materialize(ope_assets, partition_key=summary.days[-1], instance=instance, resources=resources)
+    result = materialize_day(ope_assets, partition_key=summary.days[-1], instance=instance, resources=resources)
     assert result.success
     events = {e.asset_key.path[1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
     assert set(events) == {"home", "explore"}
@@ -120,7 +128,7 @@ def test_an_identical_challenger_does_not_take_the_champion_alias(trained):
     settings, summary, resources, instance, _, _ = trained
     client = resources["mlflow"].client()
     before = client.get_model_version_by_alias("feed_ranker", "champion").version
-    again = dg.materialize(training_assets[1:], partition_key=summary.days[-1],
+    again = materialize_day(training_assets[1:], partition_key=summary.days[-1],
                            instance=instance, resources=resources, raise_on_error=False)
     checks = {c.asset_key.path[1]: c for c in again.get_asset_check_evaluations()}
     assert not checks["home"].passed  # same data, same seed: equal, not better
@@ -135,7 +143,7 @@ def test_an_identical_challenger_does_not_take_the_champion_alias(trained):
 
 def test_training_without_examples_fails_with_a_clear_message(trained):
     _, _, resources, instance, _, _ = trained
-    result = dg.materialize(training_assets[1:2], partition_key="2026-11-15", instance=instance,
+    result = materialize_day(training_assets[1:2], partition_key="2026-11-15", instance=instance,
                             resources=resources, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")

@@ -33,6 +33,7 @@ from pipelines.defs.candidates.assets import (
 )
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
 from pipelines.resources import build_resources
+from pipelines.partitions import materialize_day
 from serving.app import RankingApp, wait_ready
 from serving.clock import Clock
 from serving.config import ServingConfig
@@ -52,12 +53,12 @@ def platform(tiny_lake, redis_server, tmp_path_factory):
     redis.Redis.from_url(redis_url).flushdb()
     resources = build_resources(settings, redis_url)
     with dg.DagsterInstance.ephemeral() as instance:
-        assert dg.materialize(feature_assets, partition_key=days[-1], instance=instance, resources=resources).success
-        assert dg.materialize([feast_registry], instance=instance, resources=resources).success
-        assert dg.materialize([feast_online], partition_key=days[-1], instance=instance, resources=resources).success
-        assert dg.materialize([candidates_rebuild], instance=instance, resources=resources,
+        assert materialize_day(feature_assets, partition_key=days[-1], instance=instance, resources=resources).success
+        assert materialize_day([feast_registry], instance=instance, resources=resources).success
+        assert materialize_day([feast_online], partition_key=days[-1], instance=instance, resources=resources).success
+        assert materialize_day([candidates_rebuild], instance=instance, resources=resources,
                               run_config={"ops": {"candidates__rebuild": {"config": {"day": days[-2]}}}}).success
-        assert dg.materialize([candidates_fanout, candidates_trending, candidates_social, candidates_embeddings],
+        assert materialize_day([candidates_fanout, candidates_trending, candidates_social, candidates_embeddings],
                               partition_key=days[-1], instance=instance, resources=resources).success
     home = tmp_path_factory.mktemp("serving")
     next_day = (date.fromisoformat(days[-1]) + timedelta(days=1)).isoformat()

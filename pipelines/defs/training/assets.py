@@ -24,7 +24,7 @@ import dagster as dg
 from data import columns as c
 from pipelines.defs.features.assets import REGISTRY_KEY, feature_key
 from pipelines.defs.ingest.assets import lake_key
-from pipelines.partitions import daily_partitions
+from pipelines.partitions import daily_partitions, newest_day_schedule
 from pipelines.resources import FeastResource, MlflowResource, TrainingConfigResource, WorkspaceResource
 from features.tables import TABLES
 from training import plots, tracking
@@ -291,7 +291,7 @@ training_job = dg.define_asset_job(
     description="Train, evaluate and (if it wins) promote both rankers for one test day.",
 )
 # The day after T, once T's late events and engagements have landed. Off until switched on.
-training_schedule = dg.build_schedule_from_partitioned_job(training_job, hour_of_day=6, minute_of_hour=0)
+training_schedule = newest_day_schedule(training_job, hour=6, name="training_schedule")
 
 
 def surface_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
