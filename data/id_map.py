@@ -9,6 +9,7 @@ lake/id_map/<log_type>/dt=<YYYY-MM-DD>/*.parquet    entity, log_type, column, or
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from data import columns as c
 
@@ -37,6 +39,15 @@ def root_dir(lake_dir: Path) -> Path:
 
 def partition_dir(lake_dir: Path, log_type: str, day: str) -> Path:
     return root_dir(lake_dir) / log_type / f"{c.DT}={day}"
+
+
+def write_empty_partition(lake_dir: Path, log_type: str, day: str) -> None:
+    """Replace one partition by an empty one (a day whose ids are all native), as Spark would."""
+    folder = partition_dir(lake_dir, log_type, day)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    pq.write_table(SCHEMA.empty_table(), folder / "part-00000.parquet")
+    (folder / "_SUCCESS").touch()
 
 
 def _read(folder: Path, filter_=None) -> pd.DataFrame:

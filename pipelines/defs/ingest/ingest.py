@@ -96,8 +96,8 @@ def ingest_partition(
     vocabulary = vocabulary or load_vocabulary()
     folder = lake.landing_day_dir(landing_dir, log_type, day)
     files = lake.landing_files(landing_dir, log_type, day)
-    if not folder.is_dir():
-        raise IngestError(f"no landing folder for {log_type} on {day}: {folder} does not exist")
+    # A log the export does not carry that day (a team without a blocks log, a graph-only export)
+    # lands as an empty partition: 0 read, 0 landed, and the rest of the house reads "nothing".
     for path in files:
         assert_readable(path)
     report = IngestReport(log_type, day, [str(p) for p in files])
@@ -116,9 +116,12 @@ def ingest_partition(
     rows = v.assign_status(rows, contract, _seen_keys(spark, lake_dir, contract, day))
     rows = rows.persist()
     try:
-        # One pass counts every status and reason, and each bad enum value with it.
-        for row in rows.groupBy(v.STATUS, c.REASON, v.BAD_ENUM_VALUE).count().collect():
+        # One pass counts every status and reason, each bad enum value, and rows with a mapped id.
+        mapped = 0
+        for row in rows.groupBy(v.STATUS, c.REASON, v.BAD_ENUM_VALUE, v.MAPPED).count().collect():
             status, reason, n = row[v.STATUS], row[c.REASON], row["count"]
+            if status in (v.LANDED, v.DUPLICATE) and row[v.MAPPED]:
+                mapped += n
             if status == v.LANDED:
                 report.rows_landed += n
             elif status == v.DUPLICATE:
@@ -137,7 +140,10 @@ def ingest_partition(
         # Overwrite the whole partition: re-running a day replaces it, never appends.
         v.landed_rows(rows, contract).write.mode("overwrite").parquet(report.lake_path)
         v.quarantined_rows(rows).coalesce(1).write.mode("overwrite").parquet(report.quarantine_path)
-        v.id_map_rows(rows, contract).coalesce(1).write.mode("overwrite").parquet(report.id_map_path)
+        if mapped:
+            v.id_map_rows(rows, contract).coalesce(1).write.mode("overwrite").parquet(report.id_map_path)
+        else:  # native ids only (the common case): no Spark job for an empty map
+            id_map.write_empty_partition(lake_dir, log_type, day)
     finally:
         rows.unpersist()
     return report

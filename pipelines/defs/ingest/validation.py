@@ -17,13 +17,12 @@ Time rules are relative to the landing day only: no calendar date is special.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from functools import reduce
 
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-
-from functools import reduce
 
 from data import columns as c
 from data.contracts import ID_ENTITIES, REFERENCED_IDS, LogContract
@@ -36,6 +35,7 @@ STATUS = "_status"
 _CORRUPT = "_corrupt_record"
 _ORDER = "_order"
 BAD_ENUM_VALUE = "_bad_enum_value"  # the offending value of a bad_enum row (to report), else null
+MAPPED = "_mapped"  # some id of the row is in the hashed range: the id map has work to do
 
 
 def _raw_id(column: str) -> str:
@@ -116,6 +116,10 @@ def parse_lines(
         c.SOURCE_FILE,
         _ORDER,
         bad_value.alias(BAD_ENUM_VALUE),
+        F.coalesce(
+            reduce(Column.__or__, [typed[name] >= F.lit(HASHED_BASE) for name in contract.id_columns]),
+            F.lit(False),
+        ).alias(MAPPED),
         *[F.col(f"_j.{name}").alias(_raw_id(name)) for name in contract.id_columns],
     )
 
