@@ -142,11 +142,13 @@ def test_an_unreadable_file_fails_the_partition_naming_the_file(spark, world):
         ingest_partition(spark, "engagements", DAY, landing, lake_dir)
 
 
-def test_a_missing_landing_folder_fails_naming_it(spark, world):
+def test_a_log_the_export_does_not_carry_lands_as_an_empty_partition(spark, world):
     landing, lake_dir = world
     ingest_days(spark, landing, lake_dir)
-    with pytest.raises(IngestError, match="no landing folder for blocks"):
-        ingest_partition(spark, "blocks", DAY, landing, lake_dir)
+    assert not lake.landing_day_dir(landing, "blocks", DAY).exists()
+    report = ingest_partition(spark, "blocks", DAY, landing, lake_dir)
+    assert (report.rows_read, report.rows_landed, report.reconciles) == (0, 0, True)
+    assert lake.partition_days(lake_dir, "blocks") == [DAY]
 
 
 def test_ingesting_before_the_referenced_log_fails_naming_the_missing_input(spark, world):
