@@ -371,7 +371,7 @@ def start_ranking_service(settings: Settings, redis_url: str, day: str) -> subpr
 
 def sample_viewer(settings: Settings, day: str) -> int:
     """A viewer who follows someone as of `day` (an export without impressions has viewers too)."""
-    from candidate_gen.rebuild import viewers_with_followees
+    from candidate_gen.viewers import viewers_with_followees
 
     viewers = viewers_with_followees(settings.lake_dir, day, 1)
     if not len(viewers):
