@@ -40,7 +40,7 @@ from data.world import WorldSummary, generate_world
 from pipelines.defs.candidates.assets import FANOUT_KEY, candidate_assets, candidates_rebuild
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
 from pipelines.defs.ingest.assets import ingest_assets
-from pipelines.defs.training.assets import training_assets, training_examples
+from pipelines.defs.training.assets import surface_outcomes, training_assets, training_examples
 from pipelines.partitions import landing_days, register_days
 from pipelines.resources import build_resources
 
@@ -229,14 +229,7 @@ def train_and_promote(
                 and e.event_specific_data.error.cls_name != "DagsterAssetCheckFailedError"]
     if failures:
         raise RuntimeError(f"training failed: {failures[0].step_key}: {failures[0].message}")
-    out: dict = {"test_day": test_day, "seconds": seconds, "surfaces": {}}
-    for surface in ("home", "explore"):
-        evaluation = result.output_for_node(f"training__{surface}__evaluation")
-        decision = evaluation["promotion"]
-        ab = (result.output_for_node(f"training__{surface}__ab_test")
-              if decision.get("promoted") else {"skipped": "not promoted"})
-        out["surfaces"][surface] = {"evaluation": evaluation, "decision": decision, "ab_test": ab}
-    return out
+    return {"test_day": test_day, "seconds": seconds, "surfaces": surface_outcomes(result)}
 
 
 def build_candidates(
@@ -301,6 +294,9 @@ def sample_candidates(settings: Settings, redis_url: str, day: str) -> str:
 def format_metrics_table(training: dict) -> str:
     lines = []
     for surface, s in training["surfaces"].items():
+        if "evaluation" not in s:
+            lines += [f"{surface}: skipped: {s.get('skipped')}", ""]
+            continue
         ev = s["evaluation"]
         lines.append(f"{surface}: test day {training['test_day']}, {ev['requests']:,} requests, "
                      f"challenger {ev['model_name']} v{ev['challenger_version']} ({ev['challenger_kind']})")
@@ -314,6 +310,8 @@ def format_metrics_table(training: dict) -> str:
         d = s["decision"]
         lines.append(f"  promotion: {'PROMOTED' if d.get('promoted') else 'kept champion'} ({d.get('reason')})")
         ab = s["ab_test"]
+        if "skipped" in ab:
+            lines.append(f"  simulated A/B: skipped ({ab['skipped']})")
         if "engagements" in ab:
             e = ab["engagements"]
             lines.append(f"  simulated A/B vs chronological: engagements/session {e['lift_pct']:+.1f}% "
