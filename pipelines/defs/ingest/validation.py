@@ -85,8 +85,10 @@ def parse_lines(
         F.when(F.col(f"_j.{name}").isNull(), F.lit(f"missing_required:{name}"))
         for name in contract.required
     ]
+    raw = {f.name: F.col(f"_j.{f.name}") for f in contract.schema}
+    # Ids take a JSON integer or string (data.ids); every other column is cast to its type.
     typed = {
-        f.name: spark_id(F.col(f"_j.{f.name}")) if f.name in ID_ENTITIES else _typed(F.col(f"_j.{f.name}"), f.type)
+        f.name: (spark_id(raw[f.name]) if f.name in ID_ENTITIES else _typed(raw[f.name], f.type))
         for f in contract.schema
     }
     rules += [
@@ -106,8 +108,8 @@ def parse_lines(
 
     reason = F.coalesce(*rules)
     bad_value = F.coalesce(
-        F.lit(None).cast("string"),
         *[F.when(reason == f"bad_enum:{name}", typed[name]) for name in enums],
+        F.lit(None).cast("string"),  # a log without enums
     )
     return parsed.select(
         *[expr.alias(name) for name, expr in typed.items()],
@@ -120,7 +122,7 @@ def parse_lines(
             reduce(Column.__or__, [typed[name] >= F.lit(HASHED_BASE) for name in contract.id_columns]),
             F.lit(False),
         ).alias(MAPPED),
-        *[F.col(f"_j.{name}").alias(_raw_id(name)) for name in contract.id_columns],
+        *[raw[name].alias(_raw_id(name)) for name in contract.id_columns],
     )
 
 
