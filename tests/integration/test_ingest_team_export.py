@@ -17,6 +17,7 @@ from data.vocabulary import load_vocabulary
 from pipelines.defs.ingest.assets import ingest_assets
 from pipelines.partitions import register_days
 from pipelines.resources import build_resources
+from pipelines.partitions import materialize_day
 from tests.builders import engagement, follow, impression, post, user, write_jsonl
 
 pytestmark = pytest.mark.spark
@@ -64,7 +65,7 @@ def materialize(settings: Settings) -> dict[tuple[str, str], dict]:
     with dg.DagsterInstance.ephemeral() as instance:
         register_days(instance, [D1, D2])
         for day in (D1, D2):
-            result = dg.materialize(ingest_assets, partition_key=day, instance=instance,
+            result = materialize_day(ingest_assets, partition_key=day, instance=instance,
                                     resources=build_resources(settings), raise_on_error=False)
             for event in result.get_asset_materialization_events():
                 meta = {k: v.value for k, v in event.materialization.metadata.items()}

@@ -10,7 +10,8 @@ def test_defaults_are_embedded_and_under_the_workspace(tmp_path: Path):
     assert s.home == tmp_path.resolve()
     assert (s.world, s.serve, s.redis_url, s.spark_master) == ("small", True, None, "local[*]")
     assert s.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
-    assert s.landing_dir == s.home / "landing" and s.lake_dir == s.home / "lake"
+    # an empty workspace runs the simulated world, in a folder of its own
+    assert s.source == "simulator" and s.landing_dir == s.world_dir / "landing" and s.lake_dir == s.home / "lake"
 
 
 def test_environment_overrides_every_endpoint(tmp_path: Path):
