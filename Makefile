@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run test test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade ui mlflow-ui feast clean
+.PHONY: help setup run test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
@@ -34,10 +34,13 @@ run: setup
 	$(PY) -m pipelines.run
 
 test: setup
-	$(UV) run --frozen pytest
+	$(UV) run --frozen pytest -m "not e2e"
+
+test-e2e: setup  # a team's export and a graph-only export through `make run` (tests/slow/test_bring_your_own_logs.py)
+	$(UV) run --frozen pytest -m e2e
 
 test-fast: setup
-	$(UV) run --frozen pytest -m "not slow"
+	$(UV) run --frozen pytest -m "not slow and not e2e"
 
 bench: bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade
 
