@@ -17,6 +17,7 @@ from data import columns as c
 from pipelines.defs.training.assets import surface_outcomes, training_assets
 from pipelines.partitions import register_days
 from pipelines.resources import MlflowResource, TrainingConfigResource, WorkspaceResource
+from pipelines.partitions import materialize_day
 from serving.config import ServingConfig
 from serving.heuristic import HeuristicScorer
 from serving.model_store import NO_CHAMPION, ModelStore, registry_loader, registry_lookup
@@ -55,7 +56,7 @@ def team(tmp_path, recency_clicks: bool):
 def train(resources) -> dg.ExecuteInProcessResult:
     instance = dg.DagsterInstance.ephemeral()
     register_days(instance, DAYS)
-    return dg.materialize(training_assets[1:], partition_key=DAYS[-1], instance=instance, resources=resources,
+    return materialize_day(training_assets[1:], partition_key=DAYS[-1], instance=instance, resources=resources,
                           raise_on_error=False)
 
 
