@@ -18,7 +18,7 @@ from candidate_gen.fanout import FanoutWorker, StateLostError
 from candidate_gen.rebuild import rebuild_all, rebuild_viewer
 from data import lake
 from pipelines.defs.ingest.assets import lake_key
-from pipelines.partitions import daily_partitions
+from pipelines.partitions import daily_partitions, newest_day_schedule
 from features.tables import RELATIONSHIP
 from pipelines.defs.features.assets import feature_key
 from pipelines.resources import CandidateConfigResource, CandidatesDirResource, RedisResource, WorkspaceResource
@@ -169,4 +169,4 @@ candidates_job = dg.define_asset_job(
     "Explore builders.",
 )
 # After the day has landed and its features are computed. Off until switched on.
-candidates_schedule = dg.build_schedule_from_partitioned_job(candidates_job, hour_of_day=3, minute_of_hour=0)
+candidates_schedule = newest_day_schedule(candidates_job, hour=3, name="candidates_schedule")
