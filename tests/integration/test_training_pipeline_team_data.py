@@ -15,9 +15,8 @@ import dagster as dg
 from candidate_gen.records import Candidate
 from data import columns as c
 from pipelines.defs.training.assets import surface_outcomes, training_assets
-from pipelines.partitions import register_days
-from pipelines.resources import MlflowResource, TrainingConfigResource, WorkspaceResource
 from pipelines.partitions import materialize_day
+from pipelines.resources import MlflowResource, TrainingConfigResource, WorkspaceResource
 from serving.config import ServingConfig
 from serving.heuristic import HeuristicScorer
 from serving.model_store import NO_CHAMPION, ModelStore, registry_loader, registry_lookup
@@ -54,10 +53,7 @@ def team(tmp_path, recency_clicks: bool):
 
 
 def train(resources) -> dg.ExecuteInProcessResult:
-    instance = dg.DagsterInstance.ephemeral()
-    register_days(instance, DAYS)
-    return materialize_day(training_assets[1:], partition_key=DAYS[-1], instance=instance, resources=resources,
-                          raise_on_error=False)
+    return materialize_day(training_assets[1:], partition_key=DAYS[-1], resources=resources, raise_on_error=False)
 
 
 def test_click_only_home_trains_and_is_promoted_while_the_empty_explore_is_skipped(tmp_path):
