@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from candidate_gen.keys import Keys
+from features.celebrity import CelebrityRule
 
 DEFAULT_PATH = Path(__file__).with_name("config.toml")
 DAY_MS = 86_400_000
@@ -24,9 +25,6 @@ class FeedConfig:
     ttl_days: float = 14
     max_age_days: float = 7
     author_posts_cap: int = 200
-    celebrity_followers: int | None = None  # None: derived from the follower distribution
-    celebrity_percentile: float = 99.0
-    celebrity_min_followers: int = 100
     seen_cap: int = 2000
     seen_ttl_days: float = 3
 
@@ -64,6 +62,9 @@ class CandidateConfig:
     fanout: FanoutConfig = field(default_factory=FanoutConfig)
     sources: dict[str, SourceConfig] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    # Who is pulled at read instead of fanned out: the features' rule (features/config.toml), so
+    # the feed's celebrities are the accounts the model knows as `author__is_celebrity`.
+    celebrity: CelebrityRule = field(default_factory=CelebrityRule.load)
 
     @property
     def keys(self) -> Keys:
@@ -79,8 +80,10 @@ class CandidateConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CandidateConfig:
         feed = dict(raw.get("feed", {}))
-        if feed.get("celebrity_followers") in ("", None):
-            feed["celebrity_followers"] = None
+        moved = sorted(k for k in feed if k.startswith("celebrity_"))
+        if moved:
+            raise ValueError(f"[feed] {moved}: the celebrity rule is shared with the features and lives "
+                             "in features/config.toml [celebrity] (followers, percentile, min_followers)")
         sources = {n: SourceConfig(**v) for n, v in raw.get("sources", {}).items()}
         return cls(
             feed=FeedConfig(**feed),
@@ -99,3 +102,10 @@ class CandidateConfig:
         from dataclasses import replace
 
         return replace(self, feed=replace(self.feed, **changes))
+
+    def with_celebrity(self, **changes: Any) -> CandidateConfig:
+        """A copy with the celebrity rule changed (tests, benchmarks; production edits
+        features/config.toml, which the features read too)."""
+        from dataclasses import replace
+
+        return replace(self, celebrity=replace(self.celebrity, **changes))

@@ -4,8 +4,10 @@ or for one viewer.
 `rebuild_all` replays every lake day up to `day` through the fan-out worker itself in graph-only
 mode (the graph, privacy, blocks, author post sets, tombstones: the very code that runs daily, so a
 rebuilt state equals a replayed one), then decides the celebrity set from the follower
-distribution, then builds the Home caches of the viewers active in the cache TTL, server-side, and
-the already-seen sets from recent impressions.
+distribution (the rule shared with the author features, features.celebrity), then builds the Home
+caches, server-side, of every account that follows someone and of the viewers active in the cache
+TTL (a graph-only export has no impressions: its followers are its viewers), and the already-seen
+sets from recent impressions.
 
 `rebuild_viewer` replays one viewer's follow history (with the privacy history of the accounts it
 concerns) into a scratch key namespace through the same worker, and swaps the result in.
@@ -56,15 +58,6 @@ def lake_days(lake_dir: Path, day: str) -> list[str]:
     return sorted(days)
 
 
-def celebrity_threshold(follower_counts: np.ndarray, cfg: CandidateConfig) -> int:
-    """The configured threshold, or the percentile of follower counts (floored)."""
-    if cfg.feed.celebrity_followers is not None:
-        return int(cfg.feed.celebrity_followers)
-    counts = follower_counts[follower_counts > 0]
-    derived = int(np.ceil(np.percentile(counts, cfg.feed.celebrity_percentile))) if len(counts) else 0
-    return max(derived, cfg.feed.celebrity_min_followers)
-
-
 def active_viewers(lake_dir: Path, day: str, days_back: float) -> np.ndarray:
     """Viewers with an impression landed in the last `days_back` days up to `day`."""
     first = (pd.Timestamp(day) - pd.Timedelta(days=max(int(days_back) - 1, 0))).strftime("%Y-%m-%d")
@@ -98,7 +91,9 @@ def rebuild_all(lake_dir: Path, day: str, client: redis.Redis, cfg: CandidateCon
     now_ms = _day_end_ms(day)
 
     threshold, celebs = set_celebrities(client, cfg, worker.users)
-    viewers = active_viewers(lake_dir, day, cfg.feed.ttl_days)
+    active = active_viewers(lake_dir, day, cfg.feed.ttl_days)
+    following = following_someone(client, cfg, worker.users)
+    viewers = np.union1d(active, np.asarray(following, dtype=np.int64))
     feed_posts = build_feeds(client, cfg, viewers, now_ms)
     seen = load_seen(lake_dir, day, client, cfg)
     client.hset(keys.meta, mapping={"built_through": day, "celebrity_followers": threshold})
@@ -107,9 +102,19 @@ def rebuild_all(lake_dir: Path, day: str, client: redis.Redis, cfg: CandidateCon
         "day": day, "flushed_keys": flushed, "replayed_events": replay.events,
         "replay_skipped": dict(replay.skipped), "users": len(worker.users),
         "celebrity_followers": threshold, "celebrities": len(celebs),
-        "feeds_built": int(len(viewers)), "feed_posts": int(feed_posts), "seen_rows": seen,
+        "feeds_built": int(len(viewers)), "feeds_of_followers": len(following),
+        "feeds_of_active_viewers": int(len(active)), "feed_posts": int(feed_posts), "seen_rows": seen,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def following_someone(client: redis.Redis, cfg: CandidateConfig, users: set[int]) -> list[int]:
+    """Accounts of the replayed state with at least one followee (pending requests do not count)."""
+    ids = sorted(users)
+    pipe = client.pipeline(transaction=False)
+    for u in ids:
+        pipe.scard(cfg.keys.following(u))
+    return [u for u, n in zip(ids, pipe.execute() if ids else [], strict=True) if n > 0]
 
 
 def set_celebrities(client: redis.Redis, cfg: CandidateConfig, users: set[int]) -> tuple[int, list[int]]:
@@ -120,7 +125,7 @@ def set_celebrities(client: redis.Redis, cfg: CandidateConfig, users: set[int]) 
     for u in ids:
         pipe.scard(keys.followers(u))
     counts = np.asarray(pipe.execute(), dtype=np.int64)
-    threshold = celebrity_threshold(counts, cfg)
+    threshold = cfg.celebrity.threshold(counts)  # the rule the author features use too
     celebs = [u for u, n in zip(ids, counts, strict=True) if n >= threshold]
     client.delete(keys.celebs)
     if celebs:

@@ -8,6 +8,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from data import columns as c
+from features.celebrity import CelebrityRule
 from features.jobs.inputs import (
     age_days,
     day_end,
@@ -22,14 +23,14 @@ from features.tables import AUTHOR, EVENT_TIMESTAMP
 WINDOW_DAYS = 28
 RATE_PRIOR_IMPRESSIONS = 100.0  # smoothing: an author with few impressions leans on the global rate
 RATED = ("like", "comment", "share", "save", "negative")
-# Celebrity: followed by at least this share of all users (and never fewer than the floor).
-CELEBRITY_MIN_SHARE = 0.01
-CELEBRITY_MIN_FOLLOWERS = 50
 INPUTS = ("users", "posts", "follows", "engagements", "impressions")
 
 
-def celebrity_threshold(n_users: int) -> int:
-    return max(CELEBRITY_MIN_FOLLOWERS, int(CELEBRITY_MIN_SHARE * n_users))
+def celebrity_threshold(rows: DataFrame, rule: CelebrityRule) -> int:
+    """The shared rule (features.celebrity) on the users' follower counts, sent to the driver as a
+    histogram (count -> accounts)."""
+    hist = rows.where(F.col("follower_count") > 0).groupBy("follower_count").count().collect()
+    return rule.threshold_from_histogram([r["follower_count"] for r in hist], [r["count"] for r in hist])
 
 
 def impressions_with_posts(spark: SparkSession, lake_dir: Path, day: str, lookback_days: int) -> DataFrame:
@@ -42,10 +43,10 @@ def impressions_with_posts(spark: SparkSession, lake_dir: Path, day: str, lookba
     return imps.join(F.broadcast(posts), on=c.POST_ID, how="inner")
 
 
-def compute(spark: SparkSession, lake_dir: Path, day: str) -> DataFrame:
+def compute(spark: SparkSession, lake_dir: Path, day: str, rule: CelebrityRule | None = None) -> DataFrame:
     require_partitions(lake_dir, day, INPUTS)
+    rule = rule or CelebrityRule.load()
     users = latest_users(spark, lake_dir, day)
-    n_users = users.count()
     edges = follow_edges(spark, lake_dir, day)
     followers = edges.groupBy(F.col(c.FOLLOWEE_ID).alias(c.AUTHOR_ID)).agg(
         F.count("*").alias("follower_count")
@@ -91,7 +92,7 @@ def compute(spark: SparkSession, lake_dir: Path, day: str) -> DataFrame:
     derived = {
         **rates,
         "mean_dwell_ms": F.coalesce(F.col("mean_dwell_ms"), F.lit(0.0)),
-        "is_celebrity": (F.col("follower_count") >= celebrity_threshold(n_users)).cast("float"),
+        "is_celebrity": (F.col("follower_count") >= celebrity_threshold(rows, rule)).cast("float"),
         "is_private": F.col(c.IS_PRIVATE).cast("float"),
         "is_verified": F.col(c.IS_VERIFIED).cast("float"),
     }

@@ -12,9 +12,10 @@ T0 = 1_790_000_000_000  # an epoch-ms instant in the simulated October
 HOUR = 3_600_000
 
 
-def fresh_config(**feed) -> CandidateConfig:
-    base = {"key_prefix": f"t{uuid.uuid4().hex[:8]}:", "celebrity_followers": 3, **feed}
-    return CandidateConfig.load().with_feed(**base)
+def fresh_config(celebrity_followers: int | None = 3, **feed) -> CandidateConfig:
+    """A fresh key prefix; celebrities from 3 followers (None: the shared rule's derived threshold)."""
+    base = {"key_prefix": f"t{uuid.uuid4().hex[:8]}:", **feed}
+    return CandidateConfig.load().with_feed(**base).with_celebrity(followers=celebrity_followers)
 
 
 def dump(client: redis.Redis, cfg: CandidateConfig, skip: tuple[str, ...] = ("ckpt:", "meta")) -> dict:
