@@ -8,6 +8,10 @@ authors into their *recent* posts (`keys.author_posts(a)`, kept live by the fan-
 Daily: `train_embeddings(lake, day, cfg)`, `save(model, <LOUPE_HOME>/candidates/embeddings/dt=<day>/)`,
 `publish_viewer_vectors(model, client, cfg)`; serving processes `load(folder)` the index.
 
+With nothing to learn from (no positive engagement in the window: a graph-only export, a team
+without engagement logs) the day's model is *switched off*: saved like any other, empty, with the
+reason in `disabled`; the embedding source then reports itself disabled with that reason.
+
 Viewer vectors are unit length (a score means the same for every viewer); author vectors keep ALS's
 norm, which carries how broadly an author is engaged with. On the medium world, making them unit
 (cosine) dropped next-day recall of out-of-network engaged authors at 50 from 27% to 0.05%: cosine
@@ -97,6 +101,10 @@ class EmbeddingConfig:
         return cls.from_section(cfg.section("embeddings"))
 
 
+class NothingToLearn(ValueError):
+    """No positive (viewer, author) pair in the window: there is no embedding to learn."""
+
+
 @dataclass
 class EmbeddingModel:
     """One day's embeddings: unit viewer vectors (published to Redis) and the author index."""
@@ -108,6 +116,17 @@ class EmbeddingModel:
     index: faiss.Index  # IndexIDMap over the author vectors: search returns author ids
     params: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
+    disabled: str | None = None  # why this day's model is switched off (empty), else None
+
+    @classmethod
+    def switched_off(cls, day: str, reason: str, conf: EmbeddingConfig | None = None,
+                     counts: dict[str, Any] | None = None) -> EmbeddingModel:
+        """An empty model that says why there is none: the source serves nothing and says so."""
+        dim = (conf or EmbeddingConfig()).factors
+        return cls(day=day, viewer_ids=np.zeros(0, dtype=np.int64),
+                   viewer_vectors=np.zeros((0, dim), dtype=np.float32), author_ids=np.zeros(0, dtype=np.int64),
+                   index=faiss.IndexIDMap(faiss.IndexFlatIP(dim)), params=asdict(conf or EmbeddingConfig()),
+                   counts=dict(counts or {}), disabled=reason)
 
     @property
     def dim(self) -> int:
@@ -226,13 +245,17 @@ def build_author_index(author_ids: np.ndarray, vectors: np.ndarray, conf: Embedd
 
 def train_embeddings(lake_dir: Path, day: str, cfg: CandidateConfig) -> EmbeddingModel:
     """Learn viewer and author embeddings from the engagements landed in the `window_days` ending
-    `day` (dt <= day: nothing of later days leaks in), and index the authors."""
+    `day` (dt <= day: nothing of later days leaks in), and index the authors. Without a positive
+    engagement to learn from, the model is switched off with the reason (`disabled`)."""
     conf = EmbeddingConfig.of(cfg)
     started = time.perf_counter()
     cols = [c.VIEWER_ID, c.AUTHOR_ID, c.TYPE, c.VALUE, c.TS]
     engagements = read_days(Path(lake_dir), ENGAGEMENTS, _first_day(day, conf.window_days), day, cols)
     read_s = time.perf_counter() - started
-    model = fit_embeddings(engagements, day, conf)
+    try:
+        model = fit_embeddings(engagements, day, conf)
+    except NothingToLearn as exc:
+        model = EmbeddingModel.switched_off(day, str(exc), conf, {"engagements": len(engagements)})
     model.counts["read_s"] = round(read_s, 3)
     return model
 
@@ -242,7 +265,10 @@ def fit_embeddings(engagements: pd.DataFrame, day: str, conf: EmbeddingConfig) -
     index. The seed and thread count are fixed, so the same rows and config give the same vectors."""
     pairs = pair_weights(engagements, day, conf)
     if len(pairs) == 0:
-        raise ValueError(f"no positive engagements to learn embeddings from (day {day})")
+        raise NothingToLearn(
+            f"no positive engagements to learn embeddings from in the {conf.window_days} days up to {day} "
+            f"({len(engagements)} engagement rows; a pair counts when its weighted engagements are positive "
+            f"and its author has at least {conf.min_author_viewers} distinct viewers)")
     matrix, viewer_ids, author_ids = confidence_matrix(pairs, conf)
 
     fit_started = time.perf_counter()
@@ -276,7 +302,8 @@ def save(model: EmbeddingModel, folder: Path) -> Path:
     np.save(folder / VIEWER_IDS, model.viewer_ids)
     np.save(folder / VIEWER_VECTORS, model.viewer_vectors)
     np.save(folder / AUTHOR_IDS, model.author_ids)
-    meta = {"day": model.day, "dim": model.dim, "params": model.params, "counts": model.counts}
+    meta = {"day": model.day, "dim": model.dim, "params": model.params, "counts": model.counts,
+            "disabled": model.disabled}
     (folder / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
     return folder
 
@@ -292,6 +319,7 @@ def load(folder: Path) -> EmbeddingModel:
         index=faiss.read_index(str(folder / INDEX_FILE)),
         params=meta["params"],
         counts=meta["counts"],
+        disabled=meta.get("disabled"),
     )
 
 

@@ -42,6 +42,7 @@ from candidate_gen.records import member
 from candidate_gen.scripts import LUA_DIR
 from data import columns as c
 from data import lake
+from features.optional_logs import absent
 from features.tables import DECAY_WEIGHTS
 
 HOUR_MS = 3_600_000
@@ -140,8 +141,9 @@ def lookback_first_day(day: str, span_ms: int) -> str:
 
 
 def require_day(lake_dir: Path, day: str, tables: tuple[str, ...] = ("engagements", "posts")) -> None:
-    """Fail (rather than publish empty trends) when the day's lake partitions are not there."""
-    missing = [t for t in tables if day not in lake.partition_days(lake_dir, t)]
+    """Fail (rather than publish empty trends) when the day's lake partitions are not there; a log
+    the export does not have at all (no engagements in a graph-only export) is empty, not missing."""
+    missing = [t for t in tables if day not in lake.partition_days(lake_dir, t) and not absent(lake_dir, t)]
     if missing:
         # Imported here: features.jobs loads pyspark, which the read path must not pay for.
         from features.jobs.inputs import MissingInputError

@@ -4,7 +4,9 @@ switch, cap and timeout, failing open.
 A source is a small class with a `name`, a `config` (SourceConfig) and `fetch(request)` returning
 at most `config.cap` candidates, best first. `run_sources` never raises for a source: a disabled,
 failed or slow source yields a `SourceOutcome` with no candidates and a status the response can
-report (product-mixer's candidate pipelines with `FailOpenPolicy`).
+report (product-mixer's candidate pipelines with `FailOpenPolicy`). A source switched off by its
+data rather than its config (e.g. no embedding model could be learnt) raises `SourceDisabled` with
+the reason: reported `disabled` with that reason, not as a failure.
 """
 
 from __future__ import annotations
@@ -35,13 +37,18 @@ class CandidateSource(Protocol):
 OK, DISABLED, TIMEOUT, ERROR = "ok", "disabled", "timeout", "error"
 
 
+class SourceDisabled(Exception):
+    """Raised by `fetch` when the source has nothing to serve by design (its data switched it
+    off): the message is the reason, reported with status `disabled`."""
+
+
 @dataclass(frozen=True)
 class SourceOutcome:
     name: str
     status: str  # ok | disabled | timeout | error
     candidates: list[Candidate] = field(default_factory=list)
     elapsed_ms: float = 0.0
-    error: str | None = None
+    error: str | None = None  # why it failed, or why it is disabled
 
     @property
     def degraded(self) -> bool:
@@ -74,6 +81,8 @@ def run_sources(sources: list[CandidateSource], request: SourceRequest) -> list[
         try:
             found, elapsed = futures[s.name].result(timeout=max(left, 0.0))
             outcomes.append(SourceOutcome(s.name, OK, found, elapsed))
+        except SourceDisabled as exc:
+            outcomes.append(SourceOutcome(s.name, DISABLED, [], (time.perf_counter() - started) * 1000, str(exc)))
         except FutureTimeout:
             futures[s.name].cancel()
             waited = (time.perf_counter() - started) * 1000

@@ -5,8 +5,10 @@ of the M nearest authors they do not follow, within the max age. The viewer's ve
 same loaded model as the index (each day's ALS is its own space: a vector of another day's model
 would be meaningless against this index); the copies published to Redis are for other readers.
 A viewer without a vector (new, or inactive over the training window) gets nothing here: the
-popular source covers cold viewers. The index is a loaded `EmbeddingModel`, or a callable returning
-the current one, so the daily model can be swapped in without rebuilding the source.
+popular source covers cold viewers. A day's model switched off for want of engagements to learn
+from makes the source report `disabled` with that reason. The index is a loaded `EmbeddingModel`,
+or a callable returning the current one, so the daily model can be swapped in without rebuilding
+the source.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.embeddings import EmbeddingConfig, EmbeddingModel
 from candidate_gen.ranges import RangeReader
 from candidate_gen.records import Candidate, parse_member
-from candidate_gen.sources.base import SourceRequest
+from candidate_gen.sources.base import SourceDisabled, SourceRequest
 
 ModelRef = EmbeddingModel | Callable[[], EmbeddingModel | None] | None
 
@@ -44,6 +46,8 @@ class EmbeddingSource:
         model = self._current()
         if model is None:
             return []
+        if model.disabled:
+            raise SourceDisabled(f"embedding model {model.day} switched off: {model.disabled}")
         viewer = request.viewer_id
         vector = model.viewer_vector(viewer)
         if vector is None:

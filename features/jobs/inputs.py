@@ -2,6 +2,10 @@
 
 Point-in-time rule: the snapshot for day D sees only rows that landed on or before D *and* are
 dated before the end of D. Late rows of D that land on D+1 are picked up by D+1's snapshot.
+
+An export may have no engagement, impression or block log at all (features.optional_logs): such a
+log, absent from the whole lake, reads as empty. A log the lake holds on other days but not on D is
+still a missing input (D's ingest has not run): an error naming it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from pyspark.sql import functions as F
 from data import columns as c
 from data import lake
 from data.contracts import CONTRACTS
-from data.spark import read_lake
+from data.spark import lake_schema, read_lake
+from features.optional_logs import absent
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -34,7 +39,7 @@ def require_partitions(lake_dir: Path, day: str, logs: tuple[str, ...]) -> None:
     missing = [
         str(lake.partition_dir(lake_dir, log, day))
         for log in logs
-        if day not in lake.partition_days(lake_dir, log)
+        if day not in lake.partition_days(lake_dir, log) and not absent(lake_dir, log)
     ]
     if missing:
         raise MissingInputError(f"feature snapshot {day} needs lake partitions that are missing: "
@@ -48,6 +53,8 @@ def read_upto(spark: SparkSession, lake_dir: Path, log: str, day: str, lookback_
         first = (date.fromisoformat(day) - timedelta(days=lookback_days)).isoformat()
         days = [d for d in days if d > first]
     frame = read_lake(spark, lake_dir, log, days)
+    if frame is None and absent(lake_dir, log):
+        frame = spark.createDataFrame([], lake_schema(CONTRACTS[log]))
     if frame is None:
         raise MissingInputError(f"no lake partitions of {log} up to {day}")
     time_column = CONTRACTS[log].time_column

@@ -81,8 +81,16 @@ class PackedViewWriter:
     # --- entry points -------------------------------------------------------------------------
     def pack_window(self, view: str, start: datetime, end: datetime) -> PackStats:
         """Repack the entities whose source rows fall in [start, end] (what `materialize` touched)."""
-        fv = self.store.get_feature_view(view)
-        return self.pack_entities(fv, self._window_entities(fv, start, end))
+        return self.pack_keys(view, self.window_keys(view, start, end))
+
+    def window_keys(self, view: str, start: datetime, end: datetime) -> pa.Table:
+        """The distinct join-key tuples with a source row in [start, end] (Arrow: compact)."""
+        return self._window_keys(self.store.get_feature_view(view), start, end)
+
+    def pack_keys(self, view: str, keys: pa.Table) -> PackStats:
+        """`pack_entities` for a table of join-key columns (from `window_keys`)."""
+        keys = keys.drop_null()  # a row with a null join key names no entity
+        return self.pack_entities(view, {k: keys[k].to_pylist() for k in keys.column_names})
 
     def pack_all(self, view: str) -> PackStats:
         """Repack every entity Feast's Redis store holds under this view's join keys (SCAN)."""
@@ -209,7 +217,7 @@ class PackedViewWriter:
         # -1: no expiry on Feast's key; -2: gone (0 => delete ours too)
         return [None if r == -1 else max(int(r), 0) for r in remaining]
 
-    def _window_entities(self, fv: FeatureView, start: datetime, end: datetime) -> Mapping[str, Sequence[Any]]:
+    def _window_keys(self, fv: FeatureView, start: datetime, end: datetime) -> pa.Table:
         """Distinct join-key tuples in the view's batch source for [start, end] (keys only)."""
         from feast.utils import _get_column_names
 
@@ -231,10 +239,7 @@ class PackedViewWriter:
         mapping = fv.batch_source.field_mapping or {}
         table = table.rename_columns([mapping.get(c, c) for c in table.column_names])
         keys = [e.join_key for e in entities]
-        if not table.num_rows:
-            return {k: [] for k in keys}
-        distinct = table.select(keys).group_by(keys).aggregate([])
-        return {k: pc.drop_null(distinct[k]).to_pylist() for k in keys}
+        return table.select(keys).group_by(keys).aggregate([]) if table.num_rows else table.select(keys)
 
     def _scan_entities(self, fv: FeatureView) -> Iterator[EntityKeyProto]:
         """Entity keys of Feast's Redis hashes for this view's join keys (Feast's own key layout)."""
@@ -261,11 +266,21 @@ def materialize_packed(
     client: Any = None,
     namespace: str = DEFAULT_NAMESPACE,
 ) -> dict[str, PackStats]:
-    """Feast's `materialize` for the window, then repack exactly the entities it touched."""
-    store.materialize(start_date, end_date, feature_views=list(feature_views) if feature_views else None)
+    """Feast's `materialize` for the window, then repack exactly the entities it touched.
+
+    A view without a source row in the window (an empty snapshot: e.g. `viewer_tags` of an export
+    without engagements) is left out of Feast's materialize, which raises IndexError on an empty
+    pull, and packs nothing; its layout is still published, so readers find every view."""
     writer = PackedViewWriter(store, client, namespace=namespace)
-    names = feature_views or [fv.name for fv in store.list_feature_views() if fv.online]
-    return {name: writer.pack_window(name, start_date, end_date) for name in names}
+    names = list(feature_views) if feature_views else [fv.name for fv in store.list_feature_views() if fv.online]
+    touched = {name: writer.window_keys(name, start_date, end_date) for name in names}
+    filled = [name for name in names if touched[name].num_rows]
+    if filled:
+        store.materialize(start_date, end_date, feature_views=filled)
+    for name in names:
+        if name not in filled:
+            logger.info("%s has no rows in [%s, %s]: nothing to materialize", name, start_date, end_date)
+    return {name: writer.pack_keys(name, touched.pop(name)) for name in names}
 
 
 # --- helpers --------------------------------------------------------------------------------------

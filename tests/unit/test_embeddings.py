@@ -118,3 +118,28 @@ def test_config_section_overrides_defaults():
     assert conf.factors == 16 and conf.weights["like"] == 2.0 and conf.weights["save"] == 1.5
     with pytest.raises(ValueError, match="unknown"):
         emb.EmbeddingConfig.from_section({"factorz": 16})
+
+
+def test_nothing_to_learn_switches_the_source_off_with_the_reason(conf, tmp_path):
+    """Only hides and short dwells (or no engagement at all): no positive pair, no model. The day's
+    model is saved switched off, and the embedding source reports `disabled` with the reason."""
+    from candidate_gen.config import CandidateConfig
+    from candidate_gen.sources.base import DISABLED, SourceRequest, run_sources
+    from candidate_gen.sources.embedding_source import EmbeddingSource
+
+    negative = two_communities()
+    negative = negative[negative["type"] == "hide"]
+    for frame in (negative, negative.iloc[:0]):
+        with pytest.raises(emb.NothingToLearn, match="no positive engagements"):
+            emb.fit_embeddings(frame, DAY, conf)
+    off = emb.EmbeddingModel.switched_off(DAY, "no positive engagements to learn from", conf)
+    again = emb.load(emb.save(off, tmp_path / f"dt={DAY}"))
+    assert again.disabled == "no positive engagements to learn from" and len(again.author_ids) == 0
+    assert again.viewer_vector(1) is None and again.dim == conf.factors
+    import redis
+
+    nowhere = redis.Redis.from_url("redis://127.0.0.1:1/0")  # a switched-off source never asks it
+    source = EmbeddingSource(nowhere, CandidateConfig.load(), again)
+    (outcome,) = run_sources([source], SourceRequest(1, 0))
+    assert outcome.status == DISABLED and not outcome.degraded and not outcome.candidates
+    assert outcome.error == f"embedding model {DAY} switched off: no positive engagements to learn from"

@@ -40,8 +40,9 @@ class RebuildConfig(dg.Config):
     deps=[lake_key(t) for t in (*EVENT_LOGS, "impressions")],
     kinds={"redis"},
     description="Rebuild the candidate state in Redis from the lake: replay of every event day "
-    "through the fan-out worker (graph only), celebrity set, Home caches of active viewers, "
-    "already-seen sets. Or one viewer's (config viewer).",
+    "through the fan-out worker (graph only), celebrity set (features/config.toml's rule), Home "
+    "caches of every account following someone and of active viewers, already-seen sets. Or one "
+    "viewer's (config viewer).",
 )
 def candidates_rebuild(context: dg.AssetExecutionContext, config: RebuildConfig, redis: RedisResource,
                        workspace: WorkspaceResource, candidate_config: CandidateConfigResource) -> dg.MaterializeResult:
@@ -139,7 +140,9 @@ def candidates_social(context: dg.AssetExecutionContext, redis: RedisResource, w
     deps=[lake_key("engagements")],
     kinds={"redis", "faiss"},
     description="ALS viewer and author embeddings from co-engagement (implicit), the nearest-author "
-    "index (faiss) under LOUPE_HOME/candidates/embeddings/dt=<day>/, viewer vectors to Redis.",
+    "index (faiss) under LOUPE_HOME/candidates/embeddings/dt=<day>/, viewer vectors to Redis. "
+    "Without positive engagements to learn from, an empty model switched off with the reason "
+    "(metadata `disabled`); the embedding source then reports itself disabled.",
 )
 def candidates_embeddings(context: dg.AssetExecutionContext, redis: RedisResource, workspace: WorkspaceResource,
                           candidate_config: CandidateConfigResource,
@@ -150,9 +153,12 @@ def candidates_embeddings(context: dg.AssetExecutionContext, redis: RedisResourc
     model = embeddings.train_embeddings(workspace.lake, day, cfg)
     folder = embeddings.save(model, embeddings_dir(candidates_dir, day))
     published = embeddings.publish_viewer_vectors(model, redis.client(), cfg)
+    if model.disabled:  # saved all the same: the serving source reads it and reports itself disabled
+        context.log.warning(f"embedding source switched off for {day}: {model.disabled}")
     return dg.MaterializeResult(metadata={
         "viewers": int(len(model.viewer_ids)), "authors": int(len(model.author_ids)),
         "published_viewer_vectors": published, "index": dg.MetadataValue.path(str(folder)),
+        "disabled": model.disabled or "",
     })
 
 
