@@ -16,7 +16,7 @@ from data import lake
 from data.contracts import LOG_TYPES
 
 DAYS = "day"
-daily_partitions = dg.DynamicPartitionsDefinition(name=DAYS)
+day_partitions = dg.DynamicPartitionsDefinition(name=DAYS)
 
 
 def is_day(name: str) -> bool:

@@ -308,7 +308,9 @@ def format_metrics_table(training: dict) -> str:
         lines.append(f"  % of oracle: {pct:.1f}   lift vs chronological: {ev['lift_vs_chronological_pct']:+.1f}%"
                      if pct is not None else f"  lift vs chronological: {ev['lift_vs_chronological_pct']:+.1f}%")
         d = s["decision"]
-        lines.append(f"  promotion: {'PROMOTED' if d.get('promoted') else 'kept champion'} ({d.get('reason')})")
+        outcome = ("PROMOTED" if d.get("promoted") else "kept champion" if d.get("champion_version")
+                   else "nothing promoted: the service keeps its heuristic")
+        lines.append(f"  promotion: {outcome} ({d.get('reason')})")
         ab = s["ab_test"]
         if "skipped" in ab:
             lines.append(f"  simulated A/B: skipped ({ab['skipped']})")

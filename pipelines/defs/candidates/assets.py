@@ -18,7 +18,7 @@ from candidate_gen.fanout import FanoutWorker, StateLostError
 from candidate_gen.rebuild import rebuild_all, rebuild_viewer
 from data import lake
 from pipelines.defs.ingest.assets import lake_key
-from pipelines.partitions import daily_partitions, newest_day_schedule
+from pipelines.partitions import day_partitions, newest_day_schedule
 from features.tables import RELATIONSHIP
 from pipelines.defs.features.assets import feature_key
 from pipelines.resources import CandidateConfigResource, CandidatesDirResource, RedisResource, WorkspaceResource
@@ -63,7 +63,7 @@ def candidates_rebuild(context: dg.AssetExecutionContext, config: RebuildConfig,
 @dg.asset(
     key=FANOUT_KEY,
     group_name=GROUP,
-    partitions_def=daily_partitions,
+    partitions_def=day_partitions,
     deps=[lake_key(t) for t in EVENT_LOGS],
     kinds={"redis"},
     check_specs=[dg.AssetCheckSpec(
@@ -102,7 +102,7 @@ def _metadata(out: dict) -> dict:
 @dg.asset(
     key=dg.AssetKey(["candidates", "trending"]),
     group_name=GROUP,
-    partitions_def=daily_partitions,
+    partitions_def=day_partitions,
     deps=[lake_key("engagements"), lake_key("posts")],
     kinds={"redis"},
     description="Engagement velocity over sliding windows as of the end of the day, global and per "
@@ -119,7 +119,7 @@ def candidates_trending(context: dg.AssetExecutionContext, redis: RedisResource,
 @dg.asset(
     key=dg.AssetKey(["candidates", "social"]),
     group_name=GROUP,
-    partitions_def=daily_partitions,
+    partitions_def=day_partitions,
     deps=[lake_key("engagements"), lake_key("posts"), feature_key(RELATIONSHIP)],
     kinds={"redis"},
     description="Each user's recently engaged posts and each viewer's strongest-affinity accounts "
@@ -136,7 +136,7 @@ def candidates_social(context: dg.AssetExecutionContext, redis: RedisResource, w
 @dg.asset(
     key=dg.AssetKey(["candidates", "embeddings"]),
     group_name=GROUP,
-    partitions_def=daily_partitions,
+    partitions_def=day_partitions,
     deps=[lake_key("engagements")],
     kinds={"redis", "faiss"},
     description="ALS viewer and author embeddings from co-engagement (implicit), the nearest-author "

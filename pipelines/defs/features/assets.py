@@ -16,7 +16,7 @@ from features.storage import feature_partition_dir, write_feature_partition
 from features.store import apply
 from features.tables import AUTHOR, POST, POST_TAGS, RELATIONSHIP, TABLES, VIEWER, VIEWER_TAGS, FeatureTable
 from pipelines.defs.ingest.assets import lake_key
-from pipelines.partitions import daily_partitions
+from pipelines.partitions import day_partitions
 from pipelines.resources import FeastResource, SparkResource, WorkspaceResource
 
 GROUP = "features"
@@ -38,7 +38,7 @@ def build_feature_asset(table: FeatureTable) -> dg.AssetsDefinition:
     @dg.asset(
         key=feature_key(table),
         group_name=GROUP,
-        partitions_def=daily_partitions,
+        partitions_def=day_partitions,
         deps=deps,
         kinds={"spark", "parquet"},
         description=table.description + " Snapshot of one day: events before its end only.",
@@ -93,7 +93,7 @@ def _snapshot_sample(workspace: WorkspaceResource, table: FeatureTable, day: str
 @dg.asset(
     key=ONLINE_KEY,
     group_name=GROUP,
-    partitions_def=daily_partitions,
+    partitions_def=day_partitions,
     deps=[REGISTRY_KEY, *[feature_key(t) for t in TABLES.values()]],
     kinds={"feast", "redis"},
     check_specs=[

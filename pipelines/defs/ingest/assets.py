@@ -7,7 +7,7 @@ import dagster as dg
 from data import id_map
 from data.contracts import CONTRACTS, LogContract
 from pipelines.defs.ingest.ingest import IngestError, ingest_partition, lake_row_count
-from pipelines.partitions import daily_partitions
+from pipelines.partitions import day_partitions
 from pipelines.resources import SparkResource, WorkspaceResource
 
 GROUP = "ingest"
@@ -37,7 +37,7 @@ def build_ingest_asset(contract: LogContract) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         group_name=GROUP,
-        partitions_def=daily_partitions,
+        partitions_def=day_partitions,
         deps=[lake_key(log) for log in sorted(set(contract.references.values()))],
         check_specs=[reconciles, ids_distinct],
         kinds={"spark", "parquet"},

@@ -11,7 +11,7 @@ import dagster as dg
 from data import lake
 from data.contracts import LOG_TYPES
 from pipelines.defs.ingest.assets import GROUP
-from pipelines.partitions import DAYS, daily_partitions, is_day
+from pipelines.partitions import DAYS, day_partitions, is_day
 from pipelines.resources import WorkspaceResource
 
 ingest_job = dg.define_asset_job(
@@ -59,5 +59,5 @@ def landing_sensor(context: dg.SensorEvaluationContext, workspace: WorkspaceReso
     return dg.SensorResult(
         run_requests=requests,
         cursor=json.dumps(current, sort_keys=True),
-        dynamic_partitions_requests=[daily_partitions.build_add_request(new_days)] if new_days else None,
+        dynamic_partitions_requests=[day_partitions.build_add_request(new_days)] if new_days else None,
     )

@@ -24,7 +24,7 @@ import dagster as dg
 from data import columns as c
 from pipelines.defs.features.assets import REGISTRY_KEY, feature_key
 from pipelines.defs.ingest.assets import lake_key
-from pipelines.partitions import daily_partitions, newest_day_schedule
+from pipelines.partitions import day_partitions, newest_day_schedule
 from pipelines.resources import FeastResource, MlflowResource, TrainingConfigResource, WorkspaceResource
 from features.tables import TABLES
 from training import plots, tracking
@@ -61,7 +61,7 @@ def _skip(context: dg.AssetExecutionContext, key: dg.AssetKey, reason: str):
 @dg.asset(
     key=EXAMPLES_KEY,
     group_name=GROUP,
-    partitions_def=daily_partitions,
+    partitions_def=day_partitions,
     deps=[REGISTRY_KEY, lake_key("impressions"), lake_key("engagements"), lake_key("posts"),
           *[feature_key(t) for t in TABLES.values()]],
     kinds={"feast", "parquet"},
@@ -115,7 +115,7 @@ def build_surface_assets(surface: str):
     prefix = ["training", surface]
     rankers_key, evaluation_key = dg.AssetKey([*prefix, "rankers"]), dg.AssetKey([*prefix, "evaluation"])
 
-    @dg.asset(key=rankers_key, group_name=GROUP, partitions_def=daily_partitions, deps=[EXAMPLES_KEY],
+    @dg.asset(key=rankers_key, group_name=GROUP, partitions_def=day_partitions, deps=[EXAMPLES_KEY],
               kinds={"lightgbm", "mlflow"}, output_required=False,
               description=f"{surface}: LambdaRank and per-action value model (heads of the log vocabulary "
               f"that have positives) trained on the days before T-1 with early stopping on T-1; the better on "
@@ -169,7 +169,7 @@ def build_surface_assets(surface: str):
             metadata["value_model_weights"] = describe(trained.rankers[VALUE_MODEL].weights)
         yield dg.Output(value, metadata=metadata)
 
-    @dg.asset(key=evaluation_key, group_name=GROUP, partitions_def=daily_partitions,
+    @dg.asset(key=evaluation_key, group_name=GROUP, partitions_def=day_partitions,
               ins={"trained": dg.AssetIn(rankers_key)}, kinds={"mlflow"},
               check_specs=[dg.AssetCheckSpec(
                   "challenger_beats_champion", asset=evaluation_key, blocking=True,
@@ -214,7 +214,7 @@ def build_surface_assets(surface: str):
         yield dg.AssetCheckResult(check_name="challenger_beats_champion", passed=decision["promoted"],
                                   metadata={k: (v if v is not None else "none") for k, v in decision.items()})
 
-    @dg.asset(key=dg.AssetKey([*prefix, "champion"]), group_name=GROUP, partitions_def=daily_partitions,
+    @dg.asset(key=dg.AssetKey([*prefix, "champion"]), group_name=GROUP, partitions_def=day_partitions,
               ins={"evaluation": dg.AssetIn(evaluation_key)}, kinds={"mlflow"},
               description=f"Moves {model_name}@champion to the challenger; runs only when "
               "challenger_beats_champion passed.")
@@ -225,7 +225,7 @@ def build_surface_assets(surface: str):
                  "kind": evaluation["challenger_kind"], "test_day": evaluation["days"]["test"][0]}
         return dg.Output(value, metadata={"champion": f"{model_name} v{value['version']} ({value['kind']})"})
 
-    @dg.asset(key=dg.AssetKey([*prefix, "ab_test"]), group_name=GROUP, partitions_def=daily_partitions,
+    @dg.asset(key=dg.AssetKey([*prefix, "ab_test"]), group_name=GROUP, partitions_def=day_partitions,
               ins={"champion": dg.AssetIn(dg.AssetKey([*prefix, "champion"]))}, kinds={"mlflow"},
               description="Simulated online A/B on test day T: viewers split between the champion and "
               "chronological order; expected engagements per session from the simulator's truth.")

@@ -18,7 +18,7 @@ import pyarrow.dataset as ds
 from data import columns as c
 from data import lake
 from pipelines.defs.ingest.assets import lake_key
-from pipelines.partitions import daily_partitions
+from pipelines.partitions import day_partitions
 from pipelines.resources import MlflowResource, TrainingConfigResource, WorkspaceResource
 from training import tracking
 from training.ab_test import simulate
@@ -55,7 +55,7 @@ def build_ope_asset(surface: str) -> dg.AssetsDefinition:
     model_name = SURFACE_MODELS[surface]
     key = dg.AssetKey(["training", surface, "ope"])
 
-    @dg.asset(key=key, group_name=GROUP, partitions_def=daily_partitions,
+    @dg.asset(key=key, group_name=GROUP, partitions_def=day_partitions,
               deps=[dg.AssetKey(["training", surface, "champion"]), lake_key("impressions")], kinds={"mlflow"},
               description=f"{surface}: off-policy estimates (IPS, SNIPS, DR with CIs) of the champion's lift "
               "over chronological order on test day T, from logged propensities and, with simulator truth, "

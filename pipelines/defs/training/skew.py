@@ -15,7 +15,7 @@ import dagster as dg
 from pipelines.defs.features.assets import REGISTRY_KEY
 from pipelines.defs.ingest.assets import lake_key
 from pipelines.defs.training.assets import EXAMPLES_KEY
-from pipelines.partitions import daily_partitions
+from pipelines.partitions import day_partitions
 from pipelines.resources import FeastResource, MlflowResource, WorkspaceResource
 from training.skew import SkewConfig, check_day, registry_feature_names
 
@@ -35,7 +35,7 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
     asset=EXAMPLES_KEY,
     name=CHECK_NAME,
     blocking=True,
-    partitions_def=daily_partitions,
+    partitions_def=day_partitions,
     additional_deps=[lake_key("impressions"), lake_key("posts"), REGISTRY_KEY],
     description="The feature vectors the ranking service scored on this day (logged with its "
     "impressions) equal what training retrieval (Feast point-in-time) returns for the same rows: "
