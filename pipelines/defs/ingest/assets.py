@@ -1,4 +1,4 @@
-"""One daily-partitioned lake asset per log contract, with its checks beside it: the counts
+"""One lake asset per log contract, partitioned by landing day, with its checks beside it: the counts
 reconcile, and no two exported ids were mapped to one int64 id."""
 
 
