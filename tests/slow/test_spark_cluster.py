@@ -91,7 +91,7 @@ def build_landing(landing: Path) -> None:
         engagement("b", viewer=3, post_id=101, type="dwell", value=4200.0),
         engagement("e-old", ts=f"{PREV_DAY}T12:00:00.000Z"),  # re-sent from yesterday
         '{"event_id": "x1", "viewer_id": 1, "post_id"', "",
-        engagement("x2", viewer="abc"), engagement("x3", type="superlike"),
+        engagement("x2", viewer=4.5), engagement("x3", type="superlike"),
         engagement("x4", ts="2026-10-09T00:00:00.000Z"), engagement("x5", post_id=999),
     ]
     write_jsonl(landing, "engagements", DAY, first)
