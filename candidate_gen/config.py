@@ -103,6 +103,13 @@ class CandidateConfig:
 
         return replace(self, feed=replace(self.feed, **changes))
 
+    def with_timeouts(self, timeout_ms: float) -> CandidateConfig:
+        """A copy where every source may take `timeout_ms` (tests on a busy machine assert what a
+        source returns, not how fast; timeouts are tested by injecting a stall)."""
+        from dataclasses import replace
+
+        return replace(self, sources={n: replace(s, timeout_ms=timeout_ms) for n, s in self.sources.items()})
+
     def with_celebrity(self, **changes: Any) -> CandidateConfig:
         """A copy with the celebrity rule changed (tests, benchmarks; production edits
         features/config.toml, which the features read too)."""

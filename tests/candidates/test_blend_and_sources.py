@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 
 from candidate_gen.blend import blend
 from candidate_gen.config import SourceConfig
@@ -23,29 +23,31 @@ def test_blend_interleaves_by_weight_and_keeps_a_post_once():
 
 
 class FakeSource:
-    """A source that sleeps or raises (the runner's contract, not Redis, is under test)."""
+    """A source that stalls until released, or raises (the runner's contract, not Redis, is under
+    test). Timeouts are generous unless a test stalls the source: a busy machine is not a fault."""
 
-    def __init__(self, name, ids, sleep_s=0.0, fail=False, **conf):
-        self.name, self.ids, self.sleep_s, self.fail = name, ids, sleep_s, fail
-        self.config = SourceConfig(**{"cap": 3, "timeout_ms": 100, **conf})
+    def __init__(self, name, ids, stall: threading.Event | None = None, fail=False, **conf):
+        self.name, self.ids, self.stall, self.fail = name, ids, stall, fail
+        self.config = SourceConfig(**{"cap": 3, "timeout_ms": 60_000, **conf})
 
     def fetch(self, request):
-        time.sleep(self.sleep_s)
+        if self.stall is not None:
+            self.stall.wait()
         if self.fail:
             raise ConnectionError("redis down")
         return cands(self.name, self.ids)
 
 
 def test_run_sources_fails_open_per_source():
+    stalled = threading.Event()
     sources = [
         FakeSource("fast", range(10)),
-        FakeSource("slow", [1], sleep_s=0.5),
+        FakeSource("slow", [1], stall=stalled, timeout_ms=50),
         FakeSource("broken", [1], fail=True),
         FakeSource("off", [1], enabled=False),
     ]
-    start = time.perf_counter()
-    out = {o.name: o for o in run_sources(sources, SourceRequest(1, 0))}
-    assert time.perf_counter() - start < 0.4  # the slow source's deadline, not its sleep
+    out = {o.name: o for o in run_sources(sources, SourceRequest(1, 0))}  # returns while slow stalls
+    stalled.set()
     assert out["fast"].status == OK and [c.post_id for c in out["fast"].candidates] == [0, 1, 2]  # cap
     assert out["slow"].status == TIMEOUT and out["slow"].candidates == [] and out["slow"].degraded
     assert out["broken"].status == ERROR and "redis down" in out["broken"].error

@@ -43,7 +43,7 @@ def test_candidate_assets_build_state_the_sources_serve(tiny_lake, redis_server)
         meta = again.get_asset_materialization_events()[0].materialization.metadata
         assert meta["applied"].value == 0  # a finished day is a no-op (checkpoint)
 
-    cfg = CandidateConfig.load()
+    cfg = CandidateConfig.load().with_timeouts(60_000)  # what they return, not how fast (busy CI)
     model = load(settings.home / "candidates" / "embeddings" / f"dt={days[-1]}")
     sources = [InNetworkSource(client, cfg), TrendingSource(client, cfg),
                EmbeddingSource(client, cfg, model), PopularSource(client, cfg)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tomllib
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import lightgbm as lgb
@@ -67,16 +68,29 @@ def no_features() -> LazyHydrator:
     return LazyHydrator(unreachable, retry_s=3600)
 
 
+# Tests assert what a request returns, not how fast: on a busy CI machine a 20 ms source timeout or
+# a 50 ms budget runs out with no fault at all. Tests of a timeout inject the stall themselves (a
+# paused Redis, a model that blocks) and set the budget they test.
+PATIENT_MS = 60_000.0
+
+
+def patient(cfg: ServingConfig, ms: float = PATIENT_MS) -> ServingConfig:
+    """`cfg` with the request budget, Redis socket timeouts and every source's timeout at `ms`."""
+    cfg = cfg.with_("budget", total_ms=ms, redis_timeout_ms=ms)
+    return replace(cfg, candidates=cfg.candidates.with_timeouts(ms))
+
+
 def serving_config(candidates: dict | None = None, **sections) -> ServingConfig:
     """The shipped config with a test's own key prefix, candidate settings merged over it (the
     popular source's 30 s cache off: worlds change between requests here), no exploration share
-    (pages in score order; tests of exploration set it) and sections changed."""
+    (pages in score order; tests of exploration set it), patient timeouts (above) and sections
+    changed."""
     with open(DEFAULT_PATH, "rb") as f:
         raw = tomllib.load(f)
     raw["exploration"] = {"share": 0.0}
     own = {"feed": {"key_prefix": f"t{uuid.uuid4().hex[:8]}:"}, "popular": {"cache_ms": 0}}
     raw["candidates"] = _merged(_merged(raw.get("candidates", {}), own), candidates or {})
-    cfg = ServingConfig.from_dict(raw)
+    cfg = patient(ServingConfig.from_dict(raw))
     for section, changes in sections.items():
         cfg = cfg.with_(section, **changes)
     return cfg
