@@ -277,7 +277,7 @@ def sample_candidates(settings: Settings, redis_url: str, day: str) -> str:
     model = load(settings.home / "candidates" / "embeddings" / f"dt={day}")
     sources = [InNetworkSource(client, cfg), TrendingSource(client, cfg), EmbeddingSource(client, cfg, model),
                SocialSource(client, cfg), PopularSource(client, cfg)]
-    viewer = sample_viewer(settings, day)
+    viewer, _ = sample_viewer(settings, day)
     now = _day_end_ms(day)
     # the first request opens each source's Redis connections and threads: a service warms up
     # before taking traffic, so the sample is the second request
@@ -369,31 +369,38 @@ def start_ranking_service(settings: Settings, redis_url: str, day: str) -> subpr
     raise RuntimeError(f"the ranking service did not become ready ({url})")
 
 
-def sample_viewer(settings: Settings, day: str) -> int:
-    """A viewer who follows someone as of `day` (an export without impressions has viewers too)."""
+def sample_viewer(settings: Settings, day: str) -> tuple[int, str]:
+    """A viewer and the surface worth showing them: Home for an account that follows someone as of
+    `day`; Explore for a viewer with impressions when nobody follows anyone (an export without a
+    social graph, e.g. Open Bandit)."""
+    from candidate_gen.rebuild import active_viewers
     from candidate_gen.viewers import viewers_with_followees
 
     viewers = viewers_with_followees(settings.lake_dir, day, 1)
-    if not len(viewers):
-        raise RuntimeError(f"no account in the lake follows anyone as of {day}: no Home feed to show")
-    return int(viewers[0])
+    if len(viewers):
+        return int(viewers[0]), "home"
+    active = active_viewers(settings.lake_dir, day, 1)
+    if len(active):
+        return int(active[0]), "explore"
+    raise RuntimeError(f"no account in the lake follows anyone or saw an impression as of {day}: no feed to show")
 
 
 def sample_feed(settings: Settings, day: str) -> dict:
-    """One viewer's ranked Home feed, asked of the running service over HTTP: the response and a
-    printable text."""
+    """One viewer's ranked feed (Home, or Explore when nobody follows anyone), asked of the running
+    service over HTTP: the response and a printable text."""
     from serving.__main__ import post
 
-    viewer = sample_viewer(settings, day)
-    body = post(f"http://127.0.0.1:{settings.serving_port}/v1/feed/home", {"viewer_id": viewer, "limit": 10})
-    lines = [f"ranked Home feed for viewer {viewer}: request {body['request_id']}, model {body['model_version']} "
+    viewer, surface = sample_viewer(settings, day)
+    body = post(f"http://127.0.0.1:{settings.serving_port}/v1/feed/{surface}", {"viewer_id": viewer, "limit": 10})
+    title = "Home" if surface == "home" else "Explore (nobody follows anyone in this data)"
+    lines = [f"ranked {title} feed for viewer {viewer}: request {body['request_id']}, model {body['model_version']} "
              f"({body['scorer']}), {sum(body['candidates'].values())} candidates, degraded: {body['degraded'] or 'none'}",
              f"  {'pos':>3} {'post':>9} {'author':>8} {'source':<11} {'score':>8}"]
     lines += [f"  {i['position']:>3} {i['post_id']:>9} {i['author_id']:>8} {i['source']:<11} {i['score']:>8.3f}"
               for i in body["items"]]
     stages = ", ".join(f"{k} {v:.1f}" for k, v in body["stage_ms"].items())
     lines.append(f"  stage ms: {stages}")
-    return {"viewer": viewer, "response": body, "text": "\n".join(lines)}
+    return {"viewer": viewer, "surface": surface, "response": body, "text": "\n".join(lines)}
 
 
 def serve(settings: Settings) -> None:
