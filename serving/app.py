@@ -142,14 +142,15 @@ class RankingApp:
     @classmethod
     def from_settings(cls, settings: Settings, config: ServingConfig | None = None) -> RankingApp:
         from data.settings import quiet_mlflow_downloads
-        from training.tracking import connect
+        from training.tracking import LazyClient
 
         config = config or ServingConfig.load(settings.serving_config)
         timeout = config.budget.redis_timeout_ms / 1000
         client = redis.Redis.from_url(settings.redis_endpoint, socket_timeout=timeout,
                                       socket_connect_timeout=timeout, health_check_interval=30)
         quiet_mlflow_downloads()
-        mlflow_client = connect(settings.tracking_uri, str(settings.mlflow_artifact_root))
+        # made on first use: a registry down at start fails lookups (served from disk), not the worker
+        mlflow_client = LazyClient(settings.tracking_uri, str(settings.mlflow_artifact_root))
         metrics = PipelineMetrics()
         models = ModelStore(registry_lookup(mlflow_client, config.model.alias), registry_loader(mlflow_client),
                             config.model, config.cascade, settings.home / "serving" / "compiled",

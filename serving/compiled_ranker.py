@@ -25,7 +25,8 @@ from training.models import LAMBDARANK, Ranker
 PARALLEL_UNITS = 8
 
 
-def _model_hash(ranker: Ranker) -> str:
+def model_hash(ranker: Ranker) -> str:
+    """The cache key of a ranker: its boosters' model text (serving.champion_cache keeps it too)."""
     digest = hashlib.sha256()
     for name in sorted(ranker.boosters):
         digest.update(name.encode())
@@ -55,13 +56,13 @@ class CompiledRanker:
 
     @classmethod
     def compile(cls, ranker: Ranker, cache_dir: Path, threads: int = 1) -> CompiledRanker:
-        model_hash = _model_hash(ranker)
-        folder = Path(cache_dir) / model_hash
+        key = model_hash(ranker)
+        folder = Path(cache_dir) / key
         predictors = {
             name: tl2cgen.Predictor(str(compile_booster(booster, folder / f"{name}.so")), nthread=threads)
             for name, booster in ranker.boosters.items()
         }
-        return cls(ranker, predictors, model_hash)
+        return cls(ranker, predictors, key)
 
     @property
     def feature_names(self) -> list[str]:

@@ -3,11 +3,21 @@
 `refresh()` asks the registry which version the alias points at; a new one is loaded and served at
 once with LightGBM, then compiled (seconds, cached on disk by model hash) and swapped again. A swap
 is one reference assignment: a request reads `current(surface)` once and scores with that model to
-the end, so nothing is dropped or mixed. A registry that cannot be reached, or a model that fails to
-load or compile, leaves the serving model in place (and is counted). No champion at all: `current`
-is None and the scorer serves the affinity/recency heuristic, saying so in the response
-(`heuristic_reason`: `no_champion` once the registry answered that no version holds the alias, i.e.
-no challenger has passed the promotion gate yet; `registry_unreachable` before it ever answered).
+the end, so nothing is dropped or mixed.
+
+"No champion" and "the registry is broken" are different outcomes. Only the registry's answer that
+no version holds the alias (serving.model_store relies on training.tracking.version_by_alias for
+it) takes the champion away: `current` is None and the scorer serves the affinity/recency heuristic,
+saying so (`heuristic_reason: no_champion`, declared, not degraded). A registry that cannot be
+reached or read, or a champion that fails to load, is a fault: the serving model stays, and
+`fault(surface)` says what happened and what serves instead, which every response reports as
+`degraded: registry` (serving.stages.model_scorer).
+
+Every champion loaded from the registry is also kept on disk (serving.champion_cache: its files
+beside its compiled libraries, and a manifest with name, version and feature names). A process that
+starts while the registry is down serves that champion (compiled from the cache, no registry
+needed) or, with none kept, the heuristic (`heuristic_reason: registry_unreachable`), and is ready:
+a fault is a known state; only a surface whose first look at the registry has not ended yet is not.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from serving.champion_cache import ChampionCache
 from serving.config import SURFACES, CascadeConfig, ModelConfig
 from serving.scoring_model import ScoringModel, compiled_model, lightgbm_model
 from training.models import Ranker
@@ -34,6 +45,8 @@ RankerLoader = Callable[[str, str], Ranker]
 class SurfaceState:
     model: ScoringModel | None = None
     resolved: bool = False  # the registry answered at least once (model or no model)
+    fault: str | None = None  # why what serves may not be the registry's champion; None: in step
+    from_disk: bool = False  # the model is the champion kept on disk (the registry has not answered)
     compile_failed: str | None = None  # version whose compilation failed (served by LightGBM)
     errors: int = 0
 
@@ -43,6 +56,7 @@ class ModelStore:
                  cascade: CascadeConfig, compile_dir: Path, on_swap: Callable[[str, ScoringModel | None], None] | None = None):
         self._lookup, self._loader = lookup, loader
         self.cfg, self.cascade, self.compile_dir = model_cfg, cascade, Path(compile_dir)
+        self.kept = ChampionCache(self.compile_dir)
         self._state = {s: SurfaceState() for s in SURFACES}
         self._on_swap = on_swap or (lambda surface, model: None)
         self._refresh_lock = threading.Lock()
@@ -54,13 +68,27 @@ class ModelStore:
         return self._state[surface].model
 
     def missing_reason(self, surface: str) -> str:
-        """Why `current(surface)` is None: the registry said there is no champion, or never answered."""
-        return NO_CHAMPION if self._state[surface].resolved else REGISTRY_UNREACHABLE
+        """Why `current(surface)` is None: the registry answered that there is no champion, or it
+        cannot be reached or read now (or has not been yet)."""
+        st = self._state[surface]
+        return NO_CHAMPION if st.resolved and st.fault is None else REGISTRY_UNREACHABLE
+
+    def fault(self, surface: str) -> str | None:
+        """What went wrong with the registry or the champion's loading, and what serves instead;
+        None while what serves is what the registry says."""
+        st = self._state[surface]
+        if st.fault is None:
+            return None
+        model = st.model
+        serving = "the heuristic" if model is None else model.label + (" kept on disk" if st.from_disk else "")
+        return f"{st.fault}; serving {serving}"
 
     def ready(self) -> bool:
-        """Every surface resolved, and (when configured) on the compiled engine or known not to be."""
+        """Every surface settled: the registry answered, or failed (a fault is a known state: the
+        champion kept on disk or the heuristic serves); and (when configured) on the compiled engine
+        or known not to be."""
         for st in self._state.values():
-            if not st.resolved:
+            if not st.resolved and st.fault is None:
                 return False
             if (self.cfg.ready_requires_compiled and self.cfg.engine == "compiled" and st.model is not None
                     and st.model.engine != "compiled" and st.compile_failed != st.model.version):
@@ -69,7 +97,8 @@ class ModelStore:
 
     def status(self) -> dict[str, dict]:
         return {s: {"model": st.model.label if st.model else None, "engine": st.model.engine if st.model else None,
-                    "resolved": st.resolved, "errors": st.errors} for s, st in self._state.items()}
+                    "resolved": st.resolved, "fault": self.fault(s), "from_disk": st.from_disk,
+                    "errors": st.errors} for s, st in self._state.items()}
 
     # --- the lifecycle ------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -83,29 +112,36 @@ class ModelStore:
         name = self.cfg.name(surface)
         try:
             version = self._lookup(name)
-        except Exception:  # noqa: BLE001 - registry down: keep serving what we have
+        except Exception as exc:  # noqa: BLE001 - registry down or broken: keep serving what we have
             st.errors += 1
-            logger.exception("registry lookup failed for %s; keeping %s", name, st.model and st.model.label)
+            (logger.exception if st.fault is None else logger.warning)(
+                "registry lookup failed for %s (%s: %s); keeping %s", name, type(exc).__name__, exc,
+                st.model and st.model.label)
+            if st.model is None and not st.resolved:
+                self._serve_kept(surface)  # a fresh start: the champion kept on disk, if any
+            st.fault = f"registry unreachable ({type(exc).__name__})"
             return
         if version is None:
             if st.model is not None or not st.resolved:
                 logger.warning("%s has no %s (no challenger passed the promotion gate yet, or the alias was "
                                "removed); serving the heuristic", name, self.cfg.alias)
             self._swap(surface, None)
-            st.resolved = True
+            self._forget_kept(surface)
+            st.resolved, st.fault, st.from_disk = True, None, False
             return
         current = st.model
-        if current is not None and current.version == version and (
+        if current is not None and current.version == version and current.name == name and (
             current.engine == self.cfg.engine or st.compile_failed == version
         ):
-            st.resolved = True
+            st.resolved, st.fault, st.from_disk = True, None, False
             return
         try:
             ranker = self._loader(name, version)
             trees = self.cascade.first_stage_trees if self.cascade.enabled else None
-            if current is None or current.version != version:
+            if current is None or current.version != version or current.name != name:
                 self._swap(surface, lightgbm_model(name, version, ranker, self.cfg.threads, trees))
-                st.resolved = True
+                st.from_disk = False
+                self._keep(surface, name, version, ranker)
             if self.cfg.engine == "compiled":
                 try:
                     self._swap(surface, compiled_model(name, version, ranker, self.compile_dir, self.cfg.threads, trees))
@@ -113,10 +149,55 @@ class ModelStore:
                     st.compile_failed = version
                     st.errors += 1
                     logger.exception("compiling %s:%s failed; serving it with LightGBM", name, version)
-        except Exception:  # noqa: BLE001 - a model that fails to load never replaces a working one
+            st.fault, st.from_disk = None, False
+        except Exception as exc:  # noqa: BLE001 - a model that fails to load never replaces a working one
             st.errors += 1
             logger.exception("loading %s:%s failed; keeping %s", name, version, current and current.label)
+            st.fault = f"champion {name}:{version} failed to load ({type(exc).__name__})"
         st.resolved = True
+
+    def _serve_kept(self, surface: str) -> None:
+        """Serve the champion kept on disk by an earlier process (compiled from the cache when so
+        configured: its libraries are there, no compiler run), if there is one for this model."""
+        st = self._state[surface]
+        try:
+            found = self.kept.load(surface)
+        except Exception:  # noqa: BLE001 - an unreadable cache: the heuristic serves
+            logger.exception("the champion kept on disk for %s cannot be read", surface)
+            return
+        if found is None:
+            return
+        kept, ranker = found
+        if kept.name != self.cfg.name(surface):
+            logger.warning("the champion kept for %s is %s:%s, not a %s; not serving it", surface, kept.name,
+                           kept.version, self.cfg.name(surface))
+            return
+        trees = self.cascade.first_stage_trees if self.cascade.enabled else None
+        model = None
+        if self.cfg.engine == "compiled":
+            try:
+                model = compiled_model(kept.name, kept.version, ranker, self.compile_dir, self.cfg.threads, trees)
+            except Exception:  # noqa: BLE001 - LightGBM serves it
+                st.compile_failed = kept.version
+                logger.exception("compiling the kept %s:%s failed; serving it with LightGBM", kept.name, kept.version)
+        if model is None:
+            model = lightgbm_model(kept.name, kept.version, ranker, self.cfg.threads, trees)
+        self._swap(surface, model)
+        st.from_disk = True
+        logger.warning("the registry cannot be read: serving %s for %s, kept on disk %s", model.label, surface,
+                       kept.kept_at)
+
+    def _keep(self, surface: str, name: str, version: str, ranker: Ranker) -> None:
+        try:
+            self.kept.save(surface, name, version, ranker)
+        except Exception:  # noqa: BLE001 - serving goes on; only a restart without registry loses it
+            logger.exception("keeping %s:%s on disk failed", name, version)
+
+    def _forget_kept(self, surface: str) -> None:
+        try:
+            self.kept.forget(surface)
+        except OSError:
+            logger.exception("forgetting the champion kept for %s failed", surface)
 
     def _swap(self, surface: str, model: ScoringModel | None) -> None:
         self._state[surface].model = model  # one reference assignment: atomic for readers

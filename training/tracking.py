@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 from pathlib import Path
 
 import lightgbm as lgb
@@ -27,6 +28,7 @@ from features.feature_repo.definitions import SERVICE_NAME
 from training.models import Ranker
 
 CHALLENGER, CHAMPION = "challenger", "champion"
+NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"  # the registry's answer "there is no such model"
 RANKER_ARTIFACT = "ranker"
 PACKAGE_DIR = Path(__file__).resolve().parent
 # What the logged model needs, said rather than inferred: MLflow's inference imports the model in a
@@ -60,6 +62,29 @@ def connect(tracking_uri: str, artifact_root: str | None = None) -> MlflowClient
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+class LazyClient:
+    """An MlflowClient made on first use, and again on the next use after a failed attempt.
+
+    Making the client opens the stores (with SQLite: reads the schema), so a registry that is down
+    or corrupt when a process starts would fail the process; the ranking service must start anyway
+    (serving the champion it kept on disk, or its heuristic), so its calls fail instead, one by one,
+    and succeed once the registry is back."""
+
+    def __init__(self, tracking_uri: str, artifact_root: str | None = None):
+        self.tracking_uri, self.artifact_root = tracking_uri, artifact_root
+        self._client: MlflowClient | None = None
+        self._lock = threading.Lock()
+
+    def client(self) -> MlflowClient:
+        with self._lock:
+            if self._client is None:
+                self._client = connect(self.tracking_uri, self.artifact_root)
+            return self._client
+
+    def __getattr__(self, name: str):
+        return getattr(self.client(), name)
 
 
 def use_experiment(name: str) -> None:
@@ -114,14 +139,25 @@ def register(client: MlflowClient, model_name: str, run_id: str, tags: dict[str,
 
 
 def version_by_alias(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
+    """The version `alias` points at, or None when the registry *answers* that there is none: no such
+    registered model (RESOURCE_DOES_NOT_EXIST), or the model has no such alias. Anything else (a
+    registry that cannot be reached, a corrupt or unreadable store, denied access) raises: "no
+    champion" is an answer, never a guess. (MLflow's own `get_model_version_by_alias` reports a
+    missing alias as INVALID_PARAMETER_VALUE, the code of many other failures, hence the aliases.)"""
     try:
-        return client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
+        model = client.get_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code == NOT_FOUND:
+            return None
+        raise
+    version = (model.aliases or {}).get(alias)
+    if version is None:
         return None
+    return client.get_model_version(model_name, str(version))
 
 
 def load_ranker(client: MlflowClient, model_name: str, alias: str) -> tuple[Ranker, ModelVersion] | None:
-    """The raw Ranker behind an alias (None when the alias is not set)."""
+    """The raw Ranker behind an alias (None when the alias is not set; a registry fault raises)."""
     version = version_by_alias(client, model_name, alias)
     if version is None:
         return None

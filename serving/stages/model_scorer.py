@@ -8,6 +8,8 @@ heuristic (reported degraded); a slow call keeps its slot until it ends, so slow
 up threads. No champion registered: the heuristic, declared in the response as model_version
 "heuristic" with `heuristic_reason` "no_champion" (not a degradation: nothing has passed the promotion
 gate yet). No features: the heuristic, degraded. `heuristic_reason` always says why the heuristic scored.
+A registry that cannot be read is reported on every response as `degraded: registry` (with what
+serves instead), whether the champion kept serving or the heuristic stands in for it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from serving.heuristic import IN_NETWORK_SOURCES, HeuristicScorer
 from serving.model_store import ModelStore
 from serving.pipeline import FeedQuery, FeedState
 
+REGISTRY = "registry"  # reported in `degraded` while the registry is broken (ModelStore.fault)
 SLOTS = 2  # concurrent model calls (2 cores); a slot stays taken while a timed-out call finishes
 
 
@@ -36,6 +39,9 @@ class ModelScorer:
         self._slots = threading.BoundedSemaphore(SLOTS)
 
     def run(self, query: FeedQuery, state: FeedState) -> None:
+        fault = self.store.fault(query.surface)
+        if fault is not None:  # the registry is broken: what serves may not be the champion
+            state.degraded[REGISTRY] = fault
         if not state.candidates:
             state.scores = np.zeros(0)
             return
