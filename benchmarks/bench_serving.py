@@ -72,7 +72,7 @@ from benchmarks.common import PeakRss, write_result
 from benchmarks.workspace import bench_settings, ensure_feature_snapshots, ensure_lake
 from data import columns as c
 from data.redis_server import EmbeddedRedis
-from data.settings import REPO_ROOT, Settings
+from data.settings import REPO_ROOT, Settings, get_settings, serving_secrets
 
 CANDIDATES = 1000
 LIMIT = 30
@@ -292,6 +292,8 @@ class Service:
                if k not in ("LOUPE_FEAST_REGISTRY", "LOUPE_SERVING_CONFIG", "LOUPE_HOME", "REDIS_URL")}
         env.update(LOUPE_HOME=str(paths.home), REDIS_URL=redis_url, MLFLOW_TRACKING_URI=tracking_uri,
                    LOUPE_NOW=now, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+        # the token the service will check (LOUPE_API_TOKEN, else the one in this LOUPE_HOME)
+        self.token = serving_secrets(replace(get_settings(), home=paths.home)).api_token
         self._log = open(self.log, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "serving", "serve", "--port", str(self.port), "--config", str(config)],
@@ -313,7 +315,8 @@ class Service:
 
     def home(self, viewer: int, limit: int = LIMIT) -> dict:
         body = json.dumps({"viewer_id": viewer, "limit": limit}).encode()
-        req = urllib.request.Request(self.url + "/v1/feed/home", body, {"Content-Type": "application/json"})
+        req = urllib.request.Request(self.url + "/v1/feed/home", body, {"Content-Type": "application/json",
+                                                                         "Authorization": f"Bearer {self.token}"})
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read())
 
@@ -412,7 +415,7 @@ def load(service: Service, paths: Paths, tag: str, concurrency: int, warmup: int
            "--offset", str(offset)]
     cmd += ["--duration", str(duration_s)] if duration_s is not None else ["--requests", str(requests)]
     before = cpu_seconds()
-    subprocess.run(cmd, cwd=REPO_ROOT, check=True)
+    subprocess.run(cmd, cwd=REPO_ROOT, check=True, env={**os.environ, "LOUPE_HOME": str(paths.home)})  # its token
     after = cpu_seconds()
     run = json.loads(out.read_text())
     wall = after[0] - before[0]

@@ -10,6 +10,8 @@ run lasts `duration` seconds or `requests` requests. Every recorded request keep
 latency, the HTTP status (0: an exception, with its text) and, from the response body, what the
 service reports about itself: stage_ms, degraded (+ reasons), scorer, model_version, candidates per
 source, filtered per reason, and the served post ids. Written as one JSON file for the benchmark.
+Requests carry the workspace's API token (data.settings.serving_secrets: LOUPE_API_TOKEN, else the
+token file of LOUPE_HOME).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import time
 from pathlib import Path
 
 import aiohttp
+
+from data.settings import get_settings, serving_secrets
 
 ROUTE = "/v1/feed/home"
 KEPT = ("stage_ms", "degraded", "degraded_reasons", "scorer", "model_version", "candidates", "filtered")
@@ -43,7 +47,7 @@ def record(viewer: int, started: float, elapsed_ms: float, status: int, body: by
 
 
 async def run(url: str, viewers: list[int], concurrency: int, limit: int, warmup: int,
-              duration_s: float | None, requests: int | None, timeout_s: float) -> dict:
+              duration_s: float | None, requests: int | None, timeout_s: float, token: str) -> dict:
     counter = {"next": 0}
     results: list[dict] = []
     phase = {"recording": warmup == 0, "t0": time.perf_counter(), "end": None}
@@ -64,7 +68,8 @@ async def run(url: str, viewers: list[int], concurrency: int, limit: int, warmup
 
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector, headers=headers) as session:
         async def worker() -> None:
             while (nxt := next_viewer()) is not None:
                 k, viewer = nxt
@@ -106,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     viewers = json.loads(Path(args.viewers).read_text())
     viewers = viewers[args.offset % len(viewers):] + viewers[: args.offset % len(viewers)]
     out = asyncio.run(run(args.url.rstrip("/"), viewers, args.concurrency, args.limit, args.warmup,
-                          args.duration, args.requests, args.timeout))
+                          args.duration, args.requests, args.timeout,
+                          serving_secrets(get_settings(), create=False).api_token))
     Path(args.out).write_text(json.dumps(out))
 
 

@@ -25,13 +25,16 @@ points the same code at real services by setting the variables below.
 | LOUPE_NOW             | (unset: wall clock)                   | the service's clock starts here (ISO-8601): replaying the simulated world |
 | LOUPE_SERVING_PORT    | 3100                                  | port of the ranking service (make run)   |
 | LOUPE_SERVING_WORKERS | 2                                     | ranking service worker processes (one per core: Python runs one request's stages at a time per process) |
+| LOUPE_API_TOKEN       | (unset: <LOUPE_HOME>/serving/api_token, generated if absent) | the bearer token callers of the ranking service send |
+| LOUPE_CURSOR_SECRET   | (unset: <LOUPE_HOME>/serving/cursor_secret, generated if absent) | the key the ranking service signs its page cursors with (every worker, every instance behind one balancer: the same) |
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -68,6 +71,8 @@ class Settings:
     now: str | None = None
     serving_port: int = 3100
     serving_workers: int = 2
+    api_token: str | None = field(default=None, repr=False)  # None: the workspace's token file
+    cursor_secret: str | None = field(default=None, repr=False)  # None: the workspace's secret file
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -120,6 +125,14 @@ class Settings:
         return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
+    def api_token_file(self) -> Path:
+        return self.home / "serving" / "api_token"
+
+    @property
+    def cursor_secret_file(self) -> Path:
+        return self.home / "serving" / "cursor_secret"
+
+    @property
     def mlflow_artifact_root(self) -> Path:
         """Where experiments created here keep their artifacts (a tracking server keeps its own)."""
         return self.home / "mlartifacts"
@@ -153,7 +166,51 @@ class Settings:
             now=env.get("LOUPE_NOW") or None,
             serving_port=int(env.get("LOUPE_SERVING_PORT") or 3100),
             serving_workers=int(env.get("LOUPE_SERVING_WORKERS") or 2),
+            api_token=env.get("LOUPE_API_TOKEN") or None,
+            cursor_secret=env.get("LOUPE_CURSOR_SECRET") or None,
         )
+
+
+@dataclass(frozen=True)
+class ServingSecrets:
+    """What the ranking service checks callers with (`api_token`, sent as `Authorization: Bearer`)
+    and signs its page cursors with (`cursor_secret`)."""
+
+    api_token: str = field(repr=False)
+    cursor_secret: str = field(repr=False)
+
+
+def serving_secrets(settings: Settings, create: bool = True) -> ServingSecrets:
+    """The service's token and cursor secret: the environment's (LOUPE_API_TOKEN,
+    LOUPE_CURSOR_SECRET), else the workspace's files, generated there when absent and `create`
+    (`make run`, the service's first start). Every worker of one service reads the same files."""
+    return ServingSecrets(
+        settings.api_token or _secret_file(settings.api_token_file, create),
+        settings.cursor_secret or _secret_file(settings.cursor_secret_file, create),
+    )
+
+
+def _secret_file(path: Path, create: bool) -> str:
+    """The secret in `path`; a new random one put there first if there is none (owner-only file,
+    appearing whole: concurrent workers all end up reading the one that was linked first)."""
+    if not path.exists():
+        if not create:
+            raise FileNotFoundError(f"{path}: no secret here (make run, or the ranking service, writes one)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            os.link(tmp, path)  # atomic, and never replaces a secret another process put there
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    value = path.read_text().strip()
+    if not value:
+        raise ValueError(f"{path} is empty: put a secret there or delete the file to have one generated")
+    return value
 
 
 @lru_cache(maxsize=1)

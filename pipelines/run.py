@@ -35,7 +35,7 @@ import dagster as dg
 from data import lake
 from data.contracts import LOG_TYPES
 from data.redis_server import redis_endpoint
-from data.settings import Settings, export_dagster_env, get_settings, subprocess_env
+from data.settings import Settings, export_dagster_env, get_settings, serving_secrets, subprocess_env
 from data.world import WorldSummary, generate_world
 from pipelines.defs.candidates.assets import FANOUT_KEY, candidate_assets, candidates_rebuild
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
@@ -352,6 +352,7 @@ def start_ranking_service(settings: Settings, redis_url: str, day: str) -> subpr
     from serving.__main__ import serve_command
 
     now = (date.fromisoformat(day) + timedelta(days=1)).isoformat() + "T00:00:00Z"
+    serving_secrets(settings)  # the API token and cursor secret, into the workspace if absent
     env = subprocess_env({"REDIS_URL": redis_url, "LOUPE_NOW": settings.now or now,
                           "LOUPE_HOME": str(settings.home), "MLFLOW_TRACKING_URI": settings.tracking_uri})
     process = subprocess.Popen(serve_command(settings.serving_port), env=env)
@@ -391,7 +392,8 @@ def sample_feed(settings: Settings, day: str) -> dict:
     from serving.__main__ import post
 
     viewer, surface = sample_viewer(settings, day)
-    body = post(f"http://127.0.0.1:{settings.serving_port}/v1/feed/{surface}", {"viewer_id": viewer, "limit": 10})
+    body = post(f"http://127.0.0.1:{settings.serving_port}/v1/feed/{surface}", {"viewer_id": viewer, "limit": 10},
+                serving_secrets(settings).api_token)
     title = "Home" if surface == "home" else "Explore (nobody follows anyone in this data)"
     lines = [f"ranked {title} feed for viewer {viewer}: request {body['request_id']}, model {body['model_version']} "
              f"({body['scorer']}), {sum(body['candidates'].values())} candidates, degraded: {body['degraded'] or 'none'}",
@@ -400,7 +402,16 @@ def sample_feed(settings: Settings, day: str) -> dict:
               for i in body["items"]]
     stages = ", ".join(f"{k} {v:.1f}" for k, v in body["stage_ms"].items())
     lines.append(f"  stage ms: {stages}")
+    lines.append("  ask it yourself:\n" + sample_request(settings, surface, viewer))
     return {"viewer": viewer, "surface": surface, "response": body, "text": "\n".join(lines)}
+
+
+def sample_request(settings: Settings, surface: str, viewer: int) -> str:
+    """A curl command for one feed, with the token read where the service reads it (never printed)."""
+    token = "$LOUPE_API_TOKEN" if settings.api_token else f"$(cat {settings.api_token_file})"
+    return (f"  curl -s http://127.0.0.1:{settings.serving_port}/v1/feed/{surface} "
+            f"-H \"Authorization: Bearer {token}\" -H 'Content-Type: application/json' "
+            f"-d '{{\"viewer_id\": {viewer}, \"limit\": 10}}'")
 
 
 def serve(settings: Settings) -> None:
@@ -477,7 +488,8 @@ def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInsta
     ranking = start_ranking_service(settings, redis_url, days[-1])
     try:
         print(f"Ranking service: http://127.0.0.1:{settings.serving_port}  (POST /v1/feed/home, "
-              f"/v1/feed/explore, /v1/rank; /readyz, /metrics)", flush=True)
+              f"/v1/feed/explore, /v1/rank with the token of {'LOUPE_API_TOKEN' if settings.api_token else settings.api_token_file}; "
+              f"/readyz, /metrics)", flush=True)
         feed = sample_feed(settings, days[-1])
         out["sample_feed"] = feed
         print(feed["text"], flush=True)

@@ -1,5 +1,8 @@
 """python -m serving serve [--port P] [--config FILE]   run the ranking service (bentoml serve)
 python -m serving home --viewer V [--limit N] [--url U]  one ranked Home feed from a running service
+
+Both use the workspace's API token (data.settings.serving_secrets: LOUPE_API_TOKEN, else
+LOUPE_HOME/serving/api_token, generated there on first use).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import subprocess
 import sys
 import urllib.request
 
-from data.settings import get_settings, subprocess_env
+from data.settings import get_settings, serving_secrets, subprocess_env
 
 
 def serve_command(port: int) -> list[str]:
@@ -19,8 +22,9 @@ def serve_command(port: int) -> list[str]:
             "--host", "127.0.0.1", "--port", str(port)]
 
 
-def post(url: str, body: dict, timeout: float = 10.0) -> dict:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+def post(url: str, body: dict, token: str, timeout: float = 10.0) -> dict:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    req = urllib.request.Request(url, json.dumps(body).encode(), headers)
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read())
 
@@ -37,10 +41,12 @@ def main(argv: list[str] | None = None) -> None:
     h.add_argument("--limit", type=int, default=10)
     h.add_argument("--url", default=f"http://127.0.0.1:{settings.serving_port}")
     args = parser.parse_args(argv)
+    token = serving_secrets(settings).api_token  # serve: the service reads the same one
     if args.cmd == "serve":
         extra = {"LOUPE_SERVING_CONFIG": os.path.abspath(args.config)} if args.config else {}
         sys.exit(subprocess.call(serve_command(args.port), env=subprocess_env(extra)))
-    print(json.dumps(post(f"{args.url}/v1/feed/home", {"viewer_id": args.viewer, "limit": args.limit}), indent=2))
+    body = {"viewer_id": args.viewer, "limit": args.limit}
+    print(json.dumps(post(f"{args.url}/v1/feed/home", body, token), indent=2))
 
 
 if __name__ == "__main__":

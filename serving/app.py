@@ -8,10 +8,8 @@ registry, the MLflow registry, the landing folder, the embedding index of the ne
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
+import secrets
 import threading
 import time
 import uuid
@@ -28,10 +26,12 @@ from candidate_gen.sources.in_network_source import InNetworkSource
 from candidate_gen.sources.popular_source import PopularSource
 from candidate_gen.sources.social_source import SocialSource
 from candidate_gen.sources.trending_source import TrendingSource
-from data.settings import Settings
+from data.settings import ServingSecrets, Settings, serving_secrets
 from serving import pipeline as pl
+from serving.api_guard import ApiAccess
 from serving.clock import Clock
 from serving.config import ServingConfig
+from serving.cursors import BadCursor, PageCursorSigner
 from serving.embeddings import LatestEmbeddings
 from serving.heuristic import HeuristicScorer
 from serving.impression_log import ImpressionLogWriter
@@ -54,23 +54,6 @@ class BadRequest(ValueError):
     """The caller's mistake (HTTP 400), with a message that says what to fix."""
 
 
-def encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        offset = json.loads(raw)["o"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise BadRequest("cursor is not one this service issued (pass next_cursor back unchanged)") from None
-    if not isinstance(offset, int) or offset < 0:
-        raise BadRequest("cursor is not one this service issued (pass next_cursor back unchanged)")
-    return offset
-
-
 @dataclass
 class RankingApp:
     config: ServingConfig
@@ -80,6 +63,8 @@ class RankingApp:
     models: ModelStore
     clock: Clock
     metrics: PipelineMetrics
+    access: ApiAccess  # who may call (serving.api_guard reads it on every request)
+    cursors: PageCursorSigner
     closers: tuple = ()
     warm: bool = False
 
@@ -87,7 +72,10 @@ class RankingApp:
     @classmethod
     def build(cls, config: ServingConfig, *, candidates_client: Any, hydrator: Any, models: ModelStore,
               clock: Clock, embeddings: Any = None, impressions: ImpressionLogWriter | None = None,
-              closers: tuple = ()) -> RankingApp:
+              closers: tuple = (), secrets_: ServingSecrets | None = None) -> RankingApp:
+        """`secrets_`: the API token and cursor secret; None: random ones nobody else knows (an app
+        built in-process: tests read `app.access.token`)."""
+        secrets_ = secrets_ or ServingSecrets(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
         cfg = config.candidates
         client = candidates_client
         sources = {
@@ -136,6 +124,8 @@ class RankingApp:
             models=models,
             clock=clock,
             metrics=metrics,
+            access=ApiAccess.from_config(secrets_.api_token, config.api),
+            cursors=PageCursorSigner(secrets_.cursor_secret, config.api.cursor_ttl_s, config.api.max_offset),
             closers=closers,
         )
 
@@ -161,7 +151,8 @@ class RankingApp:
         embeddings = LatestEmbeddings(settings.home / "candidates" / "embeddings")
         app = cls.build(config, candidates_client=client, hydrator=hydrator, models=models,
                         clock=Clock.starting_at(settings.now), embeddings=embeddings, impressions=impressions,
-                        closers=tuple(x for x in (impressions, models) if x is not None))
+                        closers=tuple(x for x in (impressions, models) if x is not None),
+                        secrets_=serving_secrets(settings))  # the workspace's, generated if absent
         app.metrics = metrics
         hydrator.connect()  # now, not on the first request (Feast registry, Redis connections)
         models.start()
@@ -188,8 +179,12 @@ class RankingApp:
 
     def feed(self, surface: str, viewer_id: int, limit: int, cursor: str | None = None) -> dict[str, Any]:
         deadline = pl.Deadline(self.config.budget.total_ms)
-        offset = decode_cursor(cursor)
-        query = pl.FeedQuery(uuid.uuid4().hex, surface, viewer_id, limit, self.clock.now_ms(), deadline, offset)
+        now_ms = self.clock.now_ms()
+        try:
+            offset = self.cursors.offset(cursor, viewer_id, surface, now_ms)
+        except BadCursor as exc:
+            raise BadRequest(str(exc)) from None
+        query = pl.FeedQuery(uuid.uuid4().hex, surface, viewer_id, limit, now_ms, deadline, offset)
         pipeline = self.home if surface == "home" else self.explore
         state = pl.run(pipeline, query, self.metrics)
         items = [
@@ -202,7 +197,7 @@ class RankingApp:
         return {
             **self._common(query, state, total_ms),
             "items": items,
-            "next_cursor": encode_cursor(offset + len(items)) if items else None,
+            "next_cursor": self.cursors.issue(viewer_id, surface, offset + len(items), now_ms) if items else None,
         }
 
     def rank(self, surface: str, viewer_id: int, post_ids: list[int]) -> dict[str, Any]:
@@ -217,7 +212,12 @@ class RankingApp:
         ]
         total_ms = deadline.elapsed_ms()
         self.metrics.response("rank", state, total_ms)
-        return {**self._common(query, state, total_ms), "items": items}
+        # Why a supplied post was left out stays here (metrics, debug log): per post, it would tell
+        # any caller who blocked or muted whom.
+        logger.debug("rank %s: left out %s", query.request_id, dict(state.removed))
+        common = self._common(query, state, total_ms)
+        del common["filtered"]
+        return {**common, "items": items, "not_rankable": sum(state.removed.values())}
 
     @staticmethod
     def _common(query: pl.FeedQuery, state: pl.FeedState, total_ms: float) -> dict[str, Any]:

@@ -94,11 +94,24 @@ class ImpressionsConfig:
     record_seen: bool = True
 
 
+# Positions are int32 in the impressions log contract (docs/log_contracts.md): a page must fit.
+MAX_POSITION = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    probes_open: bool = True  # /livez /healthz /readyz without the token
+    metrics_open: bool = True  # /metrics without the token
+    max_body_bytes: int = 262_144  # larger request bodies: 413
+    cursor_ttl_s: float = 3600.0  # a next_cursor older than this: 400 (start again from the first page)
+    max_offset: int = 10_000  # positions a viewer can page to: next_cursor is null from there
+
+
 _SECTIONS = {
     "budget": BudgetConfig, "home": HomeConfig, "explore": ExploreConfig,
     "rescoring": RescoringConfig, "model": ModelConfig, "cascade": CascadeConfig,
     "hydration": HydrationConfig, "heuristic": HeuristicConfig, "impressions": ImpressionsConfig,
-    "exploration": ExplorationConfig,
+    "exploration": ExplorationConfig, "api": ApiConfig,
 }
 
 
@@ -114,6 +127,7 @@ class ServingConfig:
     heuristic: HeuristicConfig = field(default_factory=HeuristicConfig)
     impressions: ImpressionsConfig = field(default_factory=ImpressionsConfig)
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     candidates: CandidateConfig = field(default_factory=lambda: CandidateConfig.load())
 
     @classmethod
@@ -128,6 +142,11 @@ class ServingConfig:
             raise ValueError(f"model.engine must be compiled or lightgbm, got {sections['model'].engine!r}")
         if not 0.0 <= sections["exploration"].share <= 1.0:
             raise ValueError(f"exploration.share must be in [0, 1], got {sections['exploration'].share}")
+        api = sections["api"]
+        if not 0 < api.max_offset <= MAX_POSITION - 100:  # 100: the largest page
+            raise ValueError(f"api.max_offset must be in 1..{MAX_POSITION - 100}, got {api.max_offset}")
+        if api.max_body_bytes < 1024 or api.cursor_ttl_s <= 0:
+            raise ValueError("api.max_body_bytes must be at least 1024 and api.cursor_ttl_s positive")
         with open(candidates_path or CANDIDATES_PATH, "rb") as f:
             base = tomllib.load(f)
         candidates = CandidateConfig.from_dict(_merged(base, raw.get("candidates", {})))

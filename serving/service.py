@@ -5,8 +5,10 @@
     POST /v1/rank          {viewer_id, surface, post_ids}         scores for supplied candidates
     GET  /healthz /livez /readyz /metrics                         BentoML's own probes + Prometheus
 
-Run: `bentoml serve serving.service:RankingService` (python -m serving serve). Everything else
-lives in serving.app.RankingApp; this class only validates, delegates and maps errors to 4xx.
+Every route but the probes and /metrics wants `Authorization: Bearer <token>` (serving.api_guard,
+which also refuses bodies that are not JSON or too large). Run: `bentoml serve
+serving.service:RankingService` (python -m serving serve). Everything else lives in
+serving.app.RankingApp; this class only validates, delegates and maps errors to 4xx.
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ import bentoml
 from pydantic import BaseModel, Field
 
 from data.settings import get_settings
+from serving.api_guard import ApiAccess, ApiGuardMiddleware
 from serving.app import BadRequest, RankingApp
 from serving.metrics import OWN_PREFIX, own_metrics
 
 logger = logging.getLogger(__name__)
 
-ViewerId = Annotated[int, Field(strict=True, ge=0, description="the user asking for the feed")]
+INT64_MAX = 2**63 - 1  # ids are int64 everywhere (data/contracts.py)
+ViewerId = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX, description="the user asking for the feed")]
 Limit = Annotated[int, Field(strict=True, ge=1, le=100, description="posts on the page")]
 Cursor = Annotated[str | None, Field(max_length=200, description="next_cursor of the previous page")]
-PostIds = Annotated[list[Annotated[int, Field(strict=True, ge=0)]], Field(min_length=1, max_length=2000)]
+PostIds = Annotated[list[Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]], Field(min_length=1, max_length=2000)]
 
 
 class FeedItem(BaseModel):
@@ -67,7 +71,8 @@ class RankResponse(BaseModel):
     degraded: list[str]
     degraded_reasons: dict[str, str]
     candidates: dict[str, int]
-    filtered: dict[str, int] = Field(description="supplied posts not ranked, per reason (privacy, unknown, ...)")
+    not_rankable: int = Field(description="supplied posts left out (unknown, or not for this viewer: which "
+                              "and why is not said, it would tell who blocked or muted whom)")
     stage_ms: dict[str, float]
 
 
@@ -116,3 +121,11 @@ class RankingService:
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self.app.close()
+
+
+def current_access() -> ApiAccess:
+    """The access settings of the app this worker's service runs (raises before it runs)."""
+    return bentoml.get_current_service().app.access
+
+
+RankingService.add_asgi_middleware(ApiGuardMiddleware, access=current_access)

@@ -1,5 +1,6 @@
 """One BentoML HTTP app per test session (BentoML registers its metrics globally: a second app in
-the same process would clash); each test points it at the RankingApp it built."""
+the same process would clash); each test points it at the RankingApp it built, and sends that app's
+API token (every app has its own; tests of the token take the header away or replace it)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ def http_for(_http_session):
 
     def serve(app):
         switch.target = app
+        http.headers["authorization"] = f"Bearer {app.access.token}"
         return http
 
     yield serve
     switch.target = None
+    http.headers.pop("authorization", None)

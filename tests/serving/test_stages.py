@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from candidate_gen.records import Candidate
-from serving.app import BadRequest, decode_cursor, encode_cursor
 from serving.config import ServingConfig
+from serving.cursors import BadCursor, PageCursorSigner
 from serving.pipeline import Deadline, FeedQuery, FeedState, RecommendationPipeline, run
 from serving.scoring_model import ScoringModel, lightgbm_model
 from serving.stages.author_diversity_rescorer import AuthorDiversityRescorer
@@ -130,11 +130,18 @@ def test_a_failing_stage_is_reported_and_the_page_falls_back_to_newest_first():
 
 
 def test_cursors_round_trip_and_foreign_ones_are_refused():
-    assert decode_cursor(encode_cursor(30)) == 30
-    assert decode_cursor(None) == 0
-    for bad in ("x", "e30", encode_cursor(-1), "eyJvIjogIjEifQ"):
-        with pytest.raises(BadRequest):
-            decode_cursor(bad)
+    signer = PageCursorSigner("secret", ttl_s=60, max_offset=100)
+    cursor = signer.issue(7, "home", 30, now_ms=1_000)
+    assert signer.offset(cursor, 7, "home", now_ms=2_000) == 30
+    assert signer.offset(None, 7, "home", now_ms=2_000) == 0
+    assert signer.issue(7, "home", 100, now_ms=1_000) is None  # paging ends at max_offset
+    other = PageCursorSigner("another secret", ttl_s=60, max_offset=100).issue(7, "home", 30, now_ms=1_000)
+    for bad, viewer, surface, now in (("x", 7, "home", 2_000), ("e30", 7, "home", 2_000),
+                                      ("eyJvIjogIjEifQ", 7, "home", 2_000), (other, 7, "home", 2_000),
+                                      (cursor, 8, "home", 2_000), (cursor, 7, "explore", 2_000),
+                                      (cursor, 7, "home", 61_001)):
+        with pytest.raises(BadCursor):
+            signer.offset(bad, viewer, surface, now)
 
 
 def test_config_refuses_unknown_settings_and_merges_candidate_overrides(tmp_path):
