@@ -13,10 +13,11 @@ after the response is built, off the request path.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -129,6 +130,27 @@ class StageObserver(Protocol):
 
 # Side effects (impression log hand-off, seen-set writes) leave the request thread at once.
 _SIDE_EFFECTS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="side-effect")
+_PENDING: set[Future] = set()
+_PENDING_LOCK = threading.Lock()
+
+
+def drain_side_effects(timeout_s: float | None = None) -> bool:
+    """Wait until every side effect submitted so far has run (shutdown, tests); False on timeout."""
+    with _PENDING_LOCK:
+        pending = list(_PENDING)
+    return not wait(pending, timeout=timeout_s).not_done
+
+
+def _submit_side_effect(effect: SideEffect, query: FeedQuery, state: FeedState) -> None:
+    future = _SIDE_EFFECTS.submit(_side_effect, effect, query, state)
+    with _PENDING_LOCK:
+        _PENDING.add(future)
+    future.add_done_callback(_forget)
+
+
+def _forget(future: Future) -> None:
+    with _PENDING_LOCK:
+        _PENDING.discard(future)
 
 
 def run(pipeline: RecommendationPipeline, query: FeedQuery, observer: StageObserver | None = None) -> FeedState:
@@ -148,7 +170,7 @@ def run(pipeline: RecommendationPipeline, query: FeedQuery, observer: StageObser
         if observer is not None:
             observer.stage_done(pipeline.surface, stage.name, elapsed, error)
     for effect in pipeline.side_effects:
-        _SIDE_EFFECTS.submit(_side_effect, effect, query, state)
+        _submit_side_effect(effect, query, state)
     return state
 
 

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -133,19 +132,17 @@ def test_a_stalled_writer_drops_whole_responses_without_blocking_and_counts_reco
 
     def blocked_append(path, data):
         stalled.set()
-        release.wait(10)
+        release.wait(600)  # until the test releases it
         real_append(path, data)
 
     monkeypatch.setattr(impression_log, "_append", blocked_append)
     w = ImpressionLogWriter(tmp_path, "t", max_queue_rows=10, flush_interval_s=0.01)
     try:
         assert w.log(**RANKED)  # 3 rows: picked up, then stuck in the write
-        assert stalled.wait(5)
-        started = time.perf_counter()
+        assert stalled.wait(120)
+        # every call returns while the disk write is stuck: logging never waits for the disk
         accepted = [w.log(**{**RANKED, "request_id": f"r{i}"}) for i in range(50)]
-        per_call = (time.perf_counter() - started) / 50
         assert accepted == [True, True] + [False] * 48  # 3 + 3 + 3 rows fit in 10; a 4th does not
-        assert per_call < 0.005  # never waits for the disk
         s = w.stats()
         assert (s["logged_rows"], s["dropped_rows"], s["written_rows"], s["queued_rows"]) == (153, 144, 0, 9)
         assert reconciles(w)

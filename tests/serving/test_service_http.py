@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from candidate_gen.config import FanoutConfig
 from data.redis_server import EmbeddedRedis
 from serving.model_store import ModelStore
+from serving.pipeline import drain_side_effects
 from tests.candidates.helpers import HOUR, T0
 from tests.candidates.test_privacy_properties import N_USERS, pair, to_events, user_ids
 from tests.serving.helpers import build_app, serving_config, social_world, write_world
@@ -89,7 +90,7 @@ def test_home_mixes_in_network_and_explore_up_to_the_share_and_pages_on(world, h
     assert scores == sorted(scores, reverse=True)
     assert body["candidates"]["in_network"] > 0 and body["candidates"]["trending"] > 0
     # the next page: new posts only (served posts joined the seen set), positions go on
-    time.sleep(0.2)  # the seen-set write is a side effect, off the request path
+    assert drain_side_effects(120)  # the seen-set write is a side effect, off the request path
     nxt = http.post("/v1/feed/home", json={"viewer_id": 1, "limit": 10, "cursor": body["next_cursor"]}).json()
     assert [i["position"] for i in nxt["items"]] == list(range(10, 10 + len(nxt["items"])))
     assert not {i["post_id"] for i in nxt["items"]} & {i["post_id"] for i in items}
