@@ -39,7 +39,7 @@ from serving.clock import Clock
 from serving.config import ServingConfig
 from serving.model_store import ModelStore
 from serving.scoring_model import ScoringModel
-from tests.serving.helpers import random_ranker, register_champion
+from tests.serving.helpers import patient, random_ranker, register_champion
 from training.models import LAMBDARANK
 
 pytestmark = pytest.mark.spark
@@ -79,7 +79,7 @@ def platform(tiny_lake, redis_server, tmp_path_factory):
 @pytest.fixture(scope="module")
 def app(platform):
     served, *_ = platform
-    app = RankingApp.from_settings(served)
+    app = RankingApp.from_settings(served, patient(ServingConfig.load()))  # no budget runs out here
     assert wait_ready(app, 180), app.models.status()
     yield app
     app.close()
@@ -137,27 +137,40 @@ def test_the_champion_is_swapped_under_load_without_dropping_a_request(platform,
                 errors.append(exc)
 
     with ThreadPoolExecutor(4) as pool:
-        for v in viewers[20:24]:  # more requests than scoring slots: they queue within the budget
-            pool.submit(hammer, v)
-        time.sleep(0.5)
-        new_version = register_champion(served.tracking_uri, served.home / "unused", "home", "feed_ranker",
-                                         random_ranker(names, seed=9))
-        app.models.refresh()  # what the poller does every poll_s (load, serve, compile, swap again)
-        time.sleep(1.0)
-        stop.set()
-    new = f"feed_ranker:{new_version}"
+        try:
+            for v in viewers[20:24]:  # more requests than scoring slots: they queue within the budget
+                pool.submit(hammer, v)
+            wait_for(lambda: len(seen) >= 10 or errors)  # the old champion is serving
+            new_version = register_champion(served.tracking_uri, served.home / "unused", "home", "feed_ranker",
+                                             random_ranker(names, seed=9))
+            app.models.refresh()  # what the poller does every poll_s (load, serve, compile, swap again)
+            new = f"feed_ranker:{new_version}"
+            wait_for(lambda: seen.count(new) >= 10 or errors)  # ... and the new one, under the same load
+        finally:
+            stop.set()
     assert not errors and len(seen) > 20
-    assert set(seen) <= {old, new, "heuristic"}  # heuristic: a request whose budget ran out under load
+    assert set(seen) <= {old, new}  # every request ranked by a champion, none dropped
     assert old in seen
     after = app.feed("home", viewers[24], 10)
     assert after["model_version"] == new and after["scorer"] == "compiled", after
     assert app.models.current("home").engine == "compiled"
 
 
-def _app_with(platform, model_full=None, hydrator_redis=None, lookup=None):
-    """An app like production's but with one dependency replaced by a broken or slow one."""
+def wait_for(condition, deadline_s: float = 300.0) -> None:
+    """Poll a condition with a generous deadline (a busy machine is slow, not broken)."""
+    end = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.01)
+
+
+def _app_with(platform, model_full=None, hydrator_redis=None, lookup=None, budget_ms=None):
+    """An app like production's but with one dependency replaced by a broken or slow one; patient
+    timeouts (`budget_ms` when the test is about the budget running out)."""
     served, store, names, *_ = platform
-    cfg = ServingConfig.load().with_("impressions", enabled=False, record_seen=False)
+    cfg = patient(ServingConfig.load()).with_("impressions", enabled=False, record_seen=False)
+    if budget_ms is not None:
+        cfg = cfg.with_("budget", total_ms=budget_ms)
     base = RankingApp.from_settings(served, cfg)
     wait_ready(base, 120)
     models = base.models
@@ -171,7 +184,7 @@ def _app_with(platform, model_full=None, hydrator_redis=None, lookup=None):
     hydrator = base.home.hydrator
     if hydrator_redis is not None:
         hydrator = _packed_hydrator(store, hydrator_redis)
-    client = redis.Redis.from_url(served.redis_url, socket_timeout=0.03)
+    client = redis.Redis.from_url(served.redis_url, socket_timeout=30)
     return RankingApp.build(cfg, candidates_client=client, hydrator=hydrator, models=models,
                             clock=Clock.starting_at(served.now)), base
 
@@ -179,7 +192,7 @@ def _app_with(platform, model_full=None, hydrator_redis=None, lookup=None):
 def _packed_hydrator(store, url):
     from serving.stages.feature_hydrator import PackedFeatureHydrator
 
-    client = redis.Redis.from_url(url, socket_timeout=0.03, socket_connect_timeout=0.03)
+    client = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=30)
     return PackedFeatureHydrator(RankingFeatureReader(store, client=client))
 
 
@@ -203,16 +216,16 @@ def test_a_failing_or_slow_model_degrades_to_the_heuristic(platform):
     assert r["items"] and r["scorer"] == "heuristic" and r["degraded_reasons"]["score"].startswith("error"), r
     base.close()
 
-    def slow(x):
-        time.sleep(0.3)
+    release = threading.Event()
+
+    def stuck(x):  # a model that never answers within any budget
+        release.wait()
         return np.zeros(len(x))
 
-    app, base = _app_with(platform, model_full=slow)
-    start = time.perf_counter()
-    r = app.feed("home", viewers[-3], 10)
-    took = time.perf_counter() - start
+    app, base = _app_with(platform, model_full=stuck, budget_ms=3_000)
+    r = app.feed("home", viewers[-3], 10)  # answered while the model is still stuck
     assert r["items"] and r["scorer"] == "heuristic" and r["degraded_reasons"]["score"] == "model over budget", r
-    assert took < 0.2  # the request did not wait for the model
+    release.set()
     base.close()
 
 
