@@ -9,6 +9,10 @@ the sections it computes and keeps the others, so sections can be added (and re-
     simulator_ope     the champion's engagement lift over chronological order, simulated A/B vs OPE
                       from simulated exploring logs at several exploration shares (training/ope_validation.py),
                       through the `training/<surface>/ope` Dagster assets (logged to MLflow loupe/ope)
+    open_bandit_platform  the whole platform (`make run-open-bandit`) on the converted Open Bandit
+                      landing: rows read / landed / quarantined per log, the training outcome
+                      with realised NDCG@10 of the champion vs chronological vs popularity, the
+                      train/serve skew check's result, and the served sample page
     simulator_ope_scaling  the same on a world's last day with a declared stand-in ranker (no
                       training): how the intervals narrow with traffic and exploration share
 
@@ -57,6 +61,63 @@ def open_bandit_ope(settings: Settings) -> dict:
                                 for e in estimators},
         "estimates_covering_on_policy": {e: sum(c["estimates"][e]["covers_on_policy"] for c in campaigns.values())
                                          for e in estimators},
+        "wall_s": round(time.perf_counter() - start, 1),
+    }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def open_bandit_platform(settings: Settings) -> dict:
+    """`make run-open-bandit` in-process on a workspace of its own: what each stage reported."""
+    import os
+
+    import dagster as dg
+
+    from data.redis_server import redis_endpoint
+    from data.settings import export_dagster_env
+    from pipelines.run import prepare_landing, run_platform
+
+    home = open_bandit_home(settings)
+    landing = home / "landing"
+    obd.convert(home / obd.SDIST_NAME, landing)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOUPE_", "DAGSTER_"))}
+    env.update({"LOUPE_HOME": str(home / "platform"), "LOUPE_LANDING": str(landing), "LOUPE_SOURCE": "landing",
+                "LOUPE_SERVE": "0", "LOUPE_SERVING_PORT": str(_free_port()), "LOUPE_SERVING_WORKERS": "1"})
+    run_settings = Settings.from_env(env)
+    export_dagster_env(run_settings)
+    start = time.perf_counter()
+    with redis_endpoint(None, run_settings.redis_dir, _free_port()) as redis_url, \
+            dg.DagsterInstance.ephemeral() as instance:
+        out = run_platform(run_settings, prepare_landing(run_settings), instance, redis_url)
+    training = out["training"]
+    surfaces = {}
+    for surface, outcome in training.get("surfaces", {}).items():
+        if "evaluation" not in outcome:
+            surfaces[surface] = {"skipped": outcome.get("skipped")}
+            continue
+        ev = outcome["evaluation"]
+        surfaces[surface] = {
+            "requests": ev["requests"],
+            "ndcg10_realised": {name: round(m["ndcg10_realised"], 4) for name, m in ev["rankers"].items()},
+            "promotion": outcome["decision"],
+            "ab_test": outcome["ab_test"].get("skipped", "ran"),
+        }
+    page = out.get("sample_feed", {}).get("response", {})
+    return {
+        "days": out["days"],
+        "ingest": out["ingest"],
+        "training": {"skipped": training["skipped"]} if "skipped" in training else
+                    {"test_day": training["test_day"], "surfaces": surfaces,
+                     "skew_check": training.get("skew_check", "see the training/examples check in Dagster")},
+        "sample_page": {"surface": out.get("sample_feed", {}).get("surface"), "items": len(page.get("items", [])),
+                        "model_version": page.get("model_version"), "degraded": page.get("degraded"),
+                        "heuristic_reason": page.get("heuristic_reason")},
         "wall_s": round(time.perf_counter() - start, 1),
     }
 
@@ -138,7 +199,8 @@ def simulator_ope_scaling(settings: Settings) -> dict:
             "wall_s": round(time.perf_counter() - start, 1)}
 
 
-SECTIONS = {"open_bandit_ope": open_bandit_ope, "simulator_ope": simulator_ope,
+SECTIONS = {"open_bandit_ope": open_bandit_ope, "open_bandit_platform": open_bandit_platform,
+            "simulator_ope": simulator_ope,
             "simulator_ope_scaling": simulator_ope_scaling}
 
 

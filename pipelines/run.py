@@ -41,6 +41,7 @@ from pipelines.defs.candidates.assets import FANOUT_KEY, candidate_assets, candi
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
 from pipelines.defs.ingest.assets import ingest_assets
 from pipelines.defs.training.assets import surface_outcomes, training_assets, training_examples
+from pipelines.defs.training.skew import served_features_match_training
 from pipelines.partitions import landing_days, register_days
 from pipelines.resources import build_resources
 
@@ -214,9 +215,17 @@ def train_and_promote(
     test_day = window[-1]
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    for day in window:
-        dg.materialize([training_examples], partition_key=day, instance=instance, resources=resources,
-                       run_config=QUIET)
+    skew: dict[str, dict] = {}
+    for day in window:  # with the train/serve skew check, as the Dagster training job runs it
+        examples = dg.materialize([training_examples, served_features_match_training], partition_key=day,
+                                  instance=instance, resources=resources, run_config=QUIET, raise_on_error=False)
+        if not examples.get_asset_materialization_events():
+            raise RuntimeError(f"training/examples failed for {day}")
+        for check in examples.get_asset_check_evaluations():
+            meta = {k: v.value for k, v in check.metadata.items()}
+            skew[day] = {"passed": check.passed, "rows_compared": meta["rows_compared"],
+                         "failing_features": meta["failing_features"],
+                         "mismatch_rate_per_feature": meta["mismatch_rate_per_feature"]}
     seconds["training/examples"] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
     result = dg.materialize(training_assets[1:], partition_key=test_day,
@@ -229,7 +238,7 @@ def train_and_promote(
                 and e.event_specific_data.error.cls_name != "DagsterAssetCheckFailedError"]
     if failures:
         raise RuntimeError(f"training failed: {failures[0].step_key}: {failures[0].message}")
-    return {"test_day": test_day, "seconds": seconds, "surfaces": surface_outcomes(result)}
+    return {"test_day": test_day, "seconds": seconds, "surfaces": surface_outcomes(result), "skew_check": skew}
 
 
 def build_candidates(
@@ -320,6 +329,10 @@ def format_metrics_table(training: dict) -> str:
                          f"(95% CI {e['ci95_pct'][0]:+.1f} .. {e['ci95_pct'][1]:+.1f}), "
                          f"{ab['viewers']['treatment']:,}/{ab['viewers']['control']:,} viewers")
         lines.append("")
+    for day, check in training.get("skew_check", {}).items():
+        verdict = "passed" if check["passed"] else f"FAILED on {check['failing_features']}"
+        lines.append(f"train/serve skew check {day}: {check['rows_compared']:,} served rows with scored vectors "
+                     f"compared, {verdict}")
     return "\n".join(lines)
 
 
