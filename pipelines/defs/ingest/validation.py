@@ -6,6 +6,7 @@ Every line read ends in exactly one of three states, so totals reconcile:
     duplicate    valid, but its key landed already (this day or an earlier one) -> dropped, counted
 
 Rules, in the order a line is judged (a line gets the first reason that applies):
+    (before Spark, in landing.py: bad_encoding, line_too_long)
     malformed_json, missing_required:<col>, bad_type:<col>, bad_enum:<col>,
     ts_in_future, ts_too_old, unknown_reference:<col>
 
@@ -52,9 +53,16 @@ def _raw_schema(contract: LogContract) -> T.StructType:
     return T.StructType(fields + [T.StructField(_CORRUPT, T.StringType())])
 
 
+# The boolean spellings docs/log_contracts.md accepts, as the raw JSON text: true/false, 0/1, and
+# "true"/"false". Spark's own cast also takes "yes", "y", "t", " TRUE ", ...: each is bad_type here.
+BOOLEAN_TEXT = {"true": True, "1": True, "false": False, "0": False}
+
+
 def _typed(raw: Column, arrow_type: pa.DataType) -> Column:
     if pa.types.is_list(arrow_type):
         return F.from_json(raw, T.ArrayType(spark_type(arrow_type.value_type)))
+    if pa.types.is_boolean(arrow_type):
+        return F.when(raw.isin(*BOOLEAN_TEXT), raw.isin(*[t for t, b in BOOLEAN_TEXT.items() if b]))
     return raw.try_cast(spark_type(arrow_type))
 
 
