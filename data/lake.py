@@ -1,6 +1,6 @@
 """Where things live in the workspace: the landing folder and the Parquet lake.
 
-landing/<log_type>/<YYYY-MM-DD>/*.jsonl     exporters drop files here, one folder per landing day
+landing/<log_type>/<YYYY-MM-DD>/*.jsonl     exporters drop files here (or *.jsonl.gz), one folder per landing day
 lake/<table>/dt=<YYYY-MM-DD>/*.parquet      validated rows of that landing day
 lake/quarantine/<table>/dt=<YYYY-MM-DD>/    rejected lines with the reason, never silently lost
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-LANDING_SUFFIXES = (".jsonl", ".json")
+LANDING_SUFFIXES = (".jsonl", ".jsonl.gz")  # what ingestion reads; any other name it lists as ignored
 
 
 def landing_day_dir(landing_dir: Path, log_type: str, day: str) -> Path:
@@ -17,11 +17,13 @@ def landing_day_dir(landing_dir: Path, log_type: str, day: str) -> Path:
 
 
 def landing_files(landing_dir: Path, log_type: str, day: str) -> list[Path]:
-    """The landing files of one log and day, sorted so reads are deterministic."""
+    """Everything that landed in one log's day folder, sorted: ingestion reads the `LANDING_SUFFIXES`
+    files and names every other entry (another suffix, a folder, a link out) as ignored, so a day
+    holding only those is still a day to ingest, and fails its check instead of passing unseen."""
     folder = landing_day_dir(landing_dir, log_type, day)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in LANDING_SUFFIXES)
+    return sorted(folder.iterdir())
 
 
 def table_dir(lake_dir: Path, table: str) -> Path:

@@ -130,16 +130,19 @@ def test_a_post_deletion_row_lands_beside_its_creation_row(spark, world):
     assert (today.rows_landed, today.duplicates_dropped) == (2, 1)
 
 
-def test_an_unreadable_file_fails_the_partition_naming_the_file(spark, world):
+def test_an_unreadable_file_is_quarantined_whole_naming_the_file(spark, world):
+    """A binary file no longer stops the day: the good files land, the file is named with its
+    reason, and the partition does not reconcile (issue 13; tests/unit/test_ingest_every_line.py)."""
     landing, lake_dir = world
     ingest_days(spark, landing, lake_dir)
-    folder = lake.landing_day_dir(landing, "engagements", DAY)
-    folder.mkdir(parents=True)
-    bad = folder / "part-00001.jsonl"
+    write_jsonl(landing, "engagements", DAY, [engagement("a")])
+    bad = lake.landing_day_dir(landing, "engagements", DAY) / "part-00001.jsonl"
     bad.write_bytes(b"PAR1\x00\x01\x02binary")
 
-    with pytest.raises(IngestError, match="part-00001.jsonl"):
-        ingest_partition(spark, "engagements", DAY, landing, lake_dir)
+    report = ingest_partition(spark, "engagements", DAY, landing, lake_dir)
+
+    assert report.rows_landed == 1 and list(report.files_rejected) == [str(bad)]
+    assert report.files_rejected[str(bad)].startswith("binary_file") and not report.reconciles
 
 
 def test_a_log_the_export_does_not_carry_lands_as_an_empty_partition(spark, world):

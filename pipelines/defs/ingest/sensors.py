@@ -23,7 +23,8 @@ ingest_job = dg.define_asset_job(
 
 
 def landing_fingerprints(landing_dir: Path) -> dict[str, str]:
-    """Day -> a hash of the names, sizes and mtimes of all its landing files, across logs."""
+    """Day -> a hash of the names, sizes and mtimes of everything in its landing folders (files
+    ingestion ignores too: they fail the day's check), across logs."""
     by_day: dict[str, list[str]] = {}
     for log_type in LOG_TYPES:
         root = Path(landing_dir) / log_type
@@ -31,7 +32,10 @@ def landing_fingerprints(landing_dir: Path) -> dict[str, str]:
             continue
         for day_dir in root.iterdir():
             for path in lake.landing_files(landing_dir, log_type, day_dir.name):
-                stat = path.stat()
+                try:
+                    stat = path.stat()
+                except OSError:  # a broken link: ingestion names it as ignored
+                    stat = path.lstat()
                 by_day.setdefault(day_dir.name, []).append(
                     f"{log_type}/{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
                 )
