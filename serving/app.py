@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -231,7 +232,7 @@ class RankingApp:
             "degraded": sorted(state.degraded),
             "degraded_reasons": dict(state.degraded),
             "candidates": {o.name: len(o.candidates) for o in state.outcomes},
-            "filtered": dict(state.removed),
+            "filtered": _without_relationships(state.removed),
             "stage_ms": {**state.stage_ms, "total": round(total_ms, 3)},
         }
 
@@ -264,3 +265,16 @@ def wait_ready(app: RankingApp, timeout_s: float) -> bool:
             return True
         time.sleep(0.1)
     return app.ready()
+
+
+# Filter reasons that would tell a caller who blocked or muted whom: one `not_visible` count in
+# responses (per-reason detail stays in metrics and the debug log).
+RELATIONSHIP_REASONS = frozenset({"blocked", "muted"})
+
+
+def _without_relationships(removed: Mapping[str, int]) -> dict[str, int]:
+    out = {reason: n for reason, n in removed.items() if reason not in RELATIONSHIP_REASONS}
+    hidden = sum(n for reason, n in removed.items() if reason in RELATIONSHIP_REASONS)
+    if hidden:
+        out["not_visible"] = hidden
+    return out

@@ -244,6 +244,7 @@ def test_no_endpoint_ever_serves_a_post_the_viewer_may_not_see(privacy_http, pri
             r = http.post(route, json={"viewer_id": viewer, "limit": 100})
             assert r.status_code == 200
             served += [i["post_id"] for i in r.json()["items"]]
+            assert not {"blocked", "muted"} & set(r.json()["filtered"])  # who blocked whom: never said
         if posts:
             r = http.post("/v1/rank", json={"viewer_id": viewer, "surface": "home", "post_ids": [p for p, _ in posts]})
             assert r.status_code == 200
