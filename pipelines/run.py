@@ -132,6 +132,10 @@ def claim_lake(settings: Settings) -> None:
     marker.write_text(json.dumps(current))
 
 
+class IngestStopped(RuntimeError):
+    """A landing day did not reconcile (a file not read, counts that do not add up) or failed."""
+
+
 def ingest_days(
     settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None
 ) -> dict[str, dict]:
@@ -141,9 +145,15 @@ def ingest_days(
     resources = build_resources(settings, redis_url)
     register_days(instance, days)
     for day in days:
-        result = dg.materialize(
-            ingest_assets, partition_key=day, instance=instance, resources=resources, run_config=QUIET
-        )
+        result = dg.materialize(ingest_assets, partition_key=day, instance=instance, resources=resources,
+                                run_config=QUIET, raise_on_error=False)
+        failed = [f"  {c.asset_key.to_user_string()} {c.check_name}: {c.description}"
+                  for c in result.get_asset_check_evaluations() if not c.passed]
+        if failed or not result.success:
+            raise IngestStopped(f"ingesting {day} stopped: a blocking check failed, nothing downstream "
+                                f"builds on it (Dagster UI: `make ui`)\n" + "\n".join(failed or [
+                                    f"  {e.step_key}: {e.message}" for e in result.all_events
+                                    if e.event_type_value == "STEP_FAILURE"]))
         for event in result.get_asset_materialization_events():
             log = event.asset_key.path[-1]
             meta = {k: v.value for k, v in event.materialization.metadata.items()}
@@ -470,7 +480,10 @@ def main(argv: list[str]) -> None:
             landing = prepare_landing(settings)
         except NoLandingData as exc:
             sys.exit(f"make run: {exc}")
-        run_platform(settings, landing, dg.DagsterInstance.get(), redis_url)
+        try:
+            run_platform(settings, landing, dg.DagsterInstance.get(), redis_url)
+        except IngestStopped as exc:
+            sys.exit(f"make run: {exc}")
 
 
 def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInstance, redis_url: str) -> dict:

@@ -283,3 +283,18 @@ def test_a_file_that_cannot_be_read_is_rejected_not_fatal(spark, dirs, monkeypat
     assert landed_ids(spark, report) == [1]
     assert report.files_rejected[str(locked)].startswith("unreadable_file: PermissionError")
     assert not report.reconciles
+
+
+def test_make_run_stops_with_the_checks_words_when_a_day_holds_a_file_it_did_not_read(spark, tmp_path):
+    """`make run`'s ingest stops on a failed reconcile check with its description (naming the file),
+    not with a raw Dagster error."""
+    from data.settings import Settings
+    from pipelines.run import IngestStopped, ingest_days
+
+    landing = tmp_path / "landing"
+    land(landing, "part-00000.jsonl", users_bytes(1, 2))
+    land(landing, "notes.txt", b"hello\n")
+    settings = Settings.from_env({"LOUPE_HOME": str(tmp_path / "home"), "LOUPE_LANDING": str(landing),
+                                  "LOUPE_SOURCE": "landing"})
+    with dg.DagsterInstance.ephemeral() as instance, pytest.raises(IngestStopped, match="notes.txt"):
+        ingest_days(settings, [DAY], instance)
