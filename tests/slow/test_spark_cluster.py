@@ -115,8 +115,9 @@ EXPECTED_ENGAGEMENTS_TODAY = {
 
 def normalised(report: dict, lake_dir: Path) -> dict:
     out = dict(report)
-    for name in ("lake_path", "quarantine_path"):
-        out[name] = str(Path(report[name]).relative_to(lake_dir))
+    for name in ("lake_path", "quarantine_path", "id_map_path"):
+        if report.get(name):
+            out[name] = str(Path(report[name]).relative_to(lake_dir))
     return out
 
 
@@ -184,7 +185,7 @@ def assert_same_as_local(local_result, reports: list[dict], lake_dir: Path) -> N
     assert [normalised(r, lake_dir) for r in reports] == local_reports
     rows = lake_contents(lake_dir)
     assert sorted(rows) == sorted(local_rows)
-    assert len(rows) == 2 * len(STEPS) + 1  # a lake and a quarantine partition per step + features
+    assert len(rows) == 3 * len(STEPS) + 1  # a lake, a quarantine and an id-map partition per step + features
     assert any(p.startswith("features/viewer_author/") for p in rows)
     for partition, expected in local_rows.items():
         assert rows[partition] == expected, partition
