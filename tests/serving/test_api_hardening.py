@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import time
 
 import pytest
 import redis
@@ -25,6 +24,7 @@ from serving.clock import Clock
 from serving.config import ServingConfig
 from serving.impression_log import ImpressionLogWriter
 from serving.model_store import ModelStore
+from serving.pipeline import drain_side_effects
 from tests.candidates.helpers import HOUR, T0
 from tests.serving.helpers import build_app, serving_config, social_world, write_world
 
@@ -64,14 +64,6 @@ def token(http, value: str | None):
         http.headers.pop("authorization", None)
         if saved is not None:
             http.headers["authorization"] = saved
-
-
-def wait_for(condition, deadline_s: float = 300.0) -> None:
-    """Poll for a side effect (they run off the request thread); the deadline only catches a hang."""
-    end = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < end, "condition not reached"
-        time.sleep(0.01)
 
 
 def old_cursor(payload) -> str:
@@ -172,7 +164,8 @@ def test_ids_are_int64(world, http_for, tmp_path):
         r = http.post("/v1/rank", json={"viewer_id": INT64_MAX, "surface": "home", "post_ids": [INT64_MAX]})
         assert r.status_code == 200 and r.json()["not_rankable"] == 1  # the largest ids are ids
         assert http.post("/v1/feed/home", json={"viewer_id": INT64_MAX, "limit": 5}).status_code == 200
-        wait_for(lambda: writer.stats()["logged_rows"] >= 5)  # the cold-start page of INT64_MAX
+        assert drain_side_effects(600)  # the impression hand-off runs off the request thread
+        assert writer.stats()["logged_rows"] >= 5  # the cold-start page of INT64_MAX
         assert writer.flush(timeout_s=300)
     lines = [json.loads(x) for f in (tmp_path / "landing").rglob("*.jsonl") for x in f.read_text().splitlines()]
     assert {line["viewer_id"] for line in lines} == {INT64_MAX}
@@ -234,7 +227,8 @@ def test_every_served_page_is_logged_and_offsets_are_bounded(world, http_for, tm
             if cursor is None:
                 break
         assert [p for _, p in served] == list(range(15))  # pages at 0, 5, 10; none beyond 12
-        wait_for(lambda: writer.stats()["logged_rows"] >= len(served))
+        assert drain_side_effects(600)
+        assert writer.stats()["logged_rows"] == len(served)
         assert writer.flush(timeout_s=300)
         assert writer.stats()["dropped_rows"] == 0 and writer.stats()["written_rows"] == len(served)
     lines = [json.loads(x) for f in (tmp_path / "landing").rglob("*.jsonl") for x in f.read_text().splitlines()]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import date, timedelta
@@ -129,26 +128,35 @@ def test_the_champion_is_swapped_under_load_without_dropping_a_request(platform,
     stop = threading.Event()
     seen: list[str] = []
     errors: list[BaseException] = []
+    answered = threading.Condition()  # every answer (or error) is signalled: the test waits on it
 
     def hammer(viewer: int) -> None:
         while not stop.is_set():
             try:
                 r = app.feed("home", viewer, 10)
-                if r["items"]:  # an empty page is ranked by nobody (reported as the heuristic)
-                    seen.append(r["model_version"])
+                with answered:
+                    if r["items"]:  # an empty page is ranked by nobody (reported as the heuristic)
+                        seen.append(r["model_version"])
+                    answered.notify_all()
             except BaseException as exc:  # noqa: BLE001 - any failure fails the test
-                errors.append(exc)
+                with answered:
+                    errors.append(exc)
+                    answered.notify_all()
+
+    def until(condition) -> None:
+        with answered:  # the timeout only turns a hang into a failure
+            assert answered.wait_for(lambda: condition() or errors, timeout=600), "no answers"
 
     with ThreadPoolExecutor(4) as pool:
         try:
             for v in viewers[20:24]:  # more requests than scoring slots: they queue within the budget
                 pool.submit(hammer, v)
-            wait_for(lambda: len(seen) >= 10 or errors)  # the old champion is serving
+            until(lambda: len(seen) >= 10)  # the old champion is serving
             new_version = register_champion(served.tracking_uri, served.home / "unused", "home", "feed_ranker",
                                              random_ranker(names, seed=9))
             app.models.refresh()  # what the poller does every poll_s (load, serve, compile, swap again)
             new = f"feed_ranker:{new_version}"
-            wait_for(lambda: seen.count(new) >= 10 or errors)  # ... and the new one, under the same load
+            until(lambda: seen.count(new) >= 10)  # ... and the new one, under the same load
         finally:
             stop.set()
     assert not errors and len(seen) > 20
@@ -157,14 +165,6 @@ def test_the_champion_is_swapped_under_load_without_dropping_a_request(platform,
     after = app.feed("home", viewers[24], 10)
     assert after["model_version"] == new and after["scorer"] == "compiled", after
     assert app.models.current("home").engine == "compiled"
-
-
-def wait_for(condition, deadline_s: float = 300.0) -> None:
-    """Poll a condition with a generous deadline (a busy machine is slow, not broken)."""
-    end = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < end, "condition not reached"
-        time.sleep(0.01)
 
 
 def _app_with(platform, model_full=None, hydrator_redis=None, lookup=None, budget_ms=None):
