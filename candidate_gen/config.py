@@ -7,7 +7,7 @@ Sections owned by one component (e.g. [trending], [embeddings]) are read by that
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,20 +99,14 @@ class CandidateConfig:
 
     def with_feed(self, **changes: Any) -> CandidateConfig:
         """A copy with some feed settings changed (tests, benchmarks)."""
-        from dataclasses import replace
-
         return replace(self, feed=replace(self.feed, **changes))
 
     def with_timeouts(self, timeout_ms: float) -> CandidateConfig:
         """A copy where every source may take `timeout_ms` (tests on a busy machine assert what a
         source returns, not how fast; timeouts are tested by injecting a stall)."""
-        from dataclasses import replace
-
         return replace(self, sources={n: replace(s, timeout_ms=timeout_ms) for n, s in self.sources.items()})
 
     def with_celebrity(self, **changes: Any) -> CandidateConfig:
         """A copy with the celebrity rule changed (tests, benchmarks; production edits
         features/config.toml, which the features read too)."""
-        from dataclasses import replace
-
         return replace(self, celebrity=replace(self.celebrity, **changes))

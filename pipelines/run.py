@@ -62,7 +62,12 @@ class NoLandingData(RuntimeError):
     """The configured landing folder holds no day to process."""
 
 
-class NotEnoughDays(RuntimeError):
+class TrainingBlocked(RuntimeError):
+    """Training did not start, with the reason (too little data, or served features that do not
+    match training's): the service keeps what it serves."""
+
+
+class NotEnoughDays(TrainingBlocked):
     """Too few days to train on: reported, and the platform runs on without a model."""
 
 
@@ -237,6 +242,10 @@ def train_and_promote(
                          "failing_features": meta["failing_features"],
                          "mismatch_rate_per_feature": meta["mismatch_rate_per_feature"]}
     seconds["training/examples"] = round(time.perf_counter() - start, 1)
+    skewed = {day: check["failing_features"] for day, check in skew.items() if not check["passed"]}
+    if skewed:  # the check is blocking: in the Dagster job the rankers would not run either
+        raise TrainingBlocked(f"the train/serve skew check failed ({skewed}): the features the service "
+                              "scored differ from what training retrieves; see the check in the Dagster UI")
     start = time.perf_counter()
     result = dg.materialize(training_assets[1:], partition_key=test_day,
                             instance=instance, resources=resources, run_config=QUIET, raise_on_error=False)
@@ -502,9 +511,9 @@ def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInsta
     try:
         out["training"] = train_and_promote(settings, days, instance, redis_url)
         print("\n" + format_metrics_table(out["training"]), flush=True)
-    except NotEnoughDays as exc:
+    except TrainingBlocked as exc:
         out["training"] = {"skipped": str(exc)}
-        print(f"training skipped: {exc}; the service ranks with its heuristic", flush=True)
+        print(f"training skipped: {exc}; the service keeps its champion, or its heuristic if it has none", flush=True)
     print(f"MLflow: {settings.tracking_uri}   (make mlflow-ui)", flush=True)
     print("candidates ...", flush=True)
     out["candidates"] = build_candidates(settings, days, instance, redis_url)
