@@ -106,6 +106,11 @@ class CandidateConfig:
         source returns, not how fast; timeouts are tested by injecting a stall)."""
         return replace(self, sources={n: replace(s, timeout_ms=timeout_ms) for n, s in self.sources.items()})
 
+    def with_caps(self, cap: int) -> CandidateConfig:
+        """A copy where every source returns at most `cap` candidates (the service's cheap path)."""
+        names = set(self.sources) | {"in_network", "trending", "embedding", "social", "popular"}
+        return replace(self, sources={n: replace(self.source(n), cap=min(cap, self.source(n).cap)) for n in names})
+
     def with_celebrity(self, **changes: Any) -> CandidateConfig:
         """A copy with the celebrity rule changed (tests, benchmarks; production edits
         features/config.toml, which the features read too)."""

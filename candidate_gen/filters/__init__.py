@@ -15,8 +15,9 @@ from candidate_gen.filters.own_post_filter import OwnPostFilter
 from candidate_gen.filters.private_author_filter import PrivateAuthorFilter
 
 
-def default_chain(client: redis.Redis, cfg: CandidateConfig, seen: bool = True) -> FilterChain:
-    """Own posts and age need no state; the rest share one Redis round trip."""
+def default_chain(client: redis.Redis, cfg: CandidateConfig, seen: bool = True, attempts: int = 1) -> FilterChain:
+    """Own posts and age need no state; the rest share one Redis round trip (tried `attempts` times
+    at most when it fails: FilterChain.run)."""
     filters = [
         OwnPostFilter(),
         MaxAgeFilter(cfg),
@@ -27,7 +28,7 @@ def default_chain(client: redis.Redis, cfg: CandidateConfig, seen: bool = True) 
     ]
     if seen:
         filters.append(AlreadySeenFilter(cfg))
-    return FilterChain(client, filters)
+    return FilterChain(client, filters, attempts)
 
 
 __all__ = ["ChainResult", "FilterChain", "FilterResult", "default_chain"]

@@ -12,13 +12,16 @@ first, and counts removals per reason so totals reconcile (kept + removed = inpu
 
 Privacy filters fail closed: when their state cannot be read they remove what they cannot clear
 (reason `<filter>_unavailable`); the already-seen filter fails open (a repeat is not a leak).
+Because failing closed empties a page, a failed read is tried again (`attempts`): the second try
+always, later ones only while the caller's `time_left_ms` says its budget lasts.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from itertools import compress
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any, Protocol
 
 import redis
@@ -63,6 +66,7 @@ class ChainResult:
     removed: list[tuple[Candidate, str]]
     counts: Counter  # reason -> number removed
     degraded: list[str]  # filters whose state could not be read
+    retries: int = 0  # reads tried again after a Redis error
 
     @property
     def total(self) -> int:
@@ -72,24 +76,27 @@ class ChainResult:
 class FilterChain:
     """Filters in declared order, their Redis reads batched into one round trip."""
 
-    def __init__(self, client: redis.Redis, filters: list[CandidateFilter]):
+    def __init__(self, client: redis.Redis, filters: list[CandidateFilter], attempts: int = 1):
         self.client = client
         self.filters = filters
+        self.attempts = attempts
 
-    def run(self, viewer_id: int, candidates: list[Candidate], now_ms: int) -> ChainResult:
+    def run(self, viewer_id: int, candidates: list[Candidate], now_ms: int,
+            time_left_ms: Callable[[], float] | None = None) -> ChainResult:
         if not candidates:  # nothing to decide (and Redis refuses empty member lists)
             return ChainResult([], [], Counter(), [])
-        states: list[Any] = [None] * len(self.filters)
+        states: list[Any] | None = None
+        attempt = 0
+        while states is None and attempt < self.attempts:
+            if attempt >= 2 and (time_left_ms is None or time_left_ms() <= 0):
+                break  # the second try is unconditional, later ones need budget
+            attempt += 1
+            try:
+                states = self._read_states(viewer_id, candidates)
+            except redis.RedisError:
+                continue
         degraded: list[str] = []
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            sizes = [f.prepare(pipe, viewer_id, candidates) for f in self.filters]
-            flat = pipe.execute() if sum(sizes) else []
-            at = 0
-            for i, (f, n) in enumerate(zip(self.filters, sizes, strict=True)):
-                states[i] = f.decode(candidates, flat[at : at + n])
-                at += n
-        except redis.RedisError:
+        if states is None:
             # No state: each filter decides (privacy filters fail closed, the seen filter open).
             states = [None] * len(self.filters)
             degraded = [f.name for f in self.filters if getattr(f, "needs_state", False)]
@@ -101,4 +108,15 @@ class FilterChain:
             result = f.apply(viewer_id, kept, state, now_ms)
             kept = result.kept
             removed.extend(result.removed)
-        return ChainResult(kept, removed, Counter(r for _, r in removed), degraded)
+        return ChainResult(kept, removed, Counter(r for _, r in removed), degraded, max(attempt - 1, 0))
+
+    def _read_states(self, viewer_id: int, candidates: list[Candidate]) -> list[Any]:
+        """Every filter's state from one pipelined round trip (raises redis.RedisError)."""
+        pipe = self.client.pipeline(transaction=False)
+        sizes = [f.prepare(pipe, viewer_id, candidates) for f in self.filters]
+        flat = pipe.execute() if sum(sizes) else []
+        states, at = [], 0
+        for f, n in zip(self.filters, sizes, strict=True):
+            states.append(f.decode(candidates, flat[at : at + n]))
+            at += n
+        return states

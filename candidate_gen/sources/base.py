@@ -65,29 +65,41 @@ def _timed_fetch(source: CandidateSource, request: SourceRequest) -> tuple[list[
     return out[: source.config.cap], (time.perf_counter() - start) * 1000
 
 
-def run_sources(sources: list[CandidateSource], request: SourceRequest) -> list[SourceOutcome]:
-    """Run the enabled sources concurrently; one outcome per source, in the given order."""
+def run_sources(sources: list[CandidateSource], request: SourceRequest, late_wait_ms: float = 0.0) -> list[SourceOutcome]:
+    """Run the enabled sources concurrently; one outcome per source, in the given order.
+
+    `late_wait_ms`: when every source came back empty and some were only late (timed out), wait up
+    to this much longer for those: an empty pool is an empty page, a late one only a slow page."""
     started = time.perf_counter()
     futures = {
         s.name: _POOL.submit(_timed_fetch, s, request) for s in sources if s.config.enabled
     }
-    outcomes = []
-    for s in sources:
-        if not s.config.enabled:
-            outcomes.append(SourceOutcome(s.name, DISABLED))
-            continue
-        # Each source's deadline counts from the common start: they run side by side.
-        left = s.config.timeout_ms / 1000 - (time.perf_counter() - started)
-        try:
-            found, elapsed = futures[s.name].result(timeout=max(left, 0.0))
-            outcomes.append(SourceOutcome(s.name, OK, found, elapsed))
-        except SourceDisabled as exc:
-            outcomes.append(SourceOutcome(s.name, DISABLED, [], (time.perf_counter() - started) * 1000, str(exc)))
-        except FutureTimeout:
-            futures[s.name].cancel()
-            waited = (time.perf_counter() - started) * 1000
-            outcomes.append(SourceOutcome(s.name, TIMEOUT, [], waited, f"over {s.config.timeout_ms} ms"))
-        except Exception as exc:  # noqa: BLE001 - fail open: any source failure degrades, never raises
-            waited = (time.perf_counter() - started) * 1000
-            outcomes.append(SourceOutcome(s.name, ERROR, [], waited, f"{type(exc).__name__}: {exc}"))
+    outcomes = [_outcome(s, futures.get(s.name), started, s.config.timeout_ms) for s in sources]
+    late = [i for i, o in enumerate(outcomes) if o.status == TIMEOUT]
+    if late_wait_ms > 0 and late and not any(o.candidates for o in outcomes):
+        waited_ms = (time.perf_counter() - started) * 1000
+        for i in late:  # the same deadline for all: they run side by side
+            s = sources[i]
+            outcomes[i] = _outcome(s, futures[s.name], started, waited_ms + late_wait_ms)
+    for o in outcomes:
+        if o.status == TIMEOUT:
+            futures[o.name].cancel()
     return outcomes
+
+
+def _outcome(source: CandidateSource, future, started: float, timeout_ms: float) -> SourceOutcome:
+    """The source's outcome once its future finished or `timeout_ms` (from `started`) passed."""
+    if future is None:
+        return SourceOutcome(source.name, DISABLED)
+    left = timeout_ms / 1000 - (time.perf_counter() - started)
+    try:
+        found, elapsed = future.result(timeout=max(left, 0.0))
+        return SourceOutcome(source.name, OK, found, elapsed)
+    except SourceDisabled as exc:
+        return SourceOutcome(source.name, DISABLED, [], (time.perf_counter() - started) * 1000, str(exc))
+    except FutureTimeout:
+        waited = (time.perf_counter() - started) * 1000
+        return SourceOutcome(source.name, TIMEOUT, [], waited, f"over {round(timeout_ms, 1)} ms")
+    except Exception as exc:  # noqa: BLE001 - fail open: any source failure degrades, never raises
+        waited = (time.perf_counter() - started) * 1000
+        return SourceOutcome(source.name, ERROR, [], waited, f"{type(exc).__name__}: {exc}")

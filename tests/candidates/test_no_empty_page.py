@@ -1,0 +1,105 @@
+"""Transient slowness must not empty a page (issue 13, part 3), against a real Valkey with the
+fault injected: a privacy read that failed is tried again within the request's budget (before, one
+30 ms timeout removed every candidate: privacy fails closed), and sources that were only late are
+waited for when nothing else came back (before, the pool was empty)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from candidate_gen.config import SourceConfig
+from candidate_gen.filters import default_chain
+from candidate_gen.records import Candidate
+from candidate_gen.sources.base import OK, TIMEOUT, SourceRequest, run_sources
+from tests.candidates.helpers import HOUR, T0, fresh_config
+
+
+class FlakyRedis(redis.Redis):
+    """A real client whose first `fail` pipelined reads time out (an injected transient fault)."""
+
+    def __init__(self, url: str, fail: int):
+        super().__init__(connection_pool=redis.ConnectionPool.from_url(url))
+        self.fail, self.executed = fail, 0
+
+    def pipeline(self, transaction=True, shard_hint=None):
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        def flaky(raise_on_error: bool = True):
+            self.executed += 1
+            if self.executed <= self.fail:
+                raise redis.TimeoutError("injected: a reply later than the socket timeout")
+            return execute(raise_on_error)
+
+        pipe.execute = flaky
+        return pipe
+
+
+POOL = [Candidate(100 + i, 2 + i % 5, T0 - i * 60_000, "trending") for i in range(20)]
+
+
+@pytest.fixture
+def cfg():
+    return fresh_config()
+
+
+def test_a_failed_privacy_read_is_tried_again_and_the_page_keeps_its_posts(redis_server, cfg):
+    healthy = default_chain(redis.Redis.from_url(redis_server.url), cfg).run(1, POOL, T0 + HOUR)
+    assert len(healthy.kept) == len(POOL) and not healthy.degraded
+
+    before = default_chain(FlakyRedis(redis_server.url, fail=1), cfg).run(1, POOL, T0 + HOUR)
+    assert before.kept == [] and before.degraded  # one attempt: one timeout empties the page
+
+    flaky = FlakyRedis(redis_server.url, fail=1)
+    after = default_chain(flaky, cfg, attempts=3).run(1, POOL, T0 + HOUR, time_left_ms=lambda: 0.0)
+    assert after.kept == healthy.kept and not after.degraded  # the second try needs no budget
+    assert after.retries == 1 and flaky.executed == 2
+
+
+def test_tries_beyond_the_second_need_budget_and_privacy_still_fails_closed(redis_server, cfg):
+    spent = FlakyRedis(redis_server.url, fail=2)
+    result = default_chain(spent, cfg, attempts=3).run(1, POOL, T0 + HOUR, time_left_ms=lambda: 0.0)
+    assert spent.executed == 2 and result.kept == []  # budget spent: no third try, nothing unverified
+    assert {"deleted", "blocked", "private"} <= set(result.degraded)
+
+    left = FlakyRedis(redis_server.url, fail=2)
+    result = default_chain(left, cfg, attempts=3).run(1, POOL, T0 + HOUR, time_left_ms=lambda: 25.0)
+    assert left.executed == 3 and len(result.kept) == len(POOL) and result.retries == 2
+
+
+class LateSource:
+    """Answers after an injected delay longer than its timeout (or never, until released)."""
+
+    def __init__(self, name: str, delay_s: float | None, timeout_ms: float = 50):
+        self.name, self.delay_s = name, delay_s
+        self.config = SourceConfig(cap=10, timeout_ms=timeout_ms)
+        self.release = threading.Event()
+
+    def fetch(self, request):
+        self.release.wait(self.delay_s)
+        return [Candidate(i, 7, 0, self.name) for i in range(5)]
+
+
+def test_late_sources_are_waited_for_when_every_source_came_back_empty():
+    never = LateSource("stuck", None)
+    try:
+        (before,) = run_sources([never], SourceRequest(1, 0))  # no late wait: an empty pool
+        assert before.status == TIMEOUT and before.candidates == []
+    finally:
+        never.release.set()
+
+    late = LateSource("late", 0.2)  # over its 50 ms timeout
+    (after,) = run_sources([late], SourceRequest(1, 0), late_wait_ms=60_000)
+    assert after.status == OK and len(after.candidates) == 5
+
+
+def test_a_late_source_is_not_waited_for_when_another_delivered():
+    stuck, fast = LateSource("stuck", None), LateSource("fast", 0.0, timeout_ms=60_000)
+    try:
+        out = {o.name: o for o in run_sources([stuck, fast], SourceRequest(1, 0), late_wait_ms=60_000)}
+    finally:
+        stuck.release.set()
+    assert out["fast"].status == OK and out["stuck"].status == TIMEOUT
