@@ -7,6 +7,9 @@ BentoML reads a byte of the body or the service runs a stage.
                                            into the typed fields, strings and all)
     a body over api.max_body_bytes    413  by its Content-Length, or counted as it streams in
 
+It also stamps when the request arrived (`scope[ARRIVED]`, before the body is read or a worker
+thread is free): the request's budget counts from there (serving.admission).
+
 Service-to-service authentication: the caller (the feed service) holds the token
 (data.settings.serving_secrets: LOUPE_API_TOKEN, or the workspace's token file); it is compared in
 constant time. A pure ASGI middleware added with BentoML's `Service.add_asgi_middleware`; it reads
@@ -16,6 +19,7 @@ the settings of the app the service runs (`ApiAccess`, built with the RankingApp
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,6 +32,7 @@ PROBES = frozenset({"/livez", "/healthz", "/readyz"})
 METRICS = frozenset({"/metrics"})
 WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 JSON = "application/json"
+ARRIVED = "loupe.arrived"  # time.perf_counter() when the request reached the middleware
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class ApiGuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope[ARRIVED] = time.perf_counter()
         try:
             access = self.access()
         except Exception:  # noqa: BLE001 - no app yet (starting, or stopping): refuse, never let through

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from candidate_gen.filters import default_chain
 from candidate_gen.sources.embedding_source import EmbeddingSource
@@ -29,6 +31,7 @@ from candidate_gen.sources.social_source import SocialSource
 from candidate_gen.sources.trending_source import TrendingSource
 from data.settings import ServingSecrets, Settings, serving_secrets
 from serving import pipeline as pl
+from serving.admission import Admission
 from serving.api_guard import ApiAccess
 from serving.clock import Clock
 from serving.config import ServingConfig
@@ -38,6 +41,7 @@ from serving.heuristic import HeuristicScorer
 from serving.impression_log import ImpressionLogWriter
 from serving.metrics import PipelineMetrics
 from serving.model_store import ModelStore, registry_loader, registry_lookup
+from serving.stages.cheap_path import OVERLOAD
 from serving.stages.candidate_sources_stage import CandidateSourcesStage, SourceGroup
 from serving.stages.feature_hydrator import FeastFeatureHydrator, PackedFeatureHydrator
 from serving.stages.lazy_hydrator import LazyHydrator
@@ -46,7 +50,8 @@ from serving.stages.seen_recorder import SeenRecorder
 from serving.stages.served_impression_logger import ServedImpressionLogger
 from serving.stages.supplied_posts_source import SuppliedPostsSource
 from serving.stages.visibility_filter_stage import VisibilityFilterStage
-from serving.surfaces import Components, explore_pipeline, home_pipeline, rank_pipeline
+from serving.stages.selectors import HomeMixSelector, RankAllSelector, TopKSelector
+from serving.surfaces import Components, cheap_pipeline, explore_pipeline, home_pipeline, rank_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +71,8 @@ class RankingApp:
     metrics: PipelineMetrics
     access: ApiAccess  # who may call (serving.api_guard reads it on every request)
     cursors: PageCursorSigner
+    admission: Admission
+    cheap: dict[str, pl.RecommendationPipeline]  # surface (home | explore | rank) -> its cheap path
     closers: tuple = ()
     warm: bool = False
 
@@ -73,22 +80,24 @@ class RankingApp:
     @classmethod
     def build(cls, config: ServingConfig, *, candidates_client: Any, hydrator: Any, models: ModelStore,
               clock: Clock, embeddings: Any = None, impressions: ImpressionLogWriter | None = None,
-              closers: tuple = (), secrets_: ServingSecrets | None = None) -> RankingApp:
+              closers: tuple = (), secrets_: ServingSecrets | None = None, filters_client: Any = None) -> RankingApp:
         """`secrets_`: the API token and cursor secret; None: random ones nobody else knows (an app
-        built in-process: tests read `app.access.token`)."""
+        built in-process: tests read `app.access.token`). `filters_client`: the privacy filters'
+        Redis client (its own, more patient, timeout); None: `candidates_client`."""
         secrets_ = secrets_ or ServingSecrets(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
         cfg = config.candidates
         client = candidates_client
-        sources = {
-            "in_network": InNetworkSource(client, cfg),
-            "trending": TrendingSource(client, cfg),
-            "embedding": EmbeddingSource(client, cfg, embeddings),
-            "social": SocialSource(client, cfg),
-            "popular": PopularSource(client, cfg),
-        }
+        filters_client = filters_client or client
+        sources = _sources(client, cfg, embeddings)
+        admission = config.admission
+        unknown = set(admission.home_sources + admission.explore_sources) - set(sources)
+        if unknown:
+            raise ValueError(f"serving config [admission]: unknown sources {sorted(unknown)}; choose from {sorted(sources)}")
+        cheap_sources = _sources(client, cfg.with_caps(admission.candidates), embeddings)
+        late_min = config.budget.late_sources_min_wait_ms
 
-        def group(names: tuple[str, ...], size: int) -> SourceGroup:
-            return SourceGroup(tuple(sources[n] for n in names), size)
+        def group(names: tuple[str, ...], size: int, pick=sources) -> SourceGroup:
+            return SourceGroup(tuple(pick[n] for n in names), size)
 
         home_cfg, explore_cfg = config.home, config.explore
         in_network_size = sum(cfg.source(n).cap for n in home_cfg.in_network_sources)
@@ -98,20 +107,25 @@ class RankingApp:
         if config.impressions.record_seen:
             side_effects.append(SeenRecorder(client, cfg))
         metrics = PipelineMetrics()
-        scorer = ModelScorer(models, HeuristicScorer(config.heuristic), config.cascade, config.budget)
+        heuristic = HeuristicScorer(config.heuristic)
+        scorer = ModelScorer(models, heuristic, config.cascade, config.budget)
+        attempts = config.budget.filters_attempts
         feed_components = Components(
             home_sources=CandidateSourcesStage([group(home_cfg.in_network_sources, in_network_size),
-                                                group(home_cfg.explore_sources, home_cfg.explore_candidates)]),
-            explore_sources=CandidateSourcesStage([group(explore_cfg.sources, explore_cfg.candidates)]),
+                                                group(home_cfg.explore_sources, home_cfg.explore_candidates)],
+                                               late_min),
+            explore_sources=CandidateSourcesStage([group(explore_cfg.sources, explore_cfg.candidates)], late_min),
             supplied_posts=SuppliedPostsSource(client, cfg),
-            filters=VisibilityFilterStage(default_chain(client, cfg)),
+            filters=VisibilityFilterStage(default_chain(filters_client, cfg, attempts=attempts)),
             hydrator=hydrator,
             scorer=scorer,
             side_effects=tuple(side_effects),
         )
         # /v1/rank: the caller chose the candidates; privacy filters apply, already-seen does not
         rank_components = Components(**{**feed_components.__dict__,
-                                        "filters": VisibilityFilterStage(default_chain(client, cfg, seen=False))})
+                                        "filters": VisibilityFilterStage(default_chain(filters_client, cfg, seen=False,
+                                                                                       attempts=attempts)),
+                                        "side_effects": ()})
         r = config.rescoring
         share = config.exploration.share
         home_rng, explore_rng = (np.random.default_rng(s) for s in
@@ -127,6 +141,18 @@ class RankingApp:
             metrics=metrics,
             access=ApiAccess.from_config(secrets_.api_token, config.api),
             cursors=PageCursorSigner(secrets_.cursor_secret, config.api.cursor_ttl_s, config.api.max_offset),
+            admission=Admission(admission),
+            cheap={
+                "home": cheap_pipeline("home", CandidateSourcesStage(
+                    [group((n,), admission.candidates, cheap_sources) for n in admission.home_sources], late_min),
+                    feed_components, HomeMixSelector(home_cfg.explore_share, home_cfg.fill_with_explore), heuristic),
+                "explore": cheap_pipeline("explore", CandidateSourcesStage(
+                    [group(admission.explore_sources, admission.candidates * len(admission.explore_sources),
+                           cheap_sources)], late_min),
+                    feed_components, TopKSelector(), heuristic),
+                "rank": cheap_pipeline("rank", rank_components.supplied_posts, rank_components, RankAllSelector(),
+                                       heuristic),
+            },
             closers=closers,
         )
 
@@ -137,8 +163,8 @@ class RankingApp:
 
         config = config or ServingConfig.load(settings.serving_config)
         timeout = config.budget.redis_timeout_ms / 1000
-        client = redis.Redis.from_url(settings.redis_endpoint, socket_timeout=timeout,
-                                      socket_connect_timeout=timeout, health_check_interval=30)
+        client = service_redis(settings.redis_endpoint, timeout)
+        filters_client = service_redis(settings.redis_endpoint, config.budget.filters_timeout_ms / 1000)
         quiet_mlflow_downloads()
         # made on first use: a registry down at start fails lookups (served from disk), not the worker
         mlflow_client = LazyClient(settings.tracking_uri, str(settings.mlflow_artifact_root))
@@ -153,7 +179,8 @@ class RankingApp:
         app = cls.build(config, candidates_client=client, hydrator=hydrator, models=models,
                         clock=Clock.starting_at(settings.now), embeddings=embeddings, impressions=impressions,
                         closers=tuple(x for x in (impressions, models) if x is not None),
-                        secrets_=serving_secrets(settings))  # the workspace's, generated if absent
+                        secrets_=serving_secrets(settings),  # the workspace's, generated if absent
+                        filters_client=filters_client)
         app.metrics = metrics
         hydrator.connect()  # now, not on the first request (Feast registry, Redis connections)
         models.start()
@@ -166,7 +193,7 @@ class RankingApp:
         end = time.monotonic() + timeout_s
         while not self.models.ready() and time.monotonic() < end:
             time.sleep(0.2)
-        for pipeline in (self.home, self.explore):
+        for pipeline in (self.home, self.explore, self.cheap["home"], self.cheap["explore"]):
             for viewer in (1, 2, 3, 1, 2, 3):  # any ids: cold paths (no cache, no vector) warm too
                 query = pl.FeedQuery("warm-up", pipeline.surface, viewer, 20, self.clock.now_ms(),
                                      pl.Deadline(self.config.budget.total_ms))
@@ -178,16 +205,18 @@ class RankingApp:
         """Champions resolved (compiled when configured so) and every pipeline run once."""
         return self.warm and self.models.ready()
 
-    def feed(self, surface: str, viewer_id: int, limit: int, cursor: str | None = None) -> dict[str, Any]:
-        deadline = pl.Deadline(self.config.budget.total_ms)
+    def feed(self, surface: str, viewer_id: int, limit: int, cursor: str | None = None,
+             arrived: float | None = None) -> dict[str, Any]:
+        """`arrived`: time.perf_counter() when the request reached the server (the budget counts
+        from there, the wait for a worker thread included); None: now."""
+        deadline = pl.Deadline(self.config.budget.total_ms, arrived)
         now_ms = self.clock.now_ms()
         try:
             offset = self.cursors.offset(cursor, viewer_id, surface, now_ms)
         except BadCursor as exc:
             raise BadRequest(str(exc)) from None
         query = pl.FeedQuery(uuid.uuid4().hex, surface, viewer_id, limit, now_ms, deadline, offset)
-        pipeline = self.home if surface == "home" else self.explore
-        state = pl.run(pipeline, query, self.metrics)
+        state = self._run(self.home if surface == "home" else self.explore, query)
         items = [
             {"post_id": c.post_id, "author_id": c.author_id, "score": float(state.scores[i]),
              "source": c.source, "position": offset + k}
@@ -201,11 +230,11 @@ class RankingApp:
             "next_cursor": self.cursors.issue(viewer_id, surface, offset + len(items), now_ms) if items else None,
         }
 
-    def rank(self, surface: str, viewer_id: int, post_ids: list[int]) -> dict[str, Any]:
-        deadline = pl.Deadline(self.config.budget.total_ms)
+    def rank(self, surface: str, viewer_id: int, post_ids: list[int], arrived: float | None = None) -> dict[str, Any]:
+        deadline = pl.Deadline(self.config.budget.total_ms, arrived)
         query = pl.FeedQuery(uuid.uuid4().hex, surface, viewer_id, len(post_ids), self.clock.now_ms(),
                              deadline, 0, tuple(post_ids))
-        state = pl.run(self.ranker, query, self.metrics)
+        state = self._run(self.ranker, query)
         items = [
             {"post_id": state.candidates[i].post_id, "author_id": state.candidates[i].author_id,
              "score": float(state.scores[i]), "source": state.candidates[i].source, "position": k}
@@ -219,6 +248,15 @@ class RankingApp:
         common = self._common(query, state, total_ms)
         del common["filtered"]
         return {**common, "items": items, "not_rankable": sum(state.removed.values())}
+
+    def _run(self, pipeline: pl.RecommendationPipeline, query: pl.FeedQuery) -> pl.FeedState:
+        """The full pipeline, or the cheap path when admission says the worker is overloaded."""
+        with self.admission.enter(query.deadline.elapsed_ms()) as overload:
+            if overload is None:
+                return pl.run(pipeline, query, self.metrics)
+        state = pl.run(self.cheap[pipeline.surface], query, self.metrics)
+        state.degraded[OVERLOAD] = overload
+        return state
 
     @staticmethod
     def _common(query: pl.FeedQuery, state: pl.FeedState, total_ms: float) -> dict[str, Any]:
@@ -250,12 +288,30 @@ def _hydrator(settings: Settings, config: ServingConfig, timeout_s: float):
     from features.store import feature_store
 
     store = feature_store(settings, settings.redis_endpoint)
-    client = redis.Redis.from_url(settings.redis_endpoint, socket_timeout=timeout_s,
-                                  socket_connect_timeout=timeout_s)
+    client = service_redis(settings.redis_endpoint, timeout_s, health_check_interval=0)
     reader = RankingFeatureReader(store, client=client)
     if config.hydration.reader == "feast":
         return FeastFeatureHydrator(store, tuple(reader.feature_names))
     return PackedFeatureHydrator(reader)
+
+
+def service_redis(url: str, timeout_s: float, health_check_interval: int = 30) -> redis.Redis:
+    """A Redis client for the request path: `timeout_s` per call and no retries of redis-py's own.
+    Its default (3 retries, exponential backoff from 1 s) would hold a request for seconds after
+    one slow reply; the stages retry themselves where it pays, within the request's budget."""
+    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                health_check_interval=health_check_interval, retry=Retry(NoBackoff(), 0))
+
+
+def _sources(client: Any, cfg: Any, embeddings: Any) -> dict[str, Any]:
+    """Every candidate source the surfaces can name, over `client` with `cfg`'s caps."""
+    return {
+        "in_network": InNetworkSource(client, cfg),
+        "trending": TrendingSource(client, cfg),
+        "embedding": EmbeddingSource(client, cfg, embeddings),
+        "social": SocialSource(client, cfg),
+        "popular": PopularSource(client, cfg),
+    }
 
 
 def wait_ready(app: RankingApp, timeout_s: float) -> bool:

@@ -24,6 +24,25 @@ class BudgetConfig:
     total_ms: float = 50.0
     reserve_ms: float = 3.0
     redis_timeout_ms: float = 30.0
+    # The privacy filters' reads decide whether anything can be served: each attempt may take this
+    # long, a failed one is retried once whatever the budget, then again while the budget lasts.
+    filters_timeout_ms: float = 50.0
+    filters_attempts: int = 3
+    # Every source came back empty but some were late: wait for those up to the remaining budget,
+    # and at least this long (an empty pool is an empty page).
+    late_sources_min_wait_ms: float = 20.0
+
+
+@dataclass(frozen=True)
+class AdmissionConfig:
+    """When a request takes the cheap path (its surface's cheapest sources, newest first, through
+    the same privacy filters, reported `degraded: overload`) instead of the full pipeline."""
+
+    max_wait_ms: float = 50.0  # it waited longer than this for a worker thread
+    max_in_flight: int = 2  # this many requests already run the full pipeline in this worker
+    home_sources: tuple[str, ...] = ("in_network", "popular")
+    explore_sources: tuple[str, ...] = ("popular", "trending")
+    candidates: int = 200  # per source
 
 
 @dataclass(frozen=True)
@@ -111,7 +130,7 @@ _SECTIONS = {
     "budget": BudgetConfig, "home": HomeConfig, "explore": ExploreConfig,
     "rescoring": RescoringConfig, "model": ModelConfig, "cascade": CascadeConfig,
     "hydration": HydrationConfig, "heuristic": HeuristicConfig, "impressions": ImpressionsConfig,
-    "exploration": ExplorationConfig, "api": ApiConfig,
+    "exploration": ExplorationConfig, "api": ApiConfig, "admission": AdmissionConfig,
 }
 
 
@@ -128,6 +147,7 @@ class ServingConfig:
     impressions: ImpressionsConfig = field(default_factory=ImpressionsConfig)
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     candidates: CandidateConfig = field(default_factory=lambda: CandidateConfig.load())
 
     @classmethod
@@ -147,6 +167,11 @@ class ServingConfig:
             raise ValueError(f"api.max_offset must be in 1..{MAX_POSITION - 100}, got {api.max_offset}")
         if api.max_body_bytes < 1024 or api.cursor_ttl_s <= 0:
             raise ValueError("api.max_body_bytes must be at least 1024 and api.cursor_ttl_s positive")
+        budget, admission = sections["budget"], sections["admission"]
+        if budget.filters_attempts < 1 or budget.filters_timeout_ms <= 0:
+            raise ValueError("budget.filters_attempts must be at least 1 and budget.filters_timeout_ms positive")
+        if admission.max_in_flight < 1 or admission.candidates < 1:
+            raise ValueError("admission.max_in_flight and admission.candidates must be at least 1")
         with open(candidates_path or CANDIDATES_PATH, "rb") as f:
             base = tomllib.load(f)
         candidates = CandidateConfig.from_dict(_merged(base, raw.get("candidates", {})))

@@ -21,6 +21,7 @@ CANDIDATES = Counter("loupe_candidates_total", "Candidates returned per source",
 SOURCE_STATUS = Counter("loupe_source_outcomes_total", "Source outcomes", ["surface", "source", "status"])
 FILTERED = Counter("loupe_filtered_total", "Candidates removed, per reason", ["surface", "reason"])
 FALLBACKS = Counter("loupe_fallbacks_total", "Degraded stages (a fallback served)", ["surface", "stage"])
+RETRIES = Counter("loupe_retries_total", "Reads tried again within the budget", ["surface", "stage"])
 ERRORS = Counter("loupe_errors_total", "Exceptions raised inside a stage", ["surface", "stage"])
 SERVED = Counter("loupe_served_total", "Responses, by what ordered them", ["surface", "scorer"])
 MODEL_SWAPS = Counter("loupe_model_swaps_total", "Champion swaps", ["surface", "engine"])
@@ -44,6 +45,8 @@ class PipelineMetrics:
             FILTERED.labels(surface, reason).inc(n)
         for stage in state.degraded:
             FALLBACKS.labels(surface, stage).inc()
+        for stage, n in state.retries.items():
+            RETRIES.labels(surface, stage).inc(n)
         SERVED.labels(surface, state.scorer).inc()
 
     def swapped(self, surface: str, engine: str) -> None:

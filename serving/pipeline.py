@@ -73,6 +73,7 @@ class FeedState:
     # randomised policy (the exploration share); None: deterministic, nothing to log
     propensities: np.ndarray | None = None
     degraded: dict[str, str] = field(default_factory=dict)  # stage -> why
+    retries: Counter = field(default_factory=Counter)  # stage -> reads tried again (metrics)
     stage_ms: dict[str, float] = field(default_factory=dict)
 
     def remove(self, keep: Sequence[bool] | np.ndarray, reason: str) -> None:

@@ -5,6 +5,9 @@
     POST /v1/rank          {viewer_id, surface, post_ids}         scores for supplied candidates
     GET  /healthz /livez /readyz /metrics                         BentoML's own probes + Prometheus
 
+An overloaded worker answers from a cheap path, never with an empty page or an error
+(serving.admission; the response says `degraded: overload`).
+
 Every route but the probes and /metrics wants `Authorization: Bearer <token>` (serving.api_guard,
 which also refuses bodies that are not JSON or too large). Run: `bentoml serve
 serving.service:RankingService` (python -m serving serve). Everything else lives in
@@ -21,7 +24,7 @@ import bentoml
 from pydantic import BaseModel, Field
 
 from data.settings import get_settings
-from serving.api_guard import ApiAccess, ApiGuardMiddleware
+from serving.api_guard import ARRIVED, ApiAccess, ApiGuardMiddleware
 from serving.app import BadRequest, RankingApp
 from serving.metrics import OWN_PREFIX, own_metrics
 
@@ -50,7 +53,8 @@ class FeedResponse(BaseModel):
     scorer: str = Field(description="compiled | lightgbm | heuristic | chronological")
     heuristic_reason: str | None = Field(
         None, description="why the heuristic scored: no_champion (no model passed the promotion gate yet), "
-        "registry_unreachable, or the score stage's degradation; null when a model scored")
+        "registry_unreachable, overload (the cheap path answered an overloaded worker), or the score "
+        "stage's degradation; null when a model scored")
     items: list[FeedItem]
     degraded: list[str] = Field(description="stages that fell back (sources.<name>, filters, hydrate, score, ...)")
     degraded_reasons: dict[str, str]
@@ -94,16 +98,18 @@ class RankingService:
         return self.app.ready()
 
     @bentoml.api(route="/v1/feed/home")
-    def home(self, viewer_id: ViewerId, limit: Limit = 20, cursor: Cursor = None) -> FeedResponse:
-        return FeedResponse(**self._call(self.app.feed, "home", viewer_id, limit, cursor))
+    def home(self, ctx: bentoml.Context, viewer_id: ViewerId, limit: Limit = 20, cursor: Cursor = None) -> FeedResponse:
+        return FeedResponse(**self._call(self.app.feed, "home", viewer_id, limit, cursor, arrived(ctx)))
 
     @bentoml.api(route="/v1/feed/explore")
-    def explore(self, viewer_id: ViewerId, limit: Limit = 20, cursor: Cursor = None) -> FeedResponse:
-        return FeedResponse(**self._call(self.app.feed, "explore", viewer_id, limit, cursor))
+    def explore(self, ctx: bentoml.Context, viewer_id: ViewerId, limit: Limit = 20,
+                cursor: Cursor = None) -> FeedResponse:
+        return FeedResponse(**self._call(self.app.feed, "explore", viewer_id, limit, cursor, arrived(ctx)))
 
     @bentoml.api(route="/v1/rank")
-    def rank(self, viewer_id: ViewerId, surface: Literal["home", "explore"], post_ids: PostIds) -> RankResponse:
-        return RankResponse(**self._call(self.app.rank, surface, viewer_id, post_ids))
+    def rank(self, ctx: bentoml.Context, viewer_id: ViewerId, surface: Literal["home", "explore"],
+             post_ids: PostIds) -> RankResponse:
+        return RankResponse(**self._call(self.app.rank, surface, viewer_id, post_ids, arrived(ctx)))
 
     @staticmethod
     def _call(handler, *args):
@@ -121,6 +127,12 @@ class RankingService:
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self.app.close()
+
+
+def arrived(ctx: bentoml.Context) -> float | None:
+    """When the request reached the server (stamped by ApiGuardMiddleware), so the budget counts
+    the wait for a worker thread too."""
+    return ctx.request.scope.get(ARRIVED)
 
 
 def current_access() -> ApiAccess:

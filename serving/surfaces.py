@@ -1,7 +1,9 @@
 """The three pipelines the service runs, each one declaration of its stages in the fixed order
 (sources → dedupe → filters → hydrator → scorer → rescorers → selector → side effects).
 Home and Explore select through the exploration share (a random order on a known share of requests,
-with the propensities logged); /v1/rank never explores: its caller composes the page.
+with the propensities logged); /v1/rank never explores: its caller composes the page. Each surface
+also has a cheap path (serving.admission decides when): its cheapest sources, newest first, through
+the same privacy filters, no features and no model.
 The components are built once by serving.app and passed in; nothing here decides anything."""
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from serving.heuristic import HeuristicScorer
 from serving.pipeline import RecommendationPipeline, SideEffect, Stage
 from serving.stages.author_diversity_rescorer import AuthorDiversityRescorer
+from serving.stages.cheap_path import NoHydration, RecencyScorer
 from serving.stages.duplicate_post_dedupe import DuplicatePostDedupe
 from serving.stages.exploration_shuffle_selector import ExplorationShuffleSelector
 from serving.stages.out_of_network_rescorer import OutOfNetworkRescorer
@@ -72,4 +76,21 @@ def rank_pipeline(c: Components) -> RecommendationPipeline:
         scorer=c.scorer,
         rescorers=(),
         selector=RankAllSelector(),
+    )
+
+
+def cheap_pipeline(surface: str, source: Stage, c: Components, selector: Stage,
+                   heuristic: HeuristicScorer) -> RecommendationPipeline:
+    """The overload answer: `source` (the surface's cheapest sources), the same dedupe, privacy
+    filters and side effects as the full pipeline, the heuristic on the records, `selector`."""
+    return RecommendationPipeline(
+        surface=surface,
+        source=source,
+        dedupe=DuplicatePostDedupe(),
+        filters=c.filters,
+        hydrator=NoHydration(),
+        scorer=RecencyScorer(heuristic),
+        rescorers=(),
+        selector=selector,
+        side_effects=c.side_effects,
     )

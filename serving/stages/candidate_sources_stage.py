@@ -7,7 +7,8 @@ round-robin costs ~2 ms of Python a request for an order nobody reads).
 
 Home = [in-network sources as they come] + [Explore sources blended to `explore_candidates`];
 Explore = [Explore sources blended to `candidates`]. A failed or slow source is reported in the
-response (`degraded["sources.<name>"]`) and contributes nothing.
+response (`degraded["sources.<name>"]`) and contributes nothing, unless every source came back empty:
+then the late ones are waited for within the remaining budget (at least `late_min_wait_ms`).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ class SourceGroup:
 class CandidateSourcesStage:
     name = "sources"
 
-    def __init__(self, groups: Sequence[SourceGroup]):
+    def __init__(self, groups: Sequence[SourceGroup], late_min_wait_ms: float = 0.0):
         self.groups = tuple(groups)
+        self.late_min_wait_ms = late_min_wait_ms
         self._all = [s for g in self.groups for s in g.sources]
 
     def run(self, query: FeedQuery, state: FeedState) -> None:
-        outcomes = run_sources(self._all, SourceRequest(query.viewer_id, query.now_ms))
+        late_wait = max(query.deadline.remaining_ms(), self.late_min_wait_ms) if self.late_min_wait_ms else 0.0
+        outcomes = run_sources(self._all, SourceRequest(query.viewer_id, query.now_ms), late_wait)
         state.outcomes = outcomes
         by_name = {o.name: o for o in outcomes}
         pool = []

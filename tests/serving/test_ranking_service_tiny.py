@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import date, timedelta
@@ -33,6 +34,7 @@ from pipelines.defs.candidates.assets import (
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
 from pipelines.resources import build_resources
 from pipelines.partitions import materialize_day
+from serving.admission import Admission
 from serving.app import RankingApp, wait_ready
 from serving.clock import Clock
 from serving.config import ServingConfig
@@ -165,6 +167,43 @@ def test_the_champion_is_swapped_under_load_without_dropping_a_request(platform,
     after = app.feed("home", viewers[24], 10)
     assert after["model_version"] == new and after["scorer"] == "compiled", after
     assert app.models.current("home").engine == "compiled"
+
+
+def test_an_overloaded_worker_answers_from_the_cheap_path_and_never_with_an_empty_page(platform, app):
+    """Issue 13: at concurrency 8, 89 % of pages were heuristic-ranked after queueing past their
+    budget, some empty. A request that waited past `admission.max_wait_ms`, or that finds
+    `max_in_flight` requests in the full pipeline, is answered at once by the cheap path: the
+    surface's cheapest sources, newest first, through the same privacy filters, saying so."""
+    served, store, names, viewers, versions, _ = platform
+    viewer = viewers[30]
+    full = app.feed("home", viewer, 10)
+    assert full["items"] and full["model_version"].startswith("feed_ranker:")  # the champion (maybe swapped)
+
+    waited = app.config.admission.max_wait_ms / 1000 * 2
+    late = app.feed("home", viewer, 10, arrived=time.perf_counter() - waited)
+    assert late["items"], late  # the viewer has candidates: never an empty page
+    assert late["degraded"] == ["overload"] and "ms for a worker" in late["degraded_reasons"]["overload"]
+    assert late["model_version"] == "heuristic" and late["heuristic_reason"] == "overload"
+    assert set(late["candidates"]) == set(app.config.admission.home_sources)
+    in_network = [i for i in late["items"] if i["source"] in ("in_network", "celebrity")]
+    assert [i["score"] for i in late["items"]] == sorted((i["score"] for i in late["items"]), reverse=True)
+    assert in_network, late  # followed accounts' posts: the cheap Home is still a Home
+    for name in ("filters", "dedupe"):  # the same privacy filters and dedupe as the full pipeline
+        assert type(getattr(app.cheap["home"], name)) is type(getattr(app.home, name))
+    assert app.cheap["home"].filters is app.home.filters and app.cheap["explore"].filters is app.explore.filters
+
+    explore = app.feed("explore", viewer, 10, arrived=time.perf_counter() - waited)
+    assert explore["items"] and explore["degraded"] == ["overload"]
+
+    busy = replace(app, admission=Admission(replace(app.config.admission, max_in_flight=1)))
+    with busy.admission.enter(0.0):  # one request already runs the full pipeline
+        crowded = busy.feed("home", viewer, 10)
+    assert crowded["items"] and crowded["degraded_reasons"] == {"overload": "1 requests in flight (limit 1)"}
+    again = busy.feed("home", viewer, 10)  # it finished: the full pipeline again
+    assert again["degraded"] == [] and again["model_version"] == full["model_version"]
+
+    ranked = app.rank("home", viewer, [i["post_id"] for i in full["items"]], arrived=time.perf_counter() - waited)
+    assert ranked["degraded"] == ["overload"] and len(ranked["items"]) == len(full["items"])
 
 
 def _app_with(platform, model_full=None, hydrator_redis=None, lookup=None, budget_ms=None):

@@ -1,0 +1,51 @@
+"""Admission (serving.admission): which requests take the cheap path, and the arrival stamp the
+budget counts from (serving.api_guard)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from serving.admission import Admission
+from serving.api_guard import ARRIVED, ApiAccess, ApiGuardMiddleware
+from serving.config import AdmissionConfig
+
+
+def test_a_request_that_waited_past_its_limit_takes_the_cheap_path():
+    admission = Admission(AdmissionConfig(max_wait_ms=50.0, max_in_flight=2))
+    with admission.enter(10.0) as reason:
+        assert reason is None and admission.in_flight == 1
+    with admission.enter(51.0) as reason:
+        assert "waited 51 ms" in reason and admission.in_flight == 0  # the cheap path is not counted
+    assert admission.in_flight == 0
+
+
+def test_beyond_max_in_flight_requests_take_the_cheap_path_until_one_finishes():
+    admission = Admission(AdmissionConfig(max_wait_ms=50.0, max_in_flight=2))
+    with admission.enter(0.0) as first, admission.enter(0.0) as second:
+        assert first is None and second is None
+        with admission.enter(0.0) as third:
+            assert third == "2 requests in flight (limit 2)"
+    with admission.enter(0.0) as again:
+        assert again is None  # both finished: room again
+    assert admission.in_flight == 0
+
+
+def test_the_guard_stamps_when_the_request_arrived_before_reading_its_body():
+    seen = {}
+
+    async def app(scope, receive, send):
+        seen.update(scope)
+
+    async def receive():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message):
+        pass
+
+    guard = ApiGuardMiddleware(app, lambda: ApiAccess("t0ken"))
+    before = time.perf_counter()
+    scope = {"type": "http", "path": "/v1/feed/home", "method": "POST",
+             "headers": [(b"authorization", b"Bearer t0ken"), (b"content-type", b"application/json")]}
+    asyncio.run(guard(scope, receive, send))
+    assert before <= seen[ARRIVED] <= time.perf_counter()
