@@ -17,7 +17,9 @@ import pytest
 from tests.team_export import fingerprint, write_team_export
 
 REPO = Path(__file__).resolve().parents[2]
-# `make test-e2e`: not yet part of `make test` (CI) until it has been seen green on a quiet machine.
+# `make test-e2e`, not `make test`: two full `make run`s take 8-25 min on 2 busy cores, more than CI
+# can spend; the pieces they join are tested in `make test` (test_ingest_team_export,
+# test_training_pipeline_team_data, test_graph_only_export).
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 # Variables of the outer `make test` that would point the run at another workspace or service.
 INHERITED = ("LOUPE_", "REDIS_URL", "MLFLOW_", "DAGSTER_", "SPARK_")
@@ -64,8 +66,8 @@ def test_a_teams_export_runs_end_to_end_through_make_run(tmp_path: Path):
     for log, n in lines.items():  # string ids, click/view types, 2019 dates: every line lands
         assert lake_rows(tmp_path / "home", log) == n, log
     # a champion, or the gate's clear reason why not: never a crash
-    assert re.search(r"home: test day 2019-03-08 .*\n(.*\n)*?  promotion: (PROMOTED|kept champion|nothing promoted: the service keeps its heuristic) \(.+\)", out)
-    assert "explore: skipped" in out  # no Explore logs: that surface is skipped with its reason
+    assert re.search(r"home: test day 2019-03-08, .*\n(.*\n)*?  promotion: (PROMOTED|kept champion|nothing promoted: the service keeps its heuristic) \(.+\)", out), out[-5000:]
+    assert "explore: skipped" in out, out[-5000:]  # no Explore logs: that surface is skipped with its reason
     assert served_items(out), out[-3000:]
     after = fingerprint(export)
     assert {k: after[k] for k in before} == before  # nothing the team wrote was changed or deleted
