@@ -152,6 +152,8 @@ class FanoutWorker:
                         stats.applied += resumed - offset
                         offset = resumed
                         break
+        if day is not None and not len(events):
+            self._pass_empty_day(day)
         stats.seconds = time.perf_counter() - started
         return stats
 
@@ -171,6 +173,14 @@ class FanoutWorker:
         if saved_day == day:
             return min(int(saved.get(b"offset", 0)), n_events)
         return 0
+
+    def _pass_empty_day(self, day: str) -> None:
+        """A day without events is applied too: the checkpoint moves on to it (never back), or the
+        next day's run would find a day missing (an export with posts on its first day only)."""
+        key = self.keys.checkpoint(self.name)
+        saved = self.client.hget(key, "day")
+        if saved is None or saved.decode() < day:
+            self.client.hset(key, mapping={"day": day, "offset": 0})
 
     def checkpoint_day(self) -> str | None:
         """The last day this worker applied (fully or partly), or None."""

@@ -148,6 +148,21 @@ def test_unknown_users_are_counted_and_skipped(client):
     assert stats.applied == 1 and stats.reconciles
 
 
+def test_a_day_without_events_moves_the_checkpoint_on(client):
+    """An export whose posts all landed on its first day (the Open Bandit sample): the empty days
+    after it are applied too, so the next day's run does not report one missing."""
+    cfg = fresh_config()
+    worker = setup(client, cfg, [(T0 + 1, "post", 100, 7, T0 + 1)])
+    client.hset(cfg.keys.meta, "built_through", "2026-09-30")  # as candidates/rebuild leaves it
+    worker.consume(ev.frame([(T0 + 2, "post", 101, 7, T0 + 2)]), "2026-10-01")
+    assert worker.checkpoint_day() == "2026-10-01"
+    empty = ev.frame([])
+    assert worker.consume(empty, "2026-10-02").events == 0
+    assert worker.checkpoint_day() == "2026-10-02"
+    worker.consume(empty, "2026-10-01")  # a replay of an earlier day never moves it back
+    assert worker.checkpoint_day() == "2026-10-02"
+
+
 def test_a_lake_day_needs_built_state(client, tmp_path):
     cfg = fresh_config()
     with pytest.raises(StateLostError, match="rebuild"):
