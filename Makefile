@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade ui mlflow-ui feast clean
+.PHONY: help setup run test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
@@ -42,7 +42,7 @@ test-e2e: setup  # a team's export and a graph-only export through `make run` (t
 test-fast: setup
 	$(UV) run --frozen pytest -m "not slow and not e2e"
 
-bench: bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade
+bench: bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload
 
 bench-pipeline: setup
 	$(PY) -m benchmarks.bench_pipeline
@@ -70,6 +70,9 @@ bench-candidates: setup
 
 bench-serving: setup
 	$(PY) -m benchmarks.bench_serving
+
+bench-overload: setup  # bench-serving's state (prepared if absent), with and without admission
+	$(PY) -m benchmarks.bench_overload
 
 bench-cascade: setup  # after bench-serving: it reads the state bench-serving prepares
 	$(PY) -m benchmarks.bench_cascade

@@ -56,6 +56,8 @@ import tomllib
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -558,6 +560,55 @@ def prepare(settings: Settings, paths: Paths, client: redis.Redis, url: str, ser
     return state
 
 
+@dataclass
+class PreparedState:
+    settings: Settings
+    paths: Paths
+    server: EmbeddedRedis
+    rss: PeakRss
+    state: dict
+    reused: bool
+    viewers: list[int]
+    test_day: str
+    now: str
+    tracking_uri: str
+    configs: dict[str, Path]
+
+
+@contextmanager
+def prepared_state(args) -> Iterator[PreparedState]:
+    """The medium world's serving state in its persistent Valkey (prepared unless a marker says it
+    is ready), the services' configs and the load's viewers; Valkey stops when the block ends.
+    `args`: world, reprepare, viewers, presample (bench-serving's and bench-overload's flags)."""
+    from serving.config import ServingConfig
+
+    settings = bench_settings(args.world)
+    world = ensure_lake(settings)
+    test_day, prev = world["days"][-1], world["days"][-2]
+    now = _now_iso(test_day)
+    paths = Paths(settings.home / "bench_serving")
+    paths.home.mkdir(parents=True, exist_ok=True)
+    tracking_uri = f"sqlite:///{settings.home / 'mlflow.db'}"
+    configs = write_configs(paths)
+    with EmbeddedRedis(data_dir=paths.redis, persist=True) as server, PeakRss() as rss:
+        client = redis.Redis.from_url(server.url)
+        # no background snapshots during the run (a fork + ~0.5 GB write mid-measurement); the
+        # preparation saves once, explicitly, when it is done
+        client.config_set("save", "")
+        marker = client.get(MARKER)
+        reuse = (marker is not None and not args.reprepare and paths.state.exists() and paths.viewers.exists()
+                 and json.loads(marker).get("test_day") == test_day)
+        if reuse:
+            state = json.loads(paths.state.read_text())
+            print(f"serving state reused (prepared {state['prepared_at']}, marker {MARKER} in {paths.redis}); "
+                  "skipping preparation (--reprepare to rebuild it)", flush=True)
+        else:
+            state = prepare(settings, paths, client, server.url, ServingConfig.load(configs["fast"]), test_day,
+                            prev, now, tracking_uri, configs, args)
+        yield PreparedState(settings, paths, server, rss, state, reuse, json.loads(paths.viewers.read_text()),
+                            test_day, now, tracking_uri, configs)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world", default="medium")
@@ -575,36 +626,14 @@ def main(argv: list[str] | None = None) -> None:
 
     from serving.config import ServingConfig
 
-    settings = bench_settings(args.world)
-    world = ensure_lake(settings)
-    test_day, prev = world["days"][-1], world["days"][-2]
-    now = _now_iso(test_day)
-    paths = Paths(settings.home / "bench_serving")
-    paths.home.mkdir(parents=True, exist_ok=True)
-    tracking_uri = f"sqlite:///{settings.home / 'mlflow.db'}"
-    configs = write_configs(paths)
-    fast_cfg = ServingConfig.load(configs["fast"])
-    result: dict = {"world": args.world, "test_day": test_day, "service_now": now,
-                    "candidates_per_request": CANDIDATES, "limit": LIMIT, "concurrency": args.concurrency}
     started = time.perf_counter()
-    with EmbeddedRedis(data_dir=paths.redis, persist=True) as server, PeakRss() as rss:
-        client = redis.Redis.from_url(server.url)
-        # no background snapshots during the run (a fork + ~0.5 GB write mid-measurement); the
-        # preparation saves once, explicitly, when it is done
-        client.config_set("save", "")
-        marker = client.get(MARKER)
-        reuse = (marker is not None and not args.reprepare and paths.state.exists() and paths.viewers.exists()
-                 and json.loads(marker).get("test_day") == test_day)
-        if reuse:
-            state = json.loads(paths.state.read_text())
-            print(f"serving state reused (prepared {state['prepared_at']}, marker {MARKER} in {paths.redis}); "
-                  "skipping preparation (--reprepare to rebuild it)", flush=True)
-        else:
-            state = prepare(settings, paths, client, server.url, fast_cfg, test_day, prev, now, tracking_uri,
-                            configs, args)
+    with prepared_state(args) as st:
+        paths, server, state, reuse, viewers = st.paths, st.server, st.state, st.reused, st.viewers
+        test_day, now, tracking_uri, configs, rss = st.test_day, st.now, st.tracking_uri, st.configs, st.rss
+        fast_cfg = ServingConfig.load(configs["fast"])
+        result: dict = {"world": args.world, "test_day": test_day, "service_now": now,
+                        "candidates_per_request": CANDIDATES, "limit": LIMIT, "concurrency": args.concurrency}
         prep_wall = round(time.perf_counter() - started, 1)
-        viewers = json.loads(paths.viewers.read_text())
-
         shutil.rmtree(paths.home / "landing" / "impressions", ignore_errors=True)
         fast = Service("fast", configs["fast"], paths, server.url, tracking_uri, now)
         naive = Service("naive", configs["naive"], paths, server.url, tracking_uri, now)
