@@ -15,6 +15,8 @@ the sections it computes and keeps the others, so sections can be added (and re-
                       train/serve skew check's result, and the served sample page
     simulator_ope_scaling  the same on a world's last day with a declared stand-in ranker (no
                       training): how the intervals narrow with traffic and exploration share
+    train_serve_skew  the skew check's mismatch rate per feature on what the service served
+                      (medium world, bench-serving's state), as shipped and with the age-unit bug
 
 python -m benchmarks.bench_real [--sections open_bandit_ope,simulator_ope] [--world tiny|small|medium (default)]
 The Open Bandit sdist is fetched by the make target into $LOUPE_HOME/open_bandit/; the simulator
@@ -199,9 +201,17 @@ def simulator_ope_scaling(settings: Settings) -> dict:
             "wall_s": round(time.perf_counter() - start, 1)}
 
 
+def train_serve_skew(settings: Settings) -> dict:
+    """The skew check on what the service really served (benchmarks/served_skew.py)."""
+    from benchmarks.served_skew import measure
+
+    return measure()
+
+
 SECTIONS = {"open_bandit_ope": open_bandit_ope, "open_bandit_platform": open_bandit_platform,
             "simulator_ope": simulator_ope,
-            "simulator_ope_scaling": simulator_ope_scaling}
+            "simulator_ope_scaling": simulator_ope_scaling,
+            "train_serve_skew": train_serve_skew}
 
 
 def update_result(sections: dict[str, dict]) -> Path:

@@ -1,0 +1,120 @@
+"""The train/serve skew check measured on the medium world (bench-real's `train_serve_skew`).
+
+The ranking service runs in-process on bench-serving's prepared state (candidates and the online
+features of test day T, the champion bench-quality registered, LightGBM so it scores at once) with
+its clock just after T, serves Home to bench-serving's viewers and logs what it scored (the exact
+vectors) into a landing folder of its own. The real ingest lands that day in a scratch lake (the
+medium lake's users and posts linked in), and the Dagster check `served_features_match_training`
+compares every logged vector with training retrieval (Feast point in time) for the same rows:
+mismatch rate per feature. Then again with the bug it exists for reintroduced (request time read
+as nanoseconds: every post 0 h old), to show what a failing check reports.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import replace
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+
+def _nanoseconds_assumed(ts: pd.Series) -> pd.Series:
+    return pd.to_datetime(ts, utc=True).astype("int64") // 10**9
+
+
+def _check(resources: dict, day: str) -> dict:
+    import dagster as dg
+
+    from pipelines.defs.training.assets import training_examples
+    from pipelines.defs.training.skew import served_features_match_training
+    from pipelines.partitions import materialize_day
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = materialize_day([training_examples, served_features_match_training], partition_key=day,
+                                 instance=instance, resources=resources, raise_on_error=False)
+    (evaluation,) = result.get_asset_check_evaluations()
+    meta = {k: v.value for k, v in evaluation.metadata.items()}
+    rates = meta.get("mismatch_rate_per_feature", {})
+    return {"passed": evaluation.passed, "severity": str(evaluation.severity), "rows_compared": meta.get("rows_compared"),
+            "failing_features": meta.get("failing_features"), "tolerance": meta.get("tolerance"),
+            "mismatch_rate_per_feature": {k: round(v, 4) for k, v in sorted(rates.items())},
+            "max_mismatch_rate": round(max(rates.values()), 4) if rates else None}
+
+
+def measure(requests: int = 150) -> dict:
+    import features.retrieval
+    from benchmarks.bench_serving import Paths
+    from benchmarks.workspace import bench_settings
+    from data import lake
+    from data.redis_server import EmbeddedRedis
+    from data.spark import build_spark_session
+    from pipelines.defs.ingest.ingest import ingest_partition
+    from pipelines.resources import WorkspaceResource, build_resources
+    from serving.app import RankingApp, wait_ready
+    from serving.config import ServingConfig
+
+    medium = bench_settings()
+    paths = Paths(medium.home / "bench_serving")
+    if not paths.viewers.exists():
+        return {"skipped": "no bench-serving state: run make bench-serving (or bench-overload) first"}
+    state = json.loads(paths.state.read_text())
+    test_day = state["test_day"]
+    next_day = (date.fromisoformat(test_day) + timedelta(days=1)).isoformat()
+    scratch = paths.home / "skew"
+    shutil.rmtree(scratch, ignore_errors=True)
+    landing, lake_dir = scratch / "landing", scratch / "lake"
+    viewers = json.loads(paths.viewers.read_text())[:requests]
+    start = time.perf_counter()
+    with EmbeddedRedis(data_dir=paths.redis, persist=True) as server:
+        server_settings = replace(medium, home=paths.home, redis_url=server.url, feast_registry=None,
+                                  mlflow_tracking_uri=f"sqlite:///{medium.home / 'mlflow.db'}",
+                                  now=f"{next_day}T00:00:01Z", source="landing", landing=landing)
+        # the budget is not under test: a page the heuristic ranks logs no vector to compare
+        cfg = (ServingConfig.load().with_("model", engine="lightgbm")
+               .with_("budget", total_ms=20_000.0, redis_timeout_ms=5_000.0)
+               .with_("impressions", record_seen=False).with_("exploration", share=0.0))
+        app = RankingApp.from_settings(server_settings, cfg)
+        try:
+            if not wait_ready(app, 600):
+                return {"skipped": f"the service did not become ready: {app.models.status()}"}
+            pages = [app.feed("home", v, 30) for v in viewers]
+            app.closers[0].flush()
+        finally:
+            app.close()
+        scored = [p for p in pages if p["model_version"] != "heuristic" and p["items"]]
+        spark = build_spark_session(master="local[2]", driver_memory="4g", app_name="loupe-bench-skew")
+        try:
+            for log in ("users", "posts"):  # the served day's accounts and posts: nothing new
+                for d in lake.partition_days(medium.lake_dir, log):
+                    target = lake.partition_dir(lake_dir, log, d)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.symlink_to(lake.partition_dir(medium.lake_dir, log, d), target_is_directory=True)
+                lake.landing_day_dir(landing, log, next_day).mkdir(parents=True, exist_ok=True)
+            ingest = {log: ingest_partition(spark, log, next_day, landing, lake_dir).__dict__
+                      for log in ("users", "posts", "impressions")}
+        finally:
+            spark.stop()
+        resources = build_resources(server_settings, server.url)
+        resources["workspace"] = WorkspaceResource(landing_dir=str(landing), lake_dir=str(lake_dir))
+        as_is = _check(resources, next_day)
+        original = features.retrieval.epoch_seconds
+        features.retrieval.epoch_seconds = _nanoseconds_assumed
+        try:
+            with_bug = _check(resources, next_day)
+        finally:
+            features.retrieval.epoch_seconds = original
+    return {
+        "world": medium.world, "served_day": next_day, "service": "in-process RankingApp, champion via "
+        "LightGBM, bench-serving's online state; Home pages of 30",
+        "requests": len(pages), "pages_scored_by_the_champion": len(scored),
+        "impressions_logged": sum(len(p["items"]) for p in pages),
+        "impressions_ingested": {log: {k: v for k, v in r.items() if k.startswith("rows")}
+                                 for log, r in ingest.items()},
+        "check_as_shipped": as_is,
+        "check_with_the_age_unit_bug": with_bug,
+        "wall_s": round(time.perf_counter() - start, 1),
+    }
