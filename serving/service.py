@@ -53,7 +53,8 @@ class FeedResponse(BaseModel):
     scorer: str = Field(description="compiled | lightgbm | heuristic | chronological")
     heuristic_reason: str | None = Field(
         None, description="why the heuristic scored: no_champion (no model passed the promotion gate yet), "
-        "registry_unreachable, overload (the cheap path answered an overloaded worker), or the score "
+        "registry_unreachable, overload (the cheap path answered an overloaded worker), no_candidates "
+        "(an empty page: nothing was left to rank; `filtered` says what was removed), or the score "
         "stage's degradation; null when a model scored")
     items: list[FeedItem]
     degraded: list[str] = Field(description="stages that fell back (sources.<name>, filters, hydrate, score, ...)")

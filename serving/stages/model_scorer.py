@@ -25,6 +25,7 @@ from serving.heuristic import IN_NETWORK_SOURCES, HeuristicScorer
 from serving.model_store import ModelStore
 from serving.pipeline import FeedQuery, FeedState
 
+NO_CANDIDATES = "no_candidates"  # heuristic_reason of an empty page: nothing was left to rank
 REGISTRY = "registry"  # reported in `degraded` while the registry is broken (ModelStore.fault)
 SLOTS = 2  # concurrent model calls (2 cores); a slot stays taken while a timed-out call finishes
 
@@ -42,10 +43,11 @@ class ModelScorer:
         fault = self.store.fault(query.surface)
         if fault is not None:  # the registry is broken: what serves may not be the champion
             state.degraded[REGISTRY] = fault
-        if not state.candidates:
-            state.scores = np.zeros(0)
-            return
         model = self.store.current(query.surface)
+        if not state.candidates:  # an empty page says why nothing was ranked
+            state.scores = np.zeros(0)
+            state.heuristic_reason = NO_CANDIDATES if model is not None else self.store.missing_reason(query.surface)
+            return
         if model is None:
             self._heuristic(query, state)
             state.heuristic_reason = self.store.missing_reason(query.surface)

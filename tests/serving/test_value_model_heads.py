@@ -14,7 +14,7 @@ from serving.heuristic import HeuristicScorer
 from serving.model_store import NO_CHAMPION, REGISTRY_UNREACHABLE, ModelStore
 from serving.pipeline import Deadline, FeedQuery, FeedState
 from serving.scoring_model import compiled_model, lightgbm_model
-from serving.stages.model_scorer import ModelScorer
+from serving.stages.model_scorer import NO_CANDIDATES, ModelScorer
 from training.models import VALUE_MODEL, Ranker
 
 NAMES = ["f0", "f1", "f2"]
@@ -68,3 +68,15 @@ def test_no_champion_serves_the_heuristic_and_says_so(tmp_path):
     assert state.model_version == "heuristic" and state.scorer == "heuristic"
     assert state.heuristic_reason == NO_CHAMPION and state.degraded == {}  # declared, not degraded
     assert len(state.scores) == 5
+
+
+def test_an_empty_page_says_nothing_was_left_to_rank(tmp_path):
+    """Before, an empty page said model_version heuristic with heuristic_reason null: no reason."""
+    cfg = ServingConfig.load()
+    store = ModelStore(lambda name: "1", lambda name, version: value_model({"click": 1.0}), cfg.model,
+                       cfg.cascade.__class__(enabled=False), tmp_path / "compiled")
+    store.refresh()
+    scorer = ModelScorer(store, HeuristicScorer(cfg.heuristic), cfg.cascade, cfg.budget)
+    state = FeedState()
+    scorer.run(FeedQuery("r", "home", 1, 5, 1_000_000, Deadline(50)), state)
+    assert state.heuristic_reason == NO_CANDIDATES and len(state.scores) == 0 and state.degraded == {}
