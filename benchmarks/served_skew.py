@@ -93,6 +93,7 @@ def measure(requests: int = 150) -> dict:
     from pipelines.resources import WorkspaceResource, build_resources
     from serving.app import RankingApp, wait_ready
     from serving.config import ServingConfig
+    from serving.pipeline import drain_side_effects
 
     medium = bench_settings()
     paths = Paths(medium.home / "bench_serving")
@@ -121,6 +122,7 @@ def measure(requests: int = 150) -> dict:
             if not wait_ready(app, 600):
                 return {"skipped": f"the service did not become ready: {app.models.status()}"}
             pages = [app.feed("home", v, 30) for v in viewers]
+            drain_side_effects(timeout_s=120)  # every page handed to the impression writer
             app.closers[0].flush()
         finally:
             app.close()

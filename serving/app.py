@@ -275,6 +275,9 @@ class RankingApp:
         }
 
     def close(self) -> None:
+        # side effects still queued (the last pages' impressions) reach the writer before it closes
+        if not pl.drain_side_effects(timeout_s=30):
+            logger.warning("closing with side effects still pending: some served impressions may be lost")
         for closer in self.closers:
             try:
                 closer.close() if hasattr(closer, "close") else closer.stop()
