@@ -26,11 +26,30 @@ from pathlib import Path
 import pandas as pd
 
 
-def _nanoseconds_assumed(ts: pd.Series) -> pd.Series:
+def nanoseconds_assumed(ts: pd.Series) -> pd.Series:
+    """The bug the check exists for (issue 12): the raw int64 of the timestamp read as nanoseconds."""
     return pd.to_datetime(ts, utc=True).astype("int64") // 10**9
 
 
-def _check(resources: dict, day: str) -> dict:
+def land_served_day(spark, shared_lake: Path, landing: Path, lake_dir: Path, day: str) -> dict:
+    """The served day ingested by the real ingest into a lake of its own: the shared lake's users
+    and posts partitions linked in, the served day's users and posts empty, its impressions what the
+    service logged into `landing`. The ingest report per log."""
+    from data import lake
+    from pipelines.defs.ingest.ingest import ingest_partition
+
+    for log in ("users", "posts"):
+        for d in lake.partition_days(shared_lake, log):
+            target = lake.partition_dir(lake_dir, log, d)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(lake.partition_dir(shared_lake, log, d), target_is_directory=True)
+        lake.landing_day_dir(landing, log, day).mkdir(parents=True, exist_ok=True)
+    return {log: ingest_partition(spark, log, day, landing, lake_dir) for log in ("users", "posts", "impressions")}
+
+
+def examples_and_check(resources: dict, day: str):
+    """The day's training examples and the skew check beside them, in one run as the training job
+    runs them (Dagster runs a partitioned check with its asset, not alone): the check's evaluation."""
     import dagster as dg
 
     from pipelines.defs.training.assets import training_examples
@@ -40,7 +59,14 @@ def _check(resources: dict, day: str) -> dict:
     with dg.DagsterInstance.ephemeral() as instance:
         result = materialize_day([training_examples, served_features_match_training], partition_key=day,
                                  instance=instance, resources=resources, raise_on_error=False)
+    if not result.get_asset_materialization_events():
+        raise RuntimeError(f"training/examples did not materialize for {day}")
     (evaluation,) = result.get_asset_check_evaluations()
+    return evaluation
+
+
+def _check(resources: dict, day: str) -> dict:
+    evaluation = examples_and_check(resources, day)
     meta = {k: v.value for k, v in evaluation.metadata.items()}
     rates = meta.get("mismatch_rate_per_feature", {})
     return {"passed": evaluation.passed, "severity": str(evaluation.severity), "rows_compared": meta.get("rows_compared"),
@@ -86,10 +112,8 @@ def measure(requests: int = 150) -> dict:
     import features.retrieval
     from benchmarks.bench_serving import Paths
     from benchmarks.workspace import bench_settings
-    from data import lake
     from data.redis_server import EmbeddedRedis
     from data.spark import build_spark_session
-    from pipelines.defs.ingest.ingest import ingest_partition
     from pipelines.resources import WorkspaceResource, build_resources
     from serving.app import RankingApp, wait_ready
     from serving.config import ServingConfig
@@ -129,21 +153,15 @@ def measure(requests: int = 150) -> dict:
         scored = [p for p in pages if p["model_version"] != "heuristic" and p["items"]]
         spark = build_spark_session(master="local[2]", driver_memory="4g", app_name="loupe-bench-skew")
         try:
-            for log in ("users", "posts"):  # the served day's accounts and posts: nothing new
-                for d in lake.partition_days(medium.lake_dir, log):
-                    target = lake.partition_dir(lake_dir, log, d)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.symlink_to(lake.partition_dir(medium.lake_dir, log, d), target_is_directory=True)
-                lake.landing_day_dir(landing, log, next_day).mkdir(parents=True, exist_ok=True)
-            ingest = {log: ingest_partition(spark, log, next_day, landing, lake_dir).__dict__
-                      for log in ("users", "posts", "impressions")}
+            ingest = {log: report.__dict__ for log, report in
+                      land_served_day(spark, medium.lake_dir, landing, lake_dir, next_day).items()}
         finally:
             spark.stop()
         resources = build_resources(server_settings, server.url)
         resources["workspace"] = WorkspaceResource(landing_dir=str(landing), lake_dir=str(lake_dir))
         as_is = _check(resources, next_day)
         original = features.retrieval.epoch_seconds
-        features.retrieval.epoch_seconds = _nanoseconds_assumed
+        features.retrieval.epoch_seconds = nanoseconds_assumed
         try:
             with_bug = _check(resources, next_day)
         finally:

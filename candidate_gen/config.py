@@ -7,6 +7,7 @@ Sections owned by one component (e.g. [trending], [embeddings]) are read by that
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -106,10 +107,10 @@ class CandidateConfig:
         source returns, not how fast; timeouts are tested by injecting a stall)."""
         return replace(self, sources={n: replace(s, timeout_ms=timeout_ms) for n, s in self.sources.items()})
 
-    def with_caps(self, cap: int) -> CandidateConfig:
-        """A copy where every source returns at most `cap` candidates (the service's cheap path)."""
-        names = set(self.sources) | {"in_network", "trending", "embedding", "social", "popular"}
-        return replace(self, sources={n: replace(self.source(n), cap=min(cap, self.source(n).cap)) for n in names})
+    def with_caps(self, cap: int, names: Iterable[str]) -> CandidateConfig:
+        """A copy where the named sources return at most `cap` candidates (the service's cheap path)."""
+        capped = {n: replace(self.source(n), cap=min(cap, self.source(n).cap)) for n in names}
+        return replace(self, sources={**self.sources, **capped})
 
     def with_celebrity(self, **changes: Any) -> CandidateConfig:
         """A copy with the celebrity rule changed (tests, benchmarks; production edits

@@ -90,10 +90,11 @@ class RankingApp:
         filters_client = filters_client or client
         sources = _sources(client, cfg, embeddings)
         admission = config.admission
-        unknown = set(admission.home_sources + admission.explore_sources) - set(sources)
+        cheap_names = tuple(dict.fromkeys(admission.home_sources + admission.explore_sources))
+        unknown = set(cheap_names) - set(sources)
         if unknown:
             raise ValueError(f"serving config [admission]: unknown sources {sorted(unknown)}; choose from {sorted(sources)}")
-        cheap_sources = _sources(client, cfg.with_caps(admission.candidates), embeddings)
+        cheap_sources = _sources(client, cfg.with_caps(admission.candidates, cheap_names), embeddings, cheap_names)
         late_min = config.budget.late_sources_min_wait_ms
 
         def group(names: tuple[str, ...], size: int, pick=sources) -> SourceGroup:
@@ -306,15 +307,20 @@ def service_redis(url: str, timeout_s: float, health_check_interval: int = 30) -
                                 health_check_interval=health_check_interval, retry=Retry(NoBackoff(), 0))
 
 
-def _sources(client: Any, cfg: Any, embeddings: Any) -> dict[str, Any]:
-    """Every candidate source the surfaces can name, over `client` with `cfg`'s caps."""
-    return {
-        "in_network": InNetworkSource(client, cfg),
-        "trending": TrendingSource(client, cfg),
-        "embedding": EmbeddingSource(client, cfg, embeddings),
-        "social": SocialSource(client, cfg),
-        "popular": PopularSource(client, cfg),
+SOURCE_NAMES = ("in_network", "trending", "embedding", "social", "popular")
+
+
+def _sources(client: Any, cfg: Any, embeddings: Any, names: tuple[str, ...] = SOURCE_NAMES) -> dict[str, Any]:
+    """The named candidate sources (default: every one the surfaces can name), over `client` with
+    `cfg`'s caps."""
+    make = {
+        "in_network": lambda: InNetworkSource(client, cfg),
+        "trending": lambda: TrendingSource(client, cfg),
+        "embedding": lambda: EmbeddingSource(client, cfg, embeddings),
+        "social": lambda: SocialSource(client, cfg),
+        "popular": lambda: PopularSource(client, cfg),
     }
+    return {n: make[n]() for n in names}
 
 
 def wait_ready(app: RankingApp, timeout_s: float) -> bool:

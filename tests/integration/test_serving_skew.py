@@ -16,11 +16,9 @@ import pandas as pd
 import pytest
 
 import features.retrieval
+from benchmarks.served_skew import examples_and_check, land_served_day, nanoseconds_assumed
 from data import lake
-from pipelines.defs.ingest.ingest import ingest_partition
-from pipelines.defs.training.assets import training_examples
-from pipelines.defs.training.skew import CHECK_NAME, served_features_match_training
-from pipelines.partitions import materialize_day
+from pipelines.defs.training.skew import CHECK_NAME
 from pipelines.resources import WorkspaceResource, build_resources
 from serving.app import RankingApp, wait_ready
 from serving.config import ServingConfig
@@ -30,37 +28,11 @@ pytestmark = pytest.mark.spark
 AGE = "request_features__post_age_hours_at_request"
 
 
-def nanoseconds_assumed(ts: pd.Series) -> pd.Series:
-    """The bug this check exists for: the raw int64 of the timestamp read as nanoseconds."""
-    return pd.to_datetime(ts, utc=True).astype("int64") // 10**9
-
-
 def served_lake(spark, platform_settings, landing, lake_dir, day: str) -> None:
-    """The served day ingested by the real ingest into a lake of its own (the session's tiny lake
-    is shared with other tests): the tiny world's users and posts partitions are linked in, the
-    served day's users and posts are empty, its impressions are what the service logged."""
-    shared = platform_settings.lake_dir
-    for log in ("users", "posts"):
-        for d in lake.partition_days(shared, log):
-            target = lake.partition_dir(lake_dir, log, d)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.symlink_to(lake.partition_dir(shared, log, d), target_is_directory=True)
-        lake.landing_day_dir(landing, log, day).mkdir(parents=True, exist_ok=True)
-    for log in ("users", "posts", "impressions"):
-        report = ingest_partition(spark, log, day, landing, lake_dir)
+    """The served day through the real ingest into a lake of its own (the session's tiny lake is
+    shared with other tests); every log reconciles."""
+    for report in land_served_day(spark, platform_settings.lake_dir, landing, lake_dir, day).values():
         assert report.reconciles and not report.rows_quarantined, report
-
-
-def examples_and_check(resources: dict, day: str) -> dg.AssetCheckEvaluation:
-    """The day's training examples and the skew check beside them, in one run as the training job
-    runs them (Dagster runs a partitioned check with its asset, not alone)."""
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = materialize_day([training_examples, served_features_match_training], partition_key=day,
-                                 instance=instance, resources=resources, raise_on_error=False)
-    assert result.get_asset_materialization_events(), "training/examples did not materialize"
-    (evaluation,) = result.get_asset_check_evaluations()
-    assert evaluation.check_name == CHECK_NAME
-    return evaluation
 
 
 def test_served_vectors_match_training_retrieval_and_the_unit_bug_is_caught(platform, spark, tmp_path, monkeypatch):  # noqa: F811
@@ -85,6 +57,7 @@ def test_served_vectors_match_training_retrieval_and_the_unit_bug_is_caught(plat
     resources = build_resources(settings, served.redis_url)
     resources["workspace"] = WorkspaceResource(landing_dir=str(landing), lake_dir=str(lake_dir))
     ok = examples_and_check(resources, next_day)
+    assert ok.check_name == CHECK_NAME
     meta = {k: v.value for k, v in ok.metadata.items()}
     assert ok.passed, (meta["failing_features"], meta["worst_examples"])
     assert meta["rows_compared"] == sum(len(p["items"]) for p in scored)
@@ -96,6 +69,7 @@ def test_served_vectors_match_training_retrieval_and_the_unit_bug_is_caught(plat
 
     monkeypatch.setattr(features.retrieval, "epoch_seconds", nanoseconds_assumed)
     bad = examples_and_check(resources, next_day)
+    assert bad.check_name == CHECK_NAME
     meta = {k: v.value for k, v in bad.metadata.items()}
     assert not bad.passed and bad.severity == dg.AssetCheckSeverity.ERROR
     assert meta["failing_features"] == [AGE]
