@@ -255,7 +255,9 @@ class RankingApp:
         with self.admission.enter(query.deadline.elapsed_ms()) as overload:
             if overload is None:
                 return pl.run(pipeline, query, self.metrics)
-        state = pl.run(self.cheap[pipeline.surface], query, self.metrics)
+        # its own budget: the request's is spent, and an empty page is worse than a late one
+        cheap_query = replace(query, deadline=pl.Deadline(self.config.admission.cheap_budget_ms))
+        state = pl.run(self.cheap[pipeline.surface], cheap_query, self.metrics)
         state.degraded[OVERLOAD] = overload
         return state
 
