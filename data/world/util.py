@@ -31,10 +31,6 @@ def day_ms(d: date) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
 
 
-def iso_day(ms: int | np.ndarray) -> np.ndarray:
-    return np.datetime_as_string(np.asarray(ms, dtype="datetime64[ms]"), unit="D")
-
-
 def _fixed_width_strings(chars: np.ndarray) -> pa.StringArray:
     """(n, w) uint8 ASCII matrix -> arrow strings, without a Python object per row."""
     n, w = chars.shape
