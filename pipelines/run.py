@@ -295,16 +295,11 @@ def sample_candidates(settings: Settings, redis_url: str, day: str) -> str:
     from candidate_gen.filters import default_chain
     from candidate_gen.rebuild import _day_end_ms
     from candidate_gen.sources.base import SourceRequest, run_sources
-    from candidate_gen.sources.embedding_source import EmbeddingSource
-    from candidate_gen.sources.in_network_source import InNetworkSource
-    from candidate_gen.sources.popular_source import PopularSource
-    from candidate_gen.sources.social_source import SocialSource
-    from candidate_gen.sources.trending_source import TrendingSource
+    from candidate_gen.sources.catalog import build_sources
 
     cfg, client = CandidateConfig.load(), redis_lib.Redis.from_url(redis_url)
     model = load(settings.home / "candidates" / "embeddings" / f"dt={day}")
-    sources = [InNetworkSource(client, cfg), TrendingSource(client, cfg), EmbeddingSource(client, cfg, model),
-               SocialSource(client, cfg), PopularSource(client, cfg)]
+    sources = list(build_sources(client, cfg, model).values())
     viewer, _ = sample_viewer(settings, day)
     now = _day_end_ms(day)
     # the first request opens each source's Redis connections and threads: a service warms up
