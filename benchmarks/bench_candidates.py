@@ -20,26 +20,25 @@ import argparse
 import time
 from dataclasses import replace
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import redis
 
 from benchmarks.common import PeakRss, write_result
 from benchmarks.workspace import bench_settings, ensure_feature_snapshots, ensure_lake
-from candidate_gen import events as ev
 from candidate_gen.blend import blend
-from candidate_gen.config import CandidateConfig, SourceConfig
-from candidate_gen.explore.embeddings import publish_viewer_vectors, train_embeddings
-from candidate_gen.explore.social import build_social
-from candidate_gen.explore.trending import build_trending
-from candidate_gen.fanout import FanoutWorker
+from candidate_gen.config import CandidateConfig
+from candidate_gen.explore.embeddings import load
 from candidate_gen.filters import default_chain
 from candidate_gen.lake_reader import read_days
-from candidate_gen.rebuild import _day_end_ms, rebuild_all
+from candidate_gen.rebuild import _day_end_ms
 from candidate_gen.sources.base import SourceRequest
 from candidate_gen.sources.catalog import SOURCE_NAMES, build_sources
 from data import columns as c
 from data.redis_server import EmbeddedRedis
+from pipelines.resources import build_resources
+from pipelines.run import prepare_candidate_state
 
 KS = (100, 500, 1000)
 
@@ -79,29 +78,18 @@ def main() -> None:
     wide = {n: replace(cfg.source(n), cap=1000) for n in SOURCE_NAMES}
     cfg = replace(cfg, sources={**cfg.sources, **wide})
     result: dict = {"world": args.world, "test_day": test_day, "state_through": prev, "ks": list(KS)}
-    timings: dict = {}
 
-    with EmbeddedRedis() as server, PeakRss() as rss:
+    with EmbeddedRedis() as server, PeakRss() as rss, dg.DagsterInstance.ephemeral() as instance:
         client = redis.Redis.from_url(server.url)
-        t = time.perf_counter()
-        result["rebuild"] = rebuild_all(settings.lake_dir, prev, client, cfg)
-        timings["rebuild_s"] = round(time.perf_counter() - t, 1)
-        t = time.perf_counter()
-        result["fanout"] = FanoutWorker(client, cfg).consume(ev.lake_day(settings.lake_dir, test_day), test_day).as_metadata()
-        timings["fanout_s"] = round(time.perf_counter() - t, 1)
-        t = time.perf_counter()
-        build_trending(settings.lake_dir, prev, client, cfg)
-        timings["trending_s"] = round(time.perf_counter() - t, 1)
-        t = time.perf_counter()
-        build_social(settings.lake_dir, prev, client, cfg)
-        timings["social_s"] = round(time.perf_counter() - t, 1)
-        t = time.perf_counter()
-        model = train_embeddings(settings.lake_dir, prev, cfg)
-        publish_viewer_vectors(model, client, cfg)
-        timings["embeddings_s"] = round(time.perf_counter() - t, 1)
+        state = prepare_candidate_state(build_resources(settings, server.url), instance, test_day, prev,
+                                        explore_day=prev)
+        result["rebuild"] = state.metadata["candidates/rebuild"]
+        result["fanout"] = state.metadata["candidates/fanout"]
+        timings = {f"{step}_s": state.seconds[f"candidates/{step}"]
+                   for step in ("rebuild", "fanout", "trending", "social", "embeddings")}
         print(f"state ready: {timings}", flush=True)
 
-        sources = build_sources(client, cfg, model)
+        sources = build_sources(client, cfg, load(state.embeddings_index))
         truth_by_viewer = engaged_posts(settings.lake_dir, test_day)
         rng = np.random.default_rng(20261001)
         viewers = sorted(truth_by_viewer)
