@@ -60,11 +60,12 @@ class ServiceProcess:
                 return round(time.monotonic() - start, 1)
             time.sleep(0.5)
         code = self.process.poll()
+        where = f"{self.url}, log {self.log}" if self.log else self.url
         tail = self.log_tail()
         self.stop()
         if code is not None:
-            raise RuntimeError(f"the ranking service exited ({code}) before it was ready:\n{tail}")
-        raise TimeoutError(f"the ranking service was not ready after {timeout_s:.0f} s ({self.url}/readyz):\n{tail}")
+            raise RuntimeError(f"the ranking service ({where}) exited ({code}) before it was ready:\n{tail}")
+        raise TimeoutError(f"the ranking service ({where}) was not ready after {timeout_s:.0f} s:\n{tail}")
 
     def _answers_ready(self) -> bool:
         try:
