@@ -518,8 +518,8 @@ def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInsta
     end_of_last_day = (date.fromisoformat(days[-1]) + timedelta(days=1)).isoformat() + "T00:00:00Z"
     ranking = start_ranking_service(replace(settings, redis_url=redis_url, now=settings.now or end_of_last_day),
                                     settings.serving_port)
-    ranking.wait_ready()
-    try:
+    try:  # the service has a process group of its own: Ctrl-C stops it here, in `finally`
+        ranking.wait_ready()
         print(f"Ranking service: http://127.0.0.1:{settings.serving_port}  (POST /v1/feed/home, "
               f"/v1/feed/explore, /v1/rank with the token of {'LOUPE_API_TOKEN' if settings.api_token else settings.api_token_file}; "
               f"/readyz, /metrics)", flush=True)
