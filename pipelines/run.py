@@ -283,12 +283,12 @@ class CandidateState:
 
 def prepare_candidate_state(resources: dict, instance: dg.DagsterInstance, day: str, previous: str | None,
                             explore_day: str | None = None) -> CandidateState:
-    """The candidate state a service reads at the end of `day`, built by the candidate assets (the
-    one way, for `make run` and the benchmarks): rebuilt from the lake through `previous`, the day
-    before, then `day`'s events applied by the fan-out worker as a daily run would, then the Explore
-    builders (trending, social, embeddings) as of `explore_day` (default `day`; the benchmarks serve
-    `day` from the day before's, as the service has them until the daily run). `previous` None (a
-    one-day export): rebuilt through `day`, nothing left to fan out."""
+    """The candidate state a service reads at the end of `day`, built by the candidate assets (for
+    `make run`, the benchmarks and the tests alike): rebuilt from the lake through `previous` (the day
+    before), `day`'s events applied by the fan-out worker as a daily run would, then the Explore
+    builders (trending, social, embeddings) as of `explore_day`. Default `day`; the benchmarks pass
+    `previous`: during `day` a service has the Explore sets the daily run built the night before.
+    `previous` None (a one-day export): rebuilt through `day`, nothing left to fan out."""
     results = [dg.materialize([candidates_rebuild], instance=instance, resources=resources, run_config={
         **QUIET, "ops": {"candidates__rebuild": {"config": {"day": previous or day}}}})]
     runs: dict[str, list] = {day: [candidates_fanout]} if previous else {}
