@@ -3,7 +3,7 @@
     uv run python -m benchmarks.bench_overload [--levels 1,2,4,8,16] [--duration 30]
 
 Runs on bench-serving's prepared state of the medium world (prepared first if there is none: see
-benchmarks/bench_serving.py; the champion is the one bench-quality registered) with its viewers,
+benchmarks/serving_state.py; the champion is the one bench-quality registered) with its viewers,
 whose Home pools hold ~1,000 candidates. Two services run side by side:
 
 - admission: serving/config.toml as shipped (`record_seen = false` so every request of a viewer
@@ -31,8 +31,10 @@ from pathlib import Path
 
 import tomli_w
 
-from benchmarks.bench_serving import LIMIT, Service, load, prepared_state, summarize
 from benchmarks.common import write_result
+from benchmarks.serving_load import LIMIT, BenchService, load
+from benchmarks.serving_state import prepared_state
+from benchmarks.serving_summary import summarize
 
 OFF = {"max_wait_ms": 1e9, "max_in_flight": 1_000_000}  # admission that admits everything
 CHEAP_ONLY = {"max_wait_ms": 0.0}  # every request waited longer than that: all on the cheap path
@@ -84,11 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     from serving.config import ServingConfig
 
     with prepared_state(args) as st:
-        configs = write_admission_configs(st.configs["fast"])
+        configs = write_admission_configs(st.config_files["fast"])
         cfgs = {name: ServingConfig.load(path) for name, path in configs.items()}
         budget_ms = cfgs["admission"].budget.total_ms
-        services = {name: Service(name, path, st.paths, st.server.url, st.tracking_uri, st.now)
-                    for name, path in configs.items()}
+        services = {name: BenchService.start(name, st.workspace, path) for name, path in configs.items()}
         try:
             ready = {name: svc.wait_ready() for name, svc in services.items()}
             print(f"services ready in {ready} s", flush=True)
@@ -96,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
             for k, level in enumerate(levels):
                 row: dict = {"concurrency": level}
                 for name, svc in services.items():
-                    run = load(svc, st.paths, f"overload_{name}_c{level}", level, args.warmup, k * 97,
-                               duration_s=args.duration)
+                    run = load(svc, st.workspace, st.viewers_file, f"overload_{name}_c{level}", level,
+                               args.warmup, k * 97, duration_s=args.duration)
                     row[name] = level_summary([run], cfgs[name], budget_ms)
                 per_level.append(row)
             logs = {name: svc.log_problems() for name, svc in services.items()}

@@ -24,16 +24,10 @@ import redis
 from candidate_gen.rebuild import active_viewers
 from features.online.ranking import RankingFeatureReader
 from features.store import feature_store
-from pipelines.defs.candidates.assets import (
-    candidates_embeddings,
-    candidates_fanout,
-    candidates_rebuild,
-    candidates_social,
-    candidates_trending,
-)
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
 from pipelines.resources import build_resources
 from pipelines.partitions import materialize_day
+from pipelines.run import prepare_candidate_state
 from serving.admission import Admission
 from serving.app import RankingApp, wait_ready
 from serving.clock import Clock
@@ -58,10 +52,9 @@ def platform(tiny_lake, redis_server, tmp_path_factory):
         assert materialize_day(feature_assets, partition_key=days[-1], instance=instance, resources=resources).success
         assert materialize_day([feast_registry], instance=instance, resources=resources).success
         assert materialize_day([feast_online], partition_key=days[-1], instance=instance, resources=resources).success
-        assert materialize_day([candidates_rebuild], instance=instance, resources=resources,
-                              run_config={"ops": {"candidates__rebuild": {"config": {"day": days[-2]}}}}).success
-        assert materialize_day([candidates_fanout, candidates_trending, candidates_social, candidates_embeddings],
-                              partition_key=days[-1], instance=instance, resources=resources).success
+        state = prepare_candidate_state(resources, instance, days[-1], days[-2])
+        assert set(state.metadata) == {f"candidates/{a}" for a in ("rebuild", "fanout", "trending", "social",
+                                                                   "embeddings")}
     home = tmp_path_factory.mktemp("serving")
     next_day = (date.fromisoformat(days[-1]) + timedelta(days=1)).isoformat()
     served = replace(settings, redis_url=redis_url, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
