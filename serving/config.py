@@ -30,7 +30,7 @@ class BudgetConfig:
     filters_attempts: int = 3
     # Every source came back empty but some were late: wait for those up to the remaining budget,
     # and at least this long (an empty pool is an empty page).
-    late_sources_min_wait_ms: float = 20.0
+    late_sources_min_wait_ms: float = 100.0
 
 
 @dataclass(frozen=True)
