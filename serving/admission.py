@@ -3,9 +3,12 @@
 A worker has a few threads and two cores. Past its capacity, requests queue for a thread and then
 for the model, and time out in every stage at once: pages come back late, heuristic-ranked, or
 empty. Instead (home-mixer's "serve something cheap rather than nothing"), a request that already
-waited longer than `max_wait_ms` for its thread, or that finds `max_in_flight` requests running the
-full pipeline, is answered at once by the cheap path (serving.surfaces.cheap_pipeline) and says so
-in `degraded: overload`. The cheap path is not admission-counted: it is short and must never wait.
+waited longer than `max_wait_ms` for its thread, or that finds `max_in_flight` requests already in
+the worker, is answered at once by the cheap path (serving.surfaces.cheap_pipeline) and says so in
+`degraded: overload`. Requests on either path count as in flight: the stages hold the GIL, so a
+full pipeline sharing the worker with cheap pages overruns its budget (bench-overload measured
+admitted pipelines at 2-5x the budget, ranked by the heuristic anyway) and slows the cheap pages
+with it. The cheap path itself is never refused: it is short and must never wait.
 """
 
 from __future__ import annotations
@@ -21,26 +24,24 @@ class Admission:
     def __init__(self, cfg: AdmissionConfig):
         self.cfg = cfg
         self._lock = threading.Lock()
-        self._in_flight = 0
+        self._in_flight = 0  # requests inside `enter`, on either path
 
     @contextmanager
     def enter(self, waited_ms: float) -> Iterator[str | None]:
-        """Yields None (run the full pipeline; counted in flight until the block ends) or why the
-        request takes the cheap path."""
+        """Yields None (run the full pipeline) or why the request takes the cheap path; either way
+        the request counts as in flight until the block ends."""
         reason: str | None = None
         with self._lock:
             if waited_ms > self.cfg.max_wait_ms:
                 reason = f"waited {waited_ms:.0f} ms for a worker (limit {self.cfg.max_wait_ms:.0f} ms)"
             elif self._in_flight >= self.cfg.max_in_flight:
                 reason = f"{self._in_flight} requests in flight (limit {self.cfg.max_in_flight})"
-            else:
-                self._in_flight += 1
+            self._in_flight += 1
         try:
             yield reason
         finally:
-            if reason is None:
-                with self._lock:
-                    self._in_flight -= 1
+            with self._lock:
+                self._in_flight -= 1
 
     @property
     def in_flight(self) -> int:

@@ -251,9 +251,9 @@ class RankingApp:
         with self.admission.enter(query.deadline.elapsed_ms()) as overload:
             if overload is None:
                 return pl.run(pipeline, query, self.metrics)
-        # its own budget: the request's is spent, and an empty page is worse than a late one
-        cheap_query = replace(query, deadline=pl.Deadline(self.config.admission.cheap_budget_ms))
-        state = pl.run(self.cheap[pipeline.surface], cheap_query, self.metrics)
+            # its own budget: the request's is spent, and an empty page is worse than a late one
+            cheap_query = replace(query, deadline=pl.Deadline(self.config.admission.cheap_budget_ms))
+            state = pl.run(self.cheap[pipeline.surface], cheap_query, self.metrics)
         state.degraded[OVERLOAD] = overload
         return state
 
@@ -292,9 +292,10 @@ def _hydrator(settings: Settings, config: ServingConfig, timeout_s: float):
     store = feature_store(settings, settings.redis_endpoint)
     client = service_redis(settings.redis_endpoint, timeout_s, health_check_interval=0)
     reader = RankingFeatureReader(store, client=client)
+    min_ms = config.budget.model_min_ms
     if config.hydration.reader == "feast":
-        return FeastFeatureHydrator(store, tuple(reader.feature_names))
-    return PackedFeatureHydrator(reader)
+        return FeastFeatureHydrator(store, tuple(reader.feature_names), min_ms)
+    return PackedFeatureHydrator(reader, min_ms)
 
 
 def service_redis(url: str, timeout_s: float, health_check_interval: int = 30) -> redis.Redis:

@@ -31,6 +31,9 @@ class BudgetConfig:
     # Every source came back empty but some were late: wait for those up to the remaining budget,
     # and at least this long (an empty pool is an empty page).
     late_sources_min_wait_ms: float = 100.0
+    # The least budget left at hydration for the model path (hydrate, then score) to be tried; with
+    # less the page is ranked by the heuristic at once, instead of spending CPU it cannot finish in.
+    model_min_ms: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class AdmissionConfig:
     the same privacy filters, reported `degraded: overload`) instead of the full pipeline."""
 
     max_wait_ms: float = 50.0  # it waited longer than this for a worker thread
-    max_in_flight: int = 1  # this many requests already run the full pipeline in this worker
+    max_in_flight: int = 1  # this many requests (either path) already in this worker
     # The cheap path's own budget, counted from when it starts: the request's is spent by then, and
     # without one its late sources and privacy re-reads get no time, so the page comes back empty.
     cheap_budget_ms: float = 100.0

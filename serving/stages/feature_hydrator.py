@@ -2,8 +2,11 @@
 
 `PackedFeatureHydrator` reads the packed view (one MGET, parity-tested with Feast's
 get_online_features; features.online.ranking). `FeastFeatureHydrator` asks Feast itself (the naive
-path the benchmark compares with). A hydrator that fails, or finds the budget spent, leaves the
-features out: the scorer then falls back to the heuristic.
+path the benchmark compares with). A hydrator that fails, or finds less budget left than the model
+path needs (`budget.model_min_ms`), leaves the features out: the scorer then falls back to the
+heuristic. Starting anyway would not rank the page by the model either (the score stage would find
+the budget spent), but it would hold the worker's GIL well past the budget: under load that is
+how admitted pages took 2-5x their budget (bench-overload) and slowed every page beside them.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ import numpy as np
 from features.feature_repo.definitions import REQUEST_TS, SERVICE_NAME
 from serving.pipeline import FeedQuery, FeedState
 
-MIN_MS = 2.0  # hydrating with less budget left than this cannot finish: skip it
+BUDGET_TOO_SHORT = "budget too short for the model"
 
 
 class PackedFeatureHydrator:
     name = "hydrate"
 
-    def __init__(self, reader):
+    def __init__(self, reader, min_ms: float):
         self.reader = reader  # features.online.ranking.RankingFeatureReader
+        self.min_ms = min_ms  # budget.model_min_ms
 
     def _read(self, query: FeedQuery, state: FeedState) -> tuple[tuple[str, ...], np.ndarray]:
         cands = state.candidates
@@ -35,8 +39,8 @@ class PackedFeatureHydrator:
     def run(self, query: FeedQuery, state: FeedState) -> None:
         if not state.candidates:
             return
-        if query.deadline.remaining_ms() < MIN_MS:
-            state.degraded[self.name] = "budget spent"
+        if query.deadline.remaining_ms() < self.min_ms:
+            state.degraded[self.name] = BUDGET_TOO_SHORT
             return
         state.feature_names, state.features = self._read(query, state)
 
@@ -47,8 +51,8 @@ class PackedFeatureHydrator:
 class FeastFeatureHydrator(PackedFeatureHydrator):
     """Feast's own `get_online_features` for the same service and candidates (slow; for comparison)."""
 
-    def __init__(self, store, names: tuple[str, ...]):
-        self.store = store
+    def __init__(self, store, names: tuple[str, ...], min_ms: float):
+        self.store, self.min_ms = store, min_ms
         self.service = store.get_feature_service(SERVICE_NAME)
         self.names = tuple(names)
 

@@ -16,7 +16,7 @@ def test_a_request_that_waited_past_its_limit_takes_the_cheap_path():
     with admission.enter(10.0) as reason:
         assert reason is None and admission.in_flight == 1
     with admission.enter(51.0) as reason:
-        assert "waited 51 ms" in reason and admission.in_flight == 0  # the cheap path is not counted
+        assert "waited 51 ms" in reason and admission.in_flight == 1
     assert admission.in_flight == 0
 
 
@@ -29,6 +29,18 @@ def test_beyond_max_in_flight_requests_take_the_cheap_path_until_one_finishes():
     with admission.enter(0.0) as again:
         assert again is None  # both finished: room again
     assert admission.in_flight == 0
+
+
+def test_a_request_on_the_cheap_path_counts_as_in_flight():
+    """A full pipeline sharing the worker's GIL with cheap pages overruns its budget: it starts only
+    when the worker is otherwise idle (max_in_flight 1), whichever path holds the worker."""
+    admission = Admission(AdmissionConfig(max_wait_ms=50.0, max_in_flight=1))
+    with admission.enter(80.0) as late:  # waited too long: cheap, and it holds the worker meanwhile
+        assert late is not None
+        with admission.enter(0.0) as next_one:
+            assert next_one == "1 requests in flight (limit 1)"
+    with admission.enter(0.0) as idle:
+        assert idle is None
 
 
 def test_the_guard_stamps_when_the_request_arrived_before_reading_its_body():

@@ -31,7 +31,7 @@ from pipelines.run import prepare_candidate_state
 from serving.admission import Admission
 from serving.app import RankingApp, wait_ready
 from serving.clock import Clock
-from serving.config import ServingConfig
+from serving.config import BudgetConfig, ServingConfig
 from serving.model_store import ModelStore
 from serving.scoring_model import ScoringModel
 from tests.candidates.helpers import FlakyRedis
@@ -243,7 +243,7 @@ def _packed_hydrator(store, url):
     from serving.stages.feature_hydrator import PackedFeatureHydrator
 
     client = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=30)
-    return PackedFeatureHydrator(RankingFeatureReader(store, client=client))
+    return PackedFeatureHydrator(RankingFeatureReader(store, client=client), BudgetConfig().model_min_ms)
 
 
 def test_a_dead_feature_store_degrades_to_the_heuristic(platform):
