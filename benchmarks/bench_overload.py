@@ -7,7 +7,7 @@ benchmarks/serving_state.py; the champion is the one bench-quality registered) w
 whose Home pools hold ~1,000 candidates. Two services run side by side:
 
 - admission: serving/config.toml as shipped (`record_seen = false` so every request of a viewer
-  sees the same candidates): past `admission.max_in_flight` requests in the full pipeline, or after
+  sees the same candidates): past `admission.max_in_flight` requests in the worker, or after
   waiting `admission.max_wait_ms` for a worker thread, a request is answered by the cheap path
   (`degraded: overload`);
 - no_admission: the same with admission switched off (limits no request reaches): every request
@@ -34,7 +34,7 @@ import tomli_w
 from benchmarks.common import write_result
 from benchmarks.serving_load import LIMIT, BenchService, load
 from benchmarks.serving_state import prepared_state
-from benchmarks.serving_summary import summarize
+from benchmarks.serving_summary import pct, summarize
 
 OFF = {"max_wait_ms": 1e9, "max_in_flight": 1_000_000}  # admission that admits everything
 CHEAP_ONLY = {"max_wait_ms": 0.0}  # every request waited longer than that: all on the cheap path
@@ -56,6 +56,8 @@ def level_summary(runs: list[dict], cfg, budget_ms: float) -> dict:
     s = summarize(runs, cfg)
     ok = [r for run in runs for r in run["requests"] if r["status"] == 200]
     n = max(len(ok), 1)
+    cheap = [r["ms"] for r in ok if "overload" in r["degraded"]]
+    full = [r["ms"] for r in ok if "overload" not in r["degraded"]]
     return {
         "requests": s["requests"], "p50_ms": s["p50_ms"], "p99_ms": s["p99_ms"], "max_ms": s["max_ms"],
         "rps": s["rps"], "errors": s["errors"], "error_samples": s["error_samples"],
@@ -64,6 +66,10 @@ def level_summary(runs: list[dict], cfg, budget_ms: float) -> dict:
         "degraded_share": round(sum(1 for r in ok if r["degraded"]) / n, 3),
         "overload_share": round(sum(1 for r in ok if "overload" in r["degraded"]) / n, 3),
         "p99_within_2x_budget": s["p99_ms"] is not None and s["p99_ms"] <= 2 * budget_ms,
+        "by_path": {  # client-side latency of the pages each path answered
+            "full": {"requests": len(full), "p50_ms": pct(full, 50), "p99_ms": pct(full, 99)},
+            "cheap": {"requests": len(cheap), "p50_ms": pct(cheap, 50), "p99_ms": pct(cheap, 99)},
+        },
         "server_total_p99_ms": s["server_total_p99_ms"],
         "degraded_by_stage": s["degraded_by_stage"],
         "degraded_reasons": s["degraded_reasons"],
@@ -138,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in services:
             r = row[name]
             print(f"c={row['concurrency']:>2} {name:<12} p50 {r['p50_ms']} p99 {r['p99_ms']} rps {r['rps']} "
+                  f"(full {r['by_path']['full']['p99_ms']}, cheap {r['by_path']['cheap']['p99_ms']}) "
                   f"champion {r['champion_share']} overload {r['overload_share']} empty {r['empty_pages']} "
                   f"errors {r['errors']}", flush=True)
 
