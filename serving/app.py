@@ -76,10 +76,12 @@ class RankingApp:
     @classmethod
     def build(cls, config: ServingConfig, *, candidates_client: Any, hydrator: Any, models: ModelStore,
               clock: Clock, embeddings: Any = None, impressions: ImpressionLogWriter | None = None,
-              closers: tuple = (), secrets_: ServingSecrets | None = None, filters_client: Any = None) -> RankingApp:
+              closers: tuple = (), secrets_: ServingSecrets | None = None, filters_client: Any = None,
+              filters_retry_client: Any = None) -> RankingApp:
         """`secrets_`: the API token and cursor secret; None: random ones nobody else knows (an app
         built in-process: tests read `app.access.token`). `filters_client`: the privacy filters'
-        Redis client (its own, more patient, timeout); None: `candidates_client`."""
+        Redis client (its own, more patient, timeout); None: `candidates_client`.
+        `filters_retry_client`: theirs for retries (more patient still); None: `filters_client`."""
         secrets_ = secrets_ or ServingSecrets(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
         cfg = config.candidates
         client = candidates_client
@@ -107,13 +109,14 @@ class RankingApp:
         heuristic = HeuristicScorer(config.heuristic)
         scorer = ModelScorer(models, heuristic, config.cascade, config.budget)
         attempts = config.budget.filters_attempts
+        privacy = {"attempts": attempts, "retry_client": filters_retry_client}
         feed_components = Components(
             home_sources=CandidateSourcesStage([group(home_cfg.in_network_sources, in_network_size),
                                                 group(home_cfg.explore_sources, home_cfg.explore_candidates)],
                                                late_min),
             explore_sources=CandidateSourcesStage([group(explore_cfg.sources, explore_cfg.candidates)], late_min),
             supplied_posts=SuppliedPostsSource(client, cfg),
-            filters=VisibilityFilterStage(default_chain(filters_client, cfg, attempts=attempts)),
+            filters=VisibilityFilterStage(default_chain(filters_client, cfg, **privacy)),
             hydrator=hydrator,
             scorer=scorer,
             side_effects=tuple(side_effects),
@@ -121,7 +124,7 @@ class RankingApp:
         # /v1/rank: the caller chose the candidates; privacy filters apply, already-seen does not
         rank_components = Components(**{**feed_components.__dict__,
                                         "filters": VisibilityFilterStage(default_chain(filters_client, cfg, seen=False,
-                                                                                       attempts=attempts)),
+                                                                                       **privacy)),
                                         "side_effects": ()})
         r = config.rescoring
         share = config.exploration.share
@@ -162,6 +165,7 @@ class RankingApp:
         timeout = config.budget.redis_timeout_ms / 1000
         client = service_redis(settings.redis_endpoint, timeout)
         filters_client = service_redis(settings.redis_endpoint, config.budget.filters_timeout_ms / 1000)
+        filters_retry_client = service_redis(settings.redis_endpoint, config.budget.filters_retry_timeout_ms / 1000)
         quiet_mlflow_downloads()
         # made on first use: a registry down at start fails lookups (served from disk), not the worker
         mlflow_client = LazyClient(settings.tracking_uri, str(settings.mlflow_artifact_root))
@@ -177,7 +181,7 @@ class RankingApp:
                         clock=Clock.starting_at(settings.now), embeddings=embeddings, impressions=impressions,
                         closers=tuple(x for x in (impressions, models) if x is not None),
                         secrets_=serving_secrets(settings),  # the workspace's, generated if absent
-                        filters_client=filters_client)
+                        filters_client=filters_client, filters_retry_client=filters_retry_client)
         app.metrics = metrics
         hydrator.connect()  # now, not on the first request (Feast registry, Redis connections)
         models.start()

@@ -28,6 +28,9 @@ class BudgetConfig:
     # long, a failed one is retried once whatever the budget, then again while the budget lasts.
     filters_timeout_ms: float = 50.0
     filters_attempts: int = 3
+    # ... and each retry this long: a reply later than the first attempt's timeout is most often a
+    # server starved under load, and a late page beats an empty one (bench-overload at 16 in flight).
+    filters_retry_timeout_ms: float = 150.0
     # Every source came back empty but some were late: wait for those up to the remaining budget,
     # and at least this long (an empty pool is an empty page).
     late_sources_min_wait_ms: float = 100.0
@@ -174,8 +177,9 @@ class ServingConfig:
         if api.max_body_bytes < 1024 or api.cursor_ttl_s <= 0:
             raise ValueError("api.max_body_bytes must be at least 1024 and api.cursor_ttl_s positive")
         budget, admission = sections["budget"], sections["admission"]
-        if budget.filters_attempts < 1 or budget.filters_timeout_ms <= 0:
-            raise ValueError("budget.filters_attempts must be at least 1 and budget.filters_timeout_ms positive")
+        if budget.filters_attempts < 1 or min(budget.filters_timeout_ms, budget.filters_retry_timeout_ms) <= 0:
+            raise ValueError("budget.filters_attempts must be at least 1 and budget.filters_timeout_ms and "
+                             "filters_retry_timeout_ms positive")
         if admission.max_in_flight < 1 or admission.candidates < 1:
             raise ValueError("admission.max_in_flight and admission.candidates must be at least 1")
         if admission.cheap_budget_ms <= 0:

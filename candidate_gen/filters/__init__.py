@@ -15,9 +15,10 @@ from candidate_gen.filters.own_post_filter import OwnPostFilter
 from candidate_gen.filters.private_author_filter import PrivateAuthorFilter
 
 
-def default_chain(client: redis.Redis, cfg: CandidateConfig, seen: bool = True, attempts: int = 1) -> FilterChain:
+def default_chain(client: redis.Redis, cfg: CandidateConfig, seen: bool = True, attempts: int = 1,
+                  retry_client: redis.Redis | None = None) -> FilterChain:
     """Own posts and age need no state; the rest share one Redis round trip (tried `attempts` times
-    at most when it fails: FilterChain.run)."""
+    at most when it fails, the retries through `retry_client` if given: FilterChain.run)."""
     filters = [
         OwnPostFilter(),
         MaxAgeFilter(cfg),
@@ -28,7 +29,7 @@ def default_chain(client: redis.Redis, cfg: CandidateConfig, seen: bool = True, 
     ]
     if seen:
         filters.append(AlreadySeenFilter(cfg))
-    return FilterChain(client, filters, attempts)
+    return FilterChain(client, filters, attempts, retry_client)
 
 
 __all__ = ["ChainResult", "FilterChain", "FilterResult", "default_chain"]

@@ -13,7 +13,10 @@ first, and counts removals per reason so totals reconcile (kept + removed = inpu
 Privacy filters fail closed: when their state cannot be read they remove what they cannot clear
 (reason `<filter>_unavailable`); the already-seen filter fails open (a repeat is not a leak).
 Because failing closed empties a page, a failed read is tried again (`attempts`): the second try
-always, later ones only while the caller's `time_left_ms` says its budget lasts.
+always, later ones only while the caller's `time_left_ms` says its budget lasts. Retries may go
+through their own client (`retry_client`) with a longer socket timeout: a reply later than the
+first try's timeout is most often a server starved under load, not a dead one, and another try
+with the same short timeout fails the same way.
 """
 
 from __future__ import annotations
@@ -76,10 +79,12 @@ class ChainResult:
 class FilterChain:
     """Filters in declared order, their Redis reads batched into one round trip."""
 
-    def __init__(self, client: redis.Redis, filters: list[CandidateFilter], attempts: int = 1):
+    def __init__(self, client: redis.Redis, filters: list[CandidateFilter], attempts: int = 1,
+                 retry_client: redis.Redis | None = None):
         self.client = client
         self.filters = filters
         self.attempts = attempts
+        self.retry_client = retry_client or client
 
     def run(self, viewer_id: int, candidates: list[Candidate], now_ms: int,
             time_left_ms: Callable[[], float] | None = None) -> ChainResult:
@@ -92,7 +97,7 @@ class FilterChain:
                 break  # the second try is unconditional, later ones need budget
             attempt += 1
             try:
-                states = self._read_states(viewer_id, candidates)
+                states = self._read_states(self.client if attempt == 1 else self.retry_client, viewer_id, candidates)
             except redis.RedisError:
                 continue
         degraded: list[str] = []
@@ -110,9 +115,9 @@ class FilterChain:
             removed.extend(result.removed)
         return ChainResult(kept, removed, Counter(r for _, r in removed), degraded, max(attempt - 1, 0))
 
-    def _read_states(self, viewer_id: int, candidates: list[Candidate]) -> list[Any]:
+    def _read_states(self, client: redis.Redis, viewer_id: int, candidates: list[Candidate]) -> list[Any]:
         """Every filter's state from one pipelined round trip (raises redis.RedisError)."""
-        pipe = self.client.pipeline(transaction=False)
+        pipe = client.pipeline(transaction=False)
         sizes = [f.prepare(pipe, viewer_id, candidates) for f in self.filters]
         flat = pipe.execute() if sum(sizes) else []
         states, at = [], 0

@@ -82,3 +82,23 @@ def test_a_late_source_is_not_waited_for_when_another_delivered():
     finally:
         stuck.release.set()
     assert out["fast"].status == OK and out["stuck"].status == TIMEOUT
+
+
+def test_a_retry_waits_longer_than_the_first_try_for_a_starved_server(redis_server, cfg):
+    """bench-overload at 16 in flight: privacy reads timed out twice at 50 ms on a CPU-starved box,
+    and privacy failing closed emptied the page. The retries go through their own, more patient,
+    client. The server is paused for real (CLIENT PAUSE) past both short timeouts."""
+    admin = redis.Redis.from_url(redis_server.url)
+    quick = redis.Redis.from_url(redis_server.url, socket_timeout=0.05)
+    patient_retry = redis.Redis.from_url(redis_server.url, socket_timeout=30)
+    healthy = default_chain(admin, cfg).run(1, POOL, T0 + HOUR)
+
+    admin.execute_command("CLIENT", "PAUSE", 2_000, "ALL")
+    same = default_chain(quick, cfg, attempts=3).run(1, POOL, T0 + HOUR, time_left_ms=lambda: 0.0)
+    assert same.kept == [] and same.retries == 1  # both short tries inside the pause: fails closed
+    admin.execute_command("CLIENT", "UNPAUSE")
+
+    admin.execute_command("CLIENT", "PAUSE", 2_000, "ALL")
+    retried = default_chain(quick, cfg, attempts=3, retry_client=patient_retry).run(
+        1, POOL, T0 + HOUR, time_left_ms=lambda: 0.0)
+    assert retried.kept == healthy.kept and not retried.degraded and retried.retries == 1
