@@ -26,7 +26,8 @@ from candidate_gen import events as ev
 from candidate_gen.config import CandidateConfig
 from candidate_gen.fanout import FanoutStats, FanoutWorker
 from candidate_gen.home import HomeCandidateReader
-from candidate_gen.rebuild import _day_end_ms, build_feeds, rebuild_all
+from candidate_gen.rebuild import build_feeds, rebuild_all
+from data.days import day_end_ms
 from data.redis_server import EmbeddedRedis
 
 
@@ -102,7 +103,7 @@ def main() -> None:
 
         # Home reads of 1,000 candidates: the heaviest followers' caches, rebuilt with a cap of
         # 1,000 (the default keeps 500; the celebrity pulls come on top)
-        now = _day_end_ms(run_days[-1])
+        now = day_end_ms(run_days[-1])
         read_cfg = cfg.with_feed(cap=1000)
         reader = HomeCandidateReader(client, read_cfg)
         users = sorted(worker.users)

@@ -73,6 +73,7 @@ import tomli_w
 from benchmarks.common import PeakRss, write_result
 from benchmarks.workspace import bench_settings, ensure_feature_snapshots, ensure_lake
 from data import columns as c
+from data.days import day_end, day_end_ms
 from data.redis_server import EmbeddedRedis
 from data.settings import REPO_ROOT, Settings, get_settings, serving_secrets
 
@@ -115,8 +116,6 @@ class Paths:
 
 
 def _now_iso(test_day: str) -> str:
-    from features.jobs.inputs import day_end
-
     return day_end(test_day).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -209,7 +208,6 @@ def write_bench_snapshots(lake_dir: Path, bench_lake: Path, day: str, viewers: l
 def materialize_features(feast_settings: Settings, redis_url: str, day: str, viewers: list[int]) -> tuple[dict, dict]:
     """`feast apply` + Feast materialize + packed view of the bench snapshots (as feast_online),
     then packed reader vs get_online_features on sampled viewers' candidates."""
-    from features.jobs.inputs import day_end
     from features.online.packer import materialize_packed
     from features.online.parity import reader_vs_feast
     from features.online.ranking import RankingFeatureReader
@@ -499,8 +497,6 @@ def page_overlap(fast: list[dict], naive: list[dict]) -> dict:
 # --- main -----------------------------------------------------------------------------------------
 def prepare(settings: Settings, paths: Paths, client: redis.Redis, url: str, serving_cfg, test_day: str,
             prev: str, now: str, tracking_uri: str, configs: dict, args) -> dict:
-    from features.jobs.inputs import day_end
-
     print("preparing the serving state (first run, or the marker expired) ...", flush=True)
     seconds: dict = {}
     info: dict = {}
@@ -519,7 +515,7 @@ def prepare(settings: Settings, paths: Paths, client: redis.Redis, url: str, ser
                                                         prev, paths)
         seconds.update({f"candidates_{k}": v for k, v in cand_s.items()})
         print(f"  candidates: {cand_s}", flush=True)
-        now_ms = int(day_end(test_day).timestamp() * 1000)
+        now_ms = day_end_ms(test_day)
         t = time.perf_counter()
         presampled, info["presample"] = presample_viewers(settings, client, serving_cfg.candidates, test_day,
                                                           now_ms, args.presample)

@@ -34,6 +34,7 @@ from candidate_gen import events as ev
 from candidate_gen.config import CandidateConfig
 from candidate_gen.records import member
 from candidate_gen.scripts import Scripts
+from data.days import DAY_MS, DAY_S
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ class FanoutWorker:
 
         # 2. writes + fan-out + checkpoint, atomically
         tx = self.client.pipeline(transaction=True)
-        meta_ttl_s = feed.max_age_ms // 1000 + 86_400  # wall-clock TTL: the max age filter judges age
+        meta_ttl_s = feed.max_age_ms // 1000 + DAY_S  # wall-clock TTL: the max age filter judges age
         touched: set[int] = set()
         fanned = []
         for post, author, created in creations:
@@ -282,7 +283,7 @@ class FanoutWorker:
             tx.zrem(keys.author_posts(author), member(post, author))
             stats.deletions += 1
         if deletions:  # a tombstone outlives its post's max age by a day, then age filters it
-            tx.zremrangebyscore(keys.tombstones, "-inf", f"({oldest - 86_400_000}")
+            tx.zremrangebyscore(keys.tombstones, "-inf", f"({oldest - DAY_MS}")
         if day is not None:
             tx.hset(keys.checkpoint(self.name), mapping={"day": day, "offset": end})
         replies = tx.execute()

@@ -34,6 +34,7 @@ import dagster as dg
 
 from data import lake
 from data.contracts import LOG_TYPES
+from data.days import day_end, day_end_ms
 from data.redis_server import redis_endpoint
 from data.settings import Settings, export_dagster_env, get_settings, serving_secrets, subprocess_env
 from data.world import WorldSummary, generate_world
@@ -293,7 +294,6 @@ def sample_candidates(settings: Settings, redis_url: str, day: str) -> str:
     from candidate_gen.config import CandidateConfig
     from candidate_gen.explore.embeddings import load
     from candidate_gen.filters import default_chain
-    from candidate_gen.rebuild import _day_end_ms
     from candidate_gen.sources.base import SourceRequest, run_sources
     from candidate_gen.sources.embedding_source import EmbeddingSource
     from candidate_gen.sources.in_network_source import InNetworkSource
@@ -306,7 +306,7 @@ def sample_candidates(settings: Settings, redis_url: str, day: str) -> str:
     sources = [InNetworkSource(client, cfg), TrendingSource(client, cfg), EmbeddingSource(client, cfg, model),
                SocialSource(client, cfg), PopularSource(client, cfg)]
     viewer, _ = sample_viewer(settings, day)
-    now = _day_end_ms(day)
+    now = day_end_ms(day)
     # the first request opens each source's Redis connections and threads: a service warms up
     # before taking traffic, so the sample is the second request
     run_sources(sources, SourceRequest(viewer, now))
@@ -379,11 +379,9 @@ def mlflow_ui_command(settings: Settings, port: int = MLFLOW_PORT) -> list[str]:
 def start_ranking_service(settings: Settings, redis_url: str, day: str) -> subprocess.Popen:
     """`bentoml serve` the ranking service on this workspace, its clock at the end of `day` (the
     simulated world's "now"), and wait until /readyz says the compiled champion is in."""
-    from datetime import date, timedelta
-
     from serving.__main__ import serve_command
 
-    now = (date.fromisoformat(day) + timedelta(days=1)).isoformat() + "T00:00:00Z"
+    now = day_end(day).strftime("%Y-%m-%dT%H:%M:%SZ")
     serving_secrets(settings)  # the API token and cursor secret, into the workspace if absent
     env = subprocess_env({"REDIS_URL": redis_url, "LOUPE_NOW": settings.now or now,
                           "LOUPE_HOME": str(settings.home), "MLFLOW_TRACKING_URI": settings.tracking_uri})

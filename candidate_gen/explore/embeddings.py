@@ -24,7 +24,6 @@ import json
 import time
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from threadpoolctl import threadpool_limits
 from candidate_gen.config import CandidateConfig
 from candidate_gen.lake_reader import read_days, to_ms
 from data import columns as c
+from data.days import DAY_MS, DAY_S, day_end_ms, days_before
 
 ENGAGEMENTS = "engagements"
 INDEX_FILE, VIEWER_IDS, VIEWER_VECTORS, AUTHOR_IDS, META = (
@@ -83,7 +83,7 @@ class EmbeddingConfig:
 
     @property
     def viewer_ttl_s(self) -> int:
-        return int(self.viewer_ttl_days * 86_400)
+        return int(self.viewer_ttl_days * DAY_S)
 
     @classmethod
     def from_section(cls, section: dict[str, Any]) -> EmbeddingConfig:
@@ -159,10 +159,6 @@ class EmbeddingModel:
         return ids[keep][:k], sims[keep][:k]
 
 
-def _first_day(day: str, window_days: int) -> str:
-    return (date.fromisoformat(day) - timedelta(days=window_days - 1)).isoformat()
-
-
 def pair_weights(engagements: pd.DataFrame, day: str, conf: EmbeddingConfig) -> pd.DataFrame:
     """(viewer_id, author_id, weight): each pair's net weighted engagement, positive pairs only."""
     e = engagements[engagements[c.VIEWER_ID] != engagements[c.AUTHOR_ID]]
@@ -171,8 +167,7 @@ def pair_weights(engagements: pd.DataFrame, day: str, conf: EmbeddingConfig) -> 
     )
     weight = kind.map(conf.weights).fillna(0.0).to_numpy(dtype=np.float64)
     if conf.half_life_days > 0:
-        end_ms = pd.Timestamp(day, tz="UTC").value // 1_000_000 + 86_400_000
-        age_days = np.maximum(end_ms - to_ms(e[c.TS]).to_numpy(), 0) / 86_400_000
+        age_days = np.maximum(day_end_ms(day) - to_ms(e[c.TS]).to_numpy(), 0) / DAY_MS
         weight = weight * np.exp2(-age_days / conf.half_life_days)
     frame = pd.DataFrame(
         {c.VIEWER_ID: e[c.VIEWER_ID].to_numpy(), c.AUTHOR_ID: e[c.AUTHOR_ID].to_numpy(), "weight": weight}
@@ -250,7 +245,7 @@ def train_embeddings(lake_dir: Path, day: str, cfg: CandidateConfig) -> Embeddin
     conf = EmbeddingConfig.of(cfg)
     started = time.perf_counter()
     cols = [c.VIEWER_ID, c.AUTHOR_ID, c.TYPE, c.VALUE, c.TS]
-    engagements = read_days(Path(lake_dir), ENGAGEMENTS, _first_day(day, conf.window_days), day, cols)
+    engagements = read_days(Path(lake_dir), ENGAGEMENTS, days_before(day, conf.window_days - 1), day, cols)
     read_s = time.perf_counter() - started
     try:
         model = fit_embeddings(engagements, day, conf)

@@ -27,13 +27,12 @@ import pandas as pd
 import pyarrow.dataset as pads
 import redis
 
-from candidate_gen.config import DAY_MS, CandidateConfig
+from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.trending import (
     TS_MS,
     BatchedPipeline,
     as_of,
     config_from_section,
-    day_end_ms,
     event_weights,
     grouped,
     live_posts,
@@ -48,6 +47,7 @@ from candidate_gen.explore.trending import (
 from candidate_gen.keys import Keys
 from candidate_gen.records import member
 from data import columns as c
+from data.days import DAY_MS, DAY_S, day_end_ms
 from data.vocabulary import load_vocabulary
 
 # Positive engagements: any weight > 0 marks one (a short dwell weighs 0: it is not one). Roles from
@@ -80,11 +80,11 @@ class SocialConfig:
     @property
     def engaged_ttl_s(self) -> int:
         # An idle user's set holds nothing usable once its newest entry is older than the window.
-        return int(self.engaged_days * 86_400)
+        return int(self.engaged_days * DAY_S)
 
     @property
     def affinity_ttl_s(self) -> int:
-        return int(self.affinity_ttl_days * 86_400)
+        return int(self.affinity_ttl_days * DAY_S)
 
 
 # --- pure frame computations -----------------------------------------------------------------------

@@ -27,7 +27,6 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +35,16 @@ import pandas as pd
 import redis
 from pandas.api.types import union_categoricals
 
-from candidate_gen.config import DAY_MS, CandidateConfig
+from candidate_gen.config import CandidateConfig
 from candidate_gen.lake_reader import read_days, to_ms
 from candidate_gen.records import member
 from candidate_gen.scripts import LUA_DIR
 from data import columns as c
 from data import lake
+from data.days import DAY_MS, HOUR_MS, HOUR_S, day_end_ms, days_before
 from features.optional_logs import absent
 from features.tables import DECAY_WEIGHTS
 
-HOUR_MS = 3_600_000
 BATCH_COMMANDS = 5_000  # commands per pipeline execute
 TS_MS = "ts_ms"
 CREATED_MS = "created_ms"
@@ -97,7 +96,7 @@ class TrendingConfig:
 
     @property
     def ttl_s(self) -> int:
-        return int(self.ttl_hours * 3600)
+        return int(self.ttl_hours * HOUR_S)
 
     @property
     def longest_ms(self) -> int:
@@ -118,20 +117,10 @@ class PopularConfig:
 
     @property
     def ttl_s(self) -> int:
-        return int(self.ttl_hours * 3600)
+        return int(self.ttl_hours * HOUR_S)
 
 
-# --- days and lake reads -------------------------------------------------------------------------
-
-
-def day_end_ms(day: str) -> int:
-    """The end of `day` (UTC) in epoch ms: the "as of" time of a build for that day."""
-    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=timezone.utc)
-    return int((start + timedelta(days=1)).timestamp() * 1000)
-
-
-def days_before(day: str, n: int) -> str:
-    return (date.fromisoformat(day) - timedelta(days=n)).isoformat()
+# --- lake reads -------------------------------------------------------------------------
 
 
 def lookback_first_day(day: str, span_ms: int) -> str:

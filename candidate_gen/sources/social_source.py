@@ -20,8 +20,7 @@ from candidate_gen.explore.social import SocialConfig
 from candidate_gen.ranges import RangeReader
 from candidate_gen.records import Candidate, parse_member
 from candidate_gen.sources.base import SourceRequest
-
-HOUR_MS = 3_600_000
+from data.days import HOUR_MS
 
 
 class SocialSource:

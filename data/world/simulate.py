@@ -36,6 +36,7 @@ from data.columns import (
     WORLD_START,
 )
 from data.contracts import LOG_TYPES
+from data.days import DAY_MS, HOUR_MS, MINUTE_MS, day_start_ms
 from data.world.config import WORLD_CONFIGS, WorldConfig
 from data.world.content import NEVER, Posts, make_posts, topic_names
 from data.world.graph import (
@@ -77,10 +78,6 @@ from data.world.truth import (
     update_pair_strength,
 )
 from data.world.util import (
-    DAY_MS,
-    HOUR_MS,
-    MINUTE_MS,
-    day_ms,
     first_occurrence,
     hex_ids,
     in_set,
@@ -182,7 +179,7 @@ class _World:
     def __init__(self, cfg: WorldConfig, seed: int, landing: Path, truth: Path):
         self.cfg, self.seed, self.landing, self.truth_dir = cfg, seed, landing, truth
         _prepare_dirs(landing, truth)
-        self.start_ms = day_ms(WORLD_START)
+        self.start_ms = day_start_ms(WORLD_START)
         self.days = [WORLD_START + timedelta(days=d) for d in range(cfg.days)]
         self.users: Users = make_users(cfg, seed, self.start_ms)
         self.posts: Posts = make_posts(cfg, self.users, seed, self.start_ms)

@@ -12,11 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from candidate_gen.config import DAY_MS, CandidateConfig, SourceConfig
+from candidate_gen.config import CandidateConfig, SourceConfig
 from candidate_gen.explore import embeddings as emb
 from candidate_gen.records import member
 from candidate_gen.sources.base import SourceRequest
 from candidate_gen.sources.embedding_source import EmbeddingSource
+from data.days import DAY_MS
 
 DAY = "2026-10-13"
 NOW_MS = 1_792_000_000_000  # a request time; posts are placed relative to it

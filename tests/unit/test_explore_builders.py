@@ -9,10 +9,8 @@ import pytest
 
 from candidate_gen.explore.social import SocialConfig, recent_engaged, top_affinity
 from candidate_gen.explore.trending import (
-    HOUR_MS,
     PopularConfig,
     TrendingConfig,
-    day_end_ms,
     event_weights,
     live_posts,
     lookback_first_day,
@@ -23,10 +21,10 @@ from candidate_gen.explore.trending import (
     viewer_tag_weights,
     weighted_events,
 )
+from data.days import DAY_MS, HOUR_MS, day_end_ms
 
 DAY, PREV, NEXT = "2026-10-05", "2026-10-04", "2026-10-06"
 END = day_end_ms(DAY)
-DAY_MS = 24 * HOUR_MS
 
 
 def eng(rows: list[tuple]) -> pd.DataFrame:
