@@ -18,9 +18,7 @@ of the day itself (already cut at the end of the day).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,26 +26,14 @@ import pyarrow.dataset as pads
 import redis
 
 from candidate_gen.config import CandidateConfig
-from candidate_gen.explore.trending import (
-    TS_MS,
-    BatchedPipeline,
-    as_of,
-    config_from_section,
-    event_weights,
-    grouped,
-    live_posts,
-    lookback_first_day,
-    post_members,
-    read_engagements,
-    read_posts,
-    require_day,
-    top_per_group,
-    zadd_args,
-)
+from candidate_gen.explore.configs import SocialConfig
+from candidate_gen.explore.frames import as_of, event_weights, live_posts, top_per_group
+from candidate_gen.explore.lake_reads import TS_MS, lookback_first_day, read_engagements, read_posts, require_day
+from candidate_gen.explore.redis_writer import BatchedPipeline, grouped, post_members, zadd_args
 from candidate_gen.keys import Keys
 from candidate_gen.records import member
 from data import columns as c
-from data.days import DAY_MS, DAY_S, day_end_ms
+from data.days import day_end_ms
 from data.vocabulary import load_vocabulary
 
 # Positive engagements: any weight > 0 marks one (a short dwell weighs 0: it is not one). Roles from
@@ -55,36 +41,6 @@ from data.vocabulary import load_vocabulary
 POSITIVE = {t: 1.0 for t in load_vocabulary().names_with_role("positive", "dwell")}
 NEGATIVE = {t: 1.0 for t in load_vocabulary().names_with_role("negative")}
 SCORE = "engagement_score_decayed"
-
-
-@dataclass(frozen=True)
-class SocialConfig:
-    engaged_days: float = 3.0  # how long an engagement stays a social signal
-    engaged_cap: int = 50  # newest engaged posts kept per user
-    affinity_n: int = 20  # top-affinity authors kept per viewer
-    affinity_ttl_days: float = 2.0  # a viewer missing from later snapshots loses the set by then
-    # Read side (SocialSource): followees sampled (top-affinity ones first), top-affinity accounts
-    # read, and engaged posts read per account.
-    followee_sample: int = 50
-    affinity_accounts: int = 20
-    per_account: int = 20
-
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> SocialConfig:
-        return config_from_section(cls, section)
-
-    @property
-    def engaged_ms(self) -> int:
-        return int(self.engaged_days * DAY_MS)
-
-    @property
-    def engaged_ttl_s(self) -> int:
-        # An idle user's set holds nothing usable once its newest entry is older than the window.
-        return int(self.engaged_days * DAY_S)
-
-    @property
-    def affinity_ttl_s(self) -> int:
-        return int(self.affinity_ttl_days * DAY_S)
 
 
 # --- pure frame computations -----------------------------------------------------------------------

@@ -19,7 +19,8 @@ from typing import Any
 import faiss
 
 from candidate_gen.config import CandidateConfig
-from candidate_gen.explore.embeddings import EmbeddingConfig, EmbeddingModel
+from candidate_gen.explore.configs import EmbeddingConfig
+from candidate_gen.explore.embeddings import EmbeddingModel
 from candidate_gen.ranges import RangeReader
 from candidate_gen.records import Candidate, parse_member
 from candidate_gen.sources.base import SourceDisabled, SourceRequest

@@ -16,7 +16,7 @@ import random
 import redis
 
 from candidate_gen.config import CandidateConfig
-from candidate_gen.explore.social import SocialConfig
+from candidate_gen.explore.configs import SocialConfig
 from candidate_gen.ranges import RangeReader
 from candidate_gen.records import Candidate, parse_member
 from candidate_gen.sources.base import SourceRequest
