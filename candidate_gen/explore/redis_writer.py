@@ -1,4 +1,9 @@
-"""How the Explore builders write Redis: batched pipelines of sorted-set replacements and scripts."""
+"""How the Explore builders write Redis: batched pipelines of sorted-set replacements and scripts.
+
+Lua runs only through redis-py `Script` objects: a pipeline holding one checks on execute that the
+server has it and loads it if not, so a Valkey that restarted (or flushed its scripts) in the middle
+of a build costs one SCRIPT LOAD, not the build.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import redis
+from redis.commands.core import Script
 
 from candidate_gen.records import member
 from candidate_gen.scripts import LUA_DIR
@@ -48,17 +54,11 @@ class BatchedPipeline:
     """A non-transactional pipeline executed every `batch` commands (and on leaving the block)."""
 
     def __init__(self, client: redis.Redis, batch: int = BATCH_COMMANDS):
-        self._client = client
         self._pipe = client.pipeline(transaction=False)
-        self._replace_sha = self.load(_REPLACE_ZSET)
+        self._replace = client.register_script(_REPLACE_ZSET)
         self._batch = batch
         self._queued = 0
         self.commands = 0
-
-    def load(self, script: str) -> str:
-        """Load a Lua script on the server once; queue it with `script(sha, ...)`. (A server that
-        restarts mid-build forgets it: the build then fails with NOSCRIPT and is simply re-run.)"""
-        return self._client.script_load(script)
 
     def __call__(self, *args: Any) -> None:
         self._pipe.execute_command(*args)
@@ -66,12 +66,11 @@ class BatchedPipeline:
 
     def replace_zset(self, key: str, flat: list, ttl_s: int) -> None:
         """Atomically replace `key` by the set of `flat` ZADD arguments, expiring in `ttl_s`."""
-        self.script(self._replace_sha, key, [ttl_s, *flat])
+        self.script(self._replace, key, [ttl_s, *flat])
 
-    def script(self, sha: str, key: str, args: list) -> None:
-        """Queue a loaded script on one key (raw EVALSHA: redis-py's Script wrapper costs more per
-        call than the command itself at a hundred thousand calls)."""
-        self._pipe.execute_command("EVALSHA", sha, 1, key, *args)
+    def script(self, script: Script, key: str, args: list) -> None:
+        """Queue a registered script (`client.register_script`) on one key."""
+        script(keys=[key], args=args, client=self._pipe)
         self._counted()
 
     def _counted(self) -> None:

@@ -32,6 +32,7 @@ from candidate_gen.explore.lake_reads import TS_MS, lookback_first_day, read_eng
 from candidate_gen.explore.redis_writer import BatchedPipeline, grouped, post_members, zadd_args
 from candidate_gen.keys import Keys
 from candidate_gen.records import member
+from candidate_gen.scripts import LUA_DIR
 from data import columns as c
 from data.days import day_end_ms
 from data.vocabulary import load_vocabulary
@@ -101,16 +102,7 @@ def read_affinity(lake_dir: Path, day: str) -> pd.DataFrame:
 
 # Merge engagements into one user's set in one step: newer times win (ZADD GT), hidden posts go,
 # then entries older than the cutoff and all but the newest `cap`, and the TTL restarts.
-# KEYS[1] the set; ARGV: cutoff_ms, cap, ttl_s, n_drop, n_drop members, then score, member pairs.
-_MERGE_ENGAGED = """
-local key, cap, n_drop = KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[4])
-if n_drop > 0 then redis.call('ZREM', key, unpack(ARGV, 5, 4 + n_drop)) end
-if #ARGV > 4 + n_drop then redis.call('ZADD', key, 'GT', unpack(ARGV, 5 + n_drop)) end
-redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. ARGV[1])
-redis.call('ZREMRANGEBYRANK', key, 0, -(cap + 1))
-redis.call('EXPIRE', key, ARGV[3])
-return redis.call('ZCARD', key)
-"""
+_MERGE_ENGAGED = (LUA_DIR / "merge_engaged.lua").read_text()
 
 
 def record_engagement(client: redis.Redis, keys: Keys, viewer_id: int, post_id: int, author_id: int,
@@ -160,7 +152,7 @@ def build_social(lake_dir: Path, day: str, client: redis.Redis, cfg: CandidateCo
     e_lo, e_hi = np.searchsorted(e_viewers, users, "left"), np.searchsorted(e_viewers, users, "right")
     h_lo, h_hi = np.searchsorted(h_viewers, users, "left"), np.searchsorted(h_viewers, users, "right")
     with BatchedPipeline(client) as cmd:
-        merge = cmd.load(_MERGE_ENGAGED)
+        merge = client.register_script(_MERGE_ENGAGED)
         # Sets are capped at engaged_cap (<= a few hundred) members: well within Lua's unpack limit.
         for u, a, b, x, y in zip(users.tolist(), e_lo.tolist(), e_hi.tolist(), h_lo.tolist(), h_hi.tolist(),
                                  strict=True):
