@@ -20,34 +20,27 @@ import argparse
 import time
 from dataclasses import replace
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import redis
 
 from benchmarks.common import PeakRss, write_result
 from benchmarks.workspace import bench_settings, ensure_feature_snapshots, ensure_lake
-from candidate_gen import events as ev
 from candidate_gen.blend import blend
-from candidate_gen.config import CandidateConfig, SourceConfig
-from candidate_gen.explore.embeddings import publish_viewer_vectors, train_embeddings
-from candidate_gen.explore.social import build_social
-from candidate_gen.explore.trending import build_trending
-from candidate_gen.fanout import FanoutWorker
+from candidate_gen.config import CandidateConfig
+from candidate_gen.explore.embeddings import load
 from candidate_gen.filters import default_chain
 from candidate_gen.lake_reader import read_days
-from candidate_gen.rebuild import rebuild_all
 from candidate_gen.sources.base import SourceRequest
-from candidate_gen.sources.embedding_source import EmbeddingSource
-from candidate_gen.sources.in_network_source import InNetworkSource
-from candidate_gen.sources.popular_source import PopularSource
-from candidate_gen.sources.social_source import SocialSource
-from candidate_gen.sources.trending_source import TrendingSource
+from candidate_gen.sources.catalog import SOURCE_NAMES, build_sources
 from data import columns as c
 from data.days import day_end_ms, day_start
 from data.redis_server import EmbeddedRedis
+from pipelines.resources import build_resources
+from pipelines.run import prepare_candidate_state
 
 KS = (100, 500, 1000)
-SOURCES = ("in_network", "trending", "embedding", "social", "popular")
 
 
 def engaged_posts(lake_dir, day: str) -> dict[int, set[int]]:
@@ -81,45 +74,30 @@ def main() -> None:
     test_day, prev = days[-1], days[-2]
     ensure_feature_snapshots(settings, [prev])  # the social source's affinity comes from viewer_author
     cfg = CandidateConfig.load()
-    wide = {n: replace(cfg.source(n), cap=1000) for n in SOURCES}
+    wide = {n: replace(cfg.source(n), cap=1000) for n in SOURCE_NAMES}
     cfg = replace(cfg, sources={**cfg.sources, **wide})
     result: dict = {"world": args.world, "test_day": test_day, "state_through": prev, "ks": list(KS)}
-    timings: dict = {}
 
-    with EmbeddedRedis() as server, PeakRss() as rss:
+    with EmbeddedRedis() as server, PeakRss() as rss, dg.DagsterInstance.ephemeral() as instance:
         client = redis.Redis.from_url(server.url)
-        t = time.perf_counter()
-        result["rebuild"] = rebuild_all(settings.lake_dir, prev, client, cfg)
-        timings["rebuild_s"] = round(time.perf_counter() - t, 1)
-        t = time.perf_counter()
-        result["fanout"] = FanoutWorker(client, cfg).consume(ev.lake_day(settings.lake_dir, test_day), test_day).as_metadata()
-        timings["fanout_s"] = round(time.perf_counter() - t, 1)
-        t = time.perf_counter()
-        build_trending(settings.lake_dir, prev, client, cfg)
-        timings["trending_s"] = round(time.perf_counter() - t, 1)
-        t = time.perf_counter()
-        build_social(settings.lake_dir, prev, client, cfg)
-        timings["social_s"] = round(time.perf_counter() - t, 1)
-        t = time.perf_counter()
-        model = train_embeddings(settings.lake_dir, prev, cfg)
-        publish_viewer_vectors(model, client, cfg)
-        timings["embeddings_s"] = round(time.perf_counter() - t, 1)
+        state = prepare_candidate_state(build_resources(settings, server.url), instance, test_day, prev,
+                                        explore_day=prev)
+        result["rebuild"] = state.metadata["candidates/rebuild"]
+        result["fanout"] = state.metadata["candidates/fanout"]
+        timings = {f"{step}_s": state.seconds[f"candidates/{step}"]
+                   for step in ("rebuild", "fanout", "trending", "social", "embeddings")}
         print(f"state ready: {timings}", flush=True)
 
-        sources = {
-            "in_network": InNetworkSource(client, cfg), "trending": TrendingSource(client, cfg),
-            "embedding": EmbeddingSource(client, cfg, model), "social": SocialSource(client, cfg),
-            "popular": PopularSource(client, cfg),
-        }
+        sources = build_sources(client, cfg, load(state.embeddings_index))
         truth_by_viewer = engaged_posts(settings.lake_dir, test_day)
         rng = np.random.default_rng(20261001)
         viewers = sorted(truth_by_viewer)
         viewers = sorted(rng.choice(viewers, size=min(args.viewers, len(viewers)), replace=False).tolist())
         now = day_end_ms(test_day)
         chain = default_chain(client, cfg, seen=False)
-        weights = {n: float(cfg.source(n).cap if n != "in_network" else 1000) for n in SOURCES}
-        lists: dict[str, list[list[int]]] = {n: [] for n in (*SOURCES, "blended", "blended_filtered")}
-        latency: dict[str, list[float]] = {n: [] for n in SOURCES}
+        weights = {n: float(cfg.source(n).cap if n != "in_network" else 1000) for n in SOURCE_NAMES}
+        lists: dict[str, list[list[int]]] = {n: [] for n in (*SOURCE_NAMES, "blended", "blended_filtered")}
+        latency: dict[str, list[float]] = {n: [] for n in SOURCE_NAMES}
         for v in viewers:
             request = SourceRequest(v, now)
             got = {}
@@ -137,8 +115,8 @@ def main() -> None:
         result["engaged_posts_per_viewer"] = round(float(np.mean([len(t) for t in truth])), 2)
         result["recall"] = recall(lists, truth)
         result["candidates_per_viewer"] = {n: round(float(np.mean([len(x) for x in lists[n]])), 1) for n in lists}
-        result["source_p50_ms"] = {n: round(float(np.percentile(latency[n], 50)), 2) for n in SOURCES}
-        result["source_p99_ms"] = {n: round(float(np.percentile(latency[n], 99)), 2) for n in SOURCES}
+        result["source_p50_ms"] = {n: round(float(np.percentile(latency[n], 50)), 2) for n in SOURCE_NAMES}
+        result["source_p99_ms"] = {n: round(float(np.percentile(latency[n], 99)), 2) for n in SOURCE_NAMES}
         result["build_seconds"] = timings
     result["peak_rss_mb"] = rss.peak_mb
     path = write_result("candidates", result)

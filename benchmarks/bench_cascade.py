@@ -2,8 +2,8 @@
 
     uv run python -m benchmarks.bench_cascade [--viewers 200]
 
-On the service's own Home pools (the state `make bench-serving` prepares: medium world, end of the
-last day, ~1,000 candidates per viewer after filters), for the Home champion:
+On the service's own Home pools (the state `make bench-serving` prepares, benchmarks/serving_state.py:
+medium world, end of the last day, ~1,000 candidates per viewer after filters), for the Home champion:
 - quality: NDCG@10 and @30 with the simulator's true expected value as gain (position-free, the
   oracle's own quantity), for the full champion on every candidate and for each cascade variant
   (first stage = the champion's first k trees per booster, the full model on the best `keep`), plus
@@ -18,12 +18,12 @@ import argparse
 import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import redis
 
 from benchmarks.common import write_result
+from benchmarks.serving_state import VIEWERS_FILE, serving_workspace
 from benchmarks.workspace import bench_settings
 from data.days import day_end_ms
 from data.redis_server import EmbeddedRedis
@@ -71,26 +71,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--viewers", type=int, default=200)
     args = parser.parse_args(argv)
     settings = bench_settings(args.world)
-    home = settings.home / "bench_serving"
-    viewers = json.loads((home / "viewers.json").read_text())
+    workspace = serving_workspace(settings)
+    viewers = json.loads((workspace.home / VIEWERS_FILE).read_text())
     viewers = viewers[: args.viewers]
-    tracking = f"sqlite:///{settings.home / 'mlflow.db'}"
     world_days = json.loads((settings.world_dir / "world.json").read_text())["days"]
     now_ms = day_end_ms(world_days[-1])  # the serving benchmark's clock
     truth = TruthModel.load(settings.truth_dir)
 
-    with EmbeddedRedis(data_dir=home / "redis", persist=True) as server:
+    with EmbeddedRedis(data_dir=workspace.redis_dir, persist=True) as server:
         redis.Redis.from_url(server.url).config_set("save", "")
         cfg = ServingConfig.load().with_("impressions", enabled=False, record_seen=False)
         cfg = cfg.with_("model", engine="lightgbm").with_("cascade", enabled=False)
-        served = replace(settings, home=home, redis_url=server.url, mlflow_tracking_uri=tracking)
-        app = RankingApp.from_settings(served, cfg)
+        app = RankingApp.from_settings(replace(workspace, redis_url=server.url), cfg)
         assert wait_ready(app, 300), app.models.status()
-        ranker, version = load_ranker(connect(tracking), "feed_ranker", "champion")
+        ranker, version = load_ranker(connect(workspace.tracking_uri), "feed_ranker", "champion")
         found = pools(app, viewers, now_ms)
         app.close()
 
-    cache = settings.home / "bench_serving" / "serving" / "compiled"
+    cache = workspace.home / "serving" / "compiled"
     full = CompiledRanker.compile(ranker, cache)
     firsts = {k: CompiledRanker.compile(prefix_ranker(ranker, k), cache) for k in TREES}
     groups, gains, scores, timing = [], [], {}, {}

@@ -3,7 +3,7 @@
     uv run python -m benchmarks.bench_overload [--levels 1,2,4,8,16] [--duration 30]
 
 Runs on bench-serving's prepared state of the medium world (prepared first if there is none: see
-benchmarks/bench_serving.py; the champion is the one bench-quality registered) with its viewers,
+benchmarks/serving_state.py; the champion is the one bench-quality registered) with its viewers,
 whose Home pools hold ~1,000 candidates. Two services run side by side:
 
 - admission: serving/config.toml as shipped (`record_seen = false` so every request of a viewer
@@ -11,7 +11,9 @@ whose Home pools hold ~1,000 candidates. Two services run side by side:
   waiting `admission.max_wait_ms` for a worker thread, a request is answered by the cheap path
   (`degraded: overload`);
 - no_admission: the same with admission switched off (limits no request reaches): every request
-  runs the full pipeline however long it queued, as before issue 13.
+  runs the full pipeline however long it queued, as before issue 13;
+- cheap_only: every request on the cheap path (it "waited longer than 0 ms"): the ceiling, the
+  cheapest answer this stack (HTTP, BentoML, two Redis round trips) gives on this machine.
 
 At each concurrency level (closed loop, benchmarks/load_client.py in its own process) both are
 loaded for `duration` seconds, one after the other. Per level and service: client p50 / p99, rps,
@@ -29,19 +31,24 @@ from pathlib import Path
 
 import tomli_w
 
-from benchmarks.bench_serving import LIMIT, Service, load, prepared_state, summarize
 from benchmarks.common import write_result
+from benchmarks.serving_load import LIMIT, BenchService, load
+from benchmarks.serving_state import prepared_state
+from benchmarks.serving_summary import summarize
 
 OFF = {"max_wait_ms": 1e9, "max_in_flight": 1_000_000}  # admission that admits everything
+CHEAP_ONLY = {"max_wait_ms": 0.0}  # every request waited longer than that: all on the cheap path
 
 
 def write_admission_configs(fast: Path) -> dict[str, Path]:
     with open(fast, "rb") as f:
         shipped = tomllib.load(f)
-    off = json.loads(json.dumps(shipped))
-    off.setdefault("admission", {}).update(OFF)
-    out = {"admission": fast, "no_admission": fast.with_name("serving_no_admission.toml")}
-    out["no_admission"].write_text(tomli_w.dumps(off))
+    out = {"admission": fast}
+    for name, admission in (("no_admission", OFF), ("cheap_only", CHEAP_ONLY)):
+        changed = json.loads(json.dumps(shipped))
+        changed.setdefault("admission", {}).update(admission)
+        out[name] = fast.with_name(f"serving_{name}.toml")
+        out[name].write_text(tomli_w.dumps(changed))
     return out
 
 
@@ -79,11 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     from serving.config import ServingConfig
 
     with prepared_state(args) as st:
-        configs = write_admission_configs(st.configs["fast"])
+        configs = write_admission_configs(st.config_files["fast"])
         cfgs = {name: ServingConfig.load(path) for name, path in configs.items()}
         budget_ms = cfgs["admission"].budget.total_ms
-        services = {name: Service(name, path, st.paths, st.server.url, st.tracking_uri, st.now)
-                    for name, path in configs.items()}
+        services = {name: BenchService.start(name, st.workspace, path) for name, path in configs.items()}
         try:
             ready = {name: svc.wait_ready() for name, svc in services.items()}
             print(f"services ready in {ready} s", flush=True)
@@ -91,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
             for k, level in enumerate(levels):
                 row: dict = {"concurrency": level}
                 for name, svc in services.items():
-                    run = load(svc, st.paths, f"overload_{name}_c{level}", level, args.warmup, k * 97,
-                               duration_s=args.duration)
+                    run = load(svc, st.workspace, st.viewers_file, f"overload_{name}_c{level}", level,
+                               args.warmup, k * 97, duration_s=args.duration)
                     row[name] = level_summary([run], cfgs[name], budget_ms)
                 per_level.append(row)
             logs = {name: svc.log_problems() for name, svc in services.items()}
@@ -118,19 +124,22 @@ def main(argv: list[str] | None = None) -> None:
                       f"/v1/feed/home limit {LIMIT}; latency client-side (HTTP, JSON, BentoML included)",
             "viewers": "bench-serving's: Home pools of ~1,000 candidates (>= 970), so an empty page is "
                        "never the viewer's lack of candidates",
-            "machine": "2 shared cores: the client, both services (2 workers each) and Valkey on one box",
+            "machine": "2 shared cores: the client, the three services (2 workers each, loaded one at a "
+                       "time) and Valkey on one box",
             "no_admission": f"the shipped config with [admission] {OFF}: the full pipeline for every "
                             "request, however long it queued",
+            "cheap_only": f"the shipped config with [admission] {CHEAP_ONLY}: every request on the cheap "
+                          "path, the ceiling of what admission can reach on this machine",
         },
     }
     path = write_result("overload", result)
     print(f"wrote {path}")
     for row in per_level:
-        a, b = row["admission"], row["no_admission"]
-        print(f"c={row['concurrency']:>2}  admission p50 {a['p50_ms']} p99 {a['p99_ms']} rps {a['rps']} "
-              f"champion {a['champion_share']} overload {a['overload_share']} empty {a['empty_pages']} "
-              f"errors {a['errors']}  |  no admission p50 {b['p50_ms']} p99 {b['p99_ms']} rps {b['rps']} "
-              f"champion {b['champion_share']} empty {b['empty_pages']} errors {b['errors']}", flush=True)
+        for name in services:
+            r = row[name]
+            print(f"c={row['concurrency']:>2} {name:<12} p50 {r['p50_ms']} p99 {r['p99_ms']} rps {r['rps']} "
+                  f"champion {r['champion_share']} overload {r['overload_share']} empty {r['empty_pages']} "
+                  f"errors {r['errors']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, write_result
+from benchmarks.common import RESULTS_DIR, free_port, write_result
 from data.importers import open_bandit as obd
 from data.settings import Settings, get_settings
 
@@ -67,14 +67,6 @@ def open_bandit_ope(settings: Settings) -> dict:
     }
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def open_bandit_platform(settings: Settings) -> dict:
     """`make run-open-bandit` in-process on a workspace of its own: what each stage reported."""
     import os
@@ -90,11 +82,11 @@ def open_bandit_platform(settings: Settings) -> dict:
     obd.convert(home / obd.SDIST_NAME, landing)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOUPE_", "DAGSTER_"))}
     env.update({"LOUPE_HOME": str(home / "platform"), "LOUPE_LANDING": str(landing), "LOUPE_SOURCE": "landing",
-                "LOUPE_SERVE": "0", "LOUPE_SERVING_PORT": str(_free_port()), "LOUPE_SERVING_WORKERS": "1"})
+                "LOUPE_SERVE": "0", "LOUPE_SERVING_PORT": str(free_port()), "LOUPE_SERVING_WORKERS": "1"})
     run_settings = Settings.from_env(env)
     export_dagster_env(run_settings)
     start = time.perf_counter()
-    with redis_endpoint(None, run_settings.redis_dir, _free_port()) as redis_url, \
+    with redis_endpoint(None, run_settings.redis_dir, free_port()) as redis_url, \
             dg.DagsterInstance.ephemeral() as instance:
         out = run_platform(run_settings, prepare_landing(run_settings), instance, redis_url)
     training = out["training"]

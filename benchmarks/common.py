@@ -1,9 +1,11 @@
-"""What every benchmark shares: timing, memory sampling of the process tree, writing results."""
+"""What every benchmark shares: timing, memory sampling of the process tree, writing results, a free
+port for the services a benchmark starts."""
 
 from __future__ import annotations
 
 import json
 import platform
+import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -70,6 +72,12 @@ def write_result(area: str, result: dict) -> Path:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def ms_percentile(samples_s: list[float], q: float) -> float:

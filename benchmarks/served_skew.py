@@ -110,7 +110,7 @@ def _champion_uri(medium_home: Path, feast_settings, scratch: Path, server_url: 
 
 def measure(requests: int = 150) -> dict:
     import features.retrieval
-    from benchmarks.bench_serving import Paths
+    from benchmarks.serving_state import STATE_FILE, VIEWERS_FILE, serving_workspace
     from benchmarks.workspace import bench_settings
     from data.redis_server import EmbeddedRedis
     from data.spark import build_spark_session
@@ -120,20 +120,20 @@ def measure(requests: int = 150) -> dict:
     from serving.pipeline import drain_side_effects
 
     medium = bench_settings()
-    paths = Paths(medium.home / "bench_serving")
-    if not paths.viewers.exists():
+    workspace = serving_workspace(medium)
+    if not (workspace.home / VIEWERS_FILE).exists():
         return {"skipped": "no bench-serving state: run make bench-serving (or bench-overload) first"}
-    state = json.loads(paths.state.read_text())
+    state = json.loads((workspace.home / STATE_FILE).read_text())
     test_day = state["test_day"]
     next_day = (date.fromisoformat(test_day) + timedelta(days=1)).isoformat()
-    scratch = paths.home / "skew"
+    scratch = workspace.home / "skew"
     shutil.rmtree(scratch, ignore_errors=True)
     landing, lake_dir = scratch / "landing", scratch / "lake"
-    viewers = json.loads(paths.viewers.read_text())[:requests]
+    viewers = json.loads((workspace.home / VIEWERS_FILE).read_text())[:requests]
     start = time.perf_counter()
     scratch.mkdir(parents=True)
-    with EmbeddedRedis(data_dir=paths.redis, persist=True) as server:
-        feast_settings = replace(medium, home=paths.home, redis_url=server.url, feast_registry=None)
+    with EmbeddedRedis(data_dir=workspace.redis_dir, persist=True) as server:
+        feast_settings = replace(workspace, redis_url=server.url)
         tracking_uri, champion = _champion_uri(medium.home, feast_settings, scratch, server.url, test_day)
         server_settings = replace(feast_settings, mlflow_tracking_uri=tracking_uri,
                                   now=f"{next_day}T00:00:01Z", source="landing", landing=landing)

@@ -24,10 +24,9 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 import warnings
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import dagster as dg
@@ -36,15 +35,22 @@ from data import lake
 from data.contracts import LOG_TYPES
 from data.days import day_end, day_end_ms
 from data.redis_server import redis_endpoint
-from data.settings import Settings, export_dagster_env, get_settings, serving_secrets, subprocess_env
+from data.settings import Settings, export_dagster_env, get_settings, serving_secrets
 from data.world import WorldSummary, generate_world
-from pipelines.defs.candidates.assets import FANOUT_KEY, candidate_assets, candidates_rebuild
+from pipelines.defs.candidates.assets import (
+    candidates_embeddings,
+    candidates_fanout,
+    candidates_rebuild,
+    candidates_social,
+    candidates_trending,
+)
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
 from pipelines.defs.ingest.assets import ingest_assets
 from pipelines.defs.training.assets import surface_outcomes, training_assets, training_examples
 from pipelines.defs.training.skew import served_features_match_training
-from pipelines.partitions import landing_days, register_days
+from pipelines.partitions import landing_days, materialize_day, register_days
 from pipelines.resources import build_resources
+from serving.launcher import start_ranking_service
 
 DAGSTER_PORT = 3000
 MLFLOW_PORT = 5000
@@ -261,32 +267,46 @@ def train_and_promote(
     return {"test_day": test_day, "seconds": seconds, "surfaces": surface_outcomes(result), "skew_check": skew}
 
 
-def build_candidates(
-    settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None
-) -> dict:
-    """Candidate state: rebuilt from the lake through the day before the last, the last day applied
-    by the fan-out worker (as a daily run would), then the Explore builders of the last day."""
-    resources = build_resources(settings, redis_url)
-    register_days(instance, days)
-    day = days[-1]
+@dataclass(frozen=True)
+class CandidateState:
+    """What preparing a day's candidate state reported, per candidate asset ("candidates/fanout"):
+    its step's seconds and its metadata."""
+
+    seconds: dict[str, float]
+    metadata: dict[str, dict]
+
+    @property
+    def embeddings_index(self) -> Path:
+        """The folder the embeddings asset saved the day's model and index to."""
+        return Path(self.metadata["candidates/embeddings"]["index"])
+
+
+def prepare_candidate_state(resources: dict, instance: dg.DagsterInstance, day: str, previous: str | None,
+                            explore_day: str | None = None) -> CandidateState:
+    """The candidate state a service reads at the end of `day`, built by the candidate assets (for
+    `make run`, the benchmarks and the tests alike): rebuilt from the lake through `previous` (the day
+    before), `day`'s events applied by the fan-out worker as a daily run would, then the Explore
+    builders (trending, social, embeddings) as of `explore_day`. Default `day`; the benchmarks pass
+    `previous`: during `day` a service has the Explore sets the daily run built the night before.
+    `previous` None (a one-day export): rebuilt through `day`, nothing left to fan out."""
+    results = [dg.materialize([candidates_rebuild], instance=instance, resources=resources, run_config={
+        **QUIET, "ops": {"candidates__rebuild": {"config": {"day": previous or day}}}})]
+    runs: dict[str, list] = {day: [candidates_fanout]} if previous else {}
+    runs.setdefault(explore_day or day, []).extend([candidates_trending, candidates_social, candidates_embeddings])
+    for partition, assets in runs.items():
+        results.append(materialize_day(assets, partition_key=partition, instance=instance, resources=resources,
+                                       run_config=QUIET))
     seconds: dict[str, float] = {}
-    start = time.perf_counter()
-    # Rebuilt through the day before the last, so the fan-out worker applies the last; a one-day
-    # export is rebuilt through that day and has nothing left to fan out.
-    daily = candidate_assets[1:] if len(days) > 1 else [a for a in candidate_assets[1:] if a.key != FANOUT_KEY]
-    dg.materialize([candidates_rebuild], instance=instance, resources=resources,
-                   run_config={**QUIET, "ops": {"candidates__rebuild": {"config": {"day": days[-2 if len(days) > 1 else -1]}}}})
-    seconds["candidates/rebuild"] = round(time.perf_counter() - start, 1)
-    result = dg.materialize(daily, partition_key=day, instance=instance, resources=resources,
-                            run_config=QUIET)
-    for step in result.get_step_success_events():
-        seconds[step.step_key.replace("__", "/")] = round(step.event_specific_data.duration_ms / 1000, 1)
-    fanout = {e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
-              for e in result.get_asset_materialization_events()}.get("candidates/fanout", {})
-    return {"day": day, "seconds": seconds, "fanout": fanout}
+    metadata: dict[str, dict] = {}
+    for result in results:
+        for step in result.get_step_success_events():
+            seconds[step.step_key.replace("__", "/")] = round(step.event_specific_data.duration_ms / 1000, 1)
+        for event in result.get_asset_materialization_events():
+            metadata[event.asset_key.to_user_string()] = {k: v.value for k, v in event.materialization.metadata.items()}
+    return CandidateState(seconds, metadata)
 
 
-def sample_candidates(settings: Settings, redis_url: str, day: str) -> str:
+def sample_candidates(settings: Settings, redis_url: str, day: str, embeddings_index: Path) -> str:
     """One simulated viewer's candidates per source and what the filters removed, as text."""
     import redis as redis_lib
 
@@ -295,16 +315,11 @@ def sample_candidates(settings: Settings, redis_url: str, day: str) -> str:
     from candidate_gen.explore.embeddings import load
     from candidate_gen.filters import default_chain
     from candidate_gen.sources.base import SourceRequest, run_sources
-    from candidate_gen.sources.embedding_source import EmbeddingSource
-    from candidate_gen.sources.in_network_source import InNetworkSource
-    from candidate_gen.sources.popular_source import PopularSource
-    from candidate_gen.sources.social_source import SocialSource
-    from candidate_gen.sources.trending_source import TrendingSource
+    from candidate_gen.sources.catalog import build_sources
 
     cfg, client = CandidateConfig.load(), redis_lib.Redis.from_url(redis_url)
-    model = load(settings.home / "candidates" / "embeddings" / f"dt={day}")
-    sources = [InNetworkSource(client, cfg), TrendingSource(client, cfg), EmbeddingSource(client, cfg, model),
-               SocialSource(client, cfg), PopularSource(client, cfg)]
+    model = load(embeddings_index)
+    sources = list(build_sources(client, cfg, model).values())
     viewer, _ = sample_viewer(settings, day)
     now = day_end_ms(day)
     # the first request opens each source's Redis connections and threads: a service warms up
@@ -376,30 +391,6 @@ def mlflow_ui_command(settings: Settings, port: int = MLFLOW_PORT) -> list[str]:
             "--port", str(port)]
 
 
-def start_ranking_service(settings: Settings, redis_url: str, day: str) -> subprocess.Popen:
-    """`bentoml serve` the ranking service on this workspace, its clock at the end of `day` (the
-    simulated world's "now"), and wait until /readyz says the compiled champion is in."""
-    from serving.__main__ import serve_command
-
-    now = day_end(day).strftime("%Y-%m-%dT%H:%M:%SZ")
-    serving_secrets(settings)  # the API token and cursor secret, into the workspace if absent
-    env = subprocess_env({"REDIS_URL": redis_url, "LOUPE_NOW": settings.now or now,
-                          "LOUPE_HOME": str(settings.home), "MLFLOW_TRACKING_URI": settings.tracking_uri})
-    process = subprocess.Popen(serve_command(settings.serving_port), env=env)
-    url = f"http://127.0.0.1:{settings.serving_port}/readyz"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return process
-        except OSError:
-            pass
-        time.sleep(1)
-    process.terminate()
-    raise RuntimeError(f"the ranking service did not become ready ({url})")
-
-
 def sample_viewer(settings: Settings, day: str) -> tuple[int, str]:
     """A viewer and the surface worth showing them: Home for an account that follows someone as of
     `day`; Explore for a viewer with impressions when nobody follows anyone (an export without a
@@ -444,8 +435,9 @@ def sample_request(settings: Settings, surface: str, viewer: int) -> str:
             f"-d '{{\"viewer_id\": {viewer}, \"limit\": 10}}'")
 
 
-def serve(settings: Settings) -> None:
-    """Keep the UIs up in the foreground until Ctrl-C (Redis stays up with this process)."""
+def keep_uis_up(settings: Settings) -> None:
+    """Keep the Dagster and MLflow UIs up in the foreground until Ctrl-C (Redis, and the ranking
+    service `make run` started, stay up with this process)."""
     processes = [subprocess.Popen(
         [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-p", str(DAGSTER_PORT)]
     )]
@@ -481,7 +473,7 @@ def main(argv: list[str]) -> None:
     with redis_endpoint(settings.redis_url, settings.redis_dir, port) as redis_url:
         print(f"redis: {redis_url}")
         if argv[:1] == ["ui"]:
-            serve(settings)
+            keep_uis_up(settings)
             return
         try:
             landing = prepare_landing(settings)
@@ -514,12 +506,19 @@ def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInsta
         print(f"training skipped: {exc}; the service keeps its champion, or its heuristic if it has none", flush=True)
     print(f"MLflow: {settings.tracking_uri}   (make mlflow-ui)", flush=True)
     print("candidates ...", flush=True)
-    out["candidates"] = build_candidates(settings, days, instance, redis_url)
+    state = prepare_candidate_state(build_resources(settings, redis_url), instance, days[-1],
+                                    days[-2] if len(days) > 1 else None)
+    out["candidates"] = {"day": days[-1], "seconds": state.seconds,
+                         "fanout": state.metadata.get("candidates/fanout", {})}
     print(json.dumps(out["candidates"], indent=2, default=str), flush=True)
-    print(sample_candidates(settings, redis_url, days[-1]), flush=True)
+    print(sample_candidates(settings, redis_url, days[-1], state.embeddings_index), flush=True)
     print("ranking service ...", flush=True)
-    ranking = start_ranking_service(settings, redis_url, days[-1])
-    try:
+    # the clock at the end of the last day (the simulated world's "now"), unless LOUPE_NOW says otherwise
+    end_of_last_day = day_end(days[-1]).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ranking = start_ranking_service(replace(settings, redis_url=redis_url, now=settings.now or end_of_last_day),
+                                    settings.serving_port)
+    try:  # the service has a process group of its own: Ctrl-C stops it here, in `finally`
+        ranking.wait_ready()
         print(f"Ranking service: http://127.0.0.1:{settings.serving_port}  (POST /v1/feed/home, "
               f"/v1/feed/explore, /v1/rank with the token of {'LOUPE_API_TOKEN' if settings.api_token else settings.api_token_file}; "
               f"/readyz, /metrics)", flush=True)
@@ -527,10 +526,9 @@ def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInsta
         out["sample_feed"] = feed
         print(feed["text"], flush=True)
         if settings.serve:
-            serve(settings)
+            keep_uis_up(settings)
     finally:
-        ranking.terminate()
-        ranking.wait(timeout=60)
+        ranking.stop()
     return out
 
 

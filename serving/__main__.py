@@ -15,11 +15,7 @@ import sys
 import urllib.request
 
 from data.settings import get_settings, serving_secrets, subprocess_env
-
-
-def serve_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "bentoml", "serve", "serving.service:RankingService",
-            "--host", "127.0.0.1", "--port", str(port)]
+from serving.launcher import serve_command
 
 
 def post(url: str, body: dict, token: str, timeout: float = 10.0) -> dict:

@@ -24,11 +24,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from candidate_gen.filters import default_chain
-from candidate_gen.sources.embedding_source import EmbeddingSource
-from candidate_gen.sources.in_network_source import InNetworkSource
-from candidate_gen.sources.popular_source import PopularSource
-from candidate_gen.sources.social_source import SocialSource
-from candidate_gen.sources.trending_source import TrendingSource
+from candidate_gen.sources.catalog import build_sources
 from data.settings import ServingSecrets, Settings, serving_secrets
 from serving import pipeline as pl
 from serving.admission import Admission
@@ -88,13 +84,13 @@ class RankingApp:
         cfg = config.candidates
         client = candidates_client
         filters_client = filters_client or client
-        sources = _sources(client, cfg, embeddings)
+        sources = build_sources(client, cfg, embeddings)
         admission = config.admission
         cheap_names = tuple(dict.fromkeys(admission.home_sources + admission.explore_sources))
         unknown = set(cheap_names) - set(sources)
         if unknown:
             raise ValueError(f"serving config [admission]: unknown sources {sorted(unknown)}; choose from {sorted(sources)}")
-        cheap_sources = _sources(client, cfg.with_caps(admission.candidates, cheap_names), embeddings, cheap_names)
+        cheap_sources = build_sources(client, cfg.with_caps(admission.candidates, cheap_names), embeddings, cheap_names)
         late_min = config.budget.late_sources_min_wait_ms
 
         def group(names: tuple[str, ...], size: int, pick=sources) -> SourceGroup:
@@ -255,7 +251,9 @@ class RankingApp:
         with self.admission.enter(query.deadline.elapsed_ms()) as overload:
             if overload is None:
                 return pl.run(pipeline, query, self.metrics)
-        state = pl.run(self.cheap[pipeline.surface], query, self.metrics)
+        # its own budget: the request's is spent, and an empty page is worse than a late one
+        cheap_query = replace(query, deadline=pl.Deadline(self.config.admission.cheap_budget_ms))
+        state = pl.run(self.cheap[pipeline.surface], cheap_query, self.metrics)
         state.degraded[OVERLOAD] = overload
         return state
 
@@ -305,22 +303,6 @@ def service_redis(url: str, timeout_s: float, health_check_interval: int = 30) -
     one slow reply; the stages retry themselves where it pays, within the request's budget."""
     return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                 health_check_interval=health_check_interval, retry=Retry(NoBackoff(), 0))
-
-
-SOURCE_NAMES = ("in_network", "trending", "embedding", "social", "popular")
-
-
-def _sources(client: Any, cfg: Any, embeddings: Any, names: tuple[str, ...] = SOURCE_NAMES) -> dict[str, Any]:
-    """The named candidate sources (default: every one the surfaces can name), over `client` with
-    `cfg`'s caps."""
-    make = {
-        "in_network": lambda: InNetworkSource(client, cfg),
-        "trending": lambda: TrendingSource(client, cfg),
-        "embedding": lambda: EmbeddingSource(client, cfg, embeddings),
-        "social": lambda: SocialSource(client, cfg),
-        "popular": lambda: PopularSource(client, cfg),
-    }
-    return {n: make[n]() for n in names}
 
 
 def wait_ready(app: RankingApp, timeout_s: float) -> bool:

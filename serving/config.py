@@ -30,7 +30,7 @@ class BudgetConfig:
     filters_attempts: int = 3
     # Every source came back empty but some were late: wait for those up to the remaining budget,
     # and at least this long (an empty pool is an empty page).
-    late_sources_min_wait_ms: float = 20.0
+    late_sources_min_wait_ms: float = 100.0
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,10 @@ class AdmissionConfig:
     the same privacy filters, reported `degraded: overload`) instead of the full pipeline."""
 
     max_wait_ms: float = 50.0  # it waited longer than this for a worker thread
-    max_in_flight: int = 2  # this many requests already run the full pipeline in this worker
+    max_in_flight: int = 1  # this many requests already run the full pipeline in this worker
+    # The cheap path's own budget, counted from when it starts: the request's is spent by then, and
+    # without one its late sources and privacy re-reads get no time, so the page comes back empty.
+    cheap_budget_ms: float = 100.0
     home_sources: tuple[str, ...] = ("in_network", "popular")
     explore_sources: tuple[str, ...] = ("popular", "trending")
     candidates: int = 200  # per source
@@ -172,6 +175,8 @@ class ServingConfig:
             raise ValueError("budget.filters_attempts must be at least 1 and budget.filters_timeout_ms positive")
         if admission.max_in_flight < 1 or admission.candidates < 1:
             raise ValueError("admission.max_in_flight and admission.candidates must be at least 1")
+        if admission.cheap_budget_ms <= 0:
+            raise ValueError("admission.cheap_budget_ms must be positive")
         with open(candidates_path or CANDIDATES_PATH, "rb") as f:
             base = tomllib.load(f)
         candidates = CandidateConfig.from_dict(_merged(base, raw.get("candidates", {})))

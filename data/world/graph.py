@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.days import DAY_MS, MINUTE_MS
+from data.days import DAY_MS
 from data.world.config import WorldConfig
 from data.world.util import (
     first_occurrence,
@@ -472,8 +472,3 @@ def make_initial_graph(
         ]
     )
     return state, follows, blocks
-
-
-def daily_minutes(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Uniform ms-of-day, for events without a diurnal pattern of their own."""
-    return rng.integers(0, DAY_MS // MINUTE_MS, n) * MINUTE_MS + rng.integers(0, MINUTE_MS, n)

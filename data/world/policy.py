@@ -35,7 +35,7 @@ from data.world.util import (
 )
 
 HOME, EXPLORE = 0, 1  # data.columns.SURFACES order
-IN_NETWORK, CELEBRITY, EXPLORE_POPULAR, EXPLORE_RANDOM = 0, 1, 2, 3  # simulate.IMPRESSION_SOURCES order
+IN_NETWORK, CELEBRITY, EXPLORE_POPULAR, EXPLORE_RANDOM = 0, 1, 2, 3  # realise.IMPRESSION_SOURCES order
 MODEL_VERSION = "logging_policy_v0"
 CHRONO_JITTER_MS = 2 * HOUR_MS  # "newest first", loosely
 MAX_FEED = 60

@@ -23,10 +23,6 @@ def rng_for(seed: int, stream: str, *keys: int) -> np.random.Generator:
 
 
 # --- time --------------------------------------------------------------------------------------
-def iso_day(ms: int | np.ndarray) -> np.ndarray:
-    return np.datetime_as_string(np.asarray(ms, dtype="datetime64[ms]"), unit="D")
-
-
 def _fixed_width_strings(chars: np.ndarray) -> pa.StringArray:
     """(n, w) uint8 ASCII matrix -> arrow strings, without a Python object per row."""
     n, w = chars.shape

@@ -2,11 +2,16 @@
 
 `materialize_packed` / `PackedViewWriter` write it from what Feast materialized; `PackedFeatureReader`
 reads a FeatureService for ~1,000 entity rows with one MGET into a float32 block.
+
+Modules: `layout` (the key and record format), `packer` (the write path); the read path is
+`resolve` (service -> per-view read plans, once), `read` (the per-request hot path), `keys`
+(entity -> Redis key, deduped and cached), `transport` (the pre-encoded MGET); `ranking` serves
+`feed_ranker_v1` on top of it and `parity` checks it against Feast.
 """
 
 from features.online.layout import DEFAULT_NAMESPACE, LAYOUT_VERSION, TS_MISSING, PackedViewLayout
 from features.online.packer import PackStats, PackedViewWriter, materialize_packed, redis_client_for
-from features.online.reader import OnlineFeatureBlock, PackedFeatureReader
+from features.online.read import OnlineFeatureBlock, PackedFeatureReader
 
 __all__ = [
     "DEFAULT_NAMESPACE",

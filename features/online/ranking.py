@@ -17,7 +17,7 @@ from feast import FeatureStore
 
 from data import columns as c
 from features.feature_repo.definitions import SERVICE_NAME
-from features.online.reader import OnlineFeatureBlock, PackedFeatureReader
+from features.online.read import OnlineFeatureBlock, PackedFeatureReader
 from features.tables import POST_TAGS, VIEWER_TAGS
 
 ON_DEMAND_VIEW = "request_features"

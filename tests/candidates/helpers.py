@@ -36,3 +36,24 @@ def dump(client: redis.Redis, cfg: CandidateConfig, skip: tuple[str, ...] = ("ck
         else:
             out[key] = client.get(raw)
     return out
+
+
+class FlakyRedis(redis.Redis):
+    """A real client whose first `fail` pipelined reads time out (an injected transient fault)."""
+
+    def __init__(self, url: str, fail: int):
+        super().__init__(connection_pool=redis.ConnectionPool.from_url(url))
+        self.fail, self.executed = fail, 0
+
+    def pipeline(self, transaction=True, shard_hint=None):
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        def flaky(raise_on_error: bool = True):
+            self.executed += 1
+            if self.executed <= self.fail:
+                raise redis.TimeoutError("injected: a reply later than the socket timeout")
+            return execute(raise_on_error)
+
+        pipe.execute = flaky
+        return pipe

@@ -14,28 +14,7 @@ from candidate_gen.config import SourceConfig
 from candidate_gen.filters import default_chain
 from candidate_gen.records import Candidate
 from candidate_gen.sources.base import OK, TIMEOUT, SourceRequest, run_sources
-from tests.candidates.helpers import HOUR, T0, fresh_config
-
-
-class FlakyRedis(redis.Redis):
-    """A real client whose first `fail` pipelined reads time out (an injected transient fault)."""
-
-    def __init__(self, url: str, fail: int):
-        super().__init__(connection_pool=redis.ConnectionPool.from_url(url))
-        self.fail, self.executed = fail, 0
-
-    def pipeline(self, transaction=True, shard_hint=None):
-        pipe = super().pipeline(transaction, shard_hint)
-        execute = pipe.execute
-
-        def flaky(raise_on_error: bool = True):
-            self.executed += 1
-            if self.executed <= self.fail:
-                raise redis.TimeoutError("injected: a reply later than the socket timeout")
-            return execute(raise_on_error)
-
-        pipe.execute = flaky
-        return pipe
+from tests.candidates.helpers import HOUR, T0, FlakyRedis, fresh_config
 
 
 POOL = [Candidate(100 + i, 2 + i % 5, T0 - i * 60_000, "trending") for i in range(20)]

@@ -78,7 +78,7 @@ def patient(cfg: ServingConfig, ms: float = PATIENT_MS) -> ServingConfig:
     """`cfg` with the request budget, Redis socket timeouts and every source's timeout at `ms`, and
     no overload cheap path (requests queue on a busy machine; tests of admission set it)."""
     cfg = cfg.with_("budget", total_ms=ms, redis_timeout_ms=ms, filters_timeout_ms=ms)
-    cfg = cfg.with_("admission", max_wait_ms=ms, max_in_flight=10_000)
+    cfg = cfg.with_("admission", max_wait_ms=ms, max_in_flight=10_000, cheap_budget_ms=ms)
     return replace(cfg, candidates=cfg.candidates.with_timeouts(ms))
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 from data import columns as c
 from data.contracts import CONTRACTS, ENGAGEMENTS, IMPRESSIONS
 from data.vocabulary import Vocabulary, load_vocabulary
-from data.world import simulate
+from data.world import realise
 
 
 def test_the_simulator_writes_only_names_the_shipped_vocabulary_declares():
     shipped = load_vocabulary()
-    assert set(simulate.ENGAGEMENT_TYPES) <= set(shipped.engagement_names)
-    assert set(simulate.IMPRESSION_SOURCES) <= set(shipped.impression_sources)
+    assert set(realise.ENGAGEMENT_TYPES) <= set(shipped.engagement_names)
+    assert set(realise.IMPRESSION_SOURCES) <= set(shipped.impression_sources)
 
 
 def test_the_old_fixed_tuples_are_gone():
