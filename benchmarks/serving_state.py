@@ -49,7 +49,7 @@ from benchmarks.common import PeakRss, stopwatch
 from benchmarks.serving_load import BenchService, pool_size
 from benchmarks.workspace import bench_settings, ensure_feature_snapshots, ensure_lake
 from data import columns as c
-from data.days import day_end, day_end_ms
+from data.days import day_end, day_end_iso, day_end_ms
 from data.redis_server import EmbeddedRedis
 from data.settings import Settings
 from pipelines.defs.candidates.assets import embeddings_dir
@@ -77,7 +77,7 @@ def serving_workspace(medium: Settings) -> Settings:
 
 def service_clock(test_day: str) -> str:
     """LOUPE_NOW of the services: the end of the test day."""
-    return day_end(test_day).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return day_end_iso(test_day)
 
 
 def candidates_dir(workspace: Settings) -> CandidatesDirResource:

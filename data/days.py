@@ -41,6 +41,16 @@ def day_end_ms(day: str | date) -> int:
     return day_start_ms(day) + DAY_MS
 
 
+def day_end_iso(day: str | date) -> str:
+    """The end of `day` as an ISO-8601 UTC instant, the form LOUPE_NOW takes: '2026-10-08T00:00:00Z'."""
+    return day_end(day).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def days_before(day: str, n: int) -> str:
     """The day `n` days before `day`."""
     return (date.fromisoformat(day) - timedelta(days=n)).isoformat()
+
+
+def days_after(day: str, n: int) -> str:
+    """The day `n` days after `day`."""
+    return (date.fromisoformat(day) + timedelta(days=n)).isoformat()

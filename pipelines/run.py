@@ -33,7 +33,7 @@ import dagster as dg
 
 from data import lake
 from data.contracts import LOG_TYPES
-from data.days import day_end, day_end_ms
+from data.days import day_end_iso, day_end_ms
 from data.redis_server import redis_endpoint
 from data.settings import Settings, export_dagster_env, get_settings, serving_secrets
 from data.world import WorldSummary, generate_world
@@ -514,7 +514,7 @@ def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInsta
     print(sample_candidates(settings, redis_url, days[-1], state.embeddings_index), flush=True)
     print("ranking service ...", flush=True)
     # the clock at the end of the last day (the simulated world's "now"), unless LOUPE_NOW says otherwise
-    end_of_last_day = day_end(days[-1]).strftime("%Y-%m-%dT%H:%M:%SZ")
+    end_of_last_day = day_end_iso(days[-1])
     ranking = start_ranking_service(replace(settings, redis_url=redis_url, now=settings.now or end_of_last_day),
                                     settings.serving_port)
     try:  # the service has a process group of its own: Ctrl-C stops it here, in `finally`

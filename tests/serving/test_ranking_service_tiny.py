@@ -14,7 +14,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import date, timedelta
 
 import dagster as dg
 import numpy as np
@@ -22,6 +21,7 @@ import pytest
 import redis
 
 from candidate_gen.rebuild import active_viewers
+from data.days import days_after
 from features.online.ranking import RankingFeatureReader
 from features.store import feature_store
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
@@ -56,7 +56,7 @@ def platform(tiny_lake, redis_server, tmp_path_factory):
         assert set(state.metadata) == {f"candidates/{a}" for a in ("rebuild", "fanout", "trending", "social",
                                                                    "embeddings")}
     home = tmp_path_factory.mktemp("serving")
-    next_day = (date.fromisoformat(days[-1]) + timedelta(days=1)).isoformat()
+    next_day = days_after(days[-1], 1)
     served = replace(settings, redis_url=redis_url, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
                      now=f"{next_day}T00:00:01Z")
     store = feature_store(served, redis_url)
