@@ -23,7 +23,8 @@ from candidate_gen.ranges import RangeReader
 from candidate_gen.records import Candidate, parse_members
 from candidate_gen.scripts import Scripts
 
-IN_NETWORK, CELEBRITY = "in_network", "celebrity"
+# the source names a Home read gives its candidates (data/vocabulary.toml impression sources)
+IN_NETWORK_SOURCE, CELEBRITY_SOURCE = "in_network", "celebrity"
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,10 @@ def _candidates(newest: list[tuple[bytes, float]], pulled: set[bytes]) -> tuple[
     members = [m for m, _ in newest]
     times = [t for _, t in newest]
     posts, authors = parse_members(members)
-    sources = [CELEBRITY if m in pulled else IN_NETWORK for m in members] if pulled else repeat(IN_NETWORK)
+    if pulled:
+        sources = [CELEBRITY_SOURCE if m in pulled else IN_NETWORK_SOURCE for m in members]
+    else:
+        sources = repeat(IN_NETWORK_SOURCE)
     rows = zip(posts, authors, map(int, times), sources, times)
     out = list(map(tuple.__new__, repeat(Candidate), rows))  # NamedTuple's own __new__ is Python
     n_celeb = sum(1 for m in members if m in pulled)
