@@ -178,7 +178,7 @@ def rebuild_viewer(lake_dir: Path, day: str, client: redis.Redis, cfg: Candidate
     # replay into a scratch namespace with the same worker, then swap the result in
     scratch = cfg.with_feed(key_prefix=f"{keys.prefix}scratch:{viewer}:")
     flush(client, scratch.keys.pattern)
-    FanoutWorker(client, scratch, name="scratch", fanout=False).consume(stream, None)
+    FanoutWorker(client, scratch, name="scratch", fanout=False).consume(stream)
     following = {int(a) for a in client.smembers(scratch.keys.following(viewer))}
     pending = {int(a) for a in mine[c.FOLLOWEE_ID] if client.sismember(scratch.keys.pending(a), viewer)}
     flush(client, scratch.keys.pattern)
