@@ -28,7 +28,7 @@ from data.days import days_after
 
 
 def nanoseconds_assumed(ts: pd.Series) -> pd.Series:
-    """The bug the check exists for (issue 12): the raw int64 of the timestamp read as nanoseconds."""
+    """The bug the check exists for: the raw int64 of the timestamp read as nanoseconds."""
     return pd.to_datetime(ts, utc=True).astype("int64") // 10**9
 
 

@@ -164,8 +164,8 @@ def test_the_champion_is_swapped_under_load_without_dropping_a_request(platform,
 
 
 def test_an_overloaded_worker_answers_from_the_cheap_path_and_never_with_an_empty_page(platform, app):
-    """Issue 13: at concurrency 8, 89 % of pages were heuristic-ranked after queueing past their
-    budget, some empty. A request that waited past `admission.max_wait_ms`, or that finds
+    """Without admission, at concurrency 8, 89 % of pages were heuristic-ranked after queueing past
+    their budget, some empty. A request that waited past `admission.max_wait_ms`, or that finds
     `max_in_flight` requests in the full pipeline, is answered at once by the cheap path: the
     surface's cheapest sources, newest first, through the same privacy filters, saying so."""
     served, store, names, viewers, versions, _ = platform
