@@ -32,10 +32,10 @@ from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.embeddings import load
 from candidate_gen.filters import default_chain
 from candidate_gen.lake_reader import read_days
-from candidate_gen.rebuild import _day_end_ms
 from candidate_gen.sources.base import SourceRequest
 from candidate_gen.sources.catalog import SOURCE_NAMES, build_sources
 from data import columns as c
+from data.days import day_end_ms, day_start
 from data.redis_server import EmbeddedRedis
 from pipelines.resources import build_resources
 from pipelines.run import prepare_candidate_state
@@ -45,8 +45,7 @@ KS = (100, 500, 1000)
 
 def engaged_posts(lake_dir, day: str) -> dict[int, set[int]]:
     eng = read_days(lake_dir, "engagements", day, day, [c.VIEWER_ID, c.POST_ID, c.TYPE, c.VALUE, c.TS])
-    day_start = pd.Timestamp(day, tz="UTC")
-    eng = eng[(pd.to_datetime(eng[c.TS], utc=True) >= day_start)]
+    eng = eng[(pd.to_datetime(eng[c.TS], utc=True) >= day_start(day))]
     positive = eng[c.TYPE].isin(["like", "comment", "share", "save", "profile_visit"]) | (
         (eng[c.TYPE] == "dwell") & (eng[c.VALUE].fillna(0) >= c.LONG_DWELL_MS)
     )
@@ -94,7 +93,7 @@ def main() -> None:
         rng = np.random.default_rng(20261001)
         viewers = sorted(truth_by_viewer)
         viewers = sorted(rng.choice(viewers, size=min(args.viewers, len(viewers)), replace=False).tolist())
-        now = _day_end_ms(test_day)
+        now = day_end_ms(test_day)
         chain = default_chain(client, cfg, seen=False)
         weights = {n: float(cfg.source(n).cap if n != "in_network" else 1000) for n in SOURCE_NAMES}
         lists: dict[str, list[list[int]]] = {n: [] for n in (*SOURCE_NAMES, "blended", "blended_filtered")}

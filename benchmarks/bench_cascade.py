@@ -25,9 +25,9 @@ import redis
 from benchmarks.common import write_result
 from benchmarks.serving_state import VIEWERS_FILE, serving_workspace
 from benchmarks.workspace import bench_settings
+from data.days import day_end_ms
 from data.redis_server import EmbeddedRedis
 from data.world import TruthModel
-from features.jobs.inputs import day_end
 from serving.app import RankingApp, wait_ready
 from serving.config import ServingConfig
 from serving.heuristic import IN_NETWORK_SOURCES
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     viewers = json.loads((workspace.home / VIEWERS_FILE).read_text())
     viewers = viewers[: args.viewers]
     world_days = json.loads((settings.world_dir / "world.json").read_text())["days"]
-    now_ms = int(day_end(world_days[-1]).timestamp() * 1000)  # the serving benchmark's clock
+    now_ms = day_end_ms(world_days[-1])  # the serving benchmark's clock
     truth = TruthModel.load(settings.truth_dir)
 
     with EmbeddedRedis(data_dir=workspace.redis_dir, persist=True) as server:

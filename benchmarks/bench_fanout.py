@@ -26,7 +26,10 @@ from candidate_gen import events as ev
 from candidate_gen.config import CandidateConfig
 from candidate_gen.fanout import FanoutStats, FanoutWorker
 from candidate_gen.home import HomeCandidateReader
-from candidate_gen.rebuild import _day_end_ms, build_feeds, rebuild_all
+from candidate_gen.keys import Keys
+from candidate_gen.rebuild import build_feeds, rebuild_all
+from candidate_gen.records import member
+from data.days import day_end_ms
 from data.redis_server import EmbeddedRedis
 
 
@@ -44,7 +47,8 @@ def ceiling_inserts(client: redis.Redis, cfg: CandidateConfig, day_events, celeb
     for v in viewers:
         pipe.exists(keys.feed(int(v)))
     cached = {v for v, e in zip(viewers, pipe.execute(), strict=True) if e}
-    pairs = [(b"ceil:feed:" + v, b"%d:%d" % (p, a), float(s))
+    ceiling = Keys(prefix="ceil:")  # the same feed keys in a namespace of their own
+    pairs = [(ceiling.feed(int(v)).encode(), member(int(p), int(a)), float(s))
              for p, a, s in zip(posts["a"], posts["b"], posts["x"], strict=True)
              for v in followers[a] if v in cached]
     start = time.perf_counter()
@@ -102,7 +106,7 @@ def main() -> None:
 
         # Home reads of 1,000 candidates: the heaviest followers' caches, rebuilt with a cap of
         # 1,000 (the default keeps 500; the celebrity pulls come on top)
-        now = _day_end_ms(run_days[-1])
+        now = day_end_ms(run_days[-1])
         read_cfg = cfg.with_feed(cap=1000)
         reader = HomeCandidateReader(client, read_cfg)
         users = sorted(worker.users)

@@ -24,9 +24,9 @@ import pyarrow.dataset as pads
 from benchmarks.common import PeakRss, interleaved, ms_percentile, write_result
 from benchmarks.workspace import WORLD, bench_settings, ensure_lake
 from data import columns as c
+from data.days import day_end
 from data.redis_server import EmbeddedRedis
 from features.feature_repo.definitions import REQUEST_TS, SERVICE_NAME
-from features.jobs.inputs import day_end
 from features.online.parity import reader_vs_feast
 from features.online.ranking import RankingFeatureReader
 from features.storage import feature_partition_dir

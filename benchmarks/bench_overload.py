@@ -1,4 +1,4 @@
-"""bench-overload: the ranking service driven past its capacity, with and without admission (issue 13).
+"""bench-overload: the ranking service driven past its capacity, with and without admission.
 
     uv run python -m benchmarks.bench_overload [--levels 1,2,4,8,16] [--duration 30]
 
@@ -11,7 +11,7 @@ whose Home pools hold ~1,000 candidates. Two services run side by side:
   waiting `admission.max_wait_ms` for a worker thread, a request is answered by the cheap path
   (`degraded: overload`);
 - no_admission: the same with admission switched off (limits no request reaches): every request
-  runs the full pipeline however long it queued, as before issue 13;
+  runs the full pipeline however long it queued;
 - cheap_only: every request on the cheap path (it "waited longer than 0 ms"): the ceiling, the
   cheapest answer this stack (HTTP, BentoML, two Redis round trips) gives on this machine.
 

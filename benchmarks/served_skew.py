@@ -20,14 +20,15 @@ import json
 import shutil
 import time
 from dataclasses import replace
-from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
 
+from data.days import days_after
+
 
 def nanoseconds_assumed(ts: pd.Series) -> pd.Series:
-    """The bug the check exists for (issue 12): the raw int64 of the timestamp read as nanoseconds."""
+    """The bug the check exists for: the raw int64 of the timestamp read as nanoseconds."""
     return pd.to_datetime(ts, utc=True).astype("int64") // 10**9
 
 
@@ -125,7 +126,7 @@ def measure(requests: int = 150) -> dict:
         return {"skipped": "no bench-serving state: run make bench-serving (or bench-overload) first"}
     state = json.loads((workspace.home / STATE_FILE).read_text())
     test_day = state["test_day"]
-    next_day = (date.fromisoformat(test_day) + timedelta(days=1)).isoformat()
+    next_day = days_after(test_day, 1)
     scratch = workspace.home / "skew"
     shutil.rmtree(scratch, ignore_errors=True)
     landing, lake_dir = scratch / "landing", scratch / "lake"

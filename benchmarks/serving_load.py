@@ -70,13 +70,13 @@ class BenchService:
 
 def pool_size(candidates: dict[str, int], serving_cfg) -> int:
     """Candidates in a response's Home pool before dedupe and filters: the in-network group up to
-    its size (its sources' caps), the Explore group blended up to `explore_candidates` (an upper
-    bound: the blend drops posts two Explore sources both proposed)."""
+    its size (its sources' caps), the out-of-network group blended up to `out_of_network_candidates`
+    (an upper bound: the blend drops posts two of its sources both proposed)."""
     home, cand = serving_cfg.home, serving_cfg.candidates
     in_net = sum(candidates.get(n, 0) for n in home.in_network_sources)
     in_net_size = sum(cand.source(n).cap for n in home.in_network_sources)
-    explore = sum(candidates.get(n, 0) for n in home.explore_sources)
-    return min(in_net, in_net_size) + min(explore, home.explore_candidates)
+    out_of_network = sum(candidates.get(n, 0) for n in home.out_of_network_sources)
+    return min(in_net, in_net_size) + min(out_of_network, home.out_of_network_candidates)
 
 
 def cpu_seconds() -> tuple[float, float, float]:

@@ -49,6 +49,7 @@ from benchmarks.common import PeakRss, stopwatch
 from benchmarks.serving_load import BenchService, pool_size
 from benchmarks.workspace import bench_settings, ensure_feature_snapshots, ensure_lake
 from data import columns as c
+from data.days import day_end, day_end_iso, day_end_ms
 from data.redis_server import EmbeddedRedis
 from data.settings import Settings
 from pipelines.defs.candidates.assets import embeddings_dir
@@ -76,9 +77,7 @@ def serving_workspace(medium: Settings) -> Settings:
 
 def service_clock(test_day: str) -> str:
     """LOUPE_NOW of the services: the end of the test day."""
-    from features.jobs.inputs import day_end
-
-    return day_end(test_day).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return day_end_iso(test_day)
 
 
 def candidates_dir(workspace: Settings) -> CandidatesDirResource:
@@ -154,7 +153,6 @@ def write_bench_snapshots(lake_dir: Path, bench_lake: Path, day: str, viewers: l
 def materialize_features(workspace: Settings, day: str, viewers: list[int]) -> tuple[dict, dict]:
     """`feast apply` + Feast materialize + packed view of the bench snapshots (as feast_online),
     then the parity check."""
-    from features.jobs.inputs import day_end
     from features.online.packer import materialize_packed
     from features.store import apply, feature_store
     from features.tables import TABLES
@@ -180,7 +178,6 @@ def materialize_features(workspace: Settings, day: str, viewers: list[int]) -> t
 def check_parity(store, lake_dir: Path, day: str, viewers: list[int]) -> dict:
     """The packed reader equals Feast's get_online_features on 3 x 1,000 candidates of sampled
     viewers (raises if not): cells compared, mismatches."""
-    from features.jobs.inputs import day_end
     from features.online.parity import reader_vs_feast
     from features.online.ranking import RankingFeatureReader
     from features.storage import feature_partition_dir
@@ -259,8 +256,6 @@ def prepare(medium: Settings, workspace: Settings, client: redis.Redis, test_day
     """Candidates, pre-sampled viewers, online features, then the viewers picked through the fast
     service; the record written to STATE_FILE (a preparation that got past the candidates resumes
     from there)."""
-    from features.jobs.inputs import day_end
-
     print("preparing the serving state (first run, or the marker expired) ...", flush=True)
     serving_cfg = ServingConfig.load(config_files["fast"])
     seconds: dict = {}
@@ -279,7 +274,7 @@ def prepare(medium: Settings, workspace: Settings, client: redis.Redis, test_day
         cand_s, info["candidates"] = prepare_candidates(medium, workspace, test_day, prev)
         seconds.update({f"candidates_{k}": v for k, v in cand_s.items()})
         print(f"  candidates: {cand_s}", flush=True)
-        now_ms = int(day_end(test_day).timestamp() * 1000)
+        now_ms = day_end_ms(test_day)
         with stopwatch(seconds, "presample_viewers"):
             presampled, info["presample"] = presample_viewers(medium, client, serving_cfg.candidates, test_day,
                                                               now_ms, args.presample)

@@ -177,7 +177,7 @@ def serving_result(args, st: PreparedState, m: Measured, prep_wall: float) -> di
                        "model); speedup_p50_concurrency_1 compares the two with one request in flight",
             "state_size": "the bench Valkey holds ~1 GB (candidates + the cut feature store), a full "
                           "store several GB: per-key lookups cost the same, caches may be a little kinder",
-            "pool": "candidates_pool = in-network (<= its cap) + Explore blend (<= explore_candidates), "
+            "pool": "candidates_pool = in-network (<= its cap) + out-of-network blend (<= out_of_network_candidates), "
                     "from the response's per-source counts; ranked = pool - filtered (dedupe + filters)",
         },
         "service_log_problems": m.log_problems,

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from candidate_gen.keys import Keys
+from data.days import DAY_MS, DAY_S
 from features.celebrity import CelebrityRule
 
 DEFAULT_PATH = Path(__file__).with_name("config.toml")
-DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class FeedConfig:
 
     @property
     def ttl_s(self) -> int:
-        return int(self.ttl_days * 86_400)
+        return int(self.ttl_days * DAY_S)
 
     @property
     def max_age_ms(self) -> int:
@@ -39,7 +39,7 @@ class FeedConfig:
 
     @property
     def seen_ttl_s(self) -> int:
-        return int(self.seen_ttl_days * 86_400)
+        return int(self.seen_ttl_days * DAY_S)
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,11 @@ from candidate_gen import events as ev
 from candidate_gen.config import CandidateConfig
 from candidate_gen.records import member
 from candidate_gen.scripts import Scripts
+from data.days import DAY_MS, DAY_S
 
 log = logging.getLogger(__name__)
 
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
-# A live call (publish one post) keeps no checkpoint: its events are applied once, idempotently.
-LIVE = None
 
 
 class StateLostError(RuntimeError):
@@ -106,13 +105,15 @@ class FanoutWorker:
 
     def publish_post(self, post_id: int, author_id: int, created_ms: int) -> FanoutStats:
         """Live: one post published now, fanned out at once."""
-        return self.consume(ev.frame([(created_ms, "post", post_id, author_id, created_ms)]), LIVE)
+        return self.consume(ev.frame([(created_ms, "post", post_id, author_id, created_ms)]))
 
     def delete_post(self, post_id: int, author_id: int, created_ms: int, deleted_ms: int) -> FanoutStats:
-        return self.consume(ev.frame([(deleted_ms, "delete", post_id, author_id, created_ms)]), LIVE)
+        return self.consume(ev.frame([(deleted_ms, "delete", post_id, author_id, created_ms)]))
 
-    def consume(self, events: pd.DataFrame, day: str | None) -> FanoutStats:
-        """Apply `events` (stream order). With a `day`, resume from and advance its checkpoint."""
+    def consume(self, events: pd.DataFrame, day: str | None = None) -> FanoutStats:
+        """Apply `events` (stream order). With a `day`, resume from and advance its checkpoint;
+        without one (live calls, a scratch replay) keep no checkpoint: the events are applied once,
+        and a batch a Redis error interrupted is applied again (every write is idempotent)."""
         started = time.perf_counter()
         stats = FanoutStats(events=len(events))
         offset = self._resume_offset(day, len(events))
@@ -143,7 +144,7 @@ class FanoutWorker:
                     time.sleep(pause)
                     self._users = self._celebs = None  # reload what Redis holds after reconnecting
                     if day is None:
-                        continue  # live events carry no checkpoint: redo (idempotent)
+                        continue  # no checkpoint to ask: redo the batch (idempotent)
                     try:
                         resumed = self._resume_offset(day, len(events))
                     except RETRYABLE:
@@ -257,7 +258,7 @@ class FanoutWorker:
 
         # 2. writes + fan-out + checkpoint, atomically
         tx = self.client.pipeline(transaction=True)
-        meta_ttl_s = feed.max_age_ms // 1000 + 86_400  # wall-clock TTL: the max age filter judges age
+        meta_ttl_s = feed.max_age_ms // 1000 + DAY_S  # wall-clock TTL: the max age filter judges age
         touched: set[int] = set()
         fanned = []
         for post, author, created in creations:
@@ -282,7 +283,7 @@ class FanoutWorker:
             tx.zrem(keys.author_posts(author), member(post, author))
             stats.deletions += 1
         if deletions:  # a tombstone outlives its post's max age by a day, then age filters it
-            tx.zremrangebyscore(keys.tombstones, "-inf", f"({oldest - 86_400_000}")
+            tx.zremrangebyscore(keys.tombstones, "-inf", f"({oldest - DAY_MS}")
         if day is not None:
             tx.hset(keys.checkpoint(self.name), mapping={"day": day, "offset": end})
         replies = tx.execute()

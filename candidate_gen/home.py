@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
 
-import numpy as np
 import redis
 
 from candidate_gen.config import CandidateConfig
 from candidate_gen.keys import BUILT_SENTINEL
 from candidate_gen.ranges import RangeReader
-from candidate_gen.records import Candidate
+from candidate_gen.records import Candidate, parse_members
 from candidate_gen.scripts import Scripts
 
-IN_NETWORK, CELEBRITY = "in_network", "celebrity"
+# the source names a Home read gives its candidates (data/vocabulary.toml impression sources)
+IN_NETWORK_SOURCE, CELEBRITY_SOURCE = "in_network", "celebrity"
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,12 @@ def _candidates(newest: list[tuple[bytes, float]], pulled: set[bytes]) -> tuple[
         return [], 0, 0
     members = [m for m, _ in newest]
     times = [t for _, t in newest]
-    # bulk-parse "post:author" members in C rather than one split per member
-    ids = np.array(b" ".join(members).replace(b":", b" ").split(), dtype=np.int64)
-    sources = [CELEBRITY if m in pulled else IN_NETWORK for m in members] if pulled else repeat(IN_NETWORK)
-    rows = zip(ids[0::2].tolist(), ids[1::2].tolist(), map(int, times), sources, times)
+    posts, authors = parse_members(members)
+    if pulled:
+        sources = [CELEBRITY_SOURCE if m in pulled else IN_NETWORK_SOURCE for m in members]
+    else:
+        sources = repeat(IN_NETWORK_SOURCE)
+    rows = zip(posts, authors, map(int, times), sources, times)
     out = list(map(tuple.__new__, repeat(Candidate), rows))  # NamedTuple's own __new__ is Python
     n_celeb = sum(1 for m in members if m in pulled)
     return out, len(out) - n_celeb, n_celeb

@@ -1,8 +1,11 @@
-"""The Redis key layout of candidate generation: one function per key, nothing else builds keys.
+"""The Redis key layout of candidate generation: one function per key, the only place Python builds one.
 
-docs/feed_cache_format.md is the written spec of this module (types, members, scores, TTLs, who
-writes and who reads each key). Every key starts with the configured prefix so several deployments
-(or tests) can share one server.
+The graph and feed scripts (candidate_gen/lua/: common, follow, approve, unfollow, user,
+fanout_post, feed_build) build the same names themselves from the prefix they are passed, because
+a script derives keys no caller can pass it (each follower's feed, each followee's posts): a key
+renamed here must be renamed there too. docs/feed_cache_format.md is the written spec of both (types,
+members, scores, TTLs, who writes and who reads each key). Every key starts with the configured
+prefix so several deployments (or tests) can share one server.
 """
 
 from __future__ import annotations

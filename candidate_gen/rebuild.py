@@ -23,13 +23,14 @@ import pandas as pd
 import redis
 
 from candidate_gen import events as ev
-from candidate_gen.config import DAY_MS, CandidateConfig
+from candidate_gen.config import CandidateConfig
 from candidate_gen.fanout import FanoutStats, FanoutWorker
 from candidate_gen.filters.already_seen_filter import record_seen
 from candidate_gen.lake_reader import read_days, to_ms
 from candidate_gen.scripts import Scripts
 from data import columns as c
 from data import lake
+from data.days import day_end_ms, days_before
 
 
 
@@ -60,7 +61,7 @@ def lake_days(lake_dir: Path, day: str) -> list[str]:
 
 def active_viewers(lake_dir: Path, day: str, days_back: float) -> np.ndarray:
     """Viewers with an impression landed in the last `days_back` days up to `day`."""
-    first = (pd.Timestamp(day) - pd.Timedelta(days=max(int(days_back) - 1, 0))).strftime("%Y-%m-%d")
+    first = days_before(day, max(int(days_back) - 1, 0))
     seen = read_days(lake_dir, "impressions", first, day, [c.VIEWER_ID])
     return np.unique(seen[c.VIEWER_ID].to_numpy()) if len(seen) else np.array([], dtype=np.int64)
 
@@ -88,7 +89,7 @@ def rebuild_all(lake_dir: Path, day: str, client: redis.Redis, cfg: CandidateCon
     replay = FanoutStats()
     for d in lake_days(lake_dir, day):
         replay.add(worker.run_day(lake_dir, d))
-    now_ms = _day_end_ms(day)
+    now_ms = day_end_ms(day)
 
     threshold, celebs = set_celebrities(client, cfg, worker.users)
     active = active_viewers(lake_dir, day, cfg.feed.ttl_days)
@@ -145,7 +146,7 @@ def set_celebrities(client: redis.Redis, cfg: CandidateConfig, users: set[int]) 
 
 def load_seen(lake_dir: Path, day: str, client: redis.Redis, cfg: CandidateConfig) -> int:
     """Recent impressions (seen_ttl_days up to `day`) into the viewers' already-seen sets."""
-    first = (pd.Timestamp(day) - pd.Timedelta(days=max(int(cfg.feed.seen_ttl_days) - 1, 0))).strftime("%Y-%m-%d")
+    first = days_before(day, max(int(cfg.feed.seen_ttl_days) - 1, 0))
     rows = read_days(lake_dir, "impressions", first, day, [c.VIEWER_ID, c.POST_ID, c.TS])
     if not len(rows):
         return 0
@@ -177,7 +178,7 @@ def rebuild_viewer(lake_dir: Path, day: str, client: redis.Redis, cfg: Candidate
     # replay into a scratch namespace with the same worker, then swap the result in
     scratch = cfg.with_feed(key_prefix=f"{keys.prefix}scratch:{viewer}:")
     flush(client, scratch.keys.pattern)
-    FanoutWorker(client, scratch, name="scratch", fanout=False).consume(stream, None)
+    FanoutWorker(client, scratch, name="scratch", fanout=False).consume(stream)
     following = {int(a) for a in client.smembers(scratch.keys.following(viewer))}
     pending = {int(a) for a in mine[c.FOLLOWEE_ID] if client.sismember(scratch.keys.pending(a), viewer)}
     flush(client, scratch.keys.pattern)
@@ -196,12 +197,5 @@ def rebuild_viewer(lake_dir: Path, day: str, client: redis.Redis, cfg: Candidate
     for a in pending:
         pipe.sadd(keys.pending(a), viewer)
     pipe.execute()
-    posts = build_feeds(client, cfg, [viewer], _day_end_ms(day))
+    posts = build_feeds(client, cfg, [viewer], day_end_ms(day))
     return {"viewer": viewer, "following": len(following), "pending": len(pending), "feed_posts": posts}
-
-
-def _day_end_ms(day: str) -> int:
-    return int(pd.Timestamp(day, tz="UTC").value // 1_000_000) + DAY_MS
-
-
-

@@ -6,6 +6,7 @@ which source proposed it. Features never live here; they are hydrated into a col
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import repeat
 from typing import NamedTuple
 
@@ -29,9 +30,16 @@ def member(post_id: int, author_id: int) -> bytes:
     return b"%d:%d" % (post_id, author_id)
 
 
-def parse_member(raw: bytes | str) -> tuple[int, int]:
-    post, _, author = (raw.decode() if isinstance(raw, bytes) else raw).partition(":")
-    return int(post), int(author)
+def parse_members(members: Sequence[bytes]) -> tuple[list[int], list[int]]:
+    """Post ids and author ids of `member`s, in order.
+
+    One join and one C parse for the whole batch (a Home read parses ~1,000 a request): several
+    times faster than a split and two int() calls per member.
+    """
+    ids = np.fromstring(b" ".join(members).replace(b":", b" "), dtype=np.int64, sep=" ")
+    if len(ids) != 2 * len(members):
+        raise ValueError(f"not all of {len(members)} members are b'<post_id>:<author_id>'")
+    return ids[0::2].tolist(), ids[1::2].tolist()
 
 
 def candidates_from_zset(
@@ -47,8 +55,7 @@ def candidates_from_zset(
     if not rows:
         return []
     members, scores = zip(*rows)
-    # one split and one int conversion for the whole batch (Home reads ~500 members a request)
-    ids = np.array(b":".join(members).split(b":"), dtype=np.int64).tolist()
+    posts, authors = parse_members(members)
     created = [int(s) for s in scores] if score_is_time else repeat(0)
     return list(map(tuple.__new__, repeat(Candidate),
-                    zip(ids[0::2], ids[1::2], created, repeat(source), map(float, scores))))
+                    zip(posts, authors, created, repeat(source), map(float, scores))))

@@ -15,17 +15,14 @@ import pandas as pd
 
 from candidate_gen.lake_reader import read_days
 from data import columns as c
+from data.days import day_end
 
 SAMPLE_SEED = 7
 
 
-def _day_end(day: str) -> pd.Timestamp:
-    return pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1)
-
-
 def _as_of(frame: pd.DataFrame, column: str, day: str) -> pd.DataFrame:
     """Rows landed up to `day` and dated before its end (the feature snapshots' cut)."""
-    return frame[pd.to_datetime(frame[column], utc=True) < _day_end(day)]
+    return frame[pd.to_datetime(frame[column], utc=True) < day_end(day)]
 
 
 def follow_edges(lake_dir: Path, day: str) -> pd.DataFrame:

@@ -27,13 +27,13 @@ import time
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 
 from data import lake
 from data.contracts import LOG_TYPES
+from data.days import day_end_iso, day_end_ms
 from data.redis_server import redis_endpoint
 from data.settings import Settings, export_dagster_env, get_settings, serving_secrets
 from data.world import WorldSummary, generate_world
@@ -314,7 +314,6 @@ def sample_candidates(settings: Settings, redis_url: str, day: str, embeddings_i
     from candidate_gen.config import CandidateConfig
     from candidate_gen.explore.embeddings import load
     from candidate_gen.filters import default_chain
-    from candidate_gen.rebuild import _day_end_ms
     from candidate_gen.sources.base import SourceRequest, run_sources
     from candidate_gen.sources.catalog import build_sources
 
@@ -322,7 +321,7 @@ def sample_candidates(settings: Settings, redis_url: str, day: str, embeddings_i
     model = load(embeddings_index)
     sources = list(build_sources(client, cfg, model).values())
     viewer, _ = sample_viewer(settings, day)
-    now = _day_end_ms(day)
+    now = day_end_ms(day)
     # the first request opens each source's Redis connections and threads: a service warms up
     # before taking traffic, so the sample is the second request
     run_sources(sources, SourceRequest(viewer, now))
@@ -515,7 +514,7 @@ def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInsta
     print(sample_candidates(settings, redis_url, days[-1], state.embeddings_index), flush=True)
     print("ranking service ...", flush=True)
     # the clock at the end of the last day (the simulated world's "now"), unless LOUPE_NOW says otherwise
-    end_of_last_day = (date.fromisoformat(days[-1]) + timedelta(days=1)).isoformat() + "T00:00:00Z"
+    end_of_last_day = day_end_iso(days[-1])
     ranking = start_ranking_service(replace(settings, redis_url=redis_url, now=settings.now or end_of_last_day),
                                     settings.serving_port)
     try:  # the service has a process group of its own: Ctrl-C stops it here, in `finally`

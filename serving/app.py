@@ -111,9 +111,9 @@ class RankingApp:
         attempts = config.budget.filters_attempts
         privacy = {"attempts": attempts, "retry_client": filters_retry_client}
         feed_components = Components(
-            home_sources=CandidateSourcesStage([group(home_cfg.in_network_sources, in_network_size),
-                                                group(home_cfg.explore_sources, home_cfg.explore_candidates)],
-                                               late_min),
+            home_sources=CandidateSourcesStage(
+                [group(home_cfg.in_network_sources, in_network_size),
+                 group(home_cfg.out_of_network_sources, home_cfg.out_of_network_candidates)], late_min),
             explore_sources=CandidateSourcesStage([group(explore_cfg.sources, explore_cfg.candidates)], late_min),
             supplied_posts=SuppliedPostsSource(client, cfg),
             filters=VisibilityFilterStage(default_chain(filters_client, cfg, **privacy)),
@@ -132,7 +132,7 @@ class RankingApp:
                                  np.random.SeedSequence(config.exploration.seed or None).spawn(2))
         return cls(
             config=config,
-            home=home_pipeline(feed_components, home_cfg.explore_share, home_cfg.fill_with_explore,
+            home=home_pipeline(feed_components, home_cfg.out_of_network_share, home_cfg.fill_with_out_of_network,
                                home_cfg.out_of_network_scale, r.author_decay, r.author_floor, share, home_rng),
             explore=explore_pipeline(feed_components, r.author_decay, r.author_floor, share, explore_rng),
             ranker=rank_pipeline(rank_components),
@@ -145,7 +145,8 @@ class RankingApp:
             cheap={
                 "home": cheap_pipeline("home", CandidateSourcesStage(
                     [group((n,), admission.candidates, cheap_sources) for n in admission.home_sources], late_min),
-                    feed_components, HomeMixSelector(home_cfg.explore_share, home_cfg.fill_with_explore), heuristic),
+                    feed_components,
+                    HomeMixSelector(home_cfg.out_of_network_share, home_cfg.fill_with_out_of_network), heuristic),
                 "explore": cheap_pipeline("explore", CandidateSourcesStage(
                     [group(admission.explore_sources, admission.candidates * len(admission.explore_sources),
                            cheap_sources)], late_min),

@@ -2,7 +2,7 @@
 
 The ranking service scores up to 1,000 candidates per request on a 2-core box; LightGBM's own
 `predict` walks its trees through a generic interpreter, while tl2cgen emits one C function per
-model with the thresholds inlined (../shared/ARCHITECTURE.md measured ~2× for 300 trees).
+model with the thresholds inlined, so scoring runs no interpreter.
 Compilation costs seconds per booster, so a compiled model is cached on disk by the hash of its
 model text and reused by every later process; callers keep serving with LightGBM until it is ready.
 Parity with `Booster.predict` is a test (max abs diff ≤ 1e-6 on random inputs with missing values).

@@ -56,11 +56,14 @@ class AdmissionConfig:
 
 @dataclass(frozen=True)
 class HomeConfig:
-    explore_share: float = 0.3
-    fill_with_explore: bool = True
+    """Home mixes the viewer's network with out-of-network posts: the suggestions of the sources
+    Explore also uses."""
+
+    out_of_network_share: float = 0.3
+    fill_with_out_of_network: bool = True
     in_network_sources: tuple[str, ...] = ("in_network",)
-    explore_sources: tuple[str, ...] = ("trending", "embedding", "social", "popular")
-    explore_candidates: int = 500
+    out_of_network_sources: tuple[str, ...] = ("trending", "embedding", "social", "popular")
+    out_of_network_candidates: int = 500
     out_of_network_scale: float = 0.9
 
 
@@ -135,6 +138,27 @@ class ApiConfig:
     max_offset: int = 10_000  # positions a viewer can page to: next_cursor is null from there
 
 
+# Keys renamed since a config could name them: [section] -> {old: new}. An old key is refused by its
+# new name rather than as merely unknown, so a deployment's own copy says what to change.
+RENAMED = {
+    "home": {
+        "explore_share": "out_of_network_share",
+        "fill_with_explore": "fill_with_out_of_network",
+        "explore_sources": "out_of_network_sources",
+        "explore_candidates": "out_of_network_candidates",
+    },
+}
+
+
+class RenamedKeyError(ValueError):
+    """A serving config names a key by its old name; the message gives the new one."""
+
+    def __init__(self, section: str, renamed: dict[str, str]):
+        self.section, self.renamed = section, renamed
+        moves = ", ".join(f"{old} is now {new}" for old, new in sorted(renamed.items()))
+        super().__init__(f"serving config [{section}]: renamed keys: {moves}")
+
+
 _SECTIONS = {
     "budget": BudgetConfig, "home": HomeConfig, "explore": ExploreConfig,
     "rescoring": RescoringConfig, "model": ModelConfig, "cascade": CascadeConfig,
@@ -200,6 +224,9 @@ class ServingConfig:
 
 
 def _typed(kind: type, values: dict[str, Any], name: str) -> Any:
+    renamed = {k: RENAMED[name][k] for k in values if k in RENAMED.get(name, {})}
+    if renamed:
+        raise RenamedKeyError(name, renamed)
     known = {f.name for f in fields(kind)}
     unknown = set(values) - known
     if unknown:

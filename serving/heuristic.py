@@ -14,13 +14,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from candidate_gen.home import CELEBRITY_SOURCE, IN_NETWORK_SOURCE
 from candidate_gen.records import Candidate
 from serving.config import HeuristicConfig
 
+# feature columns (features/online/ranking.py), by name: the heuristic runs without the feature reader
 AFFINITY = "viewer_author__engagement_score_decayed"
-IN_NETWORK = "request_features__in_network"
+IN_NETWORK_FEATURE = "request_features__in_network"
 AGE_HOURS = "request_features__post_age_hours_at_request"
-IN_NETWORK_SOURCES = frozenset({"in_network", "celebrity"})
+# candidate sources whose posts come from accounts the viewer follows
+IN_NETWORK_SOURCES = frozenset({IN_NETWORK_SOURCE, CELEBRITY_SOURCE})
 UNKNOWN_AGE_H = 24.0  # a candidate whose age nobody knows counts as a day old
 
 
@@ -39,8 +42,8 @@ class HeuristicScorer:
             col = {name: i for i, name in enumerate(names)}
             if AFFINITY in col:
                 affinity = np.nan_to_num(values[:, col[AFFINITY]].astype(np.float64), nan=0.0)
-            if IN_NETWORK in col:
-                in_net = np.nan_to_num(values[:, col[IN_NETWORK]].astype(np.float64), nan=0.0)
+            if IN_NETWORK_FEATURE in col:
+                in_net = np.nan_to_num(values[:, col[IN_NETWORK_FEATURE]].astype(np.float64), nan=0.0)
             if AGE_HOURS in col:
                 known = values[:, col[AGE_HOURS]].astype(np.float64)
                 age_h = np.where(np.isnan(known), age_h, known)

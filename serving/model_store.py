@@ -36,8 +36,9 @@ from training.models import Ranker
 logger = logging.getLogger(__name__)
 NO_CHAMPION, REGISTRY_UNREACHABLE = "no_champion", "registry_unreachable"
 
-# surface -> (registered model name, version) the alias points at, or None; and a loader by version
+# registered model name -> the version its alias points at (None: no version holds it)
 VersionLookup = Callable[[str], str | None]
+# (registered model name, version) -> that version's ranker
 RankerLoader = Callable[[str, str], Ranker]
 
 
@@ -206,7 +207,8 @@ class ModelStore:
             logger.info("serving %s for %s (%s)", model.label, surface, model.engine)
 
     def start(self) -> None:
-        """Resolve the champions now, then poll the registry every `poll_s` in the background."""
+        """Start the poller thread and return at once: its first refresh resolves the champions
+        (`ready()` is False until each surface has settled), then one every `poll_s`."""
         self._thread = threading.Thread(target=self._poll, name="model-poller", daemon=True)
         self._thread.start()
 

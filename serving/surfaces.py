@@ -33,7 +33,7 @@ class Components:
     side_effects: tuple[SideEffect, ...]
 
 
-def home_pipeline(c: Components, explore_share: float, fill: bool, oon_scale: float,
+def home_pipeline(c: Components, out_of_network_share: float, fill: bool, oon_scale: float,
                   author_decay: float, author_floor: float, exploration_share: float = 0.0,
                   rng: np.random.Generator | None = None) -> RecommendationPipeline:
     return RecommendationPipeline(
@@ -44,7 +44,7 @@ def home_pipeline(c: Components, explore_share: float, fill: bool, oon_scale: fl
         hydrator=c.hydrator,
         scorer=c.scorer,
         rescorers=(OutOfNetworkRescorer(oon_scale), AuthorDiversityRescorer(author_decay, author_floor)),
-        selector=ExplorationShuffleSelector(HomeMixSelector(explore_share, fill), exploration_share, rng),
+        selector=ExplorationShuffleSelector(HomeMixSelector(out_of_network_share, fill), exploration_share, rng),
         side_effects=c.side_effects,
     )
 

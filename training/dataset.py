@@ -10,7 +10,7 @@ Stored under lake/training/examples/dt=<D>/ (Parquet), which the rankers read by
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from feast import FeatureStore
 
 from data import columns as c
 from data import lake
+from data.days import day_end, day_start, days_after
 from features.feature_repo.definitions import SOURCE_ONLY_PREFIXES
 from features.retrieval import historical_features
 from features.tables import EVENT_TIMESTAMP
@@ -49,8 +50,7 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def _days_from(day: str, n: int) -> list[str]:
-    start = date.fromisoformat(day)
-    return [(start + timedelta(days=k)).isoformat() for k in range(n)]
+    return [days_after(day, k) for k in range(n)]
 
 
 def _read(lake_dir: Path, log: str, days: list[str], columns: list[str], filt=None) -> pd.DataFrame:
@@ -85,9 +85,8 @@ def build_examples(lake_dir: Path, day: str, cfg: TrainingConfig, heads: ValueHe
     lake_dir = Path(lake_dir)
     if not (lake.partition_dir(lake_dir, "impressions", day) / "_SUCCESS").exists():
         raise TrainingDataError(f"no impressions partition for {day} in {lake_dir}")
-    start = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
-    in_day = (ds.field(c.TS) >= pa.scalar(start, pa.timestamp("us", "UTC"))) & (
-        ds.field(c.TS) < pa.scalar(start + timedelta(days=1), pa.timestamp("us", "UTC"))
+    in_day = (ds.field(c.TS) >= pa.scalar(day_start(day), pa.timestamp("us", "UTC"))) & (
+        ds.field(c.TS) < pa.scalar(day_end(day), pa.timestamp("us", "UTC"))
     )
     cols = [c.REQUEST_ID, c.VIEWER_ID, c.POST_ID, c.POSITION, c.SURFACE, c.SOURCE, c.TS]
     impressions = _read(lake_dir, "impressions", _days_from(day, 2), cols, in_day)

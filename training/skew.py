@@ -21,7 +21,6 @@ import tempfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from feast import FeatureStore
 
 from data import columns as c
 from data import lake
+from data.days import day_end, day_start, days_after
 from features.retrieval import historical_features
 from features.tables import EVENT_TIMESTAMP
 
@@ -124,11 +124,6 @@ class SkewReport:
 
 
 # --- what was served ------------------------------------------------------------------------------
-def _day_bounds(day: str) -> tuple[datetime, datetime]:
-    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=timezone.utc)
-    return start, start + timedelta(days=1)
-
-
 def _read(lake_dir: Path, log: str, days: list[str], columns: list[str], filt=None) -> pd.DataFrame:
     files = [str(f) for d in days if (lake.partition_dir(lake_dir, log, d) / "_SUCCESS").exists()
              for f in sorted(lake.partition_dir(lake_dir, log, d).glob("*.parquet"))]
@@ -141,12 +136,12 @@ def served_impressions(lake_dir: Path, day: str, cfg: SkewConfig) -> tuple[pd.Da
     """Impressions of `day` (by their time; late rows land a day later) that a model scored, with
     their author, sampled by whole requests: (rows, rows left out by reason, scored rows before
     sampling)."""
-    start, end = _day_bounds(day)
+    start, end = day_start(day), day_end(day)
     unit = pa.timestamp("us", "UTC")
     in_day = (ds.field(c.TS) >= pa.scalar(start, unit)) & (ds.field(c.TS) < pa.scalar(end, unit))
     scored = in_day & ds.field(c.FEATURES).is_valid() & ds.field(c.MODEL_VERSION).is_valid()
     cols = [c.REQUEST_ID, c.VIEWER_ID, c.POST_ID, c.TS, c.MODEL_VERSION, c.FEATURES]
-    rows = _read(lake_dir, "impressions", [day, (end.date()).isoformat()], cols, scored)
+    rows = _read(lake_dir, "impressions", [day, days_after(day, 1)], cols, scored)
     rows = rows.drop_duplicates([c.REQUEST_ID, c.POST_ID])
     skipped: dict[str, int] = {}
     labelled = rows[c.MODEL_VERSION].astype(str).str.match(MODEL_LABEL.pattern)

@@ -9,7 +9,6 @@ trained is reported and the other can still be the challenger.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from pathlib import Path
 
 import lightgbm as lgb
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from data import columns as c
+from data.days import days_before
 from training import metrics
 from training.config import TrainingConfig
 from training.dataset import example_days, feature_columns, read_examples
@@ -26,11 +26,9 @@ from training.models import LAMBDARANK, VALUE_MODEL, Ranker, train_heads, train_
 
 
 def split_days(test_day: str, train_days: int) -> dict[str, list[str]]:
-    t = date.fromisoformat(test_day)
-    day = lambda k: (t - timedelta(days=k)).isoformat()  # noqa: E731
     return {
-        "train": [day(k) for k in range(train_days + 1, 1, -1)],
-        "valid": [day(1)],
+        "train": [days_before(test_day, k) for k in range(train_days + 1, 1, -1)],
+        "valid": [days_before(test_day, 1)],
         "test": [test_day],
     }
 

@@ -23,8 +23,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, field, fields
-from datetime import date, timedelta
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,68 +36,15 @@ from implicit.nearest_neighbours import bm25_weight
 from threadpoolctl import threadpool_limits
 
 from candidate_gen.config import CandidateConfig
+from candidate_gen.explore.configs import EmbeddingConfig
 from candidate_gen.lake_reader import read_days, to_ms
 from data import columns as c
+from data.days import DAY_MS, day_end_ms, days_before
 
 ENGAGEMENTS = "engagements"
 INDEX_FILE, VIEWER_IDS, VIEWER_VECTORS, AUTHOR_IDS, META = (
     "authors.faiss", "viewer_ids.npy", "viewer_vectors.npy", "author_ids.npy", "meta.json"
 )
-# Per-type weight of an engagement in a (viewer, author) pair's confidence. A dwell row is logged for
-# any examined post (> 2 s), so a short one counts little and a long one (>= LONG_DWELL_MS) half a
-# like; hides and reports subtract, and a pair whose net weight is not positive is left out.
-DEFAULT_WEIGHTS = {
-    "like": 1.0, "comment": 2.0, "share": 2.0, "save": 1.5, "profile_visit": 1.0,
-    "long_dwell": 0.5, "dwell": 0.1, "hide": -1.0, "report": -3.0,
-}
-
-
-@dataclass(frozen=True)
-class EmbeddingConfig:
-    """The [embeddings] section of candidate_gen/config.toml (training, index and source knobs)."""
-
-    window_days: int = 28  # engagements landed in the last N days, up to and including `day`
-    half_life_days: float = 14.0  # older engagements count less (0: no decay)
-    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    scaling: str = "bm25"  # confidence from the weighted pair matrix: bm25 | log | none
-    bm25_k1: float = 100.0
-    bm25_b: float = 0.8
-    min_author_viewers: int = 2  # an author engaged by fewer distinct viewers is not indexed
-    factors: int = 32  # 16-128 tried: 64+ recall less; 16 a little more but is closer to popularity
-    iterations: int = 15
-    regularization: float = 0.05
-    alpha: float = 20.0  # confidence = alpha * scaled weight (1, 5, 20, 50 tried)
-    normalize_authors: bool = False  # True: cosine (see the module docstring for why not)
-    seed: int = 7
-    num_threads: int = 2
-    index: str = "flat"  # flat | hnsw (see docs in `build_author_index`)
-    hnsw_m: int = 32
-    hnsw_ef_construction: int = 200
-    hnsw_ef_search: int = 128
-    # --- the source ---
-    nearest_authors: int = 100  # M: not-followed authors taken per request
-    posts_per_author: int = 3  # recent posts read from each of them
-    viewer_ttl_days: float = 3.0  # a published viewer vector outlives a few missed daily runs
-    publish_batch: int = 2000  # SETs per pipeline round trip
-
-    @property
-    def viewer_ttl_s(self) -> int:
-        return int(self.viewer_ttl_days * 86_400)
-
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> EmbeddingConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(section) - known
-        if unknown:
-            raise ValueError(f"unknown [embeddings] settings: {sorted(unknown)}")
-        values = dict(section)
-        if "weights" in values:  # a partial table overrides only the types it names
-            values["weights"] = {**DEFAULT_WEIGHTS, **values["weights"]}
-        return cls(**values)
-
-    @classmethod
-    def of(cls, cfg: CandidateConfig) -> EmbeddingConfig:
-        return cls.from_section(cfg.section("embeddings"))
 
 
 class NothingToLearn(ValueError):
@@ -159,10 +105,6 @@ class EmbeddingModel:
         return ids[keep][:k], sims[keep][:k]
 
 
-def _first_day(day: str, window_days: int) -> str:
-    return (date.fromisoformat(day) - timedelta(days=window_days - 1)).isoformat()
-
-
 def pair_weights(engagements: pd.DataFrame, day: str, conf: EmbeddingConfig) -> pd.DataFrame:
     """(viewer_id, author_id, weight): each pair's net weighted engagement, positive pairs only."""
     e = engagements[engagements[c.VIEWER_ID] != engagements[c.AUTHOR_ID]]
@@ -171,8 +113,7 @@ def pair_weights(engagements: pd.DataFrame, day: str, conf: EmbeddingConfig) -> 
     )
     weight = kind.map(conf.weights).fillna(0.0).to_numpy(dtype=np.float64)
     if conf.half_life_days > 0:
-        end_ms = pd.Timestamp(day, tz="UTC").value // 1_000_000 + 86_400_000
-        age_days = np.maximum(end_ms - to_ms(e[c.TS]).to_numpy(), 0) / 86_400_000
+        age_days = np.maximum(day_end_ms(day) - to_ms(e[c.TS]).to_numpy(), 0) / DAY_MS
         weight = weight * np.exp2(-age_days / conf.half_life_days)
     frame = pd.DataFrame(
         {c.VIEWER_ID: e[c.VIEWER_ID].to_numpy(), c.AUTHOR_ID: e[c.AUTHOR_ID].to_numpy(), "weight": weight}
@@ -250,7 +191,7 @@ def train_embeddings(lake_dir: Path, day: str, cfg: CandidateConfig) -> Embeddin
     conf = EmbeddingConfig.of(cfg)
     started = time.perf_counter()
     cols = [c.VIEWER_ID, c.AUTHOR_ID, c.TYPE, c.VALUE, c.TS]
-    engagements = read_days(Path(lake_dir), ENGAGEMENTS, _first_day(day, conf.window_days), day, cols)
+    engagements = read_days(Path(lake_dir), ENGAGEMENTS, days_before(day, conf.window_days - 1), day, cols)
     read_s = time.perf_counter() - started
     try:
         model = fit_embeddings(engagements, day, conf)

@@ -18,36 +18,23 @@ of the day itself (already cut at the end of the day).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
 import redis
 
-from candidate_gen.config import DAY_MS, CandidateConfig
-from candidate_gen.explore.trending import (
-    TS_MS,
-    BatchedPipeline,
-    as_of,
-    config_from_section,
-    day_end_ms,
-    event_weights,
-    grouped,
-    live_posts,
-    lookback_first_day,
-    post_members,
-    read_engagements,
-    read_posts,
-    require_day,
-    top_per_group,
-    zadd_args,
-)
+from candidate_gen.config import CandidateConfig
+from candidate_gen.explore.configs import SocialConfig
+from candidate_gen.explore.frames import as_of, event_weights, live_posts, top_per_group
+from candidate_gen.explore.lake_reads import TS_MS, lookback_first_day, read_engagements, read_posts, require_day
+from candidate_gen.explore.redis_writer import BatchedPipeline, grouped, post_members, zadd_args
 from candidate_gen.keys import Keys
 from candidate_gen.records import member
+from candidate_gen.scripts import LUA_DIR
 from data import columns as c
+from data.days import day_end_ms
 from data.vocabulary import load_vocabulary
 
 # Positive engagements: any weight > 0 marks one (a short dwell weighs 0: it is not one). Roles from
@@ -55,36 +42,6 @@ from data.vocabulary import load_vocabulary
 POSITIVE = {t: 1.0 for t in load_vocabulary().names_with_role("positive", "dwell")}
 NEGATIVE = {t: 1.0 for t in load_vocabulary().names_with_role("negative")}
 SCORE = "engagement_score_decayed"
-
-
-@dataclass(frozen=True)
-class SocialConfig:
-    engaged_days: float = 3.0  # how long an engagement stays a social signal
-    engaged_cap: int = 50  # newest engaged posts kept per user
-    affinity_n: int = 20  # top-affinity authors kept per viewer
-    affinity_ttl_days: float = 2.0  # a viewer missing from later snapshots loses the set by then
-    # Read side (SocialSource): followees sampled (top-affinity ones first), top-affinity accounts
-    # read, and engaged posts read per account.
-    followee_sample: int = 50
-    affinity_accounts: int = 20
-    per_account: int = 20
-
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> SocialConfig:
-        return config_from_section(cls, section)
-
-    @property
-    def engaged_ms(self) -> int:
-        return int(self.engaged_days * DAY_MS)
-
-    @property
-    def engaged_ttl_s(self) -> int:
-        # An idle user's set holds nothing usable once its newest entry is older than the window.
-        return int(self.engaged_days * 86_400)
-
-    @property
-    def affinity_ttl_s(self) -> int:
-        return int(self.affinity_ttl_days * 86_400)
 
 
 # --- pure frame computations -----------------------------------------------------------------------
@@ -145,16 +102,7 @@ def read_affinity(lake_dir: Path, day: str) -> pd.DataFrame:
 
 # Merge engagements into one user's set in one step: newer times win (ZADD GT), hidden posts go,
 # then entries older than the cutoff and all but the newest `cap`, and the TTL restarts.
-# KEYS[1] the set; ARGV: cutoff_ms, cap, ttl_s, n_drop, n_drop members, then score, member pairs.
-_MERGE_ENGAGED = """
-local key, cap, n_drop = KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[4])
-if n_drop > 0 then redis.call('ZREM', key, unpack(ARGV, 5, 4 + n_drop)) end
-if #ARGV > 4 + n_drop then redis.call('ZADD', key, 'GT', unpack(ARGV, 5 + n_drop)) end
-redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. ARGV[1])
-redis.call('ZREMRANGEBYRANK', key, 0, -(cap + 1))
-redis.call('EXPIRE', key, ARGV[3])
-return redis.call('ZCARD', key)
-"""
+_MERGE_ENGAGED = (LUA_DIR / "merge_engaged.lua").read_text()
 
 
 def record_engagement(client: redis.Redis, keys: Keys, viewer_id: int, post_id: int, author_id: int,
@@ -204,7 +152,7 @@ def build_social(lake_dir: Path, day: str, client: redis.Redis, cfg: CandidateCo
     e_lo, e_hi = np.searchsorted(e_viewers, users, "left"), np.searchsorted(e_viewers, users, "right")
     h_lo, h_hi = np.searchsorted(h_viewers, users, "left"), np.searchsorted(h_viewers, users, "right")
     with BatchedPipeline(client) as cmd:
-        merge = cmd.load(_MERGE_ENGAGED)
+        merge = client.register_script(_MERGE_ENGAGED)
         # Sets are capped at engaged_cap (<= a few hundred) members: well within Lua's unpack limit.
         for u, a, b, x, y in zip(users.tolist(), e_lo.tolist(), e_hi.tolist(), h_lo.tolist(), h_hi.tolist(),
                                  strict=True):

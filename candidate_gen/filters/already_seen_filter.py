@@ -18,7 +18,7 @@ from candidate_gen.records import Candidate
 
 class AlreadySeenFilter:
     name = "already_seen"
-    needs_state = False  # fail open
+    fails_closed = False  # a repeat is not a leak: without the seen set, keep
 
     def __init__(self, cfg: CandidateConfig):
         self.keys = cfg.keys

@@ -1,6 +1,6 @@
 """What every filter is, and how a chain of them runs with one Redis round trip.
 
-A filter is a small class with a `name` and three steps:
+A filter is a small class with a `name`, whether it `fails_closed`, and three steps:
 - `prepare(pipe, viewer_id, candidates)` queues the Redis reads it needs on a shared pipeline
   (nothing for filters that need no state, e.g. own posts, max age) and says how many;
 - `decode(candidates, replies)` turns its replies into its state (e.g. the set of deleted ids);
@@ -11,7 +11,8 @@ A filter is a small class with a `name` and three steps:
 first, and counts removals per reason so totals reconcile (kept + removed = input).
 
 Privacy filters fail closed: when their state cannot be read they remove what they cannot clear
-(reason `<filter>_unavailable`); the already-seen filter fails open (a repeat is not a leak).
+(reason `<filter>_unavailable`); the already-seen and mute filters fail open (a repeat is not a
+leak, a mute is a preference).
 Because failing closed empties a page, a failed read is tried again (`attempts`): the second try
 always, later ones only while the caller's `time_left_ms` says its budget lasts. Retries may go
 through their own client (`retry_client`) with a longer socket timeout: a reply later than the
@@ -40,6 +41,7 @@ class FilterResult:
 
 class CandidateFilter(Protocol):
     name: str
+    fails_closed: bool  # with state=None, `apply` removes what it cannot clear (privacy)
 
     def prepare(self, pipe: Any, viewer_id: int, candidates: list[Candidate]) -> int:
         """Queue reads on `pipe`; return how many commands were queued."""
@@ -68,7 +70,7 @@ class ChainResult:
     kept: list[Candidate]
     removed: list[tuple[Candidate, str]]
     counts: Counter  # reason -> number removed
-    degraded: list[str]  # filters whose state could not be read
+    degraded: list[str]  # fail-closed filters whose state could not be read (they removed what they could not clear)
     retries: int = 0  # reads tried again after a Redis error
 
     @property
@@ -104,7 +106,7 @@ class FilterChain:
         if states is None:
             # No state: each filter decides (privacy filters fail closed, the seen filter open).
             states = [None] * len(self.filters)
-            degraded = [f.name for f in self.filters if getattr(f, "needs_state", False)]
+            degraded = [f.name for f in self.filters if f.fails_closed]
         kept = list(candidates)
         removed: list[tuple[Candidate, str]] = []
         for f, state in zip(self.filters, states, strict=True):

@@ -12,7 +12,7 @@ from candidate_gen.records import Candidate
 
 class BlockedAuthorFilter:
     name = "blocked"
-    needs_state = True
+    fails_closed = True  # without its state, remove what it cannot clear
 
     def __init__(self, cfg: CandidateConfig):
         self.keys = cfg.keys

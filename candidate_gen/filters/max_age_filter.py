@@ -16,7 +16,7 @@ from candidate_gen.records import Candidate
 
 class MaxAgeFilter:
     name = "too_old"
-    needs_state = False
+    fails_closed = False  # reads no state
 
     def __init__(self, cfg: CandidateConfig):
         self.max_age_ms = cfg.feed.max_age_ms

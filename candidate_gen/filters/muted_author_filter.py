@@ -12,7 +12,7 @@ from candidate_gen.records import Candidate
 
 class MutedAuthorFilter:
     name = "muted"
-    needs_state = False
+    fails_closed = False  # a mute is a preference: without the mutes, keep
 
     def __init__(self, cfg: CandidateConfig):
         self.keys = cfg.keys

@@ -10,7 +10,7 @@ from candidate_gen.records import Candidate
 
 class OwnPostFilter:
     name = "own_post"
-    needs_state = False
+    fails_closed = False  # reads no state
 
     def prepare(self, pipe: Any, viewer_id: int, candidates: list[Candidate]) -> int:
         return 0

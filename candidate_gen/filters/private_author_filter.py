@@ -15,7 +15,7 @@ from candidate_gen.records import Candidate
 
 class PrivateAuthorFilter:
     name = "private"
-    needs_state = True
+    fails_closed = True  # without its state, remove what it cannot clear
 
     def __init__(self, cfg: CandidateConfig):
         self.keys = cfg.keys

@@ -19,9 +19,10 @@ from typing import Any
 import faiss
 
 from candidate_gen.config import CandidateConfig
-from candidate_gen.explore.embeddings import EmbeddingConfig, EmbeddingModel
+from candidate_gen.explore.configs import EmbeddingConfig
+from candidate_gen.explore.embeddings import EmbeddingModel
 from candidate_gen.ranges import RangeReader
-from candidate_gen.records import Candidate, parse_member
+from candidate_gen.records import Candidate, parse_members
 from candidate_gen.sources.base import SourceDisabled, SourceRequest
 
 ModelRef = EmbeddingModel | Callable[[], EmbeddingModel | None] | None
@@ -61,10 +62,10 @@ class EmbeddingSource:
         keys = [self.keys.author_posts(a) for a in authors.tolist()]
         posts = self.ranges.newest(keys, request.now_ms, request.now_ms - self.max_age_ms, self.conf.posts_per_author)
         # Built directly (not candidates_from_zset + _replace): a fifth of fetch time at 300 posts.
-        out = []
-        for sim, rows in zip(sims.tolist(), posts, strict=True):
-            for stored, created_ms in rows:
-                post, author = parse_member(stored)
-                out.append(Candidate(post, author, int(created_ms), self.name, sim))
+        found = [(sim, stored, created_ms) for sim, rows in zip(sims.tolist(), posts, strict=True)
+                 for stored, created_ms in rows]
+        post_ids, author_ids = parse_members([stored for _, stored, _ in found])
+        out = [Candidate(post, author, int(created_ms), self.name, sim)
+               for (sim, _, created_ms), post, author in zip(found, post_ids, author_ids, strict=True)]
         out.sort(key=lambda cand: (-cand.score, -cand.created_ms))  # most similar author, then newest
         return out[: self.config.cap]

@@ -12,7 +12,7 @@ import threading
 import redis
 
 from candidate_gen.config import CandidateConfig
-from candidate_gen.explore.trending import PopularConfig
+from candidate_gen.explore.configs import PopularConfig
 from candidate_gen.records import Candidate, candidates_from_zset
 from candidate_gen.sources.base import SourceRequest
 

@@ -16,12 +16,11 @@ import random
 import redis
 
 from candidate_gen.config import CandidateConfig
-from candidate_gen.explore.social import SocialConfig
+from candidate_gen.explore.configs import SocialConfig
 from candidate_gen.ranges import RangeReader
-from candidate_gen.records import Candidate, parse_member
+from candidate_gen.records import Candidate, parse_members
 from candidate_gen.sources.base import SourceRequest
-
-HOUR_MS = 3_600_000
+from data.days import HOUR_MS
 
 
 class SocialSource:
@@ -69,8 +68,8 @@ class SocialSource:
                     entry[0] += 1
                     entry[1] = max(entry[1], ts)
         out = []
-        for raw, (count, latest) in seen.items():
-            post, author = parse_member(raw)
+        posts, authors = parse_members(list(seen))
+        for (count, latest), post, author in zip(seen.values(), posts, authors, strict=True):
             if author == viewer or author in following:
                 continue
             out.append((-count, -latest, -post, Candidate(post, author, 0, self.name, float(count))))

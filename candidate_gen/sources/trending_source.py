@@ -11,7 +11,7 @@ from __future__ import annotations
 import redis
 
 from candidate_gen.config import CandidateConfig
-from candidate_gen.explore.trending import TrendingConfig
+from candidate_gen.explore.configs import TrendingConfig
 from candidate_gen.records import Candidate, candidates_from_zset
 from candidate_gen.sources.base import SourceRequest
 

@@ -12,16 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data.days import DAY_MS, HOUR_MS, MINUTE_MS
 from data.world.config import WorldConfig
 from data.world.graph import Users, sample_topics
-from data.world.util import (
-    DAY_MS,
-    HOUR_MS,
-    MINUTE_MS,
-    local_to_utc_in_day,
-    rng_for,
-    sample_local_ms,
-)
+from data.world.util import local_to_utc_in_day, rng_for, sample_local_ms
 
 TOPICS = (
     "food",

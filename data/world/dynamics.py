@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from data.days import DAY_MS, HOUR_MS, MINUTE_MS
 from data.world.accumulator import HIDE, REPORT, DayAccumulator
 from data.world.config import WorldConfig
 from data.world.graph import (
@@ -28,9 +29,6 @@ from data.world.graph import (
 )
 from data.world.truth import PairState
 from data.world.util import (
-    DAY_MS,
-    HOUR_MS,
-    MINUTE_MS,
     first_occurrence,
     in_set,
     isin_sorted,

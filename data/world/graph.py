@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data.days import DAY_MS
 from data.world.config import WorldConfig
 from data.world.util import (
-    DAY_MS,
     first_occurrence,
     in_set,
     isin_sorted,

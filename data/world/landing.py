@@ -21,8 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data.contracts import CONTRACTS, LOG_TYPES
+from data.days import DAY_MS, day_start_ms
 from data.world.config import DIRT_KINDS, MALFORMED_KINDS, DirtRates
-from data.world.util import DAY_MS, day_ms, format_ts, rng_for
+from data.world.util import format_ts, rng_for
 
 EVENT_LOGS = ("engagements", "impressions")
 # Which malformed kinds make sense for which log (users have no enums or references).
@@ -142,7 +143,7 @@ def _corrupt(kind: str, log: str, line: str, rng: np.random.Generator, landing_d
         col = list(options)[int(rng.integers(len(options)))]
         row[col] = options[col][int(rng.integers(len(options[col])))]
     elif kind == "ts_in_future":
-        ms = day_ms(landing_day) + int(rng.integers(2, 30)) * DAY_MS + int(rng.integers(0, DAY_MS))
+        ms = day_start_ms(landing_day) + int(rng.integers(2, 30)) * DAY_MS + int(rng.integers(0, DAY_MS))
         row[contract.time_column] = format_ts(np.array([ms]))[0].as_py()
     elif kind == "unknown_reference":
         row[UNKNOWN_REFERENCE_COLUMN[log]] = UNKNOWN_ID_BASE + int(rng.integers(0, 1_000_000_000))

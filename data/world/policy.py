@@ -18,12 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data.days import DAY_MS, HOUR_MS
 from data.world.config import WorldConfig
 from data.world.content import Posts
 from data.world.graph import GraphState, Users
 from data.world.util import (
-    DAY_MS,
-    HOUR_MS,
     csr,
     expand,
     first_occurrence,

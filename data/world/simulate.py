@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from data.columns import BLOCK_ACTIONS, FOLLOW_ACTIONS, WORLD_SEED, WORLD_START
 from data.contracts import LOG_TYPES
+from data.days import DAY_MS, day_start_ms
 from data.world.accumulator import DayAccumulator
 from data.world.config import WORLD_CONFIGS, WorldConfig
 from data.world.content import Posts, make_posts
@@ -49,7 +50,7 @@ from data.world.truth_files import (
     write_pair_state,
     write_static,
 )
-from data.world.util import DAY_MS, day_ms, rng_for, sorted_union, unique_sorted
+from data.world.util import rng_for, sorted_union, unique_sorted
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class _World:
         self.cfg, self.seed, self.truth_dir = cfg, seed, truth
         _reset_landing(landing)
         reset_truth(truth)
-        self.start_ms = day_ms(WORLD_START)
+        self.start_ms = day_start_ms(WORLD_START)
         self.days = [WORLD_START + timedelta(days=d) for d in range(cfg.days)]
         self.users: Users = make_users(cfg, seed, self.start_ms)
         self.posts: Posts = make_posts(cfg, self.users, seed, self.start_ms)

@@ -44,7 +44,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data import columns as c
-from data.world.util import DAY_MS, day_ms, lookup, pair_key, sigmoid, sorted_union
+from data.days import DAY_MS, day_start_ms
+from data.world.util import lookup, pair_key, sigmoid, sorted_union
 
 ACTIONS = ("like", "comment", "share", "save", "profile_visit", "long_dwell", "hide", "report")
 POSITIVE_ACTIONS = ACTIONS[:6]
@@ -276,7 +277,7 @@ class TruthModel:
     ):
         self.users, self.posts = users, posts
         self.start, self.n_days = start, n_days
-        self.start_ms = day_ms(start)
+        self.start_ms = day_start_ms(start)
         self._states: OrderedDict[int, PairState] = OrderedDict(pair_states or {})
         self._dir = truth_dir
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import zlib
-from datetime import UTC, date, datetime
 
 import numpy as np
 import pyarrow as pa
 
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
-MINUTE_MS = 60_000
+from data.days import DAY_MS, HOUR_MS, MINUTE_MS
 
 
 # --- randomness -------------------------------------------------------------------------------
@@ -26,11 +23,6 @@ def rng_for(seed: int, stream: str, *keys: int) -> np.random.Generator:
 
 
 # --- time --------------------------------------------------------------------------------------
-def day_ms(d: date) -> int:
-    """Epoch milliseconds of 00:00 UTC on day `d`."""
-    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
-
-
 def _fixed_width_strings(chars: np.ndarray) -> pa.StringArray:
     """(n, w) uint8 ASCII matrix -> arrow strings, without a Python object per row."""
     n, w = chars.shape

@@ -8,10 +8,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from data import columns as c
+from data.days import day_end
 from features.celebrity import CelebrityRule
 from features.jobs.inputs import (
     age_days,
-    day_end,
     follow_edges,
     latest_users,
     read_upto,

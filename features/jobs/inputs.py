@@ -10,7 +10,6 @@ still a missing input (D's ingest has not run): an error naming it.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -19,20 +18,13 @@ from pyspark.sql import functions as F
 from data import columns as c
 from data import lake
 from data.contracts import CONTRACTS
+from data.days import DAY_S, day_end, days_before
 from data.spark import lake_schema, read_lake
 from features.optional_logs import absent
-
-SECONDS_PER_DAY = 86_400.0
 
 
 class MissingInputError(Exception):
     """A feature partition whose lake inputs are not there: the message names them."""
-
-
-def day_end(day: str) -> datetime:
-    """The snapshot time of day D: the end of D, UTC."""
-    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=timezone.utc)
-    return start + timedelta(days=1)
 
 
 def require_partitions(lake_dir: Path, day: str, logs: tuple[str, ...]) -> None:
@@ -50,7 +42,7 @@ def read_upto(spark: SparkSession, lake_dir: Path, log: str, day: str, lookback_
     """Rows of `log` landed on days (day - lookback_days, day], dated before the end of `day`."""
     days = [d for d in lake.partition_days(lake_dir, log) if d <= day]
     if lookback_days is not None:
-        first = (date.fromisoformat(day) - timedelta(days=lookback_days)).isoformat()
+        first = days_before(day, lookback_days)
         days = [d for d in days if d > first]
     frame = read_lake(spark, lake_dir, log, days)
     if frame is None and absent(lake_dir, log):
@@ -64,7 +56,7 @@ def read_upto(spark: SparkSession, lake_dir: Path, log: str, day: str, lookback_
 def age_days(ts_column: str, day: str):
     """Age in days of a timestamp at the snapshot time."""
     end_s = day_end(day).timestamp()
-    return (F.lit(end_s) - F.unix_timestamp(F.col(ts_column))) / SECONDS_PER_DAY
+    return (F.lit(end_s) - F.unix_timestamp(F.col(ts_column))) / DAY_S
 
 
 def latest_users(spark: SparkSession, lake_dir: Path, day: str) -> DataFrame:

@@ -9,8 +9,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from data import columns as c
+from data.days import day_end
 from features.jobs.author import RATED
-from features.jobs.inputs import age_days, day_end, live_posts, read_upto, require_partitions
+from features.jobs.inputs import age_days, live_posts, read_upto, require_partitions
 from features.jobs.relationship import counted_type
 from features.storage import read_feature_partition
 from features.tables import AUTHOR, EVENT_TIMESTAMP, POST

@@ -12,7 +12,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from data import columns as c
-from features.jobs.inputs import age_days, day_end, follow_edges, read_upto, require_partitions
+from data.days import day_end
+from features.jobs.inputs import age_days, follow_edges, read_upto, require_partitions
 from features.tables import (
     COUNTED_TYPES,
     DECAY_HALF_LIFE_DAYS,

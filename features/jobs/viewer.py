@@ -8,8 +8,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from data import columns as c
+from data.days import day_end
 from features.jobs.author import impressions_with_posts
-from features.jobs.inputs import age_days, day_end, latest_users, read_upto, require_partitions
+from features.jobs.inputs import age_days, latest_users, read_upto, require_partitions
 from features.tables import EVENT_TIMESTAMP, VIEWER
 
 WINDOW_DAYS = 7

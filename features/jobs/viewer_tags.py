@@ -11,7 +11,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from data import columns as c
-from features.jobs.inputs import age_days, day_end, read_upto, require_partitions
+from data.days import day_end
+from features.jobs.inputs import age_days, read_upto, require_partitions
 from features.jobs.relationship import _decay_weight as type_weight
 from features.jobs.tags import l2_normalised, post_tag_vectors
 from features.tables import EVENT_TIMESTAMP, VIEWER_TAGS

@@ -30,6 +30,7 @@ from feast.infra.key_encoding_utils import (
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
+from data.days import DAY_S
 from features.online.layout import DEFAULT_NAMESPACE, PackedViewLayout
 
 logger = logging.getLogger(__name__)
@@ -325,7 +326,7 @@ def _epoch_us(ts: datetime | None) -> int:
         return 0
     ts = _aware(ts)
     delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (delta.days * DAY_S + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _aware(ts: datetime) -> datetime:

@@ -22,9 +22,9 @@ from features.tables import POST_TAGS, VIEWER_TAGS
 
 ON_DEMAND_VIEW = "request_features"
 AGE_AT_REQUEST = f"{ON_DEMAND_VIEW}__post_age_hours_at_request"
-IN_NETWORK = f"{ON_DEMAND_VIEW}__in_network"
+IN_NETWORK_FEATURE = f"{ON_DEMAND_VIEW}__in_network"  # 1.0 when the viewer follows the author
 INTEREST_MATCH = f"{ON_DEMAND_VIEW}__interest_match"
-ON_DEMAND = (AGE_AT_REQUEST, IN_NETWORK, INTEREST_MATCH)  # the view's schema order
+ON_DEMAND = (AGE_AT_REQUEST, IN_NETWORK_FEATURE, INTEREST_MATCH)  # the view's schema order
 CREATED_AT = f"{POST_TAGS.name}__posted_at_s"  # known from publication on (see POST_TAGS)
 IS_FOLLOWING = "viewer_author__is_following"
 TAG_VIEWS = (VIEWER_TAGS, POST_TAGS)

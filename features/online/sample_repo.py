@@ -22,6 +22,7 @@ from feast.types import Bool, Float32, Float64, Int32, Int64, String
 from feast.value_type import ValueType
 
 from data.columns import AUTHOR_ID, POST_ID, VIEWER_ID
+from data.days import DAY_S
 from features.store import redis_connection_string
 
 SERVICE = "ranking_v1"
@@ -193,7 +194,7 @@ def sample_rows(
     n_keys = len(next(iter(keys.values())))
     n = n_keys * rows_per_entity
     frame = pd.DataFrame({k: np.tile(np.asarray(v, dtype=np.int64), rows_per_entity) for k, v in keys.items()})
-    offsets = rng.uniform(0, 30 * 86_400, size=n)
+    offsets = rng.uniform(0, 30 * DAY_S, size=n)
     ts = pd.Timestamp(end) - pd.to_timedelta(offsets, unit="s")
     frame[EVENT_TS] = ts.floor("us")
     frame[CREATED_TS] = frame[EVENT_TS]

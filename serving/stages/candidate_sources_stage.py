@@ -5,7 +5,8 @@ order; a group of several sources gives each a share of the group's size in prop
 interleaving: the whole pool is scored, so only *which* candidates enter matters (candidate_gen.blend's
 round-robin costs ~2 ms of Python a request for an order nobody reads).
 
-Home = [in-network sources as they come] + [Explore sources blended to `explore_candidates`];
+Home = [in-network sources as they come] + [out-of-network (Explore) sources blended to
+`out_of_network_candidates`];
 Explore = [Explore sources blended to `candidates`]. A failed or slow source is reported in the
 response (`degraded["sources.<name>"]`) and contributes nothing, unless every source came back empty:
 then the late ones are waited for within the remaining budget (at least `late_min_wait_ms`).

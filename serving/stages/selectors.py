@@ -1,9 +1,10 @@
 """Selectors: which scored candidates fill the page, in which order.
 
-`TopKSelector`: the `limit` best. `HomeMixSelector`: the best first, suggested (Explore) posts up
-to `explore_share` of the page; when the viewer's network has nothing more, the page is filled with
-suggestions (if `fill`). `RankAllSelector` (/v1/rank): every candidate, best first. With no scores
-at all (scoring failed beyond its fallback) every selector serves newest first.
+`TopKSelector`: the `limit` best. `HomeMixSelector`: the best first, out-of-network posts (the
+Explore sources' suggestions) up to `out_of_network_share` of the page; when the viewer's network
+has nothing more, the page is filled with them (if `fill`). `RankAllSelector` (/v1/rank): every
+candidate, best first. With no scores at all (scoring failed beyond its fallback) every selector
+serves newest first.
 """
 
 from __future__ import annotations
@@ -41,21 +42,21 @@ class RankAllSelector(TopKSelector):
 
 
 class HomeMixSelector(TopKSelector):
-    def __init__(self, explore_share: float, fill: bool):
-        self.explore_share, self.fill = explore_share, fill
+    def __init__(self, out_of_network_share: float, fill: bool):
+        self.out_of_network_share, self.fill = out_of_network_share, fill
 
     def run(self, query: FeedQuery, state: FeedState) -> None:
         order = _order(state)
-        max_explore = math.floor(self.explore_share * query.limit)
-        picked, explore, overflow = [], 0, []
+        max_oon = math.floor(self.out_of_network_share * query.limit)
+        picked, oon, overflow = [], 0, []
         for i in order.tolist():
             if len(picked) == query.limit:
                 break
             if state.candidates[i].source in IN_NETWORK_SOURCES:
                 picked.append(i)
-            elif explore < max_explore:
+            elif oon < max_oon:
                 picked.append(i)
-                explore += 1
+                oon += 1
             else:
                 overflow.append(i)
         if self.fill and len(picked) < query.limit:  # the network ran dry: suggestions fill the page

@@ -8,12 +8,13 @@ import redis
 
 from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.embeddings import load
-from candidate_gen.rebuild import _day_end_ms, active_viewers
+from candidate_gen.rebuild import active_viewers
 from candidate_gen.sources.base import OK, SourceRequest, run_sources
 from candidate_gen.sources.embedding_source import EmbeddingSource
 from candidate_gen.sources.in_network_source import InNetworkSource
 from candidate_gen.sources.popular_source import PopularSource
 from candidate_gen.sources.trending_source import TrendingSource
+from data.days import day_end_ms
 from pipelines.defs.candidates.assets import (
     candidates_embeddings,
     candidates_fanout,
@@ -47,7 +48,7 @@ def test_candidate_assets_build_state_the_sources_serve(tiny_lake, redis_server)
     model = load(settings.home / "candidates" / "embeddings" / f"dt={days[-1]}")
     sources = [InNetworkSource(client, cfg), TrendingSource(client, cfg),
                EmbeddingSource(client, cfg, model), PopularSource(client, cfg)]
-    now = _day_end_ms(days[-1])
+    now = day_end_ms(days[-1])
     viewers = active_viewers(settings.lake_dir, days[-1], 1)[:30]
     got = {s.name: 0 for s in sources}
     for v in map(int, viewers):

@@ -1,4 +1,4 @@
-"""Transient slowness must not empty a page (issue 13, part 3), against a real Valkey with the
+"""Transient slowness must not empty a page, against a real Valkey with the
 fault injected: a privacy read that failed is tried again within the request's budget (before, one
 30 ms timeout removed every candidate: privacy fails closed), and sources that were only late are
 waited for when nothing else came back (before, the pool was empty)."""

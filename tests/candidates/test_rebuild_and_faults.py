@@ -13,7 +13,8 @@ from candidate_gen.config import FanoutConfig
 from candidate_gen.fanout import FanoutWorker
 from candidate_gen.filters import default_chain
 from candidate_gen.home import HomeCandidateReader
-from candidate_gen.rebuild import _day_end_ms, active_viewers, rebuild_all, rebuild_viewer
+from candidate_gen.rebuild import active_viewers, rebuild_all, rebuild_viewer
+from data.days import day_end_ms
 from data.redis_server import EmbeddedRedis
 from tests.candidates.helpers import dump, fresh_config
 
@@ -42,7 +43,7 @@ def test_incremental_day_equals_rebuild_through_that_day(redis_server, tiny):
     assert out["feeds_built"] > 0
     assert graph_part(dump(client, step), step.keys.prefix) == graph_part(dump(client, whole), whole.keys.prefix)
     # Home reads agree for viewers active on both days
-    now = _day_end_ms(days[-1])
+    now = day_end_ms(days[-1])
     both = sorted(set(active_viewers(lake_dir, days[-2], step.feed.ttl_days)) & set(active_viewers(lake_dir, days[-1], 1)))
     assert len(both) > 20
     def home(cfg, v):  # a deleted post stays cached until read (tombstone); a rebuild never adds it

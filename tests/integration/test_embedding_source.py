@@ -12,11 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from candidate_gen.config import DAY_MS, CandidateConfig, SourceConfig
+from candidate_gen.config import CandidateConfig, SourceConfig
 from candidate_gen.explore import embeddings as emb
+from candidate_gen.explore.configs import EmbeddingConfig
 from candidate_gen.records import member
 from candidate_gen.sources.base import SourceRequest
 from candidate_gen.sources.embedding_source import EmbeddingSource
+from data.days import DAY_MS
 
 DAY = "2026-10-13"
 NOW_MS = 1_792_000_000_000  # a request time; posts are placed relative to it
@@ -101,7 +103,7 @@ def test_published_vectors_are_the_models_and_expire(world):
     cfg, client, model = world
     raw = client.get(cfg.keys.viewer_embedding(7))
     assert np.array_equal(emb.unpack_vector(raw), model.viewer_vector(7))
-    assert 0 < client.ttl(cfg.keys.viewer_embedding(7)) <= emb.EmbeddingConfig.of(cfg).viewer_ttl_s
+    assert 0 < client.ttl(cfg.keys.viewer_embedding(7)) <= EmbeddingConfig.of(cfg).viewer_ttl_s
 
 
 def test_fetch_returns_recent_posts_of_similar_not_followed_authors(world):

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from data.days import day_end
 from features.feature_repo.definitions import SOURCE_ONLY_PREFIXES
 from features.jobs import author, post, post_tags, relationship, viewer, viewer_tags
-from features.jobs.inputs import day_end
 from features.online.packer import materialize_packed
 from features.online.parity import reader_vs_feast
 from features.online.ranking import RankingFeatureReader

@@ -17,6 +17,7 @@ from candidate_gen.home import HomeCandidateReader
 from candidate_gen.sources.base import DISABLED, SourceRequest, run_sources
 from candidate_gen.sources.embedding_source import EmbeddingSource
 from candidate_gen.viewers import follow_edges, viewers_with_followees
+from data.days import day_end_ms
 from data.settings import Settings
 from pipelines.defs.candidates.assets import (
     candidates_embeddings,
@@ -103,7 +104,7 @@ def test_a_graph_only_export_reaches_the_online_store_and_candidates(graph_only)
     reader = HomeCandidateReader(client, cfg)
     for v in followers.tolist():
         assert client.exists(cfg.keys.feed(v)), v
-        read = reader.read(int(v), now_ms=_day_end_ms(day))
+        read = reader.read(int(v), now_ms=day_end_ms(day))
         assert not read.built and read.candidates, v
 
     # Explore builders: nothing to rank, nothing published, no error
@@ -112,7 +113,7 @@ def test_a_graph_only_export_reaches_the_online_store_and_candidates(graph_only)
     assert "no positive engagements" in out["embeddings"]["disabled"]
     model = load_embeddings(embeddings_dir(resources["candidates_dir"], day))
     assert model.disabled and len(model.author_ids) == 0
-    (outcome,) = run_sources([EmbeddingSource(client, cfg, model)], SourceRequest(int(followers[0]), _day_end_ms(day)))
+    (outcome,) = run_sources([EmbeddingSource(client, cfg, model)], SourceRequest(int(followers[0]), day_end_ms(day)))
     assert outcome.status == DISABLED and "no positive engagements" in outcome.error
 
 
@@ -129,8 +130,3 @@ def test_viewers_with_followees_samples_only_accounts_that_follow_someone(graph_
     assert np.array_equal(some, viewers_with_followees(settings.lake_dir, DAYS[-1], 5))  # same sample
     assert len(viewers_with_followees(settings.lake_dir, "2026-10-01", 5)) == 0  # before any follow
 
-
-def _day_end_ms(day: str) -> int:
-    from candidate_gen.rebuild import _day_end_ms as end
-
-    return end(day)

@@ -1,4 +1,4 @@
-"""The API discloses nothing and changes nothing it shouldn't (issue 13, part 4), through BentoML's
+"""The API discloses nothing and changes nothing it shouldn't, through BentoML's
 own HTTP app in-process on a synthetic social world in real Valkey.
 
 Checked, each a finding of the review: /v1/rank says how many supplied posts it could not rank, not

@@ -14,7 +14,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import date, timedelta
 
 import dagster as dg
 import numpy as np
@@ -22,6 +21,7 @@ import pytest
 import redis
 
 from candidate_gen.rebuild import active_viewers
+from data.days import days_after
 from features.online.ranking import RankingFeatureReader
 from features.store import feature_store
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
@@ -56,7 +56,7 @@ def platform(tiny_lake, redis_server, tmp_path_factory):
         assert set(state.metadata) == {f"candidates/{a}" for a in ("rebuild", "fanout", "trending", "social",
                                                                    "embeddings")}
     home = tmp_path_factory.mktemp("serving")
-    next_day = (date.fromisoformat(days[-1]) + timedelta(days=1)).isoformat()
+    next_day = days_after(days[-1], 1)
     served = replace(settings, redis_url=redis_url, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
                      now=f"{next_day}T00:00:01Z")
     store = feature_store(served, redis_url)
@@ -164,8 +164,8 @@ def test_the_champion_is_swapped_under_load_without_dropping_a_request(platform,
 
 
 def test_an_overloaded_worker_answers_from_the_cheap_path_and_never_with_an_empty_page(platform, app):
-    """Issue 13: at concurrency 8, 89 % of pages were heuristic-ranked after queueing past their
-    budget, some empty. A request that waited past `admission.max_wait_ms`, or that finds
+    """Without admission, at concurrency 8, 89 % of pages were heuristic-ranked after queueing past
+    their budget, some empty. A request that waited past `admission.max_wait_ms`, or that finds
     `max_in_flight` requests in the full pipeline, is answered at once by the cheap path: the
     surface's cheapest sources, newest first, through the same privacy filters, saying so."""
     served, store, names, viewers, versions, _ = platform

@@ -1,4 +1,4 @@
-"""A registry fault is not "no champion" (issue 13, part 2), on a real MLflow SQLite registry.
+"""A registry fault is not "no champion", on a real MLflow SQLite registry.
 
 The registry is broken the way a disk or a volume breaks it: its database file turns to garbage
 (restored afterwards), or the service is pointed at a file that never was a database. (chmod 000

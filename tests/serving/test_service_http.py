@@ -39,7 +39,7 @@ def explore_sets(client: redis.Redis, cfg, posts: list[tuple[int, int]]) -> None
 @pytest.fixture
 def world(redis_server):
     client = redis.Redis.from_url(redis_server.url)
-    cfg = serving_config(home={"explore_share": 0.3})
+    cfg = serving_config(home={"out_of_network_share": 0.3})
     rows = social_world()
     write_world(client, cfg, rows)
     posts = [(r[2], r[3]) for r in rows if r[1] == "post"]
@@ -114,7 +114,7 @@ def test_home_fills_with_suggestions_when_the_network_is_exhausted(world, http_f
     in_net = [i for i in items if i["source"] == "in_network"]
     assert len(in_net) == 5 * 6  # five followees, six posts each
     assert len(items) > len(in_net) + 30  # suggestions beyond the 30 % share: the network ran dry
-    cfg2 = cfg.with_("home", fill_with_explore=False)
+    cfg2 = cfg.with_("home", fill_with_out_of_network=False)
     client.delete(cfg.candidates.keys.seen(2))
     http2 = http_for(build_app(client, cfg2, no_registry(cfg2), now_ms=NOW))
     items2 = http2.post("/v1/feed/home", json={"viewer_id": 2, "limit": 100}).json()["items"]

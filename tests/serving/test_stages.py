@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from candidate_gen.records import Candidate
-from serving.config import ServingConfig
+from serving.config import RenamedKeyError, ServingConfig
 from serving.cursors import BadCursor, PageCursorSigner
 from serving.pipeline import Deadline, FeedQuery, FeedState, RecommendationPipeline, run
 from serving.scoring_model import ScoringModel, lightgbm_model
@@ -157,6 +157,16 @@ def test_config_refuses_unknown_settings_and_merges_candidate_overrides(tmp_path
         ServingConfig.from_dict({"budgets": {}})
     with pytest.raises(ValueError, match="hydration.reader"):
         ServingConfig.from_dict({"hydration": {"reader": "magic"}})
+
+
+def test_config_refuses_a_renamed_key_by_its_new_name():
+    """Home's out-of-network keys were explore_*: a config still using them is told what to write."""
+    with pytest.raises(RenamedKeyError, match="explore_share is now out_of_network_share") as err:
+        ServingConfig.from_dict({"home": {"explore_share": 0.2, "out_of_network_candidates": 400}})
+    assert (err.value.section, err.value.renamed) == ("home", {"explore_share": "out_of_network_share"})
+    assert isinstance(err.value, ValueError)  # callers that catch a bad config still catch it
+    home = ServingConfig.from_dict({"home": {"out_of_network_share": 0.2}}).home
+    assert (home.out_of_network_share, home.out_of_network_candidates) == (0.2, 500)
 
 
 def test_cascade_keeps_enough_of_each_group_for_a_mixed_page(model):

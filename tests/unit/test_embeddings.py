@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from candidate_gen.explore import embeddings as emb
+from candidate_gen.explore.configs import EMBEDDING_WEIGHTS, EmbeddingConfig
 
 DAY = "2026-10-13"
 COMMUNITIES = {"a": (range(1, 31), range(101, 111)), "b": (range(31, 61), range(201, 211))}
@@ -33,9 +34,9 @@ def two_communities(seed: int = 0) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def conf() -> emb.EmbeddingConfig:
+def conf() -> EmbeddingConfig:
     # Two communities need two dimensions; more would memorise this 60-viewer world.
-    return replace(emb.EmbeddingConfig(), factors=2, min_author_viewers=1)
+    return replace(EmbeddingConfig(), factors=2, min_author_viewers=1)
 
 
 @pytest.fixture(scope="module")
@@ -109,15 +110,15 @@ def test_pair_weights_long_dwell_counts_and_negatives_subtract(conf):
     )
     pairs = emb.pair_weights(frame, DAY, replace(conf, half_life_days=0))
     got = {(r.viewer_id, r.author_id): r.weight for r in pairs.itertuples()}
-    w = emb.DEFAULT_WEIGHTS
+    w = EMBEDDING_WEIGHTS
     assert got == pytest.approx({(1, 10): w["long_dwell"] + w["dwell"], (2, 10): w["like"]})
 
 
 def test_config_section_overrides_defaults():
-    conf = emb.EmbeddingConfig.from_section({"factors": 16, "weights": {"like": 2.0}})
+    conf = EmbeddingConfig.from_section({"factors": 16, "weights": {"like": 2.0}})
     assert conf.factors == 16 and conf.weights["like"] == 2.0 and conf.weights["save"] == 1.5
     with pytest.raises(ValueError, match="unknown"):
-        emb.EmbeddingConfig.from_section({"factorz": 16})
+        EmbeddingConfig.from_section({"factorz": 16})
 
 
 def test_nothing_to_learn_switches_the_source_off_with_the_reason(conf, tmp_path):

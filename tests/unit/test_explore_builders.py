@@ -7,26 +7,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from candidate_gen.explore.social import SocialConfig, recent_engaged, top_affinity
-from candidate_gen.explore.trending import (
-    HOUR_MS,
-    PopularConfig,
-    TrendingConfig,
-    day_end_ms,
+from candidate_gen.explore.configs import PopularConfig, SocialConfig, TrendingConfig
+from candidate_gen.explore.frames import (
     event_weights,
     live_posts,
-    lookback_first_day,
     popular_scores,
     post_tags,
     tag_trending,
+    top_per_group,
     trending_scores,
     viewer_tag_weights,
     weighted_events,
 )
+from candidate_gen.explore.lake_reads import lookback_first_day
+from candidate_gen.explore.social import recent_engaged, top_affinity
+from data.days import DAY_MS, HOUR_MS, day_end_ms
 
 DAY, PREV, NEXT = "2026-10-05", "2026-10-04", "2026-10-06"
 END = day_end_ms(DAY)
-DAY_MS = 24 * HOUR_MS
 
 
 def eng(rows: list[tuple]) -> pd.DataFrame:
@@ -249,8 +247,6 @@ def test_lookback_covers_the_span_plus_a_day_of_skew():
 
 
 def test_top_per_group_orders_by_keys_and_keeps_n():
-    from candidate_gen.explore.trending import top_per_group
-
     frame = pd.DataFrame({"g": [2, 1, 2, 1, 1, 2], "s": [1.0, 5.0, 3.0, 5.0, 2.0, 3.0], "k": [1, 2, 3, 4, 5, 6]})
     out = top_per_group(frame, "g", [("s", False), ("k", True)], 2)
     assert list(zip(out["g"], out["k"], strict=True)) == [(1, 2), (1, 4), (2, 3), (2, 6)]

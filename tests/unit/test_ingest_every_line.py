@@ -1,4 +1,4 @@
-"""Ingestion accounts for every line (issue 13): every physical line of every landing file is read,
+"""Ingestion accounts for every line: every physical line of every landing file is read,
 counted by Loupe itself (not by Spark), and ends landed, quarantined or dropped as a duplicate; a file
 that is not read is named, with its reason, and fails the day's check."""
 

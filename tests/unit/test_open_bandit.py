@@ -15,6 +15,7 @@ import pytest
 
 from data import columns as c
 from data.contracts import CONTRACTS
+from data.days import DAY_S
 from data.importers import open_bandit as obd
 from data.importers.__main__ import main as importer_main
 from data.vocabulary import load_vocabulary
@@ -38,7 +39,7 @@ def rounds(policy: str, n: int, rng: np.random.Generator, dist: np.ndarray) -> p
         pscore = dist[item, position]
     click = (rng.random(n) < CTR[item] * THETA[position]).astype(int)
     start = pd.Timestamp("2019-11-24T00:00:00Z")
-    ts = start + pd.to_timedelta(np.sort(rng.uniform(0, 3 * 86400, n)), unit="s")
+    ts = start + pd.to_timedelta(np.sort(rng.uniform(0, 3 * DAY_S, n)), unit="s")
     users = rng.integers(0, 7, n)
     frame = pd.DataFrame({
         "timestamp": ts.astype(str), "item_id": item, "position": position + 1, "click": click,

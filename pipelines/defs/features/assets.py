@@ -7,8 +7,9 @@ import numpy as np
 import pyarrow.dataset as pads
 
 from data import columns as c
+from data.days import day_end
 from features.jobs import author, post, post_tags, relationship, viewer, viewer_tags
-from features.jobs.inputs import MissingInputError, day_end
+from features.jobs.inputs import MissingInputError
 from features.online.packer import materialize_packed
 from features.online.parity import Parity, online_vs_offline, reader_vs_feast
 from features.online.ranking import RankingFeatureReader

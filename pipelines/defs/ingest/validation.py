@@ -17,7 +17,7 @@ Time rules are relative to the landing day only: no calendar date is special.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import timedelta
 from functools import reduce
 
 import pyarrow as pa
@@ -27,6 +27,7 @@ from pyspark.sql import types as T
 
 from data import columns as c
 from data.contracts import ID_ENTITIES, REFERENCED_IDS, LogContract
+from data.days import day_end, day_start
 from data.ids import HASHED_BASE, spark_id
 from data.spark import spark_type
 from data.vocabulary import Vocabulary, load_vocabulary
@@ -66,11 +67,6 @@ def _typed(raw: Column, arrow_type: pa.DataType) -> Column:
     return raw.try_cast(spark_type(arrow_type))
 
 
-def _day_bounds(day: str) -> tuple[datetime, datetime]:
-    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=timezone.utc)
-    return start, start + timedelta(days=1)
-
-
 def parse_lines(
     lines: DataFrame, contract: LogContract, day: str, vocabulary: Vocabulary | None = None
 ) -> DataFrame:
@@ -107,7 +103,7 @@ def parse_lines(
         F.when(~typed[name].isin(*allowed), F.lit(f"bad_enum:{name}"))
         for name, allowed in enums.items()
     ]
-    start, end = _day_bounds(day)
+    start, end = day_start(day), day_end(day)
     ts = typed[contract.time_column]
     rules.append(F.when(ts > F.lit(end + FUTURE_SKEW), F.lit("ts_in_future")))
     if contract.max_age_days is not None:

@@ -17,6 +17,7 @@ import pyarrow.dataset as ds
 
 from data import columns as c
 from data import lake
+from data.days import days_after
 from pipelines.defs.ingest.assets import lake_key
 from pipelines.partitions import day_partitions
 from pipelines.resources import MlflowResource, TrainingConfigResource, WorkspaceResource
@@ -115,9 +116,7 @@ def build_ope_asset(surface: str) -> dg.AssetsDefinition:
 
 def _next(day: str) -> list[str]:
     # late impressions of T land on T+1
-    from datetime import date, timedelta
-
-    return [(date.fromisoformat(day) + timedelta(days=1)).isoformat()]
+    return [days_after(day, 1)]
 
 
 ope_assets = [build_ope_asset(surface) for surface in SURFACE_MODELS]
