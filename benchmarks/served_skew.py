@@ -36,7 +36,7 @@ def land_served_day(spark, shared_lake: Path, landing: Path, lake_dir: Path, day
     and posts partitions linked in, the served day's users and posts empty, its impressions what the
     service logged into `landing`. The ingest report per log."""
     from data import lake
-    from pipelines.defs.ingest.ingest import ingest_partition
+    from data.ingest.partition import ingest_partition
 
     for log in ("users", "posts"):
         for d in lake.partition_days(shared_lake, log):
