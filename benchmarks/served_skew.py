@@ -53,7 +53,7 @@ def examples_and_check(resources: dict, day: str):
     import dagster as dg
 
     from pipelines.defs.training.assets import training_examples
-    from pipelines.defs.training.skew import served_features_match_training
+    from pipelines.defs.training.checks import served_features_match_training
     from pipelines.partitions import materialize_day
 
     with dg.DagsterInstance.ephemeral() as instance:

@@ -3,11 +3,6 @@
 import dagster as dg
 
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
-
-features_job = dg.define_asset_job(
-    "features_job",
-    selection=dg.AssetSelection.groups("features") - dg.AssetSelection.assets(["feast", "registry"]),
-    description="One day's feature snapshots and their materialization into the online store.",
-)
+from pipelines.defs.features.jobs import features_job
 
 defs = dg.Definitions(assets=[*feature_assets, feast_registry, feast_online], jobs=[features_job])

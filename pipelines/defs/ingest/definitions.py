@@ -3,7 +3,8 @@
 import dagster as dg
 
 from pipelines.defs.ingest.assets import ingest_assets
-from pipelines.defs.ingest.sensors import ingest_job, landing_sensor
+from pipelines.defs.ingest.jobs import ingest_job
+from pipelines.defs.ingest.sensors import landing_sensor
 
 defs = dg.Definitions(
     assets=ingest_assets,

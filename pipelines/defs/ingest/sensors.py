@@ -7,16 +7,9 @@ import json
 import dagster as dg
 
 from data.ingest.fingerprints import landing_fingerprints
-from pipelines.defs.ingest.assets import GROUP
+from pipelines.defs.ingest.jobs import ingest_job
 from pipelines.partitions import DAYS, day_partitions, is_day
 from pipelines.resources import WorkspaceResource
-
-ingest_job = dg.define_asset_job(
-    "ingest_job",
-    selection=dg.AssetSelection.groups(GROUP),
-    description="Validate one landing day of every log into the lake.",
-)
-
 
 
 @dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
