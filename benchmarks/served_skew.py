@@ -37,7 +37,7 @@ def land_served_day(spark, shared_lake: Path, landing: Path, lake_dir: Path, day
     and posts partitions linked in, the served day's users and posts empty, its impressions what the
     service logged into `landing`. The ingest report per log."""
     from data import lake
-    from pipelines.defs.ingest.ingest import ingest_partition
+    from data.ingest.partition import ingest_partition
 
     for log in ("users", "posts"):
         for d in lake.partition_days(shared_lake, log):
@@ -54,7 +54,7 @@ def examples_and_check(resources: dict, day: str):
     import dagster as dg
 
     from pipelines.defs.training.assets import training_examples
-    from pipelines.defs.training.skew import served_features_match_training
+    from pipelines.defs.training.checks import served_features_match_training
     from pipelines.partitions import materialize_day
 
     with dg.DagsterInstance.ephemeral() as instance:

@@ -53,7 +53,8 @@ from data.days import day_end, day_end_iso, day_end_ms
 from data.redis_server import EmbeddedRedis
 from data.settings import Settings
 from pipelines.defs.candidates.assets import embeddings_dir
-from pipelines.resources import CandidatesDirResource, build_resources
+from pipelines.defs.candidates.resources import CandidatesDirResource
+from pipelines.resources import build_resources
 from pipelines.run import prepare_candidate_state
 from serving.config import DEFAULT_PATH as SERVING_TOML
 from serving.config import ServingConfig

@@ -1,4 +1,6 @@
-"""Dagster resources: every client an asset uses is injected from here, built from Settings."""
+"""Dagster resources: the ones several domains share (Spark, the workspace folders, Feast), and
+`build_resources`, which binds every resource of every domain from Settings (a domain's own
+resources are in pipelines/defs/<domain>/resources.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from pyspark.sql import SparkSession
 from data.settings import Settings
 from data.spark import build_spark_session
 from features.store import registry_location
+from pipelines.defs.candidates.resources import candidate_resources
+from pipelines.defs.training.resources import training_resources
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -71,57 +75,6 @@ class FeastResource(dg.ConfigurableResource):
         )
 
 
-class MlflowResource(dg.ConfigurableResource):
-    """MLflow tracking + registry: SQLite under LOUPE_HOME by default, or a server URL."""
-
-    tracking_uri: str
-    artifact_root: str = ""
-
-    def client(self):
-        from training.tracking import connect
-
-        return connect(self.tracking_uri, self.artifact_root or None)
-
-
-class TrainingConfigResource(dg.ConfigurableResource):
-    """Where the ranker training config lives (training/config.toml by default)."""
-
-    path: str = ""
-
-    def load(self):
-        from training.config import DEFAULT_PATH, TrainingConfig
-
-        return TrainingConfig.load(self.path or DEFAULT_PATH)
-
-
-class RedisResource(dg.ConfigurableResource):
-    """The Redis that holds the feed caches and Explore sets (the embedded Valkey by default)."""
-
-    url: str
-
-    def client(self):
-        import redis
-
-        return redis.Redis.from_url(self.url, socket_timeout=30, socket_connect_timeout=5)
-
-
-class CandidatesDirResource(dg.ConfigurableResource):
-    """Where candidate generation keeps files (the nearest-neighbour indexes)."""
-
-    path: str
-
-
-class CandidateConfigResource(dg.ConfigurableResource):
-    """Where the candidate generation config lives (candidate_gen/config.toml by default)."""
-
-    path: str = ""
-
-    def load(self):
-        from candidate_gen.config import DEFAULT_PATH, CandidateConfig
-
-        return CandidateConfig.load(self.path or DEFAULT_PATH)
-
-
 def build_resources(settings: Settings, redis_url: str | None = None) -> dict[str, dg.ConfigurableResource]:
     """Every resource, from settings. `redis_url` overrides where Redis is (tests); by default
     REDIS_URL or the embedded server's fixed port (`make run` / `make ui` start it)."""
@@ -145,12 +98,7 @@ def build_resources(settings: Settings, redis_url: str | None = None) -> dict[st
         offline_store=settings.feast_offline_store,
         spark_master=settings.spark_master,
     )
-    resources["mlflow"] = MlflowResource(
-        tracking_uri=settings.tracking_uri, artifact_root=str(settings.mlflow_artifact_root)
-    )
-    resources["training_config"] = TrainingConfigResource()
-    resources["redis"] = RedisResource(url=redis_url or settings.redis_endpoint)
-    resources["candidate_config"] = CandidateConfigResource()
-    resources["candidates_dir"] = CandidatesDirResource(path=str(settings.home / "candidates"))
+    resources.update(training_resources(settings))
+    resources.update(candidate_resources(settings, redis_url))
     return resources
 

@@ -47,7 +47,7 @@ from pipelines.defs.candidates.assets import (
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
 from pipelines.defs.ingest.assets import ingest_assets
 from pipelines.defs.training.assets import surface_outcomes, training_assets, training_examples
-from pipelines.defs.training.skew import served_features_match_training
+from pipelines.defs.training.checks import served_features_match_training
 from pipelines.partitions import landing_days, materialize_day, register_days
 from pipelines.resources import build_resources
 from serving.launcher import start_ranking_service

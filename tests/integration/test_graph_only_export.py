@@ -27,7 +27,7 @@ from pipelines.defs.candidates.assets import (
     embeddings_dir,
 )
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
-from pipelines.defs.ingest.ingest import ingest_partition
+from data.ingest.partition import ingest_partition
 from pipelines.partitions import register_days
 from pipelines.resources import build_resources
 from pipelines.partitions import materialize_day

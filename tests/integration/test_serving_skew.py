@@ -18,7 +18,7 @@ import pytest
 import features.retrieval
 from benchmarks.served_skew import examples_and_check, land_served_day, nanoseconds_assumed
 from data import lake
-from pipelines.defs.training.skew import CHECK_NAME
+from pipelines.defs.training.checks import CHECK_NAME
 from pipelines.resources import WorkspaceResource, build_resources
 from serving.app import RankingApp, wait_ready
 from serving.config import ServingConfig

@@ -16,7 +16,8 @@ from candidate_gen.records import Candidate
 from data import columns as c
 from pipelines.defs.training.assets import surface_outcomes, training_assets
 from pipelines.partitions import materialize_day
-from pipelines.resources import MlflowResource, TrainingConfigResource, WorkspaceResource
+from pipelines.defs.training.resources import MlflowResource, TrainingConfigResource
+from pipelines.resources import WorkspaceResource
 from serving.config import ServingConfig
 from serving.heuristic import HeuristicScorer
 from serving.model_store import NO_CHAMPION, ModelStore, registry_loader, registry_lookup

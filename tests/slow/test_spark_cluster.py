@@ -29,7 +29,7 @@ from data.spark_cluster import (
 from features.jobs import relationship
 from features.storage import write_feature_partition
 from features.tables import RELATIONSHIP
-from pipelines.defs.ingest.ingest import ingest_partition
+from data.ingest.partition import ingest_partition
 from tests.builders import DAY, PREV_DAY, engagement, follow, post, user, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
@@ -46,7 +46,7 @@ from data.spark import build_spark_session
 from features.jobs import relationship
 from features.storage import write_feature_partition
 from features.tables import RELATIONSHIP
-from pipelines.defs.ingest.ingest import ingest_partition
+from data.ingest.partition import ingest_partition
 
 args = json.loads(sys.argv[1])
 spark = build_spark_session(master=args["master"], remote=args["remote"], driver_memory="1g",

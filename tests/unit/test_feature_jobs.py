@@ -14,7 +14,7 @@ from features.jobs.inputs import MissingInputError
 from features.storage import write_feature_partition
 from features.jobs.tags import spark_tag_bucket, tag_bucket, tag_vector
 from features.tables import AUTHOR, POST_TAGS, TAG_BUCKETS, VIEWER_TAGS
-from pipelines.defs.ingest.ingest import ingest_partition
+from data.ingest.partition import ingest_partition
 from tests.builders import DAY, NEXT_DAY, PREV_DAY, engagement, feature_world, user, write_jsonl
 from tests.builders import post as post_row
 

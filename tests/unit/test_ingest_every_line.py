@@ -13,8 +13,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from data import lake
-from pipelines.defs.ingest import ingest
-from pipelines.defs.ingest.ingest import ingest_partition
+from data.ingest import partition as ingest
+from data.ingest.partition import ingest_partition
 from tests.builders import DAY, user
 
 pytestmark = pytest.mark.spark
@@ -130,7 +130,7 @@ def test_invalid_utf8_is_quarantined_per_line_as_bad_encoding(spark, dirs):
     assert countries == {1: "FR", 3: "Genève"}  # never U+FFFD
 
 
-SHIPPED_MAX_LINE_BYTES = 1 << 20  # pipelines/defs/ingest/config.toml [ingest] max_line_bytes
+SHIPPED_MAX_LINE_BYTES = 1 << 20  # data/ingest/config.toml [ingest] max_line_bytes
 
 
 def test_an_over_long_line_is_quarantined_as_line_too_long_at_the_configured_limit(spark, dirs):
@@ -154,7 +154,7 @@ def test_an_over_long_line_is_quarantined_as_line_too_long_at_the_configured_lim
     kept = sorted(len(r.raw_line) for r in quarantine(spark, report))
     assert kept == [limit, limit]  # raw_line keeps the line's first max_line_bytes bytes
 
-    from pipelines.defs.ingest.config import IngestConfig, load_ingest_config
+    from data.ingest.config import IngestConfig, load_ingest_config
 
     assert load_ingest_config().max_line_bytes == limit
     small = ingest_partition(spark, "users", DAY, landing, lake_dir, config=IngestConfig(max_line_bytes=500))
@@ -265,7 +265,7 @@ def test_the_asset_check_fails_naming_each_file_not_read_while_good_rows_land(sp
 
 
 def test_a_file_that_cannot_be_read_is_rejected_not_fatal(spark, dirs, monkeypatch):
-    from pipelines.defs.ingest import landing as landing_read
+    from data.ingest import landing as landing_read
 
     landing, lake_dir = dirs
     land(landing, "part-00000.jsonl", users_bytes(1))

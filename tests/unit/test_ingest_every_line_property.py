@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipelines.defs.ingest import landing as landing_read
-from pipelines.defs.ingest.config import IngestConfig
-from pipelines.defs.ingest.ingest import ingest_partition, lake_row_count, scratch_dir
+from data.ingest import landing as landing_read
+from data.ingest.config import IngestConfig
+from data.ingest.partition import ingest_partition, lake_row_count, scratch_dir
 from tests.builders import DAY, user
 
 pytestmark = pytest.mark.spark

@@ -17,8 +17,8 @@ from data import id_map
 from data.contracts import ENGAGEMENTS, LOG_TYPES
 from data.ids import BadId, spark_id, to_id
 from data.vocabulary import Vocabulary, load_vocabulary
-from pipelines.defs.ingest.ingest import ingest_partition
-from pipelines.defs.ingest.validation import parse_lines
+from data.ingest.partition import ingest_partition
+from data.ingest.validation import parse_lines
 from tests.builders import engagement, follow, impression, post, user, write_jsonl
 
 pytestmark = pytest.mark.spark

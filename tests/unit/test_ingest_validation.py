@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from data import lake
-from pipelines.defs.ingest.ingest import IngestError, ingest_partition
+from data.ingest.partition import IngestError, ingest_partition
 from tests.builders import DAY, PREV_DAY, engagement, post, user, write_jsonl
 
 pytestmark = pytest.mark.spark

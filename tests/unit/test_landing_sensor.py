@@ -5,7 +5,7 @@ import os
 
 import dagster as dg
 
-from pipelines.defs.ingest import defs as ingest_defs
+from pipelines.defs.ingest.definitions import defs as ingest_defs
 from pipelines.defs.ingest.sensors import landing_sensor
 from pipelines.resources import SparkResource, WorkspaceResource
 
@@ -64,7 +64,7 @@ def test_any_date_is_a_day_and_a_folder_that_is_not_a_day_is_skipped(tmp_path):
 
 def test_schedules_run_the_newest_registered_day():
     from pipelines.definitions import defs
-    from pipelines.defs.training.assets import training_schedule
+    from pipelines.defs.training.schedules import training_schedule
 
     repository = defs.get_repository_def()
     with dg.instance_for_test() as instance:

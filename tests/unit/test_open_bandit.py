@@ -173,7 +173,7 @@ def test_the_benchmark_recovers_bts_ctr_from_the_random_policys_rounds(sdist, tm
 def test_ingestion_parses_every_converted_line_as_valid(spark, sdist, tmp_path):
     from pyspark.sql import functions as F
 
-    from pipelines.defs.ingest.validation import parse_lines
+    from data.ingest.validation import parse_lines
 
     path, _ = sdist
     landing = tmp_path / "landing"

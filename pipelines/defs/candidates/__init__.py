@@ -1,7 +1,9 @@
-"""Candidates domain: the fan-out worker's daily run, the rebuild from the lake, Explore sources."""
+"""Candidates domain (Dagster wiring; the domain code is candidate_gen/): the fan-out worker's daily
+run, the rebuild from the lake, the Explore sources.
 
-import dagster as dg
-
-from pipelines.defs.candidates.assets import candidate_assets, candidates_job, candidates_schedule
-
-defs = dg.Definitions(assets=candidate_assets, jobs=[candidates_job], schedules=[candidates_schedule])
+assets.py       candidates/rebuild, then daily fanout (with its check), trending, social, embeddings
+jobs.py         candidates_job: the day's fan-out run and the Explore builders
+schedules.py    candidates_schedule: candidates_job on the newest landing day (off by default)
+resources.py    Redis, the candidate config, the candidates folder
+definitions.py  the domain's Definitions (merged by pipelines/definitions.py)
+"""

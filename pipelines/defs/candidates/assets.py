@@ -18,10 +18,11 @@ from candidate_gen.fanout import FanoutWorker, StateLostError
 from candidate_gen.rebuild import rebuild_all, rebuild_viewer
 from data import lake
 from pipelines.defs.ingest.assets import lake_key
-from pipelines.partitions import day_partitions, newest_day_schedule
+from pipelines.partitions import day_partitions
 from features.tables import RELATIONSHIP
+from pipelines.defs.candidates.resources import CandidateConfigResource, CandidatesDirResource, RedisResource
 from pipelines.defs.features.assets import feature_key
-from pipelines.resources import CandidateConfigResource, CandidatesDirResource, RedisResource, WorkspaceResource
+from pipelines.resources import WorkspaceResource
 
 GROUP = "candidates"
 REBUILD_KEY = dg.AssetKey(["candidates", "rebuild"])
@@ -167,12 +168,3 @@ def embeddings_dir(candidates_dir: CandidatesDirResource, day: str) -> Path:
 
 
 candidate_assets = [candidates_rebuild, candidates_fanout, candidates_trending, candidates_social, candidates_embeddings]
-
-candidates_job = dg.define_asset_job(
-    "candidates_job",
-    selection=dg.AssetSelection.assets(candidates_fanout, candidates_trending, candidates_social, candidates_embeddings),
-    description="The day's fan-out run (the lake's events; live publishes go on meanwhile) and the "
-    "Explore builders.",
-)
-# After the day has landed and its features are computed. Off until switched on.
-candidates_schedule = newest_day_schedule(candidates_job, hour=3, name="candidates_schedule")

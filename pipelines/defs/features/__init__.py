@@ -1,13 +1,7 @@
-"""Features domain: Spark feature tables per day -> Feast registry -> Redis online store."""
+"""Features domain (Dagster wiring; the feature jobs are features/jobs/): Spark feature tables per
+day -> Feast registry -> Redis online store.
 
-import dagster as dg
-
-from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
-
-features_job = dg.define_asset_job(
-    "features_job",
-    selection=dg.AssetSelection.groups("features") - dg.AssetSelection.assets(["feast", "registry"]),
-    description="One day's feature snapshots and their materialization into the online store.",
-)
-
-defs = dg.Definitions(assets=[*feature_assets, feast_registry, feast_online], jobs=[features_job])
+assets.py       the daily feature tables, feast/registry, feast/online with its checks
+jobs.py         features_job: one day's snapshots and their materialization online
+definitions.py  the domain's Definitions (merged by pipelines/definitions.py)
+"""

@@ -1,12 +1,8 @@
-"""Ingestion domain: landing JSONL -> validated Parquet lake, quarantine, reconcile checks."""
+"""Ingest domain (Dagster wiring only; the domain code is data/ingest/): landing JSONL -> validated
+Parquet lake, quarantine, reconcile checks.
 
-import dagster as dg
-
-from pipelines.defs.ingest.assets import ingest_assets
-from pipelines.defs.ingest.sensors import ingest_job, landing_sensor
-
-defs = dg.Definitions(
-    assets=ingest_assets,
-    jobs=[ingest_job],
-    sensors=[landing_sensor],
-)
+assets.py       one lake asset per log, partitioned by landing day, with its blocking checks
+jobs.py         ingest_job: one landing day of every log
+sensors.py      landing_sensor: registers and ingests a day when its landing files appear or change
+definitions.py  the domain's Definitions (merged by pipelines/definitions.py)
+"""

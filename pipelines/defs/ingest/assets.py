@@ -6,7 +6,7 @@ import dagster as dg
 
 from data import id_map
 from data.contracts import CONTRACTS, LogContract
-from pipelines.defs.ingest.ingest import IngestError, ingest_partition, lake_row_count
+from data.ingest.partition import IngestError, ingest_partition, lake_row_count
 from pipelines.partitions import day_partitions
 from pipelines.resources import SparkResource, WorkspaceResource
 

@@ -1,11 +1,11 @@
-"""Training domain: training sets, rankers per surface, evaluation, promotion, simulated A/B,
-off-policy evaluation."""
+"""Training domain (Dagster wiring; the domain code is training/): training sets, rankers per
+surface, evaluation, promotion, simulated A/B, off-policy evaluation.
 
-import dagster as dg
-
-from pipelines.defs.training.assets import training_assets, training_schedule
-from pipelines.defs.training.ope_assets import ope_assets
-from pipelines.defs.training.skew import served_features_match_training
-
-defs = dg.Definitions(assets=[*training_assets, *ope_assets], asset_checks=[served_features_match_training],
-                      schedules=[training_schedule])
+assets.py       training/examples, then per surface rankers -> evaluation -> champion -> ab_test
+ope_assets.py   per surface: off-policy evaluation of the champion
+checks.py       served_features_match_training: train/serve parity, blocking on training/examples
+jobs.py         training_job: train, evaluate and promote both rankers for one test day
+schedules.py    training_schedule: training_job on the newest landing day (off by default)
+resources.py    MLflow, the training config
+definitions.py  the domain's Definitions (merged by pipelines/definitions.py)
+"""

@@ -24,8 +24,9 @@ import dagster as dg
 from data import columns as c
 from pipelines.defs.features.assets import REGISTRY_KEY, feature_key
 from pipelines.defs.ingest.assets import lake_key
-from pipelines.partitions import day_partitions, newest_day_schedule
-from pipelines.resources import FeastResource, MlflowResource, TrainingConfigResource, WorkspaceResource
+from pipelines.defs.training.resources import MlflowResource, TrainingConfigResource
+from pipelines.partitions import day_partitions
+from pipelines.resources import FeastResource, WorkspaceResource
 from features.tables import TABLES
 from training import plots, tracking
 from training.ab_test import simulate
@@ -285,13 +286,6 @@ def build_surface_assets(surface: str):
 training_assets = [training_examples]
 for _surface in SURFACE_MODELS:
     training_assets += build_surface_assets(_surface)
-
-training_job = dg.define_asset_job(
-    "training_job", selection=dg.AssetSelection.groups(GROUP),
-    description="Train, evaluate and (if it wins) promote both rankers for one test day.",
-)
-# The day after T, once T's late events and engagements have landed. Off until switched on.
-training_schedule = newest_day_schedule(training_job, hour=6, name="training_schedule")
 
 
 def surface_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, dict]:

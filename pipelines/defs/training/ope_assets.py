@@ -19,8 +19,9 @@ from data import columns as c
 from data import lake
 from data.days import days_after
 from pipelines.defs.ingest.assets import lake_key
+from pipelines.defs.training.resources import MlflowResource, TrainingConfigResource
 from pipelines.partitions import day_partitions
-from pipelines.resources import MlflowResource, TrainingConfigResource, WorkspaceResource
+from pipelines.resources import WorkspaceResource
 from training import tracking
 from training.ab_test import simulate
 from training.config import SURFACE_MODELS

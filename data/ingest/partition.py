@@ -19,11 +19,11 @@ from pyspark.sql import functions as F
 from data import columns as c
 from data import id_map, lake
 from data.contracts import CONTRACTS, REFERENCED_IDS, LogContract
+from data.ingest import landing
+from data.ingest import validation as v
+from data.ingest.config import IngestConfig, load_ingest_config
 from data.spark import read_lake
 from data.vocabulary import Vocabulary, load_vocabulary
-from pipelines.defs.ingest import landing
-from pipelines.defs.ingest import validation as v
-from pipelines.defs.ingest.config import IngestConfig, load_ingest_config
 
 
 TOP_UNKNOWN_VALUES = 20  # per enum column: the most frequent values a report names

@@ -1,4 +1,4 @@
-"""Ingestion settings (`pipelines/defs/ingest/config.toml`, section `[ingest]`), parsed once."""
+"""Ingestion settings (`data/ingest/config.toml`, section `[ingest]`), parsed once."""
 
 from __future__ import annotations
 

@@ -15,8 +15,9 @@ import dagster as dg
 from pipelines.defs.features.assets import REGISTRY_KEY
 from pipelines.defs.ingest.assets import lake_key
 from pipelines.defs.training.assets import EXAMPLES_KEY
+from pipelines.defs.training.resources import MlflowResource
 from pipelines.partitions import day_partitions
-from pipelines.resources import FeastResource, MlflowResource, WorkspaceResource
+from pipelines.resources import FeastResource, WorkspaceResource
 from training.skew import SkewConfig, check_day, registry_feature_names
 
 CHECK_NAME = "served_features_match_training"

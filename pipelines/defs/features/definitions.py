@@ -1,0 +1,8 @@
+"""Features domain: Spark feature tables per day -> Feast registry -> Redis online store."""
+
+import dagster as dg
+
+from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
+from pipelines.defs.features.jobs import features_job
+
+defs = dg.Definitions(assets=[*feature_assets, feast_registry, feast_online], jobs=[features_job])
