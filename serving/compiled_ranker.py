@@ -10,7 +10,9 @@ Parity with `Booster.predict` is a test (max abs diff ≤ 1e-6 on random inputs 
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +20,28 @@ from pathlib import Path
 import numpy as np
 import tl2cgen
 import treelite
+from tl2cgen.libloader import _LIB as TL2CGEN_LIB
 
 from training.models import LAMBDARANK, Ranker
 
+logger = logging.getLogger("tl2cgen")
+
 # C translation units per model: gcc compiles them side by side and keeps memory per unit low.
 PARALLEL_UNITS = 8
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+def _native_log(message: bytes) -> None:
+    logger.debug(message.decode("utf-8", errors="replace"))
+
+
+# tl2cgen's native library logs each code generation at INFO ("Parallel compilation enabled; ...",
+# one line per booster and worker: 54 lines in a tiny `make run`) through a callback that prints, and
+# has no level or verbose switch for it. Its C API (TL2cgenRegisterLogCallback) takes our callback
+# instead: the lines go to the `tl2cgen` logger at DEBUG. Warnings keep tl2cgen's own callback.
+# (The module keeps `_native_log` referenced: the library calls it for the life of the process.)
+if TL2CGEN_LIB.TL2cgenRegisterLogCallback(_native_log) != 0:
+    raise tl2cgen.TL2cgenError(TL2CGEN_LIB.TL2cgenGetLastError().decode("utf-8"))
 
 
 def model_hash(ranker: Ranker) -> str:
