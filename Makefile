@@ -31,7 +31,7 @@ setup: $(if $(shell command -v uv 2>/dev/null),,$(CURDIR)/.tools/bin/uv)
 	$(UV) sync --frozen
 
 run: setup
-	$(PY) -m pipelines.run
+	@$(PY) -m pipelines.run
 
 test: setup
 	$(UV) run --frozen pytest -m "not e2e"

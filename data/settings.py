@@ -232,7 +232,11 @@ def subprocess_env(extra: Mapping[str, str]) -> dict[str, str]:
     return {**os.environ, **extra}
 
 
-def quiet_mlflow_downloads() -> None:
-    """MLflow prints a progress bar per artifact download, which floods the Dagster and `make run`
-    consoles; it is switched off through its environment variable (set here, the env's one home)."""
+def quiet_mlflow() -> None:
+    """MLflow's switches, set through its environment variables (here, the env's one home):
+    - no progress bar per artifact download (it floods the Dagster and `make run` consoles);
+    - no uv project detection when a model is logged: it copies the repository's uv.lock and
+      pyproject.toml (every dependency of the platform) into each logged model, with INFO lines,
+      while the ranker's own requirements are declared (training/tracking.py MODEL_PACKAGES)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")

@@ -22,6 +22,9 @@ DEFAULT_CONF = {
     # back tz-aware.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
+# The driver JVM's logging from its first line: errors only (the file says why). Spark's default
+# profile would log INFO/WARN at start-up, before `setLogLevel` can run.
+LOG4J2_CONFIG = Path(__file__).resolve().parent / "spark-log4j2.properties"
 
 
 def build_spark_session(
@@ -38,6 +41,10 @@ def build_spark_session(
         builder = builder.remote(remote)
     else:
         builder = builder.master(master).config("spark.driver.memory", driver_memory)
+        # read by spark-submit when it starts the driver JVM (client mode: this process's own)
+        java_options = f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}"
+        conf["spark.driver.extraJavaOptions"] = " ".join(
+            filter(None, [java_options, conf.get("spark.driver.extraJavaOptions")]))
         if master.startswith("local"):
             # Local mode needs no network interface: bind to loopback, skip the UI.
             builder = (

@@ -11,8 +11,13 @@
    last day, build its Explore sources (trending, social, embeddings); print one viewer's candidates
 7. start the ranking service (bentoml serve, clock at the end of the last day), wait until it is
    ready (compiled champion, warm), print one simulated viewer's ranked Home feed
-8. with LOUPE_SERVE=1, keep the ranking service, the Dagster and MLflow UIs up until Ctrl-C
-   (`python -m pipelines.run ui`: only that; `python -m pipelines.run mlflow-ui`: MLflow's alone)
+8. print the time of each stage; with LOUPE_SERVE=1, keep the ranking service, the Dagster and
+   MLflow UIs up until Ctrl-C (`python -m pipelines.run ui`: only that; `python -m pipelines.run
+   mlflow-ui`: MLflow's alone)
+
+The console shows Loupe's summary only (pipelines/console.py: a progress line per long stage on a
+terminal, plain lines elsewhere); the steps' events stay in the Dagster UI, the service's output in
+LOUPE_HOME/serving/service.log.
 
 Redis is the configured REDIS_URL or an embedded Valkey server kept under LOUPE_HOME/redis.
 """
@@ -24,8 +29,8 @@ import shutil
 import subprocess
 import sys
 import time
-import warnings
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,9 +39,11 @@ import dagster as dg
 from data import lake
 from data.contracts import LOG_TYPES
 from data.days import day_end_iso, day_end_ms
+from data.quiet import filter_third_party_warnings
 from data.redis_server import redis_endpoint
 from data.settings import Settings, export_dagster_env, get_settings, serving_secrets
 from data.world import WorldSummary, generate_world
+from pipelines.console import RunConsole
 from pipelines.defs.candidates.assets import (
     candidates_embeddings,
     candidates_fanout,
@@ -54,8 +61,9 @@ from serving.launcher import start_ranking_service
 
 DAGSTER_PORT = 3000
 MLFLOW_PORT = 5000
-# The console shows our summary; step-by-step events stay in the Dagster UI.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The console shows our summary; step-by-step events stay in the Dagster UI. The assets' warnings
+# (values outside the vocabulary, value-model heads dropped) are in the summary, errors show here.
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 HOW_TO_BRING_DATA = """\
@@ -148,12 +156,19 @@ class IngestStopped(RuntimeError):
     """A landing day did not reconcile (a file not read, counts that do not add up) or failed."""
 
 
+def print_step(step: str) -> None:
+    print(f"  {step}", flush=True)
+
+
 def ingest_days(
-    settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None
+    settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None,
+    on_day: Callable[[str], None] = print_step,
 ) -> dict[str, dict]:
-    """Materialize every ingest asset for each day; returns summed metadata per log type."""
+    """Materialize every ingest asset for each day; returns summed metadata per log type (with the
+    values outside the contract or vocabulary per field, and how often each was seen)."""
     totals: dict[str, dict] = {log: defaultdict(int) for log in LOG_TYPES}
     reasons: dict[str, Counter] = {log: Counter() for log in LOG_TYPES}
+    unknown: dict[str, dict[str, Counter]] = {log: defaultdict(Counter) for log in LOG_TYPES}
     resources = build_resources(settings, redis_url)
     register_days(instance, days)
     for day in days:
@@ -172,12 +187,16 @@ def ingest_days(
             for name in ("rows_read", "rows_landed", "rows_quarantined", "duplicates_dropped"):
                 totals[log][name] += meta[name]
             reasons[log].update(meta["quarantined_by_reason"])
-        print(f"  ingested {day}", flush=True)
-    return {log: {**totals[log], "quarantined_by_reason": dict(reasons[log])} for log in LOG_TYPES}
+            for field, values in meta.get("unknown_enum_values", {}).items():
+                unknown[log][field].update(values)
+        on_day(f"ingested {day}")
+    return {log: {**totals[log], "quarantined_by_reason": dict(reasons[log]),
+                  "unknown_values": {f: dict(v) for f, v in unknown[log].items()}} for log in LOG_TYPES}
 
 
 def feature_snapshots(
-    settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None
+    settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None,
+    on_day: Callable[[str], None] = print_step,
 ) -> tuple[dict[str, int], dict[str, float]]:
     """Every day's feature snapshots (Spark): rows of the last day per table, seconds per asset."""
     resources = build_resources(settings, redis_url)
@@ -192,34 +211,36 @@ def feature_snapshots(
         for step in result.get_step_success_events():
             name = step.step_key.replace("features__", "features/")
             seconds[name] = seconds.get(name, 0.0) + step.event_specific_data.duration_ms / 1000
-        print(f"  features {day}", flush=True)
+        on_day(f"features {day}")
     return rows, seconds
 
 
 def build_features(
-    settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None
+    settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None,
+    on_step: Callable[[str], None] = print_step,
 ) -> dict:
     """Feature snapshots for every day, then Feast apply and the last day online.
 
     Only the newest day is materialized: the online store serves the latest snapshot, and the
     offline store keeps every day for point-in-time training sets.
     """
-    rows, seconds = feature_snapshots(settings, days, instance, redis_url)
+    rows, seconds = feature_snapshots(settings, days, instance, redis_url, on_step)
     resources = build_resources(settings, redis_url)
+    checks: dict[str, bool] = {}
     for assets, partition in (([feast_registry], None), ([feast_online], days[-1])):
         start = time.perf_counter()
         result = dg.materialize(assets, partition_key=partition, instance=instance,
                                 resources=resources, run_config=QUIET)
         seconds[assets[0].key.to_user_string()] = time.perf_counter() - start
         for check in result.get_asset_check_evaluations():
-            print(f"  check {check.asset_key.to_user_string()}:{check.check_name} "
-                  f"{'passed' if check.passed else 'FAILED'}")
-    return {"rows_last_day": rows, "seconds": {k: round(v, 2) for k, v in seconds.items()}}
+            checks[f"{check.asset_key.to_user_string()}:{check.check_name}"] = check.passed
+        on_step(assets[0].key.to_user_string())
+    return {"rows_last_day": rows, "seconds": {k: round(v, 2) for k, v in seconds.items()}, "checks": checks}
 
 
 def train_and_promote(
     settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None,
-    resources: dict | None = None,
+    resources: dict | None = None, on_step: Callable[[str], None] | None = None,
 ) -> dict:
     """Training sets for the window ending on the last day, then both surfaces' rankers,
     evaluation, promotion check, champion and simulated A/B for that test day."""
@@ -248,6 +269,8 @@ def train_and_promote(
             skew[day] = {"passed": check.passed, "rows_compared": meta["rows_compared"],
                          "failing_features": meta["failing_features"],
                          "mismatch_rate_per_feature": meta["mismatch_rate_per_feature"]}
+        if on_step:
+            on_step(f"training set {day}")
     seconds["training/examples"] = round(time.perf_counter() - start, 1)
     skewed = {day: check["failing_features"] for day, check in skew.items() if not check["passed"]}
     if skewed:  # the check is blocking: in the Dagster job the rankers would not run either
@@ -259,6 +282,8 @@ def train_and_promote(
     for step in result.get_step_success_events():
         seconds[step.step_key.replace("__", "/")] = round(step.event_specific_data.duration_ms / 1000, 1)
     seconds["training (all surfaces)"] = round(time.perf_counter() - start, 1)
+    if on_step:
+        on_step("rankers, evaluation, promotion, A/B")
     # A failed blocking promotion check fails its evaluation step on purpose: not an error here.
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"
                 and e.event_specific_data.error.cls_name != "DagsterAssetCheckFailedError"]
@@ -350,6 +375,11 @@ def format_metrics_table(training: dict) -> str:
         pct = ev.get("pct_of_oracle")
         lines.append(f"  % of oracle: {pct:.1f}   lift vs chronological: {ev['lift_vs_chronological_pct']:+.1f}%"
                      if pct is not None else f"  lift vs chronological: {ev['lift_vs_chronological_pct']:+.1f}%")
+        trained = s.get("trained", {})
+        for head, why in trained.get("heads_dropped", {}).items():
+            lines.append(f"  value-model head {head} dropped: {why}")
+        for kind, why in trained.get("not_trained", {}).items():
+            lines.append(f"  {kind} not trained: {why}")
         d = s["decision"]
         outcome = ("PROMOTED" if d.get("promoted") else "kept champion" if d.get("champion_version")
                    else "nothing promoted: the service keeps its heuristic")
@@ -382,6 +412,37 @@ def format_ingest_table(totals: dict[str, dict]) -> str:
     for log, t in totals.items():
         for reason, n in sorted(t["quarantined_by_reason"].items()):
             lines.append(f"  {log:<12} {reason:<32}{n:>8,}")
+    unknown = [(log, field, values) for log, t in totals.items()
+               for field, values in sorted(t.get("unknown_values", {}).items())]
+    if unknown:
+        lines += ["", "values outside the contract or the log vocabulary (quarantined; LOUPE_VOCABULARY declares more):"]
+        lines += [f"  {log:<12} {field}: " + ", ".join(f"{v} ({n:,})" for v, n in sorted(values.items()))
+                  for log, field, values in unknown]
+    return "\n".join(lines)
+
+
+def format_features(features: dict) -> str:
+    """Rows of the last day per feature table, seconds per asset (all days), the online checks."""
+    rows, seconds = features["rows_last_day"], features["seconds"]
+    head = f"  {'asset':<24}{'rows (last day)':>16}{'seconds':>10}"
+    lines = ["features:", head, "  " + "-" * (len(head) - 2)]
+    for name in list(rows) + [n for n in seconds if n not in rows]:
+        count = f"{rows[name]:,}" if name in rows else ""
+        lines.append(f"  {name:<24}{count:>16}{seconds.get(name, 0.0):>10.1f}")
+    lines += [f"  check {name} {'passed' if ok else 'FAILED'}" for name, ok in features.get("checks", {}).items()]
+    return "\n".join(lines)
+
+
+def format_candidates(candidates: dict) -> str:
+    """The candidate assets' seconds and what the fan-out worker did."""
+    steps = ", ".join(f"{name.split('/')[-1]} {sec:.1f} s" for name, sec in candidates["seconds"].items())
+    lines = [f"candidates for the end of {candidates['day']}: {steps}"]
+    f = candidates.get("fanout") or {}
+    if f:
+        lines.append(f"  fan-out: {f['applied']:,} of {f['events']:,} events applied, {f['posts']:,} posts "
+                     f"({f['celebrity_posts']:,} celebrity), {f['deletions']:,} deletions, {f['inserts']:,} "
+                     f"inserts to {f['fanout_targets']:,} targets in {f['batches']:,} batches, {f['retries']} retries"
+                     + (f", skipped {f['skipped']}" if f.get("skipped") else ""))
     return "\n".join(lines)
 
 
@@ -457,9 +518,7 @@ def keep_uis_up(settings: Settings) -> None:
 
 
 def main(argv: list[str]) -> None:
-    # Third-party deprecation noise (ibis, Feast's "experimental" on-demand views) hides the summary.
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
+    filter_third_party_warnings()  # after the imports above: Feast's import sets filters of its own
     settings = get_settings()
     export_dagster_env(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -470,61 +529,78 @@ def main(argv: list[str]) -> None:
         subprocess.run(mlflow_ui_command(settings), check=False)
         return
     port = settings.embedded_redis_port
+    console = RunConsole()
     with redis_endpoint(settings.redis_url, settings.redis_dir, port) as redis_url:
         print(f"redis: {redis_url}")
         if argv[:1] == ["ui"]:
             keep_uis_up(settings)
             return
         try:
-            landing = prepare_landing(settings)
+            with console.stage("landing", title=""):
+                landing = prepare_landing(settings)
         except NoLandingData as exc:
             sys.exit(f"make run: {exc}")
         try:
-            run_platform(settings, landing, dg.DagsterInstance.get(), redis_url)
+            run_platform(settings, landing, dg.DagsterInstance.get(), redis_url, console)
         except IngestStopped as exc:
             sys.exit(f"make run: {exc}")
 
 
-def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInstance, redis_url: str) -> dict:
-    """Every stage of `make run` on one landing folder; returns what each stage reported."""
+def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInstance, redis_url: str,
+                 console: RunConsole | None = None) -> dict:
+    """Every stage of `make run` on one landing folder; returns what each stage reported. `console`
+    shows each stage's progress and, at the end, the time per stage (default: plain lines)."""
+    console = console or RunConsole(live=False)
     days = landing.days
     claim_lake(settings)
     register_days(instance, days)
     out: dict = {"days": days}
-    print(f"ingesting {len(days)} days ...", flush=True)
-    out["ingest"] = ingest_days(settings, days, instance, redis_url)
+    with console.stage("ingest", total=len(days), title=f"ingesting {len(days)} days ...") as stage:
+        out["ingest"] = ingest_days(settings, days, instance, redis_url, on_day=stage.advance)
     print("\n" + format_ingest_table(out["ingest"]) + "\n", flush=True)
-    print("features ...", flush=True)
-    out["features"] = build_features(settings, days, instance, redis_url)
-    print(json.dumps(out["features"], indent=2), flush=True)
-    print("training ...", flush=True)
-    try:
-        out["training"] = train_and_promote(settings, days, instance, redis_url)
+    with console.stage("features", total=len(days) + 2) as stage:
+        out["features"] = build_features(settings, days, instance, redis_url, on_step=stage.advance)
+    print(format_features(out["features"]) + "\n", flush=True)
+    with console.stage("training") as stage:
+        try:
+            out["training"] = train_and_promote(settings, days, instance, redis_url, on_step=stage.advance)
+        except TrainingBlocked as exc:
+            out["training"] = {"skipped": str(exc)}
+    if "skipped" in out["training"]:
+        print(f"training skipped: {out['training']['skipped']}; the service keeps its champion, or its "
+              "heuristic if it has none", flush=True)
+    else:
         print("\n" + format_metrics_table(out["training"]), flush=True)
-    except TrainingBlocked as exc:
-        out["training"] = {"skipped": str(exc)}
-        print(f"training skipped: {exc}; the service keeps its champion, or its heuristic if it has none", flush=True)
-    print(f"MLflow: {settings.tracking_uri}   (make mlflow-ui)", flush=True)
-    print("candidates ...", flush=True)
-    state = prepare_candidate_state(build_resources(settings, redis_url), instance, days[-1],
-                                    days[-2] if len(days) > 1 else None)
-    out["candidates"] = {"day": days[-1], "seconds": state.seconds,
-                         "fanout": state.metadata.get("candidates/fanout", {})}
-    print(json.dumps(out["candidates"], indent=2, default=str), flush=True)
-    print(sample_candidates(settings, redis_url, days[-1], state.embeddings_index), flush=True)
-    print("ranking service ...", flush=True)
+    print(f"MLflow: {settings.tracking_uri}   (make mlflow-ui)\n", flush=True)
+    with console.stage("candidates"):
+        state = prepare_candidate_state(build_resources(settings, redis_url), instance, days[-1],
+                                        days[-2] if len(days) > 1 else None)
+        out["candidates"] = {"day": days[-1], "seconds": state.seconds,
+                             "fanout": state.metadata.get("candidates/fanout", {})}
+        candidates = sample_candidates(settings, redis_url, days[-1], state.embeddings_index)
+    print(format_candidates(out["candidates"]), flush=True)
+    print(candidates + "\n", flush=True)
     # the clock at the end of the last day (the simulated world's "now"), unless LOUPE_NOW says otherwise
     end_of_last_day = day_end_iso(days[-1])
-    ranking = start_ranking_service(replace(settings, redis_url=redis_url, now=settings.now or end_of_last_day),
-                                    settings.serving_port)
+    log = settings.home / "serving" / "service.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with console.stage("ranking service", title=f"ranking service (compiles the champions, warms up; log: {log}) ..."):
+        ranking = start_ranking_service(replace(settings, redis_url=redis_url, now=settings.now or end_of_last_day),
+                                        settings.serving_port, log=log)
+        try:
+            ranking.wait_ready()
+        except BaseException:
+            ranking.stop()
+            raise
     try:  # the service has a process group of its own: Ctrl-C stops it here, in `finally`
-        ranking.wait_ready()
         print(f"Ranking service: http://127.0.0.1:{settings.serving_port}  (POST /v1/feed/home, "
               f"/v1/feed/explore, /v1/rank with the token of {'LOUPE_API_TOKEN' if settings.api_token else settings.api_token_file}; "
-              f"/readyz, /metrics)", flush=True)
+              f"/readyz, /metrics; log {log})", flush=True)
         feed = sample_feed(settings, days[-1])
         out["sample_feed"] = feed
-        print(feed["text"], flush=True)
+        print(feed["text"] + "\n", flush=True)
+        out["seconds"] = dict(console.seconds)
+        print(console.timing_table(), flush=True)
         if settings.serve:
             keep_uis_up(settings)
     finally:

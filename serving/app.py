@@ -159,7 +159,7 @@ class RankingApp:
 
     @classmethod
     def from_settings(cls, settings: Settings, config: ServingConfig | None = None) -> RankingApp:
-        from data.settings import quiet_mlflow_downloads
+        from data.settings import quiet_mlflow
         from training.tracking import LazyClient
 
         config = config or ServingConfig.load(settings.serving_config)
@@ -167,7 +167,7 @@ class RankingApp:
         client = service_redis(settings.redis_endpoint, timeout)
         filters_client = service_redis(settings.redis_endpoint, config.budget.filters_timeout_ms / 1000)
         filters_retry_client = service_redis(settings.redis_endpoint, config.budget.filters_retry_timeout_ms / 1000)
-        quiet_mlflow_downloads()
+        quiet_mlflow()
         # made on first use: a registry down at start fails lookups (served from disk), not the worker
         mlflow_client = LazyClient(settings.tracking_uri, str(settings.mlflow_artifact_root))
         metrics = PipelineMetrics()

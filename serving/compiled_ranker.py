@@ -10,7 +10,9 @@ Parity with `Booster.predict` is a test (max abs diff ≤ 1e-6 on random inputs 
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +20,31 @@ from pathlib import Path
 import numpy as np
 import tl2cgen
 import treelite
+from tl2cgen.libloader import _LIB as TL2CGEN_LIB
 
 from training.models import LAMBDARANK, Ranker
 
+logger = logging.getLogger("tl2cgen")
+
 # C translation units per model: gcc compiles them side by side and keeps memory per unit low.
 PARALLEL_UNITS = 8
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+def _native_log(message: bytes) -> None:
+    logger.debug(message.decode("utf-8", errors="replace"))
+
+
+def _log_to_python_logging() -> None:
+    """tl2cgen's native library logs each code generation at INFO ("Parallel compilation enabled;
+    ...": one line per booster and service worker, 54 in a tiny `make run`) through a callback that
+    prints, with no level or verbose switch for it. Its C API (TL2cgenRegisterLogCallback) takes our
+    callback instead, which sends the lines to the `tl2cgen` logger at DEBUG; warnings keep
+    tl2cgen's own callback. The library keeps one callback per thread (the ranking service compiles
+    on a background thread), so this runs before each compilation. `_native_log` stays referenced
+    by this module for the life of the process."""
+    if TL2CGEN_LIB.TL2cgenRegisterLogCallback(_native_log) != 0:
+        raise tl2cgen.TL2cgenError(TL2CGEN_LIB.TL2cgenGetLastError().decode("utf-8"))
 
 
 def model_hash(ranker: Ranker) -> str:
@@ -39,6 +61,7 @@ def compile_booster(booster, libpath: Path) -> Path:
     if not libpath.exists():
         libpath.parent.mkdir(parents=True, exist_ok=True)
         model = treelite.frontend.from_lightgbm(booster)
+        _log_to_python_logging()
         # per-process name: every worker of a fresh service may compile the same model at once
         tmp = libpath.with_suffix(f".{os.getpid()}.tmp.so")
         tl2cgen.export_lib(model, toolchain="gcc", libpath=str(tmp), params={"parallel_comp": PARALLEL_UNITS})

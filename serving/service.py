@@ -23,10 +23,13 @@ from typing import Annotated, Literal
 import bentoml
 from pydantic import BaseModel, Field
 
+from data.quiet import filter_third_party_warnings
 from data.settings import get_settings
 from serving.api_guard import ARRIVED, ApiAccess, ApiGuardMiddleware
 from serving.app import BadRequest, RankingApp
 from serving.metrics import OWN_PREFIX, own_metrics
+
+filter_third_party_warnings()  # once Feast is imported (serving.app): data/quiet.py says why
 
 logger = logging.getLogger(__name__)
 

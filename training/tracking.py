@@ -2,19 +2,22 @@
 plots, the model with signature and input example), the registry (`feed_ranker` /
 `explore_ranker`, aliases `challenger` and `champion`) and the logged promotion decisions.
 
-The logged model is a pyfunc wrapping LightGBM text models plus `ranker.json`, so
-`mlflow.pyfunc.load_model("models:/feed_ranker@champion")` scores a DataFrame of the feature
-service's columns, and serving can load the raw boosters (`load_ranker`) to compile them.
+The logged model is a pyfunc (training/ranker_pyfunc.py, logged as code) wrapping LightGBM text
+models plus `ranker.json`, so `mlflow.pyfunc.load_model("models:/feed_ranker@champion")` scores a
+DataFrame of the feature service's columns, and serving can load the raw boosters (`load_ranker`)
+to compile them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import platform
 import tempfile
 import threading
+from importlib.metadata import version as installed_version
 from pathlib import Path
 
-import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
@@ -23,27 +26,32 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from data.settings import quiet_mlflow_downloads
+from data.settings import quiet_mlflow
 from features.feature_repo.definitions import SERVICE_NAME
 from training.models import Ranker
+from training.ranker_pyfunc import RANKER_ARTIFACT
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"  # the registry's answer "there is no such model"
-RANKER_ARTIFACT = "ranker"
+ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
 PACKAGE_DIR = Path(__file__).resolve().parent
-# What the logged model needs, said rather than inferred: MLflow's inference imports the model in a
-# subprocess (~60 s per run on a busy 2-core box) and here only fell back to cloudpickle anyway.
-PIP_REQUIREMENTS = [f"lightgbm=={lgb.__version__}", f"numpy=={np.__version__}", f"pandas=={pd.__version__}"]
+PYFUNC_CODE = PACKAGE_DIR / "ranker_pyfunc.py"
+# What the logged model needs to load and score (training/ranker_pyfunc.py and the training package
+# it imports), said rather than inferred, at the versions installed here (uv.lock's), so the logged
+# model names the environment it was trained in. MLflow adds its own pin. Inferring them instead
+# imports the model in a subprocess (~18-60 s per logged model on a busy 2-core box) and warns when
+# the environment has no pip (uv's has none).
+MODEL_PACKAGES = ("lightgbm", "numpy", "pandas", "scipy")
 
 
-class RankerModel(mlflow.pyfunc.PythonModel):
-    """pyfunc face of a Ranker: DataFrame of feature columns -> scores."""
-
-    def load_context(self, context) -> None:
-        self.ranker = Ranker.load(Path(context.artifacts[RANKER_ARTIFACT]))
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
-        return self.ranker.predict(self.ranker.matrix(model_input))
+def model_conda_env() -> dict:
+    """The logged model's environment: this Python and MODEL_PACKAGES at their installed versions."""
+    return {
+        "name": "loupe-ranker",
+        "channels": ["conda-forge"],
+        "dependencies": [f"python={platform.python_version()}", "pip",
+                         {"pip": [f"{name}=={installed_version(name)}" for name in MODEL_PACKAGES]}],
+    }
 
 
 def experiment_name(surface: str) -> str:
@@ -57,7 +65,10 @@ def connect(tracking_uri: str, artifact_root: str | None = None) -> MlflowClient
     """Point MLflow at the workspace. Experiments created from here keep their artifacts under
     `artifact_root` (else MLflow would write ./mlruns wherever the process happens to run)."""
     global _artifact_root
-    quiet_mlflow_downloads()
+    quiet_mlflow()
+    # MLflow's INFO lines (creating the database tables, validating the input example) are not for
+    # Loupe's console; its warnings still show.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     _artifact_root = Path(artifact_root) if artifact_root else None
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
@@ -121,10 +132,10 @@ def log_ranker_run(
             path = ranker.save(Path(tmp) / RANKER_ARTIFACT)
             mlflow.pyfunc.log_model(
                 name="model",
-                python_model=RankerModel(),
+                python_model=str(PYFUNC_CODE),
                 artifacts={RANKER_ARTIFACT: str(path)},
                 code_paths=[str(PACKAGE_DIR)],
-                pip_requirements=PIP_REQUIREMENTS,
+                conda_env=model_conda_env(),
                 signature=infer_signature(example, ranker.predict(example.to_numpy(np.float32))),
                 input_example=example.head(5),
             )
@@ -132,10 +143,30 @@ def log_ranker_run(
 
 
 def register(client: MlflowClient, model_name: str, run_id: str, tags: dict[str, str]) -> ModelVersion:
-    """Register the run's model and point the `challenger` alias at it."""
-    version = mlflow.register_model(f"runs:/{run_id}/model", model_name, tags=tags)
+    """Register the run's model and point the `challenger` alias at it.
+
+    The version's source is the logged model itself (`models:/<model id>`): MLflow 3 keeps a logged
+    model's files with the model, not under the run, so a `runs:/<run>/model` source is resolved to
+    it anyway, with a warning per registration."""
+    model_id = logged_model_id(client, run_id)
+    try:
+        client.create_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code != ALREADY_EXISTS:
+            raise
+    version = client.create_model_version(model_name, f"models:/{model_id}", run_id=run_id, tags=tags,
+                                          model_id=model_id)
     client.set_registered_model_alias(model_name, CHALLENGER, version.version)
     return version
+
+
+def logged_model_id(client: MlflowClient, run_id: str) -> str:
+    """The id of the model `log_ranker_run` logged in the run (one per run)."""
+    outputs = client.get_run(run_id).outputs
+    ids = [output.model_id for output in (outputs.model_outputs if outputs else [])]
+    if len(ids) != 1:
+        raise MlflowException(f"run {run_id} logged {len(ids)} models, expected one")
+    return ids[0]
 
 
 def version_by_alias(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:

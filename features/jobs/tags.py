@@ -18,6 +18,7 @@ from data import columns as c
 from features.tables import TAG_BUCKETS
 
 BUCKET = "_bucket"
+NORM = "_l2_norm"
 
 
 def tag_bucket(tag: str) -> int:
@@ -38,10 +39,16 @@ def spark_tag_bucket(tag: Column) -> Column:
 
 
 def l2_normalised(frame: DataFrame, key: str, columns: list[str]) -> DataFrame:
-    """`columns` divided by the row's L2 norm (rows of norm 0 stay all zeros)."""
+    """`columns` divided by the row's L2 norm (rows of norm 0 stay all zeros).
+
+    The norm is a column of its own, computed once per row: written inline, its 64-term sum was
+    copied into each of the 2 x 64 places that use it, and the generated code outgrew the JVM's
+    64 KB method limit (Spark then compiles for seconds, fails, and interprets the plan); that made
+    `post_tags` and `viewer_tags` the slowest feature assets of a tiny `make run`. Same values."""
     norm = F.sqrt(sum((F.col(name) * F.col(name) for name in columns), F.lit(0.0)))
-    return frame.select(
-        key, *[F.when(norm > 0, F.col(name) / norm).otherwise(F.lit(0.0)).alias(name) for name in columns]
+    return frame.withColumn(NORM, norm).select(
+        key, *[F.when(F.col(NORM) > 0, F.col(name) / F.col(NORM)).otherwise(F.lit(0.0)).alias(name)
+               for name in columns]
     )
 
 

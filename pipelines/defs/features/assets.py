@@ -1,5 +1,8 @@
 """Feature tables (Spark, daily), the Feast registry, and the online store per day with its checks."""
 
+import contextlib
+import io
+import re
 from datetime import timedelta
 
 import dagster as dg
@@ -21,6 +24,7 @@ from pipelines.partitions import day_partitions
 from pipelines.resources import FeastResource, SparkResource, WorkspaceResource
 
 GROUP = "features"
+ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")
 SAMPLE = 200  # entities per view the online checks compare
 JOBS = {AUTHOR.name: author, RELATIONSHIP.name: relationship, POST.name: post, VIEWER.name: viewer,
         POST_TAGS.name: post_tags, VIEWER_TAGS.name: viewer_tags}
@@ -126,9 +130,14 @@ def feast_online(context: dg.AssetExecutionContext, feast: FeastResource, worksp
             ],
         )
     stats = {}
-    for days in sorted({t.materialize_days for t in TABLES.values()}):
-        views = [t.name for t in TABLES.values() if t.materialize_days == days]
-        stats.update(materialize_packed(store, end - timedelta(days=days), end, views))
+    # Feast's materialize prints a coloured banner and a line per view to stdout, with no switch to
+    # turn it off: the run's log (Dagster UI) keeps that text, not the console
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        for days in sorted({t.materialize_days for t in TABLES.values()}):
+            views = [t.name for t in TABLES.values() if t.materialize_days == days]
+            stats.update(materialize_packed(store, end - timedelta(days=days), end, views))
+    if text := ANSI_STYLE.sub("", printed.getvalue()).strip():
+        context.log.info(f"feast materialize:\n{text}")
 
     # online == offline, per view
     seed = int(end.timestamp()) % 2**31

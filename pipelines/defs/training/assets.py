@@ -291,7 +291,8 @@ for _surface in SURFACE_MODELS:
 def surface_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
     """What one run of `training_assets[1:]` did per surface: `{"skipped": why}` when the surface
     had too little data, else its evaluation report, promotion decision and A/B result (or why the
-    A/B did not run). For callers of `dg.materialize` (make run, benchmarks)."""
+    A/B did not run), and what the rankers step trained (`trained`: run ids, heads dropped, kinds not
+    trained). For callers of `dg.materialize` (make run, benchmarks)."""
     skipped = {}
     for event in result.get_asset_observation_events():
         observation = event.asset_observation_data.asset_observation
@@ -307,5 +308,6 @@ def surface_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
         decision = evaluation["promotion"]
         ab = (result.output_for_node(node + "ab_test") if result.is_node_success(node + "ab_test")
               else {SKIPPED: "not promoted" if not decision["promoted"] else "the A/B did not run"})
-        out[surface] = {"evaluation": evaluation, "decision": decision, "ab_test": ab}
+        out[surface] = {"evaluation": evaluation, "decision": decision, "ab_test": ab,
+                        "trained": result.output_for_node(node + "rankers")}
     return out
