@@ -28,7 +28,7 @@ from benchmarks.common import PeakRss, write_result
 from benchmarks.workspace import bench_settings, ensure_feature_snapshots, ensure_lake
 from candidate_gen import events as ev
 from candidate_gen.blend import blend
-from candidate_gen.config import CandidateConfig, SourceConfig
+from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.embeddings import publish_viewer_vectors, train_embeddings
 from candidate_gen.explore.social import build_social
 from candidate_gen.explore.trending import build_trending

@@ -18,7 +18,6 @@ import argparse
 import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import redis
@@ -29,11 +28,11 @@ from data.redis_server import EmbeddedRedis
 from data.world import TruthModel
 from features.jobs.inputs import day_end
 from serving.app import RankingApp, wait_ready
+from serving.compiled_ranker import CompiledRanker
 from serving.config import ServingConfig
 from serving.heuristic import IN_NETWORK_SOURCES
 from serving.pipeline import Deadline, FeedQuery, FeedState
 from serving.scoring_model import compiled_predict, prefix_ranker
-from serving.compiled_ranker import CompiledRanker
 from training.metrics import ndcg
 from training.tracking import connect, load_ranker
 

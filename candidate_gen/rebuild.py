@@ -32,7 +32,6 @@ from data import columns as c
 from data import lake
 
 
-
 def flush(client: redis.Redis, pattern: str) -> int:
     n = 0
     for chunk in _chunks(client.scan_iter(match=pattern, count=5000), 5000):

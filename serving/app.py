@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,16 +40,16 @@ from serving.heuristic import HeuristicScorer
 from serving.impression_log import ImpressionLogWriter
 from serving.metrics import PipelineMetrics
 from serving.model_store import ModelStore, registry_loader, registry_lookup
-from serving.stages.cheap_path import OVERLOAD
 from serving.stages.candidate_sources_stage import CandidateSourcesStage, SourceGroup
+from serving.stages.cheap_path import OVERLOAD
 from serving.stages.feature_hydrator import FeastFeatureHydrator, PackedFeatureHydrator
 from serving.stages.lazy_hydrator import LazyHydrator
 from serving.stages.model_scorer import ModelScorer
 from serving.stages.seen_recorder import SeenRecorder
+from serving.stages.selectors import HomeMixSelector, RankAllSelector, TopKSelector
 from serving.stages.served_impression_logger import ServedImpressionLogger
 from serving.stages.supplied_posts_source import SuppliedPostsSource
 from serving.stages.visibility_filter_stage import VisibilityFilterStage
-from serving.stages.selectors import HomeMixSelector, RankAllSelector, TopKSelector
 from serving.surfaces import Components, cheap_pipeline, explore_pipeline, home_pipeline, rank_pipeline
 
 logger = logging.getLogger(__name__)

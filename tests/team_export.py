@@ -9,7 +9,7 @@ something real to learn from the relationship features.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ FIRST_DAY = date(2019, 3, 4)
 
 
 def _ts(day: date, seconds: float) -> str:
-    t = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(seconds=float(seconds))
+    t = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=float(seconds))
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 

@@ -10,7 +10,7 @@ Stored under lake/training/examples/dt=<D>/ (Parquet), which the rankers read by
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +85,7 @@ def build_examples(lake_dir: Path, day: str, cfg: TrainingConfig, heads: ValueHe
     lake_dir = Path(lake_dir)
     if not (lake.partition_dir(lake_dir, "impressions", day) / "_SUCCESS").exists():
         raise TrainingDataError(f"no impressions partition for {day} in {lake_dir}")
-    start = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
     in_day = (ds.field(c.TS) >= pa.scalar(start, pa.timestamp("us", "UTC"))) & (
         ds.field(c.TS) < pa.scalar(start + timedelta(days=1), pa.timestamp("us", "UTC"))
     )

@@ -21,7 +21,7 @@ import tempfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +125,7 @@ class SkewReport:
 
 # --- what was served ------------------------------------------------------------------------------
 def _day_bounds(day: str) -> tuple[datetime, datetime]:
-    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=timezone.utc)
+    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=UTC)
     return start, start + timedelta(days=1)
 
 

@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ class PopularConfig:
 
 def day_end_ms(day: str) -> int:
     """The end of `day` (UTC) in epoch ms: the "as of" time of a build for that day."""
-    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=timezone.utc)
+    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=UTC)
     return int((start + timedelta(days=1)).timestamp() * 1000)
 
 

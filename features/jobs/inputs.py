@@ -10,7 +10,7 @@ still a missing input (D's ingest has not run): an error naming it.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -31,7 +31,7 @@ class MissingInputError(Exception):
 
 def day_end(day: str) -> datetime:
     """The snapshot time of day D: the end of D, UTC."""
-    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=timezone.utc)
+    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=UTC)
     return start + timedelta(days=1)
 
 

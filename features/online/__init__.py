@@ -5,7 +5,7 @@ reads a FeatureService for ~1,000 entity rows with one MGET into a float32 block
 """
 
 from features.online.layout import DEFAULT_NAMESPACE, LAYOUT_VERSION, TS_MISSING, PackedViewLayout
-from features.online.packer import PackStats, PackedViewWriter, materialize_packed, redis_client_for
+from features.online.packer import PackedViewWriter, PackStats, materialize_packed, redis_client_for
 from features.online.reader import OnlineFeatureBlock, PackedFeatureReader
 
 __all__ = [

@@ -15,12 +15,11 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from feast import FeatureStore, FeatureView
 from feast.infra.key_encoding_utils import (
     deserialize_entity_key,
@@ -324,12 +323,12 @@ def _epoch_us(ts: datetime | None) -> int:
     if ts is None:
         return 0
     ts = _aware(ts)
-    delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def _glob_escape(raw: bytes) -> bytes:

@@ -18,10 +18,10 @@ import logging
 import math
 import operator
 import struct
-from itertools import repeat
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import repeat
 from typing import Any
 
 import numpy as np

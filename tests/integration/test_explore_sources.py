@@ -4,7 +4,7 @@ reading what they wrote from a real embedded Valkey."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,7 +23,7 @@ from candidate_gen.sources.trending_source import TrendingSource
 from data.redis_server import EmbeddedRedis
 
 DAY, PREV, NEXT = "2026-10-05", "2026-10-04", "2026-10-06"
-END = datetime(2026, 10, 6, tzinfo=timezone.utc)
+END = datetime(2026, 10, 6, tzinfo=UTC)
 END_MS = int(END.timestamp() * 1000)
 NOW_MS = END_MS + 60_000  # a request a minute after the build's "as of"
 VIEWER = 1

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from feast import FeatureStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,6 @@ from features.retrieval import historical_features
 from features.storage import write_feature_partition
 from features.store import apply, repo_config
 from features.tables import AUTHOR, POST, POST_TAGS, RELATIONSHIP, VIEWER, VIEWER_TAGS
-from feast import FeatureStore
 from pipelines.defs.ingest.ingest import ingest_partition
 from tests.builders import DAY, NEXT_DAY, PREV_DAY, engagement, feature_world, write_jsonl
 from tests.builders import post as post_row

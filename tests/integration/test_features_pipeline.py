@@ -7,8 +7,8 @@ import dagster as dg
 import pytest
 
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
-from pipelines.resources import build_resources
 from pipelines.partitions import materialize_day
+from pipelines.resources import build_resources
 
 pytestmark = pytest.mark.spark
 

@@ -27,9 +27,8 @@ from pipelines.defs.candidates.assets import (
 )
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
 from pipelines.defs.ingest.ingest import ingest_partition
-from pipelines.partitions import register_days
+from pipelines.partitions import materialize_day, register_days
 from pipelines.resources import build_resources
-from pipelines.partitions import materialize_day
 from tests.builders import follow, post, user, write_jsonl
 
 pytestmark = pytest.mark.spark

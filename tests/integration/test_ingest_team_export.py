@@ -15,9 +15,8 @@ from data.ids import to_id
 from data.settings import Settings
 from data.vocabulary import load_vocabulary
 from pipelines.defs.ingest.assets import ingest_assets
-from pipelines.partitions import register_days
+from pipelines.partitions import materialize_day, register_days
 from pipelines.resources import build_resources
-from pipelines.partitions import materialize_day
 from tests.builders import engagement, follow, impression, post, user, write_jsonl
 
 pytestmark = pytest.mark.spark

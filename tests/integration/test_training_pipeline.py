@@ -14,8 +14,8 @@ import pytest
 
 from pipelines.defs.features.assets import feast_registry, feature_assets
 from pipelines.defs.training.assets import training_assets, training_examples
-from pipelines.resources import TrainingConfigResource, build_resources
 from pipelines.partitions import materialize_day
+from pipelines.resources import TrainingConfigResource, build_resources
 from training import tracking
 from training.config import DEFAULT_PATH, TrainingConfig
 from training.train import load_split

@@ -22,10 +22,10 @@ from serving.heuristic import HeuristicScorer
 from serving.model_store import NO_CHAMPION, ModelStore, registry_loader, registry_lookup
 from serving.pipeline import Deadline, FeedQuery, FeedState
 from serving.stages.model_scorer import ModelScorer
+from tests.unit.test_training_team_data import SHIPPED, examples
 from training import tracking
 from training.config import DEFAULT_PATH
 from training.dataset import write_examples
-from tests.unit.test_training_team_data import SHIPPED, examples
 
 DAYS = ["2026-10-09", "2026-10-10", "2026-10-11"]  # train, validation, test
 

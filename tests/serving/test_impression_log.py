@@ -8,7 +8,7 @@ import json
 import math
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ DAY, NEXT_DAY = "2026-10-02", "2026-10-03"
 
 
 def ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso).replace(tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime.fromisoformat(iso).replace(tzinfo=UTC).timestamp() * 1000)
 
 
 TS = ms("2026-10-02T08:15:30.123")

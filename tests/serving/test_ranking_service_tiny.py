@@ -32,8 +32,8 @@ from pipelines.defs.candidates.assets import (
     candidates_trending,
 )
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
-from pipelines.resources import build_resources
 from pipelines.partitions import materialize_day
+from pipelines.resources import build_resources
 from serving.admission import Admission
 from serving.app import RankingApp, wait_ready
 from serving.clock import Clock

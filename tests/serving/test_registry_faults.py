@@ -25,7 +25,15 @@ from data.settings import Settings
 from serving.app import RankingApp, wait_ready
 from serving.model_store import NO_CHAMPION, REGISTRY_UNREACHABLE
 from tests.candidates.helpers import HOUR, T0
-from tests.serving.helpers import build_app, model_store, random_ranker, register_champion, serving_config, social_world, write_world
+from tests.serving.helpers import (
+    build_app,
+    model_store,
+    random_ranker,
+    register_champion,
+    serving_config,
+    social_world,
+    write_world,
+)
 from training import tracking
 
 NAMES = [f"f{i}" for i in range(8)]

@@ -4,15 +4,15 @@ dated after the snapshot's end ever counts."""
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pyspark.sql import functions as F
 
 from features.jobs import author, post, post_tags, relationship, viewer, viewer_tags
 from features.jobs.inputs import MissingInputError
-from features.storage import write_feature_partition
 from features.jobs.tags import spark_tag_bucket, tag_bucket, tag_vector
+from features.storage import write_feature_partition
 from features.tables import AUTHOR, POST_TAGS, TAG_BUCKETS, VIEWER_TAGS
 from pipelines.defs.ingest.ingest import ingest_partition
 from tests.builders import DAY, NEXT_DAY, PREV_DAY, engagement, feature_world, user, write_jsonl
@@ -63,8 +63,8 @@ def test_the_previous_snapshot_sees_only_its_own_past(spark, lake_dir):
     pairs = rows_by(relationship.compute(spark, lake_dir, PREV_DAY), "viewer_id", "author_id")
     assert pairs[(1, 2)].like_7d == 1 and pairs[(1, 2)].comment_28d == 0
     assert pairs[(1, 3)].is_following == 1  # the unfollow happens on DAY
-    snapshot_ts = pairs[(1, 2)].event_timestamp.replace(tzinfo=timezone.utc)
-    assert snapshot_ts == datetime(2026, 10, 3, tzinfo=timezone.utc)
+    snapshot_ts = pairs[(1, 2)].event_timestamp.replace(tzinfo=UTC)
+    assert snapshot_ts == datetime(2026, 10, 3, tzinfo=UTC)
 
 
 def test_author_post_and_viewer_features(spark, lake_dir):
@@ -161,7 +161,7 @@ def test_post_tags_are_normalised_bucket_counts(spark, tags_lake):
     assert vector(posts[(202,)], POST_TAGS)[tag_bucket("cars")] == 1.0
     # Content is known from publication: rows are stamped with the creation time, not the day's end.
     created = datetime.fromisoformat(f"{PREV_DAY}T10:00:00+00:00")
-    assert posts[(200,)].event_timestamp.replace(tzinfo=timezone.utc) == created
+    assert posts[(200,)].event_timestamp.replace(tzinfo=UTC) == created
     assert posts[(200,)].posted_at_s == pytest.approx(created.timestamp(), abs=128)  # float32
 
 

@@ -66,8 +66,8 @@ def test_hidden_and_underscore_files_are_read_not_dropped(spark, dirs):
 def test_rows_read_is_counted_by_loupe_so_a_line_spark_missed_fails_the_check(spark, dirs, monkeypatch):
     """A reader that loses a line (as Spark's hidden-file filter did) no longer passes: rows_read is
     Loupe's own count of the file's lines, not landed + quarantined + duplicates."""
-    from pipelines.defs.ingest.assets import build_ingest_asset
     from data.contracts import CONTRACTS
+    from pipelines.defs.ingest.assets import build_ingest_asset
     from pipelines.partitions import materialize_day
     from pipelines.resources import SparkResource, WorkspaceResource
 

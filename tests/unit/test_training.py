@@ -10,13 +10,15 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, ndcg_score
 
 from data import columns as c
+from data.vocabulary import load_vocabulary
 from training import metrics
 from training.ab_test import served_positions
-from data.vocabulary import load_vocabulary
 from training.config import TrainingConfig
 from training.errors import TrainingDataError
 from training.heads import value_heads

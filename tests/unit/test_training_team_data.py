@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -50,7 +50,7 @@ def examples(day: str, surface: str, heads: ValueHeads, n_requests: int = 200, p
     rng = np.random.default_rng([seed, sum(map(ord, day + surface))])
     n = n_requests * per
     x = rng.normal(size=n)
-    ts = datetime.fromisoformat(day).replace(hour=12, tzinfo=timezone.utc)
+    ts = datetime.fromisoformat(day).replace(hour=12, tzinfo=UTC)
     frame = pd.DataFrame({
         c.REQUEST_ID: np.repeat([f"{day}-{surface}-{i:04d}" for i in range(n_requests)], per),
         c.POSITION: np.tile(np.arange(per), n_requests),

@@ -17,10 +17,10 @@ import dagster as dg
 from candidate_gen.fanout import FanoutWorker, StateLostError
 from candidate_gen.rebuild import rebuild_all, rebuild_viewer
 from data import lake
-from pipelines.defs.ingest.assets import lake_key
-from pipelines.partitions import day_partitions, newest_day_schedule
 from features.tables import RELATIONSHIP
 from pipelines.defs.features.assets import feature_key
+from pipelines.defs.ingest.assets import lake_key
+from pipelines.partitions import day_partitions, newest_day_schedule
 from pipelines.resources import CandidateConfigResource, CandidatesDirResource, RedisResource, WorkspaceResource
 
 GROUP = "candidates"

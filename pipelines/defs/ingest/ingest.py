@@ -25,7 +25,6 @@ from pipelines.defs.ingest import landing
 from pipelines.defs.ingest import validation as v
 from pipelines.defs.ingest.config import IngestConfig, load_ingest_config
 
-
 TOP_UNKNOWN_VALUES = 20  # per enum column: the most frequent values a report names
 
 

@@ -17,7 +17,7 @@ Time rules are relative to the landing day only: no calendar date is special.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import reduce
 
 import pyarrow as pa
@@ -67,7 +67,7 @@ def _typed(raw: Column, arrow_type: pa.DataType) -> Column:
 
 
 def _day_bounds(day: str) -> tuple[datetime, datetime]:
-    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=timezone.utc)
+    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=UTC)
     return start, start + timedelta(days=1)
 
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import dagster as dg
 
 from data import columns as c
+from features.tables import TABLES
 from pipelines.defs.features.assets import REGISTRY_KEY, feature_key
 from pipelines.defs.ingest.assets import lake_key
 from pipelines.partitions import day_partitions, newest_day_schedule
 from pipelines.resources import FeastResource, MlflowResource, TrainingConfigResource, WorkspaceResource
-from features.tables import TABLES
 from training import plots, tracking
 from training.ab_test import simulate
 from training.config import SURFACE_MODELS
