@@ -64,7 +64,8 @@ def recall(lists: dict[str, list[list[int]]], truth: list[set[int]]) -> dict[str
     out = {}
     for name, per_viewer in lists.items():
         out[name] = {
-            str(k): round(float(np.mean([len(set(ids[:k]) & t) / len(t) for ids, t in zip(per_viewer, truth, strict=True)])), 4)
+            str(k): round(float(np.mean([len(set(ids[:k]) & t) / len(t)
+                                         for ids, t in zip(per_viewer, truth, strict=True)])), 4)
             for k in KS
         }
     return out
@@ -92,7 +93,8 @@ def main() -> None:
         result["rebuild"] = rebuild_all(settings.lake_dir, prev, client, cfg)
         timings["rebuild_s"] = round(time.perf_counter() - t, 1)
         t = time.perf_counter()
-        result["fanout"] = FanoutWorker(client, cfg).consume(ev.lake_day(settings.lake_dir, test_day), test_day).as_metadata()
+        day_events = ev.lake_day(settings.lake_dir, test_day)
+        result["fanout"] = FanoutWorker(client, cfg).consume(day_events, test_day).as_metadata()
         timings["fanout_s"] = round(time.perf_counter() - t, 1)
         t = time.perf_counter()
         build_trending(settings.lake_dir, prev, client, cfg)

@@ -296,7 +296,7 @@ class Service:
                    LOUPE_NOW=now, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
         # the token the service will check (LOUPE_API_TOKEN, else the one in this LOUPE_HOME)
         self.token = serving_secrets(replace(get_settings(), home=paths.home)).api_token
-        self._log = open(self.log, "w")
+        self._log = open(self.log, "w")  # noqa: SIM115 - the service's output for its whole life; closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "serving", "serve", "--port", str(self.port), "--config", str(config)],
             cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)

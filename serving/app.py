@@ -92,7 +92,8 @@ class RankingApp:
         cheap_names = tuple(dict.fromkeys(admission.home_sources + admission.explore_sources))
         unknown = set(cheap_names) - set(sources)
         if unknown:
-            raise ValueError(f"serving config [admission]: unknown sources {sorted(unknown)}; choose from {sorted(sources)}")
+            raise ValueError(f"serving config [admission]: unknown sources {sorted(unknown)}; "
+                             f"choose from {sorted(sources)}")
         cheap_sources = _sources(client, cfg.with_caps(admission.candidates, cheap_names), embeddings, cheap_names)
         late_min = config.budget.late_sources_min_wait_ms
 
@@ -281,7 +282,7 @@ class RankingApp:
         for closer in self.closers:
             try:
                 closer.close() if hasattr(closer, "close") else closer.stop()
-            except Exception:  # noqa: BLE001 - shutting down: report, go on
+            except Exception:  # shutting down: report, go on
                 logger.exception("closing %r failed", closer)
 
 

@@ -109,8 +109,7 @@ def format_lines(r: _Response) -> str:
         propensities = _json_numbers(np.asarray(r.propensities, dtype=np.float64).reshape(r.n))
     model_version = "null" if r.model_version is None else _quote(r.model_version)
     parts: list[pa.Array | str] = [
-        f'{{"{c.REQUEST_ID}":{_quote(r.request_id)},"{c.VIEWER_ID}":{int(r.viewer_id)},'
-        f'"{c.POST_ID}":',
+        f'{{"{c.REQUEST_ID}":{_quote(r.request_id)},"{c.VIEWER_ID}":{int(r.viewer_id)},"{c.POST_ID}":',
         post_ids,
         f',"{c.POSITION}":',
         positions,
@@ -231,7 +230,7 @@ class ImpressionLogWriter:
             reason = "queue full" if full else "writer closed"
             self._warn_once(reason, "impression log %s: dropping responses", reason)
             return False
-        except Exception:
+        except Exception:  # noqa: BLE001 - logging never fails a request: counted, warned with its traceback
             with self._lock:
                 self.log_errors += 1
             self._warn_once("log_error", "impression log: bad log() call", exc_info=True)

@@ -53,7 +53,8 @@ class SurfaceState:
 
 class ModelStore:
     def __init__(self, lookup: VersionLookup, loader: RankerLoader, model_cfg: ModelConfig,
-                 cascade: CascadeConfig, compile_dir: Path, on_swap: Callable[[str, ScoringModel | None], None] | None = None):
+                 cascade: CascadeConfig, compile_dir: Path,
+                 on_swap: Callable[[str, ScoringModel | None], None] | None = None):
         self._lookup, self._loader = lookup, loader
         self.cfg, self.cascade, self.compile_dir = model_cfg, cascade, Path(compile_dir)
         self.kept = ChampionCache(self.compile_dir)
@@ -144,13 +145,14 @@ class ModelStore:
                 self._keep(surface, name, version, ranker)
             if self.cfg.engine == "compiled":
                 try:
-                    self._swap(surface, compiled_model(name, version, ranker, self.compile_dir, self.cfg.threads, trees))
-                except Exception:  # noqa: BLE001 - no compiler, bad model: LightGBM keeps serving
+                    compiled = compiled_model(name, version, ranker, self.compile_dir, self.cfg.threads, trees)
+                    self._swap(surface, compiled)
+                except Exception:  # no compiler, bad model: LightGBM keeps serving
                     st.compile_failed = version
                     st.errors += 1
                     logger.exception("compiling %s:%s failed; serving it with LightGBM", name, version)
             st.fault, st.from_disk = None, False
-        except Exception as exc:  # noqa: BLE001 - a model that fails to load never replaces a working one
+        except Exception as exc:  # a model that fails to load never replaces a working one
             st.errors += 1
             logger.exception("loading %s:%s failed; keeping %s", name, version, current and current.label)
             st.fault = f"champion {name}:{version} failed to load ({type(exc).__name__})"
@@ -162,7 +164,7 @@ class ModelStore:
         st = self._state[surface]
         try:
             found = self.kept.load(surface)
-        except Exception:  # noqa: BLE001 - an unreadable cache: the heuristic serves
+        except Exception:  # an unreadable cache: the heuristic serves
             logger.exception("the champion kept on disk for %s cannot be read", surface)
             return
         if found is None:
@@ -177,7 +179,7 @@ class ModelStore:
         if self.cfg.engine == "compiled":
             try:
                 model = compiled_model(kept.name, kept.version, ranker, self.compile_dir, self.cfg.threads, trees)
-            except Exception:  # noqa: BLE001 - LightGBM serves it
+            except Exception:  # LightGBM serves it
                 st.compile_failed = kept.version
                 logger.exception("compiling the kept %s:%s failed; serving it with LightGBM", kept.name, kept.version)
         if model is None:
@@ -190,7 +192,7 @@ class ModelStore:
     def _keep(self, surface: str, name: str, version: str, ranker: Ranker) -> None:
         try:
             self.kept.save(surface, name, version, ranker)
-        except Exception:  # noqa: BLE001 - serving goes on; only a restart without registry loses it
+        except Exception:  # serving goes on; only a restart without registry loses it
             logger.exception("keeping %s:%s on disk failed", name, version)
 
     def _forget_kept(self, surface: str) -> None:

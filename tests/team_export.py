@@ -45,7 +45,7 @@ def write_team_export(folder: Path, *, days: int = 6, users: int = 60, seed: int
     # how much each viewer likes each author it follows: the signal clicks carry
     affinity = {(u, v): float(rng.beta(0.6, 2.5)) for u, vs in followees.items() for v in vs}
     posts: list[tuple[str, str, date, float]] = []  # (post, author, day, second of day)
-    for d, day in enumerate(day_list):
+    for day in day_list:
         made = [(f"p-{day:%Y%m%d}-{n}", str(a), day, float(rng.uniform(0, 40_000)))
                 for n, a in enumerate(rng.choice(ids, size=users, replace=True))]
         posts += made
@@ -65,8 +65,9 @@ def write_team_export(folder: Path, *, days: int = 6, users: int = 60, seed: int
                 page = [mine[i] for i in shown]
                 page += [others[i] for i in rng.permutation(len(others))[:3]]
                 for pos, (post, author, _, _) in enumerate(page):
+                    source = "in_network" if author in followees[v] else "other"
                     impressions.append({"request_id": request, "viewer_id": v, "post_id": post, "position": pos,
-                                        "surface": "home", "source": "in_network" if author in followees[v] else "other",
+                                        "surface": "home", "source": source,
                                         "ts": _ts(day, at + pos)})
                     p_click = 0.02 + 0.6 * affinity.get((v, author), 0.0)
                     kind = "click" if rng.random() < p_click else ("view" if rng.random() < 0.05 else None)

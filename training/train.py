@@ -27,7 +27,10 @@ from training.models import LAMBDARANK, VALUE_MODEL, Ranker, train_heads, train_
 
 def split_days(test_day: str, train_days: int) -> dict[str, list[str]]:
     t = date.fromisoformat(test_day)
-    day = lambda k: (t - timedelta(days=k)).isoformat()  # noqa: E731
+
+    def day(k: int) -> str:
+        return (t - timedelta(days=k)).isoformat()
+
     return {
         "train": [day(k) for k in range(train_days + 1, 1, -1)],
         "valid": [day(1)],
@@ -104,5 +107,6 @@ def choose_challenger(rankers: dict[str, Ranker], valid: pd.DataFrame) -> tuple[
     scores = {kind: validation_ndcg(r, valid) for kind, r in rankers.items()}
     finite = {k: v for k, v in scores.items() if np.isfinite(v)}
     if not finite:
-        raise NotEnoughData(f"every ranker has a NaN validation NDCG@10 (no request with a positive and 2 rows?): {scores}")
+        raise NotEnoughData("every ranker has a NaN validation NDCG@10 "
+                            f"(no request with a positive and 2 rows?): {scores}")
     return max(finite, key=finite.get), scores

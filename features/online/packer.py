@@ -250,7 +250,7 @@ class PackedViewWriter:
             body = key[: -len(project)]
             try:
                 proto = deserialize_entity_key(body, version)
-            except Exception:
+            except Exception:  # noqa: BLE001 - not an entity key at all (any decode error): not one of ours
                 continue
             if serialize_entity_key(proto, version) == body:  # not another project's suffix
                 yield proto

@@ -340,7 +340,10 @@ class _KeyCache(dict):
         prefix = layout.key_prefix
         m = len(layout.join_keys)
         if m == 1:
-            build = lambda entity_id: prefix + b"%d" % entity_id  # noqa: E731
+
+            def build(entity_id: int) -> bytes:
+                return prefix + b"%d" % entity_id
+
         else:  # int: parts packed `63 // m` bits each (first part highest); bytes: m x <i8
             unpack = struct.Struct(f"<{m}q").unpack
             template = layout.key_template

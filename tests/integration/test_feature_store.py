@@ -136,7 +136,10 @@ def test_request_age_is_right_whatever_the_timestamp_unit(store, unit):
     """The lake's Parquet is microseconds (Spark), the contracts milliseconds: training read the
     raw int64 as nanoseconds and every post was 0 h old. Each unit must give the same age."""
     ts = pd.Series([at(DAY, 18), at(NEXT_DAY, 1)])
-    ts = ts.dt.tz_localize(None).astype("datetime64[us]") if unit == "naive-us" else ts.astype(f"datetime64[{unit}, UTC]")
+    if unit == "naive-us":
+        ts = ts.dt.tz_localize(None).astype("datetime64[us]")
+    else:
+        ts = ts.astype(f"datetime64[{unit}, UTC]")
     requests = pd.DataFrame({"viewer_id": [1, 1], "author_id": [2, 2], "post_id": [100, 100], "event_timestamp": ts})
     got = historical_features(store, requests)
     # post 100 was created PREV_DAY 10:00

@@ -38,7 +38,8 @@ def random_ranker(names: list[str], kind: str = VALUE_MODEL, seed: int = 1, tree
         return Ranker(LAMBDARANK, list(names), boosters)
     heads = {}
     for head, flip in (("like", 1.0), ("negative", -1.0)):
-        heads[head] = lgb.train({**params, "objective": "binary"}, lgb.Dataset(x, (flip * signal > 1).astype(int)), trees)
+        labels = (flip * signal > 1).astype(int)
+        heads[head] = lgb.train({**params, "objective": "binary"}, lgb.Dataset(x, labels), trees)
     return Ranker(VALUE_MODEL, list(names), heads, weights={"like": 1.0, "negative": -5.0})
 
 

@@ -68,7 +68,8 @@ def platform(tiny_lake, redis_server, tmp_path_factory):
     store = feature_store(served, redis_url)
     names = RankingFeatureReader(store, client=redis.Redis.from_url(redis_url)).feature_names
     versions = {
-        "home": register_champion(served.tracking_uri, home / "mlartifacts", "home", "feed_ranker", random_ranker(names)),
+        "home": register_champion(served.tracking_uri, home / "mlartifacts", "home", "feed_ranker",
+                                  random_ranker(names)),
         "explore": register_champion(served.tracking_uri, home / "mlartifacts", "explore", "explore_ranker",
                                      random_ranker(names, LAMBDARANK)),
     }

@@ -98,7 +98,7 @@ def test_only_a_missing_model_or_alias_is_no_champion(registry):
     assert str(tracking.version_by_alias(client, "feed_ranker", tracking.CHAMPION).version) == "1"
     assert tracking.version_by_alias(client, "explore_ranker", tracking.CHAMPION) is None  # no such model
     assert tracking.version_by_alias(client, "feed_ranker", "no-such-alias") is None  # no such alias
-    with broken(db), pytest.raises(Exception) as fault:  # noqa: PT011,PT012 - whatever the store raises
+    with broken(db), pytest.raises(Exception) as fault:  # whatever the store raises
         tracking.version_by_alias(client, "feed_ranker", tracking.CHAMPION)
     assert "database" in str(fault.value)
     assert str(tracking.version_by_alias(client, "feed_ranker", tracking.CHAMPION).version) == "1"

@@ -52,6 +52,6 @@ def test_config_is_parsed_once_and_checked(tmp_path):
 
 def test_candidate_generation_uses_the_features_rule_and_refuses_its_old_settings():
     assert CandidateConfig.load().celebrity == CelebrityRule.load()
-    with pytest.raises(ValueError, match="features/config.toml"):
+    with pytest.raises(ValueError, match=r"features/config\.toml"):
         CandidateConfig.from_dict({"feed": {"celebrity_percentile": 95.0}})
     assert CandidateConfig.load().with_celebrity(followers=3).celebrity.followers == 3

@@ -46,7 +46,10 @@ def test_relationship_features(spark, lake_dir):
     assert p.author_engaged_viewer_28d == 1  # author 2 liked viewer 1's post
     assert p.engagement_share == pytest.approx(4 / 5)  # 4 of viewer 1's 5 positive events
     assert p.days_since_last_interaction == pytest.approx(11 / 24, abs=1e-5)  # comment at 13:00
-    half = lambda age_days: 2 ** (-age_days / 7)  # noqa: E731
+
+    def half(age_days):
+        return 2 ** (-age_days / 7)
+
     expected = half(1 + 9 / 24) + half(12 / 24) + 3 * half(11 / 24) + 0.5 * half(11 / 24 + 59 / 1440)
     assert p.engagement_score_decayed == pytest.approx(expected, rel=1e-5)
     assert p.follow_age_days == pytest.approx(1 + 16 / 24, abs=1e-5)  # since PREV_DAY 08:00
@@ -117,7 +120,10 @@ def tags_lake(spark, tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("tags")
     landing = root / "landing"
-    at = lambda hour: f"{DAY}T{hour:02d}:00:00.000Z"  # noqa: E731
+
+    def at(hour):
+        return f"{DAY}T{hour:02d}:00:00.000Z"
+
     write_jsonl(landing, "users", PREV_DAY, [user(u) for u in (1, 2, 3, 4, 9)])
     write_jsonl(landing, "users", DAY, [])
     write_jsonl(landing, "posts", PREV_DAY, [
@@ -127,8 +133,11 @@ def tags_lake(spark, tmp_path_factory):
         post_row(203, 9, hashtags=None),
     ])
     write_jsonl(landing, "posts", DAY, [])
-    e = lambda eid, viewer, post_id, kind="like", ts=at(12), **kw: engagement(  # noqa: E731
-        eid, viewer=viewer, post_id=post_id, author_id=9, type=kind, ts=ts, **kw)
+    noon = at(12)
+
+    def e(eid, viewer, post_id, kind="like", ts=noon, **kw):
+        return engagement(eid, viewer=viewer, post_id=post_id, author_id=9, type=kind, ts=ts, **kw)
+
     write_jsonl(landing, "engagements", PREV_DAY, [])
     write_jsonl(landing, "engagements", DAY, [
         e("a1", 1, 200), e("a2", 1, 202, "comment"),

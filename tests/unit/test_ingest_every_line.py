@@ -296,5 +296,5 @@ def test_make_run_stops_with_the_checks_words_when_a_day_holds_a_file_it_did_not
     land(landing, "notes.txt", b"hello\n")
     settings = Settings.from_env({"LOUPE_HOME": str(tmp_path / "home"), "LOUPE_LANDING": str(landing),
                                   "LOUPE_SOURCE": "landing"})
-    with dg.DagsterInstance.ephemeral() as instance, pytest.raises(IngestStopped, match="notes.txt"):
+    with dg.DagsterInstance.ephemeral() as instance, pytest.raises(IngestStopped, match=r"notes\.txt"):
         ingest_days(settings, [DAY], instance)

@@ -132,7 +132,8 @@ EVERY_HOSTILE_NAME = [
     for i, stem in enumerate(HOSTILE)
 ] + [
     Landed("bom.jsonl", BOM, "utf-8-sig"),  # the mark alone: one blank line
-    Landed("latin.jsonl", "\r\n".join([json.dumps(user(1, country="Genève"), ensure_ascii=False), "", sized(2, LIMIT + 1) + "\r"]).encode("latin-1"), "latin-1"),
+    Landed("latin.jsonl", "\r\n".join([json.dumps(user(1, country="Genève"), ensure_ascii=False), "",
+                                       sized(2, LIMIT + 1) + "\r"]).encode("latin-1"), "latin-1"),
     Landed("old-mac.jsonl", "\r".join([json.dumps(user(3))] * 3).encode(), "utf-8"),
     Landed("wide.jsonl", json.dumps(user(4)).encode("utf-16"), "utf-16"),
     Landed("blob.jsonl.gz", b"\x00\x01\x02", "binary"),

@@ -21,7 +21,8 @@ def world(tmp_path: Path):
     landing, lake_dir = tmp_path / "landing", tmp_path / "lake"
     for day in (PREV_DAY, DAY):
         write_jsonl(landing, "users", day, [user(1), user(2)] if day == PREV_DAY else [user(3, f"{DAY}T01:00:00.000Z")])
-        write_jsonl(landing, "posts", day, [post(100, 2)] if day == PREV_DAY else [post(101, 3, f"{DAY}T02:00:00.000Z")])
+        posts = [post(100, 2)] if day == PREV_DAY else [post(101, 3, f"{DAY}T02:00:00.000Z")]
+        write_jsonl(landing, "posts", day, posts)
     write_jsonl(landing, "engagements", PREV_DAY, [engagement("e-old", ts=f"{PREV_DAY}T12:00:00.000Z")])
     return landing, lake_dir
 

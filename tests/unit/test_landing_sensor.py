@@ -68,7 +68,8 @@ def test_schedules_run_the_newest_registered_day():
 
     repository = defs.get_repository_def()
     with dg.instance_for_test() as instance:
-        skipped = training_schedule.evaluate_tick(dg.build_schedule_context(instance=instance, repository_def=repository))
+        context = dg.build_schedule_context(instance=instance, repository_def=repository)
+        skipped = training_schedule.evaluate_tick(context)
         assert not skipped.run_requests and "no landing day" in skipped.skip_message
         instance.add_dynamic_partitions("day", ["2019-03-05", "2019-03-04"])
         context = dg.build_schedule_context(instance=instance, repository_def=repository)

@@ -78,7 +78,8 @@ def sdist(tmp_path_factory) -> tuple[Path, np.ndarray]:
 
 
 def read(landing: Path, log: str) -> list[dict]:
-    return [json.loads(line) for f in sorted(landing.glob(f"{log}/*/open_bandit*.jsonl")) for line in f.read_text().splitlines()]
+    files = sorted(landing.glob(f"{log}/*/open_bandit*.jsonl"))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
 
 
 def test_conversion_writes_every_round_in_the_landing_contract(sdist, tmp_path):

@@ -26,7 +26,8 @@ def names_of(label: str):
 
 def run(vectors, training: dict, cfg: SkewConfig | None = None, label="feed_ranker:3") -> SkewReport:
     cfg = cfg or SkewConfig(max_mismatch_rate=0.3)
-    return compare(served(vectors, label), pd.DataFrame(training), names_of, cfg, SkewReport("d", cfg.max_mismatch_rate))
+    report = SkewReport("d", cfg.max_mismatch_rate)
+    return compare(served(vectors, label), pd.DataFrame(training), names_of, cfg, report)
 
 
 def test_equal_vectors_pass_and_missing_on_both_sides_is_a_match():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -121,7 +122,8 @@ def test_rankers_learn_and_round_trip(tmp_path):
         assert ranker.kind == kind
         scores = ranker.predict(ranker.matrix(valid))
         groups = valid[c.REQUEST_ID].to_numpy()
-        assert metrics.ndcg(groups, valid["grade"], scores, 10) > metrics.ndcg(groups, valid["grade"], -scores, 10) + 0.1
+        reversed_ndcg = metrics.ndcg(groups, valid["grade"], -scores, 10)
+        assert metrics.ndcg(groups, valid["grade"], scores, 10) > reversed_ndcg + 0.1
         loaded = Ranker.load(ranker.save(tmp_path / kind))
         np.testing.assert_array_equal(loaded.predict(loaded.matrix(valid)), scores)
 
@@ -154,8 +156,8 @@ def test_served_positions_follow_scores_within_each_request():
 
 
 def test_a_vocabulary_head_without_a_weight_is_a_config_error_naming_it(tmp_path):
-    text = open(TrainingConfig.load().source).read()
+    text = Path(TrainingConfig.load().source).read_text()
     bad = tmp_path / "bad.toml"
     bad.write_text(text.replace("negative = -12.0", "hate = -12.0"))
-    with pytest.raises(ValueError, match="no weight for head.*'negative'"):
+    with pytest.raises(ValueError, match=r"no weight for head.*'negative'"):
         value_heads(load_vocabulary(), TrainingConfig.load(bad))

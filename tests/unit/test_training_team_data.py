@@ -148,8 +148,8 @@ def test_a_failing_lambdarank_leaves_the_value_model_as_the_challenger(tmp_path)
 def test_a_surface_without_data_is_refused_with_a_clear_message(tmp_path):
     write_days(tmp_path, {d: [examples(d, "home", SHIPPED, positives={"click": 1.0})] for d in DAYS})
     assert load_split(tmp_path, "home", DAYS[-1], CFG).train[c.SURFACE].eq("home").all()
-    with pytest.raises(NotEnoughData, match=r"explore: no explore impressions on any of these days: train \(2019-11-09\)"
-                                           r": the training set is empty \(0 requests"):
+    with pytest.raises(NotEnoughData, match=r"explore: no explore impressions on any of these days: "
+                                           r"train \(2019-11-09\): the training set is empty \(0 requests"):
         load_split(tmp_path, "explore", DAYS[-1], CFG)
 
 

@@ -489,7 +489,10 @@ def _ndcg_at_10(df: pd.DataFrame, order_by: str, gain: str) -> float:
     df = df[df.groupby("request_id")["_g"].transform("sum") > 0]
     df = df.assign(_r=df.groupby("request_id")[order_by].rank(ascending=False, method="first") - 1)
     df = df.assign(_ir=df.groupby("request_id")["_g"].rank(ascending=False, method="first") - 1)
-    disc = lambda r: np.where(r < 10, 1.0 / np.log2(r + 2), 0.0)  # noqa: E731
+
+    def disc(r):
+        return np.where(r < 10, 1.0 / np.log2(r + 2), 0.0)
+
     dcg = (df["_g"] * disc(df["_r"])).groupby(df["request_id"]).sum()
     idcg = (df["_g"] * disc(df["_ir"])).groupby(df["request_id"]).sum()
     return float((dcg / idcg).mean())

@@ -166,11 +166,15 @@ def embeddings_dir(candidates_dir: CandidatesDirResource, day: str) -> Path:
     return Path(candidates_dir.path) / "embeddings" / f"dt={day}"
 
 
-candidate_assets = [candidates_rebuild, candidates_fanout, candidates_trending, candidates_social, candidates_embeddings]
+candidate_assets = [
+    candidates_rebuild, candidates_fanout, candidates_trending, candidates_social, candidates_embeddings,
+]
 
 candidates_job = dg.define_asset_job(
     "candidates_job",
-    selection=dg.AssetSelection.assets(candidates_fanout, candidates_trending, candidates_social, candidates_embeddings),
+    selection=dg.AssetSelection.assets(
+        candidates_fanout, candidates_trending, candidates_social, candidates_embeddings,
+    ),
     description="The day's fan-out run (the lake's events; live publishes go on meanwhile) and the "
     "Explore builders.",
 )

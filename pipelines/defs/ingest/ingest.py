@@ -114,7 +114,9 @@ def spark_lines(spark: SparkSession, sources: list[landing.SparkSource]) -> Data
         F.when(value.endswith("\r"), value.substr(F.lit(1), F.length(value) - 1)).otherwise(value).alias("value"),
         F.coalesce(
             landing_file[read_from],
-            F.raise_error(F.concat(F.lit("ingest: Spark read a file it was not handed: "), F.col("_metadata.file_path"))),
+            F.raise_error(
+                F.concat(F.lit("ingest: Spark read a file it was not handed: "), F.col("_metadata.file_path"))
+            ),
         ).alias(c.SOURCE_FILE),
     )
 

@@ -117,7 +117,8 @@ def not_read_because(path: Path, root: Path) -> str | None:
     if not stat.S_ISREG(mode):
         return "not a regular file (a pipe, socket or device)"
     if not is_landing_name(path.name):
-        return f"not a landing file name: only {' and '.join('*' + s for s in LANDING_SUFFIXES)} are read (names are case-sensitive)"
+        suffixes = " and ".join("*" + s for s in LANDING_SUFFIXES)
+        return f"not a landing file name: only {suffixes} are read (names are case-sensitive)"
     return None
 
 

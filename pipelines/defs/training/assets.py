@@ -138,7 +138,8 @@ def build_surface_assets(surface: str):
             context.log.warning(f"{surface}: {kind} not trained: {why}")
         try:
             if not trained.rankers:
-                raise NotEnoughData("no ranker could be trained: " + "; ".join(f"{k}: {w}" for k, w in trained.failures.items()))
+                failures = "; ".join(f"{k}: {w}" for k, w in trained.failures.items())
+                raise NotEnoughData(f"no ranker could be trained: {failures}")
             kind, valid_ndcg = choose_challenger(trained.rankers, split.valid)
         except NotEnoughData as exc:
             yield from _skip(context, rankers_key, f"{surface}: {exc}")
