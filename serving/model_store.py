@@ -126,7 +126,7 @@ class ModelStore:
             if st.model is not None or not st.resolved:
                 logger.warning("%s has no %s (no challenger passed the promotion gate yet, or the alias was "
                                "removed); serving the heuristic", name, self.cfg.alias)
-            self._swap(surface, None)
+            self.swap(surface, None)
             self._forget_kept(surface)
             st.resolved, st.fault, st.from_disk = True, None, False
             return
@@ -140,13 +140,13 @@ class ModelStore:
             ranker = self._loader(name, version)
             trees = self.cascade.first_stage_trees if self.cascade.enabled else None
             if current is None or current.version != version or current.name != name:
-                self._swap(surface, lightgbm_model(name, version, ranker, self.cfg.threads, trees))
+                self.swap(surface, lightgbm_model(name, version, ranker, self.cfg.threads, trees))
                 st.from_disk = False
                 self._keep(surface, name, version, ranker)
             if self.cfg.engine == "compiled":
                 try:
                     compiled = compiled_model(name, version, ranker, self.compile_dir, self.cfg.threads, trees)
-                    self._swap(surface, compiled)
+                    self.swap(surface, compiled)
                 except Exception:  # no compiler, bad model: LightGBM keeps serving
                     st.compile_failed = version
                     st.errors += 1
@@ -184,7 +184,7 @@ class ModelStore:
                 logger.exception("compiling the kept %s:%s failed; serving it with LightGBM", kept.name, kept.version)
         if model is None:
             model = lightgbm_model(kept.name, kept.version, ranker, self.cfg.threads, trees)
-        self._swap(surface, model)
+        self.swap(surface, model)
         st.from_disk = True
         logger.warning("the registry cannot be read: serving %s for %s, kept on disk %s", model.label, surface,
                        kept.kept_at)
@@ -201,7 +201,8 @@ class ModelStore:
         except OSError:
             logger.exception("forgetting the champion kept for %s failed", surface)
 
-    def _swap(self, surface: str, model: ScoringModel | None) -> None:
+    def swap(self, surface: str, model: ScoringModel | None) -> None:
+        """Serve `model` for `surface` (None: the heuristic serves) until the next swap."""
         self._state[surface].model = model  # one reference assignment: atomic for readers
         self._on_swap(surface, model)
         if model is not None:

@@ -270,14 +270,14 @@ def test_a_file_that_cannot_be_read_is_rejected_not_fatal(spark, dirs, monkeypat
     landing, lake_dir = dirs
     land(landing, "part-00000.jsonl", users_bytes(1))
     locked = land(landing, "part-00001.jsonl", users_bytes(2))
-    real_open = landing_read._open
+    real_open = landing_read.open_landing_file
 
     def no_permission(path):  # as a file without read permission does (the tests may run as root)
         if path == locked:
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path)
 
-    monkeypatch.setattr(landing_read, "_open", no_permission)
+    monkeypatch.setattr(landing_read, "open_landing_file", no_permission)
     report = ingest_partition(spark, "users", DAY, landing, lake_dir)
 
     assert landed_ids(spark, report) == [1]

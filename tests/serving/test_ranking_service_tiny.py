@@ -223,7 +223,7 @@ def _app_with(platform, model_full=None, hydrator_redis=None, lookup=None, budge
     if model_full is not None:
         models.stop()  # the poller must not put the real champion back during the test
         current = base.models.current("home")
-        models._swap("home", ScoringModel("feed_ranker", "broken", "lightgbm", current.feature_names, model_full, None))
+        models.swap("home", ScoringModel("feed_ranker", "broken", "lightgbm", current.feature_names, model_full, None))
     hydrator = base.home.hydrator
     if hydrator_redis is not None:
         hydrator = _packed_hydrator(store, hydrator_redis)
