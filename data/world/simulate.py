@@ -107,7 +107,7 @@ UNBLOCK_P = 0.01  # per existing block or mute, per day
 VERIFY_RATE = 0.0005  # accounts getting verified per day
 # What the simulator emits, by code: its own fixed names. Ingestion validates against the log
 # vocabulary (data/vocabulary.toml), which declares every one of them (checked by
-# tests/unit/test_contract_vocabulary.py); a team's vocabulary may add names the simulator never writes.
+# tests/data/test_contract_vocabulary.py); a team's vocabulary may add names the simulator never writes.
 ENGAGEMENT_TYPES = ("like", "comment", "share", "save", "profile_visit", "dwell", "hide", "report")
 IMPRESSION_SOURCES = ("in_network", "celebrity", "explore_popular", "explore_random")  # policy.py codes
 ENG_CODE = {t: i for i, t in enumerate(ENGAGEMENT_TYPES)}

@@ -5,7 +5,7 @@
     block.values      # (n_rows, n_features) float32, the service's declared column order
     block.missing     # (n_rows, n_features) bool: True exactly where Feast returns None
 
-Parity with `FeatureStore.get_online_features(service, rows).to_dict()` (tests/integration/
+Parity with `FeatureStore.get_online_features(service, rows).to_dict()` (tests/features/
 test_online_reader.py): a value Feast returns is returned as float32; where Feast returns None
 (unknown entity, null value, or a key Feast's `key_ttl_seconds` expired) `missing` is set and the
 value is the feature's default (NaN unless configured). Like Feast's Redis store, the feature

@@ -133,7 +133,7 @@ def test_a_post_deletion_row_lands_beside_its_creation_row(spark, world):
 
 def test_an_unreadable_file_is_quarantined_whole_naming_the_file(spark, world):
     """A binary file no longer stops the day: the good files land, the file is named with its
-    reason, and the partition does not reconcile (issue 13; tests/unit/test_ingest_every_line.py)."""
+    reason, and the partition does not reconcile (issue 13; tests/ingest/test_ingest_every_line.py)."""
     landing, lake_dir = world
     ingest_days(spark, landing, lake_dir)
     write_jsonl(landing, "engagements", DAY, [engagement("a")])

@@ -1,6 +1,6 @@
 """Training components on small hand-made frames: metrics (against scikit-learn), labels, the
 bad-input refusals, rankers that learn and round-trip, config validation. Heads from the vocabulary,
-skipping and the promotion gate: tests/unit/test_training_team_data.py."""
+skipping and the promotion gate: tests/training/test_training_team_data.py."""
 
 from __future__ import annotations
 
