@@ -16,6 +16,7 @@ PY := $(UV) run --frozen python
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
 	@echo "make test    lint, then run every test but the end-to-end ones (what CI runs)"
+	@echo "make test-fast  the unit tier only: no Spark, no server, no Dagster run"
 	@echo "make lint    ruff and the layer contract (lint-imports)"
 	@echo "make bench   run every benchmark (JSON under benchmarks/results/)"
 	@echo "make ui      open the Dagster UI on the workspace"
@@ -41,11 +42,11 @@ lint: setup  # style and bug rules (ruff), and the one-way layer order of the ro
 test: setup lint
 	$(UV) run --frozen pytest -m "not e2e"
 
-test-e2e: setup  # a team's export and a graph-only export through `make run` (tests/slow/test_bring_your_own_logs.py)
+test-e2e: setup  # a team's export and a graph-only export through `make run` (tests/e2e/test_bring_your_own_logs.py)
 	$(UV) run --frozen pytest -m e2e
 
-test-fast: setup
-	$(UV) run --frozen pytest -m "not slow and not e2e"
+test-fast: setup  # the unit tier: no Spark, no server, no Dagster run
+	$(UV) run --frozen pytest -m unit
 
 bench: bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload
 

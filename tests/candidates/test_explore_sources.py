@@ -228,6 +228,7 @@ def test_record_engagement_feeds_the_social_source_and_survives_a_rebuild(env, l
     assert client.zcard(keys.engaged(4)) == 3
 
 
+@pytest.mark.integration  # starts (and stops) a Valkey server of its own
 def test_an_unreachable_redis_raises_and_run_sources_reports_an_error(lake):
     with EmbeddedRedis() as server:
         client = redis.Redis.from_url(server.url, socket_timeout=1, socket_connect_timeout=1)

@@ -31,7 +31,6 @@ from pipelines.partitions import materialize_day, register_days
 from pipelines.resources import build_resources
 from tests.builders import follow, post, user, write_jsonl
 
-pytestmark = pytest.mark.spark
 DAYS = ("2026-10-02", "2026-10-03")
 N_USERS = 40
 LONERS = (37, 38, 39, 40)  # follow nobody

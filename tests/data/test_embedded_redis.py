@@ -1,8 +1,11 @@
 """The embedded Valkey server speaks the real protocol and starts/stops/restarts cleanly."""
 
+import pytest
 import redis
 
 from data.redis_server import EmbeddedRedis, redis_endpoint
+
+pytestmark = pytest.mark.integration  # each test starts its own Valkey server
 
 
 def test_embedded_server_serves_and_restarts_on_the_same_port(tmp_path):

@@ -169,7 +169,6 @@ def test_the_benchmark_recovers_bts_ctr_from_the_random_policys_rounds(sdist, tm
     assert result["random_policy_ctr"] < result["bts_on_policy_ctr"]["value"]  # BTS favours the good items
 
 
-@pytest.mark.spark
 def test_ingestion_parses_every_converted_line_as_valid(spark, sdist, tmp_path):
     from pyspark.sql import functions as F
 

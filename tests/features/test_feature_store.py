@@ -31,7 +31,6 @@ from pipelines.defs.ingest.ingest import ingest_partition
 from tests.builders import DAY, NEXT_DAY, PREV_DAY, engagement, feature_world, write_jsonl
 from tests.builders import post as post_row
 
-pytestmark = pytest.mark.spark
 LOGS = ("users", "posts", "follows", "blocks", "engagements", "impressions")
 JOBS = ((author, AUTHOR), (relationship, RELATIONSHIP), (post, POST), (viewer, VIEWER),
         (post_tags, POST_TAGS), (viewer_tags, VIEWER_TAGS))

@@ -10,8 +10,6 @@ from pipelines.defs.features.assets import feast_online, feast_registry, feature
 from pipelines.partitions import materialize_day
 from pipelines.resources import build_resources
 
-pytestmark = pytest.mark.spark
-
 
 @pytest.fixture(scope="module")
 def resources(tiny_lake, redis_server):

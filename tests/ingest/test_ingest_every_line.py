@@ -17,8 +17,6 @@ from pipelines.defs.ingest import ingest
 from pipelines.defs.ingest.ingest import ingest_partition
 from tests.builders import DAY, user
 
-pytestmark = pytest.mark.spark
-
 
 def physical_lines(data: bytes) -> int:
     """Lines as the landing contract counts them: each b"\\n", plus a last line without one."""

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -23,8 +22,6 @@ from pipelines.defs.ingest import landing as landing_read
 from pipelines.defs.ingest.config import IngestConfig
 from pipelines.defs.ingest.ingest import ingest_partition, lake_row_count, scratch_dir
 from tests.builders import DAY, user
-
-pytestmark = pytest.mark.spark
 
 LIMIT = 300  # max_line_bytes of these runs: over-long lines stay cheap to make
 BOM = b"\xef\xbb\xbf"

@@ -11,9 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data.contracts import LOG_TYPES
-from tests.conftest import materialize_ingest
-
-pytestmark = pytest.mark.spark
+from tests.ingest.helpers import materialize_ingest
 
 
 def lake_digest(lake_dir: Path, table: str) -> str:

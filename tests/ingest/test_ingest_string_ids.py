@@ -21,8 +21,6 @@ from pipelines.defs.ingest.ingest import ingest_partition
 from pipelines.defs.ingest.validation import parse_lines
 from tests.builders import engagement, follow, impression, post, user, write_jsonl
 
-pytestmark = pytest.mark.spark
-
 D1, D2 = "2019-03-04", "2019-03-05"
 
 

@@ -13,7 +13,6 @@ from data import lake
 from pipelines.defs.ingest.ingest import IngestError, ingest_partition
 from tests.builders import DAY, PREV_DAY, engagement, post, user, write_jsonl
 
-pytestmark = pytest.mark.spark
 
 @pytest.fixture
 def world(tmp_path: Path):

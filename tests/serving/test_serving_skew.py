@@ -13,7 +13,6 @@ from dataclasses import replace
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pytest
 
 import features.retrieval
 from benchmarks.served_skew import examples_and_check, land_served_day, nanoseconds_assumed
@@ -22,9 +21,7 @@ from pipelines.defs.training.skew import CHECK_NAME
 from pipelines.resources import WorkspaceResource, build_resources
 from serving.app import RankingApp, wait_ready
 from serving.config import ServingConfig
-from tests.serving.test_ranking_service_tiny import platform  # noqa: F401 - the served tiny world
 
-pytestmark = pytest.mark.spark
 AGE = "request_features__post_age_hours_at_request"
 
 
@@ -35,7 +32,7 @@ def served_lake(spark, platform_settings, landing, lake_dir, day: str) -> None:
         assert report.reconciles and not report.rows_quarantined, report
 
 
-def test_served_vectors_match_training_retrieval_and_the_unit_bug_is_caught(platform, spark, tmp_path, monkeypatch):  # noqa: F811
+def test_served_vectors_match_training_retrieval_and_the_unit_bug_is_caught(platform, spark, tmp_path, monkeypatch):
     served, store, names, viewers, versions, next_day = platform
     landing, lake_dir = tmp_path / "landing", tmp_path / "lake"
     settings = replace(served, source="landing", landing=landing)  # the service logs here

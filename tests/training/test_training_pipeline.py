@@ -20,8 +20,6 @@ from training import tracking
 from training.config import DEFAULT_PATH, TrainingConfig
 from training.train import load_split
 
-pytestmark = pytest.mark.spark
-
 
 @pytest.fixture(scope="module")
 def trained(tiny_lake, redis_server, tmp_path_factory):

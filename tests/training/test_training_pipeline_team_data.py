@@ -11,6 +11,7 @@ promoted: the service keeps its heuristic and says `no_champion`)."""
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
 from candidate_gen.records import Candidate
 from data import columns as c
@@ -22,11 +23,12 @@ from serving.heuristic import HeuristicScorer
 from serving.model_store import NO_CHAMPION, ModelStore, registry_loader, registry_lookup
 from serving.pipeline import Deadline, FeedQuery, FeedState
 from serving.stages.model_scorer import ModelScorer
-from tests.unit.test_training_team_data import SHIPPED, examples
+from tests.training.examples import SHIPPED, examples
 from training import tracking
 from training.config import DEFAULT_PATH
 from training.dataset import write_examples
 
+pytestmark = pytest.mark.integration  # Dagster runs of the training assets
 DAYS = ["2026-10-09", "2026-10-10", "2026-10-11"]  # train, validation, test
 
 
