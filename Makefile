@@ -11,11 +11,13 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload ui mlflow-ui feast clean
+.PHONY: help setup run lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
-	@echo "make test    run the whole test suite"
+	@echo "make test    lint, then run every test but the end-to-end ones (what CI runs)"
+	@echo "make test-fast  the unit tier only: no Spark, no server, no Dagster run"
+	@echo "make lint    ruff and the layer contract (lint-imports)"
 	@echo "make bench   run every benchmark (JSON under benchmarks/results/)"
 	@echo "make ui      open the Dagster UI on the workspace"
 	@echo "make mlflow-ui  open the MLflow UI on the workspace (runs, registry, promotions)"
@@ -33,14 +35,18 @@ setup: $(if $(shell command -v uv 2>/dev/null),,$(CURDIR)/.tools/bin/uv)
 run: setup
 	@$(PY) -m pipelines.run
 
-test: setup
+lint: setup  # style and bug rules (ruff), and the one-way layer order of the rooms (import-linter)
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen lint-imports
+
+test: setup lint
 	$(UV) run --frozen pytest -m "not e2e"
 
-test-e2e: setup  # a team's export and a graph-only export through `make run` (tests/slow/test_bring_your_own_logs.py)
+test-e2e: setup  # a team's export and a graph-only export through `make run` (tests/e2e/test_bring_your_own_logs.py)
 	$(UV) run --frozen pytest -m e2e
 
-test-fast: setup
-	$(UV) run --frozen pytest -m "not slow and not e2e"
+test-fast: setup  # the unit tier: no Spark, no server, no Dagster run
+	$(UV) run --frozen pytest -m unit
 
 bench: bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload
 

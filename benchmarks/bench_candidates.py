@@ -57,7 +57,8 @@ def recall(lists: dict[str, list[list[int]]], truth: list[set[int]]) -> dict[str
     out = {}
     for name, per_viewer in lists.items():
         out[name] = {
-            str(k): round(float(np.mean([len(set(ids[:k]) & t) / len(t) for ids, t in zip(per_viewer, truth, strict=True)])), 4)
+            str(k): round(float(np.mean([len(set(ids[:k]) & t) / len(t)
+                                         for ids, t in zip(per_viewer, truth, strict=True)])), 4)
             for k in KS
         }
     return out

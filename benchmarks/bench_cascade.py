@@ -29,11 +29,11 @@ from data.days import day_end_ms
 from data.redis_server import EmbeddedRedis
 from data.world import TruthModel
 from serving.app import RankingApp, wait_ready
+from serving.compiled_ranker import CompiledRanker
 from serving.config import ServingConfig
 from serving.heuristic import IN_NETWORK_SOURCES
 from serving.pipeline import Deadline, FeedQuery, FeedState
 from serving.scoring_model import compiled_predict, prefix_ranker
-from serving.compiled_ranker import CompiledRanker
 from training.metrics import ndcg
 from training.tracking import connect, load_ranker
 

@@ -33,7 +33,8 @@ from data.days import day_end_ms
 from data.redis_server import EmbeddedRedis
 
 
-def ceiling_inserts(client: redis.Redis, cfg: CandidateConfig, day_events, celebs: set[int], batch: int) -> tuple[int, float]:
+def ceiling_inserts(client: redis.Redis, cfg: CandidateConfig, day_events, celebs: set[int],
+                    batch: int) -> tuple[int, float]:
     """The (viewer, post) pairs the worker wrote — followers with a cache — as plain ZADDs."""
     keys = cfg.keys
     posts = day_events[day_events["kind"] == "post"]
@@ -102,7 +103,8 @@ def main() -> None:
         result["celebrity_post_writes"] = round(total.celebrity_post_commands / max(total.celebrity_posts, 1), 2)
         counts = [client.scard(cfg.keys.followers(a)) for a in worker.celebs]
         result["celebrity_followers_median"] = int(statistics.median(counts)) if counts else 0
-        result["non_celebrity_post_writes_mean"] = round(total.fanout_targets / max(total.posts - total.celebrity_posts, 1), 1)
+        non_celebrity_posts = max(total.posts - total.celebrity_posts, 1)
+        result["non_celebrity_post_writes_mean"] = round(total.fanout_targets / non_celebrity_posts, 1)
 
         # Home reads of 1,000 candidates: the heaviest followers' caches, rebuilt with a cap of
         # 1,000 (the default keeps 500; the celebrity pulls come on top)

@@ -32,8 +32,8 @@ from features.online.ranking import RankingFeatureReader
 from features.storage import feature_partition_dir
 from features.tables import POST, RELATIONSHIP
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
-from pipelines.resources import build_resources
 from pipelines.partitions import materialize_day
+from pipelines.resources import build_resources
 
 CANDIDATES = 1_000
 REQUESTS = 40

@@ -54,7 +54,8 @@ def open_bandit_ope(settings: Settings) -> dict:
     campaigns = benchmark(landing, sdist)
     estimators = next(iter(campaigns.values()))["estimates"].keys()
     return {
-        "dataset": f"Open Bandit Dataset sample (obp {obd.VERSION} sdist), ZOZOTOWN, {summary.days[0]}..{summary.days[-1]}",
+        "dataset": (f"Open Bandit Dataset sample (obp {obd.VERSION} sdist), ZOZOTOWN, "
+                    f"{summary.days[0]}..{summary.days[-1]}"),
         "value": "CTR per slot (one round = one item at one of 3 positions)",
         "ci": "Poisson bootstrap over rounds, percentile 95 %",
         "landing_rows": summary.rows,

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -65,7 +65,7 @@ def write_result(area: str, result: dict) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     result = {
         **result,
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version()},
     }
     path = RESULTS_DIR / f"{area}.json"

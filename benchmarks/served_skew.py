@@ -70,7 +70,8 @@ def _check(resources: dict, day: str) -> dict:
     evaluation = examples_and_check(resources, day)
     meta = {k: v.value for k, v in evaluation.metadata.items()}
     rates = meta.get("mismatch_rate_per_feature", {})
-    return {"passed": evaluation.passed, "severity": str(evaluation.severity), "rows_compared": meta.get("rows_compared"),
+    return {"passed": evaluation.passed, "severity": str(evaluation.severity),
+            "rows_compared": meta.get("rows_compared"),
             "failing_features": meta.get("failing_features"), "tolerance": meta.get("tolerance"),
             "mismatch_rate_per_feature": {k: round(v, 4) for k, v in sorted(rates.items())},
             "max_mismatch_rate": round(max(rates.values()), 4) if rates else None}

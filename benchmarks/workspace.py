@@ -12,8 +12,8 @@ import dagster as dg
 from data.contracts import LOG_TYPES
 from data.lake import partition_days
 from data.settings import Settings, get_settings
-from pipelines.run import ingest_days, prepare_world
 from pipelines.partitions import materialize_day
+from pipelines.run import ingest_days, prepare_world
 
 WORLD = "medium"
 

@@ -11,7 +11,6 @@ followees' recent post sets, server-side, and the read says so (`built=True`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from itertools import repeat
 from operator import itemgetter
 

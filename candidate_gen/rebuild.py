@@ -33,7 +33,6 @@ from data import lake
 from data.days import day_end_ms, days_before
 
 
-
 def flush(client: redis.Redis, pattern: str) -> int:
     n = 0
     for chunk in _chunks(client.scan_iter(match=pattern, count=5000), 5000):

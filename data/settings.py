@@ -3,30 +3,36 @@
 Every path and URL has an embedded default, so a fresh clone runs with no configuration; production
 points the same code at real services by setting the variables below.
 
-| variable              | default                               | meaning                                  |
-|-----------------------|---------------------------------------|------------------------------------------|
-| LOUPE_HOME            | <repo>/.loupe                         | workspace: landing, lake, truth, registries, logs |
-| LOUPE_LANDING         | (unset)                               | a team's landing folder (read only): run on it, no simulator |
-| LOUPE_SOURCE          | auto                                  | landing (LOUPE_LANDING, else <LOUPE_HOME>/landing), simulator, or auto: landing when that folder holds files, else simulator |
-| LOUPE_VOCABULARY      | data/vocabulary.toml                  | engagement types (with their role in labels) and impression sources |
-| LOUPE_WORLD           | small                                 | simulated world size: tiny, small, medium |
-| LOUPE_SEED            | data.columns.WORLD_SEED               | seed of the simulated world              |
-| LOUPE_SERVE           | 1                                     | make run: keep UIs/service up at the end |
-| REDIS_URL             | (unset: embedded Valkey under LOUPE_HOME) | Redis 7 / Valkey / Redis Cluster URL |
-| LOUPE_REDIS_PORT      | 16379                                 | port of the embedded Valkey server       |
-| SPARK_MASTER          | local[*]                              | Spark master (e.g. spark://host:7077)    |
-| SPARK_REMOTE          | (unset)                               | Spark Connect URL (sc://host:15002); wins over SPARK_MASTER |
-| LOUPE_SPARK_DRIVER_MEMORY | 4g                                | driver memory of a local Spark           |
-| MLFLOW_TRACKING_URI   | sqlite:///<LOUPE_HOME>/mlflow.db      | MLflow tracking + registry               |
-| LOUPE_FEAST_OFFLINE   | file                                  | Feast offline store: file or spark       |
-| LOUPE_FEAST_REGISTRY  | <LOUPE_HOME>/feast/registry.db        | Feast registry: a file, or a SQL URL     |
-| DAGSTER_HOME          | <repo>/dagster_home                   | Dagster instance folder (dagster.yaml)   |
-| LOUPE_SERVING_CONFIG  | serving/config.toml                   | the ranking service's config file        |
-| LOUPE_NOW             | (unset: wall clock)                   | the service's clock starts here (ISO-8601): replaying the simulated world |
-| LOUPE_SERVING_PORT    | 3100                                  | port of the ranking service (make run)   |
-| LOUPE_SERVING_WORKERS | 2                                     | ranking service worker processes (one per core: Python runs one request's stages at a time per process) |
-| LOUPE_API_TOKEN       | (unset: <LOUPE_HOME>/serving/api_token, generated if absent) | the bearer token callers of the ranking service send |
-| LOUPE_CURSOR_SECRET   | (unset: <LOUPE_HOME>/serving/cursor_secret, generated if absent) | the key the ranking service signs its page cursors with (every worker, every instance behind one balancer: the same) |
+Each variable, its default in parentheses, then what it sets:
+
+LOUPE_HOME (<repo>/.loupe): workspace: landing, lake, truth, registries, logs
+LOUPE_LANDING (unset): a team's landing folder (read only): run on it, no simulator
+LOUPE_SOURCE (auto): landing (LOUPE_LANDING, else <LOUPE_HOME>/landing), simulator, or auto: landing
+    when that folder holds files, else simulator
+LOUPE_VOCABULARY (data/vocabulary.toml): engagement types (with their role in labels) and impression
+    sources
+LOUPE_WORLD (small): simulated world size: tiny, small, medium
+LOUPE_SEED (data.columns.WORLD_SEED): seed of the simulated world
+LOUPE_SERVE (1): make run: keep UIs/service up at the end
+REDIS_URL (unset: embedded Valkey under LOUPE_HOME): Redis 7 / Valkey / Redis Cluster URL
+LOUPE_REDIS_PORT (16379): port of the embedded Valkey server
+SPARK_MASTER (local[*]): Spark master (e.g. spark://host:7077)
+SPARK_REMOTE (unset): Spark Connect URL (sc://host:15002); wins over SPARK_MASTER
+LOUPE_SPARK_DRIVER_MEMORY (4g): driver memory of a local Spark
+MLFLOW_TRACKING_URI (sqlite:///<LOUPE_HOME>/mlflow.db): MLflow tracking + registry
+LOUPE_FEAST_OFFLINE (file): Feast offline store: file or spark
+LOUPE_FEAST_REGISTRY (<LOUPE_HOME>/feast/registry.db): Feast registry: a file, or a SQL URL
+DAGSTER_HOME (<repo>/dagster_home): Dagster instance folder (dagster.yaml)
+LOUPE_SERVING_CONFIG (serving/config.toml): the ranking service's config file
+LOUPE_NOW (unset: wall clock): the service's clock starts here (ISO-8601): replaying the simulated world
+LOUPE_SERVING_PORT (3100): port of the ranking service (make run)
+LOUPE_SERVING_WORKERS (2): ranking service worker processes (one per core: Python runs one request's
+    stages at a time per process)
+LOUPE_API_TOKEN (unset: <LOUPE_HOME>/serving/api_token, generated if absent): the bearer token callers
+    of the ranking service send
+LOUPE_CURSOR_SECRET (unset: <LOUPE_HOME>/serving/cursor_secret, generated if absent): the key the
+    ranking service signs its page cursors with (every worker, every instance behind one balancer: the
+    same)
 """
 
 from __future__ import annotations

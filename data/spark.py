@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 from pathlib import Path
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 

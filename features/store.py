@@ -36,7 +36,8 @@ def registry_location(settings: Settings) -> str:
     return settings.feast_registry or str(settings.home / "feast" / "registry.db")
 
 
-def repo_config(registry: str, redis_url: str, offline_store: str = "file", spark_master: str = "local[*]") -> RepoConfig:
+def repo_config(registry: str, redis_url: str, offline_store: str = "file",
+                spark_master: str = "local[*]") -> RepoConfig:
     """`offline_store`: "file" reads the lake's Parquet with DuckDB (Feast's dask file store
     fails point-in-time joins where no entity matches); "spark" uses Feast's Spark offline store."""
     offline: dict = {"type": "duckdb"}

@@ -33,7 +33,8 @@ def landing_days(landing_dir: Path) -> list[str]:
     for log in LOG_TYPES:
         root = Path(landing_dir) / log
         if root.is_dir():
-            days.update(d.name for d in root.iterdir() if is_day(d.name) and lake.landing_files(landing_dir, log, d.name))
+            days.update(d.name for d in root.iterdir()
+                        if is_day(d.name) and lake.landing_files(landing_dir, log, d.name))
     return sorted(days)
 
 

@@ -354,7 +354,8 @@ def sample_candidates(settings: Settings, redis_url: str, day: str, embeddings_i
     mixed = blend({o.name: o.candidates for o in outcomes}, {s.name: s.config.cap for s in sources}, 200)
     filtered = default_chain(client, cfg).run(viewer, mixed, now)
     lines = [f"candidates for viewer {viewer} at the end of {day}:"]
-    lines += [f"  {o.name:<11} {o.status:<8} {len(o.candidates):>5} candidates  {o.elapsed_ms:6.1f} ms" for o in outcomes]
+    lines += [f"  {o.name:<11} {o.status:<8} {len(o.candidates):>5} candidates  {o.elapsed_ms:6.1f} ms"
+              for o in outcomes]
     lines.append(f"  blended {len(mixed)}, kept {len(filtered.kept)} after filters, removed {dict(filtered.counts)}")
     return "\n".join(lines)
 
@@ -371,7 +372,8 @@ def format_metrics_table(training: dict) -> str:
         head = f"  {'ranker':<15}{'NDCG@10':>9}{'NDCG@50':>9}{'NDCG@10 real.':>15}{'MAP':>8}"
         lines += [head, "  " + "-" * (len(head) - 2)]
         for name, m in ev["rankers"].items():
-            lines.append(f"  {name:<15}{m['ndcg10']:>9.4f}{m['ndcg50']:>9.4f}{m['ndcg10_realised']:>15.4f}{m['map']:>8.4f}")
+            lines.append(f"  {name:<15}{m['ndcg10']:>9.4f}{m['ndcg50']:>9.4f}"
+                         f"{m['ndcg10_realised']:>15.4f}{m['map']:>8.4f}")
         pct = ev.get("pct_of_oracle")
         lines.append(f"  % of oracle: {pct:.1f}   lift vs chronological: {ev['lift_vs_chronological_pct']:+.1f}%"
                      if pct is not None else f"  lift vs chronological: {ev['lift_vs_chronological_pct']:+.1f}%")
@@ -415,7 +417,8 @@ def format_ingest_table(totals: dict[str, dict]) -> str:
     unknown = [(log, field, values) for log, t in totals.items()
                for field, values in sorted(t.get("unknown_values", {}).items())]
     if unknown:
-        lines += ["", "values outside the contract or the log vocabulary (quarantined; LOUPE_VOCABULARY declares more):"]
+        lines += ["", ("values outside the contract or the log vocabulary "
+                       "(quarantined; LOUPE_VOCABULARY declares more):")]
         lines += [f"  {log:<12} {field}: " + ", ".join(f"{v} ({n:,})" for v, n in sorted(values.items()))
                   for log, field, values in unknown]
     return "\n".join(lines)
@@ -477,8 +480,9 @@ def sample_feed(settings: Settings, day: str) -> dict:
     body = post(f"http://127.0.0.1:{settings.serving_port}/v1/feed/{surface}", {"viewer_id": viewer, "limit": 10},
                 serving_secrets(settings).api_token)
     title = "Home" if surface == "home" else "Explore (nobody follows anyone in this data)"
-    lines = [f"ranked {title} feed for viewer {viewer}: request {body['request_id']}, model {body['model_version']} "
-             f"({body['scorer']}), {sum(body['candidates'].values())} candidates, degraded: {body['degraded'] or 'none'}",
+    candidates, degraded = sum(body["candidates"].values()), body["degraded"] or "none"
+    lines = [(f"ranked {title} feed for viewer {viewer}: request {body['request_id']}, "
+              f"model {body['model_version']} ({body['scorer']}), {candidates} candidates, degraded: {degraded}"),
              f"  {'pos':>3} {'post':>9} {'author':>8} {'source':<11} {'score':>8}"]
     lines += [f"  {i['position']:>3} {i['post_id']:>9} {i['author_id']:>8} {i['source']:<11} {i['score']:>8.3f}"
               for i in body["items"]]
@@ -593,8 +597,9 @@ def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInsta
             ranking.stop()
             raise
     try:  # the service has a process group of its own: Ctrl-C stops it here, in `finally`
+        token = "LOUPE_API_TOKEN" if settings.api_token else settings.api_token_file
         print(f"Ranking service: http://127.0.0.1:{settings.serving_port}  (POST /v1/feed/home, "
-              f"/v1/feed/explore, /v1/rank with the token of {'LOUPE_API_TOKEN' if settings.api_token else settings.api_token_file}; "
+              f"/v1/feed/explore, /v1/rank with the token of {token}; "
               f"/readyz, /metrics; log {log})", flush=True)
         feed = sample_feed(settings, days[-1])
         out["sample_feed"] = feed

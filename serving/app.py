@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,16 +36,16 @@ from serving.heuristic import HeuristicScorer
 from serving.impression_log import ImpressionLogWriter
 from serving.metrics import PipelineMetrics
 from serving.model_store import ModelStore, registry_loader, registry_lookup
-from serving.stages.cheap_path import OVERLOAD
 from serving.stages.candidate_sources_stage import CandidateSourcesStage, SourceGroup
+from serving.stages.cheap_path import OVERLOAD
 from serving.stages.feature_hydrator import FeastFeatureHydrator, PackedFeatureHydrator
 from serving.stages.lazy_hydrator import LazyHydrator
 from serving.stages.model_scorer import ModelScorer
 from serving.stages.seen_recorder import SeenRecorder
+from serving.stages.selectors import HomeMixSelector, RankAllSelector, TopKSelector
 from serving.stages.served_impression_logger import ServedImpressionLogger
 from serving.stages.supplied_posts_source import SuppliedPostsSource
 from serving.stages.visibility_filter_stage import VisibilityFilterStage
-from serving.stages.selectors import HomeMixSelector, RankAllSelector, TopKSelector
 from serving.surfaces import Components, cheap_pipeline, explore_pipeline, home_pipeline, rank_pipeline
 
 logger = logging.getLogger(__name__)
@@ -91,7 +90,8 @@ class RankingApp:
         cheap_names = tuple(dict.fromkeys(admission.home_sources + admission.explore_sources))
         unknown = set(cheap_names) - set(sources)
         if unknown:
-            raise ValueError(f"serving config [admission]: unknown sources {sorted(unknown)}; choose from {sorted(sources)}")
+            raise ValueError(f"serving config [admission]: unknown sources {sorted(unknown)}; "
+                             f"choose from {sorted(sources)}")
         cheap_sources = build_sources(client, cfg.with_caps(admission.candidates, cheap_names), embeddings, cheap_names)
         late_min = config.budget.late_sources_min_wait_ms
 
@@ -285,7 +285,7 @@ class RankingApp:
         for closer in self.closers:
             try:
                 closer.close() if hasattr(closer, "close") else closer.stop()
-            except Exception:  # noqa: BLE001 - shutting down: report, go on
+            except Exception:
                 logger.exception("closing %r failed", closer)
 
 

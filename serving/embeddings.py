@@ -40,7 +40,7 @@ class LatestEmbeddings:
             return
         try:
             model = load(days[-1])
-        except Exception:  # noqa: BLE001 - a bad index never replaces a working one
+        except Exception:  # a bad index never replaces a working one
             logger.exception("loading the embedding index %s failed", days[-1])
             return
         self._model, self._day = model, days[-1].name

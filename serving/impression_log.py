@@ -31,6 +31,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -109,8 +110,7 @@ def format_lines(r: _Response) -> str:
         propensities = _json_numbers(np.asarray(r.propensities, dtype=np.float64).reshape(r.n))
     model_version = "null" if r.model_version is None else _quote(r.model_version)
     parts: list[pa.Array | str] = [
-        f'{{"{c.REQUEST_ID}":{_quote(r.request_id)},"{c.VIEWER_ID}":{int(r.viewer_id)},'
-        f'"{c.POST_ID}":',
+        f'{{"{c.REQUEST_ID}":{_quote(r.request_id)},"{c.VIEWER_ID}":{int(r.viewer_id)},"{c.POST_ID}":',
         post_ids,
         f',"{c.POSITION}":',
         positions,
@@ -134,7 +134,7 @@ def format_lines(r: _Response) -> str:
     return "".join(pc.binary_join_element_wise(*merged, "").to_pylist())
 
 
-def _append(path: Path, data: bytes) -> None:
+def append_all_or_nothing(path: Path, data: bytes) -> None:
     """Append `data` to `path`, leaving the file as it was if the write fails part-way.
 
     A half-written line would join the next append's first line into one malformed line (and
@@ -175,11 +175,13 @@ class ImpressionLogWriter:
         *,
         max_queue_rows: int = 200_000,
         flush_interval_s: float = 0.5,
+        append: Callable[[Path, bytes], None] = append_all_or_nothing,
     ) -> None:
         self.root = Path(landing_dir) / LOG_TYPE
         self.file_name = f"{instance}-{os.getpid()}.jsonl"
         self.max_queue_rows = max_queue_rows
         self.flush_interval_s = flush_interval_s
+        self.append = append  # the disk write, on the writer thread (a full or stalled disk fails or waits here)
         self.logged_rows = self.written_rows = self.dropped_rows = 0
         self.write_errors = self.log_errors = 0
         self._queued_rows = 0  # handed to log(), neither written nor dropped yet
@@ -231,7 +233,7 @@ class ImpressionLogWriter:
             reason = "queue full" if full else "writer closed"
             self._warn_once(reason, "impression log %s: dropping responses", reason)
             return False
-        except Exception:
+        except Exception:  # noqa: BLE001 - logging never fails a request: counted, warned with its traceback
             with self._lock:
                 self.log_errors += 1
             self._warn_once("log_error", "impression log: bad log() call", exc_info=True)
@@ -245,7 +247,7 @@ class ImpressionLogWriter:
         """
         done = threading.Event()
         with self._lock:
-            if self._closed or not self._thread.is_alive():
+            if self._closed or not self.writing:
                 return False
             self._queue.put(done)
         return done.wait(timeout_s)
@@ -265,6 +267,11 @@ class ImpressionLogWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    @property
+    def writing(self) -> bool:
+        """Whether the background writer thread is running (it stops once `close()` has drained it)."""
+        return self._thread.is_alive()
 
     @property
     def queued_rows(self) -> int:
@@ -324,7 +331,7 @@ class ImpressionLogWriter:
         for day, texts in pending.items():
             path = self.path_for(day)
             try:
-                _append(path, "".join(texts).encode())
+                self.append(path, "".join(texts).encode())
             except Exception:
                 self._settle(0, rows[day], error=True)
                 log.exception("impression log: write to %s failed; %d rows dropped", path, rows[day])

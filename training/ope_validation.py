@@ -25,8 +25,8 @@ import pandas as pd
 
 from data import columns as c
 from data.world import POSITIVE_ACTIONS, TruthModel, examine_probability
-from training.ope import CrossFitTable, SlotLog, Target, folds, lift, unit_codes_like
 from training.ab_test import served_positions
+from training.ope import CrossFitTable, SlotLog, Target, folds, lift, unit_codes_like
 
 
 def _deciles(values: np.ndarray) -> np.ndarray:

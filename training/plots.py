@@ -5,10 +5,10 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from training.models import LAMBDARANK, Ranker  # noqa: E402
+from training.models import LAMBDARANK, Ranker
 
 
 def ndcg_bars(report: dict, title: str):

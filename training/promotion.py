@@ -80,7 +80,8 @@ def decide(
     if champion_version is None:
         return made(True, f"{beats}; no champion yet")
     if not _finite(champion_metric):
-        return made(True, f"{beats}; champion v{champion_version} cannot be scored on this test day ({champion_metric})")
+        return made(True, f"{beats}; champion v{champion_version} cannot be scored on this test day "
+                          f"({champion_metric})")
     if challenger_metric > champion_metric + min_improvement:
         return made(True, f"{beats} and champion v{champion_version} {champion_metric:.5f}")
     return made(False, f"challenger {challenger_metric:.5f} does not beat champion v{champion_version} "

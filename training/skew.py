@@ -119,7 +119,8 @@ class SkewReport:
             return f"{self.day}: nothing to compare ({why})"
         worst = sorted(self.features.items(), key=lambda kv: -kv[1].rate)[:3]
         top = ", ".join(f"{n} {f.rate:.1%}" for n, f in worst if f.mismatches)
-        verdict = f"{len(self.failing)} feature(s) over {self.max_mismatch_rate:.2%}" if self.failing else "within tolerance"
+        verdict = (f"{len(self.failing)} feature(s) over {self.max_mismatch_rate:.2%}" if self.failing
+                   else "within tolerance")
         return f"{self.day}: {self.rows} served rows compared, {verdict}" + (f"; worst: {top}" if top else "")
 
 

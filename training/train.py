@@ -102,5 +102,6 @@ def choose_challenger(rankers: dict[str, Ranker], valid: pd.DataFrame) -> tuple[
     scores = {kind: validation_ndcg(r, valid) for kind, r in rankers.items()}
     finite = {k: v for k, v in scores.items() if np.isfinite(v)}
     if not finite:
-        raise NotEnoughData(f"every ranker has a NaN validation NDCG@10 (no request with a positive and 2 rows?): {scores}")
+        raise NotEnoughData("every ranker has a NaN validation NDCG@10 "
+                            f"(no request with a positive and 2 rows?): {scores}")
     return max(finite, key=finite.get), scores

@@ -46,8 +46,7 @@ def grouped(keys: np.ndarray) -> Iterator[tuple[Any, int, int]]:
     bounds = np.flatnonzero(keys[1:] != keys[:-1]) + 1
     starts = np.concatenate(([0], bounds))
     stops = np.concatenate((bounds, [len(keys)]))
-    for k, s, e in zip(keys[starts].tolist(), starts.tolist(), stops.tolist(), strict=True):
-        yield k, s, e
+    yield from zip(keys[starts].tolist(), starts.tolist(), stops.tolist(), strict=True)
 
 
 class BatchedPipeline:

@@ -65,7 +65,8 @@ def _timed_fetch(source: CandidateSource, request: SourceRequest) -> tuple[list[
     return out[: source.config.cap], (time.perf_counter() - start) * 1000
 
 
-def run_sources(sources: list[CandidateSource], request: SourceRequest, late_wait_ms: float = 0.0) -> list[SourceOutcome]:
+def run_sources(sources: list[CandidateSource], request: SourceRequest,
+                late_wait_ms: float = 0.0) -> list[SourceOutcome]:
     """Run the enabled sources concurrently; one outcome per source, in the given order.
 
     `late_wait_ms`: when every source came back empty and some were only late (timed out), wait up

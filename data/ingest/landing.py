@@ -117,7 +117,8 @@ def not_read_because(path: Path, root: Path) -> str | None:
     if not stat.S_ISREG(mode):
         return "not a regular file (a pipe, socket or device)"
     if not is_landing_name(path.name):
-        return f"not a landing file name: only {' and '.join('*' + s for s in LANDING_SUFFIXES)} are read (names are case-sensitive)"
+        suffixes = " and ".join("*" + s for s in LANDING_SUFFIXES)
+        return f"not a landing file name: only {suffixes} are read (names are case-sensitive)"
     return None
 
 
@@ -256,14 +257,15 @@ def _split(chunks: Iterator[bytes], lines: _Lines) -> None:
         lines.block(carry, terminated=False)
 
 
-def _open(path: Path) -> BinaryIO:
+def open_landing_file(path: Path) -> BinaryIO:
+    """A landing file's bytes, gunzipped when its name says so."""
     return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
 
 def _read(path: Path, lines: _Lines) -> None:
     """Stream one landing file through `lines` (a leading UTF-8 byte-order mark is dropped)."""
     try:
-        with _open(path) as handle:
+        with open_landing_file(path) as handle:
             head = handle.read(HEAD_BYTES)
             if head.startswith(WIDE_BOMS):
                 raise _Rejected(BINARY_FILE, "UTF-16 or UTF-32 text (a byte-order mark): landing files are UTF-8")

@@ -25,7 +25,6 @@ from data.ingest.config import IngestConfig, load_ingest_config
 from data.spark import read_lake
 from data.vocabulary import Vocabulary, load_vocabulary
 
-
 TOP_UNKNOWN_VALUES = 20  # per enum column: the most frequent values a report names
 
 
@@ -115,7 +114,9 @@ def spark_lines(spark: SparkSession, sources: list[landing.SparkSource]) -> Data
         F.when(value.endswith("\r"), value.substr(F.lit(1), F.length(value) - 1)).otherwise(value).alias("value"),
         F.coalesce(
             landing_file[read_from],
-            F.raise_error(F.concat(F.lit("ingest: Spark read a file it was not handed: "), F.col("_metadata.file_path"))),
+            F.raise_error(
+                F.concat(F.lit("ingest: Spark read a file it was not handed: "), F.col("_metadata.file_path"))
+            ),
         ).alias(c.SOURCE_FILE),
     )
 

@@ -10,7 +10,7 @@ Modules: `layout` (the key and record format), `packer` (the write path); the re
 """
 
 from features.online.layout import DEFAULT_NAMESPACE, LAYOUT_VERSION, TS_MISSING, PackedViewLayout
-from features.online.packer import PackStats, PackedViewWriter, materialize_packed, redis_client_for
+from features.online.packer import PackedViewWriter, PackStats, materialize_packed, redis_client_for
 from features.online.read import OnlineFeatureBlock, PackedFeatureReader
 
 __all__ = [

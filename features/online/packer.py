@@ -15,12 +15,11 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from feast import FeatureStore, FeatureView
 from feast.infra.key_encoding_utils import (
     deserialize_entity_key,
@@ -252,7 +251,7 @@ class PackedViewWriter:
             body = key[: -len(project)]
             try:
                 proto = deserialize_entity_key(body, version)
-            except Exception:
+            except Exception:  # noqa: BLE001 - not an entity key at all (any decode error): not one of ours
                 continue
             if serialize_entity_key(proto, version) == body:  # not another project's suffix
                 yield proto
@@ -325,12 +324,12 @@ def _epoch_us(ts: datetime | None) -> int:
     if ts is None:
         return 0
     ts = _aware(ts)
-    delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * DAY_S + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def _glob_escape(raw: bytes) -> bytes:

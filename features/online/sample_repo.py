@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ SERVICE = "ranking_v1"
 EVENT_TS = "event_timestamp"
 CREATED_TS = "created"
 # all sample data lies in [ANCHOR - 30 days, ANCHOR]; windows are cut relative to it
-ANCHOR = datetime(2025, 6, 1, tzinfo=timezone.utc)
+ANCHOR = datetime(2025, 6, 1, tzinfo=UTC)
 
 POST_FEATURES = {
     "post_impressions_7d": Int64,

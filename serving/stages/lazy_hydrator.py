@@ -27,7 +27,7 @@ class LazyHydrator:
         if self._inner is None and time.monotonic() >= self._next_try and self._lock.acquire(blocking=False):
             try:
                 self._inner = self.factory()
-            except Exception:  # noqa: BLE001 - the feature store is down: degrade, retry later
+            except Exception:  # the feature store is down: degrade, retry later
                 logger.exception("building the feature hydrator failed; retrying in %.0f s", self.retry_s)
                 self._next_try = time.monotonic() + self.retry_s
             finally:

@@ -21,8 +21,8 @@ from pipelines.defs.candidates.assets import (
     candidates_rebuild,
     candidates_trending,
 )
-from pipelines.resources import build_resources
 from pipelines.partitions import materialize_day
+from pipelines.resources import build_resources
 
 
 def test_candidate_assets_build_state_the_sources_serve(tiny_lake, redis_server):

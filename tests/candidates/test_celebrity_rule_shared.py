@@ -5,15 +5,12 @@ with a rule loose enough to give a set worth comparing and with the shipped rule
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import redis
 
 from candidate_gen.rebuild import rebuild_all
 from features.celebrity import CelebrityRule
 from features.jobs import author
 from tests.candidates.helpers import fresh_config
-
-pytestmark = pytest.mark.spark
 
 
 def feature_celebrities(spark, lake_dir, day, rule=None) -> set[int]:

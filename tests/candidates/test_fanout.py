@@ -10,8 +10,8 @@ from candidate_gen import events as ev
 from candidate_gen.fanout import FanoutWorker, StateLostError
 from candidate_gen.filters import default_chain
 from candidate_gen.home import HomeCandidateReader
-from candidate_gen.records import Candidate
 from candidate_gen.rebuild import build_feeds, set_celebrities
+from candidate_gen.records import Candidate
 from tests.candidates.helpers import HOUR, T0, dump, fresh_config
 
 

@@ -16,7 +16,6 @@ from candidate_gen.records import Candidate
 from candidate_gen.sources.base import OK, TIMEOUT, SourceRequest, run_sources
 from tests.candidates.helpers import HOUR, T0, FlakyRedis, fresh_config
 
-
 POOL = [Candidate(100 + i, 2 + i % 5, T0 - i * 60_000, "trending") for i in range(20)]
 
 

@@ -44,7 +44,8 @@ def test_incremental_day_equals_rebuild_through_that_day(redis_server, tiny):
     assert graph_part(dump(client, step), step.keys.prefix) == graph_part(dump(client, whole), whole.keys.prefix)
     # Home reads agree for viewers active on both days
     now = day_end_ms(days[-1])
-    both = sorted(set(active_viewers(lake_dir, days[-2], step.feed.ttl_days)) & set(active_viewers(lake_dir, days[-1], 1)))
+    both = sorted(set(active_viewers(lake_dir, days[-2], step.feed.ttl_days))
+                  & set(active_viewers(lake_dir, days[-1], 1)))
     assert len(both) > 20
     def home(cfg, v):  # a deleted post stays cached until read (tombstone); a rebuild never adds it
         cands = HomeCandidateReader(client, cfg).read(v, now).candidates
@@ -105,6 +106,10 @@ def test_redis_restart_mid_fanout_loses_and_duplicates_nothing(tiny, tmp_path):
         assert stats.retries >= 1, "the outage did not hit the run"
         assert stats.reconciles and stats.applied + sum(stats.skipped.values()) == stats.events
         assert stopped_at < stats.events
-        assert graph_part(dump(client, faulty), faulty.keys.prefix) == graph_part(dump(client, clean), clean.keys.prefix)
-        feeds = lambda cfg: {k.removeprefix(cfg.keys.prefix): v for k, v in dump(client, cfg).items() if ":feed:" in k}
+        assert (graph_part(dump(client, faulty), faulty.keys.prefix)
+                == graph_part(dump(client, clean), clean.keys.prefix))
+
+        def feeds(cfg):
+            return {k.removeprefix(cfg.keys.prefix): v for k, v in dump(client, cfg).items() if ":feed:" in k}
+
         assert feeds(faulty) == feeds(clean)

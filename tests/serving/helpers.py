@@ -38,7 +38,8 @@ def random_ranker(names: list[str], kind: str = VALUE_MODEL, seed: int = 1, tree
         return Ranker(LAMBDARANK, list(names), boosters)
     heads = {}
     for head, flip in (("like", 1.0), ("negative", -1.0)):
-        heads[head] = lgb.train({**params, "objective": "binary"}, lgb.Dataset(x, (flip * signal > 1).astype(int)), trees)
+        labels = (flip * signal > 1).astype(int)
+        heads[head] = lgb.train({**params, "objective": "binary"}, lgb.Dataset(x, labels), trees)
     return Ranker(VALUE_MODEL, list(names), heads, weights={"like": 1.0, "negative": -5.0})
 
 
@@ -53,10 +54,25 @@ def register_champion(tracking_uri: str, artifact_root: Path, surface: str, mode
     return str(version.version)
 
 
-def model_store(tracking_uri: str, artifact_root: Path, cfg: ServingConfig, compile_dir: Path) -> ModelStore:
+def model_store(tracking_uri: str, artifact_root: Path, cfg: ServingConfig, compile_dir: Path,
+                faults: dict[str, Exception] | None = None) -> ModelStore:
+    """The store on a real registry. `faults` (the caller's dict, changed as the test goes): while it
+    holds "lookup" or "load", the registry's lookup or the model's loading raises that exception."""
     client = tracking.connect(tracking_uri, str(artifact_root))
-    return ModelStore(registry_lookup(client, cfg.model.alias), registry_loader(client), cfg.model,
-                      cfg.cascade, compile_dir)
+    faults = {} if faults is None else faults
+    lookup, loader = registry_lookup(client, cfg.model.alias), registry_loader(client)
+
+    def faulty_lookup(name):
+        if "lookup" in faults:
+            raise faults["lookup"]
+        return lookup(name)
+
+    def faulty_loader(name, version):
+        if "load" in faults:
+            raise faults["load"]
+        return loader(name, version)
+
+    return ModelStore(faulty_lookup, faulty_loader, cfg.model, cfg.cascade, compile_dir)
 
 
 def no_features() -> LazyHydrator:

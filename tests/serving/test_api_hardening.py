@@ -176,7 +176,8 @@ def test_only_json_bodies_are_read(world, http_for):
     http = http_for(build_app(client, cfg, no_registry(cfg), now_ms=NOW))
     form = http.post("/v1/feed/home", data={"viewer_id": "1", "limit": "5"})  # form-encoded
     assert form.status_code == 415, form.text
-    as_text = http.post("/v1/feed/home", content=b'{"viewer_id": 1, "limit": 5}', headers={"content-type": "text/plain"})
+    as_text = http.post("/v1/feed/home", content=b'{"viewer_id": 1, "limit": 5}',
+                        headers={"content-type": "text/plain"})
     assert as_text.status_code == 415
     bare = http.post("/v1/feed/home", content=b'{"viewer_id": 1, "limit": 5}', headers={"content-type": ""})
     assert bare.status_code == 415
@@ -205,7 +206,8 @@ def test_bodies_over_the_limit_are_refused(world, http_for):
     r = http.post("/v1/feed/home", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413, r.text
     # the largest legitimate body, 2,000 int64 ids, is well within it
-    r = http.post("/v1/rank", json={"viewer_id": INT64_MAX, "surface": "explore", "post_ids": [INT64_MAX - k for k in range(2000)]})
+    r = http.post("/v1/rank", json={"viewer_id": INT64_MAX, "surface": "explore",
+                                    "post_ids": [INT64_MAX - k for k in range(2000)]})
     assert r.status_code == 200 and r.json()["not_rankable"] == 2000
 
 

@@ -105,7 +105,7 @@ def test_a_failed_selection_serves_the_fallback_with_no_propensity():
 
 def test_the_share_is_configured_and_checked():
     assert ServingConfig.load().exploration.share == 0.05
-    with pytest.raises(ValueError, match="exploration.share"):
+    with pytest.raises(ValueError, match=r"exploration\.share"):
         ServingConfig.from_dict({"exploration": {"share": 1.5}})
     with pytest.raises(ValueError, match="unknown keys"):
         ServingConfig.from_dict({"exploration": {"rate": 0.1}})
@@ -120,7 +120,8 @@ def test_explored_pages_keep_the_filters_and_log_their_propensities(redis_server
     client = redis.Redis.from_url(redis_server.url)
     # generous budgets: this test is about order and filters, not latency on a busy machine
     slow_ok = {"timeout_ms": 10_000.0}
-    cfg = serving_config({"sources": {s: slow_ok for s in ("in_network", "trending", "embedding", "social", "popular")}},
+    sources = ("in_network", "trending", "embedding", "social", "popular")
+    cfg = serving_config({"sources": {s: slow_ok for s in sources}},
                          impressions={"record_seen": False}, exploration={"share": 0.5, "seed": 5},
                          budget={"total_ms": 30_000.0})
     rows = social_world() + [(T0 - 10 * HOUR, "block", 1, 3, 0), (T0 - 10 * HOUR, "mute", 1, 4, 0)]

@@ -8,7 +8,7 @@ import json
 import math
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +16,13 @@ import pytest
 
 from data import columns as c
 from data.contracts import IMPRESSIONS
-from serving import impression_log
-from serving.impression_log import ImpressionLogWriter, format_ts
+from serving.impression_log import ImpressionLogWriter, append_all_or_nothing, format_ts
 
 DAY, NEXT_DAY = "2026-10-02", "2026-10-03"
 
 
 def ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso).replace(tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime.fromisoformat(iso).replace(tzinfo=UTC).timestamp() * 1000)
 
 
 TS = ms("2026-10-02T08:15:30.123")
@@ -126,17 +125,15 @@ def test_ts_format_is_utc_with_milliseconds():
     assert format_ts(np.int64(TS_NEXT)) == "2026-10-03T00:00:00.005Z"
 
 
-def test_a_stalled_writer_drops_whole_responses_without_blocking_and_counts_reconcile(tmp_path, monkeypatch):
+def test_a_stalled_writer_drops_whole_responses_without_blocking_and_counts_reconcile(tmp_path):
     release, stalled = threading.Event(), threading.Event()
-    real_append = impression_log._append
 
     def blocked_append(path, data):
         stalled.set()
         release.wait(600)  # until the test releases it
-        real_append(path, data)
+        append_all_or_nothing(path, data)
 
-    monkeypatch.setattr(impression_log, "_append", blocked_append)
-    w = ImpressionLogWriter(tmp_path, "t", max_queue_rows=10, flush_interval_s=0.01)
+    w = ImpressionLogWriter(tmp_path, "t", max_queue_rows=10, flush_interval_s=0.01, append=blocked_append)
     try:
         assert w.log(**RANKED)  # 3 rows: picked up, then stuck in the write
         assert stalled.wait(120)
@@ -159,17 +156,16 @@ def test_a_stalled_writer_drops_whole_responses_without_blocking_and_counts_reco
     assert reconciles(w) and w.written_rows == 12
 
 
-def test_write_and_format_failures_are_counted_not_raised(writer, monkeypatch):
-    real_append = impression_log._append
+def test_write_and_format_failures_are_counted_not_raised(writer):
     calls = []
 
     def failing_once(path, data):
         calls.append(path)
         if len(calls) == 1:
             raise OSError(28, "No space left on device")
-        real_append(path, data)
+        append_all_or_nothing(path, data)
 
-    monkeypatch.setattr(impression_log, "_append", failing_once)
+    writer.append = failing_once
     writer.log(**RANKED)
     assert writer.flush()
     assert (writer.write_errors, writer.dropped_rows, writer.written_rows) == (1, 3, 0)
@@ -192,7 +188,7 @@ def test_a_bad_log_call_never_raises(writer):
 
 def test_a_failed_append_leaves_no_half_line(tmp_path, monkeypatch):
     path = tmp_path / "f.jsonl"
-    impression_log._append(path, b'{"a":1}\n')
+    append_all_or_nothing(path, b'{"a":1}\n')
     real_write = os.write
 
     def half_then_full(fd, data):
@@ -200,9 +196,9 @@ def test_a_failed_append_leaves_no_half_line(tmp_path, monkeypatch):
             return real_write(fd, bytes(data[:4]))
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(impression_log.os, "write", half_then_full)
+    monkeypatch.setattr(os, "write", half_then_full)  # the disk fills up part-way through a write
     with pytest.raises(OSError):
-        impression_log._append(path, b'{"b":2}\n')
+        append_all_or_nothing(path, b'{"b":2}\n')
     monkeypatch.undo()
     assert path.read_bytes() == b'{"a":1}\n'
 
@@ -212,12 +208,11 @@ def test_close_is_idempotent_and_later_responses_are_dropped(tmp_path):
     w.log(**UNRANKED)
     w.close()
     w.close()
-    assert not w._thread.is_alive() and w.written_rows == 2
+    assert not w.writing and w.written_rows == 2
     assert w.log(**UNRANKED) is False and w.dropped_rows == 2
     assert w.flush(timeout_s=0.1) is False and reconciles(w)
 
 
-@pytest.mark.spark
 def test_ingestion_parses_every_logged_line_as_valid_with_the_logged_values(spark, tmp_path):
     from pyspark.sql import functions as F
 

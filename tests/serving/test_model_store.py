@@ -30,7 +30,8 @@ def rows(n=500, seed=3):
 def test_champion_lifecycle(registry, tmp_path):
     uri, artifacts = registry
     cfg = ServingConfig.load()
-    store = model_store(uri, artifacts, cfg, tmp_path / "compiled")
+    faults: dict[str, Exception] = {}
+    store = model_store(uri, artifacts, cfg, tmp_path / "compiled", faults)
     store.refresh()
     assert store.current("home") is None and store.ready()  # resolved: nothing to serve but the heuristic
 
@@ -52,21 +53,19 @@ def test_champion_lifecycle(registry, tmp_path):
     assert np.max(np.abs(store.current("home").full(x) - v2.predict(x))) <= 1e-6
 
     # a champion that cannot be loaded leaves v2 serving
-    broken = store._loader
-    store._loader = lambda name, version: (_ for _ in ()).throw(OSError("artifact store down"))
+    faults["load"] = OSError("artifact store down")
     register_champion(uri, artifacts, "home", "feed_ranker", random_ranker(NAMES, seed=3))
     store.refresh()
     assert store.current("home").label == "feed_ranker:2" and store.status()["home"]["errors"] == 1
-    store._loader = broken
+    del faults["load"]
     store.refresh()
     assert store.current("home").label == "feed_ranker:3"
 
     # a registry that fails keeps the model; one that says "no champion" means the heuristic
-    lookup = store._lookup
-    store._lookup = lambda name: (_ for _ in ()).throw(ConnectionError("registry down"))
+    faults["lookup"] = ConnectionError("registry down")
     store.refresh()
     assert store.current("home").label == "feed_ranker:3"
-    store._lookup = lookup
+    del faults["lookup"]
     tracking.connect(uri).delete_registered_model_alias("feed_ranker", "champion")
     store.refresh()
     assert store.current("home") is None

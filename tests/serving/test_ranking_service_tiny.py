@@ -15,19 +15,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-import dagster as dg
 import numpy as np
 import pytest
 import redis
 
-from candidate_gen.rebuild import active_viewers
-from data.days import days_after
 from features.online.ranking import RankingFeatureReader
-from features.store import feature_store
-from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
-from pipelines.resources import build_resources
-from pipelines.partitions import materialize_day
-from pipelines.run import prepare_candidate_state
 from serving.admission import Admission
 from serving.app import RankingApp, wait_ready
 from serving.clock import Clock
@@ -36,39 +28,6 @@ from serving.model_store import ModelStore
 from serving.scoring_model import ScoringModel
 from tests.candidates.helpers import FlakyRedis
 from tests.serving.helpers import patient, random_ranker, register_champion
-from training.models import LAMBDARANK
-
-pytestmark = pytest.mark.spark
-
-
-@pytest.fixture(scope="module")
-def platform(tiny_lake, redis_server, tmp_path_factory):
-    settings, summary, _ = tiny_lake
-    days = summary.days
-    redis_url = redis_server.url.rsplit("/", 1)[0] + "/7"
-    redis.Redis.from_url(redis_url).flushdb()
-    resources = build_resources(settings, redis_url)
-    with dg.DagsterInstance.ephemeral() as instance:
-        assert materialize_day(feature_assets, partition_key=days[-1], instance=instance, resources=resources).success
-        assert materialize_day([feast_registry], instance=instance, resources=resources).success
-        assert materialize_day([feast_online], partition_key=days[-1], instance=instance, resources=resources).success
-        state = prepare_candidate_state(resources, instance, days[-1], days[-2])
-        assert set(state.metadata) == {f"candidates/{a}" for a in ("rebuild", "fanout", "trending", "social",
-                                                                   "embeddings")}
-    home = tmp_path_factory.mktemp("serving")
-    next_day = days_after(days[-1], 1)
-    served = replace(settings, redis_url=redis_url, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
-                     now=f"{next_day}T00:00:01Z")
-    store = feature_store(served, redis_url)
-    names = RankingFeatureReader(store, client=redis.Redis.from_url(redis_url)).feature_names
-    versions = {
-        "home": register_champion(served.tracking_uri, home / "mlartifacts", "home", "feed_ranker", random_ranker(names)),
-        "explore": register_champion(served.tracking_uri, home / "mlartifacts", "explore", "explore_ranker",
-                                     random_ranker(names, LAMBDARANK)),
-    }
-    viewers = [int(v) for v in active_viewers(settings.lake_dir, days[-1], 1)[:40]]
-    yield served, store, names, viewers, versions, next_day
-    redis.Redis.from_url(redis_url).flushdb()
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +191,7 @@ def _app_with(platform, model_full=None, hydrator_redis=None, lookup=None, budge
     if model_full is not None:
         models.stop()  # the poller must not put the real champion back during the test
         current = base.models.current("home")
-        models._swap("home", ScoringModel("feed_ranker", "broken", "lightgbm", current.feature_names, model_full, None))
+        models.swap("home", ScoringModel("feed_ranker", "broken", "lightgbm", current.feature_names, model_full, None))
     hydrator = base.home.hydrator
     if hydrator_redis is not None:
         hydrator = _packed_hydrator(store, hydrator_redis)

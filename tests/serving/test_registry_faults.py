@@ -25,7 +25,15 @@ from data.settings import Settings
 from serving.app import RankingApp, wait_ready
 from serving.model_store import NO_CHAMPION, REGISTRY_UNREACHABLE
 from tests.candidates.helpers import HOUR, T0
-from tests.serving.helpers import build_app, model_store, random_ranker, register_champion, serving_config, social_world, write_world
+from tests.serving.helpers import (
+    build_app,
+    model_store,
+    random_ranker,
+    register_champion,
+    serving_config,
+    social_world,
+    write_world,
+)
 from training import tracking
 
 NAMES = [f"f{i}" for i in range(8)]
@@ -90,7 +98,7 @@ def test_only_a_missing_model_or_alias_is_no_champion(registry):
     assert str(tracking.version_by_alias(client, "feed_ranker", tracking.CHAMPION).version) == "1"
     assert tracking.version_by_alias(client, "explore_ranker", tracking.CHAMPION) is None  # no such model
     assert tracking.version_by_alias(client, "feed_ranker", "no-such-alias") is None  # no such alias
-    with broken(db), pytest.raises(Exception) as fault:  # noqa: PT011,PT012 - whatever the store raises
+    with broken(db), pytest.raises(Exception) as fault:  # whatever the store raises
         tracking.version_by_alias(client, "feed_ranker", tracking.CHAMPION)
     assert "database" in str(fault.value)
     assert str(tracking.version_by_alias(client, "feed_ranker", tracking.CHAMPION).version) == "1"

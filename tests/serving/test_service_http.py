@@ -18,7 +18,7 @@ from data.redis_server import EmbeddedRedis
 from serving.model_store import ModelStore
 from serving.pipeline import drain_side_effects
 from tests.candidates.helpers import HOUR, T0
-from tests.candidates.test_privacy_properties import N_USERS, pair, to_events, user_ids
+from tests.candidates.privacy_oracle import N_USERS, pair, to_events, user_ids
 from tests.serving.helpers import build_app, serving_config, social_world, write_world
 
 NOW = T0 + 10 * HOUR

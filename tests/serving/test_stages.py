@@ -155,7 +155,7 @@ def test_config_refuses_unknown_settings_and_merges_candidate_overrides(tmp_path
         ServingConfig.from_dict({"budget": {"total_ms": 50, "totl": 1}})
     with pytest.raises(ValueError, match="unknown sections"):
         ServingConfig.from_dict({"budgets": {}})
-    with pytest.raises(ValueError, match="hydration.reader"):
+    with pytest.raises(ValueError, match=r"hydration\.reader"):
         ServingConfig.from_dict({"hydration": {"reader": "magic"}})
 
 

@@ -17,11 +17,11 @@ import dagster as dg
 from candidate_gen.fanout import FanoutWorker, StateLostError
 from candidate_gen.rebuild import rebuild_all, rebuild_viewer
 from data import lake
-from pipelines.defs.ingest.assets import lake_key
-from pipelines.partitions import day_partitions
 from features.tables import RELATIONSHIP
 from pipelines.defs.candidates.resources import CandidateConfigResource, CandidatesDirResource, RedisResource
 from pipelines.defs.features.assets import feature_key
+from pipelines.defs.ingest.assets import lake_key
+from pipelines.partitions import day_partitions
 from pipelines.resources import WorkspaceResource
 
 GROUP = "candidates"
@@ -167,4 +167,6 @@ def embeddings_dir(candidates_dir: CandidatesDirResource, day: str) -> Path:
     return Path(candidates_dir.path) / "embeddings" / f"dt={day}"
 
 
-candidate_assets = [candidates_rebuild, candidates_fanout, candidates_trending, candidates_social, candidates_embeddings]
+candidate_assets = [
+    candidates_rebuild, candidates_fanout, candidates_trending, candidates_social, candidates_embeddings,
+]

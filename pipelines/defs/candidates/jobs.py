@@ -11,7 +11,9 @@ from pipelines.defs.candidates.assets import (
 
 candidates_job = dg.define_asset_job(
     "candidates_job",
-    selection=dg.AssetSelection.assets(candidates_fanout, candidates_trending, candidates_social, candidates_embeddings),
+    selection=dg.AssetSelection.assets(
+        candidates_fanout, candidates_trending, candidates_social, candidates_embeddings,
+    ),
     description="The day's fan-out run (the lake's events; live publishes go on meanwhile) and the "
     "Explore builders.",
 )

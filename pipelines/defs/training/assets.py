@@ -22,12 +22,12 @@ from pathlib import Path
 import dagster as dg
 
 from data import columns as c
+from features.tables import TABLES
 from pipelines.defs.features.assets import REGISTRY_KEY, feature_key
 from pipelines.defs.ingest.assets import lake_key
 from pipelines.defs.training.resources import MlflowResource, TrainingConfigResource
 from pipelines.partitions import day_partitions
 from pipelines.resources import FeastResource, WorkspaceResource
-from features.tables import TABLES
 from training import plots, tracking
 from training.ab_test import simulate
 from training.config import SURFACE_MODELS
@@ -139,7 +139,8 @@ def build_surface_assets(surface: str):
             context.log.warning(f"{surface}: {kind} not trained: {why}")
         try:
             if not trained.rankers:
-                raise NotEnoughData("no ranker could be trained: " + "; ".join(f"{k}: {w}" for k, w in trained.failures.items()))
+                failures = "; ".join(f"{k}: {w}" for k, w in trained.failures.items())
+                raise NotEnoughData(f"no ranker could be trained: {failures}")
             kind, valid_ndcg = choose_challenger(trained.rankers, split.valid)
         except NotEnoughData as exc:
             yield from _skip(context, rankers_key, f"{surface}: {exc}")

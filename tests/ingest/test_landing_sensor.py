@@ -1,0 +1,77 @@
+"""The landing sensor asks for a day's ingestion when its files appear or change, once, and registers
+each new day as a partition, whatever its date."""
+
+import os
+
+import dagster as dg
+
+from pipelines.defs.ingest.definitions import defs as ingest_defs
+from pipelines.defs.ingest.sensors import landing_sensor
+from pipelines.resources import SparkResource, WorkspaceResource
+
+
+def evaluate(workspace, instance, cursor=None):
+    # an instance with a ref (instance_for_test): how the daemon runs sensors, so the sensor's own
+    # partition requests count when its run requests are validated
+    context = dg.build_sensor_context(
+        cursor=cursor,
+        instance=instance,
+        instance_ref=instance.get_ref(),
+        resources={"workspace": workspace},
+        definitions=dg.Definitions.merge(
+            ingest_defs, dg.Definitions(resources={"workspace": workspace, "spark": SparkResource()})
+        ),
+    )
+    data = landing_sensor.evaluate_tick(context)
+    added = [key for request in data.dynamic_partitions_requests or [] for key in request.partition_keys]
+    return [r.partition_key for r in data.run_requests], data.cursor, added
+
+
+def test_new_and_changed_landing_days_are_requested_once(tmp_path):
+    landing = tmp_path / "landing"
+    for log, day in [("users", "2026-10-01"), ("engagements", "2026-10-01"), ("engagements", "2026-10-02")]:
+        (landing / log / day).mkdir(parents=True)
+        (landing / log / day / "part-00000.jsonl").write_text('{"a": 1}\n')
+    (landing / "engagements" / "2026-10-02" / "notes.txt").write_text("not a landing file")
+    workspace = WorkspaceResource(landing_dir=str(landing), lake_dir=str(tmp_path / "lake"),
+                                  truth_dir=str(tmp_path / "truth"))
+
+    with dg.instance_for_test() as instance:
+        days, cursor, added = evaluate(workspace, instance)
+        assert days == added == ["2026-10-01", "2026-10-02"]
+        assert evaluate(workspace, instance, cursor)[0] == []
+
+    changed = landing / "engagements" / "2026-10-02" / "part-00000.jsonl"
+    changed.write_text('{"a": 1}\n{"a": 2}\n')
+    os.utime(changed, ns=(1, 1))
+    with dg.instance_for_test() as instance:
+        assert evaluate(workspace, instance, cursor)[0] == ["2026-10-02"]
+
+
+def test_any_date_is_a_day_and_a_folder_that_is_not_a_day_is_skipped(tmp_path):
+    landing = tmp_path / "landing"
+    for folder in ("1999-01-01", "latest", "2019-02-30"):
+        (landing / "users" / folder).mkdir(parents=True)
+        (landing / "users" / folder / "part-00000.jsonl").write_text("{}\n")
+    workspace = WorkspaceResource(landing_dir=str(landing), lake_dir=str(tmp_path / "lake"),
+                                  truth_dir=str(tmp_path / "truth"))
+    with dg.instance_for_test() as instance:
+        days, _, added = evaluate(workspace, instance)
+        assert days == added == ["1999-01-01"]
+        instance.add_dynamic_partitions("day", ["1999-01-01"])
+        assert evaluate(workspace, instance)[2] == []  # registered once
+
+
+def test_schedules_run_the_newest_registered_day():
+    from pipelines.definitions import defs
+    from pipelines.defs.training.schedules import training_schedule
+
+    repository = defs.get_repository_def()
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance, repository_def=repository)
+        skipped = training_schedule.evaluate_tick(context)
+        assert not skipped.run_requests and "no landing day" in skipped.skip_message
+        instance.add_dynamic_partitions("day", ["2019-03-05", "2019-03-04"])
+        context = dg.build_schedule_context(instance=instance, repository_def=repository)
+        requests = training_schedule.evaluate_tick(context).run_requests
+        assert [r.partition_key for r in requests] == ["2019-03-05"]
