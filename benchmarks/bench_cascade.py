@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         redis.Redis.from_url(server.url).config_set("save", "")
         cfg = ServingConfig.load().with_("impressions", enabled=False, record_seen=False)
         cfg = cfg.with_("model", engine="lightgbm").with_("cascade", enabled=False)
-        app = RankingApp.from_settings(replace(workspace, redis_url=server.url), cfg)
+        app = RankingApp.from_settings(workspace.with_(redis_url=server.url), cfg)
         assert wait_ready(app, 300), app.models.status()
         ranker, version = load_ranker(connect(workspace.tracking_uri), "feed_ranker", "champion")
         found = pools(app, viewers, now_ms)

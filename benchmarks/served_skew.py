@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -135,9 +134,9 @@ def measure(requests: int = 150) -> dict:
     start = time.perf_counter()
     scratch.mkdir(parents=True)
     with EmbeddedRedis(data_dir=workspace.redis_dir, persist=True) as server:
-        feast_settings = replace(workspace, redis_url=server.url)
+        feast_settings = workspace.with_(redis_url=server.url)
         tracking_uri, champion = _champion_uri(medium.home, feast_settings, scratch, server.url, test_day)
-        server_settings = replace(feast_settings, mlflow_tracking_uri=tracking_uri,
+        server_settings = feast_settings.with_(mlflow_tracking_uri=tracking_uri,
                                   now=f"{next_day}T00:00:01Z", source="landing", landing=landing)
         # the budget is not under test: a page the heuristic ranks logs no vector to compare
         cfg = (ServingConfig.load().with_("model", engine="lightgbm")

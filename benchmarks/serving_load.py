@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ class BenchService:
 
     @classmethod
     def start(cls, name: str, workspace: Settings, config: Path) -> BenchService:
-        settings = replace(workspace, serving_config=config)
+        settings = workspace.with_(serving_config=config)
         process = start_ranking_service(settings, free_port(), workspace.home / f"service_{name}.log")
         return cls(name, process, serving_secrets(settings).api_token)
 

@@ -33,7 +33,7 @@ import time
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -72,7 +72,7 @@ def serving_workspace(medium: Settings) -> Settings:
     """The serving benchmarks' workspace, LOUPE_HOME=<medium>/bench_serving: its own Valkey, feature
     lake (the cut snapshots), Feast repo and embedding index; the champions come from the medium
     workspace's MLflow registry (the ones bench-quality registered)."""
-    return replace(medium, home=medium.home / "bench_serving", feast_registry=None,
+    return medium.with_(home=medium.home / "bench_serving", feast_registry=None,
                    mlflow_tracking_uri=medium.tracking_uri)
 
 
@@ -337,11 +337,11 @@ def prepared_state(args) -> Iterator[PreparedState]:
     medium = bench_settings(args.world)
     world = ensure_lake(medium)
     test_day, prev = world["days"][-1], world["days"][-2]
-    workspace = replace(serving_workspace(medium), now=service_clock(test_day))
+    workspace = serving_workspace(medium).with_(now=service_clock(test_day))
     config_files = write_configs(workspace.home)
     state_file, viewers_file = workspace.home / STATE_FILE, workspace.home / VIEWERS_FILE
     with EmbeddedRedis(data_dir=workspace.redis_dir, persist=True) as server, PeakRss() as rss:
-        workspace = replace(workspace, redis_url=server.url)
+        workspace = workspace.with_(redis_url=server.url)
         client = redis.Redis.from_url(server.url)
         # no background snapshots during the run (a fork + ~0.5 GB write mid-measurement); the
         # preparation saves once, explicitly, when it is done

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
 
 import dagster as dg
 
@@ -20,7 +19,7 @@ WORLD = "medium"
 
 def bench_settings(world: str = WORLD) -> Settings:
     base = get_settings()
-    return replace(base, home=base.home / "bench" / world, world=world, source="simulator", landing=None)
+    return base.with_(home=base.home / "bench" / world, world=world, source="simulator", landing=None)
 
 
 def lake_ready(settings: Settings) -> bool:

@@ -1,48 +1,26 @@
 """The one module that reads the environment. Everything else receives a `Settings`.
 
 Every path and URL has an embedded default, so a fresh clone runs with no configuration; production
-points the same code at real services by setting the variables below.
+points the same code at real services through environment variables. Each field of `Settings` names
+its variable, default and meaning once; `python -m data.settings` prints them as a table.
 
-Each variable, its default in parentheses, then what it sets:
-
-LOUPE_HOME (<repo>/.loupe): workspace: landing, lake, truth, registries, logs
-LOUPE_LANDING (unset): a team's landing folder (read only): run on it, no simulator
-LOUPE_SOURCE (auto): landing (LOUPE_LANDING, else <LOUPE_HOME>/landing), simulator, or auto: landing
-    when that folder holds files, else simulator
-LOUPE_VOCABULARY (data/vocabulary.toml): engagement types (with their role in labels) and impression
-    sources
-LOUPE_WORLD (small): simulated world size: tiny, small, medium
-LOUPE_SEED (data.columns.WORLD_SEED): seed of the simulated world
-LOUPE_SERVE (1): make run: keep UIs/service up at the end
-REDIS_URL (unset: embedded Valkey under LOUPE_HOME): Redis 7 / Valkey / Redis Cluster URL
-LOUPE_REDIS_PORT (16379): port of the embedded Valkey server
-SPARK_MASTER (local[*]): Spark master (e.g. spark://host:7077)
-SPARK_REMOTE (unset): Spark Connect URL (sc://host:15002); wins over SPARK_MASTER
-LOUPE_SPARK_DRIVER_MEMORY (4g): driver memory of a local Spark
-MLFLOW_TRACKING_URI (sqlite:///<LOUPE_HOME>/mlflow.db): MLflow tracking + registry
-LOUPE_FEAST_OFFLINE (file): Feast offline store: file or spark
-LOUPE_FEAST_REGISTRY (<LOUPE_HOME>/feast/registry.db): Feast registry: a file, or a SQL URL
-DAGSTER_HOME (<repo>/dagster_home): Dagster instance folder (dagster.yaml)
-LOUPE_SERVING_CONFIG (serving/config.toml): the ranking service's config file
-LOUPE_NOW (unset: wall clock): the service's clock starts here (ISO-8601): replaying the simulated world
-LOUPE_SERVING_PORT (3100): port of the ranking service (make run)
-LOUPE_SERVING_WORKERS (2): ranking service worker processes (one per core: Python runs one request's
-    stages at a time per process)
-LOUPE_API_TOKEN (unset: <LOUPE_HOME>/serving/api_token, generated if absent): the bearer token callers
-    of the ranking service send
-LOUPE_CURSOR_SECRET (unset: <LOUPE_HOME>/serving/cursor_secret, generated if absent): the key the
-    ranking service signs its page cursors with (every worker, every instance behind one balancer: the
-    same)
+`Settings.from_env()` reads the environment (pydantic-settings); `Settings(...)` in code and tests is
+exactly what it is given, so a variable in the caller's shell never leaks into a test's workspace.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from data.columns import WORLD_SEED, WORLD_SIZES
 
@@ -55,38 +33,103 @@ def has_files(folder: Path) -> bool:
     return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
 
 
-@dataclass(frozen=True)
-class Settings:
-    home: Path
-    source: str = "simulator"  # "landing" or "simulator" (from_env resolves "auto")
-    landing: Path | None = None  # a team's landing folder; None: <home>/landing
-    vocabulary: Path | None = None  # None: data/vocabulary.toml
-    world: str = "small"
-    seed: int = WORLD_SEED
-    serve: bool = True
-    redis_url: str | None = None
-    embedded_redis_port: int = 16379
-    spark_master: str = "local[*]"
-    spark_remote: str | None = None
-    spark_driver_memory: str = "4g"
-    mlflow_tracking_uri: str | None = None
-    feast_offline_store: str = "file"
-    feast_registry: str | None = None
-    dagster_home: Path = REPO_ROOT / "dagster_home"
-    serving_config: Path | None = None
-    now: str | None = None
-    serving_port: int = 3100
-    serving_workers: int = 2
-    api_token: str | None = field(default=None, repr=False)  # None: the workspace's token file
-    cursor_secret: str | None = field(default=None, repr=False)  # None: the workspace's secret file
+def _var(name: str, default: Any, doc: str, **kw: Any) -> Any:
+    """A field read from the environment variable `name`."""
+    return Field(default, validation_alias=name, description=doc, **kw)
 
-    def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ValueError(f"LOUPE_SOURCE must be one of {SOURCES + ('auto',)}, got {self.source!r}")
-        if self.world not in WORLD_SIZES:
-            raise ValueError(f"LOUPE_WORLD must be one of {WORLD_SIZES}, got {self.world!r}")
-        if self.feast_offline_store not in ("file", "spark"):
-            raise ValueError(f"LOUPE_FEAST_OFFLINE must be file or spark, got {self.feast_offline_store!r}")
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True,
+                                      extra="ignore", case_sensitive=True, env_ignore_empty=True)
+
+    home: Path = _var("LOUPE_HOME", REPO_ROOT / ".loupe",
+                      "workspace: landing, lake, truth, registries, logs (docs/workspace.md)")
+    landing: Path | None = _var("LOUPE_LANDING", None,
+                                "a team's landing folder (read only): run on it, no simulator; "
+                                "unset: <LOUPE_HOME>/landing")
+    # after home and landing: "auto" is resolved from them
+    source: Literal["landing", "simulator"] = _var(
+        "LOUPE_SOURCE", "auto", "landing (LOUPE_LANDING, else <LOUPE_HOME>/landing), simulator, or auto: landing "
+        "when that folder holds files, else simulator", validate_default=True)
+    vocabulary: Path | None = _var("LOUPE_VOCABULARY", None,
+                                   "engagement types (with their role in labels) and impression sources; "
+                                   "unset: data/vocabulary.toml")
+    world: str = _var("LOUPE_WORLD", "small", f"simulated world size: {', '.join(WORLD_SIZES)}")
+    seed: int = _var("LOUPE_SEED", WORLD_SEED, "seed of the simulated world")
+    serve: bool = _var("LOUPE_SERVE", True, "make run: keep UIs/service up at the end (1/0, true/false)")
+    redis_url: str | None = _var("REDIS_URL", None,
+                                 "Redis 7 / Valkey / Redis Cluster URL; unset: embedded Valkey under LOUPE_HOME")
+    embedded_redis_port: int = _var("LOUPE_REDIS_PORT", 16379, "port of the embedded Valkey server")
+    spark_master: str = _var("SPARK_MASTER", "local[*]", "Spark master (e.g. spark://host:7077)")
+    spark_remote: str | None = _var("SPARK_REMOTE", None, "Spark Connect URL (sc://host:15002); wins over "
+                                    "SPARK_MASTER")
+    spark_driver_memory: str = _var("LOUPE_SPARK_DRIVER_MEMORY", "4g", "driver memory of a local Spark")
+    mlflow_tracking_uri: str | None = _var("MLFLOW_TRACKING_URI", None,
+                                           "MLflow tracking + registry; unset: sqlite:///<LOUPE_HOME>/mlflow.db")
+    feast_offline_store: Literal["file", "spark"] = _var("LOUPE_FEAST_OFFLINE", "file",
+                                                         "Feast offline store: file or spark")
+    feast_registry: str | None = _var("LOUPE_FEAST_REGISTRY", None,
+                                      "Feast registry: a file, or a SQL URL; unset: <LOUPE_HOME>/feast/registry.db")
+    dagster_home: Path = _var("DAGSTER_HOME", REPO_ROOT / "dagster_home", "Dagster instance folder (dagster.yaml)")
+    serving_config: Path | None = _var("LOUPE_SERVING_CONFIG", None,
+                                       "the ranking service's config file; unset: serving/config.toml")
+    now: str | None = _var("LOUPE_NOW", None, "the service's clock starts here (ISO-8601), replaying the "
+                           "simulated world; unset: the wall clock")
+    serving_port: int = _var("LOUPE_SERVING_PORT", 3100, "port of the ranking service (make run)")
+    serving_workers: int = _var("LOUPE_SERVING_WORKERS", 2, "ranking service worker processes (one per core: "
+                                "Python runs one request's stages at a time per process)")
+    api_token: str | None = _var("LOUPE_API_TOKEN", None, "the bearer token callers of the ranking service "
+                                 "send; unset: <LOUPE_HOME>/serving/api_token, generated if absent", repr=False)
+    cursor_secret: str | None = _var("LOUPE_CURSOR_SECRET", None, "the key the ranking service signs its page "
+                                     "cursors with (the same for every worker and instance behind one "
+                                     "balancer); unset: <LOUPE_HOME>/serving/cursor_secret, generated if "
+                                     "absent", repr=False)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return (init_settings,)  # the environment is read by from_env only (see the module's docstring)
+
+    @field_validator("home", "landing", "vocabulary", "dagster_home")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        return path.resolve() if path is not None else None
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _resolve_auto(cls, source: str, info: ValidationInfo) -> str:
+        if source != "auto":
+            return source
+        home = info.data.get("home")
+        return "landing" if info.data.get("landing") or (home and has_files(home / "landing")) else "simulator"
+
+    @field_validator("world")
+    @classmethod
+    def _known_world(cls, world: str) -> str:
+        if world not in WORLD_SIZES:
+            raise ValueError(f"LOUPE_WORLD must be one of {WORLD_SIZES}, got {world!r}")
+        return world
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The environment's settings (`env`: a mapping standing in for it, in tests); an empty
+        variable counts as unset."""
+        if env is None:
+            values = EnvSettingsSource(cls, case_sensitive=True, env_ignore_empty=True)()
+        else:
+            values = {name: value for name, value in env.items() if value}
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed, validated like the original (tests, benchmarks, the runner)."""
+        return type(self)(**{**self.model_dump(), **changes})
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as the environment variables `from_env` reads (unset ones left out): a child
+        process (the ranking service) gets exactly these settings, nothing inherited."""
+        values = self.model_dump()
+        return {f.validation_alias: str(values[name]) for name, f in type(self).model_fields.items()
+                if values[name] is not None}
 
     # --- the workspace layout (docs/workspace.md) ----------------------------------------------
     @property
@@ -142,39 +185,6 @@ class Settings:
     def mlflow_artifact_root(self) -> Path:
         """Where experiments created here keep their artifacts (a tracking server keeps its own)."""
         return self.home / "mlartifacts"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        home = Path(env.get("LOUPE_HOME") or REPO_ROOT / ".loupe").resolve()
-        landing = Path(env["LOUPE_LANDING"]).resolve() if env.get("LOUPE_LANDING") else None
-        source = env.get("LOUPE_SOURCE") or "auto"
-        if source == "auto":
-            source = "landing" if landing or has_files(home / "landing") else "simulator"
-        return cls(
-            home=home,
-            source=source,
-            landing=landing,
-            vocabulary=Path(env["LOUPE_VOCABULARY"]).resolve() if env.get("LOUPE_VOCABULARY") else None,
-            world=env.get("LOUPE_WORLD", "small"),
-            seed=int(env.get("LOUPE_SEED", WORLD_SEED)),
-            serve=env.get("LOUPE_SERVE", "1") not in ("0", "false", "no"),
-            redis_url=env.get("REDIS_URL") or None,
-            embedded_redis_port=int(env.get("LOUPE_REDIS_PORT") or 16379),
-            spark_master=env.get("SPARK_MASTER") or "local[*]",
-            spark_remote=env.get("SPARK_REMOTE") or None,
-            spark_driver_memory=env.get("LOUPE_SPARK_DRIVER_MEMORY") or "4g",
-            mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
-            feast_offline_store=env.get("LOUPE_FEAST_OFFLINE") or "file",
-            feast_registry=env.get("LOUPE_FEAST_REGISTRY") or None,
-            dagster_home=Path(env.get("DAGSTER_HOME") or REPO_ROOT / "dagster_home").resolve(),
-            serving_config=Path(env["LOUPE_SERVING_CONFIG"]) if env.get("LOUPE_SERVING_CONFIG") else None,
-            now=env.get("LOUPE_NOW") or None,
-            serving_port=int(env.get("LOUPE_SERVING_PORT") or 3100),
-            serving_workers=int(env.get("LOUPE_SERVING_WORKERS") or 2),
-            api_token=env.get("LOUPE_API_TOKEN") or None,
-            cursor_secret=env.get("LOUPE_CURSOR_SECRET") or None,
-        )
 
 
 @dataclass(frozen=True)
@@ -246,3 +256,21 @@ def quiet_mlflow() -> None:
       while the ranker's own requirements are declared (training/tracking.py MODEL_PACKAGES)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
+
+
+def settings_variables() -> frozenset[str]:
+    """The names of the environment variables `Settings` reads."""
+    return frozenset(f.validation_alias for f in Settings.model_fields.values())
+
+
+def variables_table() -> str:
+    """Every variable `Settings` reads, its default and what it sets (`python -m data.settings`)."""
+    rows = []
+    for f in Settings.model_fields.values():
+        default = "unset" if f.default is None else str(f.default)
+        rows.append(f"{f.validation_alias} ({default}): {f.description}")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(variables_table() + "\n")

@@ -31,7 +31,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -589,7 +589,7 @@ def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInsta
     log = settings.home / "serving" / "service.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with console.stage("ranking service", title=f"ranking service (compiles the champions, warms up; log: {log}) ..."):
-        ranking = start_ranking_service(replace(settings, redis_url=redis_url, now=settings.now or end_of_last_day),
+        ranking = start_ranking_service(settings.with_(redis_url=redis_url, now=settings.now or end_of_last_day),
                                         settings.serving_port, log=log)
         try:
             ranking.wait_ready()

@@ -17,28 +17,23 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.settings import REPO_ROOT, Settings, serving_secrets
+from data.settings import REPO_ROOT, Settings, serving_secrets, settings_variables
 
 # Compiling a champion on a busy 2-core machine takes minutes; a service that exits is reported at once.
 READY_TIMEOUT_S = 900.0
-# The variables the service's settings come from: each taken from `Settings`, or left unset.
-SERVICE_VARS = ("LOUPE_HOME", "REDIS_URL", "MLFLOW_TRACKING_URI", "LOUPE_NOW", "LOUPE_SERVING_CONFIG",
-                "LOUPE_FEAST_REGISTRY")
-
-
 def serve_command(port: int) -> list[str]:
     return [sys.executable, "-m", "bentoml", "serve", "serving.service:RankingService",
             "--host", "127.0.0.1", "--port", str(port)]
 
 
 def service_env(settings: Settings) -> dict[str, str]:
-    """This process's environment with the service's variables set from `settings`."""
-    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
-    env.update(LOUPE_HOME=str(settings.home), REDIS_URL=settings.redis_endpoint,
-               MLFLOW_TRACKING_URI=settings.tracking_uri)
-    optional = {"LOUPE_NOW": settings.now, "LOUPE_SERVING_CONFIG": settings.serving_config,
-                "LOUPE_FEAST_REGISTRY": settings.feast_registry}
-    env.update({k: str(v) for k, v in optional.items() if v})
+    """This process's environment with every variable `Settings` reads taken from `settings` (so the
+    service runs on exactly these settings, none inherited), Redis and MLflow at their resolved
+    endpoints (the embedded server's URL, the workspace's registry)."""
+    names = settings_variables()
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env.update(settings.to_env())
+    env.update(REDIS_URL=settings.redis_endpoint, MLFLOW_TRACKING_URI=settings.tracking_uri)
     return env
 
 

@@ -53,7 +53,6 @@ def platform(tiny_lake, redis_server, tmp_path_factory):
     Feast's Redis online store (+ the packed view), candidate state from the candidates assets, random
     champions in a real MLflow registry. Yields (settings, feature store, feature names, viewers,
     champion versions, the serve day)."""
-    from dataclasses import replace
 
     import dagster as dg
     import redis
@@ -83,7 +82,7 @@ def platform(tiny_lake, redis_server, tmp_path_factory):
                                                                    "embeddings")}
     home = tmp_path_factory.mktemp("serving")
     next_day = days_after(days[-1], 1)
-    served = replace(settings, redis_url=redis_url, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+    served = settings.with_(redis_url=redis_url, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
                      now=f"{next_day}T00:00:01Z")
     store = feature_store(served, redis_url)
     names = RankingFeatureReader(store, client=redis.Redis.from_url(redis_url)).feature_names

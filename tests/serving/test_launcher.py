@@ -16,6 +16,8 @@ from serving.launcher import ServiceProcess, service_env
 def test_the_service_environment_comes_from_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("LOUPE_FEAST_REGISTRY", str(tmp_path / "another" / "registry.db"))
     monkeypatch.setenv("LOUPE_NOW", "2020-01-01T00:00:00Z")
+    monkeypatch.setenv("LOUPE_LANDING", str(tmp_path / "someone_elses_export"))
+    monkeypatch.setenv("LOUPE_SOURCE", "landing")
     settings = Settings(home=tmp_path, redis_url="redis://127.0.0.1:1/0", now="2026-10-08T00:00:00Z",
                         serving_config=tmp_path / "serving.toml")
     env = service_env(settings)
@@ -24,6 +26,10 @@ def test_the_service_environment_comes_from_settings(tmp_path, monkeypatch):
     assert env["LOUPE_NOW"] == "2026-10-08T00:00:00Z"
     assert env["LOUPE_SERVING_CONFIG"] == str(tmp_path / "serving.toml")
     assert "LOUPE_FEAST_REGISTRY" not in env  # the workspace's own registry, not this process's
+    # nothing of this process's settings is inherited: the service reads exactly `settings`
+    assert "LOUPE_LANDING" not in env and env["LOUPE_SOURCE"] == "simulator"
+    assert Settings.from_env(env) == settings.with_(redis_url="redis://127.0.0.1:1/0",
+                                                     mlflow_tracking_uri=settings.tracking_uri)
 
 
 def test_waiting_returns_once_readyz_answers(tmp_path):

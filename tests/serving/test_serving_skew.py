@@ -8,8 +8,6 @@ old), naming the feature."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -35,7 +33,7 @@ def served_lake(spark, platform_settings, landing, lake_dir, day: str) -> None:
 def test_served_vectors_match_training_retrieval_and_the_unit_bug_is_caught(platform, spark, tmp_path, monkeypatch):
     served, store, names, viewers, versions, next_day = platform
     landing, lake_dir = tmp_path / "landing", tmp_path / "lake"
-    settings = replace(served, source="landing", landing=landing)  # the service logs here
+    settings = served.with_(source="landing", landing=landing)  # the service logs here
     # The budget is not under test: on a busy machine a tight one hands pages to the heuristic,
     # which logs no vector. LightGBM serves at once (compiling is tested elsewhere).
     cfg = ServingConfig.load().with_("model", engine="lightgbm").with_("budget", total_ms=20_000.0,
