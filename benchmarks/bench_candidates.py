@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 
 import dagster as dg
 import numpy as np
@@ -75,8 +74,8 @@ def main() -> None:
     test_day, prev = days[-1], days[-2]
     ensure_feature_snapshots(settings, [prev])  # the social source's affinity comes from viewer_author
     cfg = CandidateConfig.load()
-    wide = {n: replace(cfg.source(n), cap=1000) for n in SOURCE_NAMES}
-    cfg = replace(cfg, sources={**cfg.sources, **wide})
+    wide = {n: cfg.source(n).changed(cap=1000) for n in SOURCE_NAMES}
+    cfg = cfg.model_copy(update={"sources": {**cfg.sources, **wide}})
     result: dict = {"world": args.world, "test_day": test_day, "state_through": prev, "ks": list(KS)}
 
     with EmbeddedRedis() as server, PeakRss() as rss, dg.DagsterInstance.ephemeral() as instance:

@@ -8,26 +8,36 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, model_validator
+
 from candidate_gen.keys import Keys
 from data.days import DAY_MS, DAY_S
+from data.typed_config import ConfigError, ConfigModel
 from features.celebrity import CelebrityRule
 
 DEFAULT_PATH = Path(__file__).with_name("config.toml")
 
 
-@dataclass(frozen=True)
-class FeedConfig:
+class FeedConfig(ConfigModel):
     key_prefix: str = "lp:"
     cap: int = 500
-    ttl_days: float = 14
-    max_age_days: float = 7
+    ttl_days: float = 14.0
+    max_age_days: float = 7.0
     author_posts_cap: int = 200
     seen_cap: int = 2000
-    seen_ttl_days: float = 3
+    seen_ttl_days: float = 3.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _celebrity_moved(cls, values: Any) -> Any:
+        moved = sorted(k for k in values if k.startswith("celebrity_")) if isinstance(values, dict) else []
+        if moved:
+            raise ConfigError(f"[feed] {moved}: the celebrity rule is shared with the features and lives in "
+                              "features/config.toml [celebrity] (followers, percentile, min_followers)")
+        return values
 
     @property
     def ttl_s(self) -> int:
@@ -42,30 +52,27 @@ class FeedConfig:
         return int(self.seen_ttl_days * DAY_S)
 
 
-@dataclass(frozen=True)
-class FanoutConfig:
+class FanoutConfig(ConfigModel):
     batch_events: int = 2000
     retry_max_attempts: int = 8
     retry_base_s: float = 0.2
     retry_max_s: float = 5.0
 
 
-@dataclass(frozen=True)
-class SourceConfig:
+class SourceConfig(ConfigModel):
     enabled: bool = True
     cap: int = 300
     timeout_ms: float = 20.0
 
 
-@dataclass(frozen=True)
-class CandidateConfig:
-    feed: FeedConfig = field(default_factory=FeedConfig)
-    fanout: FanoutConfig = field(default_factory=FanoutConfig)
-    sources: dict[str, SourceConfig] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
+class CandidateConfig(ConfigModel):
+    feed: FeedConfig = Field(default_factory=FeedConfig)
+    fanout: FanoutConfig = Field(default_factory=FanoutConfig)
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    raw: dict[str, Any] = Field(default_factory=dict)  # the whole file, for `section`
     # Who is pulled at read instead of fanned out: the features' rule (features/config.toml), so
     # the feed's celebrities are the accounts the model knows as `author__is_celebrity`.
-    celebrity: CelebrityRule = field(default_factory=CelebrityRule.load)
+    celebrity: CelebrityRule = Field(default_factory=CelebrityRule.load)
 
     @property
     def keys(self) -> Keys:
@@ -80,39 +87,33 @@ class CandidateConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CandidateConfig:
-        feed = dict(raw.get("feed", {}))
-        moved = sorted(k for k in feed if k.startswith("celebrity_"))
-        if moved:
-            raise ValueError(f"[feed] {moved}: the celebrity rule is shared with the features and lives "
-                             "in features/config.toml [celebrity] (followers, percentile, min_followers)")
-        sources = {n: SourceConfig(**v) for n, v in raw.get("sources", {}).items()}
-        return cls(
-            feed=FeedConfig(**feed),
-            fanout=FanoutConfig(**raw.get("fanout", {})),
-            sources=sources,
-            raw=raw,
-        )
+        # The shared tables are typed here; the others are read by their component through `section`.
+        shared = {name: raw[name] for name in ("feed", "fanout", "sources") if name in raw}
+        return cls.parse({**shared, "raw": raw}, "candidate config")
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> CandidateConfig:
         with open(path or DEFAULT_PATH, "rb") as f:
             return cls.from_dict(tomllib.load(f))
 
+    # The copies below validate the section they change (`changed`); the rest is already valid.
+
     def with_feed(self, **changes: Any) -> CandidateConfig:
         """A copy with some feed settings changed (tests, benchmarks)."""
-        return replace(self, feed=replace(self.feed, **changes))
+        return self.model_copy(update={"feed": self.feed.changed(**changes)})
 
     def with_timeouts(self, timeout_ms: float) -> CandidateConfig:
         """A copy where every source may take `timeout_ms` (tests on a busy machine assert what a
         source returns, not how fast; timeouts are tested by injecting a stall)."""
-        return replace(self, sources={n: replace(s, timeout_ms=timeout_ms) for n, s in self.sources.items()})
+        sources = {n: s.changed(timeout_ms=timeout_ms) for n, s in self.sources.items()}
+        return self.model_copy(update={"sources": sources})
 
     def with_caps(self, cap: int, names: Iterable[str]) -> CandidateConfig:
         """A copy where the named sources return at most `cap` candidates (the service's cheap path)."""
-        capped = {n: replace(self.source(n), cap=min(cap, self.source(n).cap)) for n in names}
-        return replace(self, sources={**self.sources, **capped})
+        capped = {n: self.source(n).changed(cap=min(cap, self.source(n).cap)) for n in names}
+        return self.model_copy(update={"sources": {**self.sources, **capped}})
 
     def with_celebrity(self, **changes: Any) -> CandidateConfig:
         """A copy with the celebrity rule changed (tests, benchmarks; production edits
         features/config.toml, which the features read too)."""
-        return replace(self, celebrity=replace(self.celebrity, **changes))
+        return self.model_copy(update={"celebrity": self.celebrity.changed(**changes)})

@@ -13,26 +13,26 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field, field_validator
+
+from data.typed_config import ConfigModel
 
 DEFAULT_PATH = Path(__file__).with_name("config.toml")
 
 
-@dataclass(frozen=True)
-class CelebrityRule:
-    followers: int | None = None  # fixed threshold; None: derived from the distribution
-    percentile: float = 99.0
-    min_followers: int = 100
+class CelebrityRule(ConfigModel):
+    followers: int | None = Field(None, ge=1)  # fixed threshold; None: derived from the distribution
+    percentile: float = Field(99.0, ge=0.0, le=100.0)
+    min_followers: int = Field(100, ge=1)
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.percentile <= 100.0:
-            raise ValueError(f"celebrity percentile must be within [0, 100], got {self.percentile}")
-        if self.min_followers < 1 or (self.followers is not None and self.followers < 1):
-            raise ValueError("celebrity followers and min_followers must be at least 1")
+    @field_validator("followers", mode="before")
+    @classmethod
+    def _empty_is_derived(cls, value: Any) -> Any:
+        return None if value == "" else value  # TOML has no null: `followers = ""` means not fixed
 
     def threshold(self, follower_counts: np.ndarray) -> int:
         """The threshold for one follower count per account (zeros allowed: they do not count)."""
@@ -61,15 +61,7 @@ class CelebrityRule:
 
     @classmethod
     def from_section(cls, section: dict[str, Any]) -> CelebrityRule:
-        unknown = set(section) - {"followers", "percentile", "min_followers"}
-        if unknown:
-            raise ValueError(f"unknown [celebrity] settings: {sorted(unknown)}")
-        fixed = section.get("followers", "")
-        return cls(
-            followers=None if fixed in ("", None) else int(fixed),
-            percentile=float(section.get("percentile", cls.percentile)),
-            min_followers=int(section.get("min_followers", cls.min_followers)),
-        )
+        return cls.parse(section, "[celebrity]")
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> CelebrityRule:

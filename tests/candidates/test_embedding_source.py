@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +67,7 @@ def trained(tmp_path_factory) -> tuple[emb.EmbeddingModel, Path]:
 def with_embeddings(cfg: CandidateConfig, cap: int = 300) -> CandidateConfig:
     section = {"factors": 2, "min_author_viewers": 1, "nearest_authors": 5, "posts_per_author": 2}
     sources = {**cfg.sources, "embedding": SourceConfig(cap=cap)}
-    return replace(cfg, raw={**cfg.raw, "embeddings": section}, sources=sources)
+    return cfg.model_copy(update={"raw": {**cfg.raw, "embeddings": section}, "sources": sources})
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ The oracle (privacy_oracle.py) is an independent, plain-Python replay of the log
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -35,7 +33,7 @@ from tests.candidates.privacy_oracle import N_USERS, action, to_events, user_ids
 )
 def test_no_viewer_receives_a_post_it_may_not_see(redis_server, private, actions, batch, built):
     client = redis.Redis.from_url(redis_server.url)
-    cfg = replace(fresh_config(celebrity_followers=3), fanout=FanoutConfig(batch_events=batch))
+    cfg = fresh_config(celebrity_followers=3).model_copy(update={"fanout": FanoutConfig(batch_events=batch)})
     rows, oracle = to_events(private, actions)
     accounts, rest = rows[:N_USERS], rows[N_USERS:]
     FanoutWorker(client, cfg).consume(ev.frame(accounts), None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
 
 import pytest
 import redis
@@ -79,7 +78,7 @@ def test_redis_restart_mid_fanout_loses_and_duplicates_nothing(tiny, tmp_path):
         # small batches, so the outage lands mid-run; the clean run uses the same batching (within a
         # batch graph events go before posts, which may leave a deleted post cached differently)
         small = FanoutConfig(batch_events=10, retry_base_s=0.1, retry_max_attempts=20)
-        clean, faulty = (replace(fresh_config(celebrity_followers=None), fanout=small) for _ in range(2))
+        clean, faulty = (fresh_config(celebrity_followers=None).model_copy(update={"fanout": small}) for _ in range(2))
         for cfg in (clean, faulty):
             rebuild_all(lake_dir, days[-2], client, cfg)
         FanoutWorker(client, clean).run_day(lake_dir, days[-1])

@@ -233,7 +233,7 @@ def test_no_endpoint_ever_serves_a_post_the_viewer_may_not_see(privacy_http, pri
     client, cfg, http = privacy_http
     client.delete(*client.keys(cfg.candidates.keys.pattern) or ["-"])
     rows, oracle = to_events(private, actions)
-    writer = replace(cfg, candidates=replace(cfg.candidates, fanout=FanoutConfig(batch_events=batch)))
+    writer = replace(cfg, candidates=cfg.candidates.model_copy(update={"fanout": FanoutConfig(batch_events=batch)}))
     write_world(client, writer, rows)
     posts = sorted(oracle.author.items())
     if posts:
