@@ -6,44 +6,47 @@ holds nothing but the configs: a source does not load pandas or faiss to know it
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Self
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from candidate_gen.config import CandidateConfig
 from data.days import DAY_MS, DAY_S, HOUR_MS, HOUR_S
+from data.typed_config import ConfigModel
 from features.tables import DECAY_WEIGHTS
 
 
-class SectionConfig:
-    """A config dataclass read from a TOML table."""
+class SectionConfig(ConfigModel):
+    """A config read from one table of candidate_gen/config.toml (`table`)."""
+
+    table: ClassVar[str]
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _over_default_entries(cls, value: Any, info: ValidationInfo) -> Any:
+        """A partial table (e.g. [trending.weights] naming one type) overrides those entries of the
+        default and keeps the others."""
+        if isinstance(value, dict):
+            default = cls.model_fields[info.field_name].get_default(call_default_factory=True)
+            if isinstance(default, dict):
+                return {**default, **value}
+        return value
 
     @classmethod
     def from_section(cls, section: dict[str, Any]) -> Self:
-        """Known keys only; lists become tuples; a partial table (e.g. `weights`) overrides some of
-        the default's entries and keeps the others."""
-        defaults = {f.name: f for f in fields(cls)}
-        unknown = set(section) - set(defaults)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} settings: {sorted(unknown)}")
-        values = {}
-        for name, value in section.items():
-            if isinstance(value, list):
-                value = tuple(value)
-            elif isinstance(value, dict) and defaults[name].default_factory is not MISSING:
-                value = {**defaults[name].default_factory(), **value}
-            values[name] = value
-        return cls(**values)
+        return cls.parse(section, f"candidate config [{cls.table}]")
 
 
-@dataclass(frozen=True)
 class TrendingConfig(SectionConfig):
     """[trending]: the trending, per-hashtag trending and viewer-tag sets (explore.trending)."""
+
+    table: ClassVar[str] = "trending"
 
     windows_hours: tuple[float, ...] = (1.0, 6.0, 24.0)
     window_weights: tuple[float, ...] = (0.5, 0.3, 0.2)
     smoothing_events: float = 5.0
     min_events: int = 3
-    weights: dict[str, float] = field(default_factory=lambda: dict(DECAY_WEIGHTS))
+    weights: dict[str, float] = Field(default_factory=lambda: dict(DECAY_WEIGHTS))
     top_k: int = 500  # global trending set size
     tag_top_k: int = 200  # per-hashtag set size
     min_tag_posts: int = 10  # a tag gets a set when at least this many of its posts trend
@@ -56,9 +59,11 @@ class TrendingConfig(SectionConfig):
     source_per_tag: int = 100
     tag_boost: float = 1.0
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _one_weight_per_window(self) -> Self:
         if len(self.windows_hours) != len(self.window_weights) or not self.windows_hours:
             raise ValueError("windows_hours and window_weights must be non-empty and the same length")
+        return self
 
     @property
     def ttl_s(self) -> int:
@@ -69,9 +74,10 @@ class TrendingConfig(SectionConfig):
         return int(max(self.windows_hours) * HOUR_MS)
 
 
-@dataclass(frozen=True)
 class PopularConfig(SectionConfig):
     """[popular]: the cold-start fallback, built with trending."""
+
+    table: ClassVar[str] = "popular"
 
     window_hours: float = 48.0
     top_k: int = 1000
@@ -84,9 +90,10 @@ class PopularConfig(SectionConfig):
         return int(self.ttl_hours * HOUR_S)
 
 
-@dataclass(frozen=True)
 class SocialConfig(SectionConfig):
     """[social]: users' engaged posts and viewers' top-affinity accounts (explore.social)."""
+
+    table: ClassVar[str] = "social"
 
     engaged_days: float = 3.0  # how long an engagement stays a social signal
     engaged_cap: int = 50  # newest engaged posts kept per user
@@ -121,14 +128,15 @@ EMBEDDING_WEIGHTS = {
 }
 
 
-@dataclass(frozen=True)
 class EmbeddingConfig(SectionConfig):
     """[embeddings]: training, index and source knobs (explore.embeddings)."""
 
+    table: ClassVar[str] = "embeddings"
+
     window_days: int = 28  # engagements landed in the last N days, up to and including `day`
     half_life_days: float = 14.0  # older engagements count less (0: no decay)
-    weights: dict[str, float] = field(default_factory=lambda: dict(EMBEDDING_WEIGHTS))
-    scaling: str = "bm25"  # confidence from the weighted pair matrix: bm25 | log | none
+    weights: dict[str, float] = Field(default_factory=lambda: dict(EMBEDDING_WEIGHTS))
+    scaling: Literal["bm25", "log", "none"] = "bm25"  # confidence from the weighted pair matrix
     bm25_k1: float = 100.0
     bm25_b: float = 0.8
     min_author_viewers: int = 2  # an author engaged by fewer distinct viewers is not indexed
@@ -139,7 +147,7 @@ class EmbeddingConfig(SectionConfig):
     normalize_authors: bool = False  # True: cosine (see explore.embeddings for why not)
     seed: int = 7
     num_threads: int = 2
-    index: str = "flat"  # flat | hnsw (see docs in `build_author_index`)
+    index: Literal["flat", "hnsw"] = "flat"  # see docs in `build_author_index`
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 128
@@ -155,4 +163,4 @@ class EmbeddingConfig(SectionConfig):
 
     @classmethod
     def of(cls, cfg: CandidateConfig) -> EmbeddingConfig:
-        return cls.from_section(cfg.section("embeddings"))
+        return cls.from_section(cfg.section(cls.table))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +68,11 @@ class EmbeddingModel:
     def switched_off(cls, day: str, reason: str, conf: EmbeddingConfig | None = None,
                      counts: dict[str, Any] | None = None) -> EmbeddingModel:
         """An empty model that says why there is none: the source serves nothing and says so."""
-        dim = (conf or EmbeddingConfig()).factors
+        conf = conf or EmbeddingConfig()
+        dim = conf.factors
         return cls(day=day, viewer_ids=np.zeros(0, dtype=np.int64),
                    viewer_vectors=np.zeros((0, dim), dtype=np.float32), author_ids=np.zeros(0, dtype=np.int64),
-                   index=faiss.IndexIDMap(faiss.IndexFlatIP(dim)), params=asdict(conf or EmbeddingConfig()),
+                   index=faiss.IndexIDMap(faiss.IndexFlatIP(dim)), params=conf.model_dump(),
                    counts=dict(counts or {}), disabled=reason)
 
     @property
@@ -230,7 +231,7 @@ def fit_embeddings(engagements: pd.DataFrame, day: str, conf: EmbeddingConfig) -
     }
     return EmbeddingModel(
         day=day, viewer_ids=viewer_ids, viewer_vectors=unit_rows(als.user_factors),
-        author_ids=author_ids, index=index, params=asdict(conf), counts=counts,
+        author_ids=author_ids, index=index, params=conf.model_dump(), counts=counts,
     )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -36,7 +34,7 @@ def two_communities(seed: int = 0) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def conf() -> EmbeddingConfig:
     # Two communities need two dimensions; more would memorise this 60-viewer world.
-    return replace(EmbeddingConfig(), factors=2, min_author_viewers=1)
+    return EmbeddingConfig(factors=2, min_author_viewers=1)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +91,7 @@ def test_same_seed_same_vectors(conf, model):
 
 
 def test_hnsw_index_finds_the_same_community(conf):
-    hnsw = emb.fit_embeddings(two_communities(), DAY, replace(conf, index="hnsw"))
+    hnsw = emb.fit_embeddings(two_communities(), DAY, conf.model_copy(update={"index": "hnsw"}))
     ids, _ = hnsw.nearest_authors(hnsw.viewer_vector(40), 9, exclude={201})
     assert set(ids.tolist()) == set(range(202, 211))
 
@@ -108,7 +106,7 @@ def test_pair_weights_long_dwell_counts_and_negatives_subtract(conf):
             "ts": pd.Timestamp(f"{DAY}T23:00:00Z"),
         }
     )
-    pairs = emb.pair_weights(frame, DAY, replace(conf, half_life_days=0))
+    pairs = emb.pair_weights(frame, DAY, conf.model_copy(update={"half_life_days": 0}))
     got = {(r.viewer_id, r.author_id): r.weight for r in pairs.itertuples()}
     w = EMBEDDING_WEIGHTS
     assert got == pytest.approx({(1, 10): w["long_dwell"] + w["dwell"], (2, 10): w["like"]})
