@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     adm = [row["admission"] for row in per_level]
     result = {
         "world": args.world, "test_day": st.test_day, "limit": LIMIT, "viewers": len(st.viewers),
-        "budget_ms": budget_ms, "admission": cfgs["admission"].admission.__dict__,
+        "budget_ms": budget_ms, "admission": cfgs["admission"].admission.model_dump(),
         "duration_s_per_level": args.duration,
         "levels": per_level,
         "targets": {

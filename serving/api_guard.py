@@ -39,7 +39,7 @@ ARRIVED = "loupe.arrived"  # time.perf_counter() when the request reached the mi
 class ApiAccess:
     token: str = field(repr=False)
     open_paths: frozenset[str] = PROBES | METRICS
-    max_body_bytes: int = ApiConfig.max_body_bytes
+    max_body_bytes: int = ApiConfig().max_body_bytes
 
     @classmethod
     def from_config(cls, token: str, api: ApiConfig) -> ApiAccess:

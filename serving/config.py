@@ -8,29 +8,30 @@ from __future__ import annotations
 
 import copy
 import tomllib
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
 
 from candidate_gen.config import DEFAULT_PATH as CANDIDATES_PATH
 from candidate_gen.config import CandidateConfig
+from data.typed_config import ConfigError, ConfigModel
 
 DEFAULT_PATH = Path(__file__).with_name("config.toml")
 SURFACES = ("home", "explore")
 
 
-@dataclass(frozen=True)
-class BudgetConfig:
+class BudgetConfig(ConfigModel):
     total_ms: float = 50.0
     reserve_ms: float = 3.0
     redis_timeout_ms: float = 30.0
     # The privacy filters' reads decide whether anything can be served: each attempt may take this
     # long, a failed one is retried once whatever the budget, then again while the budget lasts.
-    filters_timeout_ms: float = 50.0
-    filters_attempts: int = 3
+    filters_timeout_ms: float = Field(50.0, gt=0)
+    filters_attempts: int = Field(3, ge=1)
     # ... and each retry this long: a reply later than the first attempt's timeout is most often a
     # server starved under load, and a late page beats an empty one (bench-overload at 16 in flight).
-    filters_retry_timeout_ms: float = 150.0
+    filters_retry_timeout_ms: float = Field(150.0, gt=0)
     # Every source came back empty but some were late: wait for those up to the remaining budget,
     # and at least this long (an empty pool is an empty page).
     late_sources_min_wait_ms: float = 100.0
@@ -39,103 +40,18 @@ class BudgetConfig:
     model_min_ms: float = 15.0
 
 
-@dataclass(frozen=True)
-class AdmissionConfig:
+class AdmissionConfig(ConfigModel):
     """When a request takes the cheap path (its surface's cheapest sources, newest first, through
     the same privacy filters, reported `degraded: overload`) instead of the full pipeline."""
 
     max_wait_ms: float = 50.0  # it waited longer than this for a worker thread
-    max_in_flight: int = 1  # this many requests (either path) already in this worker
+    max_in_flight: int = Field(1, ge=1)  # this many requests (either path) already in this worker
     # The cheap path's own budget, counted from when it starts: the request's is spent by then, and
     # without one its late sources and privacy re-reads get no time, so the page comes back empty.
-    cheap_budget_ms: float = 100.0
+    cheap_budget_ms: float = Field(100.0, gt=0)
     home_sources: tuple[str, ...] = ("in_network", "popular")
     explore_sources: tuple[str, ...] = ("popular", "trending")
-    candidates: int = 200  # per source
-
-
-@dataclass(frozen=True)
-class HomeConfig:
-    """Home mixes the viewer's network with out-of-network posts: the suggestions of the sources
-    Explore also uses."""
-
-    out_of_network_share: float = 0.3
-    fill_with_out_of_network: bool = True
-    in_network_sources: tuple[str, ...] = ("in_network",)
-    out_of_network_sources: tuple[str, ...] = ("trending", "embedding", "social", "popular")
-    out_of_network_candidates: int = 500
-    out_of_network_scale: float = 0.9
-
-
-@dataclass(frozen=True)
-class ExploreConfig:
-    sources: tuple[str, ...] = ("trending", "embedding", "social", "popular")
-    candidates: int = 1000
-
-
-@dataclass(frozen=True)
-class RescoringConfig:
-    author_decay: float = 0.5
-    author_floor: float = 0.25
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    home: str = "feed_ranker"
-    explore: str = "explore_ranker"
-    alias: str = "champion"
-    poll_s: float = 30.0
-    engine: str = "compiled"
-    threads: int = 1
-    ready_requires_compiled: bool = True
-
-    def name(self, surface: str) -> str:
-        return getattr(self, surface)
-
-
-@dataclass(frozen=True)
-class CascadeConfig:
-    enabled: bool = True
-    first_stage_trees: int = 5
-    keep: int = 60
-
-
-@dataclass(frozen=True)
-class HydrationConfig:
-    reader: str = "packed"
-
-
-@dataclass(frozen=True)
-class HeuristicConfig:
-    recency_half_life_h: float = 12.0
-    affinity_weight: float = 1.0
-    in_network_bonus: float = 0.5
-
-
-@dataclass(frozen=True)
-class ExplorationConfig:
-    share: float = 0.05  # requests whose page is served in a random order (0 disables)
-    seed: int = 0  # 0: fresh entropy per process; else a fixed seed (replays, tests)
-
-
-@dataclass(frozen=True)
-class ImpressionsConfig:
-    enabled: bool = True
-    instance: str = "serving"
-    record_seen: bool = True
-
-
-# Positions are int32 in the impressions log contract (docs/log_contracts.md): a page must fit.
-MAX_POSITION = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class ApiConfig:
-    probes_open: bool = True  # /livez /healthz /readyz without the token
-    metrics_open: bool = True  # /metrics without the token
-    max_body_bytes: int = 262_144  # larger request bodies: 413
-    cursor_ttl_s: float = 3600.0  # a next_cursor older than this: 400 (start again from the first page)
-    max_offset: int = 10_000  # positions a viewer can page to: next_cursor is null from there
+    candidates: int = Field(200, ge=1)  # per source
 
 
 # Keys renamed since a config could name them: [section] -> {old: new}. An old key is refused by its
@@ -150,7 +66,7 @@ RENAMED = {
 }
 
 
-class RenamedKeyError(ValueError):
+class RenamedKeyError(ConfigError):
     """A serving config names a key by its old name; the message gives the new one."""
 
     def __init__(self, section: str, renamed: dict[str, str]):
@@ -159,59 +75,110 @@ class RenamedKeyError(ValueError):
         super().__init__(f"serving config [{section}]: renamed keys: {moves}")
 
 
-_SECTIONS = {
-    "budget": BudgetConfig, "home": HomeConfig, "explore": ExploreConfig,
-    "rescoring": RescoringConfig, "model": ModelConfig, "cascade": CascadeConfig,
-    "hydration": HydrationConfig, "heuristic": HeuristicConfig, "impressions": ImpressionsConfig,
-    "exploration": ExplorationConfig, "api": ApiConfig, "admission": AdmissionConfig,
-}
+class HomeConfig(ConfigModel):
+    """Home mixes the viewer's network with out-of-network posts: the suggestions of the sources
+    Explore also uses."""
+
+    out_of_network_share: float = 0.3
+    fill_with_out_of_network: bool = True
+    in_network_sources: tuple[str, ...] = ("in_network",)
+    out_of_network_sources: tuple[str, ...] = ("trending", "embedding", "social", "popular")
+    out_of_network_candidates: int = 500
+    out_of_network_scale: float = 0.9
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, values: Any) -> Any:
+        renamed = {old: new for old, new in RENAMED["home"].items() if isinstance(values, dict) and old in values}
+        if renamed:
+            raise RenamedKeyError("home", renamed)
+        return values
 
 
-@dataclass(frozen=True)
-class ServingConfig:
-    budget: BudgetConfig = field(default_factory=BudgetConfig)
-    home: HomeConfig = field(default_factory=HomeConfig)
-    explore: ExploreConfig = field(default_factory=ExploreConfig)
-    rescoring: RescoringConfig = field(default_factory=RescoringConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    cascade: CascadeConfig = field(default_factory=CascadeConfig)
-    hydration: HydrationConfig = field(default_factory=HydrationConfig)
-    heuristic: HeuristicConfig = field(default_factory=HeuristicConfig)
-    impressions: ImpressionsConfig = field(default_factory=ImpressionsConfig)
-    exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
-    api: ApiConfig = field(default_factory=ApiConfig)
-    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
-    candidates: CandidateConfig = field(default_factory=lambda: CandidateConfig.load())
+class ExploreConfig(ConfigModel):
+    sources: tuple[str, ...] = ("trending", "embedding", "social", "popular")
+    candidates: int = 1000
+
+
+class RescoringConfig(ConfigModel):
+    author_decay: float = 0.5
+    author_floor: float = 0.25
+
+
+class ModelConfig(ConfigModel):
+    home: str = "feed_ranker"
+    explore: str = "explore_ranker"
+    alias: str = "champion"
+    poll_s: float = 30.0
+    engine: Literal["compiled", "lightgbm"] = "compiled"
+    threads: int = 1
+    ready_requires_compiled: bool = True
+
+    def name(self, surface: str) -> str:
+        return getattr(self, surface)
+
+
+class CascadeConfig(ConfigModel):
+    enabled: bool = True
+    first_stage_trees: int = 5
+    keep: int = 60
+
+
+class HydrationConfig(ConfigModel):
+    reader: Literal["packed", "feast"] = "packed"
+
+
+class HeuristicConfig(ConfigModel):
+    recency_half_life_h: float = 12.0
+    affinity_weight: float = 1.0
+    in_network_bonus: float = 0.5
+
+
+class ExplorationConfig(ConfigModel):
+    share: float = Field(0.05, ge=0.0, le=1.0)  # requests whose page is served in a random order (0 disables)
+    seed: int = 0  # 0: fresh entropy per process; else a fixed seed (replays, tests)
+
+
+class ImpressionsConfig(ConfigModel):
+    enabled: bool = True
+    instance: str = "serving"
+    record_seen: bool = True
+
+
+# Positions are int32 in the impressions log contract (docs/log_contracts.md): a page must fit.
+MAX_POSITION = 2**31 - 1
+
+
+class ApiConfig(ConfigModel):
+    probes_open: bool = True  # /livez /healthz /readyz without the token
+    metrics_open: bool = True  # /metrics without the token
+    max_body_bytes: int = Field(262_144, ge=1024)  # larger request bodies: 413
+    cursor_ttl_s: float = Field(3600.0, gt=0)  # a next_cursor older than this: 400 (start again from the first page)
+    # positions a viewer can page to: next_cursor is null from there (100: the largest page)
+    max_offset: int = Field(10_000, ge=1, le=MAX_POSITION - 100)
+
+
+class ServingConfig(ConfigModel):
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    home: HomeConfig = Field(default_factory=HomeConfig)
+    explore: ExploreConfig = Field(default_factory=ExploreConfig)
+    rescoring: RescoringConfig = Field(default_factory=RescoringConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    cascade: CascadeConfig = Field(default_factory=CascadeConfig)
+    hydration: HydrationConfig = Field(default_factory=HydrationConfig)
+    heuristic: HeuristicConfig = Field(default_factory=HeuristicConfig)
+    impressions: ImpressionsConfig = Field(default_factory=ImpressionsConfig)
+    exploration: ExplorationConfig = Field(default_factory=ExplorationConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    candidates: CandidateConfig = Field(default_factory=CandidateConfig.load)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], candidates_path: Path | str | None = None) -> ServingConfig:
-        unknown = set(raw) - set(_SECTIONS) - {"candidates"}
-        if unknown:
-            raise ValueError(f"serving config: unknown sections {sorted(unknown)}")
-        sections = {name: _typed(kind, raw.get(name, {}), name) for name, kind in _SECTIONS.items()}
-        if sections["hydration"].reader not in ("packed", "feast"):
-            raise ValueError(f"hydration.reader must be packed or feast, got {sections['hydration'].reader!r}")
-        if sections["model"].engine not in ("compiled", "lightgbm"):
-            raise ValueError(f"model.engine must be compiled or lightgbm, got {sections['model'].engine!r}")
-        if not 0.0 <= sections["exploration"].share <= 1.0:
-            raise ValueError(f"exploration.share must be in [0, 1], got {sections['exploration'].share}")
-        api = sections["api"]
-        if not 0 < api.max_offset <= MAX_POSITION - 100:  # 100: the largest page
-            raise ValueError(f"api.max_offset must be in 1..{MAX_POSITION - 100}, got {api.max_offset}")
-        if api.max_body_bytes < 1024 or api.cursor_ttl_s <= 0:
-            raise ValueError("api.max_body_bytes must be at least 1024 and api.cursor_ttl_s positive")
-        budget, admission = sections["budget"], sections["admission"]
-        if budget.filters_attempts < 1 or min(budget.filters_timeout_ms, budget.filters_retry_timeout_ms) <= 0:
-            raise ValueError("budget.filters_attempts must be at least 1 and budget.filters_timeout_ms and "
-                             "filters_retry_timeout_ms positive")
-        if admission.max_in_flight < 1 or admission.candidates < 1:
-            raise ValueError("admission.max_in_flight and admission.candidates must be at least 1")
-        if admission.cheap_budget_ms <= 0:
-            raise ValueError("admission.cheap_budget_ms must be positive")
         with open(candidates_path or CANDIDATES_PATH, "rb") as f:
             base = tomllib.load(f)
         candidates = CandidateConfig.from_dict(_merged(base, raw.get("candidates", {})))
-        return cls(**sections, candidates=candidates)
+        return cls.parse({**raw, "candidates": candidates}, "serving config")
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> ServingConfig:
@@ -219,20 +186,9 @@ class ServingConfig:
             return cls.from_dict(tomllib.load(f))
 
     def with_(self, section: str, **changes: Any) -> ServingConfig:
-        """A copy with some settings of one section changed (tests, benchmarks)."""
-        return replace(self, **{section: replace(getattr(self, section), **changes)})
-
-
-def _typed(kind: type, values: dict[str, Any], name: str) -> Any:
-    renamed = {k: RENAMED[name][k] for k in values if k in RENAMED.get(name, {})}
-    if renamed:
-        raise RenamedKeyError(name, renamed)
-    known = {f.name for f in fields(kind)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"serving config [{name}]: unknown keys {sorted(unknown)}")
-    # lists in TOML, tuples here: the config is frozen and hashable
-    return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        """A copy with some settings of one section changed (tests, benchmarks), that section
+        validated (the others already are)."""
+        return self.model_copy(update={section: getattr(self, section).changed(**changes)})
 
 
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import tomllib
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import lightgbm as lgb
@@ -95,7 +94,7 @@ def patient(cfg: ServingConfig, ms: float = PATIENT_MS) -> ServingConfig:
     no overload cheap path (requests queue on a busy machine; tests of admission set it)."""
     cfg = cfg.with_("budget", total_ms=ms, redis_timeout_ms=ms, filters_timeout_ms=ms)
     cfg = cfg.with_("admission", max_wait_ms=ms, max_in_flight=10_000, cheap_budget_ms=ms)
-    return replace(cfg, candidates=cfg.candidates.with_timeouts(ms))
+    return cfg.model_copy(update={"candidates": cfg.candidates.with_timeouts(ms)})
 
 
 def serving_config(candidates: dict | None = None, **sections) -> ServingConfig:

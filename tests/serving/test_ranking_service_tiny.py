@@ -148,7 +148,7 @@ def test_an_overloaded_worker_answers_from_the_cheap_path_and_never_with_an_empt
     explore = app.feed("explore", viewer, 10, arrived=time.perf_counter() - waited)
     assert explore["items"] and explore["degraded"] == ["overload"]
 
-    busy = replace(app, admission=Admission(replace(app.config.admission, max_in_flight=1)))
+    busy = replace(app, admission=Admission(app.config.admission.model_copy(update={"max_in_flight": 1})))
     with busy.admission.enter(0.0):  # one request already runs the full pipeline
         crowded = busy.feed("home", viewer, 10)
     assert crowded["items"] and crowded["degraded_reasons"] == {"overload": "1 requests in flight (limit 1)"}

@@ -6,7 +6,6 @@ generated worlds driven through the endpoints."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import pytest
 import redis
@@ -233,7 +232,8 @@ def test_no_endpoint_ever_serves_a_post_the_viewer_may_not_see(privacy_http, pri
     client, cfg, http = privacy_http
     client.delete(*client.keys(cfg.candidates.keys.pattern) or ["-"])
     rows, oracle = to_events(private, actions)
-    writer = replace(cfg, candidates=cfg.candidates.model_copy(update={"fanout": FanoutConfig(batch_events=batch)}))
+    fanout = FanoutConfig(batch_events=batch)
+    writer = cfg.model_copy(update={"candidates": cfg.candidates.model_copy(update={"fanout": fanout})})
     write_world(client, writer, rows)
     posts = sorted(oracle.author.items())
     if posts:
