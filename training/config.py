@@ -7,72 +7,57 @@ The value model's heads are not listed here: they come from the log vocabulary
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
+
+from pydantic import AliasPath, Field, field_validator
+
+from data.typed_config import ConfigModel
 
 DEFAULT_PATH = Path(__file__).with_name("config.toml")
 SURFACE_MODELS = {"home": "feed_ranker", "explore": "explore_ranker"}  # registered model names
 # Metrics training/evaluate.py reports for every ranker and baseline; realised ones need no truth.
-PROMOTION_METRICS = ("ndcg10_realised", "ndcg50_realised", "map", "ndcg10", "ndcg50")
+PromotionMetric = Literal["ndcg10_realised", "ndcg50_realised", "map", "ndcg10", "ndcg50"]
+PROMOTION_METRICS: tuple[str, ...] = get_args(PromotionMetric)
 
 
-@dataclass(frozen=True)
-class TrainingConfig:
-    train_days: int
-    max_requests_per_day: int
-    seed: int
-    min_positive_requests: int
-    grade_thresholds: tuple[float, ...]
-    value_weights: dict[str, float]
+def _at(section: str, key: str, **constraints: Any) -> Any:
+    """A required field read from `key` of the file's [section] (the code uses the flat name)."""
+    return Field(validation_alias=AliasPath(section, key), **constraints)
+
+
+class TrainingConfig(ConfigModel):
+    """Every setting is required: the file states each number a model run depends on. Unknown
+    sections are refused; keys within [data], [labels], [promotion] and [ab_test] are read by
+    name, so a misspelt one shows up as the required key it should have been."""
+
+    train_days: int = _at("data", "train_days", ge=1)
+    max_requests_per_day: int = _at("data", "max_requests_per_day", ge=0)
+    seed: int = _at("data", "seed")
+    min_positive_requests: int = _at("data", "min_positive_requests", ge=1)
+    grade_thresholds: tuple[float, ...] = _at("labels", "grade_thresholds", min_length=1)
+    value_weights: dict[str, float] = Field(min_length=1)
     lambdarank: dict[str, Any]
     heads: dict[str, Any]
-    promotion_metric: str
-    min_improvement: float
-    baseline_margin: float
-    ab_slots: int
-    ab_treatment_share: float
-    ab_seed: int
-    source: str = field(default=str(DEFAULT_PATH))
+    promotion_metric: PromotionMetric = _at("promotion", "metric")
+    min_improvement: float = _at("promotion", "min_improvement", ge=0)
+    baseline_margin: float = _at("promotion", "baseline_margin", ge=0)
+    ab_slots: int = _at("ab_test", "slots")
+    ab_treatment_share: float = _at("ab_test", "treatment_share")
+    ab_seed: int = _at("ab_test", "seed")
+    source: str = str(DEFAULT_PATH)  # the file it was read from
+
+    @field_validator("grade_thresholds")
+    @classmethod
+    def _positive_increasing(cls, thresholds: tuple[float, ...]) -> tuple[float, ...]:
+        if list(thresholds) != sorted(thresholds) or thresholds[0] <= 0:
+            raise ValueError("must be positive and increasing")
+        return thresholds
 
     @classmethod
     def load(cls, path: Path | str = DEFAULT_PATH) -> TrainingConfig:
         raw = tomllib.loads(Path(path).read_text())
-        try:
-            weights = {str(k): float(v) for k, v in raw["value_weights"].items()}
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: [value_weights] must map head names to numbers: {exc}") from exc
-        if not weights:
-            raise ValueError(f"{path}: [value_weights] is empty")
-        thresholds = tuple(float(t) for t in raw["labels"]["grade_thresholds"])
-        if list(thresholds) != sorted(thresholds) or thresholds[0] <= 0:
-            raise ValueError("labels.grade_thresholds must be positive and increasing")
-        data, promo, ab = raw["data"], raw["promotion"], raw["ab_test"]
-        if data["train_days"] < 1:
-            raise ValueError("data.train_days must be at least 1")
-        if int(data["min_positive_requests"]) < 1:
-            raise ValueError("data.min_positive_requests must be at least 1")
-        if promo["metric"] not in PROMOTION_METRICS:
-            raise ValueError(f"promotion.metric must be one of {PROMOTION_METRICS}, got {promo['metric']!r}")
-        if float(promo["baseline_margin"]) < 0 or float(promo["min_improvement"]) < 0:
-            raise ValueError("promotion.baseline_margin and promotion.min_improvement must be >= 0")
-        return cls(
-            train_days=int(data["train_days"]),
-            max_requests_per_day=int(data["max_requests_per_day"]),
-            seed=int(data["seed"]),
-            min_positive_requests=int(data["min_positive_requests"]),
-            grade_thresholds=thresholds,
-            value_weights=weights,
-            lambdarank=dict(raw["lambdarank"]),
-            heads=dict(raw["heads"]),
-            promotion_metric=str(promo["metric"]),
-            min_improvement=float(promo["min_improvement"]),
-            baseline_margin=float(promo["baseline_margin"]),
-            ab_slots=int(ab["slots"]),
-            ab_treatment_share=float(ab["treatment_share"]),
-            ab_seed=int(ab["seed"]),
-            source=str(path),
-        )
+        return cls.parse({**raw, "source": str(path)}, f"training config {path}")
 
     def params(self) -> dict[str, Any]:
         """Flat view for MLflow params."""

@@ -3,7 +3,6 @@ with one signal feature, labelled under the shipped vocabulary's heads (or any h
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 
 import numpy as np
@@ -18,11 +17,11 @@ from training.labels import graded_relevance, realised_value
 SIGNAL = "signal__x"
 FEATURES = ["post__likes", "post__comments", "post__shares", "post__saves",
             "viewer_author__engagement_score_decayed", SIGNAL]
-CFG = dataclasses.replace(
-    TrainingConfig.load(), train_days=1, min_positive_requests=5,
-    lambdarank={**TrainingConfig.load().lambdarank, "num_boost_round": 20, "min_data_in_leaf": 20},
-    heads={**TrainingConfig.load().heads, "num_boost_round": 20, "min_data_in_leaf": 20},
-)
+CFG = TrainingConfig.load().model_copy(update={
+    "train_days": 1, "min_positive_requests": 5,
+    "lambdarank": {**TrainingConfig.load().lambdarank, "num_boost_round": 20, "min_data_in_leaf": 20},
+    "heads": {**TrainingConfig.load().heads, "num_boost_round": 20, "min_data_in_leaf": 20},
+})
 SHIPPED = value_heads(load_vocabulary(), CFG)
 
 

@@ -4,7 +4,6 @@ skipping and the promotion gate: tests/training/test_training_team_data.py."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from training.heads import value_heads
 from training.labels import attach_labels
 from training.models import LAMBDARANK, VALUE_MODEL, Ranker, train_heads, train_lambdarank, validate
 
-CFG = dataclasses.replace(TrainingConfig.load(), min_positive_requests=1)
+CFG = TrainingConfig.load().model_copy(update={"min_positive_requests": 1})
 HEADS = value_heads(load_vocabulary(), CFG)  # the shipped vocabulary's heads
 
 
@@ -111,8 +110,8 @@ def _learnable(n_requests=300, per=12, seed=0):
 
 
 def test_rankers_learn_and_round_trip(tmp_path):
-    cfg = dataclasses.replace(CFG, lambdarank={**CFG.lambdarank, "num_boost_round": 30},
-                              heads={**CFG.heads, "num_boost_round": 30})
+    cfg = CFG.model_copy(update={"lambdarank": {**CFG.lambdarank, "num_boost_round": 30},
+                                 "heads": {**CFG.heads, "num_boost_round": 30}})
     train, valid = _learnable(seed=1), _learnable(seed=2)
     features = ["v__a", "v__b", "v__c"]
     trainers = {LAMBDARANK: train_lambdarank,

@@ -5,7 +5,6 @@ before any training, and the promotion gate against chronological order and popu
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -127,7 +126,7 @@ def test_too_little_data_says_what_was_found_and_what_is_needed(tmp_path):
 
 
 def test_a_vocabulary_head_with_the_wrong_sign_is_a_config_error():
-    cfg = dataclasses.replace(CFG, value_weights={**CFG.value_weights, "negative": 3.0})
+    cfg = CFG.model_copy(update={"value_weights": {**CFG.value_weights, "negative": 3.0}})
     with pytest.raises(ValueError, match=r"\['negative'\]: a negative head"):
         value_heads(load_vocabulary(), cfg)
 
