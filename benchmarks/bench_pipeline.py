@@ -17,7 +17,7 @@ from benchmarks.common import PeakRss, stopwatch, write_result
 from benchmarks.workspace import WORLD, bench_settings
 from data.world import generate_world
 from pipelines.operations import ingest_days
-from pipelines.run import format_ingest_table
+from pipelines.summary import format_ingest_table
 
 
 def main() -> None:

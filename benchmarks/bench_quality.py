@@ -21,7 +21,7 @@ from data.redis_server import redis_endpoint
 from pipelines.defs.features.assets import feast_registry
 from pipelines.operations import QUIET, train_and_promote
 from pipelines.resources import build_resources
-from pipelines.run import format_metrics_table
+from pipelines.summary import format_metrics_table
 
 BASELINES = ("chronological", "popularity", "affinity", "random", "oracle")
 
