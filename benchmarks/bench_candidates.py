@@ -36,8 +36,8 @@ from candidate_gen.sources.catalog import SOURCE_NAMES, build_sources
 from data import columns as c
 from data.days import day_end_ms, day_start
 from data.redis_server import EmbeddedRedis
+from pipelines.operations import prepare_candidate_state
 from pipelines.resources import build_resources
-from pipelines.run import prepare_candidate_state
 
 KS = (100, 500, 1000)
 

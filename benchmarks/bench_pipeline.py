@@ -16,7 +16,8 @@ import dagster as dg
 from benchmarks.common import PeakRss, stopwatch, write_result
 from benchmarks.workspace import WORLD, bench_settings
 from data.world import generate_world
-from pipelines.run import format_ingest_table, ingest_days
+from pipelines.operations import ingest_days
+from pipelines.summary import format_ingest_table
 
 
 def main() -> None:

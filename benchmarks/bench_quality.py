@@ -19,8 +19,9 @@ from benchmarks.common import PeakRss, write_result
 from benchmarks.workspace import WORLD, bench_settings, ensure_feature_snapshots, ensure_lake
 from data.redis_server import redis_endpoint
 from pipelines.defs.features.assets import feast_registry
+from pipelines.operations import QUIET, train_and_promote
 from pipelines.resources import build_resources
-from pipelines.run import QUIET, format_metrics_table, train_and_promote
+from pipelines.summary import format_metrics_table
 
 BASELINES = ("chronological", "popularity", "affinity", "random", "oracle")
 

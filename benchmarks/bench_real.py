@@ -76,7 +76,8 @@ def open_bandit_platform(settings: Settings) -> dict:
 
     from data.redis_server import redis_endpoint
     from data.settings import export_dagster_env
-    from pipelines.run import prepare_landing, run_platform
+    from pipelines.operations import prepare_landing
+    from pipelines.run import run_platform
 
     home = open_bandit_home(settings)
     landing = home / "landing"

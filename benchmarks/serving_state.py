@@ -3,7 +3,7 @@ section): prepared once in a workspace of its own and kept.
 
 State (test day T = the world's last day, the service's clock at the end of T, LOUPE_NOW):
 - candidates exactly as bench_candidates prepares them, by the candidate assets
-  (pipelines/run.py prepare_candidate_state): the graph, post sets and Home caches rebuilt from the
+  (pipelines/operations.py prepare_candidate_state): the graph, post sets and Home caches rebuilt from the
   lake through T-1, the day-T posts fanned out by the worker, trending / popular / social and the
   embeddings (index saved where the service loads it) built as of T-1;
 - online features: the day-T feature snapshots, which a request at the end of T reads (point in
@@ -54,8 +54,8 @@ from data.redis_server import EmbeddedRedis
 from data.settings import Settings
 from pipelines.defs.candidates.assets import embeddings_dir
 from pipelines.defs.candidates.resources import CandidatesDirResource
+from pipelines.operations import prepare_candidate_state
 from pipelines.resources import build_resources
-from pipelines.run import prepare_candidate_state
 from serving.config import DEFAULT_PATH as SERVING_TOML
 from serving.config import ServingConfig
 

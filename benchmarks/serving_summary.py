@@ -141,7 +141,7 @@ def serving_result(args, st: PreparedState, m: Measured, prep_wall: float) -> di
             "prep_seconds": state["seconds"],
             "prep_total_s": state["total_s"],
             "this_run_prep_wall_s": prep_wall,
-            "candidates": "bench_candidates' state, built by the candidate assets (pipelines/run.py "
+            "candidates": "bench_candidates' state, built by the candidate assets (pipelines/operations.py "
                           "prepare_candidate_state): rebuild through T-1, fan-out of T, trending/popular/"
                           "social/embeddings as of T-1 (index under LOUPE_HOME/candidates/embeddings)",
             "features": "day-T snapshots (event time = end of T = the service's clock), Feast apply + "

@@ -11,8 +11,8 @@ import dagster as dg
 from data.contracts import LOG_TYPES
 from data.lake import partition_days
 from data.settings import Settings, get_settings
+from pipelines.operations import ingest_days, prepare_world
 from pipelines.partitions import materialize_day
-from pipelines.run import ingest_days, prepare_world
 
 WORLD = "medium"
 
@@ -45,8 +45,8 @@ def ensure_feature_snapshots(settings: Settings, days: list[str]) -> None:
     """Compute the feature snapshots of `days` that the workspace does not hold yet (per table)."""
     from features.storage import feature_days
     from pipelines.defs.features.assets import feature_assets
+    from pipelines.operations import QUIET
     from pipelines.resources import build_resources
-    from pipelines.run import QUIET
 
     resources = build_resources(settings)
     with dg.DagsterInstance.ephemeral() as instance:

@@ -287,7 +287,7 @@ def test_make_run_stops_with_the_checks_words_when_a_day_holds_a_file_it_did_not
     """`make run`'s ingest stops on a failed reconcile check with its description (naming the file),
     not with a raw Dagster error."""
     from data.settings import Settings
-    from pipelines.run import IngestStopped, ingest_days
+    from pipelines.operations import IngestStopped, ingest_days
 
     landing = tmp_path / "landing"
     land(landing, "part-00000.jsonl", users_bytes(1, 2))

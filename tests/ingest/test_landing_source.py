@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from data.settings import Settings
+from pipelines.operations import NoLandingData, claim_lake, prepare_landing, prepare_world
 from pipelines.partitions import landing_days
-from pipelines.run import NoLandingData, claim_lake, prepare_landing, prepare_world
 from tests.team_export import fingerprint, write_team_export
 
 

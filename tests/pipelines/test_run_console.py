@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 
 from pipelines.console import RunConsole, format_seconds
-from pipelines.run import format_candidates, format_features, format_ingest_table
+from pipelines.summary import format_candidates, format_features, format_ingest_table
 
 
 class Terminal(io.StringIO):

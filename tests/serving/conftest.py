@@ -62,9 +62,9 @@ def platform(tiny_lake, redis_server, tmp_path_factory):
     from features.online.ranking import RankingFeatureReader
     from features.store import feature_store
     from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
+    from pipelines.operations import prepare_candidate_state
     from pipelines.partitions import materialize_day
     from pipelines.resources import build_resources
-    from pipelines.run import prepare_candidate_state
     from tests.serving.helpers import random_ranker, register_champion
     from training.models import LAMBDARANK
 

@@ -239,7 +239,7 @@ def test_every_served_page_is_logged_and_offsets_are_bounded(world, http_for, tm
 
 def test_the_workspace_secrets_are_generated_once_and_the_environment_wins(tmp_path):
     from data.settings import Settings, serving_secrets
-    from pipelines.run import sample_request
+    from pipelines.summary import sample_request
 
     settings = Settings(home=tmp_path / "loupe")
     with pytest.raises(FileNotFoundError):
