@@ -13,7 +13,7 @@ from pipelines.resources import SparkResource, WorkspaceResource
 def evaluate(workspace, instance, cursor=None):
     # an instance with a ref (instance_for_test): how the daemon runs sensors, so the sensor's own
     # partition requests count when its run requests are validated
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         cursor=cursor,
         instance=instance,
         instance_ref=instance.get_ref(),
@@ -21,8 +21,8 @@ def evaluate(workspace, instance, cursor=None):
         definitions=dg.Definitions.merge(
             ingest_defs, dg.Definitions(resources={"workspace": workspace, "spark": SparkResource()})
         ),
-    )
-    data = landing_sensor.evaluate_tick(context)
+    ) as context:  # exited: see test_schedules_run_the_newest_registered_day
+        data = landing_sensor.evaluate_tick(context)
     added = [key for request in data.dynamic_partitions_requests or [] for key in request.partition_keys]
     return [r.partition_key for r in data.run_requests], data.cursor, added
 
@@ -68,10 +68,13 @@ def test_schedules_run_the_newest_registered_day():
 
     repository = defs.get_repository_def()
     with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance, repository_def=repository)
-        skipped = training_schedule.evaluate_tick(context)
+        # contexts used as context managers: Dagster sets the instance's state storage as the process's
+        # current one for a context's life and restores it at exit (left set, it outlives the instance
+        # and every later materialize in the process fails on the dead instance's weakref)
+        with dg.build_schedule_context(instance=instance, repository_def=repository) as context:
+            skipped = training_schedule.evaluate_tick(context)
         assert not skipped.run_requests and "no landing day" in skipped.skip_message
         instance.add_dynamic_partitions("day", ["2019-03-05", "2019-03-04"])
-        context = dg.build_schedule_context(instance=instance, repository_def=repository)
-        requests = training_schedule.evaluate_tick(context).run_requests
+        with dg.build_schedule_context(instance=instance, repository_def=repository) as context:
+            requests = training_schedule.evaluate_tick(context).run_requests
         assert [r.partition_key for r in requests] == ["2019-03-05"]
