@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload ui mlflow-ui feast clean
+.PHONY: help setup run lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-first-run ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
@@ -19,6 +19,7 @@ help:
 	@echo "make test-fast  the unit tier only: no Spark, no server, no Dagster run"
 	@echo "make lint    ruff and the layer contract (lint-imports)"
 	@echo "make bench   run every benchmark (JSON under benchmarks/results/)"
+	@echo "make bench-first-run  a fresh clone's setup + make run, tiny and small, timed -> benchmarks/results/first_run.json"
 	@echo "make ui      open the Dagster UI on the workspace"
 	@echo "make mlflow-ui  open the MLflow UI on the workspace (runs, registry, promotions)"
 	@echo "make run-open-bandit  fetch the Open Bandit Dataset sample, convert it, run the platform on it"
@@ -49,6 +50,9 @@ test-fast: setup  # the unit tier: no Spark, no server, no Dagster run
 	$(UV) run --frozen pytest -m unit
 
 bench: bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload
+
+bench-first-run: setup  # a fresh clone's make setup + make run, tiny and small (idle machine)
+	$(PY) -m benchmarks.bench_first_run
 
 bench-pipeline: setup
 	$(PY) -m benchmarks.bench_pipeline

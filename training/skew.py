@@ -29,10 +29,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 from feast import FeatureStore
+from pydantic import Field, NonNegativeFloat
 
 from data import columns as c
 from data import lake
 from data.days import day_end, day_start, days_after
+from data.typed_config import ConfigModel
 from features.retrieval import historical_features
 from features.tables import EVENT_TIMESTAMP
 
@@ -43,41 +45,21 @@ MODEL_LABEL = re.compile(r"^(?P<name>[^:\s]+):(?P<version>\d+)$")  # a registere
 FeatureNames = Callable[[str], list[str] | None]  # model label -> feature order, None: unknown
 
 
-@dataclass(frozen=True)
-class SkewConfig:
-    max_mismatch_rate: float = 0.01
-    rtol: float = 1e-5
-    atol: float = 1e-6
-    feature_atol: dict[str, float] = field(default_factory=dict)
-    max_rows: int = 5000
-    seed: int = 7
-    examples: int = 3
+class SkewConfig(ConfigModel):
+    """training/skew.toml: how far served feature values may drift from the training set's."""
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.max_mismatch_rate <= 1.0:
-            raise ValueError(f"max_mismatch_rate must be within [0, 1], got {self.max_mismatch_rate}")
-        if self.rtol < 0 or self.atol < 0 or any(v < 0 for v in self.feature_atol.values()):
-            raise ValueError("rtol, atol and feature_atol must be >= 0")
-        if self.max_rows < 1:
-            raise ValueError(f"max_rows must be at least 1, got {self.max_rows}")
+    max_mismatch_rate: float = Field(0.01, ge=0.0, le=1.0)  # share of compared rows per feature
+    rtol: float = Field(1e-5, ge=0.0)
+    atol: float = Field(1e-6, ge=0.0)
+    feature_atol: dict[str, NonNegativeFloat] = Field(default_factory=dict)  # per-feature atol
+    max_rows: int = Field(5000, ge=1)  # served rows sampled per day
+    seed: int = 7
+    examples: int = 3  # worst mismatches reported per feature
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> SkewConfig:
         path = Path(path or DEFAULT_PATH)
-        raw = tomllib.loads(path.read_text())
-        known = {"max_mismatch_rate", "rtol", "atol", "feature_atol", "max_rows", "seed", "examples"}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
-        return cls(
-            max_mismatch_rate=float(raw.get("max_mismatch_rate", cls.max_mismatch_rate)),
-            rtol=float(raw.get("rtol", cls.rtol)),
-            atol=float(raw.get("atol", cls.atol)),
-            feature_atol={str(k): float(v) for k, v in raw.get("feature_atol", {}).items()},
-            max_rows=int(raw.get("max_rows", cls.max_rows)),
-            seed=int(raw.get("seed", cls.seed)),
-            examples=int(raw.get("examples", cls.examples)),
-        )
+        return cls.parse(tomllib.loads(path.read_text()), f"skew config {path}")
 
 
 @dataclass
