@@ -15,7 +15,7 @@ from candidate_gen.records import Candidate
 from serving.config import ServingConfig
 from serving.impression_log import ImpressionLogWriter
 from serving.model_store import ModelStore
-from serving.pipeline import Deadline, FeedQuery, FeedState
+from serving.pipeline import Deadline, FeedQuery, FeedState, drain_side_effects
 from serving.stages.exploration_shuffle_selector import ExplorationShuffleSelector, page_propensities
 from serving.stages.selectors import TopKSelector
 from tests.candidates.helpers import HOUR, T0
@@ -142,7 +142,7 @@ def test_explored_pages_keep_the_filters_and_log_their_propensities(redis_server
             assert not {author[p] for p in posts} & {3, 4}  # blocked and muted authors stay out
             orders.add(tuple(posts))
         assert len(orders) > 1
-        assert writer.flush()
+        assert drain_side_effects(timeout_s=600) and writer.flush()  # impressions are logged off the request thread
     lines = [json.loads(line) for f in (tmp_path / "landing").rglob("*.jsonl") for line in f.read_text().splitlines()]
     assert len(lines) == 12 * 8
     base_position = {p: k for k, p in enumerate(base_posts)}

@@ -25,6 +25,7 @@ from serving.app import RankingApp, wait_ready
 from serving.clock import Clock
 from serving.config import BudgetConfig, ServingConfig
 from serving.model_store import ModelStore
+from serving.pipeline import drain_side_effects
 from serving.scoring_model import ScoringModel
 from tests.candidates.helpers import FlakyRedis
 from tests.serving.helpers import patient, random_ranker, register_champion
@@ -55,7 +56,7 @@ def test_the_compiled_champion_ranks_home_and_logs_what_it_scored(platform, app)
 
     # log and learn: the impression rows carry the model's own feature vectors and scores
     writer = app.closers[0]
-    assert writer.flush()
+    assert drain_side_effects(timeout_s=600) and writer.flush()  # impressions are logged off the request thread
     path = served.landing_dir / "impressions" / next_day
     rows = [json.loads(line) for f in sorted(path.glob("*.jsonl")) for line in f.read_text().splitlines()]
     by_request = {r["request_id"]: r for r in ranked}

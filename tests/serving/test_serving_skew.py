@@ -19,6 +19,7 @@ from pipelines.defs.training.checks import CHECK_NAME
 from pipelines.resources import WorkspaceResource, build_resources
 from serving.app import RankingApp, wait_ready
 from serving.config import ServingConfig
+from serving.pipeline import drain_side_effects
 
 AGE = "request_features__post_age_hours_at_request"
 
@@ -42,7 +43,7 @@ def test_served_vectors_match_training_retrieval_and_the_unit_bug_is_caught(plat
     try:
         assert wait_ready(app, 180), app.models.status()
         pages = [app.feed("home", v, 10) for v in viewers[:15]] + [app.feed("explore", v, 10) for v in viewers[:5]]
-        assert app.closers[0].flush()
+        assert drain_side_effects(timeout_s=600) and app.closers[0].flush()  # logged off the request thread
     finally:
         app.close()
     scored = [p for p in pages if p["model_version"] != "heuristic" and p["items"]]
