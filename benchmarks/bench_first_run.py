@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import free_port, write_result
-from data.settings import REPO_ROOT, settings_variables
+from data.settings import REPO_ROOT, child_env
 
 TARGET_S = {"tiny": 240.0, "small": 600.0}
 # the run's closing table (pipelines/console.py timing_table): "  <stage>  <seconds>"
@@ -61,9 +61,9 @@ def first_run(world: str, workdir: Path) -> dict:
     clone = workdir / f"loupe-{world}"
     subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)], check=True)
     # nothing of this shell's Loupe settings: the clone runs on its defaults, on ports of its own
-    env = {k: v for k, v in os.environ.items() if k not in settings_variables() | {"VIRTUAL_ENV"}}
-    env.update(LOUPE_WORLD=world, LOUPE_SERVE="0", LOUPE_REDIS_PORT=str(free_port()),
-               LOUPE_SERVING_PORT=str(free_port()))
+    env = child_env(None, LOUPE_WORLD=world, LOUPE_SERVE="0", LOUPE_REDIS_PORT=str(free_port()),
+                    LOUPE_SERVING_PORT=str(free_port()))
+    env.pop("VIRTUAL_ENV", None)  # the clone's make uses its own .venv
     load_before = os.getloadavg()[0]  # the targets are for an idle machine: say how idle it was
     setup_s, setup = timed(["make", "setup"], clone, env)
     if setup.returncode != 0:

@@ -70,7 +70,6 @@ def open_bandit_ope(settings: Settings) -> dict:
 
 def open_bandit_platform(settings: Settings) -> dict:
     """`make run-open-bandit` in-process on a workspace of its own: what each stage reported."""
-    import os
 
     import dagster as dg
 
@@ -82,10 +81,8 @@ def open_bandit_platform(settings: Settings) -> dict:
     home = open_bandit_home(settings)
     landing = home / "landing"
     obd.convert(home / obd.SDIST_NAME, landing)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOUPE_", "DAGSTER_"))}
-    env.update({"LOUPE_HOME": str(home / "platform"), "LOUPE_LANDING": str(landing), "LOUPE_SOURCE": "landing",
-                "LOUPE_SERVE": "0", "LOUPE_SERVING_PORT": str(free_port()), "LOUPE_SERVING_WORKERS": "1"})
-    run_settings = Settings.from_env(env)
+    run_settings = Settings(home=home / "platform", landing=landing, source="landing", serve=False,
+                            serving_port=free_port(), serving_workers=1)
     export_dagster_env(run_settings)
     start = time.perf_counter()
     with redis_endpoint(None, run_settings.redis_dir, free_port()) as redis_url, \

@@ -5,7 +5,6 @@ them in its own process, in the benchmark's schedule."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import numpy as np
 import psutil
 
 from benchmarks.common import free_port
-from data.settings import REPO_ROOT, Settings, serving_secrets
+from data.settings import REPO_ROOT, Settings, child_env, serving_secrets
 from serving.__main__ import post
 from serving.launcher import ServiceProcess, start_ranking_service
 
@@ -108,7 +107,7 @@ def load(service: BenchService, workspace: Settings, viewers: Path, tag: str, co
            "--offset", str(offset)]
     cmd += ["--duration", str(duration_s)] if duration_s is not None else ["--requests", str(requests)]
     before = cpu_seconds()
-    subprocess.run(cmd, cwd=REPO_ROOT, check=True, env={**os.environ, "LOUPE_HOME": str(workspace.home)})  # its token
+    subprocess.run(cmd, cwd=REPO_ROOT, check=True, env=child_env(workspace))  # its token
     after = cpu_seconds()
     run = json.loads(out.read_text())
     wall = after[0] - before[0]

@@ -248,6 +248,17 @@ def subprocess_env(extra: Mapping[str, str]) -> dict[str, str]:
     return {**os.environ, **extra}
 
 
+def child_env(settings: Settings | None, **extra: str) -> dict[str, str]:
+    """The environment of a child process that runs on exactly `settings` (none: on its defaults):
+    this process's environment without any variable Settings reads, then `settings.to_env()`, then
+    `extra`. Nothing of the caller's shell settings is inherited."""
+    names = settings_variables()
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env.update(settings.to_env() if settings else {})
+    env.update(extra)
+    return env
+
+
 def quiet_mlflow() -> None:
     """MLflow's switches, set through its environment variables (here, the env's one home):
     - no progress bar per artifact download (it floods the Dagster and `make run` consoles);

@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.settings import REPO_ROOT, Settings, serving_secrets, settings_variables
+from data.settings import REPO_ROOT, Settings, child_env, serving_secrets
 
 # Compiling a champion on a busy 2-core machine takes minutes; a service that exits is reported at once.
 READY_TIMEOUT_S = 900.0
@@ -30,11 +30,7 @@ def service_env(settings: Settings) -> dict[str, str]:
     """This process's environment with every variable `Settings` reads taken from `settings` (so the
     service runs on exactly these settings, none inherited), Redis and MLflow at their resolved
     endpoints (the embedded server's URL, the workspace's registry)."""
-    names = settings_variables()
-    env = {k: v for k, v in os.environ.items() if k not in names}
-    env.update(settings.to_env())
-    env.update(REDIS_URL=settings.redis_endpoint, MLFLOW_TRACKING_URI=settings.tracking_uri)
-    return env
+    return child_env(settings, REDIS_URL=settings.redis_endpoint, MLFLOW_TRACKING_URI=settings.tracking_uri)
 
 
 @dataclass
