@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     spark_remote: str | None = _var("SPARK_REMOTE", None, "Spark Connect URL (sc://host:15002); wins over "
                                     "SPARK_MASTER")
     spark_driver_memory: str = _var("LOUPE_SPARK_DRIVER_MEMORY", "4g", "driver memory of a local Spark")
+    spark_concurrent_jobs: int = _var("LOUPE_SPARK_CONCURRENT_JOBS", 3, "Spark jobs a day's ingest or feature "
+                                      "step submits at once (a day's small jobs are latency-bound)", ge=1)
     mlflow_tracking_uri: str | None = _var("MLFLOW_TRACKING_URI", None,
                                            "MLflow tracking + registry; unset: sqlite:///<LOUPE_HOME>/mlflow.db")
     feast_offline_store: Literal["file", "spark"] = _var("LOUPE_FEAST_OFFLINE", "file",

@@ -22,6 +22,8 @@ class SparkResource(dg.ConfigurableResource):
     master: str = "local[*]"
     remote: str | None = None
     driver_memory: str = "4g"
+    # a day's independent jobs (logs, feature tables) submitted at once: data/job_graph.py
+    concurrent_jobs: int = 3
 
     def session(self) -> SparkSession:
         # getOrCreate: the assets of one run process share a session instead of paying start-up
@@ -83,6 +85,7 @@ def build_resources(settings: Settings, redis_url: str | None = None) -> dict[st
             master=settings.spark_master,
             remote=settings.spark_remote,
             driver_memory=settings.spark_driver_memory,
+            concurrent_jobs=settings.spark_concurrent_jobs,
         ),
         "workspace": WorkspaceResource(
             landing_dir=str(settings.landing_dir),
