@@ -43,15 +43,17 @@ def ensure_lake(settings: Settings) -> dict:
 
 def ensure_feature_snapshots(settings: Settings, days: list[str]) -> None:
     """Compute the feature snapshots of `days` that the workspace does not hold yet (per table)."""
+    from features.snapshots import SNAPSHOT_TABLES
     from features.storage import feature_days
-    from pipelines.defs.features.assets import feature_assets
+    from pipelines.defs.features.assets import feature_assets, feature_key
     from pipelines.operations import QUIET
     from pipelines.resources import build_resources
 
     resources = build_resources(settings)
     with dg.DagsterInstance.ephemeral() as instance:
         for day in days:
-            missing = [a for a in feature_assets if day not in feature_days(settings.lake_dir, a.key.path[-1])]
+            missing = [t for t in SNAPSHOT_TABLES if day not in feature_days(settings.lake_dir, t)]
             if missing:
-                materialize_day(missing, partition_key=day, instance=instance, resources=resources, run_config=QUIET)
-                print(f"  features {day}: {', '.join(a.key.path[-1] for a in missing)}", flush=True)
+                materialize_day(feature_assets, partition_key=day, instance=instance, resources=resources,
+                                selection=[feature_key(t) for t in missing], run_config=QUIET)
+                print(f"  features {day}: {', '.join(t.name for t in missing)}", flush=True)

@@ -172,7 +172,8 @@ def feature_snapshots(
     settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None,
     on_day: Callable[[str], None] = print_step,
 ) -> tuple[dict[str, int], dict[str, float]]:
-    """Every day's feature snapshots (Spark): rows of the last day per table, seconds per asset."""
+    """Every day's feature snapshots (Spark): rows of the last day per table, and seconds per table
+    (its own jobs', all days: a day's tables are computed side by side)."""
     resources = build_resources(settings, redis_url)
     register_days(instance, days)
     seconds: dict[str, float] = {}
@@ -181,10 +182,9 @@ def feature_snapshots(
         result = dg.materialize(feature_assets, partition_key=day, instance=instance,
                                 resources=resources, run_config=QUIET)
         for event in result.get_asset_materialization_events():
-            rows[event.asset_key.to_user_string()] = event.materialization.metadata["dagster/row_count"].value
-        for step in result.get_step_success_events():
-            name = step.step_key.replace("features__", "features/")
-            seconds[name] = seconds.get(name, 0.0) + step.event_specific_data.duration_ms / 1000
+            name, meta = event.asset_key.to_user_string(), event.materialization.metadata
+            rows[name] = meta["dagster/row_count"].value
+            seconds[name] = seconds.get(name, 0.0) + meta["seconds"].value
         on_day(f"features {day}")
     return rows, seconds
 

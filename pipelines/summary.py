@@ -106,7 +106,8 @@ def format_ingest_table(totals: dict[str, dict]) -> str:
 
 
 def format_features(features: dict) -> str:
-    """Rows of the last day per feature table, seconds per asset (all days), the online checks."""
+    """Rows of the last day per feature table, seconds per table (its own jobs, all days; a day's tables
+    run side by side, so they add up to more than the stage), the online checks."""
     rows, seconds = features["rows_last_day"], features["seconds"]
     head = f"  {'asset':<24}{'rows (last day)':>16}{'seconds':>10}"
     lines = ["features:", head, "  " + "-" * (len(head) - 2)]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
+from features.tables import AUTHOR
+from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets, feature_key
 from pipelines.partitions import materialize_day
 from pipelines.resources import build_resources
 
@@ -47,8 +48,8 @@ def test_features_then_feast_online_with_checks(tiny_lake, resources):
 
 def test_a_day_without_lake_inputs_fails_naming_them(resources):
     with dg.DagsterInstance.ephemeral() as instance:
-        result = materialize_day(feature_assets[:1], partition_key="2026-11-01", instance=instance,
-                                resources=resources, raise_on_error=False)
+        result = materialize_day(feature_assets, partition_key="2026-11-01", instance=instance,
+                                 selection=[feature_key(AUTHOR)], resources=resources, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "lake/users/dt=2026-11-01" in str(failure.event_specific_data.error)

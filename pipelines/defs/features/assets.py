@@ -11,14 +11,14 @@ import pyarrow.dataset as pads
 
 from data import columns as c
 from data.days import day_end
-from features.jobs import author, post, post_tags, relationship, viewer, viewer_tags
 from features.jobs.inputs import MissingInputError
 from features.online.packer import materialize_packed
 from features.online.parity import Parity, online_vs_offline, reader_vs_feast
 from features.online.ranking import RankingFeatureReader
-from features.storage import feature_partition_dir, write_feature_partition
+from features.snapshots import READS_SNAPSHOTS, SNAPSHOT_TABLES, lake_inputs, write_snapshots
+from features.storage import feature_partition_dir
 from features.store import apply
-from features.tables import AUTHOR, POST, POST_TAGS, RELATIONSHIP, TABLES, VIEWER, VIEWER_TAGS, FeatureTable
+from features.tables import POST, RELATIONSHIP, TABLES, FeatureTable
 from pipelines.defs.ingest.assets import lake_key
 from pipelines.partitions import day_partitions
 from pipelines.resources import FeastResource, SparkResource, WorkspaceResource
@@ -26,50 +26,65 @@ from pipelines.resources import FeastResource, SparkResource, WorkspaceResource
 GROUP = "features"
 ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")
 SAMPLE = 200  # entities per view the online checks compare
-JOBS = {AUTHOR.name: author, RELATIONSHIP.name: relationship, POST.name: post, VIEWER.name: viewer,
-        POST_TAGS.name: post_tags, VIEWER_TAGS.name: viewer_tags}
 
 
 def feature_key(table: FeatureTable) -> dg.AssetKey:
     return dg.AssetKey(["features", table.name])
 
 
-def build_feature_asset(table: FeatureTable) -> dg.AssetsDefinition:
-    job = JOBS[table.name]
-    deps = [lake_key(log) for log in job.INPUTS]
-    if table is POST:
-        deps.append(feature_key(AUTHOR))  # post rates are smoothed toward their author's
-
-    @dg.asset(
+def _snapshot_spec(table: FeatureTable) -> dg.AssetSpec:
+    deps = [lake_key(log) for log in lake_inputs(table)]
+    deps += [feature_key(TABLES[name]) for name in sorted(READS_SNAPSHOTS.get(table.name, ()))]
+    return dg.AssetSpec(
         key=feature_key(table),
         group_name=GROUP,
-        partitions_def=day_partitions,
         deps=deps,
         kinds={"spark", "parquet"},
         description=table.description + " Snapshot of one day: events before its end only.",
+        skippable=True,  # a table whose job failed, or waited on one that did, is not materialized
     )
-    def _features(context: dg.AssetExecutionContext, spark: SparkResource, workspace: WorkspaceResource):
-        day = context.partition_key
-        try:
-            frame = job.compute(spark.session(), workspace.lake, day)
-        except MissingInputError as exc:
-            raise dg.Failure(description=str(exc)) from exc
-        path = write_feature_partition(frame, workspace.lake, table, day)
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": pads.dataset(str(path), format="parquet").count_rows(),
-                "features": len(table.features),
-                "path": dg.MetadataValue.path(str(path)),
-                "event_timestamp": day_end(day).isoformat(),
-            }
-        )
-
-    return _features
 
 
-feature_assets = [
-    build_feature_asset(t) for t in (AUTHOR, RELATIONSHIP, POST, VIEWER, POST_TAGS, VIEWER_TAGS)
-]
+@dg.multi_asset(
+    name="feature_snapshots",
+    specs=[_snapshot_spec(t) for t in SNAPSHOT_TABLES],
+    partitions_def=day_partitions,
+    can_subset=True,
+    description="A day's feature tables, one Spark step: the tables' jobs run concurrently "
+    "(features/snapshots.py), each after the snapshots it reads.",
+)
+def feature_snapshots(context: dg.AssetExecutionContext, spark: SparkResource, workspace: WorkspaceResource):
+    day = context.partition_key
+    selected = [t for t in SNAPSHOT_TABLES if feature_key(t) in context.selected_asset_keys]
+    failed: list[str] = []
+    unexpected: BaseException | None = None
+    for outcome in write_snapshots(spark.session(), workspace.lake, day, selected, spark.concurrent_jobs):
+        table = TABLES[outcome.name]
+        if outcome.skipped:
+            failed.append(f"{table.name}: not computed, it reads {outcome.skipped}'s snapshot, which failed")
+        elif outcome.error is not None:
+            failed.append(f"{table.name}: {outcome.error}")
+            if not isinstance(outcome.error, MissingInputError):
+                unexpected = unexpected or outcome.error
+        else:
+            yield dg.MaterializeResult(
+                asset_key=feature_key(table),
+                metadata={
+                    "dagster/row_count": pads.dataset(str(outcome.result.path), format="parquet").count_rows(),
+                    "features": len(table.features),
+                    "path": dg.MetadataValue.path(str(outcome.result.path)),
+                    "seconds": outcome.result.seconds,  # its own job's; the day's jobs overlap
+                    "event_timestamp": day_end(day).isoformat(),
+                },
+            )
+    if unexpected is not None:
+        raise unexpected
+    if failed:
+        raise dg.Failure(description=f"feature snapshots of {day} not written:\n" + "\n".join(failed))
+
+
+# the list every caller materializes (one multi-asset: select tables with `selection=`)
+feature_assets = [feature_snapshots]
 REGISTRY_KEY = dg.AssetKey(["feast", "registry"])
 ONLINE_KEY = dg.AssetKey(["feast", "online"])
 
