@@ -5,6 +5,9 @@ The ranking service scores up to 1,000 candidates per request on a 2-core box; L
 model with the thresholds inlined, so scoring runs no interpreter.
 Compilation costs seconds per booster, so a compiled model is cached on disk by the hash of its
 model text and reused by every later process; callers keep serving with LightGBM until it is ready.
+The workers of one service start together and resolve the same champion: a lock file per model
+(filelock) lets the first compile it while the others wait and load its libraries, instead of each
+running gcc over the same code on the same cores.
 Parity with `Booster.predict` is a test (max abs diff ≤ 1e-6 on random inputs with missing values).
 """
 
@@ -20,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import tl2cgen
 import treelite
+from filelock import FileLock
 from tl2cgen.libloader import _LIB as TL2CGEN_LIB
 
 from training.models import LAMBDARANK, Ranker
@@ -62,10 +66,11 @@ def compile_booster(booster, libpath: Path) -> Path:
         libpath.parent.mkdir(parents=True, exist_ok=True)
         model = treelite.frontend.from_lightgbm(booster)
         _log_to_python_logging()
-        # per-process name: every worker of a fresh service may compile the same model at once
+        # a unique name, renamed into place: a process that does not hold the lock (another
+        # cache dir user, a lock on a filesystem without locks) never loads a half-written library
         tmp = libpath.with_suffix(f".{os.getpid()}.tmp.so")
         tl2cgen.export_lib(model, toolchain="gcc", libpath=str(tmp), params={"parallel_comp": PARALLEL_UNITS})
-        tmp.rename(libpath)  # atomic: a concurrent process never loads a half-written library
+        tmp.rename(libpath)
     return libpath
 
 
@@ -81,10 +86,11 @@ class CompiledRanker:
     def compile(cls, ranker: Ranker, cache_dir: Path, threads: int = 1) -> CompiledRanker:
         key = model_hash(ranker)
         folder = Path(cache_dir) / key
-        predictors = {
-            name: tl2cgen.Predictor(str(compile_booster(booster, folder / f"{name}.so")), nthread=threads)
-            for name, booster in ranker.boosters.items()
-        }
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(folder.with_name(f"{key}.lock")):  # one process compiles; the others find it built
+            libraries = {name: compile_booster(booster, folder / f"{name}.so")
+                         for name, booster in ranker.boosters.items()}
+        predictors = {name: tl2cgen.Predictor(str(path), nthread=threads) for name, path in libraries.items()}
         return cls(ranker, predictors, key)
 
     @property

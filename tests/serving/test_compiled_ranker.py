@@ -62,3 +62,37 @@ def test_compiled_libraries_are_cached_by_model(rankers, tmp_path):
     again = CompiledRanker.compile(value, tmp_path)
     assert again.model_hash == first.model_hash
     assert [p.stat().st_mtime_ns for p in (tmp_path / first.model_hash).iterdir()] == mtimes
+
+
+def test_a_model_another_process_is_compiling_is_waited_for_not_compiled_again(rankers, tmp_path, monkeypatch):
+    """The service's workers start together: the one that does not hold a model's lock waits, then
+    loads the libraries the holder built (compile_booster finds each there and runs no gcc)."""
+    import threading
+
+    from filelock import FileLock
+
+    from serving import compiled_ranker
+    from serving.compiled_ranker import model_hash
+
+    calls: list[tuple[str, bool]] = []  # (thread, the library existed when asked for)
+    build = compiled_ranker.compile_booster
+
+    def recording(booster, libpath):
+        calls.append((threading.current_thread().name, libpath.exists()))
+        return build(booster, libpath)
+
+    monkeypatch.setattr(compiled_ranker, "compile_booster", recording)
+    value, _ = rankers
+    key = model_hash(value)
+    with FileLock(tmp_path / f"{key}.lock"):  # the other worker, compiling
+        waiter = threading.Thread(target=lambda: calls.append(("model", CompiledRanker.compile(value, tmp_path))),
+                                  name="waiter")
+        waiter.start()
+        for name, booster in value.boosters.items():
+            compiled_ranker.compile_booster(booster, tmp_path / key / f"{name}.so")
+    waiter.join()
+    waited = [existed for thread, existed in calls if thread == "waiter"]
+    assert waited and all(waited), calls
+    (model,) = [m for thread, m in calls if thread == "model"]
+    x = random_inputs(np.random.default_rng(3), 100)
+    assert np.max(np.abs(model.predict(x) - value.predict(x))) <= 1e-6
