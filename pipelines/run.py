@@ -59,7 +59,7 @@ from pipelines.summary import (
     sample_candidates,
     sample_feed,
 )
-from serving.launcher import start_ranking_service
+from serving.launcher import start_process_group, start_ranking_service, stop_process_group
 
 DAGSTER_PORT = 3000
 MLFLOW_PORT = 5000
@@ -73,14 +73,16 @@ def mlflow_ui_command(settings: Settings, port: int = MLFLOW_PORT) -> list[str]:
 
 def keep_uis_up(settings: Settings) -> None:
     """Keep the Dagster and MLflow UIs up in the foreground until Ctrl-C (Redis, and the ranking
-    service `make run` started, stay up with this process)."""
-    processes = [subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-p", str(DAGSTER_PORT)]
-    )]
-    print(f"\nDagster UI: http://127.0.0.1:{DAGSTER_PORT}", flush=True)
+    service `make run` started, stay up with this process). Their output goes to log files under
+    LOUPE_HOME/logs; each runs in a process group of its own, stopped whole at the end (MLflow's UI
+    starts job-runner processes that outlive a plain terminate)."""
+    logs = settings.home / "logs"
+    dagster = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-p", str(DAGSTER_PORT)]
+    processes = [start_process_group(dagster, None, logs / "dagster-ui.log")]
+    print(f"\nDagster UI: http://127.0.0.1:{DAGSTER_PORT}   (log {logs / 'dagster-ui.log'})", flush=True)
     if settings.tracking_uri.startswith("sqlite:"):  # a tracking server has its own UI
-        processes.append(subprocess.Popen(mlflow_ui_command(settings)))
-        print(f"MLflow UI:  http://127.0.0.1:{MLFLOW_PORT}", flush=True)
+        processes.append(start_process_group(mlflow_ui_command(settings), None, logs / "mlflow-ui.log"))
+        print(f"MLflow UI:  http://127.0.0.1:{MLFLOW_PORT}   (log {logs / 'mlflow-ui.log'})", flush=True)
     print("(Ctrl-C stops everything)", flush=True)
     try:
         processes[0].wait()
@@ -88,8 +90,7 @@ def keep_uis_up(settings: Settings) -> None:
         pass
     finally:
         for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
+            stop_process_group(process, timeout_s=30)
 
 
 def main(argv: list[str]) -> None:

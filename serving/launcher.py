@@ -73,16 +73,33 @@ class ServiceProcess:
     def stop(self, timeout_s: float = 60) -> None:
         """SIGTERM to the process group (the service drains its side effects), SIGKILL after
         `timeout_s`."""
-        if self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        except ProcessLookupError:
-            pass
+        stop_process_group(self.process, timeout_s)
+
+
+def start_process_group(command: list[str], env: dict[str, str] | None, log: Path | None) -> subprocess.Popen:
+    """`command` as the leader of a process group of its own (so `stop_process_group` reaches every
+    process it starts: bentoml's workers, MLflow's job runners), its output to `log` (None: this
+    console)."""
+    if log is None:
+        return subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop_process_group(process: subprocess.Popen, timeout_s: float = 60) -> None:
+    """SIGTERM to `process`'s group, SIGKILL after `timeout_s`."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass
 
 
 def start_ranking_service(settings: Settings, port: int, log: Path | None = None) -> ServiceProcess:
@@ -91,11 +108,5 @@ def start_ranking_service(settings: Settings, port: int, log: Path | None = None
     console). Its API token and cursor secret are put in the workspace first if absent. Returns at
     once: `wait_ready()` before sending requests."""
     serving_secrets(settings)
-    command, env = serve_command(port), service_env(settings)
-    if log is None:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True)
-    else:
-        with open(log, "w") as out:  # the child keeps its own descriptor
-            process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+    process = start_process_group(serve_command(port), service_env(settings), log)
     return ServiceProcess(process, f"http://127.0.0.1:{port}", log)
