@@ -35,6 +35,10 @@ JSON = "application/json"
 ARRIVED = "loupe.arrived"  # time.perf_counter() when the request reached the middleware
 
 
+class BadRequest(ValueError):
+    """The caller's mistake (HTTP 400), with a message that says what to fix."""
+
+
 @dataclass(frozen=True)
 class ApiAccess:
     token: str = field(repr=False)

@@ -27,7 +27,7 @@ from candidate_gen.sources.catalog import build_sources
 from data.settings import ServingSecrets, Settings, serving_secrets
 from serving import pipeline as pl
 from serving.admission import Admission
-from serving.api_guard import ApiAccess
+from serving.api_guard import ApiAccess, BadRequest
 from serving.clock import Clock
 from serving.config import ServingConfig
 from serving.cursors import BadCursor, PageCursorSigner
@@ -49,10 +49,6 @@ from serving.stages.visibility_filter_stage import VisibilityFilterStage
 from serving.surfaces import Components, cheap_pipeline, explore_pipeline, home_pipeline, rank_pipeline
 
 logger = logging.getLogger(__name__)
-
-
-class BadRequest(ValueError):
-    """The caller's mistake (HTTP 400), with a message that says what to fix."""
 
 
 @dataclass

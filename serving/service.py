@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import bentoml
 from pydantic import BaseModel, Field
 
 from data.quiet import filter_third_party_warnings
 from data.settings import get_settings
-from serving.api_guard import ARRIVED, ApiAccess, ApiGuardMiddleware
-from serving.app import BadRequest, RankingApp
+from serving.api_guard import ARRIVED, ApiAccess, ApiGuardMiddleware, BadRequest
 from serving.metrics import OWN_PREFIX, own_metrics
 
-filter_third_party_warnings()  # once Feast is imported (serving.app): data/quiet.py says why
+if TYPE_CHECKING:
+    from serving.app import RankingApp
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,11 @@ class RankResponse(BaseModel):
 
 
 def default_app() -> RankingApp:
+    # Imported here, in the worker: `bentoml serve` imports this module in its own process only to
+    # read the service's definition, and serving.app's imports (Feast, LightGBM, MLflow) took ~15 s.
+    from serving.app import RankingApp
+
+    filter_third_party_warnings()  # once Feast is imported: data/quiet.py says why
     return RankingApp.from_settings(get_settings())
 
 
