@@ -31,7 +31,7 @@ $(CURDIR)/.tools/bin/uv:
 
 setup: $(if $(shell command -v uv 2>/dev/null),,$(CURDIR)/.tools/bin/uv)
 	@java -version >/dev/null 2>&1 || { echo "Java 17 is required for Spark (java not found)"; exit 1; }
-	$(UV) sync --frozen
+	@$(UV) sync --frozen $(if $(wildcard $(CURDIR)/.venv),--quiet,)  # quiet once the environment exists: make run's console is Loupe's
 
 run: setup
 	@$(PY) -m pipelines.run
