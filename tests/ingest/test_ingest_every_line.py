@@ -64,8 +64,7 @@ def test_hidden_and_underscore_files_are_read_not_dropped(spark, dirs):
 def test_rows_read_is_counted_by_loupe_so_a_line_spark_missed_fails_the_check(spark, dirs, monkeypatch):
     """A reader that loses a line (as Spark's hidden-file filter did) no longer passes: rows_read is
     Loupe's own count of the file's lines, not landed + quarantined + duplicates."""
-    from data.contracts import CONTRACTS
-    from pipelines.defs.ingest.assets import build_ingest_asset
+    from pipelines.defs.ingest.assets import ingest_assets, lake_key
     from pipelines.partitions import materialize_day
     from pipelines.resources import SparkResource, WorkspaceResource
 
@@ -80,7 +79,7 @@ def test_rows_read_is_counted_by_loupe_so_a_line_spark_missed_fails_the_check(sp
     assert not report.reconciles
 
     result = materialize_day(
-        [build_ingest_asset(CONTRACTS["users"])], partition_key=DAY, raise_on_error=False,
+        ingest_assets, selection=[lake_key("users")], partition_key=DAY, raise_on_error=False,
         resources={"spark": SparkResource(master="local[2]", driver_memory="2g"),
                    "workspace": WorkspaceResource(landing_dir=str(landing), lake_dir=str(lake_dir))},
     )
@@ -235,8 +234,7 @@ def test_a_link_out_of_the_landing_folder_is_not_followed(spark, dirs, tmp_path)
 
 
 def test_the_asset_check_fails_naming_each_file_not_read_while_good_rows_land(spark, dirs):
-    from data.contracts import CONTRACTS
-    from pipelines.defs.ingest.assets import build_ingest_asset
+    from pipelines.defs.ingest.assets import ingest_assets, lake_key
     from pipelines.partitions import materialize_day
     from pipelines.resources import SparkResource, WorkspaceResource
 
@@ -246,7 +244,7 @@ def test_the_asset_check_fails_naming_each_file_not_read_while_good_rows_land(sp
     notes = land(landing, "notes.txt", b"hello\n")
 
     result = materialize_day(
-        [build_ingest_asset(CONTRACTS["users"])], partition_key=DAY, raise_on_error=False,
+        ingest_assets, selection=[lake_key("users")], partition_key=DAY, raise_on_error=False,
         resources={"spark": SparkResource(master="local[2]", driver_memory="2g"),
                    "workspace": WorkspaceResource(landing_dir=str(landing), lake_dir=str(lake_dir))},
     )

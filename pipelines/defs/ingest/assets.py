@@ -1,133 +1,220 @@
-"""One lake asset per log contract, partitioned by landing day, with its checks beside it: the counts
-reconcile, and no two exported ids were mapped to one int64 id."""
+"""The lake assets, one per log contract, partitioned by landing day, with their checks beside them:
+the counts reconcile, and no two exported ids were mapped to one int64 id.
 
+All of them are one multi-asset: a day is one Dagster step that ingests its logs concurrently on
+the shared SparkSession, each after the logs it references (data/job_graph.py). A small day is
+latency-bound, so six steps one after another mostly waited; a log whose checks fail still keeps
+its dependents from landing on top of it, as the blocking checks did between steps.
+"""
+
+from dataclasses import dataclass
+from functools import partial
 
 import dagster as dg
+from pyspark.sql import SparkSession
 
 from data import id_map
-from data.contracts import CONTRACTS, LogContract
-from data.ingest.partition import IngestError, ingest_partition, lake_row_count
+from data.contracts import CONTRACTS
+from data.ingest.partition import IngestError, IngestReport, ingest_partition, lake_row_count
+from data.job_graph import Outcome, run_job_graph
+from data.vocabulary import Vocabulary
 from pipelines.partitions import day_partitions
 from pipelines.resources import SparkResource, WorkspaceResource
 
 GROUP = "ingest"
+RECONCILES = "reconciles"
+IDS_DISTINCT = "ids_distinct"
 
 
 def lake_key(log_type: str) -> dg.AssetKey:
     return dg.AssetKey(["lake", log_type])
 
 
-def build_ingest_asset(contract: LogContract) -> dg.AssetsDefinition:
-    key = lake_key(contract.name)
-    reconciles = dg.AssetCheckSpec(
-        "reconciles",
-        asset=key,
-        blocking=True,  # features must never build on a partition whose counts do not add up
-        description="rows read (every physical line of every landing file, counted by Loupe, not "
-        "by Spark) = landed + quarantined + duplicates dropped; every entry of the day folder was "
-        "read (none ignored or rejected); the lake and quarantine partitions read back hold exactly "
-        "the landed and quarantined rows",
-    )
-    ids_distinct = dg.AssetCheckSpec(
-        "ids_distinct",
-        asset=key,
-        blocking=True,  # two accounts (or posts) merged under one id would corrupt every feature
-        description="no id this partition landed was mapped from two different exported ids (two "
-        "strings hashing alike, or a string and a native integer id): lake/id_map, data/ids.py",
+def _checks(log_type: str) -> list[dg.AssetCheckSpec]:
+    key = lake_key(log_type)
+    return [
+        dg.AssetCheckSpec(
+            RECONCILES,
+            asset=key,
+            blocking=True,  # features must never build on a partition whose counts do not add up
+            description="rows read (every physical line of every landing file, counted by Loupe, not "
+            "by Spark) = landed + quarantined + duplicates dropped; every entry of the day folder was "
+            "read (none ignored or rejected); the lake and quarantine partitions read back hold exactly "
+            "the landed and quarantined rows",
+        ),
+        dg.AssetCheckSpec(
+            IDS_DISTINCT,
+            asset=key,
+            blocking=True,  # two accounts (or posts) merged under one id would corrupt every feature
+            description="no id this partition landed was mapped from two different exported ids (two "
+            "strings hashing alike, or a string and a native integer id): lake/id_map, data/ids.py",
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """One log's day, ingested and read back: what its metadata and checks are made of."""
+
+    report: IngestReport
+    in_lake: int
+    in_quarantine: int
+    ids_mapped: int
+    collisions: list[dict]
+
+    @property
+    def reconciles(self) -> bool:
+        report = self.report
+        return (report.reconciles and self.in_lake == report.rows_landed
+                and self.in_quarantine == report.quarantine_rows)
+
+    @property
+    def passed(self) -> bool:
+        """Both blocking checks pass: only then may the logs referencing this one land on it."""
+        return self.reconciles and not self.collisions
+
+
+def ingest_log(
+    session: SparkSession, log_type: str, day: str, workspace: WorkspaceResource, vocabulary: Vocabulary
+) -> Ingested:
+    """Ingest one (log, day) and read back what the checks need (runs in a job-graph thread)."""
+    report = ingest_partition(session, log_type, day, workspace.landing, workspace.lake, vocabulary)
+    return Ingested(
+        report,
+        in_lake=lake_row_count(report.lake_path),
+        in_quarantine=lake_row_count(report.quarantine_path),
+        ids_mapped=lake_row_count(report.id_map_path),
+        collisions=id_map.collisions(workspace.lake, log_type, day),
     )
 
-    @dg.asset(
-        key=key,
-        group_name=GROUP,
-        partitions_def=day_partitions,
-        deps=[lake_key(log) for log in sorted(set(contract.references.values()))],
-        check_specs=[reconciles, ids_distinct],
-        kinds={"spark", "parquet"},
-        description=f"The {contract.name} log of one landing day, validated against its contract "
-        "(data/contracts.py); bad lines quarantined with a reason, duplicates dropped.",
-    )
-    def _ingest(
-        context: dg.AssetExecutionContext, spark: SparkResource, workspace: WorkspaceResource
-    ) -> dg.MaterializeResult:
-        day = context.partition_key
-        session = spark.session()
-        try:
-            report = ingest_partition(
-                session, contract.name, day, workspace.landing, workspace.lake, workspace.vocabulary()
-            )
-        except IngestError as exc:
-            raise dg.Failure(description=str(exc)) from exc
-        in_lake = lake_row_count(report.lake_path)
-        in_quarantine = lake_row_count(report.quarantine_path)
-        passed = report.reconciles and in_lake == report.rows_landed and in_quarantine == report.quarantine_rows
-        collisions = id_map.collisions(workspace.lake, contract.name, day)
-        context.log.info(
-            f"{contract.name} {day}: read {report.rows_read}, landed {report.rows_landed}, "
-            f"quarantined {report.rows_quarantined} {report.quarantined_by_reason}, "
-            f"duplicates {report.duplicates_dropped}"
-        )
-        if report.unknown_enum_values:
-            context.log.warning(
-                f"{contract.name} {day}: values outside the contract or the log vocabulary "
-                f"({workspace.vocabulary().source}) were quarantined: {report.unknown_enum_values}"
-            )
-        for path, reason in report.files_ignored.items():
-            context.log.error(f"{contract.name} {day}: not read, ignored: {path}: {reason}")
-        for path, reason in report.files_rejected.items():
-            context.log.error(f"{contract.name} {day}: not read, quarantined whole: {path}: {reason}")
-        if report.rows_read != report.rows_accounted:
-            context.log.error(
-                f"{contract.name} {day}: {report.rows_read} lines read but {report.rows_accounted} "
-                "landed, quarantined or dropped as duplicates"
-            )
-        for collision in collisions:
-            context.log.error(f"{contract.name} {day}: id collision {collision}")
-        return dg.MaterializeResult(
-            metadata={
-                "rows_read": report.rows_read,
-                "rows_landed": report.rows_landed,
-                "rows_quarantined": report.rows_quarantined,
-                "duplicates_dropped": report.duplicates_dropped,
-                "quarantined_by_reason": report.quarantined_by_reason,
-                "unknown_enum_values": report.unknown_enum_values,
-                "ids_mapped": lake_row_count(report.id_map_path),
-                "source_files": report.files,
-                # path -> why it was not read; either fails the reconciles check
-                "files_ignored": report.files_ignored,
-                "files_rejected": report.files_rejected,
-                "lake_path": dg.MetadataValue.path(report.lake_path),
-                "quarantine_path": dg.MetadataValue.path(report.quarantine_path),
-                "dagster/row_count": report.rows_landed,
-            },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name="reconciles",
-                    passed=passed,
-                    description=_reconcile_summary(report, in_lake, in_quarantine),
-                    metadata={
-                        "rows_read": report.rows_read,
-                        "accounted": report.rows_accounted,
-                        "rows_in_lake": in_lake,
-                        "rows_in_quarantine": in_quarantine,
-                        "files_not_read": len(report.files_not_read),
-                        "files_ignored": report.files_ignored,
-                        "files_rejected": report.files_rejected,
-                    },
-                ),
-                dg.AssetCheckResult(
-                    check_name="ids_distinct",
-                    passed=not collisions,
-                    metadata={
-                        "collisions": len(collisions),
-                        # the texts that met on one id: remap them in the export (docs/log_contracts.md)
-                        "colliding_ids": collisions[:20],
-                        "id_map_path": dg.MetadataValue.path(report.id_map_path),
-                    },
-                ),
-            ],
-        )
 
-    return _ingest
+@dg.multi_asset(
+    name="ingest_day",
+    partitions_def=day_partitions,
+    can_subset=True,
+    specs=[
+        dg.AssetSpec(
+            lake_key(contract.name),
+            group_name=GROUP,
+            deps=[lake_key(log) for log in sorted(set(contract.references.values()))],
+            skippable=True,  # a log that failed, or whose references did not land, is not materialized
+            kinds={"spark", "parquet"},
+            description=f"The {contract.name} log of one landing day, validated against its contract "
+            "(data/contracts.py); bad lines quarantined with a reason, duplicates dropped.",
+        )
+        for contract in CONTRACTS.values()
+    ],
+    check_specs=[spec for log_type in CONTRACTS for spec in _checks(log_type)],
+)
+def ingest_day(context: dg.AssetExecutionContext, spark: SparkResource, workspace: WorkspaceResource):
+    day = context.partition_key
+    session = spark.session()
+    vocabulary = workspace.vocabulary()
+    selected = [log for log in CONTRACTS if lake_key(log) in context.selected_asset_keys]
+    jobs = {log: partial(ingest_log, session, log, day, workspace, vocabulary) for log in selected}
+    depends_on = {log: set(CONTRACTS[log].references.values()) for log in selected}
+    outcomes: dict[str, Outcome[Ingested]] = {}
+    # Jobs run in the graph's threads; Dagster's context (logging, events) is used only here.
+    for outcome in run_job_graph(jobs, depends_on, max_concurrent=spark.concurrent_jobs,
+                                 ok=lambda ingested: ingested.passed):
+        outcomes[outcome.name] = outcome
+        if outcome.result is not None:
+            _log(context, outcome.name, day, outcome.result, vocabulary.source)
+            yield _materialize_result(outcome.name, outcome.result)
+    failed = [o.error for o in outcomes.values() if o.error is not None]
+    unexpected = [error for error in failed if not isinstance(error, IngestError)]
+    stopped = [_why_not_ingested(o, outcomes) for o in outcomes.values() if o.error is not None or o.skipped]
+    if unexpected:
+        unexpected[0].add_note(f"ingesting {day}: " + "; ".join(stopped))
+        raise unexpected[0]
+    if stopped:
+        raise dg.Failure(description="\n".join(stopped))
+
+
+def _why_not_ingested(outcome: Outcome[Ingested], outcomes: dict[str, Outcome[Ingested]]) -> str:
+    if outcome.error is not None:
+        return f"{outcome.name} failed: {outcome.error}"
+    blocker = outcomes[outcome.skipped]
+    why = ("failed" if blocker.error is not None else "was not ingested" if blocker.skipped
+           else "did not pass its blocking checks")
+    return f"{outcome.name}: not ingested, {blocker.name} (which it references) {why}"
+
+
+def _log(context: dg.AssetExecutionContext, log_type: str, day: str, ingested: Ingested, vocabulary: str) -> None:
+    report = ingested.report
+    context.log.info(
+        f"{log_type} {day}: read {report.rows_read}, landed {report.rows_landed}, "
+        f"quarantined {report.rows_quarantined} {report.quarantined_by_reason}, "
+        f"duplicates {report.duplicates_dropped}"
+    )
+    if report.unknown_enum_values:
+        context.log.warning(
+            f"{log_type} {day}: values outside the contract or the log vocabulary "
+            f"({vocabulary}) were quarantined: {report.unknown_enum_values}"
+        )
+    for path, reason in report.files_ignored.items():
+        context.log.error(f"{log_type} {day}: not read, ignored: {path}: {reason}")
+    for path, reason in report.files_rejected.items():
+        context.log.error(f"{log_type} {day}: not read, quarantined whole: {path}: {reason}")
+    if report.rows_read != report.rows_accounted:
+        context.log.error(
+            f"{log_type} {day}: {report.rows_read} lines read but {report.rows_accounted} "
+            "landed, quarantined or dropped as duplicates"
+        )
+    for collision in ingested.collisions:
+        context.log.error(f"{log_type} {day}: id collision {collision}")
+
+
+def _materialize_result(log_type: str, ingested: Ingested) -> dg.MaterializeResult:
+    key = lake_key(log_type)
+    report, collisions = ingested.report, ingested.collisions
+    return dg.MaterializeResult(
+        asset_key=key,
+        metadata={
+            "rows_read": report.rows_read,
+            "rows_landed": report.rows_landed,
+            "rows_quarantined": report.rows_quarantined,
+            "duplicates_dropped": report.duplicates_dropped,
+            "quarantined_by_reason": report.quarantined_by_reason,
+            "unknown_enum_values": report.unknown_enum_values,
+            "ids_mapped": ingested.ids_mapped,
+            "source_files": report.files,
+            # path -> why it was not read; either fails the reconciles check
+            "files_ignored": report.files_ignored,
+            "files_rejected": report.files_rejected,
+            "lake_path": dg.MetadataValue.path(report.lake_path),
+            "quarantine_path": dg.MetadataValue.path(report.quarantine_path),
+            "dagster/row_count": report.rows_landed,
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                asset_key=key,
+                check_name=RECONCILES,
+                passed=ingested.reconciles,
+                description=_reconcile_summary(report, ingested.in_lake, ingested.in_quarantine),
+                metadata={
+                    "rows_read": report.rows_read,
+                    "accounted": report.rows_accounted,
+                    "rows_in_lake": ingested.in_lake,
+                    "rows_in_quarantine": ingested.in_quarantine,
+                    "files_not_read": len(report.files_not_read),
+                    "files_ignored": report.files_ignored,
+                    "files_rejected": report.files_rejected,
+                },
+            ),
+            dg.AssetCheckResult(
+                asset_key=key,
+                check_name=IDS_DISTINCT,
+                passed=not collisions,
+                metadata={
+                    "collisions": len(collisions),
+                    # the texts that met on one id: remap them in the export (docs/log_contracts.md)
+                    "colliding_ids": collisions[:20],
+                    "id_map_path": dg.MetadataValue.path(report.id_map_path),
+                },
+            ),
+        ],
+    )
 
 
 def _reconcile_summary(report, in_lake: int, in_quarantine: int) -> str:
@@ -146,4 +233,4 @@ def _reconcile_summary(report, in_lake: int, in_quarantine: int) -> str:
     return "; ".join(faults)
 
 
-ingest_assets = [build_ingest_asset(contract) for contract in CONTRACTS.values()]
+ingest_assets = [ingest_day]
