@@ -10,6 +10,7 @@ lake/id_map/<log_type>/dt=<YYYY-MM-DD>/*.parquet    entity, log_type, column, or
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,6 +32,14 @@ SCHEMA = pa.schema(
         pa.field(c.ID, pa.int64()),
     ]
 )
+
+
+# A day's logs are ingested concurrently (pipelines/defs/ingest/assets.py): one log's collision
+# check reads every log's id map while another log may be replacing its partition (Spark's
+# overwrite deletes first; the empty partition is written in place). Writers and that reader take
+# this lock, so the reader never meets a half-written or vanished file. It holds within one process
+# (a day's logs are one step); two days' runs in parallel processes (a backfill) are not covered.
+WRITE_LOCK = threading.Lock()
 
 
 def root_dir(lake_dir: Path) -> Path:
@@ -83,7 +92,8 @@ def collisions(lake_dir: Path, log_type: str, day: str) -> list[dict]:
     mine = _read(partition_dir(lake_dir, log_type, day))[[c.ENTITY, c.ID]].drop_duplicates()
     if mine.empty:
         return []
-    rows = _read(root_dir(lake_dir), pc.field(c.ID).isin(mine[c.ID].unique().tolist()))
+    with WRITE_LOCK:
+        rows = _read(root_dir(lake_dir), pc.field(c.ID).isin(mine[c.ID].unique().tolist()))
     rows = rows.merge(mine, on=[c.ENTITY, c.ID])  # an id of another entity is another account/post
     texts = rows.groupby([c.ENTITY, c.ID])[c.ORIGINAL_ID].nunique()
     found = []

@@ -207,10 +207,11 @@ def _land(
             quarantined = quarantined.unionByName(
                 spark.read.schema(quarantined.schema).parquet(*read.quarantine_files))
         quarantined.coalesce(1).write.mode("overwrite").parquet(report.quarantine_path)
-        if mapped:
-            v.id_map_rows(rows, contract).coalesce(1).write.mode("overwrite").parquet(report.id_map_path)
-        else:  # native ids only (the common case): no Spark job for an empty map
-            id_map.write_empty_partition(lake_dir, log_type, day)
+        with id_map.WRITE_LOCK:  # another log's collision check may be reading the whole id map
+            if mapped:
+                v.id_map_rows(rows, contract).coalesce(1).write.mode("overwrite").parquet(report.id_map_path)
+            else:  # native ids only (the common case): no Spark job for an empty map
+                id_map.write_empty_partition(lake_dir, log_type, day)
     finally:
         rows.unpersist()
     return report
