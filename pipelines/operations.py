@@ -153,8 +153,9 @@ def ingest_days(
         if failed or not result.success:
             raise IngestStopped(f"ingesting {day} stopped: a blocking check failed, nothing downstream "
                                 f"builds on it (Dagster UI: `make ui`)\n" + "\n".join(failed or [
-                                    f"  {e.step_key}: {e.message}" for e in result.all_events
-                                    if e.event_type_value == "STEP_FAILURE"]))
+                                    # the failure's own words (per log), not "Execution of step failed"
+                                    f"  {e.step_key}: {e.event_specific_data.error.message.strip()}"
+                                    for e in result.all_events if e.event_type_value == "STEP_FAILURE"]))
         for event in result.get_asset_materialization_events():
             log = event.asset_key.path[-1]
             meta = {k: v.value for k, v in event.materialization.metadata.items()}
