@@ -27,6 +27,7 @@ Redis is the configured REDIS_URL or an embedded Valkey server kept under LOUPE_
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -93,7 +94,14 @@ def keep_uis_up(settings: Settings) -> None:
             stop_process_group(process, timeout_s=30)
 
 
+def exit_on_sigterm(signum: int, frame) -> None:
+    """A supervisor's SIGTERM unwinds like Ctrl-C: the `finally` blocks stop the ranking service and
+    the UIs (process groups of their own, which would outlive this process) and the embedded Redis."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str]) -> None:
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     filter_third_party_warnings()  # after the imports above: Feast's import sets filters of its own
     settings = get_settings()
     export_dagster_env(settings)
