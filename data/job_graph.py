@@ -40,14 +40,14 @@ def run_job_graph(
     the jobs of `jobs` it must follow; others it names (not run here) are ignored."""
     graph = TopologicalSorter({name: set(depends_on.get(name, ())) & set(jobs) for name in jobs})
     graph.prepare()
-    blocked: dict[str, str] = {}  # job -> the dependency that keeps it from running
+    blocked: set[str] = set()  # jobs whose dependents must not run: failed, rejected, or skipped
     with ThreadPoolExecutor(max_workers=max(1, max_concurrent), thread_name_prefix="job-graph") as pool:
         running: dict[Future, str] = {}
         while graph.is_active():
             for name in graph.get_ready():
                 bad = next((d for d in sorted(depends_on.get(name, ())) if d in blocked), None)
                 if bad is not None:
-                    blocked[name] = bad
+                    blocked.add(name)
                     graph.done(name)
                     yield Outcome(name, skipped=bad)
                     continue
@@ -59,12 +59,12 @@ def run_job_graph(
                 name = running.pop(future)
                 error = future.exception()
                 if error is not None:
-                    blocked[name] = name
+                    blocked.add(name)
                     outcome = Outcome(name, error=error)
                 else:
                     result = future.result()
                     if not ok(result):
-                        blocked[name] = name
+                        blocked.add(name)
                     outcome = Outcome(name, result=result)
                 graph.done(name)
                 yield outcome

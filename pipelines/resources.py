@@ -16,14 +16,19 @@ from pipelines.defs.candidates.resources import candidate_resources
 from pipelines.defs.training.resources import training_resources
 
 
+def _default(field: str):
+    """A Settings field's default: a resource built without settings (a test) gets the same, written once."""
+    return Settings.model_fields[field].default
+
+
 class SparkResource(dg.ConfigurableResource):
     """A SparkSession: local[*] by default, a standalone master, or Spark Connect (sc://...)."""
 
-    master: str = "local[*]"
+    master: str = _default("spark_master")
     remote: str | None = None
-    driver_memory: str = "4g"
+    driver_memory: str = _default("spark_driver_memory")
     # a day's independent jobs (logs, feature tables) submitted at once: data/job_graph.py
-    concurrent_jobs: int = 3
+    concurrent_jobs: int = _default("spark_concurrent_jobs")
 
     def session(self) -> SparkSession:
         # getOrCreate: the assets of one run process share a session instead of paying start-up
@@ -64,8 +69,8 @@ class FeastResource(dg.ConfigurableResource):
     registry: str
     redis_url: str
     lake_dir: str
-    offline_store: str = "file"
-    spark_master: str = "local[*]"
+    offline_store: str = _default("feast_offline_store")
+    spark_master: str = _default("spark_master")
 
     def store(self):
         from feast import FeatureStore

@@ -20,20 +20,17 @@ from hypothesis import strategies as st
 from data.days import day_end
 from data.ingest.partition import ingest_partition
 from features.feature_repo.definitions import SOURCE_ONLY_PREFIXES
-from features.jobs import author, post, post_tags, relationship, viewer, viewer_tags
 from features.online.packer import materialize_packed
 from features.online.parity import reader_vs_feast
 from features.online.ranking import RankingFeatureReader
 from features.retrieval import historical_features
-from features.storage import write_feature_partition
+from features.snapshots import SNAPSHOT_TABLES, write_snapshot
 from features.store import apply, repo_config
-from features.tables import AUTHOR, POST, POST_TAGS, RELATIONSHIP, VIEWER, VIEWER_TAGS
+from features.tables import POST_TAGS, VIEWER_TAGS
 from tests.builders import DAY, NEXT_DAY, PREV_DAY, engagement, feature_world, write_jsonl
 from tests.builders import post as post_row
 
 LOGS = ("users", "posts", "follows", "blocks", "engagements", "impressions")
-JOBS = ((author, AUTHOR), (relationship, RELATIONSHIP), (post, POST), (viewer, VIEWER),
-        (post_tags, POST_TAGS), (viewer_tags, VIEWER_TAGS))
 INTEREST_MATCH = "request_features__interest_match"
 
 
@@ -54,8 +51,8 @@ def store(spark, tmp_path_factory, redis_server):
     for day in (PREV_DAY, DAY):
         for log in LOGS:
             ingest_partition(spark, log, day, landing, lake_dir)
-        for job, table in JOBS:
-            write_feature_partition(job.compute(spark, lake_dir, day), lake_dir, table, day)
+        for table in SNAPSHOT_TABLES:  # one at a time, post after author
+            write_snapshot(spark, lake_dir, table, day)
     redis_server_url = redis_server.url.rsplit("/", 1)[0] + "/3"  # a db of its own
     feature_store = FeatureStore(config=repo_config(str(root / "registry.db"), redis_server_url))
     apply(feature_store, lake_dir)

@@ -20,6 +20,7 @@ from features.storage import feature_partition_dir
 from features.store import apply
 from features.tables import POST, RELATIONSHIP, TABLES, FeatureTable
 from pipelines.defs.ingest.assets import lake_key
+from pipelines.job_steps import end_step
 from pipelines.partitions import day_partitions
 from pipelines.resources import FeastResource, SparkResource, WorkspaceResource
 
@@ -56,17 +57,11 @@ def _snapshot_spec(table: FeatureTable) -> dg.AssetSpec:
 def feature_snapshots(context: dg.AssetExecutionContext, spark: SparkResource, workspace: WorkspaceResource):
     day = context.partition_key
     selected = [t for t in SNAPSHOT_TABLES if feature_key(t) in context.selected_asset_keys]
-    failed: list[str] = []
-    unexpected: BaseException | None = None
+    outcomes = []
     for outcome in write_snapshots(spark.session(), workspace.lake, day, selected, spark.concurrent_jobs):
-        table = TABLES[outcome.name]
-        if outcome.skipped:
-            failed.append(f"{table.name}: not computed, it reads {outcome.skipped}'s snapshot, which failed")
-        elif outcome.error is not None:
-            failed.append(f"{table.name}: {outcome.error}")
-            if not isinstance(outcome.error, MissingInputError):
-                unexpected = unexpected or outcome.error
-        else:
+        outcomes.append(outcome)
+        if outcome.result is not None:
+            table = TABLES[outcome.name]
             yield dg.MaterializeResult(
                 asset_key=feature_key(table),
                 metadata={
@@ -77,10 +72,7 @@ def feature_snapshots(context: dg.AssetExecutionContext, spark: SparkResource, w
                     "event_timestamp": day_end(day).isoformat(),
                 },
             )
-    if unexpected is not None:
-        raise unexpected
-    if failed:
-        raise dg.Failure(description=f"feature snapshots of {day} not written:\n" + "\n".join(failed))
+    end_step(outcomes, MissingInputError, f"feature snapshots of {day}")
 
 
 # the list every caller materializes (one multi-asset: select tables with `selection=`)

@@ -18,6 +18,7 @@ from data.contracts import CONTRACTS
 from data.ingest.partition import IngestError, IngestReport, ingest_partition, lake_row_count
 from data.job_graph import Outcome, run_job_graph
 from data.vocabulary import Vocabulary
+from pipelines.job_steps import end_step
 from pipelines.partitions import day_partitions
 from pipelines.resources import SparkResource, WorkspaceResource
 
@@ -113,31 +114,15 @@ def ingest_day(context: dg.AssetExecutionContext, spark: SparkResource, workspac
     selected = [log for log in CONTRACTS if lake_key(log) in context.selected_asset_keys]
     jobs = {log: partial(ingest_log, session, log, day, workspace, vocabulary) for log in selected}
     depends_on = {log: set(CONTRACTS[log].references.values()) for log in selected}
-    outcomes: dict[str, Outcome[Ingested]] = {}
+    outcomes: list[Outcome[Ingested]] = []
     # Jobs run in the graph's threads; Dagster's context (logging, events) is used only here.
     for outcome in run_job_graph(jobs, depends_on, max_concurrent=spark.concurrent_jobs,
                                  ok=lambda ingested: ingested.passed):
-        outcomes[outcome.name] = outcome
+        outcomes.append(outcome)
         if outcome.result is not None:
             _log(context, outcome.name, day, outcome.result, vocabulary.source)
             yield _materialize_result(outcome.name, outcome.result)
-    failed = [o.error for o in outcomes.values() if o.error is not None]
-    unexpected = [error for error in failed if not isinstance(error, IngestError)]
-    stopped = [_why_not_ingested(o, outcomes) for o in outcomes.values() if o.error is not None or o.skipped]
-    if unexpected:
-        unexpected[0].add_note(f"ingesting {day}: " + "; ".join(stopped))
-        raise unexpected[0]
-    if stopped:
-        raise dg.Failure(description="\n".join(stopped))
-
-
-def _why_not_ingested(outcome: Outcome[Ingested], outcomes: dict[str, Outcome[Ingested]]) -> str:
-    if outcome.error is not None:
-        return f"{outcome.name} failed: {outcome.error}"
-    blocker = outcomes[outcome.skipped]
-    why = ("failed" if blocker.error is not None else "was not ingested" if blocker.skipped
-           else "did not pass its blocking checks")
-    return f"{outcome.name}: not ingested, {blocker.name} (which it references) {why}"
+    end_step(outcomes, IngestError, f"ingesting {day}")
 
 
 def _log(context: dg.AssetExecutionContext, log_type: str, day: str, ingested: Ingested, vocabulary: str) -> None:
