@@ -45,3 +45,27 @@ class RespMget:
         finally:
             if own is None:
                 self._pool.release(conn)
+
+
+def command(*parts: bytes) -> bytes:
+    """One RESP command from its parts."""
+    return b"*%d\r\n" % len(parts) + b"".join(map(bulk, parts))
+
+
+def send_pipelined(client: Any, commands: list[bytes], replies: int) -> list[Any]:
+    """Send pre-encoded commands on one pooled connection, then read `replies` replies.
+
+    For bulk writes: redis-py's pipeline costs ~10 µs a command in Python (encoding each argument,
+    wrapping each reply), more than the server's work. An error reply raises; the connection is
+    then dropped, since its remaining replies were not read."""
+    own = client.connection
+    conn = own or client.connection_pool.get_connection()
+    try:
+        conn.send_packed_command(commands)
+        return [conn.read_response() for _ in range(replies)]
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        if own is None:
+            client.connection_pool.release(conn)
