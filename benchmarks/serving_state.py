@@ -11,8 +11,9 @@ State (test day T = the world's last day, the service's clock at the end of T, L
   all of it the ~5M-row viewer_author snapshot, so the benchmark registers with Feast (in its own
   workspace, LOUPE_HOME=<medium>/bench_serving) a copy of the snapshots cut to what the benchmark's
   viewers can read: the viewer_author, viewer and viewer_tags rows of the pre-sampled viewers, and
-  all author, post and post_tags rows. Feast materializes that (its own `materialize`), the packed
-  view is written from Feast's store (`materialize_packed`, as the feast_online asset does), and a
+  all author, post and post_tags rows. Feast's online store and the packed view are written from
+  that (`write_window`, as the feast_online asset does: Feast's bytes, without its materialize's
+  per-value Python), and a
   parity check (packed reader == get_online_features) runs before any timing. Every service reads
   the same online store; no request can touch a row the cut left out (rows are keyed by viewer).
 - everything lives in a persistent Valkey under <medium>/bench_serving/redis with a marker key (with
@@ -152,9 +153,9 @@ def write_bench_snapshots(lake_dir: Path, bench_lake: Path, day: str, viewers: l
 
 
 def materialize_features(workspace: Settings, day: str, viewers: list[int]) -> tuple[dict, dict]:
-    """`feast apply` + Feast materialize + packed view of the bench snapshots (as feast_online),
+    """`feast apply` + Feast's online store + packed view of the bench snapshots (as feast_online),
     then the parity check."""
-    from features.online.packer import materialize_packed
+    from features.online.bulk_write import write_window
     from features.store import apply, feature_store
     from features.tables import TABLES
 
@@ -167,8 +168,8 @@ def materialize_features(workspace: Settings, day: str, viewers: list[int]) -> t
     packed = {}
     for days in sorted({t.materialize_days for t in TABLES.values()}):
         views = [t.name for t in TABLES.values() if t.materialize_days == days]
-        with stopwatch(seconds, f"materialize_packed_{days}d"):
-            stats = materialize_packed(store, end - timedelta(days=days), end, views)
+        with stopwatch(seconds, f"write_online_{days}d"):
+            stats = write_window(store, end - timedelta(days=days), end, views)
         packed.update({name: s.written for name, s in stats.items()})
     info["packed_rows"] = packed
     with stopwatch(seconds, "parity_check"):

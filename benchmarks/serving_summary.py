@@ -145,7 +145,7 @@ def serving_result(args, st: PreparedState, m: Measured, prep_wall: float) -> di
                           "prepare_candidate_state): rebuild through T-1, fan-out of T, trending/popular/"
                           "social/embeddings as of T-1 (index under LOUPE_HOME/candidates/embeddings)",
             "features": "day-T snapshots (event time = end of T = the service's clock), Feast apply + "
-                        "materialize + packed view (materialize_packed) of a copy cut to the pre-sampled "
+                        "online store + packed view (write_window, as feast_online) of a copy cut to the pre-sampled "
                         "viewers' viewer_author/viewer/viewer_tags rows, all author/post/post_tags rows: "
                         "a full medium materialize takes ~37 min, nearly all viewer_author; requests read "
                         "only their own viewer's rows, so both paths read exactly what they would read "

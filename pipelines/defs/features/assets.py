@@ -12,7 +12,7 @@ import pyarrow.dataset as pads
 from data import columns as c
 from data.days import day_end
 from features.jobs.inputs import MissingInputError
-from features.online.packer import materialize_packed
+from features.online.bulk_write import write_window
 from features.online.parity import Parity, online_vs_offline, reader_vs_feast
 from features.online.ranking import RankingFeatureReader
 from features.snapshots import READS_SNAPSHOTS, SNAPSHOT_TABLES, lake_inputs, write_snapshots
@@ -115,7 +115,7 @@ def _snapshot_sample(workspace: WorkspaceResource, table: FeatureTable, day: str
         dg.AssetCheckSpec("online_is_fresh", asset=ONLINE_KEY,
                           description="The online store holds this day's snapshot, not an older one."),
     ],
-    description="Feast materialize of one day's snapshots into Redis, then the packed view the "
+    description="One day's snapshots into Feast's Redis online store and the packed view the "
     "ranking service reads (docs/online_reader.md).",
 )
 def feast_online(context: dg.AssetExecutionContext, feast: FeastResource, workspace: WorkspaceResource):
@@ -137,12 +137,12 @@ def feast_online(context: dg.AssetExecutionContext, feast: FeastResource, worksp
             ],
         )
     stats = {}
-    # Feast's materialize prints a coloured banner and a line per view to stdout, with no switch to
-    # turn it off: the run's log (Dagster UI) keeps that text, not the console
+    # Feast's materialize (for a view the bulk writer leaves to it) prints a coloured banner and a
+    # line per view to stdout, with no switch to turn it off: the run's log keeps it, not the console
     with contextlib.redirect_stdout(io.StringIO()) as printed:
         for days in sorted({t.materialize_days for t in TABLES.values()}):
             views = [t.name for t in TABLES.values() if t.materialize_days == days]
-            stats.update(materialize_packed(store, end - timedelta(days=days), end, views))
+            stats.update(write_window(store, end - timedelta(days=days), end, views))
     if text := ANSI_STYLE.sub("", printed.getvalue()).strip():
         context.log.info(f"feast materialize:\n{text}")
 
