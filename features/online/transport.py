@@ -29,22 +29,10 @@ class RespMget:
 
     def __init__(self, client: Any):
         self._client = client
-        self._pool = client.connection_pool
 
     def __call__(self, segments: list[bytes]) -> list[bytes | None]:
-        own = self._client.connection  # set for single_connection_client=True
-        conn = own or self._pool.get_connection()
-        try:
-            conn.send_packed_command(
-                [b"*%d\r\n$4\r\nMGET\r\n" % (len(segments) + 1), b"".join(segments)]
-            )
-            return conn.read_response()
-        except BaseException:
-            conn.disconnect()
-            raise
-        finally:
-            if own is None:
-                self._pool.release(conn)
+        head = b"*%d\r\n$4\r\nMGET\r\n" % (len(segments) + 1)
+        return send_pipelined(self._client, [head, b"".join(segments)], 1)[0]
 
 
 def command(*parts: bytes) -> bytes:
