@@ -41,7 +41,7 @@ from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from features.online.layout import DEFAULT_NAMESPACE, PackedViewLayout
-from features.online.packer import PackedViewWriter, PackStats, _aware, materialize_packed
+from features.online.packer import PackedViewWriter, PackStats, _aware, materialize_packed, online_view_names
 from features.online.transport import bulk, command, plain_redis, send_pipelined
 
 # A Float32 / Float64 value's protobuf: the oneof field's tag, then the value little-endian.
@@ -80,10 +80,11 @@ def write_window(
     """What `materialize_packed` does for the window, written from Arrow: Feast's online store and
     the packed view, then the registry's materialization interval. Returns stats per view."""
     writer = PackedViewWriter(store, client, namespace=namespace, batch_size=batch_rows)
-    names = list(feature_views) if feature_views else [fv.name for fv in store.list_feature_views() if fv.online]
+    names = online_view_names(store, feature_views)
     views = {name: store.get_feature_view(name) for name in names}
     # a cluster client cannot take the pre-encoded pipeline: Feast's path, which handles one
-    slow = [name for name, fv in views.items() if fast_path_refusal(store, fv) or not plain_redis(writer.client)]
+    cluster = not plain_redis(writer.client)
+    slow = [name for name, fv in views.items() if cluster or fast_path_refusal(store, fv)]
     stats = materialize_packed(store, start_date, end_date, slow, client=writer.client,
                                namespace=namespace) if slow else {}
     start, end = _aware(start_date), _aware(end_date)
@@ -108,6 +109,9 @@ class _ViewWrite:
         self.ts_field = f"_ts:{name}".encode()
         self.fields = {f.name: _mmh3(f"{name}:{f.name}") for f in fv.features}
         self.key_types = {f.name: f.dtype.to_value_type() for f in fv.entity_columns}
+        dtypes = {f.name: str(f.dtype) for f in fv.entity_columns}
+        # integer keys in v3: encoded for a whole batch at once; others through Feast's function
+        self.int_keys = dtypes if self.version >= 3 and all(d in _INT_KEYS for d in dtypes.values()) else None
         self.key_ttl_s = getattr(config.online_store, "key_ttl_seconds", None) or None
         self.siblings = writer._siblings(fv, self.layout) if self.key_ttl_s else []
 
@@ -141,12 +145,15 @@ class _ViewWrite:
     def _write_batch(self, batch: pa.RecordBatch) -> int:
         keys = self._feast_keys(batch)
         ts_us = _epoch_us(batch.column(self.fv.batch_source.timestamp_field))
-        stale = self._stale(keys, ts_us)
-        fresh = np.flatnonzero(~stale)
+        stored_ns = self._stored_ns(keys)
+        stale = self._stale(keys, ts_us, stored_ns)
+        fresh, kept = np.flatnonzero(~stale), np.flatnonzero(stale)
         if len(fresh):
             rows = batch.take(pa.array(fresh)) if len(fresh) < batch.num_rows else batch
             self._write_rows(rows, [keys[i] for i in fresh.tolist()], ts_us[fresh])
-        return len(fresh) + self._repack(batch, np.flatnonzero(stale))
+        if len(kept):
+            return len(fresh) + self._repack(batch.take(pa.array(kept)), stored_ns[kept])
+        return len(fresh)
 
     def _write_rows(self, rows: pa.RecordBatch, keys: list[bytes], ts_us: np.ndarray) -> None:
         """Feast's hash (+ its key TTL) and the packed record of each row, one pipelined send."""
@@ -171,10 +178,8 @@ class _ViewWrite:
 
     def _feast_keys(self, batch: pa.RecordBatch) -> list[bytes]:
         """Feast's Redis key of each row: serialize_entity_key + project."""
-        dtypes = {f.name: str(f.dtype) for f in self.fv.entity_columns}
-        if self.version >= 3 and all(d in _INT_KEYS for d in dtypes.values()):
-            return int_entity_keys(batch, dtypes, self.project)
-        # string keys (or an old encoding): Feast's own function, row by row
+        if self.int_keys:
+            return int_entity_keys(batch, self.int_keys, self.project)
         return [serialize_entity_key(p, self.version) + self.project for p in self._protos(batch)]
 
     def _protos(self, batch: pa.RecordBatch) -> list[EntityKeyProto]:
@@ -232,57 +237,44 @@ class _ViewWrite:
         nulls = np.ones((n, k), dtype=bool)
         for j, name in enumerate(self.layout.features):
             column = batch.column(name)
-            filled = pc.fill_null(column.cast(pa.float64()), np.nan) if column.null_count else column.cast(pa.float64())
-            as_float = filled.to_numpy(zero_copy_only=False)
+            as_float = pc.fill_null(column.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
             nulls[:, j] = np.isnan(as_float)
             values[:, j] = np.where(nulls[:, j], 0.0, as_float)
         return values, nulls
 
-    def _stale(self, keys: list[bytes], ts_us: np.ndarray) -> np.ndarray:
-        """Rows Feast would not write: the stored row (or an earlier row of this batch) is as new."""
+    def _stored_ns(self, keys: list[bytes]) -> np.ndarray:
+        """The event time Feast's hash holds for each key, in ns (0: none)."""
         ts_field = bulk(self.ts_field)
         stored = send_pipelined(self.client, [b"*3\r\n$4\r\nHGET\r\n" + bulk(k) + ts_field for k in keys],
                                 len(keys))
+        return np.fromiter((_timestamp_ns(raw) for raw in stored), dtype=np.int64, count=len(keys))
+
+    @staticmethod
+    def _stale(keys: list[bytes], ts_us: np.ndarray, stored_ns: np.ndarray) -> np.ndarray:
+        """Rows Feast would not write: the stored row (or an earlier row of this batch) is as new."""
         stale = np.zeros(len(keys), dtype=bool)
         latest: dict[bytes, int] = {}
         new_ns = ts_us * 1000
-        for i, (key, raw) in enumerate(zip(keys, stored)):
-            seen = latest.get(key, 0)
-            if raw:
-                proto = Timestamp()
-                proto.ParseFromString(raw)
-                seen = max(seen, proto.seconds * 1_000_000_000 + proto.nanos)
+        for i, key in enumerate(keys):
+            seen = max(int(stored_ns[i]), latest.get(key, 0))
             if seen and new_ns[i] <= seen:
                 stale[i] = True
             else:
                 latest[key] = int(new_ns[i])
         return stale
 
-    def _repack(self, batch: pa.RecordBatch, rows: np.ndarray) -> int:
+    def _repack(self, rows: pa.RecordBatch, stored_ns: np.ndarray) -> int:
         """Packed records of the rows Feast kept its stored values for: read back what it holds
         (the packer's path), unless the packed record already carries that stored timestamp."""
-        if not len(rows):
-            return 0
-        sub = batch.take(pa.array(rows))
-        keys = self._feast_keys(sub)
-        packed = self.layout.entity_keys([sub.column(k).to_numpy(zero_copy_only=False) for k in self.layout.join_keys])
-        with self.client.pipeline(transaction=False) as pipe:
-            for key, pk in zip(keys, packed):
-                pipe.hget(key, self.ts_field)
-                pipe.getrange(pk, 0, 7)
-            replies = pipe.execute()
-        behind = []
-        for i in range(len(keys)):
-            stored, record_ts = replies[2 * i], replies[2 * i + 1]
-            proto = Timestamp()
-            proto.ParseFromString(stored or b"")
-            stored_us = proto.seconds * 1_000_000 + proto.nanos // 1000
-            if len(record_ts) != 8 or struct.unpack("<q", record_ts)[0] != stored_us:
-                behind.append(i)
-        if not behind:
-            return len(rows)
-        stats = self.writer.pack_entities(self.fv, self._protos(sub.take(pa.array(behind))))
-        return len(rows) - len(behind) + stats.written
+        packed = self.layout.entity_keys([rows.column(k).to_numpy(zero_copy_only=False)
+                                          for k in self.layout.join_keys])
+        heads = send_pipelined(self.client, [command(b"GETRANGE", key, b"0", b"7") for key in packed], len(packed))
+        record_us = np.array([struct.unpack("<q", h)[0] if len(h) == 8 else -1 for h in heads], dtype=np.int64)
+        behind = np.flatnonzero(record_us != stored_ns // 1000)
+        if not len(behind):
+            return rows.num_rows
+        stats = self.writer.pack_entities(self.fv, self._protos(rows.take(pa.array(behind))))
+        return rows.num_rows - len(behind) + stats.written
 
 
 def int_entity_keys(batch: pa.RecordBatch, key_dtypes: Mapping[str, str], project: bytes) -> list[bytes]:
@@ -318,6 +310,15 @@ class _TimestampCell(dict):
         seconds, micros = divmod(us, 1_000_000)
         cell = self[us] = self.field + bulk(Timestamp(seconds=seconds, nanos=micros * 1000).SerializeToString())
         return cell
+
+
+def _timestamp_ns(raw: bytes | None) -> int:
+    """A serialised protobuf Timestamp (Feast's `_ts` field) in ns; 0 when absent."""
+    if not raw:
+        return 0
+    proto = Timestamp()
+    proto.ParseFromString(raw)
+    return proto.seconds * 1_000_000_000 + proto.nanos
 
 
 def _epoch_us(column: pa.Array) -> np.ndarray:

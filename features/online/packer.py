@@ -272,7 +272,7 @@ def materialize_packed(
     without engagements) is left out of Feast's materialize, which raises IndexError on an empty
     pull, and packs nothing; its layout is still published, so readers find every view."""
     writer = PackedViewWriter(store, client, namespace=namespace)
-    names = list(feature_views) if feature_views else [fv.name for fv in store.list_feature_views() if fv.online]
+    names = online_view_names(store, feature_views)
     touched = {name: writer.window_keys(name, start_date, end_date) for name in names}
     filled = [name for name in names if touched[name].num_rows]
     if filled:
@@ -284,6 +284,11 @@ def materialize_packed(
 
 
 # --- helpers --------------------------------------------------------------------------------------
+def online_view_names(store: FeatureStore, feature_views: Sequence[str] | None) -> list[str]:
+    """The views a refresh writes: those named, or every online view."""
+    return list(feature_views) if feature_views else [fv.name for fv in store.list_feature_views() if fv.online]
+
+
 def _entity_protos(layout: PackedViewLayout, columns: Mapping[str, Sequence[Any]]) -> Iterator[EntityKeyProto]:
     kinds = {"Int64": "int64_val", "Int32": "int32_val", "String": "string_val"}
     fields = [kinds[d] for d in layout.join_key_dtypes]
