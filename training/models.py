@@ -98,7 +98,8 @@ def validate(frame: pd.DataFrame, feature_names: list[str], name: str, cfg: Trai
         raise NotEnoughData(f"{name}: too few requests with a positive ({found})")
 
 
-def _lgb_params(section: dict, seed: int) -> tuple[dict, int, int]:
+def lgb_params(section: dict, seed: int) -> tuple[dict, int, int]:
+    """LightGBM parameters, rounds and early-stopping patience from a config section."""
     params = {k: v for k, v in section.items() if k not in ("num_boost_round", "early_stopping_rounds")}
     # OpenMP threads spin while waiting: on a busy 2-core box more threads than free cores run
     # ~10x slower, so the thread count is config (num_threads), 1 unless set.
@@ -108,7 +109,7 @@ def _lgb_params(section: dict, seed: int) -> tuple[dict, int, int]:
 
 
 def train_lambdarank(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], cfg: TrainingConfig) -> Ranker:
-    params, rounds, patience = _lgb_params(cfg.lambdarank, cfg.seed)
+    params, rounds, patience = lgb_params(cfg.lambdarank, cfg.seed)
     params["label_gain"] = [float(2**g - 1) for g in range(len(cfg.grade_thresholds) + 1)]
     dtrain = lgb.Dataset(train[features].to_numpy(np.float32), train["grade"], group=group_sizes(train),
                          feature_name=features, free_raw_data=True)
@@ -125,17 +126,19 @@ def train_heads(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], c
     if not any(w > 0 for w in weights.values()):
         raise NotEnoughData("value model: no head with a positive weight has positives in both splits "
                             f"(trainable heads: {sorted(weights) or 'none'})")
-    params, rounds, patience = _lgb_params(cfg.heads, cfg.seed)
-    x_train = train[features].to_numpy(np.float32)
-    x_valid = valid[features].to_numpy(np.float32)
+    params, rounds, patience = lgb_params(cfg.heads, cfg.seed)
+    # One binned Dataset per split for every head: the bins depend on the features only, so a head
+    # swaps in its labels (set_label) instead of binning the same matrix again; same models.
+    dtrain = lgb.Dataset(train[features].to_numpy(np.float32), feature_name=features)
+    dvalid = lgb.Dataset(valid[features].to_numpy(np.float32), reference=dtrain)
     boosters, best = {}, {}
     for head in weights:
         y_train, y_valid = train[label_column(head)].to_numpy(), valid[label_column(head)].to_numpy()
         if y_train.sum() == 0 or y_valid.sum() == 0:
             split = "training" if y_train.sum() == 0 else "validation"
             raise NotEnoughData(f"head {head!r}: no positives in the {split} split")
-        dtrain = lgb.Dataset(x_train, y_train, feature_name=features)
-        dvalid = lgb.Dataset(x_valid, y_valid, reference=dtrain)
+        dtrain.set_label(y_train)
+        dvalid.set_label(y_valid)
         booster = lgb.train(params, dtrain, rounds, valid_sets=[dvalid], valid_names=["valid"],
                             callbacks=[lgb.early_stopping(patience, verbose=False)])
         boosters[head], best[head] = booster, booster.best_iteration

@@ -80,6 +80,11 @@ def compute(spark: SparkSession, lake_dir: Path, day: str, rule: CelebrityRule |
         .join(received, on=c.AUTHOR_ID, how="left")
         .fillna(0, subset=["follower_count", "followee_count", "posts_per_day_28d", "impressions_28d",
                            *[f"_{k}" for k in RATED]])
+        # Computed once, kept on the executors: the global rates, the celebrity threshold and the
+        # snapshot's write all read it (one row per account), and the joins above are the job's
+        # cost (a third of a small day's feature time when each action recomputed them). Spark
+        # frees the blocks when the frame is garbage collected.
+        .localCheckpoint(eager=True)
     )
     # Global rates, the prior every author's rate is smoothed toward.
     totals = rows.agg(F.sum("impressions_28d").alias("n"), *[F.sum(f"_{k}").alias(k) for k in RATED]).first()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,7 +24,7 @@ from training.config import TrainingConfig
 from training.errors import TrainingDataError
 from training.heads import value_heads
 from training.labels import attach_labels
-from training.models import LAMBDARANK, VALUE_MODEL, Ranker, train_heads, train_lambdarank, validate
+from training.models import LAMBDARANK, VALUE_MODEL, Ranker, lgb_params, train_heads, train_lambdarank, validate
 
 CFG = TrainingConfig.load().model_copy(update={"min_positive_requests": 1})
 HEADS = value_heads(load_vocabulary(), CFG)  # the shipped vocabulary's heads
@@ -125,6 +126,22 @@ def test_rankers_learn_and_round_trip(tmp_path):
         assert metrics.ndcg(groups, valid["grade"], scores, 10) > reversed_ndcg + 0.1
         loaded = Ranker.load(ranker.save(tmp_path / kind))
         np.testing.assert_array_equal(loaded.predict(loaded.matrix(valid)), scores)
+
+
+def test_heads_sharing_one_binned_dataset_equal_heads_binned_each_on_their_own():
+    """train_heads bins the feature matrix once and swaps each head's labels in: the models are
+    those of a Dataset built per head (LightGBM's bins depend on the features only)."""
+    cfg = CFG.model_copy(update={"heads": {**CFG.heads, "num_boost_round": 20}})
+    train, valid = _learnable(seed=4), _learnable(seed=5)
+    features = ["v__a", "v__b", "v__c"]
+    shared = train_heads(train, valid, features, cfg, weights=HEADS.weights)
+    params, rounds, patience = lgb_params(cfg.heads, cfg.seed)
+    for head in HEADS.weights:
+        dtrain = lgb.Dataset(train[features].to_numpy(np.float32), train[f"y_{head}"], feature_name=features)
+        dvalid = lgb.Dataset(valid[features].to_numpy(np.float32), valid[f"y_{head}"], reference=dtrain)
+        alone = lgb.train(params, dtrain, rounds, valid_sets=[dvalid], valid_names=["valid"],
+                          callbacks=[lgb.early_stopping(patience, verbose=False)])
+        assert shared.boosters[head].model_to_string() == alone.model_to_string(), head
 
 
 @pytest.mark.parametrize(
