@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from data import columns as c
 from features.jobs.inputs import age_days, live_posts, require_partitions
 from features.jobs.post import MAX_AGE_DAYS
-from features.jobs.tags import post_tag_vectors
+from features.jobs.tags import cast_float, post_tag_vectors
 from features.tables import EVENT_TIMESTAMP, POST_TAGS
 
 INPUTS = ("posts",)
@@ -22,9 +21,9 @@ def compute(spark: SparkSession, lake_dir: Path, day: str) -> DataFrame:
     posts = live_posts(spark, lake_dir, day).where(age_days(c.CREATED_AT, day) < MAX_AGE_DAYS)
     tags = [f for f in POST_TAGS.features if f.startswith("post_tag_")]
     vectors = post_tag_vectors(posts, tags).join(posts.select(c.POST_ID, c.CREATED_AT), c.POST_ID)
-    return vectors.select(
+    return vectors.selectExpr(
         c.POST_ID,
-        *[F.col(name).cast("float").alias(name) for name in tags],
-        F.unix_timestamp(c.CREATED_AT).cast("float").alias("posted_at_s"),
-        F.col(c.CREATED_AT).alias(EVENT_TIMESTAMP),
+        *cast_float(tags),
+        f"CAST(unix_timestamp(`{c.CREATED_AT}`) AS FLOAT) AS posted_at_s",
+        f"`{c.CREATED_AT}` AS `{EVENT_TIMESTAMP}`",
     )

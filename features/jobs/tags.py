@@ -38,18 +38,29 @@ def spark_tag_bucket(tag: Column) -> Column:
     return (F.crc32(F.lower(tag)) % TAG_BUCKETS).cast("int")
 
 
+def sql_sum(terms: Iterable[str]) -> str:
+    """A SQL sum of `terms` from a double 0.0, left to right (the order Python's `sum` adds them)."""
+    return " + ".join(["0.0D", *terms])
+
+
 def l2_normalised(frame: DataFrame, key: str, columns: list[str]) -> DataFrame:
     """`columns` divided by the row's L2 norm (rows of norm 0 stay all zeros).
 
     The norm is a column of its own, computed once per row: written inline, its 64-term sum was
     copied into each of the 2 x 64 places that use it, and the generated code outgrew the JVM's
     64 KB method limit (Spark then compiles for seconds, fails, and interprets the plan); that made
-    `post_tags` and `viewer_tags` the slowest feature assets of a tiny `make run`. Same values."""
-    norm = F.sqrt(sum((F.col(name) * F.col(name) for name in columns), F.lit(0.0)))
-    return frame.withColumn(NORM, norm).select(
-        key, *[F.when(F.col(NORM) > 0, F.col(name) / F.col(NORM)).otherwise(F.lit(0.0)).alias(name)
-               for name in columns]
-    )
+    `post_tags` and `viewer_tags` the slowest feature assets of a tiny `make run`. Same values.
+    The 64-column expressions are SQL text (one call into Spark each), not Column objects: those
+    cost several Python-to-JVM calls per operator, seconds of driver time per snapshot."""
+    with_norm = frame.selectExpr(key, *[f"`{name}`" for name in columns],
+                                 f"sqrt({sql_sum(f'`{name}` * `{name}`' for name in columns)}) AS {NORM}")
+    return with_norm.selectExpr(
+        key, *[f"CASE WHEN {NORM} > 0 THEN `{name}` / {NORM} ELSE 0.0D END AS `{name}`" for name in columns])
+
+
+def cast_float(names: Iterable[str]) -> list[str]:
+    """SQL select expressions: each column as float under its own name."""
+    return [f"CAST(`{name}` AS FLOAT) AS `{name}`" for name in names]
 
 
 def post_tag_vectors(posts: DataFrame, names: list[str]) -> DataFrame:
@@ -59,6 +70,6 @@ def post_tag_vectors(posts: DataFrame, names: list[str]) -> DataFrame:
         BUCKET, spark_tag_bucket(F.col("_tag"))
     )
     counts = tags.groupBy(c.POST_ID).agg(
-        *[F.sum((F.col(BUCKET) == k).cast("double")).alias(name) for k, name in enumerate(names)]
+        *[F.expr(f"sum(CAST({BUCKET} = {k} AS DOUBLE)) AS `{name}`") for k, name in enumerate(names)]
     ).fillna(0.0)  # a post without tags: one null tag row, null sums
     return l2_normalised(counts, c.POST_ID, names)

@@ -14,7 +14,7 @@ from data import columns as c
 from data.days import day_end
 from features.jobs.inputs import age_days, read_upto, require_partitions
 from features.jobs.relationship import _decay_weight as type_weight
-from features.jobs.tags import l2_normalised, post_tag_vectors
+from features.jobs.tags import cast_float, l2_normalised, post_tag_vectors, sql_sum
 from features.tables import EVENT_TIMESTAMP, VIEWER_TAGS
 
 WINDOW_DAYS = 28
@@ -34,12 +34,8 @@ def compute(spark: SparkSession, lake_dir: Path, day: str) -> DataFrame:
         .agg(F.sum(type_weight()).alias("_w"))
     )
     profile = weights.join(vectors, on=c.POST_ID, how="inner").groupBy(c.VIEWER_ID).agg(
-        *[F.greatest(F.sum(F.col("_w") * F.col(name)), F.lit(0.0)).alias(name) for name in names]
+        *[F.expr(f"greatest(sum(_w * `{name}`), 0.0D) AS `{name}`") for name in names]
     )
-    positive = sum((F.col(name) for name in names), F.lit(0.0)) > 0
+    positive = F.expr(f"{sql_sum(f'`{name}`' for name in names)} > 0")
     rows = l2_normalised(profile.where(positive), c.VIEWER_ID, names)
-    return rows.select(
-        c.VIEWER_ID,
-        *[F.col(name).cast("float").alias(name) for name in names],
-        F.lit(day_end(day)).alias(EVENT_TIMESTAMP),
-    )
+    return rows.selectExpr(c.VIEWER_ID, *cast_float(names)).withColumn(EVENT_TIMESTAMP, F.lit(day_end(day)))
