@@ -20,8 +20,10 @@ from data import columns as c
 from data.vocabulary import load_vocabulary
 from training import metrics
 from training.ab_test import served_positions
+from training.baselines import TRUE_VALUE
 from training.config import TrainingConfig
 from training.errors import TrainingDataError
+from training.evaluate import ndcg10, ranking_metrics
 from training.heads import value_heads
 from training.labels import attach_labels
 from training.models import LAMBDARANK, VALUE_MODEL, Ranker, lgb_params, train_heads, train_lambdarank, validate
@@ -126,6 +128,15 @@ def test_rankers_learn_and_round_trip(tmp_path):
         assert metrics.ndcg(groups, valid["grade"], scores, 10) > reversed_ndcg + 0.1
         loaded = Ranker.load(ranker.save(tmp_path / kind))
         np.testing.assert_array_equal(loaded.predict(loaded.matrix(valid)), scores)
+
+
+@pytest.mark.parametrize("with_truth", [True, False])
+def test_segment_ndcg_is_the_headline_ndcg_of_the_full_metrics(with_truth):
+    frame = _learnable(seed=6)
+    if with_truth:
+        frame[TRUE_VALUE] = np.random.default_rng(1).normal(size=len(frame))
+    scores = np.random.default_rng(2).random(len(frame))
+    assert ndcg10(frame, scores) == ranking_metrics(frame, scores)["ndcg10"]
 
 
 def test_heads_sharing_one_binned_dataset_equal_heads_binned_each_on_their_own():
