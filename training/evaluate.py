@@ -58,12 +58,17 @@ def segments(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     }
 
 
+def headline_gains(frame: pd.DataFrame) -> np.ndarray:
+    """The gains of the headline NDCG: the simulator's true value (clipped at 0) where the frame
+    has it, the realised grade otherwise."""
+    if TRUE_VALUE in frame:
+        return np.maximum(frame[TRUE_VALUE].to_numpy(np.float64), 0.0)
+    return frame["grade"].to_numpy(np.float64)
+
+
 def ndcg10(frame: pd.DataFrame, scores: np.ndarray) -> float:
-    """The headline metric, `ranking_metrics(...)["ndcg10"]` alone (the segments need only it):
-    NDCG@10 on the simulator's true value where the frame has it, on the realised grade otherwise."""
-    gains = (np.maximum(frame[TRUE_VALUE].to_numpy(np.float64), 0.0) if TRUE_VALUE in frame
-             else frame["grade"].to_numpy(np.float64))
-    return metrics.ndcg(frame[c.REQUEST_ID].to_numpy(), gains, scores, 10)
+    """`ranking_metrics(...)["ndcg10"]` alone: all a segment reports."""
+    return metrics.ndcg(frame[c.REQUEST_ID].to_numpy(), headline_gains(frame), scores, 10)
 
 
 def ranking_metrics(frame: pd.DataFrame, scores: np.ndarray) -> dict[str, float]:
@@ -75,10 +80,10 @@ def ranking_metrics(frame: pd.DataFrame, scores: np.ndarray) -> dict[str, float]
         "map": metrics.mean_average_precision(groups, frame["value"].to_numpy() > 0, scores),
     }
     if TRUE_VALUE in frame:
-        true_gain = np.maximum(frame[TRUE_VALUE].to_numpy(np.float64), 0.0)
-        out["ndcg10"] = metrics.ndcg(groups, true_gain, scores, 10)
-        out["ndcg50"] = metrics.ndcg(groups, true_gain, scores, 50)
-    else:
+        gains = headline_gains(frame)
+        out["ndcg10"] = metrics.ndcg(groups, gains, scores, 10)
+        out["ndcg50"] = metrics.ndcg(groups, gains, scores, 50)
+    else:  # the headline is the realised NDCG: already computed
         out["ndcg10"], out["ndcg50"] = out["ndcg10_realised"], out["ndcg50_realised"]
     return out
 

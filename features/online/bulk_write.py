@@ -113,7 +113,7 @@ class _ViewWrite:
         # integer keys in v3: encoded for a whole batch at once; others through Feast's function
         self.int_keys = dtypes if self.version >= 3 and all(d in _INT_KEYS for d in dtypes.values()) else None
         self.key_ttl_s = getattr(config.online_store, "key_ttl_seconds", None) or None
-        self.siblings = writer._siblings(fv, self.layout) if self.key_ttl_s else []
+        self.siblings = writer.siblings(fv, self.layout) if self.key_ttl_s else []
 
     def run(self, start: datetime, end: datetime, batch_rows: int) -> PackStats:
         table = self._pull(start, end)

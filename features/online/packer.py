@@ -106,7 +106,7 @@ class PackedViewWriter:
         protos = (
             _entity_protos(layout, entities) if isinstance(entities, Mapping) else iter(entities)
         )
-        siblings = self._siblings(fv, layout) if self._mirrors_key_ttl else []
+        siblings = self.siblings(fv, layout) if self._mirrors_key_ttl else []
         read = written = 0
         for batch in _batches(protos, self.batch_size):
             read += len(batch)
@@ -138,7 +138,7 @@ class PackedViewWriter:
     def _mirrors_key_ttl(self) -> bool:
         return bool(getattr(self.store.config.online_store, "key_ttl_seconds", None))
 
-    def _siblings(self, fv: FeatureView, layout: PackedViewLayout) -> list[PackedViewLayout]:
+    def siblings(self, fv: FeatureView, layout: PackedViewLayout) -> list[PackedViewLayout]:
         """Other packed views sharing Feast's hash (same join keys): one write re-arms its expiry."""
         return [
             self.layout(other)
