@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from data import columns as c
 from data import lake
 from data.contracts import CONTRACTS, LogContract
 
@@ -89,3 +91,10 @@ def read_lake(spark: SparkSession, lake_dir: Path, table: str, days: list[str]) 
     if not paths:
         return None
     return spark.read.schema(lake_schema(CONTRACTS[table])).parquet(*paths)
+
+
+def read_lake_days(spark: SparkSession, lake_dir: Path, table: str, days: list[str]) -> DataFrame | None:
+    """`read_lake`, each row with the landing day it was read from (`dt`, its partition folder's)."""
+    frame = read_lake(spark, lake_dir, table, days)
+    day = F.regexp_extract(F.col("_metadata.file_path"), f"/{c.DT}=([^/]+)/[^/]+$", 1)
+    return None if frame is None else frame.withColumn(c.DT, day)

@@ -32,7 +32,7 @@ from pipelines.defs.features.assets import feast_online, feast_registry, feature
 from pipelines.defs.ingest.assets import ingest_assets
 from pipelines.defs.training.assets import surface_outcomes, training_assets, training_examples
 from pipelines.defs.training.checks import served_features_match_training
-from pipelines.partitions import landing_days, materialize_day, register_days
+from pipelines.partitions import DAYS, RANGE_END, RANGE_START, landing_days, materialize_day, register_days
 from pipelines.resources import build_resources
 
 # Dagster's console logger shows errors only: step-by-step events stay in the Dagster UI, and the
@@ -134,37 +134,56 @@ def print_step(step: str) -> None:
     print(f"  {step}", flush=True)
 
 
+def day_ranges(instance: dg.DagsterInstance, days: list[str]) -> list[list[str]]:
+    """`days` in date order, cut into ranges of consecutive partitions (a Dagster partition range
+    follows the order days were registered in, which a late-landed day can break)."""
+    position = {day: i for i, day in enumerate(instance.get_dynamic_partitions(DAYS))}
+    ranges: list[list[str]] = []
+    for day in sorted(days):
+        if ranges and position[day] == position[ranges[-1][-1]] + 1:
+            ranges[-1].append(day)
+        else:
+            ranges.append([day])
+    return ranges
+
+
 def ingest_days(
     settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None,
     on_day: Callable[[str], None] = print_step,
 ) -> dict[str, dict]:
-    """Materialize every ingest asset for each day; returns summed metadata per log type (with the
-    values outside the contract or vocabulary per field, and how often each was seen)."""
+    """Materialize every ingest asset over `days`: one run per range of consecutive days, each log
+    one Spark pass over the range (the assets' single-run backfill policy); returns summed metadata
+    per log type (with the values outside the contract or vocabulary per field, and how often each
+    was seen)."""
     totals: dict[str, dict] = {log: defaultdict(int) for log in LOG_TYPES}
     reasons: dict[str, Counter] = {log: Counter() for log in LOG_TYPES}
     unknown: dict[str, dict[str, Counter]] = {log: defaultdict(Counter) for log in LOG_TYPES}
     resources = build_resources(settings, redis_url)
     register_days(instance, days)
-    for day in days:
-        result = dg.materialize(ingest_assets, partition_key=day, instance=instance, resources=resources,
-                                run_config=QUIET, raise_on_error=False)
+    for run_days in day_ranges(instance, days):
+        span = run_days[0] if len(run_days) == 1 else f"{run_days[0]} .. {run_days[-1]}"
+        result = dg.materialize(ingest_assets, instance=instance, resources=resources, run_config=QUIET,
+                                raise_on_error=False, tags={RANGE_START: run_days[0], RANGE_END: run_days[-1]})
         failed = [f"  {c.asset_key.to_user_string()} {c.check_name}: {c.description}"
                   for c in result.get_asset_check_evaluations() if not c.passed]
         if failed or not result.success:
-            raise IngestStopped(f"ingesting {day} stopped: a blocking check failed, nothing downstream "
+            raise IngestStopped(f"ingesting {span} stopped: a blocking check failed, nothing downstream "
                                 f"builds on it (Dagster UI: `make ui`)\n" + "\n".join(failed or [
                                     # the failure's own words (per log), not "Execution of step failed"
                                     f"  {e.step_key}: {e.event_specific_data.error.message.strip()}"
                                     for e in result.all_events if e.event_type_value == "STEP_FAILURE"]))
-        for event in result.get_asset_materialization_events():
-            log = event.asset_key.path[-1]
-            meta = {k: v.value for k, v in event.materialization.metadata.items()}
+        # Dagster records the run's materialization on each day of its range: count it once.
+        runs = {event.asset_key: event.materialization for event in result.get_asset_materialization_events()}
+        for key, materialization in runs.items():
+            log = key.path[-1]
+            meta = {k: v.value for k, v in materialization.metadata.items()}
             for name in ("rows_read", "rows_landed", "rows_quarantined", "duplicates_dropped"):
                 totals[log][name] += meta[name]
             reasons[log].update(meta["quarantined_by_reason"])
             for field, values in meta.get("unknown_enum_values", {}).items():
                 unknown[log][field].update(values)
-        on_day(f"ingested {day}")
+        for day in run_days:
+            on_day(f"ingested {day}")
     return {log: {**totals[log], "quarantined_by_reason": dict(reasons[log]),
                   "unknown_values": {f: dict(v) for f, v in unknown[log].items()}} for log in LOG_TYPES}
 

@@ -17,6 +17,8 @@ from data.contracts import LOG_TYPES
 
 DAYS = "day"
 day_partitions = dg.DynamicPartitionsDefinition(name=DAYS)
+# The run tags that make one run cover a range of partitions (assets with a single-run backfill policy)
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def is_day(name: str) -> bool:

@@ -1,4 +1,5 @@
-"""Validate one landing day of one log against its contract, in Spark.
+"""Validate landing days of one log against its contract, in Spark: each line carries its landing
+day (`dt`), and is judged as if its day were ingested alone, after every earlier day.
 
 Every line read ends in exactly one of three states, so totals reconcile:
     landed       typed, valid, first copy of its key        -> lake/<log>/dt=<day>/
@@ -17,6 +18,7 @@ Time rules are relative to the landing day only: no calendar date is special.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from functools import reduce
 
@@ -67,15 +69,26 @@ def _typed(raw: Column, arrow_type: pa.DataType) -> Column:
     return raw.try_cast(spark_type(arrow_type))
 
 
+def _per_day(days: Sequence[str], value) -> Column:
+    """`value(day)` of each row's landing day (a literal per day: the rules stay day-relative)."""
+    return F.create_map(*[x for day in days for x in (F.lit(day), F.lit(value(day)))])[F.col(c.DT)]
+
+
 def parse_lines(
-    lines: DataFrame, contract: LogContract, day: str, vocabulary: Vocabulary | None = None
+    lines: DataFrame, contract: LogContract, days: str | Sequence[str], vocabulary: Vocabulary | None = None
 ) -> DataFrame:
-    """Landing lines (`value`, `source_file`) -> typed contract columns + `reason` (null if valid).
+    """Landing lines (`value`, `source_file`, `dt`: the landing day) -> typed contract columns,
+    `dt` + `reason` (null if valid). `days` are the landing days the lines hold; lines without a
+    `dt` column are all of the one day `days` names.
 
     `vocabulary` lists the engagement types and impression sources (None: the shipped one; the
     Dagster assets pass the workspace's). Referential integrity is judged separately
     (`check_references`), since it needs the lake.
     """
+    if isinstance(days, str):
+        days = [days]
+        if c.DT not in lines.columns:
+            lines = lines.withColumn(c.DT, F.lit(days[0]))
     enums = contract.enum_values(vocabulary or load_vocabulary())
     parsed = lines.withColumn(_ORDER, F.monotonically_increasing_id()).withColumn(
         "_j", F.from_json("value", _raw_schema(contract), {"columnNameOfCorruptRecord": _CORRUPT})
@@ -103,12 +116,11 @@ def parse_lines(
         F.when(~typed[name].isin(*allowed), F.lit(f"bad_enum:{name}"))
         for name, allowed in enums.items()
     ]
-    start, end = day_start(day), day_end(day)
     ts = typed[contract.time_column]
-    rules.append(F.when(ts > F.lit(end + FUTURE_SKEW), F.lit("ts_in_future")))
+    rules.append(F.when(ts > _per_day(days, lambda d: day_end(d) + FUTURE_SKEW), F.lit("ts_in_future")))
     if contract.max_age_days is not None:
-        oldest = start - timedelta(days=contract.max_age_days)
-        rules.append(F.when(ts < F.lit(oldest), F.lit("ts_too_old")))
+        max_age = timedelta(days=contract.max_age_days)
+        rules.append(F.when(ts < _per_day(days, lambda d: day_start(d) - max_age), F.lit("ts_too_old")))
 
     reason = F.coalesce(*rules)
     bad_value = F.coalesce(
@@ -120,6 +132,7 @@ def parse_lines(
         reason.alias(c.REASON),
         F.col("value").alias(c.RAW_LINE),
         c.SOURCE_FILE,
+        c.DT,
         _ORDER,
         bad_value.alias(BAD_ENUM_VALUE),
         F.coalesce(
@@ -130,60 +143,84 @@ def parse_lines(
     )
 
 
-def check_references(rows: DataFrame, contract: LogContract, known: dict[str, DataFrame]) -> DataFrame:
-    """Set `reason` = unknown_reference:<col> on valid rows whose id is not known yet.
+KNOWN_SINCE = "_known_since"  # the first landing day an id is known on (`check_references`)
 
-    `known` maps a referenced log ("users", "posts") to a one-column frame of its ids.
+
+def check_references(rows: DataFrame, contract: LogContract, known: dict[str, DataFrame]) -> DataFrame:
+    """Set `reason` = unknown_reference:<col> on valid rows whose id is not known on their day.
+
+    `known` maps a referenced log ("users", "posts") to its ids, each with the first landing day
+    it is known on (`KNOWN_SINCE`): a row may reference what landed on its own day or before.
     """
     for column, log in contract.references.items():
-        ids = known[log].select(F.col(REFERENCED_IDS[log]).alias(column)).distinct()
-        flag = f"_known_{column}"
-        rows = rows.join(F.broadcast(ids.withColumn(flag, F.lit(True))), on=column, how="left")
+        since = f"_known_{column}"
+        ids = known[log].select(F.col(REFERENCED_IDS[log]).alias(column), F.col(KNOWN_SINCE).alias(since))
+        rows = rows.join(F.broadcast(ids), on=column, how="left")
         rows = rows.withColumn(
             c.REASON,
             F.coalesce(
                 F.col(c.REASON),
-                F.when(F.col(flag).isNull(), F.lit(f"unknown_reference:{column}")),
+                F.when(F.col(since).isNull() | (F.col(since) > F.col(c.DT)), F.lit(f"unknown_reference:{column}")),
             ),
-        ).drop(flag)
+        ).drop(since)
     return rows
 
 
-def assign_status(rows: DataFrame, contract: LogContract, seen_keys: DataFrame | None) -> DataFrame:
-    """Mark each row landed / quarantined / duplicate.
+def assign_status(rows: DataFrame, contract: LogContract, earlier: DataFrame | None, days: Sequence[str]) -> DataFrame:
+    """Mark each row landed / quarantined / duplicate, as ingesting its days one by one in order would.
 
-    A valid row is a duplicate when an earlier valid row of this day has its key, or when its key
-    landed on an earlier day (`seen_keys`: the key columns of earlier lake partitions).
+    A valid row is a duplicate when an earlier valid row of its day has its key, or when its key
+    landed on one of the earlier days it looks back on: every earlier day for a snapshot log, the
+    `max_age_days` + 1 days before it for an event log. The days landed in this same pass count as
+    they are decided, so a key repeated beyond an event log's look-back lands again, as it would day
+    by day. `earlier`: the key columns + `dt` of the lake partitions this pass looks back on and does
+    not rewrite; `days`: every landing day of the log (the lake's and the pass's), sorted, which
+    gives "the days before" their order.
     """
     key = list(contract.key)
     valid = F.col(c.REASON).isNull()
-    copies = Window.partitionBy(*key, valid).orderBy(c.SOURCE_FILE, _ORDER)
+    copies = Window.partitionBy(*key, valid, c.DT).orderBy(c.SOURCE_FILE, _ORDER)
+    index = F.create_map(*[x for i, day in enumerate(days) for x in (F.lit(day), F.lit(i))])
     rows = rows.withColumn("_copy", F.when(valid, F.row_number().over(copies)))
-    if seen_keys is not None:
-        # Null-safe: a key may hold nulls (a post's creation row has no deleted_at).
-        seen = seen_keys.select(*[F.col(k).alias(f"_seen_{k}") for k in key]).distinct()
-        match = [rows[k].eqNullSafe(seen[f"_seen_{k}"]) for k in key]
-        # No broadcast hint: an event log's earlier keys are millions of rows; let AQE choose.
-        rows = rows.join(seen.withColumn("_seen", F.lit(True)), on=match, how="left")
-        rows = rows.drop(*[f"_seen_{k}" for k in key])
-    else:
-        rows = rows.withColumn("_seen", F.lit(None).cast("boolean"))
+    rows = rows.withColumn("_i", index[F.col(c.DT)]).withColumn("_lake", F.lit(False))
+    if earlier is not None:
+        lake_keys = earlier.select(*key, index[F.col(c.DT)].alias("_i"), F.lit(True).alias("_lake")).distinct()
+        rows = rows.unionByName(lake_keys, allowMissingColumns=True)
+    # Per key, the days it is offered on (a valid first copy, or a lake day's landed row), in day
+    # order; walking them decides which pass days land it: a day within the look-back of the last
+    # landing is a duplicate, any other lands (a lake day is landed already, whatever the walk).
+    offered = F.when(F.col("_lake") | (F.col("_copy") == 1),
+                     F.struct(F.col("_i").alias("i"), F.col("_lake").alias("lake")))
+    walk = F.array_sort(F.collect_set(offered).over(Window.partitionBy(*key)))
+    look_back = None if contract.max_age_days is None else contract.max_age_days + 1
+
+    def step(acc: Column, day: Column) -> Column:
+        seen = acc["last"].isNotNull()
+        if look_back is not None:
+            seen = seen & (day["i"] - acc["last"] <= look_back)
+        lands = F.struct(day["i"].alias("last"), F.concat(acc["landed"], F.array(day["i"])).alias("landed"))
+        return (F.when(day["lake"], F.struct(day["i"].alias("last"), acc["landed"].alias("landed")))
+                .when(seen, acc).otherwise(lands))
+
+    start = F.struct(F.lit(None).cast("int").alias("last"), F.array().cast("array<int>").alias("landed"))
+    rows = rows.withColumn("_landed", F.aggregate(walk, start, step, lambda acc: acc["landed"]))
     status = (
         F.when(~valid, F.lit(QUARANTINED))
-        .when((F.col("_copy") > 1) | F.col("_seen").isNotNull(), F.lit(DUPLICATE))
+        .when((F.col("_copy") > 1) | ~F.array_contains("_landed", F.col("_i")), F.lit(DUPLICATE))
         .otherwise(F.lit(LANDED))
     )
-    return rows.withColumn(STATUS, status).drop("_copy", "_seen")
+    return rows.where(~F.col("_lake")).withColumn(STATUS, status).drop("_copy", "_i", "_lake", "_landed")
 
 
 def landed_rows(rows: DataFrame, contract: LogContract) -> DataFrame:
+    """The landed rows in the contract's schema, with their landing day (`dt`)."""
     return rows.where(F.col(STATUS) == LANDED).select(
-        *[F.col(f.name).cast(spark_type(f.type)) for f in contract.schema]
+        *[F.col(f.name).cast(spark_type(f.type)) for f in contract.schema], c.DT
     )
 
 
 def id_map_rows(rows: DataFrame, contract: LogContract) -> DataFrame:
-    """The id map of one partition (`data.id_map`): each distinct id in the hashed range among the
+    """The id map (`data.id_map`), per landing day (`dt`): each distinct id in the hashed range among the
     valid rows (landed or duplicate: a colliding twin dropped as a duplicate must be seen) with the
     text it came from, per id column."""
     valid = rows.where(F.col(STATUS).isin(LANDED, DUPLICATE))
@@ -194,6 +231,7 @@ def id_map_rows(rows: DataFrame, contract: LogContract) -> DataFrame:
             F.lit(name).alias(c.ID_COLUMN),
             F.col(_raw_id(name)).alias(c.ORIGINAL_ID),
             F.col(name).cast("long").alias(c.ID),
+            c.DT,
         )
         for name in contract.id_columns
     ]
@@ -201,4 +239,4 @@ def id_map_rows(rows: DataFrame, contract: LogContract) -> DataFrame:
 
 
 def quarantined_rows(rows: DataFrame) -> DataFrame:
-    return rows.where(F.col(STATUS) == QUARANTINED).select(c.SOURCE_FILE, c.RAW_LINE, c.REASON)
+    return rows.where(F.col(STATUS) == QUARANTINED).select(c.SOURCE_FILE, c.RAW_LINE, c.REASON, c.DT)

@@ -70,3 +70,24 @@ def test_a_second_run_leaves_the_lake_unchanged(ingested):
     assert before == after
     for log in LOG_TYPES:
         assert totals(second, log) == totals(first, log)
+
+
+def test_one_run_over_every_day_lands_what_a_run_per_day_lands(ingested):
+    """`make run`'s ingestion: one Dagster run over the days' range, one Spark pass per log."""
+    import dagster as dg
+
+    from pipelines.operations import ingest_days
+
+    settings, summary, per_day = ingested
+    before = {log: lake_digest(settings.lake_dir, log) for log in LOG_TYPES}
+    with dg.DagsterInstance.ephemeral() as instance:
+        ranged = ingest_days(settings, summary.days, instance, on_day=lambda day: None)
+        runs = instance.get_runs()
+        materialized = instance.get_materialized_partitions(dg.AssetKey(["lake", "users"]))
+    assert len(runs) == 1 and materialized == set(summary.days)
+    assert {log: lake_digest(settings.lake_dir, log) for log in LOG_TYPES} == before
+    for log in LOG_TYPES:
+        expected = totals(per_day, log)
+        assert {k: ranged[log][k] for k in ("rows_read", "rows_landed", "rows_quarantined", "duplicates_dropped")} \
+            == {k: expected[k] for k in ("rows_read", "rows_landed", "rows_quarantined", "duplicates_dropped")}
+        assert sum(ranged[log]["quarantined_by_reason"].values()) == expected["rows_quarantined"]

@@ -1,21 +1,28 @@
 """The lake assets, one per log contract, partitioned by landing day, with their checks beside them:
 the counts reconcile, and no two exported ids were mapped to one int64 id.
 
-All of them are one multi-asset: a day is one Dagster step that ingests its logs concurrently on
+All of them are one multi-asset: a run is one Dagster step that ingests its logs concurrently on
 the shared SparkSession, each after the logs it references (data/job_graph.py). A small day is
 latency-bound, so six steps one after another mostly waited; a log whose checks fail still keeps
 its dependents from landing on top of it, as the blocking checks did between steps.
+
+A run may cover a range of days (a backfill, or `make run`'s first ingestion: BackfillPolicy
+single_run): each log ingests all of them in one Spark pass (data/ingest/partition.py), each day
+decided as it would be alone. Its metadata then sums the days and lists each (`days`), and a check
+passes only if it passes on every day, naming the days it failed on.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import dagster as dg
 from pyspark.sql import SparkSession
 
 from data import id_map
 from data.contracts import CONTRACTS
-from data.ingest.partition import IngestError, IngestReport, ingest_partition, lake_row_count
+from data.ingest.partition import IngestError, IngestReport, ingest_log_days, lake_row_count
 from data.job_graph import Outcome, run_job_graph
 from data.vocabulary import Vocabulary
 from pipelines.job_steps import end_step
@@ -76,22 +83,26 @@ class Ingested:
 
 
 def ingest_log(
-    session: SparkSession, log_type: str, day: str, workspace: WorkspaceResource, vocabulary: Vocabulary
-) -> Ingested:
-    """Ingest one (log, day) and read back what the checks need (runs in a job-graph thread)."""
-    report = ingest_partition(session, log_type, day, workspace.landing, workspace.lake, vocabulary)
-    return Ingested(
-        report,
-        in_lake=lake_row_count(report.lake_path),
-        in_quarantine=lake_row_count(report.quarantine_path),
-        ids_mapped=lake_row_count(report.id_map_path),
-        collisions=id_map.collisions(workspace.lake, log_type, day),
-    )
+    session: SparkSession, log_type: str, days: list[str], workspace: WorkspaceResource, vocabulary: Vocabulary
+) -> dict[str, Ingested]:
+    """Ingest one log's days and read back what the checks need, per day (runs in a job-graph thread)."""
+    reports = ingest_log_days(session, log_type, days, workspace.landing, workspace.lake, vocabulary)
+    return {
+        day: Ingested(
+            report,
+            in_lake=lake_row_count(report.lake_path),
+            in_quarantine=lake_row_count(report.quarantine_path),
+            ids_mapped=lake_row_count(report.id_map_path),
+            collisions=id_map.collisions(workspace.lake, log_type, day),
+        )
+        for day, report in reports.items()
+    }
 
 
 @dg.multi_asset(
     name="ingest_day",
     partitions_def=day_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     can_subset=True,
     specs=[
         dg.AssetSpec(
@@ -108,21 +119,22 @@ def ingest_log(
     check_specs=[spec for log_type in CONTRACTS for spec in _checks(log_type)],
 )
 def ingest_day(context: dg.AssetExecutionContext, spark: SparkResource, workspace: WorkspaceResource):
-    day = context.partition_key
+    days = sorted(context.partition_keys)
     session = spark.session()
     vocabulary = workspace.vocabulary()
     selected = [log for log in CONTRACTS if lake_key(log) in context.selected_asset_keys]
-    jobs = {log: partial(ingest_log, session, log, day, workspace, vocabulary) for log in selected}
+    jobs = {log: partial(ingest_log, session, log, days, workspace, vocabulary) for log in selected}
     depends_on = {log: set(CONTRACTS[log].references.values()) for log in selected}
-    outcomes: list[Outcome[Ingested]] = []
+    outcomes: list[Outcome[dict[str, Ingested]]] = []
     # Jobs run in the graph's threads; Dagster's context (logging, events) is used only here.
     for outcome in run_job_graph(jobs, depends_on, max_concurrent=spark.concurrent_jobs,
-                                 ok=lambda ingested: ingested.passed):
+                                 ok=lambda by_day: all(ingested.passed for ingested in by_day.values())):
         outcomes.append(outcome)
         if outcome.result is not None:
-            _log(context, outcome.name, day, outcome.result, vocabulary.source)
+            for day, ingested in outcome.result.items():
+                _log(context, outcome.name, day, ingested, vocabulary.source)
             yield _materialize_result(outcome.name, outcome.result)
-    end_step(outcomes, IngestError, f"ingesting {day}")
+    end_step(outcomes, IngestError, f"ingesting {days[0]}" + (f" .. {days[-1]}" if len(days) > 1 else ""))
 
 
 def _log(context: dg.AssetExecutionContext, log_type: str, day: str, ingested: Ingested, vocabulary: str) -> None:
@@ -150,41 +162,76 @@ def _log(context: dg.AssetExecutionContext, log_type: str, day: str, ingested: I
         context.log.error(f"{log_type} {day}: id collision {collision}")
 
 
-def _materialize_result(log_type: str, ingested: Ingested) -> dg.MaterializeResult:
-    key = lake_key(log_type)
-    report, collisions = ingested.report, ingested.collisions
+def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
+    total: Counter = Counter()
+    for count in counts:
+        total.update(count)
+    return dict(total)
+
+
+def _materialize_result(log_type: str, by_day: dict[str, Ingested]) -> dg.MaterializeResult:
+    """One log's materialization for the run's days: one day's figures, or the days' sums and each
+    day's (`days`); its checks pass when they pass on every day."""
+    key, days = lake_key(log_type), sorted(by_day)
+    reports = [by_day[day].report for day in days]
+    collisions = [collision for day in days for collision in by_day[day].collisions]
+    one = reports[0] if len(days) == 1 else None
+
+    def total(name: str) -> int:
+        return sum(getattr(report, name) for report in reports)
+
+    def where(path: str, table: Path) -> dg.MetadataValue:
+        return dg.MetadataValue.path(path if one else str(table))
+
+    ignored = {path: why for report in reports for path, why in report.files_ignored.items()}
+    rejected = {path: why for report in reports for path, why in report.files_rejected.items()}
+    failing = [day for day in days if not by_day[day].reconciles]
+    summaries = {day: _reconcile_summary(by_day[day].report, by_day[day].in_lake, by_day[day].in_quarantine)
+                 for day in days}
+    if one:
+        description = summaries[days[0]]
+    else:
+        description = "; ".join(f"{day}: {summaries[day]}" for day in failing) or (
+            f"{len(days)} days, {total('rows_read')} lines read, each landed, quarantined or dropped as a duplicate")
     return dg.MaterializeResult(
         asset_key=key,
         metadata={
-            "rows_read": report.rows_read,
-            "rows_landed": report.rows_landed,
-            "rows_quarantined": report.rows_quarantined,
-            "duplicates_dropped": report.duplicates_dropped,
-            "quarantined_by_reason": report.quarantined_by_reason,
-            "unknown_enum_values": report.unknown_enum_values,
-            "ids_mapped": ingested.ids_mapped,
-            "source_files": report.files,
+            "rows_read": total("rows_read"),
+            "rows_landed": total("rows_landed"),
+            "rows_quarantined": total("rows_quarantined"),
+            "duplicates_dropped": total("duplicates_dropped"),
+            "quarantined_by_reason": _summed([r.quarantined_by_reason for r in reports]),
+            "unknown_enum_values": {
+                column: _summed([r.unknown_enum_values.get(column, {}) for r in reports])
+                for column in sorted({column for r in reports for column in r.unknown_enum_values})
+            },
+            "ids_mapped": sum(by_day[day].ids_mapped for day in days),
+            "source_files": [path for report in reports for path in report.files],
             # path -> why it was not read; either fails the reconciles check
-            "files_ignored": report.files_ignored,
-            "files_rejected": report.files_rejected,
-            "lake_path": dg.MetadataValue.path(report.lake_path),
-            "quarantine_path": dg.MetadataValue.path(report.quarantine_path),
-            "dagster/row_count": report.rows_landed,
+            "files_ignored": ignored,
+            "files_rejected": rejected,
+            "lake_path": where(reports[0].lake_path, Path(reports[0].lake_path).parent),
+            "quarantine_path": where(reports[0].quarantine_path, Path(reports[0].quarantine_path).parent),
+            **({"dagster/row_count": one.rows_landed} if one else {"days": {
+                day: {"rows_read": by_day[day].report.rows_read, "rows_landed": by_day[day].report.rows_landed,
+                      "rows_quarantined": by_day[day].report.rows_quarantined,
+                      "duplicates_dropped": by_day[day].report.duplicates_dropped} for day in days}}),
         },
         check_results=[
             dg.AssetCheckResult(
                 asset_key=key,
                 check_name=RECONCILES,
-                passed=ingested.reconciles,
-                description=_reconcile_summary(report, ingested.in_lake, ingested.in_quarantine),
+                passed=not failing,
+                description=description,
                 metadata={
-                    "rows_read": report.rows_read,
-                    "accounted": report.rows_accounted,
-                    "rows_in_lake": ingested.in_lake,
-                    "rows_in_quarantine": ingested.in_quarantine,
-                    "files_not_read": len(report.files_not_read),
-                    "files_ignored": report.files_ignored,
-                    "files_rejected": report.files_rejected,
+                    "rows_read": total("rows_read"),
+                    "accounted": sum(r.rows_accounted for r in reports),
+                    "rows_in_lake": sum(by_day[day].in_lake for day in days),
+                    "rows_in_quarantine": sum(by_day[day].in_quarantine for day in days),
+                    "files_not_read": len(ignored) + len(rejected),
+                    "files_ignored": ignored,
+                    "files_rejected": rejected,
+                    **({} if one else {"days_failing": failing}),
                 },
             ),
             dg.AssetCheckResult(
@@ -195,7 +242,7 @@ def _materialize_result(log_type: str, ingested: Ingested) -> dg.MaterializeResu
                     "collisions": len(collisions),
                     # the texts that met on one id: remap them in the export (docs/log_contracts.md)
                     "colliding_ids": collisions[:20],
-                    "id_map_path": dg.MetadataValue.path(report.id_map_path),
+                    "id_map_path": where(reports[0].id_map_path, Path(reports[0].id_map_path).parent),
                 },
             ),
         ],
