@@ -31,7 +31,10 @@ $(CURDIR)/.tools/bin/uv:
 
 setup: $(if $(shell command -v uv 2>/dev/null),,$(CURDIR)/.tools/bin/uv)
 	@java -version >/dev/null 2>&1 || { echo "Java 17 is required for Spark (java not found)"; exit 1; }
-	@$(UV) sync --frozen $(if $(wildcard $(CURDIR)/.venv),--quiet,)  # quiet once the environment exists: make run's console is Loupe's
+	@# --compile-bytecode: site-packages' .pyc written once here (~25 s on 2 cores). Without it a process
+	@# compiles every module it imports, and where PYTHONDONTWRITEBYTECODE is set (containers, CI) does so on
+	@# every start: `import pipelines.run` 20 s -> 12 s; make run, the service's workers and tests each start.
+	@$(UV) sync --frozen --compile-bytecode $(if $(wildcard $(CURDIR)/.venv),--quiet,)  # quiet once the environment exists: make run's console is Loupe's
 
 run: setup
 	@$(PY) -m pipelines.run
