@@ -9,7 +9,6 @@ lake/id_map/<log_type>/dt=<YYYY-MM-DD>/*.parquet    entity, log_type, column, or
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,7 +17,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from data import columns as c
 
@@ -34,11 +32,11 @@ SCHEMA = pa.schema(
 )
 
 
-# A day's logs are ingested concurrently (pipelines/defs/ingest/assets.py): one log's collision
-# check reads every log's id map while another log may be replacing its partition (Spark's
-# overwrite deletes first; the empty partition is written in place). Writers and that reader take
-# this lock, so the reader never meets a half-written or vanished file. It holds within one process
-# (a day's logs are one step); two days' runs in parallel processes (a backfill) are not covered.
+# A run's logs are ingested concurrently (pipelines/defs/ingest/assets.py): one log's collision
+# check reads every log's id map while another log may be replacing its partitions (removed, then
+# the written folder moved in: data/ingest/partition.py). Writers and that reader take this lock,
+# so the reader never meets a half-written or vanished file. It holds within one process (a run's
+# logs are one step); runs in parallel processes (per-day backfill runs) are not covered.
 WRITE_LOCK = threading.Lock()
 
 
@@ -48,15 +46,6 @@ def root_dir(lake_dir: Path) -> Path:
 
 def partition_dir(lake_dir: Path, log_type: str, day: str) -> Path:
     return root_dir(lake_dir) / log_type / f"{c.DT}={day}"
-
-
-def write_empty_partition(lake_dir: Path, log_type: str, day: str) -> None:
-    """Replace one partition by an empty one (a day whose ids are all native), as Spark would."""
-    folder = partition_dir(lake_dir, log_type, day)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    pq.write_table(SCHEMA.empty_table(), folder / "part-00000.parquet")
-    (folder / "_SUCCESS").touch()
 
 
 def _read(folder: Path, filter_=None) -> pd.DataFrame:

@@ -221,11 +221,11 @@ def _land(
     rows = rows.persist()
     try:
         # One pass counts every day's statuses and reasons, each bad enum value, and rows with a mapped id.
-        mapped: set[str] = set()
+        mapped = False  # some valid row of some day has an id in the hashed range
         for row in rows.groupBy(c.DT, v.STATUS, c.REASON, v.BAD_ENUM_VALUE, v.MAPPED).count().collect():
             report, status, reason, n = reports[row[c.DT]], row[v.STATUS], row[c.REASON], row["count"]
             if status in (v.LANDED, v.DUPLICATE) and row[v.MAPPED]:
-                mapped.add(report.day)
+                mapped = True
             if status == v.LANDED:
                 report.rows_landed += n
             elif status == v.DUPLICATE:
@@ -253,7 +253,7 @@ def _land(
 
 
 def _write(spark: SparkSession, rows: DataFrame, contract: LogContract, lake_dir: Path,
-           reads: dict[str, landing.LandingDay], mapped: set[str]) -> None:
+           reads: dict[str, landing.LandingDay], mapped: bool) -> None:
     """Write every day's partitions in one Spark job per kind (lake, quarantine, id map), then put
     each in place of the day's earlier partition: re-running a day replaces it, never appends."""
     log_type, days = contract.name, sorted(reads)
@@ -266,21 +266,17 @@ def _write(spark: SparkSession, rows: DataFrame, contract: LogContract, lake_dir
                     for day, read in reads.items() if read.quarantine_files]
     quarantined = reduce(DataFrame.unionByName, before_spark, quarantined)
     quarantined.repartition(c.DT).write.partitionBy(c.DT).parquet(str(written / "quarantine"))
+    lake_schema = to_arrow_schema(landed.drop(c.DT).schema, timezone="UTC")
     for day in days:
-        _replace(written / "lake" / f"{c.DT}={day}", lake.partition_dir(lake_dir, log_type, day),
-                 to_arrow_schema(landed.drop(c.DT).schema, timezone="UTC"))
+        _replace(written / "lake" / f"{c.DT}={day}", lake.partition_dir(lake_dir, log_type, day), lake_schema)
         _replace(written / "quarantine" / f"{c.DT}={day}", lake.quarantine_dir(lake_dir, log_type, day),
                  landing.QUARANTINE_SCHEMA)
-    if mapped:  # native ids only (the common case): no Spark job for an empty map
-        v.id_map_rows(rows.where(F.col(c.DT).isin(*sorted(mapped))), contract).repartition(c.DT).write.partitionBy(
-            c.DT).parquet(str(written / "id_map"))
+    if mapped:  # native ids only (the common case): no Spark job, every day's id map is empty
+        v.id_map_rows(rows, contract).repartition(c.DT).write.partitionBy(c.DT).parquet(str(written / "id_map"))
     with id_map.WRITE_LOCK:  # another log's collision check may be reading the whole id map
         for day in days:
-            if day in mapped:
-                _replace(written / "id_map" / f"{c.DT}={day}", id_map.partition_dir(lake_dir, log_type, day),
-                         id_map.SCHEMA)
-            else:
-                id_map.write_empty_partition(lake_dir, log_type, day)
+            _replace(written / "id_map" / f"{c.DT}={day}", id_map.partition_dir(lake_dir, log_type, day),
+                     id_map.SCHEMA)
 
 
 def _replace(written: Path, partition: Path, schema: pa.Schema) -> None:
