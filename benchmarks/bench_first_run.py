@@ -57,6 +57,16 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, su
     return time.perf_counter() - start, done
 
 
+def settled_load(below: float = 1.0, wait_s: float = 120.0) -> float:
+    """The 1-minute load once it falls below `below` (at most `wait_s`): the run before this one
+    (the previous world's) keeps the load up for a minute after it ends, and would be recorded as
+    if the machine were busy."""
+    deadline = time.monotonic() + wait_s
+    while os.getloadavg()[0] >= below and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
 def first_run(world: str, workdir: Path) -> dict:
     clone = workdir / f"loupe-{world}"
     subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)], check=True)
@@ -64,7 +74,7 @@ def first_run(world: str, workdir: Path) -> dict:
     env = child_env(None, LOUPE_WORLD=world, LOUPE_SERVE="0", LOUPE_REDIS_PORT=str(free_port()),
                     LOUPE_SERVING_PORT=str(free_port()))
     env.pop("VIRTUAL_ENV", None)  # the clone's make uses its own .venv
-    load_before = os.getloadavg()[0]  # the targets are for an idle machine: say how idle it was
+    load_before = settled_load()  # the targets are for an idle machine: say how idle it was
     setup_s, setup = timed(["make", "setup"], clone, env)
     if setup.returncode != 0:
         raise RuntimeError(f"make setup failed in {clone}:\n{setup.stdout[-3000:]}{setup.stderr[-3000:]}")
