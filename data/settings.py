@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     redis_url: str | None = _var("REDIS_URL", None,
                                  "Redis 7 / Valkey / Redis Cluster URL; unset: embedded Valkey under LOUPE_HOME")
     embedded_redis_port: int = _var("LOUPE_REDIS_PORT", 16379, "port of the embedded Valkey server")
+    stream_url: str | None = _var("LOUPE_STREAM_URL", None,
+                                  "the event stream's Valkey/Redis 7+ (appendonly yes); unset: an embedded "
+                                  "Valkey under LOUPE_HOME that fsyncs every write (docs/event_stream.md)")
+    stream_port: int = _var("LOUPE_STREAM_PORT", 16380, "port of the embedded event stream server")
+    stream_partitions: int = _var("LOUPE_STREAM_PARTITIONS", 4, "stream keys the events are spread over by "
+                                  "entity (fixed for a stream's life: another count is refused)", ge=1)
     spark_master: str = _var("SPARK_MASTER", "local[*]", "Spark master (e.g. spark://host:7077)")
     spark_remote: str | None = _var("SPARK_REMOTE", None, "Spark Connect URL (sc://host:15002); wins over "
                                     "SPARK_MASTER")
@@ -166,6 +172,15 @@ class Settings(BaseSettings):
     def redis_endpoint(self) -> str:
         """REDIS_URL, or where the embedded server runs (the runner starts it on this port)."""
         return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+    @property
+    def stream_dir(self) -> Path:
+        return self.home / "stream"
+
+    @property
+    def stream_endpoint(self) -> str:
+        """LOUPE_STREAM_URL, or where the embedded stream server runs."""
+        return self.stream_url or f"redis://127.0.0.1:{self.stream_port}/0"
 
     @property
     def dagster_storage_dir(self) -> Path:

@@ -1,0 +1,35 @@
+"""`python -m data.stream status|archive`: the event stream of this workspace's settings.
+
+    status   entries held, each consumer group's backlog, lines archived per log and day
+    archive  land every entry not yet archived into the landing folder, trim what is archived
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from data.settings import get_settings
+from data.stream.archiver import StreamArchiver
+from data.stream.valkey_stream import ValkeyStream
+
+
+def main(argv: list[str]) -> None:
+    if argv not in (["status"], ["archive"]):
+        sys.exit(__doc__)
+    settings = get_settings()
+    stream = ValkeyStream.connect(settings.stream_endpoint, settings.stream_partitions)
+    archiver = StreamArchiver(stream, settings.landing_dir)
+    if argv == ["archive"]:
+        report = archiver.archive()
+        print(f"archived {report.entries} entries into {settings.landing_dir}, trimmed {report.trimmed}")
+        return
+    print(json.dumps({
+        "entries": stream.length(),
+        "backlog": {g: stream.lag(g).__dict__ for g in stream.groups()},
+        "archived_lines": archiver.archived_lines(),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

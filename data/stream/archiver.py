@@ -1,0 +1,178 @@
+"""Lands the event stream in the landing folder: every entry exactly once, as a line of
+`<landing>/<log>/<day>/stream-p<p>-<first id>-<last id>.jsonl`, `day` its arrival day. Ingestion
+then reads these files like any export's, so the batch lake stays the source of truth.
+
+Exactly once, across crashes, by a commit in three steps per batch of one partition:
+    1. the batch's lines are written and fsynced under `<landing>/_stream/staging/<log>/<day>/`
+    2. the partition's mark `<landing>/_stream/partition-<p>.json` is replaced (atomically) by one
+       naming the batch's last id and the lines archived so far per log and day: the commit
+    3. the staged files are moved into their day folders, then the stream is trimmed up to the mark
+A restart first finishes or drops what it finds staged: a file up to the mark is moved in place
+(its commit happened), one after it is deleted (its entries are still in the stream, read again).
+The stream is never trimmed past the mark, so a crash anywhere loses nothing and lands nothing twice.
+
+Nothing is staged in the day folders themselves: ingestion would count a half-written file there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data.stream.entries import START, parse_id
+from data.stream.valkey_stream import ValkeyStream
+
+STATE_DIR = "_stream"  # at the landing folder's root: not a log's folder, ingestion never reads it
+
+
+@dataclass
+class Mark:
+    """A partition's commit: the last entry archived, and the lines archived per `<log>/<day>`."""
+
+    archived_up_to: str = START
+    lines: Counter = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class ArchiveReport:
+    entries: int  # archived by this call
+    trimmed: int  # removed from the stream by this call
+    lines: dict[str, int]  # every line archived so far, per `<log>/<day>` (all partitions)
+
+
+class StreamArchiver:
+    def __init__(self, stream: ValkeyStream, landing_dir: Path, batch: int = 5_000,
+                 on_step: Callable[[str], None] = lambda step: None):
+        """`on_step` is told each step of a batch as it ends ("staged", "committed", "published"):
+        where a test makes the process die."""
+        self.stream = stream
+        self.on_step = on_step
+        self.landing = Path(landing_dir)
+        self.batch = batch
+        self.state = self.landing / STATE_DIR
+        self._recovered: set[int] = set()
+
+    # --- the marks -----------------------------------------------------------------------------
+    def _mark_path(self, partition: int) -> Path:
+        return self.state / f"partition-{partition}.json"
+
+    def mark(self, partition: int) -> Mark:
+        path = self._mark_path(partition)
+        if not path.exists():
+            return Mark()
+        saved = json.loads(path.read_text())
+        return Mark(saved["archived_up_to"], Counter(saved["lines"]))
+
+    def _commit(self, partition: int, mark: Mark) -> None:
+        path = self._mark_path(partition)
+        tmp = path.with_suffix(".tmp")
+        _write_synced(tmp, json.dumps({"archived_up_to": mark.archived_up_to, "lines": dict(mark.lines)}))
+        os.replace(tmp, path)
+        _sync_dir(path.parent)
+
+    def archived_lines(self) -> dict[str, int]:
+        """Lines archived so far per `<log>/<day>`, over every partition: what ingestion of that
+        day's stream files must account for (landed + quarantined + duplicates)."""
+        total: Counter = Counter()
+        for p in range(self.stream.partitions):
+            total.update(self.mark(p).lines)
+        return dict(sorted(total.items()))
+
+    # --- staging -------------------------------------------------------------------------------
+    def _staged(self, partition: int) -> list[Path]:
+        root = self.state / "staging"
+        return sorted(root.glob(f"*/*/stream-p{partition}-*.jsonl")) if root.is_dir() else []
+
+    def _final(self, staged: Path) -> Path:
+        return self.landing / staged.parent.parent.name / staged.parent.name / staged.name
+
+    def _publish(self, staged: list[Path]) -> None:
+        for path in staged:
+            final = self._final(path)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, final)
+        for folder in {self._final(p).parent for p in staged}:
+            _sync_dir(folder)
+
+    def recover(self, partition: int) -> None:
+        """Finish the commit a crash interrupted, or drop the batch it never made."""
+        up_to = parse_id(self.mark(partition).archived_up_to)
+        staged = self._staged(partition)
+        committed = [p for p in staged if parse_id(_last_id(p)) <= up_to]
+        for path in staged:
+            if path not in committed:
+                path.unlink()
+        self._publish(committed)
+        self._recovered.add(partition)
+
+    # --- archiving -----------------------------------------------------------------------------
+    def archive_batch(self, partition: int) -> tuple[int, int]:
+        """Archive up to `batch` entries of `partition`; returns (entries archived, entries trimmed)."""
+        if partition not in self._recovered:
+            self.recover(partition)
+        mark = self.mark(partition)
+        entries = self.stream.after(partition, mark.archived_up_to, self.batch)
+        if not entries:
+            return 0, self.stream.trim(partition, mark.archived_up_to)
+        name = f"stream-p{partition}-{entries[0].id}-{entries[-1].id}.jsonl"
+        by_file: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for entry in entries:
+            by_file[(entry.log, entry.day)].append(entry.line)
+        staged = []
+        for (log, day), lines in by_file.items():
+            path = self.state / "staging" / log / day / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_synced(path, "".join(line + "\n" for line in lines))
+            staged.append(path)
+        for folder in {p.parent for p in staged}:
+            _sync_dir(folder)
+        self.on_step("staged")
+        mark.lines.update({f"{log}/{day}": len(lines) for (log, day), lines in by_file.items()})
+        mark.archived_up_to = entries[-1].id
+        self._commit(partition, mark)
+        self.on_step("committed")
+        self._publish(staged)
+        self.on_step("published")
+        return len(entries), self.stream.trim(partition, mark.archived_up_to)
+
+    def archive(self) -> ArchiveReport:
+        """Archive every partition until nothing is left to archive (entries appended meanwhile
+        included), trimming as it goes."""
+        archived = trimmed = 0
+        for p in range(self.stream.partitions):
+            while True:
+                n, t = self.archive_batch(p)
+                archived, trimmed = archived + n, trimmed + t
+                if n < self.batch:
+                    break
+        return ArchiveReport(archived, trimmed, self.archived_lines())
+
+
+def entries_of(path: Path) -> tuple[str, str]:
+    """The first and last entry ids an archived file's name holds."""
+    stem = path.name.removesuffix(".jsonl")
+    _, _, first_ms, first_seq, last_ms, last_seq = stem.split("-")
+    return f"{first_ms}-{first_seq}", f"{last_ms}-{last_seq}"
+
+
+def _last_id(path: Path) -> str:
+    return entries_of(path)[1]
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,212 @@
+"""The event stream on Valkey Streams (any Redis 7+ server with an append-only file).
+
+Layout (docs/event_stream.md): `partitions` stream keys `<prefix>:{<p>}` (one hash slot each), an
+entry's fields `log` and `line`; `<prefix>:layout` holds the partition count the stream was created
+with, so a process configured with another count is refused instead of leaving partitions unread.
+
+Guarantees:
+- `append` returns only once the server has written the entries to its append-only file and
+  fsynced it (WAITAOF): an appended event survives a crash (kill -9) and restart of the server. A
+  server without an append-only file is refused when the stream is opened.
+- Consumer groups deliver each entry to one consumer of a group; an entry stays pending until that
+  consumer acknowledges it. A consumer that died leaves its entries pending, and `reclaim` hands
+  them to a live one: delivery is at least once, so a consumer's effects are idempotent per entry id.
+- `trim` removes entries only below both what the archiver has landed and what every consumer group
+  still needs (its oldest pending entry, or the next it has not been delivered).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import redis
+
+from data.stream.entries import START, Entry, Event, next_id, parse_id
+
+PREFIX = "loupe:events"
+DEFAULT_PARTITIONS = 4
+
+
+class StreamLayoutError(RuntimeError):
+    """The stream exists with another partition count than this process was configured with."""
+
+
+class NotDurable(RuntimeError):
+    """The server cannot guarantee an appended event survives its restart (no append-only file, or
+    the fsync did not happen in time)."""
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    """Of one consumer group, summed over partitions: entries not yet delivered, and delivered but
+    not yet acknowledged."""
+
+    undelivered: int
+    pending: int
+
+    @property
+    def backlog(self) -> int:
+        return self.undelivered + self.pending
+
+
+class ValkeyStream:
+    def __init__(self, client: redis.Redis, partitions: int = DEFAULT_PARTITIONS, prefix: str = PREFIX,
+                 fsync_timeout_ms: int = 5_000):
+        if partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {partitions}")
+        self.client = client
+        self.partitions = partitions
+        self.prefix = prefix
+        self.fsync_timeout_ms = fsync_timeout_ms
+        self._require_append_only_file()
+        self._claim_layout()
+
+    @classmethod
+    def connect(cls, url: str, partitions: int = DEFAULT_PARTITIONS, **kw) -> ValkeyStream:
+        return cls(redis.Redis.from_url(url, decode_responses=True), partitions, **kw)
+
+    # --- layout --------------------------------------------------------------------------------
+    def key(self, partition: int) -> str:
+        return f"{self.prefix}:{{{partition}}}"
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.key(p) for p in range(self.partitions)]
+
+    def partition_of(self, key: str) -> int:
+        """The partition of an entity (crc32: the same on every process and run)."""
+        return zlib.crc32(key.encode()) % self.partitions
+
+    def _claim_layout(self) -> None:
+        layout = f"{self.prefix}:layout"
+        self.client.set(layout, self.partitions, nx=True)
+        found = int(self.client.get(layout))
+        if found != self.partitions:
+            raise StreamLayoutError(
+                f"the stream {self.prefix} has {found} partitions, this process is configured with "
+                f"{self.partitions}: entries in partitions it does not read would never be consumed")
+
+    def _require_append_only_file(self) -> None:
+        if str(self.client.info("persistence").get("aof_enabled")) != "1":
+            raise NotDurable(
+                "the stream's server writes no append-only file (appendonly no): an acknowledged event "
+                "would not survive its restart. Use a server with appendonly yes (docs/event_stream.md)")
+
+    # --- producing -----------------------------------------------------------------------------
+    def append(self, events: Sequence[Event]) -> list[str]:
+        """Append `events` (one round trip) and return their ids, once they are on disk."""
+        if not events:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(self.key(self.partition_of(event.key)), {"log": event.log, "line": event.line})
+        pipe.execute_command("WAITAOF", 1, 0, self.fsync_timeout_ms)
+        *ids, (fsynced_locally, _replicas) = pipe.execute()
+        if int(fsynced_locally) < 1:
+            raise NotDurable(f"{len(ids)} events appended but not fsynced within {self.fsync_timeout_ms} ms: "
+                             f"they may not survive a server crash (ids {ids[0]}..{ids[-1]})")
+        return ids
+
+    # --- consuming -----------------------------------------------------------------------------
+    def create_group(self, group: str, start: str = START) -> None:
+        """A consumer group on every partition (idempotent); `start`: deliver entries after it
+        ('$' for only new ones)."""
+        for key in self.keys:
+            try:
+                self.client.xgroup_create(key, group, id=start, mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def read(self, group: str, consumer: str, count: int = 500, block_ms: int | None = None) -> list[Entry]:
+        """New entries for `consumer` of `group`, up to `count` per partition; they stay pending
+        until acknowledged. `block_ms`: wait that long for one if there is none (None: do not wait)."""
+        reply = self.client.xreadgroup(group, consumer, {key: ">" for key in self.keys},
+                                       count=count, block=block_ms)
+        index = {key: p for p, key in enumerate(self.keys)}
+        return [entry for key, items in reply or [] for entry in _entries(index[key], items)]
+
+    def ack(self, group: str, entries: Iterable[Entry]) -> int:
+        """Acknowledge entries `group` has applied; returns how many were pending."""
+        by_partition: dict[int, list[str]] = {}
+        for entry in entries:
+            by_partition.setdefault(entry.partition, []).append(entry.id)
+        if not by_partition:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for p, ids in by_partition.items():
+            pipe.xack(self.key(p), group, *ids)
+        return sum(pipe.execute())
+
+    def reclaim(self, group: str, consumer: str, min_idle_ms: int, count: int = 500) -> list[Entry]:
+        """Entries of `group` pending for at least `min_idle_ms` on another consumer (one that died),
+        now `consumer`'s: up to `count` per partition."""
+        claimed = []
+        for p, key in enumerate(self.keys):
+            cursor = START
+            while len([e for e in claimed if e.partition == p]) < count:
+                cursor, items, _deleted = self.client.xautoclaim(key, group, consumer, min_idle_ms,
+                                                                 start_id=cursor, count=count)
+                claimed += _entries(p, items)
+                if cursor == START:
+                    break
+        return claimed
+
+    def _groups(self, key: str) -> list[dict]:
+        try:
+            return self.client.xinfo_groups(key)
+        except redis.ResponseError as exc:
+            if "no such key" in str(exc).lower():  # a partition nothing was appended to yet
+                return []
+            raise
+
+    def groups(self) -> list[str]:
+        """The consumer groups of the stream (on any partition)."""
+        return sorted({info["name"] for key in self.keys for info in self._groups(key)})
+
+    def lag(self, group: str) -> GroupLag:
+        undelivered = pending = 0
+        for key in self.keys:
+            for info in self._groups(key):
+                if info["name"] == group:
+                    lag = info.get("lag")
+                    if lag is None:  # the server cannot tell (e.g. a group created at an arbitrary id): count
+                        lag = len(self.client.xrange(key, min=f"({info['last-delivered-id']}"))
+                    undelivered += int(lag)
+                    pending += int(info["pending"])
+        return GroupLag(undelivered, pending)
+
+    # --- reading in order, and trimming (the archiver) -----------------------------------------
+    def after(self, partition: int, entry_id: str, count: int) -> list[Entry]:
+        """Up to `count` entries of `partition` after `entry_id`, in order (no group involved)."""
+        return _entries(partition, self.client.xrange(self.key(partition), min=f"({entry_id}", count=count))
+
+    def length(self) -> int:
+        return sum(self.client.xlen(key) for key in self.keys)
+
+    def _still_needed(self, partition: int) -> str | None:
+        """The oldest entry of `partition` some consumer group still needs: its oldest pending one,
+        or the next one it has not been delivered. None: no group."""
+        key, needed = self.key(partition), []
+        for info in self._groups(key):
+            if int(info["pending"]):
+                needed.append(self.client.xpending(key, info["name"])["min"])
+            else:
+                needed.append(next_id(info["last-delivered-id"]))
+        return min(needed, key=parse_id) if needed else None
+
+    def trim(self, partition: int, archived_up_to: str) -> int:
+        """Remove the entries up to `archived_up_to` that no consumer group still needs; returns how
+        many were removed."""
+        keep_from = next_id(archived_up_to)
+        needed = self._still_needed(partition)
+        if needed is not None and parse_id(needed) < parse_id(keep_from):
+            keep_from = needed
+        return self.client.xtrim(self.key(partition), minid=keep_from, approximate=False)
+
+
+def _entries(partition: int, items) -> list[Entry]:
+    # an id whose entry was trimmed while pending comes back without fields: nothing to deliver
+    return [Entry(partition, entry_id, fields["log"], fields["line"]) for entry_id, fields in items if fields]

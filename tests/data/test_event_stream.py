@@ -1,0 +1,170 @@
+"""The event stream on a real Valkey server: what an appended event survives, consumer groups and
+reclaiming a dead consumer's entries, and the archiver landing every entry exactly once across
+crashes, trimming only what it archived and no group still needs (docs/event_stream.md)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from data.redis_server import EmbeddedRedis
+from data.stream.archiver import StreamArchiver, entries_of
+from data.stream.entries import Entry, Event, next_id, parse_id
+from data.stream.valkey_stream import NotDurable, StreamLayoutError, ValkeyStream
+
+pytestmark = pytest.mark.integration  # each test starts its own durable Valkey server
+
+
+@pytest.fixture
+def server(tmp_path):
+    with EmbeddedRedis(data_dir=tmp_path / "stream", durable=True) as s:
+        yield s
+
+
+def events(n: int, log: str = "engagements", keys: int = 5) -> list[Event]:
+    return [Event(log, json.dumps({"event_id": f"{log}-{i}", "post_id": i % keys}), str(i % keys))
+            for i in range(n)]
+
+
+def everything(stream: ValkeyStream) -> list[Entry]:
+    return [e for p in range(stream.partitions) for e in stream.after(p, "0-0", 10**6)]
+
+
+def archived_lines(landing: Path) -> Counter:
+    return Counter(line for f in landing.glob("*/*/stream-*.jsonl") for line in f.read_text().splitlines())
+
+
+def test_ids_compare_as_numbers_and_name_the_arrival_day():
+    assert parse_id("1733250000123-10") > parse_id("1733250000123-9")
+    assert next_id("5-9") == "5-10"
+    assert Entry(0, "1790899199999-0", "posts", "{}").day == "2026-10-01"
+    assert Entry(0, "1790899200000-0", "posts", "{}").day == "2026-10-02"
+    with pytest.raises(ValueError, match="unknown log"):
+        Event("clicks", "{}", "1")
+    with pytest.raises(ValueError, match="no line break"):
+        Event("posts", "{}\n{}", "1")
+
+
+def test_a_server_without_an_append_only_file_is_refused(tmp_path):
+    with EmbeddedRedis(data_dir=tmp_path / "plain") as plain, pytest.raises(NotDurable, match="appendonly"):
+        ValkeyStream.connect(plain.url)
+
+
+def test_another_partition_count_is_refused(server):
+    ValkeyStream.connect(server.url, partitions=4)
+    with pytest.raises(StreamLayoutError, match="4 partitions"):
+        ValkeyStream.connect(server.url, partitions=8)
+
+
+def test_an_appended_event_survives_a_server_crash(server):
+    stream = ValkeyStream.connect(server.url, partitions=3)
+    sent = events(500)
+    ids = stream.append(sent)
+    server.kill()  # SIGKILL: no shutdown save; only the fsynced append-only file is left
+    server.start()
+    stream = ValkeyStream.connect(server.url, partitions=3)
+    after = everything(stream)
+    assert sorted(e.id for e in after) == sorted(ids)
+    assert Counter(e.line for e in after) == Counter(e.line for e in sent)
+
+
+def test_the_events_of_one_entity_share_a_partition_in_append_order(server):
+    stream = ValkeyStream.connect(server.url, partitions=4)
+    stream.append(events(200, keys=7))
+    by_key: dict[str, set[int]] = {}
+    for entry in everything(stream):
+        by_key.setdefault(str(json.loads(entry.line)["post_id"]), set()).add(entry.partition)
+    assert all(len(parts) == 1 for parts in by_key.values())
+    for p in range(stream.partitions):
+        ids = [parse_id(e.id) for e in stream.after(p, "0-0", 1000)]
+        assert ids == sorted(ids)
+
+
+def test_a_dead_consumers_entries_are_reclaimed_nothing_lost_nothing_twice(server):
+    stream = ValkeyStream.connect(server.url, partitions=2)
+    stream.create_group("features")
+    ids = stream.append(events(100))
+    dead = stream.read("features", "worker-1", count=10)  # delivered, then the worker dies: never acked
+    assert dead and stream.lag("features").pending == len(dead)
+    applied = []
+    while batch := stream.read("features", "worker-2", count=25):
+        applied += batch
+        stream.ack("features", batch)
+    assert stream.lag("features").backlog == len(dead)  # only the dead worker's entries are left
+    reclaimed = stream.reclaim("features", "worker-2", min_idle_ms=0)
+    assert sorted(e.id for e in reclaimed) == sorted(e.id for e in dead)
+    applied += reclaimed
+    stream.ack("features", reclaimed)
+    assert Counter(e.id for e in applied) == Counter(ids)  # each entry applied exactly once
+    assert stream.lag("features").backlog == 0
+
+
+def test_the_archiver_lands_every_entry_once_in_its_arrival_day_and_trims_it(server, tmp_path):
+    stream = ValkeyStream.connect(server.url, partitions=3)
+    sent = events(120) + events(40, log="impressions") + events(7, log="posts")
+    ids = stream.append(sent)
+    landing = tmp_path / "landing"
+    report = StreamArchiver(stream, landing, batch=16).archive()
+    assert report.entries == len(sent) and report.trimmed == len(sent) and stream.length() == 0
+    assert archived_lines(landing) == Counter(e.line for e in sent)
+    day = Entry(0, ids[0], "posts", "").day
+    for log, n in (("engagements", 120), ("impressions", 40), ("posts", 7)):
+        files = list((landing / log / day).glob("stream-*.jsonl"))
+        assert sum(len(f.read_text().splitlines()) for f in files) == n
+        assert report.lines[f"{log}/{day}"] == n
+    # the file names hold each batch's entry range: no two batches of a partition overlap
+    ranges = sorted({(f.name.split("-")[1], entries_of(f)) for f in landing.glob("*/*/stream-*.jsonl")})
+    for (p1, (_, last)), (p2, (first, _)) in zip(ranges, ranges[1:], strict=False):
+        assert p1 != p2 or parse_id(last) < parse_id(first)
+    assert not list((landing / "_stream" / "staging").glob("*/*/*"))
+
+
+def test_trimming_keeps_what_a_consumer_group_still_needs(server, tmp_path):
+    stream = ValkeyStream.connect(server.url, partitions=1)
+    stream.create_group("features")
+    ids = stream.append(events(30))
+    pending = stream.read("features", "w", count=10)  # delivered, not yet applied
+    archiver = StreamArchiver(stream, tmp_path / "landing")
+    archiver.archive()
+    assert [e.id for e in everything(stream)] == ids  # the group still needs all 30 (10 pending)
+    stream.ack("features", pending)
+    archiver.archive()
+    assert [e.id for e in everything(stream)] == ids[10:]  # 20 never delivered yet
+    rest = stream.read("features", "w", count=100)
+    stream.ack("features", rest)
+    archiver.archive()
+    assert stream.length() == 0
+    assert archived_lines(tmp_path / "landing") == Counter(e.line for e in events(30))  # still once each
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("crash_after", ["staged", "committed", "published"])
+def test_an_archiver_crash_at_any_step_loses_nothing_and_lands_nothing_twice(server, tmp_path, crash_after):
+    stream = ValkeyStream.connect(server.url, partitions=2)
+    sent = events(60) + events(20, log="follows")
+    stream.append(sent)
+    landing = tmp_path / "landing"
+
+    def crash(step: str) -> None:
+        if step == crash_after:
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        StreamArchiver(stream, landing, batch=25, on_step=crash).archive()
+    StreamArchiver(stream, landing, batch=25).archive()  # a new process: recovers, then goes on
+    assert archived_lines(landing) == Counter(e.line for e in sent)
+    assert sum(StreamArchiver(stream, landing).archived_lines().values()) == len(sent)
+    assert stream.length() == 0
+
+
+def test_lag_of_a_partition_nothing_was_appended_to(server):
+    stream = ValkeyStream.connect(server.url, partitions=4)
+    assert stream.groups() == [] and stream.lag("features").backlog == 0
+    stream.create_group("features")
+    assert stream.groups() == ["features"]
