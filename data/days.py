@@ -46,6 +46,11 @@ def day_end_iso(day: str | date) -> str:
     return day_end(day).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def day_of_ms(ms: int) -> str:
+    """The UTC day an epoch-milliseconds instant falls on."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+
+
 def days_before(day: str, n: int) -> str:
     """The day `n` days before `day`."""
     return (date.fromisoformat(day) - timedelta(days=n)).isoformat()

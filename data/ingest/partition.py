@@ -49,6 +49,7 @@ class IngestReport:
     day: str
     files: list[str]  # the landing files read
     rows_read: int = 0  # physical lines of those files, counted by Loupe (not by Spark)
+    lines_per_file: dict[str, int] = field(default_factory=dict)  # the same count, per file read
     rows_landed: int = 0
     rows_quarantined: int = 0
     duplicates_dropped: int = 0
@@ -207,7 +208,8 @@ def _land(
     """Validate, dedupe and write what `reads` hand Spark, and count every outcome, per day."""
     log_type, days = contract.name, sorted(reads)
     reports = {
-        day: IngestReport(log_type, day, read.files, rows_read=read.rows_read, files_ignored=read.ignored,
+        day: IngestReport(log_type, day, read.files, rows_read=read.rows_read, lines_per_file=dict(read.lines),
+                          files_ignored=read.ignored,
                           files_rejected=read.rejected, lake_path=str(lake.partition_dir(lake_dir, log_type, day)),
                           quarantine_path=str(lake.quarantine_dir(lake_dir, log_type, day)),
                           id_map_path=str(id_map.partition_dir(lake_dir, log_type, day)))

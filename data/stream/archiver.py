@@ -18,23 +18,68 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data.days import day_end_ms, day_of_ms
 from data.stream.entries import START, parse_id
 from data.stream.valkey_stream import ValkeyStream
 
 STATE_DIR = "_stream"  # at the landing folder's root: not a log's folder, ingestion never reads it
+ARCHIVED_NAME = re.compile(r"stream-p\d+-\d+-\d+-\d+-\d+\.jsonl")
 
 
 @dataclass
 class Mark:
-    """A partition's commit: the last entry archived, and the lines archived per `<log>/<day>`."""
+    """A partition's commit: the last entry archived, the lines archived per `<log>/<day>`, and a
+    server time before which every entry of the partition is archived (taken at a read that found
+    nothing more: it closes the days before it)."""
 
     archived_up_to: str = START
     lines: Counter = field(default_factory=Counter)
+    complete_up_to_ms: int = 0
+
+    @property
+    def closed_up_to_ms(self) -> int:
+        """Every entry appended before this time is archived (ids never go back in time)."""
+        return max(parse_id(self.archived_up_to)[0], self.complete_up_to_ms)
+
+
+def read_marks(landing_dir: Path) -> dict[int, Mark]:
+    """Every partition's mark the archiver committed in this landing folder (none: no stream)."""
+    marks = {}
+    for path in (Path(landing_dir) / STATE_DIR).glob("partition-*.json"):
+        saved = json.loads(path.read_text())
+        marks[int(path.stem.split("-")[1])] = Mark(saved["archived_up_to"], Counter(saved["lines"]),
+                                                   saved.get("complete_up_to_ms", 0))
+    return marks
+
+
+def is_archived_file(path: str | Path) -> bool:
+    return ARCHIVED_NAME.fullmatch(Path(path).name) is not None
+
+
+def stream_fault(landing_dir: Path, log: str, day: str, lines_per_file: dict[str, int]) -> str | None:
+    """Whether a landing day's stream files hold exactly what the archiver archived for it, in
+    words when not (None: they do, or no stream archives into this landing folder). A day the
+    archiver has not closed on every partition cannot be judged yet: that is a fault too, since
+    what it lands later would be missed by this day's ingestion."""
+    marks = read_marks(landing_dir)
+    if not marks:
+        return None
+    end_ms = day_end_ms(day)
+    still_open = sorted(p for p, mark in marks.items() if mark.closed_up_to_ms < end_ms)
+    if still_open:
+        return (f"the stream archiver has not closed {day} on partitions {still_open}: ingest the day once "
+                f"it has ended and `python -m data.stream archive` has run")
+    archived = sum(mark.lines.get(f"{log}/{day}", 0) for mark in marks.values())
+    read = sum(n for path, n in lines_per_file.items() if is_archived_file(path))
+    if read != archived:
+        return f"the stream files hold {read} lines, the archiver archived {archived}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -46,10 +91,13 @@ class ArchiveReport:
 
 class StreamArchiver:
     def __init__(self, stream: ValkeyStream, landing_dir: Path, batch: int = 5_000,
-                 on_step: Callable[[str], None] = lambda step: None):
-        """`on_step` is told each step of a batch as it ends ("staged", "committed", "published"):
-        where a test makes the process die."""
+                 clock_ms: Callable[[], int] | None = None, on_step: Callable[[str], None] = lambda step: None):
+        """`clock_ms`: the producers' clock, which entry ids follow (None: the server's; live mode
+        passes its simulated one): a read that finds nothing closes the days before it. `on_step`
+        is told each step of a batch as it ends ("staged", "committed", "published"): where a test
+        makes the process die."""
         self.stream = stream
+        self.clock_ms = clock_ms or stream.server_ms
         self.on_step = on_step
         self.landing = Path(landing_dir)
         self.batch = batch
@@ -61,16 +109,14 @@ class StreamArchiver:
         return self.state / f"partition-{partition}.json"
 
     def mark(self, partition: int) -> Mark:
-        path = self._mark_path(partition)
-        if not path.exists():
-            return Mark()
-        saved = json.loads(path.read_text())
-        return Mark(saved["archived_up_to"], Counter(saved["lines"]))
+        return read_marks(self.landing).get(partition, Mark())
 
     def _commit(self, partition: int, mark: Mark) -> None:
         path = self._mark_path(partition)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        _write_synced(tmp, json.dumps({"archived_up_to": mark.archived_up_to, "lines": dict(mark.lines)}))
+        _write_synced(tmp, json.dumps({"archived_up_to": mark.archived_up_to, "lines": dict(mark.lines),
+                                       "complete_up_to_ms": mark.complete_up_to_ms}))
         os.replace(tmp, path)
         _sync_dir(path.parent)
 
@@ -78,8 +124,8 @@ class StreamArchiver:
         """Lines archived so far per `<log>/<day>`, over every partition: what ingestion of that
         day's stream files must account for (landed + quarantined + duplicates)."""
         total: Counter = Counter()
-        for p in range(self.stream.partitions):
-            total.update(self.mark(p).lines)
+        for mark in read_marks(self.landing).values():
+            total.update(mark.lines)
         return dict(sorted(total.items()))
 
     # --- staging -------------------------------------------------------------------------------
@@ -115,8 +161,15 @@ class StreamArchiver:
         if partition not in self._recovered:
             self.recover(partition)
         mark = self.mark(partition)
+        now_ms = self.clock_ms()  # before the read: every entry appended before it is in it
         entries = self.stream.after(partition, mark.archived_up_to, self.batch)
+        # a read that reached the partition's end closes the days before `now_ms` (written once a day)
+        closes = len(entries) < self.batch and day_of_ms(now_ms) != day_of_ms(mark.complete_up_to_ms)
+        if closes:
+            mark.complete_up_to_ms = now_ms
         if not entries:
+            if closes:
+                self._commit(partition, mark)
             return 0, self.stream.trim(partition, mark.archived_up_to)
         name = f"stream-p{partition}-{entries[0].id}-{entries[-1].id}.jsonl"
         by_file: dict[tuple[str, str], list[str]] = defaultdict(list)

@@ -12,9 +12,9 @@ append: the arrival time, which names the landing day the archiver files it unde
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from data.contracts import LOG_TYPES
+from data.days import day_of_ms
 
 START = "0-0"  # before every entry
 
@@ -58,4 +58,4 @@ class Entry:
     @property
     def day(self) -> str:
         """The UTC day it arrived on: the landing day it is archived under."""
-        return datetime.fromtimestamp(self.ms / 1000, UTC).strftime("%Y-%m-%d")
+        return day_of_ms(self.ms)

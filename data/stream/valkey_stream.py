@@ -29,6 +29,26 @@ PREFIX = "loupe:events"
 DEFAULT_PARTITIONS = 4
 
 
+# XADD at the producer's clock: id `<ms>-*` (the server numbers entries within one ms), at the
+# partition's last id's ms instead when the clock is behind it (another producer's clock ran ahead).
+APPEND_AT = """
+local ms = ARGV[1]
+local ids = {}
+for i = 2, #ARGV, 2 do
+    local ok, id = pcall(redis.call, 'XADD', KEYS[1], ms .. '-*', 'log', ARGV[i], 'line', ARGV[i + 1])
+    if not ok then
+        local info = redis.call('XINFO', 'STREAM', KEYS[1])
+        for j = 1, #info, 2 do
+            if info[j] == 'last-generated-id' then ms = string.match(info[j + 1], '^(%d+)') end
+        end
+        id = redis.call('XADD', KEYS[1], ms .. '-*', 'log', ARGV[i], 'line', ARGV[i + 1])
+    end
+    ids[#ids + 1] = id
+end
+return ids
+"""
+
+
 class StreamLayoutError(RuntimeError):
     """The stream exists with another partition count than this process was configured with."""
 
@@ -62,6 +82,7 @@ class ValkeyStream:
         self.fsync_timeout_ms = fsync_timeout_ms
         self._require_append_only_file()
         self._claim_layout()
+        self._append_at = client.register_script(APPEND_AT)
 
     @classmethod
     def connect(cls, url: str, partitions: int = DEFAULT_PARTITIONS, **kw) -> ValkeyStream:
@@ -95,18 +116,35 @@ class ValkeyStream:
                 "would not survive its restart. Use a server with appendonly yes (docs/event_stream.md)")
 
     # --- producing -----------------------------------------------------------------------------
-    def append(self, events: Sequence[Event]) -> list[str]:
-        """Append `events` (one round trip) and return their ids, once they are on disk."""
+    def append(self, events: Sequence[Event], at_ms: int | None = None) -> list[str]:
+        """Append `events` (one round trip) and return their ids, once they are on disk.
+
+        `at_ms`: the producer's clock (the platform's: the simulated one in live mode), which the
+        ids take, never going back within a partition; None: the server's clock."""
         if not events:
             return []
+        by_partition: dict[int, list[int]] = {}
+        for i, event in enumerate(events):
+            by_partition.setdefault(self.partition_of(event.key), []).append(i)
         pipe = self.client.pipeline(transaction=False)
-        for event in events:
-            pipe.xadd(self.key(self.partition_of(event.key)), {"log": event.log, "line": event.line})
+        for p, indexes in by_partition.items():
+            if at_ms is None:
+                for i in indexes:
+                    pipe.xadd(self.key(p), {"log": events[i].log, "line": events[i].line})
+            else:
+                fields = [x for i in indexes for x in (events[i].log, events[i].line)]
+                self._append_at(keys=[self.key(p)], args=[int(at_ms), *fields], client=pipe)
         pipe.execute_command("WAITAOF", 1, 0, self.fsync_timeout_ms)
-        *ids, (fsynced_locally, _replicas) = pipe.execute()
+        *replies, (fsynced_locally, _replicas) = pipe.execute()
+        ids: list[str] = [""] * len(events)
+        flat = iter(replies)
+        for indexes in by_partition.values():
+            assigned = [next(flat) for _ in indexes] if at_ms is None else next(flat)
+            for i, entry_id in zip(indexes, assigned, strict=True):
+                ids[i] = entry_id
         if int(fsynced_locally) < 1:
             raise NotDurable(f"{len(ids)} events appended but not fsynced within {self.fsync_timeout_ms} ms: "
-                             f"they may not survive a server crash (ids {ids[0]}..{ids[-1]})")
+                             f"they may not survive a server crash")
         return ids
 
     # --- consuming -----------------------------------------------------------------------------
@@ -182,6 +220,11 @@ class ValkeyStream:
     def after(self, partition: int, entry_id: str, count: int) -> list[Entry]:
         """Up to `count` entries of `partition` after `entry_id`, in order (no group involved)."""
         return _entries(partition, self.client.xrange(self.key(partition), min=f"({entry_id}", count=count))
+
+    def server_ms(self) -> int:
+        """The server's clock (epoch ms): the time new entry ids start from."""
+        seconds, micros = self.client.time()
+        return seconds * 1000 + micros // 1000
 
     def length(self) -> int:
         return sum(self.client.xlen(key) for key in self.keys)

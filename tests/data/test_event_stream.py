@@ -169,3 +169,16 @@ def test_lag_of_a_partition_nothing_was_appended_to(server):
     assert stream.groups() == [] and stream.lag("features").backlog == 0
     stream.create_group("features")
     assert stream.groups() == ["features"]
+
+
+def test_ids_follow_the_producers_clock_and_never_go_back_within_a_partition(server):
+    stream = ValkeyStream.connect(server.url, partitions=1)
+    sent = events(10)
+    ids = stream.append(sent, at_ms=1_790_899_200_000)  # 2026-10-02T00:00Z, a simulated clock
+    assert {parse_id(i)[0] for i in ids} == {1_790_899_200_000}
+    by_id = {e.id: e.line for e in everything(stream)}
+    assert [by_id[i] for i in ids] == [e.line for e in sent]  # ids in the order of the events given
+    behind = stream.append(events(4), at_ms=1_790_899_100_000)  # another producer's clock, behind
+    assert [parse_id(i) for i in behind] == [(1_790_899_200_000, 10 + k) for k in range(4)]
+    ahead = stream.append(events(1), at_ms=1_790_899_300_000)
+    assert parse_id(ahead[0]) == (1_790_899_300_000, 0)

@@ -24,6 +24,7 @@ from data import id_map
 from data.contracts import CONTRACTS
 from data.ingest.partition import IngestError, IngestReport, ingest_log_days, lake_row_count
 from data.job_graph import Outcome, run_job_graph
+from data.stream.archiver import stream_fault
 from data.vocabulary import Vocabulary
 from pipelines.job_steps import end_step
 from pipelines.partitions import day_partitions
@@ -48,7 +49,8 @@ def _checks(log_type: str) -> list[dg.AssetCheckSpec]:
             description="rows read (every physical line of every landing file, counted by Loupe, not "
             "by Spark) = landed + quarantined + duplicates dropped; every entry of the day folder was "
             "read (none ignored or rejected); the lake and quarantine partitions read back hold exactly "
-            "the landed and quarantined rows",
+            "the landed and quarantined rows; where the event stream archives into the landing folder, "
+            "the day is closed and its stream files hold exactly the lines the archiver archived",
         ),
         dg.AssetCheckSpec(
             IDS_DISTINCT,
@@ -69,12 +71,13 @@ class Ingested:
     in_quarantine: int
     ids_mapped: int
     collisions: list[dict]
+    stream_fault: str | None = None  # the day's stream files against the archiver's count (data/stream)
 
     @property
     def reconciles(self) -> bool:
         report = self.report
         return (report.reconciles and self.in_lake == report.rows_landed
-                and self.in_quarantine == report.quarantine_rows)
+                and self.in_quarantine == report.quarantine_rows and self.stream_fault is None)
 
     @property
     def passed(self) -> bool:
@@ -94,6 +97,7 @@ def ingest_log(
             in_quarantine=lake_row_count(report.quarantine_path),
             ids_mapped=lake_row_count(report.id_map_path),
             collisions=id_map.collisions(workspace.lake, log_type, day),
+            stream_fault=stream_fault(workspace.landing, log_type, day, report.lines_per_file),
         )
         for day, report in reports.items()
     }
@@ -186,8 +190,7 @@ def _materialize_result(log_type: str, by_day: dict[str, Ingested]) -> dg.Materi
     ignored = {path: why for report in reports for path, why in report.files_ignored.items()}
     rejected = {path: why for report in reports for path, why in report.files_rejected.items()}
     failing = [day for day in days if not by_day[day].reconciles]
-    summaries = {day: _reconcile_summary(by_day[day].report, by_day[day].in_lake, by_day[day].in_quarantine)
-                 for day in days}
+    summaries = {day: _reconcile_summary(by_day[day]) for day in days}
     if one:
         description = summaries[days[0]]
     else:
@@ -249,9 +252,10 @@ def _materialize_result(log_type: str, by_day: dict[str, Ingested]) -> dg.Materi
     )
 
 
-def _reconcile_summary(report, in_lake: int, in_quarantine: int) -> str:
+def _reconcile_summary(ingested: Ingested) -> str:
     """What the reconciles check found, in words: every failure names its numbers or its files."""
-    faults = []
+    report, in_lake, in_quarantine = ingested.report, ingested.in_lake, ingested.in_quarantine
+    faults = [ingested.stream_fault] if ingested.stream_fault else []
     if report.rows_read != report.rows_accounted:
         faults.append(f"{report.rows_read} lines read, {report.rows_accounted} accounted for")
     if in_lake != report.rows_landed:
