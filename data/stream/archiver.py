@@ -63,13 +63,26 @@ def is_archived_file(path: str | Path) -> bool:
 
 
 def stream_fault(landing_dir: Path, log: str, day: str, lines_per_file: dict[str, int]) -> str | None:
-    """Whether a landing day's stream files hold exactly what the archiver archived for it, in
-    words when not (None: they do, or no stream archives into this landing folder). A day the
-    archiver has not closed on every partition cannot be judged yet: that is a fault too, since
-    what it lands later would be missed by this day's ingestion."""
+    """Whether a landing day's stream files hold exactly the lines the archiver archived for it, in
+    words when not (None: they do, or no stream archives into this landing folder).
+
+    A day still open (the archiver has not read past its end on every partition) is judged on what
+    is archived so far, as any export's day is ingested again when files land in it (the landing
+    sensor); a mismatch then may be a batch the archiver was landing, which the message says."""
     marks = read_marks(landing_dir)
     if not marks:
         return None
+    archived = sum(mark.lines.get(f"{log}/{day}", 0) for mark in marks.values())
+    read = sum(n for path, n in lines_per_file.items() if is_archived_file(path))
+    if read == archived:
+        return None
+    end_ms = day_end_ms(day)
+    still_open = sorted(p for p, mark in marks.items() if mark.closed_up_to_ms < end_ms)
+    fault = f"the stream files hold {read} lines, the archiver archived {archived}"
+    if still_open:
+        fault += (f" ({day} is still open on partitions {still_open}: a batch may have been landing; "
+                  "ingest the day again)")
+    return fault
     end_ms = day_end_ms(day)
     still_open = sorted(p for p, mark in marks.items() if mark.closed_up_to_ms < end_ms)
     if still_open:
@@ -168,7 +181,7 @@ class StreamArchiver:
         if closes:
             mark.complete_up_to_ms = now_ms
         if not entries:
-            if closes:
+            if closes and mark.archived_up_to != START:  # nothing ever archived: no state to write
                 self._commit(partition, mark)
             return 0, self.stream.trim(partition, mark.archived_up_to)
         name = f"stream-p{partition}-{entries[0].id}-{entries[-1].id}.jsonl"
