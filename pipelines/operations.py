@@ -20,6 +20,8 @@ import dagster as dg
 from data import lake
 from data.contracts import LOG_TYPES
 from data.settings import Settings
+from data.stream.archiver import ArchiveReport, StreamArchiver
+from data.stream.valkey_stream import ValkeyStream
 from data.world import WorldSummary, generate_world
 from pipelines.defs.candidates.assets import (
     candidates_embeddings,
@@ -128,6 +130,15 @@ def claim_lake(settings: Settings) -> None:
 
 class IngestStopped(RuntimeError):
     """A landing day did not reconcile (a file not read, counts that do not add up) or failed."""
+
+
+def archive_stream(settings: Settings) -> ArchiveReport | None:
+    """Land what the event stream holds (the served impressions of a service that ran since) into
+    the landing folder, before its days are listed and ingested. None: no stream configured."""
+    if not settings.stream_url:
+        return None
+    stream = ValkeyStream.connect(settings.stream_url, settings.stream_partitions, timeout_s=10.0)
+    return StreamArchiver(stream, settings.landing_dir).archive()
 
 
 def print_step(step: str) -> None:

@@ -13,6 +13,7 @@ from data.settings import Settings
 from data.spark import build_spark_session
 from features.store import registry_location
 from pipelines.defs.candidates.resources import candidate_resources
+from pipelines.defs.ingest.resources import ingest_resources
 from pipelines.defs.training.resources import training_resources
 
 
@@ -106,6 +107,7 @@ def build_resources(settings: Settings, redis_url: str | None = None) -> dict[st
         offline_store=settings.feast_offline_store,
         spark_master=settings.spark_master,
     )
+    resources.update(ingest_resources(settings))
     resources.update(training_resources(settings))
     resources.update(candidate_resources(settings, redis_url))
     return resources

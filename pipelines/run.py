@@ -22,7 +22,11 @@ The console shows Loupe's summary only (pipelines/console.py: a progress line pe
 terminal, plain lines elsewhere); the steps' events stay in the Dagster UI, the service's output in
 LOUPE_HOME/serving/service.log.
 
-Redis is the configured REDIS_URL or an embedded Valkey server kept under LOUPE_HOME/redis.
+Redis is the configured REDIS_URL or an embedded Valkey server kept under LOUPE_HOME/redis; the
+event stream (docs/event_stream.md) LOUPE_STREAM_URL or a durable embedded one under LOUPE_HOME/stream.
+The service logs its served impressions onto the stream; a run lands what the stream holds in the
+landing folder before it lists the days, and the Dagster sensor `stream_archive_sensor` does so every
+30 s while the UIs are up.
 """
 
 from __future__ import annotations
@@ -37,12 +41,14 @@ from data.days import day_end_iso
 from data.quiet import filter_third_party_warnings
 from data.redis_server import redis_endpoint
 from data.settings import Settings, export_dagster_env, get_settings
+from data.stream.archiver import ArchiveReport
 from pipelines.console import RunConsole
 from pipelines.operations import (
     IngestStopped,
     Landing,
     NoLandingData,
     TrainingBlocked,
+    archive_stream,
     build_features,
     claim_lake,
     ingest_days,
@@ -94,6 +100,12 @@ def keep_uis_up(settings: Settings) -> None:
             stop_process_group(process, timeout_s=30)
 
 
+def print_archived(report: ArchiveReport | None, settings: Settings) -> None:
+    if report is not None and report.entries:
+        print(f"event stream: {report.entries} events landed in {settings.landing_dir} "
+              f"(docs/event_stream.md)", flush=True)
+
+
 def exit_on_sigterm(signum: int, frame) -> None:
     """A supervisor's SIGTERM unwinds like Ctrl-C: the `finally` blocks stop the ranking service and
     the UIs (process groups of their own, which would outlive this process) and the embedded Redis."""
@@ -114,13 +126,16 @@ def main(argv: list[str]) -> None:
         return
     port = settings.embedded_redis_port
     console = RunConsole()
-    with redis_endpoint(settings.redis_url, settings.redis_dir, port) as redis_url:
-        print(f"redis: {redis_url}")
+    with redis_endpoint(settings.redis_url, settings.redis_dir, port) as redis_url, \
+            redis_endpoint(settings.stream_url, settings.stream_dir, settings.stream_port, durable=True) as stream_url:
+        print(f"redis: {redis_url}   event stream: {stream_url}")
+        settings = settings.with_(stream_url=stream_url)  # the service's served impressions go onto it
         if argv[:1] == ["ui"]:
             keep_uis_up(settings)
             return
         try:
             with console.stage("landing", title=""):
+                print_archived(archive_stream(settings), settings)
                 landing = prepare_landing(settings)
         except NoLandingData as exc:
             sys.exit(f"make run: {exc}")

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from redis.retry import Retry
 from candidate_gen.filters import default_chain
 from candidate_gen.sources.catalog import build_sources
 from data.settings import ServingSecrets, Settings, serving_secrets
+from data.stream.valkey_stream import ValkeyStream
 from serving import pipeline as pl
 from serving.admission import Admission
 from serving.api_guard import ApiAccess, BadRequest
@@ -33,7 +35,7 @@ from serving.config import ServingConfig
 from serving.cursors import BadCursor, PageCursorSigner
 from serving.embeddings import LatestEmbeddings
 from serving.heuristic import HeuristicScorer
-from serving.impression_log import ImpressionLogWriter
+from serving.impression_log import ImpressionLogWriter, StreamSink
 from serving.metrics import PipelineMetrics
 from serving.model_store import ModelStore, registry_loader, registry_lookup
 from serving.stages.candidate_sources_stage import CandidateSourcesStage, SourceGroup
@@ -47,6 +49,10 @@ from serving.stages.served_impression_logger import ServedImpressionLogger
 from serving.stages.supplied_posts_source import SuppliedPostsSource
 from serving.stages.visibility_filter_stage import VisibilityFilterStage
 from serving.surfaces import Components, cheap_pipeline, explore_pipeline, home_pipeline, rank_pipeline
+
+# a call to the event stream may wait this long (its fsync wait is 5 s): the impression writer's
+# thread then appends to the landing file instead, never hanging on a stalled server
+STREAM_TIMEOUT_S = 6.0
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +177,10 @@ class RankingApp:
                             config.model, config.cascade, settings.home / "serving" / "compiled",
                             on_swap=lambda s, m: m is not None and metrics.swapped(s, m.engine))
         hydrator = LazyHydrator(lambda: _hydrator(settings, config, timeout))
-        impressions = ImpressionLogWriter(settings.landing_dir, config.impressions.instance) \
+        # with an event stream (make run hands it its own), served impressions go onto it
+        stream = StreamSink(partial(ValkeyStream.connect, settings.stream_url, settings.stream_partitions,
+                                    timeout_s=STREAM_TIMEOUT_S)) if settings.stream_url else None
+        impressions = ImpressionLogWriter(settings.landing_dir, config.impressions.instance, stream=stream) \
             if config.impressions.enabled else None
         embeddings = LatestEmbeddings(settings.home / "candidates" / "embeddings")
         app = cls.build(config, candidates_client=client, hydrator=hydrator, models=models,

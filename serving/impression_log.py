@@ -42,6 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data import columns as c
+from data.stream.entries import Event
+from data.stream.valkey_stream import ValkeyStream
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,51 @@ class _Response:
     model_version: str | None
     features: np.ndarray | None
     propensities: Any = None  # logging P(post at position) per row; None: a deterministic page
+
+
+@dataclass(frozen=True, slots=True)
+class _Formatted:
+    """One response's landing lines (each ending in a newline), and what the stream keys them by."""
+
+    text: str
+    viewer_id: int
+    ts_ms: int
+
+
+class StreamSink:
+    """Served impressions onto the event stream (data/stream), one event per line keyed by viewer,
+    at the serve clock: the archiver lands them in the same landing day a file would hold.
+
+    Connects on first use and again after a failure: a stream down at start, or going down, never
+    fails the worker. `append` says whether the stream took the lines; when it did not, the writer
+    appends them to its landing file instead (`fallback_rows` counts them), so nothing is lost.
+    """
+
+    def __init__(self, connect: Callable[[], ValkeyStream]):
+        self._connect = connect
+        self._stream: ValkeyStream | None = None
+        self._down = False  # warned of the outage already: once per outage, not once per flush
+        self.streamed_rows = self.fallback_rows = 0
+
+    def append(self, responses: list[_Formatted]) -> bool:
+        events = [Event(LOG_TYPE, line, str(r.viewer_id)) for r in responses for line in r.text.splitlines()]
+        try:
+            if self._stream is None:
+                self._stream = self._connect()
+            self._stream.append(events, at_ms=max(r.ts_ms for r in responses))
+        except Exception:  # any stream failure, whatever its kind: the landing file takes the lines
+            self._stream = None
+            self.fallback_rows += len(events)
+            if not self._down:
+                log.warning("impression log: the event stream failed; served impressions go to the landing "
+                            "file until it is back", exc_info=True)
+            self._down = True
+            return False
+        if self._down:
+            log.warning("impression log: the event stream is back")
+            self._down = False
+        self.streamed_rows += len(events)
+        return True
 
 
 def format_ts(ts_ms: int) -> str:
@@ -176,8 +223,10 @@ class ImpressionLogWriter:
         max_queue_rows: int = 200_000,
         flush_interval_s: float = 0.5,
         append: Callable[[Path, bytes], None] = append_all_or_nothing,
+        stream: StreamSink | None = None,
     ) -> None:
         self.root = Path(landing_dir) / LOG_TYPE
+        self.stream = stream  # None: lines go to the landing file only
         self.file_name = f"{instance}-{os.getpid()}.jsonl"
         self.max_queue_rows = max_queue_rows
         self.flush_interval_s = flush_interval_s
@@ -286,6 +335,8 @@ class ImpressionLogWriter:
                 "queued_rows": self._queued_rows,
                 "write_errors": self.write_errors,
                 "log_errors": self.log_errors,
+                **({"streamed_rows": self.stream.streamed_rows, "stream_fallback_rows": self.stream.fallback_rows}
+                   if self.stream is not None else {}),
             }
 
     def path_for(self, day: str) -> Path:
@@ -293,7 +344,7 @@ class ImpressionLogWriter:
 
     # --- writer thread --------------------------------------------------------------------------
     def _run(self) -> None:
-        pending: dict[str, list[str]] = {}  # day -> formatted lines, written at the next flush
+        pending: dict[str, list[_Formatted]] = {}  # day -> formatted responses, written at the next flush
         rows: dict[str, int] = {}
         deadline: float | None = None  # when buffered lines must be on disk
         while True:
@@ -314,7 +365,7 @@ class ImpressionLogWriter:
             elif item is _STOP:
                 return
 
-    def _format(self, item: _Response, pending: dict[str, list[str]], rows: dict[str, int]) -> None:
+    def _format(self, item: _Response, pending: dict[str, list[_Formatted]], rows: dict[str, int]) -> None:
         if item.n == 0:
             return
         try:
@@ -324,14 +375,17 @@ class ImpressionLogWriter:
             self._settle(0, item.n, error=True)
             log.exception("impression log: cannot format response %r; dropped", item.request_id)
             return
-        pending.setdefault(day, []).append(text)
+        pending.setdefault(day, []).append(_Formatted(text, item.viewer_id, item.ts_ms))
         rows[day] = rows.get(day, 0) + item.n
 
-    def _write(self, pending: dict[str, list[str]], rows: dict[str, int]) -> None:
-        for day, texts in pending.items():
-            path = self.path_for(day)
+    def _write(self, pending: dict[str, list[_Formatted]], rows: dict[str, int]) -> None:
+        for day, responses in pending.items():
+            if self.stream is not None and self.stream.append(responses):
+                self._settle(rows[day], 0)
+                continue
+            path = self.path_for(day)  # no stream, or it failed: the landing file, nothing lost
             try:
-                self.append(path, "".join(texts).encode())
+                self.append(path, "".join(r.text for r in responses).encode())
             except Exception:
                 self._settle(0, rows[day], error=True)
                 log.exception("impression log: write to %s failed; %d rows dropped", path, rows[day])

@@ -85,8 +85,13 @@ class ValkeyStream:
         self._append_at = client.register_script(APPEND_AT)
 
     @classmethod
-    def connect(cls, url: str, partitions: int = DEFAULT_PARTITIONS, **kw) -> ValkeyStream:
-        return cls(redis.Redis.from_url(url, decode_responses=True), partitions, **kw)
+    def connect(cls, url: str, partitions: int = DEFAULT_PARTITIONS, timeout_s: float | None = None,
+                **kw) -> ValkeyStream:
+        """`timeout_s`: how long a call may wait on the server (None: forever; a producer that must
+        not hang on a stalled server gives one longer than `fsync_timeout_ms`)."""
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout_s,
+                                      socket_connect_timeout=timeout_s)
+        return cls(client, partitions, **kw)
 
     # --- layout --------------------------------------------------------------------------------
     def key(self, partition: int) -> str:

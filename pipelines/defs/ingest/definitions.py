@@ -4,10 +4,10 @@ import dagster as dg
 
 from pipelines.defs.ingest.assets import ingest_assets
 from pipelines.defs.ingest.jobs import ingest_job
-from pipelines.defs.ingest.sensors import landing_sensor
+from pipelines.defs.ingest.sensors import landing_sensor, stream_archive_sensor
 
 defs = dg.Definitions(
     assets=ingest_assets,
     jobs=[ingest_job],
-    sensors=[landing_sensor],
+    sensors=[landing_sensor, stream_archive_sensor],
 )

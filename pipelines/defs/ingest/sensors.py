@@ -1,13 +1,17 @@
-"""Triggers for ingestion: a sensor for files landing (or changing); it also registers each new
-landing day as a partition (days come from the data, not from a calendar)."""
+"""Triggers for ingestion: a sensor for files landing (or changing), which also registers each new
+landing day as a partition (days come from the data, not from a calendar); and the event stream's
+archiver, which lands the stream into the landing folder (where the first sensor then sees it)."""
 
 
 import json
 
 import dagster as dg
+import redis
 
 from data.ingest.fingerprints import landing_fingerprints
+from data.stream.archiver import StreamArchiver
 from pipelines.defs.ingest.jobs import ingest_job
+from pipelines.defs.ingest.resources import StreamResource
 from pipelines.partitions import DAYS, day_partitions, is_day
 from pipelines.resources import WorkspaceResource
 
@@ -32,3 +36,16 @@ def landing_sensor(context: dg.SensorEvaluationContext, workspace: WorkspaceReso
         cursor=json.dumps(current, sort_keys=True),
         dynamic_partitions_requests=[day_partitions.build_add_request(new_days)] if new_days else None,
     )
+
+
+@dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def stream_archive_sensor(context: dg.SensorEvaluationContext, stream: StreamResource,
+                          workspace: WorkspaceResource):
+    """Land what the event stream holds into the landing folder, every entry once, and trim it
+    (data/stream/archiver.py). The work is the sensor's own, not a run's: a few file appends, where
+    a run would start a process every 30 s. No stream server reachable: skipped, saying so."""
+    try:
+        report = StreamArchiver(stream.stream(), workspace.landing).archive()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        return dg.SkipReason(f"no event stream at {stream.url}: {exc}")
+    return dg.SkipReason(f"archived {report.entries} entries into {workspace.landing}, trimmed {report.trimmed}")
