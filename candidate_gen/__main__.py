@@ -1,16 +1,24 @@
 """Live entry points of candidate generation, against the configured Redis (REDIS_URL, or the
-embedded server `make run` keeps up):
+embedded server `make run` keeps up) and event stream (LOUPE_STREAM_URL, or its embedded one):
 
-    python -m candidate_gen publish --post 123 --author 45 [--created-ms MS]
-    python -m candidate_gen delete  --post 123 --author 45 --created-ms MS
+    python -m candidate_gen publish --post 123 --author 45 [--created-ms MS] [--direct]
+    python -m candidate_gen delete  --post 123 --author 45 --created-ms MS [--direct]
+    python -m candidate_gen follow|unfollow|approve|block|unblock|mute|unmute --actor 7 --target 45
+    python -m candidate_gen fanout-worker      apply the stream's post and graph events as they come
     python -m candidate_gen home    --viewer 7 [--limit 20]
     python -m candidate_gen rebuild-viewer --viewer 7 [--day YYYY-MM-DD]
+
+publish, delete and the graph commands put their event on the stream: the fan-out worker applies
+it within a second, and the archiver lands it in the landing folder for the lake
+(docs/event_stream.md). `--direct` applies a post in this process instead, with no stream involved.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import threading
 import time
 
 import redis
@@ -20,8 +28,24 @@ from candidate_gen.fanout import FanoutWorker
 from candidate_gen.filters import default_chain
 from candidate_gen.home import HomeCandidateReader
 from candidate_gen.rebuild import rebuild_viewer
+from candidate_gen.stream_events import graph_event, post_event
+from candidate_gen.stream_fanout import GROUP, FanoutStreamConsumer
+from data import columns as c
 from data import lake
+from data.contracts import BLOCKS, FOLLOWS
 from data.settings import get_settings
+from data.stream.valkey_stream import ValkeyStream
+
+GRAPH_ACTIONS = (*FOLLOWS.enums[c.ACTION], *BLOCKS.enums[c.ACTION])
+
+
+def open_stream(settings) -> ValkeyStream:
+    try:
+        return ValkeyStream.connect(settings.stream_endpoint, settings.stream_partitions, timeout_s=10.0)
+    except redis.ConnectionError as exc:
+        sys.exit(f"no event stream at {settings.stream_endpoint} ({exc}): start one (make run keeps its "
+                 "embedded one up with LOUPE_SERVE=1) or set LOUPE_STREAM_URL; publish/delete --direct "
+                 "apply a post without it")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +56,12 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--post", type=int, required=True)
         p.add_argument("--author", type=int, required=True)
         p.add_argument("--created-ms", type=int, default=None)
+        p.add_argument("--direct", action="store_true", help="apply in this process, not through the stream")
+    for action in GRAPH_ACTIONS:
+        p = sub.add_parser(action)
+        p.add_argument("--actor", type=int, required=True)
+        p.add_argument("--target", type=int, required=True)
+    sub.add_parser("fanout-worker")
     home = sub.add_parser("home")
     home.add_argument("--viewer", type=int, required=True)
     home.add_argument("--limit", type=int, default=20)
@@ -44,12 +74,25 @@ def main(argv: list[str] | None = None) -> None:
     settings, cfg = get_settings(), CandidateConfig.load()
     client = redis.Redis.from_url(settings.redis_endpoint)
     now = int(time.time() * 1000)
-    if args.command == "publish":
-        stats = FanoutWorker(client, cfg, name="live").publish_post(args.post, args.author, args.created_ms or now)
+    if args.command in ("publish", "delete") and args.direct:
+        worker = FanoutWorker(client, cfg, name="live")
+        stats = worker.publish_post(args.post, args.author, args.created_ms or now) if args.command == "publish" \
+            else worker.delete_post(args.post, args.author, args.created_ms or now, now)
         print(json.dumps(stats.as_metadata()))
-    elif args.command == "delete":
-        stats = FanoutWorker(client, cfg, name="live").delete_post(args.post, args.author, args.created_ms or now, now)
-        print(json.dumps(stats.as_metadata()))
+    elif args.command in ("publish", "delete"):
+        deleted = now if args.command == "delete" else None
+        event = post_event(args.post, args.author, args.created_ms or now, deleted)
+        print(json.dumps({"appended": open_stream(settings).append([event], at_ms=now)}))
+    elif args.command in GRAPH_ACTIONS:
+        event = graph_event(args.command, args.actor, args.target, now)
+        print(json.dumps({"appended": open_stream(settings).append([event], at_ms=now)}))
+    elif args.command == "fanout-worker":
+        consumer = FanoutStreamConsumer(open_stream(settings), FanoutWorker(client, cfg, name="stream"))
+        print(f"fan-out worker on {settings.stream_endpoint} (group {GROUP}); Ctrl-C stops it", flush=True)
+        try:
+            consumer.run(threading.Event())
+        except KeyboardInterrupt:
+            pass
     elif args.command == "home":
         at = args.now_ms or now
         read = HomeCandidateReader(client, cfg).read(args.viewer, at, 1000)

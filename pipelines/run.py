@@ -40,7 +40,7 @@ import dagster as dg
 from data.days import day_end_iso
 from data.quiet import filter_third_party_warnings
 from data.redis_server import redis_endpoint
-from data.settings import Settings, export_dagster_env, get_settings
+from data.settings import Settings, child_env, export_dagster_env, get_settings
 from data.stream.archiver import ArchiveReport
 from pipelines.console import RunConsole
 from pipelines.operations import (
@@ -87,6 +87,10 @@ def keep_uis_up(settings: Settings) -> None:
     dagster = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-p", str(DAGSTER_PORT)]
     processes = [start_process_group(dagster, None, logs / "dagster-ui.log")]
     print(f"\nDagster UI: http://127.0.0.1:{DAGSTER_PORT}   (log {logs / 'dagster-ui.log'})", flush=True)
+    # posts and graph changes said on the stream (python -m candidate_gen publish ...) reach the feeds
+    fanout = [sys.executable, "-m", "candidate_gen", "fanout-worker"]
+    processes.append(start_process_group(fanout, child_env(settings), logs / "fanout-worker.log"))
+    print(f"fan-out worker on the event stream   (log {logs / 'fanout-worker.log'})", flush=True)
     if settings.tracking_uri.startswith("sqlite:"):  # a tracking server has its own UI
         processes.append(start_process_group(mlflow_ui_command(settings), None, logs / "mlflow-ui.log"))
         print(f"MLflow UI:  http://127.0.0.1:{MLFLOW_PORT}   (log {logs / 'mlflow-ui.log'})", flush=True)

@@ -152,6 +152,28 @@ class ValkeyStream:
                              f"they may not survive a server crash")
         return ids
 
+    @property
+    def dead_letter_key(self) -> str:
+        return f"{self.prefix}:dead"
+
+    def dead_letter(self, rejected: Sequence[tuple[Entry, str]]) -> None:
+        """Copy entries a consumer cannot act on, each with its reason and where it came from, to
+        the dead-letter stream (durably, as `append`), before the consumer acknowledges them."""
+        if not rejected:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for entry, reason in rejected:
+            pipe.xadd(self.dead_letter_key, {"log": entry.log, "line": entry.line, "reason": reason,
+                                             "entry": f"{entry.partition}:{entry.id}"})
+        pipe.execute_command("WAITAOF", 1, 0, self.fsync_timeout_ms)
+        *_, (fsynced_locally, _replicas) = pipe.execute()
+        if int(fsynced_locally) < 1:
+            raise NotDurable(f"{len(rejected)} dead letters not fsynced within {self.fsync_timeout_ms} ms")
+
+    def dead_letters(self, count: int = 1000) -> list[dict[str, str]]:
+        """The oldest dead letters: log, line, reason, entry (`<partition>:<id>`)."""
+        return [fields for _, fields in self.client.xrange(self.dead_letter_key, count=count)]
+
     # --- consuming -----------------------------------------------------------------------------
     def create_group(self, group: str, start: str = START) -> None:
         """A consumer group on every partition (idempotent); `start`: deliver entries after it

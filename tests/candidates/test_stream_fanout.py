@@ -1,0 +1,103 @@
+"""Fan-out from the event stream: a post published onto the stream reaches a follower's Home read
+once the fan-out consumer polls; graph changes and deletions go the same way; a line the worker
+cannot act on is dead-lettered with its reason, another log's entry is ignored, and every entry
+read is accounted for; a dead consumer's entries are reclaimed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from candidate_gen.fanout import FanoutWorker
+from candidate_gen.filters import default_chain
+from candidate_gen.home import HomeCandidateReader
+from candidate_gen.rebuild import build_feeds
+from candidate_gen.stream_events import Unreadable, graph_event, iso, post_event, to_row
+from candidate_gen.stream_fanout import GROUP, FanoutStreamConsumer
+from data.ids import to_id
+from data.redis_server import EmbeddedRedis
+from data.stream.entries import Event
+from data.stream.valkey_stream import ValkeyStream
+from tests.candidates.helpers import HOUR, T0, fresh_config
+
+
+@pytest.fixture
+def client(redis_server):
+    return redis.Redis.from_url(redis_server.url)
+
+
+@pytest.fixture
+def stream(tmp_path):
+    with EmbeddedRedis(data_dir=tmp_path / "stream", durable=True) as server:
+        yield ValkeyStream.connect(server.url, partitions=3)
+
+
+def account(user_id: int, private: bool = False) -> Event:
+    line = {"user_id": user_id, "created_at": iso(T0 - 10 * HOUR), "updated_at": iso(T0 - 10 * HOUR),
+            "is_private": private, "is_verified": False, "country": "FR"}
+    return Event("users", json.dumps(line), str(user_id))
+
+
+def home(client, cfg, viewer: int, now: int = T0 + 10 * HOUR) -> list[int]:
+    read = HomeCandidateReader(client, cfg).read(viewer, now, 1000)
+    return [c.post_id for c in default_chain(client, cfg, seen=False).run(viewer, read.candidates, now).kept]
+
+
+def test_lines_read_as_the_workers_events_with_ids_mapped_as_ingestion_maps_them():
+    assert to_row("posts", post_event(5, 7, T0).line) == (T0, "post", 5, 7, T0)
+    assert to_row("posts", post_event(5, 7, T0, T0 + 9).line) == (T0 + 9, "delete", 5, 7, T0)
+    assert to_row("follows", graph_event("follow", 1, 2, T0).line) == (T0, "follow", 1, 2, 0)
+    assert to_row("blocks", graph_event("mute", 1, 2, T0).line) == (T0, "mute", 1, 2, 0)
+    team = json.dumps({"follower_id": "u-anna", "followee_id": "u-bob", "action": "follow",
+                       "ts": "2026-10-01T08:00:00Z"})
+    assert to_row("follows", team)[2:4] == (to_id("u-anna"), to_id("u-bob"))
+    for log, line, reason in [("posts", "{oops", "malformed_json"),
+                              ("follows", json.dumps({"follower_id": 1, "followee_id": 2, "action": "poke",
+                                                      "ts": iso(T0)}), "bad_enum:action"),
+                              ("users", json.dumps({"user_id": 1, "updated_at": iso(T0)}), "bad_type:is_private"),
+                              ("posts", json.dumps({"post_id": True, "author_id": 1, "created_at": iso(T0)}),
+                               "bad_type:post_id")]:
+        with pytest.raises(Unreadable, match=reason):
+            to_row(log, line)
+
+
+def test_a_post_on_the_stream_reaches_a_followers_home_and_every_entry_is_accounted_for(client, stream):
+    cfg = fresh_config()
+    worker = FanoutWorker(client, cfg, name="stream")
+    consumer = FanoutStreamConsumer(stream, worker)
+    stream.append([account(u) for u in (1, 2, 7)], at_ms=T0)
+    assert consumer.poll().applied == 3
+    build_feeds(client, cfg, [1, 2], T0)  # active viewers: their caches exist
+
+    stream.append([graph_event("follow", 2, 7, T0 + 1)], at_ms=T0 + 1)
+    stream.append([post_event(100, 7, T0 + 2)], at_ms=T0 + 2)
+    stream.append([Event("engagements", json.dumps({"event_id": "e1"}), "e1"),
+                   Event("posts", "{not json", "bad")], at_ms=T0 + 3)
+    stats = consumer.poll()
+    assert (stats.entries, stats.applied, stats.ignored, dict(stats.dead_lettered)) == (
+        4, 2, 1, {"malformed_json": 1})
+    assert stats.reconciles and stats.fanout.fanout_targets == 1
+    assert home(client, cfg, 2) == [100] and home(client, cfg, 1) == []
+    [letter] = stream.dead_letters()
+    assert letter["reason"] == "malformed_json" and letter["line"] == "{not json" and letter["log"] == "posts"
+
+    stream.append([post_event(100, 7, T0 + 2, T0 + 5)], at_ms=T0 + 5)  # deleted
+    consumer.poll()
+    assert home(client, cfg, 2) == []
+    assert stream.lag(GROUP).backlog == 0
+
+
+def test_a_dead_consumers_batch_is_reclaimed_and_applied(client, stream):
+    cfg = fresh_config()
+    stream.append([account(u) for u in (1, 7)], at_ms=T0)
+    consumer = FanoutStreamConsumer(stream, FanoutWorker(client, cfg), name="fanout-2", reclaim_idle_ms=0)
+    consumer.poll()
+    build_feeds(client, cfg, [1], T0)
+    stream.append([graph_event("follow", 1, 7, T0 + 1), post_event(200, 7, T0 + 2)], at_ms=T0 + 2)
+    taken = stream.read(GROUP, "fanout-1", count=10)  # fanout-1 took the batch, then died
+    assert len(taken) == 2 and home(client, cfg, 1) == []
+    stats = consumer.poll()
+    assert stats.reclaimed == 2 and stats.applied == 2
+    assert home(client, cfg, 1) == [200] and stream.lag(GROUP).backlog == 0
