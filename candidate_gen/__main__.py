@@ -22,6 +22,7 @@ import threading
 import time
 
 import redis
+from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from candidate_gen.config import CandidateConfig
 from candidate_gen.fanout import FanoutWorker
@@ -34,9 +35,13 @@ from data import columns as c
 from data import lake
 from data.contracts import BLOCKS, FOLLOWS
 from data.settings import get_settings
+from data.stream.backlog import StreamBacklogCollector
 from data.stream.valkey_stream import ValkeyStream
 
 GRAPH_ACTIONS = (*FOLLOWS.enums[c.ACTION], *BLOCKS.enums[c.ACTION])
+
+
+METRICS_PORT = 9464  # the fan-out worker's Prometheus endpoint
 
 
 def open_stream(settings) -> ValkeyStream:
@@ -46,6 +51,23 @@ def open_stream(settings) -> ValkeyStream:
         sys.exit(f"no event stream at {settings.stream_endpoint} ({exc}): start one (make run keeps its "
                  "embedded one up with LOUPE_SERVE=1) or set LOUPE_STREAM_URL; publish/delete --direct "
                  "apply a post without it")
+
+
+def serve_metrics(stream: ValkeyStream, consumer: FanoutStreamConsumer, port: int) -> None:
+    """/metrics on `port`: the stream's backlog per consumer group (read at each scrape) and this
+    worker's entries by outcome."""
+    registry = CollectorRegistry()
+    registry.register(StreamBacklogCollector(stream))
+    outcomes = Counter("loupe_fanout_stream_entries", "Stream entries this fan-out worker read, by outcome",
+                       ["outcome"], registry=registry)
+
+    def count(stats) -> None:
+        outcomes.labels("applied").inc(stats.applied)
+        outcomes.labels("ignored").inc(stats.ignored)
+        outcomes.labels("dead_lettered").inc(sum(stats.dead_lettered.values()))
+
+    consumer.on_poll = count
+    start_http_server(port, registry=registry)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,7 +83,9 @@ def main(argv: list[str] | None = None) -> None:
         p = sub.add_parser(action)
         p.add_argument("--actor", type=int, required=True)
         p.add_argument("--target", type=int, required=True)
-    sub.add_parser("fanout-worker")
+    worker = sub.add_parser("fanout-worker")
+    worker.add_argument("--metrics-port", type=int, default=METRICS_PORT,
+                        help="Prometheus metrics of the stream's backlog and this worker (0: none)")
     home = sub.add_parser("home")
     home.add_argument("--viewer", type=int, required=True)
     home.add_argument("--limit", type=int, default=20)
@@ -87,8 +111,12 @@ def main(argv: list[str] | None = None) -> None:
         event = graph_event(args.command, args.actor, args.target, now)
         print(json.dumps({"appended": open_stream(settings).append([event], at_ms=now)}))
     elif args.command == "fanout-worker":
-        consumer = FanoutStreamConsumer(open_stream(settings), FanoutWorker(client, cfg, name="stream"))
-        print(f"fan-out worker on {settings.stream_endpoint} (group {GROUP}); Ctrl-C stops it", flush=True)
+        stream = open_stream(settings)
+        consumer = FanoutStreamConsumer(stream, FanoutWorker(client, cfg, name="stream"))
+        if args.metrics_port:
+            serve_metrics(stream, consumer, args.metrics_port)
+        print(f"fan-out worker on {settings.stream_endpoint} (group {GROUP}; metrics on :{args.metrics_port}); "
+              "Ctrl-C stops it", flush=True)
         try:
             consumer.run(threading.Event())
         except KeyboardInterrupt:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from candidate_gen.fanout import FanoutStats, FanoutWorker
@@ -50,6 +51,7 @@ class FanoutStreamConsumer:
         self.name = name
         self.batch = batch
         self.reclaim_idle_ms = reclaim_idle_ms
+        self.on_poll: Callable[[PollStats], object] = lambda stats: None  # e.g. metrics
         stream.create_group(GROUP)  # from the start: every event the stream still holds
 
     def poll(self, block_ms: int | None = None) -> PollStats:
@@ -64,6 +66,7 @@ class FanoutStreamConsumer:
             stats.fanout = self.worker.consume(frame(converted))
         self.stream.dead_letter(converted.unreadable)
         self.stream.ack(GROUP, entries)  # after the effects: a crash before this re-delivers the batch
+        self.on_poll(stats)
         return stats
 
     def run(self, stop: threading.Event, block_ms: int = 1_000) -> None:

@@ -9,9 +9,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from data.redis_server import EmbeddedRedis
 from data.stream.archiver import StreamArchiver, entries_of
+from data.stream.backlog import StreamBacklogCollector, growing
 from data.stream.entries import Entry, Event, next_id, parse_id
 from data.stream.valkey_stream import NotDurable, StreamLayoutError, ValkeyStream
 
@@ -182,3 +184,19 @@ def test_ids_follow_the_producers_clock_and_never_go_back_within_a_partition(ser
     assert [parse_id(i) for i in behind] == [(1_790_899_200_000, 10 + k) for k in range(4)]
     ahead = stream.append(events(1), at_ms=1_790_899_300_000)
     assert parse_id(ahead[0]) == (1_790_899_300_000, 0)
+
+
+def test_backlog_gauges_are_read_at_each_scrape_and_growth_needs_every_tick_to_rise(server):
+    stream = ValkeyStream.connect(server.url, partitions=2)
+    stream.create_group("fanout")
+    stream.append(events(7))
+    stream.read("fanout", "w", count=2)  # delivered, not acknowledged
+    registry = CollectorRegistry()
+    registry.register(StreamBacklogCollector(stream))
+    pending = registry.get_sample_value("loupe_stream_backlog", {"group": "fanout", "state": "pending"})
+    undelivered = registry.get_sample_value("loupe_stream_backlog", {"group": "fanout", "state": "undelivered"})
+    assert registry.get_sample_value("loupe_stream_entries") == 7 and pending + undelivered == 7 and pending > 0
+    stream.append(events(3))
+    assert registry.get_sample_value("loupe_stream_entries") == 10  # not a stale value
+    assert growing([1, 2, 3, 4, 5, 6], ticks=5) and not growing([1, 2, 3, 3, 5, 6], ticks=5)
+    assert not growing([1, 2, 3], ticks=5)

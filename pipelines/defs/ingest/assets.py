@@ -269,4 +269,12 @@ def _reconcile_summary(ingested: Ingested) -> str:
     return "; ".join(faults)
 
 
+STREAM_KEY = dg.AssetKey(["stream", "events"])
+stream_events = dg.AssetSpec(
+    STREAM_KEY, group_name="ingest", kinds={"valkey"},
+    description="The event stream (data/stream, docs/event_stream.md): served impressions, posts and graph "
+    "changes as they happen. Observed by stream_archive_sensor every 30 s: entries held, each consumer "
+    "group's backlog, and the groups whose backlog is growing.",
+)
+
 ingest_assets = [ingest_day]

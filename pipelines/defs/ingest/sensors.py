@@ -10,6 +10,8 @@ import redis
 
 from data.ingest.fingerprints import landing_fingerprints
 from data.stream.archiver import StreamArchiver
+from data.stream.backlog import GROWING_TICKS, Backlog, growing
+from pipelines.defs.ingest.assets import STREAM_KEY
 from pipelines.defs.ingest.jobs import ingest_job
 from pipelines.defs.ingest.resources import StreamResource
 from pipelines.partitions import DAYS, day_partitions, is_day
@@ -42,10 +44,34 @@ def landing_sensor(context: dg.SensorEvaluationContext, workspace: WorkspaceReso
 def stream_archive_sensor(context: dg.SensorEvaluationContext, stream: StreamResource,
                           workspace: WorkspaceResource):
     """Land what the event stream holds into the landing folder, every entry once, and trim it
-    (data/stream/archiver.py). The work is the sensor's own, not a run's: a few file appends, where
-    a run would start a process every 30 s. No stream server reachable: skipped, saying so."""
+    (data/stream/archiver.py); then observe the stream: entries held and each consumer group's
+    backlog, flagging a group whose backlog grew at each of the last GROWING_TICKS ticks (its
+    consumers fall behind, or died with entries pending). The work is the sensor's own, not a run's:
+    a few file appends, where a run would start a process every 30 s. No stream server reachable:
+    skipped, saying so."""
     try:
-        report = StreamArchiver(stream.stream(), workspace.landing).archive()
+        events = stream.stream()
+        report = StreamArchiver(events, workspace.landing).archive()
+        backlog = Backlog.of(events)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         return dg.SkipReason(f"no event stream at {stream.url}: {exc}")
-    return dg.SkipReason(f"archived {report.entries} entries into {workspace.landing}, trimmed {report.trimmed}")
+    history = json.loads(context.cursor) if context.cursor else {}
+    history = {g: (history.get(g, []) + [lag.backlog])[-(GROWING_TICKS + 1):] for g, lag in backlog.groups.items()}
+    rising = sorted(g for g, seen in history.items() if growing(seen))
+    if rising:
+        context.log.warning(f"event stream: the backlog of {rising} grew at each of the last {GROWING_TICKS} "
+                            f"ticks ({ {g: history[g] for g in rising} }): its consumers fall behind")
+    message = f"archived {report.entries} entries into {workspace.landing}, trimmed {report.trimmed}"
+    if rising:
+        message += f"; backlog growing: {', '.join(rising)}"
+    return dg.SensorResult(
+        skip_reason=message,
+        cursor=json.dumps(history),
+        asset_events=[dg.AssetObservation(asset_key=STREAM_KEY, metadata={
+            "entries": backlog.entries,
+            "archived": report.entries,
+            "backlog": {g: {"undelivered": lag.undelivered, "pending": lag.pending}
+                        for g, lag in backlog.groups.items()},
+            "growing": rising,
+        })],
+    )
