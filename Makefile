@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-first-run ui mlflow-ui feast clean
+.PHONY: help setup run lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
@@ -52,7 +52,7 @@ test-e2e: setup  # a team's export and a graph-only export through `make run` (t
 test-fast: setup  # the unit tier: no Spark, no server, no Dagster run
 	$(UV) run --frozen pytest -m unit
 
-bench: bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload
+bench: bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-stream
 
 bench-first-run: setup  # a fresh clone's make setup + make run, tiny and small (idle machine)
 	$(PY) -m benchmarks.bench_first_run
@@ -77,6 +77,9 @@ bench-quality: setup
 
 bench-fanout: setup
 	$(PY) -m benchmarks.bench_fanout
+
+bench-stream: setup  # the medium world's last day through the event stream vs raw XADD/XREADGROUP
+	$(PY) -m benchmarks.bench_stream
 
 bench-candidates: setup
 	$(PY) -m benchmarks.bench_candidates

@@ -5,6 +5,10 @@ crashes, trimming only what it archived and no group still needs (docs/event_str
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -200,3 +204,38 @@ def test_backlog_gauges_are_read_at_each_scrape_and_growth_needs_every_tick_to_r
     assert registry.get_sample_value("loupe_stream_entries") == 10  # not a stale value
     assert growing([1, 2, 3, 4, 5, 6], ticks=5) and not growing([1, 2, 3, 3, 5, 6], ticks=5)
     assert not growing([1, 2, 3], ticks=5)
+
+
+ARCHIVER_PROCESS = """
+import sys
+from pathlib import Path
+from data.stream.archiver import StreamArchiver
+from data.stream.valkey_stream import ValkeyStream
+def said(step):
+    print(step, flush=True)
+    if step == "committed":
+        sys.stdin.readline()  # held here, between its commit and moving the files in, until killed
+StreamArchiver(ValkeyStream.connect(sys.argv[1], 2), Path(sys.argv[2]), batch=10, on_step=said).archive()
+"""
+
+
+def test_an_archiver_killed_by_sigkill_mid_commit_loses_nothing_and_lands_nothing_twice(server, tmp_path):
+    stream = ValkeyStream.connect(server.url, partitions=2)
+    sent = events(95)
+    stream.append(sent)
+    landing = tmp_path / "landing"
+    child = subprocess.Popen([sys.executable, "-c", ARCHIVER_PROCESS, server.url, str(landing)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    commits = 0
+    while commits < 3:  # two whole batches, then held right after the third one's commit
+        if child.stdout.readline().strip() == "committed":
+            commits += 1
+            if commits < 3:
+                child.stdin.write("\n")  # go on
+                child.stdin.flush()
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert archived_lines(landing) != Counter(e.line for e in sent)  # it died part-way
+    StreamArchiver(stream, landing).archive()
+    assert archived_lines(landing) == Counter(e.line for e in sent)
+    assert stream.length() == 0
