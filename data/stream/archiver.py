@@ -35,8 +35,8 @@ ARCHIVED_NAME = re.compile(r"stream-p\d+-\d+-\d+-\d+-\d+\.jsonl")
 @dataclass
 class Mark:
     """A partition's commit: the last entry archived, the lines archived per `<log>/<day>`, and a
-    server time before which every entry of the partition is archived (taken at a read that found
-    nothing more: it closes the days before it)."""
+    reading of the producers' clock before which every entry of the partition is archived (taken
+    before a read that reached the partition's end: it closes the days before it)."""
 
     archived_up_to: str = START
     lines: Counter = field(default_factory=Counter)
@@ -54,7 +54,7 @@ def read_marks(landing_dir: Path) -> dict[int, Mark]:
     for path in (Path(landing_dir) / STATE_DIR).glob("partition-*.json"):
         saved = json.loads(path.read_text())
         marks[int(path.stem.split("-")[1])] = Mark(saved["archived_up_to"], Counter(saved["lines"]),
-                                                   saved.get("complete_up_to_ms", 0))
+                                                   saved["complete_up_to_ms"])
     return marks
 
 
