@@ -184,6 +184,7 @@ def killed_archiver(url: str, events: list[Event], partitions: int, landing: Pat
         child.stdout.readline()  # the child's own word that a batch committed: no timing guesses
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
+    stream.client.delete(f"{stream.prefix}:archiver")  # its lease, lapsed at once instead of in LEASE_S
     StreamArchiver(stream, landing, batch=batch).archive()
     sent = Counter(e.line for e in events)
     landed = Counter(line for f in landing.glob("*/*/stream-*.jsonl") for line in f.read_text().splitlines())

@@ -10,7 +10,7 @@ import json
 import sys
 
 from data.settings import get_settings
-from data.stream.archiver import StreamArchiver
+from data.stream.archiver import ArchiverBusy, StreamArchiver
 from data.stream.valkey_stream import ValkeyStream
 
 
@@ -21,7 +21,10 @@ def main(argv: list[str]) -> None:
     stream = ValkeyStream.connect(settings.stream_endpoint, settings.stream_partitions)
     archiver = StreamArchiver(stream, settings.landing_dir)
     if argv == ["archive"]:
-        report = archiver.archive()
+        try:
+            report = archiver.archive()
+        except ArchiverBusy as exc:
+            sys.exit(str(exc))
         print(f"archived {report.entries} entries into {settings.landing_dir}, trimmed {report.trimmed}")
         return
     print(json.dumps({

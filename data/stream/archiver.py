@@ -12,10 +12,16 @@ A restart first finishes or drops what it finds staged: a file up to the mark is
 The stream is never trimmed past the mark, so a crash anywhere loses nothing and lands nothing twice.
 
 Nothing is staged in the day folders themselves: ingestion would count a half-written file there.
+
+One archiver per stream at a time: `archive` holds a lease on the stream's server (a redis-py
+`Lock`, renewed before every batch), so a second one (the Dagster sensor and a manual
+`python -m data.stream archive`) stops with `ArchiverBusy` instead of landing the same entries
+again. A killed archiver's lease lapses after LEASE_S.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -24,12 +30,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+
 from data.days import day_end_ms, day_of_ms
 from data.stream.entries import START, parse_id
 from data.stream.valkey_stream import ValkeyStream
 
 STATE_DIR = "_stream"  # at the landing folder's root: not a log's folder, ingestion never reads it
 ARCHIVED_NAME = re.compile(r"stream-p\d+-\d+-\d+-\d+-\d+\.jsonl")
+
+
+LEASE_S = 60  # an archiver's hold on the stream, renewed before each batch
+
+
+class ArchiverBusy(RuntimeError):
+    """Another archiver holds the stream's lease."""
 
 
 @dataclass
@@ -106,7 +121,6 @@ class StreamArchiver:
         self.landing = Path(landing_dir)
         self.batch = batch
         self.state = self.landing / STATE_DIR
-        self._recovered: set[int] = set()
 
     # --- the marks -----------------------------------------------------------------------------
     def _mark_path(self, partition: int) -> Path:
@@ -149,7 +163,7 @@ class StreamArchiver:
         for folder in {self._final(p).parent for p in staged}:
             _sync_dir(folder)
 
-    def recover(self, partition: int) -> None:
+    def _recover(self, partition: int) -> None:
         """Finish the commit a crash interrupted, or drop the batch it never made."""
         up_to = parse_id(self.mark(partition).archived_up_to)
         staged = self._staged(partition)
@@ -158,13 +172,10 @@ class StreamArchiver:
             if path not in committed:
                 path.unlink()
         self._publish(committed)
-        self._recovered.add(partition)
 
     # --- archiving -----------------------------------------------------------------------------
-    def archive_batch(self, partition: int) -> tuple[int, int]:
+    def _archive_batch(self, partition: int) -> tuple[int, int]:
         """Archive up to `batch` entries of `partition`; returns (entries archived, entries trimmed)."""
-        if partition not in self._recovered:
-            self.recover(partition)
         mark = self.mark(partition)
         now_ms = self.clock_ms()  # before the read: every entry appended before it is in it
         entries = self.stream.after(partition, mark.archived_up_to, self.batch)
@@ -199,14 +210,25 @@ class StreamArchiver:
 
     def archive(self) -> ArchiveReport:
         """Archive every partition until nothing is left to archive (entries appended meanwhile
-        included), trimming as it goes."""
+        included), trimming as it goes; first finish or drop what a crashed archiver left staged.
+        ArchiverBusy if another archiver is at it."""
+        lease = self.stream.client.lock(f"{self.stream.prefix}:archiver", timeout=LEASE_S, blocking=False)
+        if not lease.acquire():
+            raise ArchiverBusy(f"another archiver is landing the stream {self.stream.prefix} (it holds "
+                               f"{self.stream.prefix}:archiver, which lapses {LEASE_S} s after it dies)")
         archived = trimmed = 0
-        for p in range(self.stream.partitions):
-            while True:
-                n, t = self.archive_batch(p)
-                archived, trimmed = archived + n, trimmed + t
-                if n < self.batch:
-                    break
+        try:
+            for p in range(self.stream.partitions):
+                self._recover(p)
+                while True:
+                    lease.reacquire()  # raises if the lease lapsed: another archiver may be at it now
+                    n, t = self._archive_batch(p)
+                    archived, trimmed = archived + n, trimmed + t
+                    if n < self.batch:
+                        break
+        finally:
+            with contextlib.suppress(redis.exceptions.LockError):  # lapsed: nothing of ours to release
+                lease.release()
         return ArchiveReport(archived, trimmed, self.archived_lines())
 
 

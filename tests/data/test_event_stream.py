@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from data.redis_server import EmbeddedRedis
-from data.stream.archiver import StreamArchiver, entries_of
+from data.stream.archiver import ArchiverBusy, StreamArchiver, entries_of
 from data.stream.backlog import StreamBacklogCollector, growing
 from data.stream.entries import Entry, Event, next_id, parse_id
 from data.stream.valkey_stream import NotDurable, StreamLayoutError, ValkeyStream
@@ -236,6 +236,21 @@ def test_an_archiver_killed_by_sigkill_mid_commit_loses_nothing_and_lands_nothin
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     assert archived_lines(landing) != Counter(e.line for e in sent)  # it died part-way
+    with pytest.raises(ArchiverBusy):  # its lease still holds
+        StreamArchiver(stream, landing).archive()
+    stream.client.delete("loupe:events:archiver")  # the lease lapsing (LEASE_S later), at once
     StreamArchiver(stream, landing).archive()
     assert archived_lines(landing) == Counter(e.line for e in sent)
     assert stream.length() == 0
+
+
+def test_one_archiver_at_a_time(server, tmp_path):
+    stream = ValkeyStream.connect(server.url, partitions=2)
+    stream.append(events(10))
+    held = stream.client.lock("loupe:events:archiver", timeout=60)
+    assert held.acquire()
+    with pytest.raises(ArchiverBusy, match="another archiver"):
+        StreamArchiver(stream, tmp_path / "landing").archive()
+    assert not archived_lines(tmp_path / "landing") and stream.length() == 10
+    held.release()
+    assert StreamArchiver(stream, tmp_path / "landing").archive().entries == 10

@@ -9,7 +9,7 @@ import dagster as dg
 import redis
 
 from data.ingest.fingerprints import landing_fingerprints
-from data.stream.archiver import StreamArchiver
+from data.stream.archiver import ArchiverBusy, StreamArchiver
 from data.stream.backlog import GROWING_TICKS, Backlog, growing
 from pipelines.defs.ingest.assets import STREAM_KEY
 from pipelines.defs.ingest.jobs import ingest_job
@@ -55,6 +55,8 @@ def stream_archive_sensor(context: dg.SensorEvaluationContext, stream: StreamRes
         backlog = Backlog.of(events)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         return dg.SkipReason(f"no event stream at {stream.url}: {exc}")
+    except ArchiverBusy as exc:
+        return dg.SkipReason(str(exc))
     history = json.loads(context.cursor) if context.cursor else {}
     history = {g: (history.get(g, []) + [lag.backlog])[-(GROWING_TICKS + 1):] for g, lag in backlog.groups.items()}
     rising = sorted(g for g, seen in history.items() if growing(seen))
