@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     worker = sub.add_parser("fanout-worker")
     worker.add_argument("--metrics-port", type=int, default=METRICS_PORT,
                         help="Prometheus metrics of the stream's backlog and this worker (0: none)")
+    worker.add_argument("--partitions", default=None,
+                        help="the stream partitions this worker owns, e.g. 0,2 (default: all)")
     home = sub.add_parser("home")
     home.add_argument("--viewer", type=int, required=True)
     home.add_argument("--limit", type=int, default=20)
@@ -112,7 +114,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"appended": open_stream(settings).append([event], at_ms=now)}))
     elif args.command == "fanout-worker":
         stream = open_stream(settings)
-        consumer = FanoutStreamConsumer(stream, FanoutWorker(client, cfg, name="stream"))
+        owned = None if args.partitions is None else [int(p) for p in args.partitions.split(",")]
+        name = "fanout-all" if owned is None else "fanout-p" + ".".join(map(str, owned))
+        consumer = FanoutStreamConsumer(stream, FanoutWorker(client, cfg, name="stream"), name=name,
+                                        partitions=owned)
         if args.metrics_port:
             serve_metrics(stream, consumer, args.metrics_port)
         print(f"fan-out worker on {settings.stream_endpoint} (group {GROUP}; metrics on :{args.metrics_port}); "

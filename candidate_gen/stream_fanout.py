@@ -10,23 +10,31 @@ states, and `PollStats` counts them:
 - dead-lettered: a line the worker cannot act on, copied with its reason to the stream's dead-letter
   key.
 
-Ordering: a pair's graph changes share a partition (stream_events.graph_event), and one consumer
-applies a partition's entries in order. With more consumers in the group, a follow and its unfollow
-could be applied in the wrong order, so this group runs one worker.
+Ordering: a pair's graph changes share a partition (stream_events.graph_event), and a partition is
+applied by one worker at a time, in order. Each worker owns the partitions it is given (all by
+default; `python -m candidate_gen fanout-worker --partitions 0,2` and `--partitions 1,3` run two),
+and holds a lease on each one (`<prefix>:fanout:owner:{p}`, renewed at every poll). A second worker
+asking for an owned partition is refused (`PartitionTaken`). A worker that dies leaves its leases
+to lapse after LEASE_S. Its replacement for those partitions then reclaims the batch it left pending
+before it reads anything new, so the partition's order holds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+import redis
 
 from candidate_gen.fanout import FanoutStats, FanoutWorker
 from candidate_gen.stream_events import convert, frame
 from data.stream.valkey_stream import ValkeyStream
 
 GROUP = "fanout"
+LEASE_S = 30  # a worker's hold on its partitions, renewed at every poll (a poll blocks 1 s at most)
 
 
 @dataclass
@@ -43,22 +51,47 @@ class PollStats:
         return self.entries == self.applied + self.ignored + sum(self.dead_lettered.values())
 
 
+class PartitionTaken(RuntimeError):
+    """Another fan-out worker owns a partition this one was given."""
+
+
 class FanoutStreamConsumer:
     def __init__(self, stream: ValkeyStream, worker: FanoutWorker, name: str = "fanout-1",
-                 batch: int = 500, reclaim_idle_ms: int = 30_000):
+                 batch: int = 500, reclaim_idle_ms: int = 0, partitions: Sequence[int] | None = None):
+        """`partitions`: the ones this worker owns (None: all). `reclaim_idle_ms`: how long an entry
+        must have been pending on another consumer before this one takes it over; 0, since the
+        partition's lease says its previous owner is gone."""
         self.stream = stream
         self.worker = worker
         self.name = name
         self.batch = batch
         self.reclaim_idle_ms = reclaim_idle_ms
+        self.partitions = list(range(stream.partitions) if partitions is None else partitions)
         self.on_poll: Callable[[PollStats], object] = lambda stats: None  # e.g. metrics
+        self._leases: list = []
+        for p in self.partitions:
+            lease = stream.client.lock(f"{stream.prefix}:{GROUP}:owner:{{{p}}}", timeout=LEASE_S, blocking=False)
+            if not lease.acquire():
+                self.close()
+                raise PartitionTaken(f"partition {p} of the stream is another fan-out worker's (its lease "
+                                     f"lapses {LEASE_S} s after that worker dies)")
+            self._leases.append(lease)
         stream.create_group(GROUP)  # from the start: every event the stream still holds
 
+    def close(self) -> None:
+        """Give the partitions back at once (a worker that dies gives them back after LEASE_S)."""
+        for lease in self._leases:
+            with contextlib.suppress(redis.exceptions.LockError):
+                lease.release()
+
     def poll(self, block_ms: int | None = None) -> PollStats:
-        """Apply one batch: entries a dead consumer left pending, then new ones (waiting up to
-        `block_ms` for one when there are none)."""
-        reclaimed = self.stream.reclaim(GROUP, self.name, self.reclaim_idle_ms, self.batch)
-        entries = reclaimed + self.stream.read(GROUP, self.name, self.batch, None if reclaimed else block_ms)
+        """Apply one batch of the owned partitions: entries a previous owner left pending, then new
+        ones (waiting up to `block_ms` for one when there are none)."""
+        for lease in self._leases:
+            lease.reacquire()  # raises if one lapsed: another worker may own the partition now
+        reclaimed = self.stream.reclaim(GROUP, self.name, self.reclaim_idle_ms, self.batch, self.partitions)
+        entries = reclaimed + self.stream.read(GROUP, self.name, self.batch, None if reclaimed else block_ms,
+                                               self.partitions)
         converted = convert(entries)
         stats = PollStats(len(entries), len(reclaimed), len(converted.rows), converted.ignored,
                           Counter(reason for _, reason in converted.unreadable))
@@ -70,5 +103,8 @@ class FanoutStreamConsumer:
         return stats
 
     def run(self, stop: threading.Event, block_ms: int = 1_000) -> None:
-        while not stop.is_set():
-            self.poll(block_ms)
+        try:
+            while not stop.is_set():
+                self.poll(block_ms)
+        finally:
+            self.close()

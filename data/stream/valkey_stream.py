@@ -185,12 +185,15 @@ class ValkeyStream:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    def read(self, group: str, consumer: str, count: int = 500, block_ms: int | None = None) -> list[Entry]:
-        """New entries for `consumer` of `group`, up to `count` per partition; they stay pending
-        until acknowledged. `block_ms`: wait that long for one if there is none (None: do not wait)."""
-        reply = self.client.xreadgroup(group, consumer, {key: ">" for key in self.keys},
+    def read(self, group: str, consumer: str, count: int = 500, block_ms: int | None = None,
+             partitions: Sequence[int] | None = None) -> list[Entry]:
+        """New entries for `consumer` of `group`, up to `count` per partition (of `partitions`;
+        None: all); they stay pending until acknowledged. `block_ms`: wait that long for one if
+        there is none (None: do not wait)."""
+        chosen = range(self.partitions) if partitions is None else partitions
+        reply = self.client.xreadgroup(group, consumer, {self.key(p): ">" for p in chosen},
                                        count=count, block=block_ms)
-        index = {key: p for p, key in enumerate(self.keys)}
+        index = {self.key(p): p for p in chosen}
         return [entry for key, items in reply or [] for entry in _entries(index[key], items)]
 
     def ack(self, group: str, entries: Iterable[Entry]) -> int:
@@ -205,18 +208,20 @@ class ValkeyStream:
             pipe.xack(self.key(p), group, *ids)
         return sum(pipe.execute())
 
-    def reclaim(self, group: str, consumer: str, min_idle_ms: int, count: int = 500) -> list[Entry]:
+    def reclaim(self, group: str, consumer: str, min_idle_ms: int, count: int = 500,
+                partitions: Sequence[int] | None = None) -> list[Entry]:
         """Entries of `group` pending for at least `min_idle_ms` on another consumer (one that died),
-        now `consumer`'s: up to `count` per partition."""
+        now `consumer`'s: up to `count` per partition (of `partitions`; None: all), oldest first."""
         claimed = []
-        for p, key in enumerate(self.keys):
-            cursor = START
-            while len([e for e in claimed if e.partition == p]) < count:
-                cursor, items, _deleted = self.client.xautoclaim(key, group, consumer, min_idle_ms,
-                                                                 start_id=cursor, count=count)
-                claimed += _entries(p, items)
+        for p in range(self.partitions) if partitions is None else partitions:
+            cursor, mine = START, []
+            while len(mine) < count:
+                cursor, items, _deleted = self.client.xautoclaim(self.key(p), group, consumer, min_idle_ms,
+                                                                 start_id=cursor, count=count - len(mine))
+                mine += _entries(p, items)
                 if cursor == START:
                     break
+            claimed += mine
         return claimed
 
     def _groups(self, key: str) -> list[dict]:

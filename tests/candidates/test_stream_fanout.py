@@ -14,13 +14,13 @@ from candidate_gen.fanout import FanoutWorker
 from candidate_gen.filters import default_chain
 from candidate_gen.home import HomeCandidateReader
 from candidate_gen.rebuild import build_feeds
-from candidate_gen.stream_events import Unreadable, graph_event, iso, post_event, to_row
-from candidate_gen.stream_fanout import GROUP, FanoutStreamConsumer
+from candidate_gen.stream_events import Unreadable, convert, frame, graph_event, iso, post_event, to_row
+from candidate_gen.stream_fanout import GROUP, FanoutStreamConsumer, PartitionTaken
 from data.ids import to_id
 from data.redis_server import EmbeddedRedis
-from data.stream.entries import Event
+from data.stream.entries import Entry, Event
 from data.stream.valkey_stream import ValkeyStream
-from tests.candidates.helpers import HOUR, T0, fresh_config
+from tests.candidates.helpers import HOUR, T0, dump, fresh_config
 
 
 @pytest.fixture
@@ -101,3 +101,39 @@ def test_a_dead_consumers_batch_is_reclaimed_and_applied(client, stream):
     stats = consumer.poll()
     assert stats.reclaimed == 2 and stats.applied == 2
     assert home(client, cfg, 1) == [200] and stream.lag(GROUP).backlog == 0
+
+
+def state(client, cfg) -> dict:
+    """The candidate state without its key prefix (two prefixes compared)."""
+    return {key.removeprefix(cfg.keys.prefix): value for key, value in dump(client, cfg).items()}
+
+
+def test_two_workers_owning_partitions_reach_the_state_one_worker_reaches(client, stream):
+    cfg_two, cfg_one = fresh_config(), fresh_config()
+    users = list(range(1, 13))
+    for cfg in (cfg_one, cfg_two):  # the same accounts and caches on both sides
+        FanoutWorker(client, cfg).consume(frame(convert([
+            Entry(0, "0-1", "users", account(u).line) for u in users])))
+        build_feeds(client, cfg, users, T0)
+    said, t = [], T0 + 1
+    for k in range(66):  # follows, unfollows and re-follows of a few pairs (ending followed), posts between
+        a, b = 1 + k % 6, 7 + (k * 5) % 6
+        said += [graph_event("follow" if (k // 6) % 2 == 0 else "unfollow", a, b, t), post_event(1000 + k, b, t + 1)]
+        t += 2
+    for k, event in enumerate(said):  # one at a time, as producers say them
+        stream.append([event], at_ms=T0 + 1 + k)
+    entries = [e for p in range(stream.partitions) for e in stream.after(p, "0-0", 1000)]
+    FanoutWorker(client, cfg_one).consume(frame(convert(entries)))  # the reference: one ordered pass
+
+    first = FanoutStreamConsumer(stream, FanoutWorker(client, cfg_two), name="fanout-a", batch=7, partitions=[0])
+    second = FanoutStreamConsumer(stream, FanoutWorker(client, cfg_two), name="fanout-b", batch=5,
+                                  partitions=[1, 2])
+    with pytest.raises(PartitionTaken, match="partition 1"):
+        FanoutStreamConsumer(stream, FanoutWorker(client, cfg_two), name="fanout-c", partitions=[1])
+    assert stream.read(GROUP, "fanout-a", count=3, partitions=[0])  # a batch taken, never applied...
+    first.close()  # ...by a worker that died: its lease gone
+    first = FanoutStreamConsumer(stream, FanoutWorker(client, cfg_two), name="fanout-a2", batch=7, partitions=[0])
+    while first.poll().entries + second.poll().entries:
+        pass
+    assert state(client, cfg_two) == state(client, cfg_one)
+    assert stream.lag(GROUP).backlog == 0
