@@ -22,6 +22,7 @@ before it reads anything new, so the partition's order holds.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -29,9 +30,11 @@ from dataclasses import dataclass, field
 
 import redis
 
-from candidate_gen.fanout import FanoutStats, FanoutWorker
+from candidate_gen.fanout import FanoutStats, FanoutWorker, StateLostError
 from candidate_gen.stream_events import convert, frame
 from data.stream.valkey_stream import ValkeyStream
+
+log = logging.getLogger(__name__)
 
 GROUP = "fanout"
 LEASE_S = 30  # a worker's hold on its partitions, renewed at every poll (a poll blocks 1 s at most)
@@ -70,13 +73,25 @@ class FanoutStreamConsumer:
         self.on_poll: Callable[[PollStats], object] = lambda stats: None  # e.g. metrics
         self._leases: list = []
         for p in self.partitions:
-            lease = stream.client.lock(f"{stream.prefix}:{GROUP}:owner:{{{p}}}", timeout=LEASE_S, blocking=False)
+            lease = stream.client.lock(f"{stream.prefix}:{GROUP}:owner:{{{p}}}", timeout=LEASE_S, blocking=False,
+                                       thread_local=False)  # taken here, renewed in the polling thread
             if not lease.acquire():
                 self.close()
                 raise PartitionTaken(f"partition {p} of the stream is another fan-out worker's (its lease "
                                      f"lapses {LEASE_S} s after that worker dies)")
             self._leases.append(lease)
         stream.create_group(GROUP)  # from the start: every event the stream still holds
+
+    def _hold_partitions(self) -> None:
+        """Renew every lease; one that lapsed (an outage longer than LEASE_S) is taken again if no
+        other worker took it meanwhile, else PartitionTaken."""
+        for p, lease in zip(self.partitions, self._leases, strict=True):
+            try:
+                lease.reacquire()
+            except redis.exceptions.LockNotOwnedError:
+                if not lease.acquire():
+                    raise PartitionTaken(f"partition {p} was taken over by another fan-out worker while this "
+                                         "one could not renew its lease") from None
 
     def close(self) -> None:
         """Give the partitions back at once (a worker that dies gives them back after LEASE_S)."""
@@ -87,8 +102,7 @@ class FanoutStreamConsumer:
     def poll(self, block_ms: int | None = None) -> PollStats:
         """Apply one batch of the owned partitions: entries a previous owner left pending, then new
         ones (waiting up to `block_ms` for one when there are none)."""
-        for lease in self._leases:
-            lease.reacquire()  # raises if one lapsed: another worker may own the partition now
+        self._hold_partitions()
         reclaimed = self.stream.reclaim(GROUP, self.name, self.reclaim_idle_ms, self.batch, self.partitions)
         entries = reclaimed + self.stream.read(GROUP, self.name, self.batch, None if reclaimed else block_ms,
                                                self.partitions)
@@ -102,9 +116,38 @@ class FanoutStreamConsumer:
         self.on_poll(stats)
         return stats
 
-    def run(self, stop: threading.Event, block_ms: int = 1_000) -> None:
+    def run(self, stop: threading.Event, block_ms: int = 1_000, retry_s: float = 1.0) -> None:
+        """Poll until `stop`. The stream's or the feed cache's server down or restarting is waited
+        out (`retry_s` between tries, warned once per outage): the batch it interrupted was not
+        acknowledged, so the next poll reclaims and applies it again (every write is idempotent).
+        A partition another worker took over (PartitionTaken), or a feed cache that restarted empty
+        (StateLostError: rebuild it), ends the run."""
+        down = False
         try:
             while not stop.is_set():
-                self.poll(block_ms)
+                try:
+                    self.poll(block_ms)
+                except (redis.RedisError, RuntimeError) as exc:
+                    if isinstance(exc, PartitionTaken | StateLostError) or not _unavailable(exc):
+                        raise
+                    if not down:
+                        log.warning("fan-out worker %s: a server is unavailable (%s); retrying every %.1f s",
+                                    self.name, exc, retry_s)
+                    down = True
+                    stop.wait(retry_s)
+                    continue
+                if down:
+                    log.warning("fan-out worker %s: servers back, going on", self.name)
+                    down = False
         finally:
             self.close()
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """A server down, restarting or slow, directly or as the fan-out worker's give-up's cause (it
+    retries Redis errors itself, then raises RuntimeError from the last one)."""
+    while exc is not None:
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError | redis.BusyLoadingError):
+            return True
+        exc = exc.__cause__
+    return False

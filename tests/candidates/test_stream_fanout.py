@@ -6,6 +6,8 @@ read is accounted for; a dead consumer's entries are reclaimed."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
 
 import pytest
 import redis
@@ -137,3 +139,33 @@ def test_two_workers_owning_partitions_reach_the_state_one_worker_reaches(client
         pass
     assert state(client, cfg_two) == state(client, cfg_one)
     assert stream.lag(GROUP).backlog == 0
+
+
+def test_a_worker_waits_out_a_stream_server_restart_and_goes_on(client, tmp_path):
+    cfg = fresh_config()
+    with EmbeddedRedis(data_dir=tmp_path / "restarting", durable=True) as server:
+        stream = ValkeyStream.connect(server.url, partitions=2, timeout_s=5.0)
+        stream.append([account(u) for u in (1, 7)] + [graph_event("follow", 1, 7, T0)], at_ms=T0)
+        consumer = FanoutStreamConsumer(stream, FanoutWorker(client, cfg))
+        consumer.poll()
+        build_feeds(client, cfg, [1], T0)
+        applied, stop = threading.Event(), threading.Event()
+        consumer.on_poll = lambda stats: stats.applied and applied.set()
+        outage = threading.Event()
+        said = logging.Handler()
+        said.emit = lambda record: "unavailable" in record.getMessage() and outage.set()
+        logging.getLogger("candidate_gen.stream_fanout").addHandler(said)
+        worker = threading.Thread(target=consumer.run, args=(stop, 100, 0.05), daemon=True)
+        worker.start()
+        server.kill()  # a crash while the worker polls
+        try:
+            assert outage.wait(60), "the worker never said the stream was unavailable"
+        finally:
+            logging.getLogger("candidate_gen.stream_fanout").removeHandler(said)
+        server.start()  # back on the same port, from its append-only file
+        stream.append([post_event(300, 7, T0 + 5)], at_ms=T0 + 5)
+        assert applied.wait(60), "the worker never applied the post appended after the restart"
+        assert worker.is_alive()
+        stop.set()
+        worker.join(10)
+    assert home(client, cfg, 1) == [300]
