@@ -111,7 +111,7 @@ def test_a_dead_consumers_entries_are_reclaimed_nothing_lost_nothing_twice(serve
 def test_the_archiver_lands_every_entry_once_in_its_arrival_day_and_trims_it(server, tmp_path):
     stream = ValkeyStream.connect(server.url, partitions=3)
     sent = events(120) + events(40, log="impressions") + events(7, log="posts")
-    ids = stream.append(sent)
+    ids = stream.append(sent, at_ms=1_790_899_199_000)  # one second before 2026-10-02: one day
     landing = tmp_path / "landing"
     report = StreamArchiver(stream, landing, batch=16).archive()
     assert report.entries == len(sent) and report.trimmed == len(sent) and stream.length() == 0
