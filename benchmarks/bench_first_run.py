@@ -72,7 +72,7 @@ def first_run(world: str, workdir: Path) -> dict:
     subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)], check=True)
     # nothing of this shell's Loupe settings: the clone runs on its defaults, on ports of its own
     env = child_env(None, LOUPE_WORLD=world, LOUPE_SERVE="0", LOUPE_REDIS_PORT=str(free_port()),
-                    LOUPE_SERVING_PORT=str(free_port()))
+                    LOUPE_STREAM_PORT=str(free_port()), LOUPE_SERVING_PORT=str(free_port()))
     env.pop("VIRTUAL_ENV", None)  # the clone's make uses its own .venv
     load_before = settled_load()  # the targets are for an idle machine: say how idle it was
     setup_s, setup = timed(["make", "setup"], clone, env)

@@ -34,7 +34,8 @@ def _free_port() -> int:
 def make_run(home: Path, export: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(INHERITED)}
     env.update({"LOUPE_HOME": str(home), "LOUPE_LANDING": str(export), "LOUPE_SERVE": "0",
-                "LOUPE_REDIS_PORT": str(_free_port()), "LOUPE_SERVING_PORT": str(_free_port()),
+                "LOUPE_REDIS_PORT": str(_free_port()), "LOUPE_STREAM_PORT": str(_free_port()),
+                "LOUPE_SERVING_PORT": str(_free_port()),
                 "LOUPE_SERVING_WORKERS": "1", "LOUPE_SPARK_DRIVER_MEMORY": "2g"})
     proc = subprocess.run(["make", "--no-print-directory", "run"], cwd=REPO, env=env, capture_output=True,
                           text=True, stdin=subprocess.DEVNULL, check=False)  # the assert shows its output
