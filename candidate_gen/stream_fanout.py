@@ -1,10 +1,10 @@
 """The fan-out worker on the event stream: posts published and deleted, accounts and graph changes
 applied to the feed caches as they arrive (docs/event_stream.md, docs/feed_cache_format.md).
 
-One consumer of the group `fanout` reads each batch after first reclaiming what a dead consumer
-left pending. It applies the batch with the fan-out worker (every write of which is idempotent, so
-an entry delivered twice changes nothing), and then acknowledges it. Each entry ends in one of three
-states, and `PollStats` counts them:
+Each worker, a consumer of the group `fanout`, reads a batch of its partitions after first
+reclaiming what a dead consumer left pending there. It applies the batch with the fan-out worker
+(every write of which is idempotent, so an entry delivered twice changes nothing), and then
+acknowledges it. Each entry ends in one of three states, and `PollStats` counts them:
 - applied: a post, account or graph event;
 - ignored: a log the worker has no use for, such as engagements or impressions;
 - dead-lettered: a line the worker cannot act on, copied with its reason to the stream's dead-letter
@@ -37,7 +37,7 @@ from data.stream.valkey_stream import ValkeyStream
 log = logging.getLogger(__name__)
 
 GROUP = "fanout"
-LEASE_S = 30  # a worker's hold on its partitions, renewed at every poll (a poll blocks 1 s at most)
+LEASE_S = 30  # a worker's hold on its partitions, renewed at every poll (a poll waits 1 s at most for entries)
 
 
 @dataclass
