@@ -45,10 +45,11 @@ from candidate_gen.config import CandidateConfig
 from candidate_gen.fanout import FanoutWorker
 from candidate_gen.home import HomeCandidateReader
 from candidate_gen.rebuild import build_feeds
-from candidate_gen.stream_events import graph_event, iso, post_event
+from candidate_gen.stream_events import graph_event, post_event
 from candidate_gen.stream_fanout import FanoutStreamConsumer
 from data import lake
 from data.contracts import LOG_TYPES
+from data.days import iso_ms
 from data.redis_server import EmbeddedRedis
 from data.stream.archiver import StreamArchiver
 from data.stream.entries import Event
@@ -122,8 +123,8 @@ def publish_to_home(stream_url: str, feed_url: str, replay: list[Event], rate: i
     cfg = CandidateConfig.load().with_feed(key_prefix="bench:")
     stream = ValkeyStream.connect(stream_url, partitions)
     author, follower, now = 2_000_000_001, 2_000_000_002, int(time.time() * 1000)
-    accounts = [Event("users", json.dumps({"user_id": u, "created_at": iso(now - 60_000),
-                                           "updated_at": iso(now - 60_000), "is_private": False,
+    accounts = [Event("users", json.dumps({"user_id": u, "created_at": iso_ms(now - 60_000),
+                                           "updated_at": iso_ms(now - 60_000), "is_private": False,
                                            "is_verified": False, "country": "FR"}), str(u))
                 for u in (author, follower)]
     consumer = FanoutStreamConsumer(stream, FanoutWorker(feeds, cfg, name="bench"), reclaim_idle_ms=60_000)

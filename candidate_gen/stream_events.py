@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from candidate_gen import events as ev
 from data import columns as c
 from data.contracts import BLOCKS, FOLLOWS, POSTS, USERS
+from data.days import iso_ms
 from data.ids import BadId, to_id
 from data.stream.entries import Entry, Event
 
@@ -32,11 +32,6 @@ class Converted:
     rows: list[tuple[int, str, int, int, int]] = field(default_factory=list)  # (ts_ms, kind, a, b, x)
     ignored: int = 0  # entries of logs the worker does not act on (engagements, impressions)
     unreadable: list[tuple[Entry, str]] = field(default_factory=list)  # with the reason
-
-
-def iso(ms: int) -> str:
-    """Epoch ms -> the contracts' timestamp text."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def _ms(value) -> int:
@@ -100,16 +95,11 @@ def convert(entries: list[Entry]) -> Converted:
     return out
 
 
-def frame(converted: Converted):
-    """The rows in the worker's stream order (time, then kind, then ids)."""
-    return ev.frame(converted.rows)
-
-
 # --- what the live entry points say, as landing lines ------------------------------------------
 def post_event(post_id: int, author_id: int, created_ms: int, deleted_ms: int | None = None) -> Event:
-    line = {c.POST_ID: post_id, c.AUTHOR_ID: author_id, c.CREATED_AT: iso(created_ms),
+    line = {c.POST_ID: post_id, c.AUTHOR_ID: author_id, c.CREATED_AT: iso_ms(created_ms),
             c.MEDIA_TYPE: "photo", c.HASHTAGS: [], c.CAPTION: None,
-            c.DELETED_AT: None if deleted_ms is None else iso(deleted_ms)}
+            c.DELETED_AT: None if deleted_ms is None else iso_ms(deleted_ms)}
     return Event(POSTS.name, json.dumps(line), str(post_id))
 
 
@@ -117,9 +107,9 @@ def graph_event(action: str, actor: int, target: int, ts_ms: int) -> Event:
     """A follow/unfollow/approve (follows log) or block/unblock/mute/unmute (blocks log), keyed by the
     pair so that a pair's changes keep their order on the stream."""
     if action in FOLLOWS.enums[c.ACTION]:
-        line = {c.FOLLOWER_ID: actor, c.FOLLOWEE_ID: target, c.ACTION: action, c.TS: iso(ts_ms)}
+        line = {c.FOLLOWER_ID: actor, c.FOLLOWEE_ID: target, c.ACTION: action, c.TS: iso_ms(ts_ms)}
         return Event(FOLLOWS.name, json.dumps(line), f"{actor}:{target}")
     if action in BLOCKS.enums[c.ACTION]:
-        line = {c.BLOCKER_ID: actor, c.BLOCKED_ID: target, c.ACTION: action, c.TS: iso(ts_ms)}
+        line = {c.BLOCKER_ID: actor, c.BLOCKED_ID: target, c.ACTION: action, c.TS: iso_ms(ts_ms)}
         return Event(BLOCKS.name, json.dumps(line), f"{actor}:{target}")
     raise ValueError(f"unknown graph action {action!r}: one of {FOLLOWS.enums[c.ACTION] + BLOCKS.enums[c.ACTION]}")

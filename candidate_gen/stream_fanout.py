@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 
 import redis
 
+from candidate_gen import events as ev
 from candidate_gen.fanout import FanoutStats, FanoutWorker, StateLostError
-from candidate_gen.stream_events import convert, frame
+from candidate_gen.stream_events import convert
 from data.stream.valkey_stream import ValkeyStream
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class FanoutStreamConsumer:
         stats = PollStats(len(entries), len(reclaimed), len(converted.rows), converted.ignored,
                           Counter(reason for _, reason in converted.unreadable))
         if converted.rows:
-            stats.fanout = self.worker.consume(frame(converted))
+            stats.fanout = self.worker.consume(ev.frame(converted.rows))
         self.stream.dead_letter(converted.unreadable)
         self.stream.ack(GROUP, entries)  # after the effects: a crash before this re-delivers the batch
         self.on_poll(stats)

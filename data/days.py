@@ -7,6 +7,7 @@ for that day is "as of". Millisecond values are exact ints (epoch ms, as the log
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 
 MINUTE_MS = 60_000
@@ -46,9 +47,15 @@ def day_end_iso(day: str | date) -> str:
     return day_end(day).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_ms(ms: int) -> str:
+    """Epoch ms -> '2026-10-01T08:15:30.123Z', the log contracts' timestamp form."""
+    sec, milli = divmod(int(ms), 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{milli:03d}Z"
+
+
 def day_of_ms(ms: int) -> str:
     """The UTC day an epoch-milliseconds instant falls on."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+    return iso_ms(ms)[:10]
 
 
 def days_before(day: str, n: int) -> str:

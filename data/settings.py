@@ -33,6 +33,11 @@ def has_files(folder: Path) -> bool:
     return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
 
 
+def embedded_url(port: int) -> str:
+    """The URL of an embedded Valkey server the runner starts on this machine."""
+    return f"redis://127.0.0.1:{port}/0"
+
+
 def _var(name: str, default: Any, doc: str, **kw: Any) -> Any:
     """A field read from the environment variable `name`."""
     return Field(default, validation_alias=name, description=doc, **kw)
@@ -171,7 +176,7 @@ class Settings(BaseSettings):
     @property
     def redis_endpoint(self) -> str:
         """REDIS_URL, or where the embedded server runs (the runner starts it on this port)."""
-        return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+        return self.redis_url or embedded_url(self.embedded_redis_port)
 
     @property
     def stream_dir(self) -> Path:
@@ -180,7 +185,7 @@ class Settings(BaseSettings):
     @property
     def stream_endpoint(self) -> str:
         """LOUPE_STREAM_URL, or where the embedded stream server runs."""
-        return self.stream_url or f"redis://127.0.0.1:{self.stream_port}/0"
+        return self.stream_url or embedded_url(self.stream_port)
 
     @property
     def dagster_storage_dir(self) -> Path:

@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data import columns as c
+from data.days import day_of_ms, iso_ms
 from data.stream.entries import Event
 from data.stream.valkey_stream import ValkeyStream
 
@@ -114,12 +115,6 @@ class StreamSink:
         return True
 
 
-def format_ts(ts_ms: int) -> str:
-    """Epoch ms -> '2026-10-01T08:15:30.123Z', the contract's timestamp form."""
-    sec, ms = divmod(int(ts_ms), 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{ms:03d}Z"
-
-
 @lru_cache(maxsize=1024)
 def _quote(text: str) -> str:
     # Sources and surfaces are a handful of enum values: escape each once, not once per row.
@@ -163,7 +158,7 @@ def format_lines(r: _Response) -> str:
         positions,
         f',"{c.SURFACE}":{_quote(r.surface)},"{c.SOURCE}":',
         sources,
-        f',"{c.TS}":"{format_ts(r.ts_ms)}","{c.MODEL_VERSION}":{model_version},"{c.SCORE}":',
+        f',"{c.TS}":"{iso_ms(r.ts_ms)}","{c.MODEL_VERSION}":{model_version},"{c.SCORE}":',
         scores,
         f',"{c.FEATURES}":',
         features,
@@ -370,7 +365,7 @@ class ImpressionLogWriter:
             return
         try:
             text = format_lines(item)
-            day = format_ts(item.ts_ms)[:10]
+            day = day_of_ms(item.ts_ms)
         except Exception:
             self._settle(0, item.n, error=True)
             log.exception("impression log: cannot format response %r; dropped", item.request_id)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -29,7 +30,7 @@ def main(argv: list[str]) -> None:
         return
     print(json.dumps({
         "entries": stream.length(),
-        "backlog": {g: stream.lag(g).__dict__ for g in stream.groups()},
+        "backlog": {g: dataclasses.asdict(lag) for g, lag in stream.lags().items()},
         "archived_lines": archiver.archived_lines(),
     }, indent=2))
 

@@ -78,14 +78,14 @@ def is_archived_file(path: str | Path) -> bool:
     return ARCHIVED_NAME.fullmatch(Path(path).name) is not None
 
 
-def stream_fault(landing_dir: Path, log: str, day: str, lines_per_file: dict[str, int]) -> str | None:
+def stream_fault(marks: dict[int, Mark], log: str, day: str, lines_per_file: dict[str, int]) -> str | None:
     """Whether a landing day's stream files hold exactly the lines the archiver archived for it, in
-    words when not (None: they do, or no stream archives into this landing folder).
+    words when not (None: they do, or no stream archives into the landing folder). `marks`: the
+    folder's (`read_marks`).
 
     A day still open (the archiver has not read past its end on every partition) is judged on what
     is archived so far, as any export's day is ingested again when files land in it (the landing
     sensor); a mismatch then may be a batch the archiver was landing, which the message says."""
-    marks = read_marks(landing_dir)
     if not marks:
         return None
     archived = sum(mark.lines.get(f"{log}/{day}", 0) for mark in marks.values())
@@ -163,9 +163,9 @@ class StreamArchiver:
         for folder in {self._final(p).parent for p in staged}:
             _sync_dir(folder)
 
-    def _recover(self, partition: int) -> None:
+    def _recover(self, partition: int, mark: Mark) -> None:
         """Finish the commit a crash interrupted, or drop the batch it never made."""
-        up_to = parse_id(self.mark(partition).archived_up_to)
+        up_to = parse_id(mark.archived_up_to)
         staged = self._staged(partition)
         committed = [p for p in staged if parse_id(_last_id(p)) <= up_to]
         for path in staged:
@@ -174,9 +174,9 @@ class StreamArchiver:
         self._publish(committed)
 
     # --- archiving -----------------------------------------------------------------------------
-    def _archive_batch(self, partition: int) -> tuple[int, int]:
-        """Archive up to `batch` entries of `partition`; returns (entries archived, entries trimmed)."""
-        mark = self.mark(partition)
+    def _archive_batch(self, partition: int, mark: Mark) -> tuple[int, int]:
+        """Archive up to `batch` entries of `partition` after `mark`, which it moves on (and commits);
+        returns (entries archived, entries trimmed)."""
         now_ms = self.clock_ms()  # before the read: every entry appended before it is in it
         entries = self.stream.after(partition, mark.archived_up_to, self.batch)
         # a read that reached the partition's end closes the days before `now_ms` (written once a day)
@@ -219,10 +219,11 @@ class StreamArchiver:
         archived = trimmed = 0
         try:
             for p in range(self.stream.partitions):
-                self._recover(p)
+                mark = self.mark(p)  # read once: under the lease, only this archiver writes it
+                self._recover(p, mark)
                 while True:
                     lease.reacquire()  # raises if the lease lapsed: another archiver may be at it now
-                    n, t = self._archive_batch(p)
+                    n, t = self._archive_batch(p, mark)
                     archived, trimmed = archived + n, trimmed + t
                     if n < self.batch:
                         break

@@ -26,7 +26,7 @@ class Backlog:
 
     @classmethod
     def of(cls, stream: ValkeyStream) -> Backlog:
-        return cls(stream.length(), {group: stream.lag(group) for group in stream.groups()})
+        return cls(stream.length(), stream.lags())
 
 
 def growing(history: Sequence[int], ticks: int = GROWING_TICKS) -> bool:

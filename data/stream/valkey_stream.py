@@ -232,21 +232,25 @@ class ValkeyStream:
                 return []
             raise
 
-    def groups(self) -> list[str]:
-        """The consumer groups of the stream (on any partition)."""
-        return sorted({info["name"] for key in self.keys for info in self._groups(key)})
-
-    def lag(self, group: str) -> GroupLag:
-        undelivered = pending = 0
+    def lags(self) -> dict[str, GroupLag]:
+        """Every consumer group's lag, summed over partitions (one XINFO GROUPS per partition)."""
+        undelivered: dict[str, int] = {}
+        pending: dict[str, int] = {}
         for key in self.keys:
             for info in self._groups(key):
-                if info["name"] == group:
-                    lag = info.get("lag")
-                    if lag is None:  # the server cannot tell (e.g. a group created at an arbitrary id): count
-                        lag = len(self.client.xrange(key, min=f"({info['last-delivered-id']}"))
-                    undelivered += int(lag)
-                    pending += int(info["pending"])
-        return GroupLag(undelivered, pending)
+                lag = info.get("lag")
+                if lag is None:  # the server cannot tell (e.g. a group created at an arbitrary id): count
+                    lag = len(self.client.xrange(key, min=f"({info['last-delivered-id']}"))
+                undelivered[info["name"]] = undelivered.get(info["name"], 0) + int(lag)
+                pending[info["name"]] = pending.get(info["name"], 0) + int(info["pending"])
+        return {g: GroupLag(undelivered[g], pending[g]) for g in sorted(undelivered)}
+
+    def groups(self) -> list[str]:
+        """The consumer groups of the stream (on any partition)."""
+        return list(self.lags())
+
+    def lag(self, group: str) -> GroupLag:
+        return self.lags().get(group, GroupLag(0, 0))
 
     # --- reading in order, and trimming (the archiver) -----------------------------------------
     def after(self, partition: int, entry_id: str, count: int) -> list[Entry]:

@@ -12,12 +12,14 @@ import threading
 import pytest
 import redis
 
+from candidate_gen import events as ev
 from candidate_gen.fanout import FanoutWorker
 from candidate_gen.filters import default_chain
 from candidate_gen.home import HomeCandidateReader
 from candidate_gen.rebuild import build_feeds
-from candidate_gen.stream_events import Unreadable, convert, frame, graph_event, iso, post_event, to_row
+from candidate_gen.stream_events import Unreadable, convert, graph_event, post_event, to_row
 from candidate_gen.stream_fanout import GROUP, FanoutStreamConsumer, PartitionTaken
+from data.days import iso_ms
 from data.ids import to_id
 from data.redis_server import EmbeddedRedis
 from data.stream.entries import Entry, Event
@@ -37,7 +39,7 @@ def stream(tmp_path):
 
 
 def account(user_id: int, private: bool = False) -> Event:
-    line = {"user_id": user_id, "created_at": iso(T0 - 10 * HOUR), "updated_at": iso(T0 - 10 * HOUR),
+    line = {"user_id": user_id, "created_at": iso_ms(T0 - 10 * HOUR), "updated_at": iso_ms(T0 - 10 * HOUR),
             "is_private": private, "is_verified": False, "country": "FR"}
     return Event("users", json.dumps(line), str(user_id))
 
@@ -57,9 +59,9 @@ def test_lines_read_as_the_workers_events_with_ids_mapped_as_ingestion_maps_them
     assert to_row("follows", team)[2:4] == (to_id("u-anna"), to_id("u-bob"))
     for log, line, reason in [("posts", "{oops", "malformed_json"),
                               ("follows", json.dumps({"follower_id": 1, "followee_id": 2, "action": "poke",
-                                                      "ts": iso(T0)}), "bad_enum:action"),
-                              ("users", json.dumps({"user_id": 1, "updated_at": iso(T0)}), "bad_type:is_private"),
-                              ("posts", json.dumps({"post_id": True, "author_id": 1, "created_at": iso(T0)}),
+                                                      "ts": iso_ms(T0)}), "bad_enum:action"),
+                              ("users", json.dumps({"user_id": 1, "updated_at": iso_ms(T0)}), "bad_type:is_private"),
+                              ("posts", json.dumps({"post_id": True, "author_id": 1, "created_at": iso_ms(T0)}),
                                "bad_type:post_id")]:
         with pytest.raises(Unreadable, match=reason):
             to_row(log, line)
@@ -114,8 +116,8 @@ def test_two_workers_owning_partitions_reach_the_state_one_worker_reaches(client
     cfg_two, cfg_one = fresh_config(), fresh_config()
     users = list(range(1, 13))
     for cfg in (cfg_one, cfg_two):  # the same accounts and caches on both sides
-        FanoutWorker(client, cfg).consume(frame(convert([
-            Entry(0, "0-1", "users", account(u).line) for u in users])))
+        FanoutWorker(client, cfg).consume(ev.frame(convert([
+            Entry(0, "0-1", "users", account(u).line) for u in users]).rows))
         build_feeds(client, cfg, users, T0)
     said, t = [], T0 + 1
     for k in range(66):  # follows, unfollows and re-follows of a few pairs (ending followed), posts between
@@ -125,7 +127,7 @@ def test_two_workers_owning_partitions_reach_the_state_one_worker_reaches(client
     for k, event in enumerate(said):  # one at a time, as producers say them
         stream.append([event], at_ms=T0 + 1 + k)
     entries = [e for p in range(stream.partitions) for e in stream.after(p, "0-0", 1000)]
-    FanoutWorker(client, cfg_one).consume(frame(convert(entries)))  # the reference: one ordered pass
+    FanoutWorker(client, cfg_one).consume(ev.frame(convert(entries).rows))  # the reference: one ordered pass
 
     first = FanoutStreamConsumer(stream, FanoutWorker(client, cfg_two), name="fanout-a", batch=7, partitions=[0])
     second = FanoutStreamConsumer(stream, FanoutWorker(client, cfg_two), name="fanout-b", batch=5,

@@ -16,7 +16,8 @@ import pytest
 
 from data import columns as c
 from data.contracts import IMPRESSIONS
-from serving.impression_log import ImpressionLogWriter, append_all_or_nothing, format_ts
+from data.days import iso_ms
+from serving.impression_log import ImpressionLogWriter, append_all_or_nothing
 
 DAY, NEXT_DAY = "2026-10-02", "2026-10-03"
 
@@ -120,9 +121,9 @@ def test_appends_across_flushes_and_writers_of_the_same_process(tmp_path):
 
 
 def test_ts_format_is_utc_with_milliseconds():
-    assert format_ts(0) == "1970-01-01T00:00:00.000Z"
-    assert format_ts(TS) == "2026-10-02T08:15:30.123Z"
-    assert format_ts(np.int64(TS_NEXT)) == "2026-10-03T00:00:00.005Z"
+    assert iso_ms(0) == "1970-01-01T00:00:00.000Z"
+    assert iso_ms(TS) == "2026-10-02T08:15:30.123Z"
+    assert iso_ms(np.int64(TS_NEXT)) == "2026-10-03T00:00:00.005Z"
 
 
 def test_a_stalled_writer_drops_whole_responses_without_blocking_and_counts_reconcile(tmp_path):

@@ -24,7 +24,7 @@ from data import id_map
 from data.contracts import CONTRACTS
 from data.ingest.partition import IngestError, IngestReport, ingest_log_days, lake_row_count
 from data.job_graph import Outcome, run_job_graph
-from data.stream.archiver import stream_fault
+from data.stream.archiver import read_marks, stream_fault
 from data.vocabulary import Vocabulary
 from pipelines.job_steps import end_step
 from pipelines.partitions import day_partitions
@@ -90,6 +90,7 @@ def ingest_log(
 ) -> dict[str, Ingested]:
     """Ingest one log's days and read back what the checks need, per day (runs in a job-graph thread)."""
     reports = ingest_log_days(session, log_type, days, workspace.landing, workspace.lake, vocabulary)
+    marks = read_marks(workspace.landing)  # the stream archiver's, if one lands into this folder
     return {
         day: Ingested(
             report,
@@ -97,7 +98,7 @@ def ingest_log(
             in_quarantine=lake_row_count(report.quarantine_path),
             ids_mapped=lake_row_count(report.id_map_path),
             collisions=id_map.collisions(workspace.lake, log_type, day),
-            stream_fault=stream_fault(workspace.landing, log_type, day, report.lines_per_file),
+            stream_fault=stream_fault(marks, log_type, day, report.lines_per_file),
         )
         for day, report in reports.items()
     }
