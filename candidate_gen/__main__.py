@@ -46,7 +46,7 @@ METRICS_PORT = 9464  # the fan-out worker's Prometheus endpoint
 
 def open_stream(settings) -> ValkeyStream:
     try:
-        return ValkeyStream.connect(settings.stream_endpoint, settings.stream_partitions, timeout_s=10.0)
+        return ValkeyStream.of(settings)
     except redis.ConnectionError as exc:
         sys.exit(f"no event stream at {settings.stream_endpoint} ({exc}): start one (make run keeps its "
                  "embedded one up with LOUPE_SERVE=1) or set LOUPE_STREAM_URL; publish/delete --direct "

@@ -137,9 +137,8 @@ def archive_stream(settings: Settings) -> ArchiveReport | None:
     the landing folder, before its days are listed and ingested. None: no stream configured."""
     if not settings.stream_url:
         return None
-    stream = ValkeyStream.connect(settings.stream_url, settings.stream_partitions, timeout_s=10.0)
     try:
-        return StreamArchiver(stream, settings.landing_dir).archive()
+        return StreamArchiver(ValkeyStream.of(settings), settings.landing_dir).archive()
     except ArchiverBusy as exc:  # the Dagster sensor is at it: what it lands, the next run ingests
         print(f"event stream: not archived now: {exc}", flush=True)
         return None

@@ -178,8 +178,7 @@ class RankingApp:
                             on_swap=lambda s, m: m is not None and metrics.swapped(s, m.engine))
         hydrator = LazyHydrator(lambda: _hydrator(settings, config, timeout))
         # with an event stream (make run hands it its own), served impressions go onto it
-        stream = StreamSink(partial(ValkeyStream.connect, settings.stream_url, settings.stream_partitions,
-                                    timeout_s=STREAM_TIMEOUT_S)) if settings.stream_url else None
+        stream = StreamSink(partial(ValkeyStream.of, settings, STREAM_TIMEOUT_S)) if settings.stream_url else None
         impressions = ImpressionLogWriter(settings.landing_dir, config.impressions.instance, stream=stream) \
             if config.impressions.enabled else None
         embeddings = LatestEmbeddings(settings.home / "candidates" / "embeddings")

@@ -19,7 +19,7 @@ def main(argv: list[str]) -> None:
     if argv not in (["status"], ["archive"]):
         sys.exit(__doc__)
     settings = get_settings()
-    stream = ValkeyStream.connect(settings.stream_endpoint, settings.stream_partitions)
+    stream = ValkeyStream.of(settings)
     archiver = StreamArchiver(stream, settings.landing_dir)
     if argv == ["archive"]:
         try:

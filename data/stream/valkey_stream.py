@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import redis
 
+from data.settings import Settings
 from data.stream.entries import START, Entry, Event, next_id, parse_id
 
 PREFIX = "loupe:events"
@@ -92,6 +93,11 @@ class ValkeyStream:
         client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout_s,
                                       socket_connect_timeout=timeout_s)
         return cls(client, partitions, **kw)
+
+    @classmethod
+    def of(cls, settings: Settings, timeout_s: float | None = 10.0) -> ValkeyStream:
+        """The stream of these settings: LOUPE_STREAM_URL, else the embedded server's port."""
+        return cls.connect(settings.stream_endpoint, settings.stream_partitions, timeout_s=timeout_s)
 
     # --- layout --------------------------------------------------------------------------------
     def key(self, partition: int) -> str:

@@ -50,7 +50,7 @@ def _checks(log_type: str) -> list[dg.AssetCheckSpec]:
             "by Spark) = landed + quarantined + duplicates dropped; every entry of the day folder was "
             "read (none ignored or rejected); the lake and quarantine partitions read back hold exactly "
             "the landed and quarantined rows; where the event stream archives into the landing folder, "
-            "the day is closed and its stream files hold exactly the lines the archiver archived",
+            "the day's stream files hold exactly the lines the archiver archived for it",
         ),
         dg.AssetCheckSpec(
             IDS_DISTINCT,
