@@ -8,8 +8,8 @@ The rule, applied to the id's text (a JSON integer and a JSON string are read al
     any other text ("U123", "0042", a UUID, an integer beyond int64)                  -> hashed:
         2**62 | (first 8 bytes of SHA-256(UTF-8 text), big-endian, low 62 bits)
 
-Hashed ids lie in [2**62, 2**63), so they never equal a native id below 2**62; SHA-256 because
-Spark computes it natively (no Python UDF on the ingest path). Two strings can still meet on one id
+Hashed ids lie in [2**62, 2**63), so they never equal a native id below 2**62; SHA-256: a standard
+digest any language a team maps ids in has. Two strings can still meet on one id
 (about n**2 / 2**63 for n strings) and so can a native id >= 2**62: ingestion records every id in
 that range with its text (`data.id_map`) and a blocking check fails on any id with two texts.
 
@@ -26,18 +26,13 @@ import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pyspark only where Spark runs: a service mapping ids must not need it
-    from pyspark.sql import Column
 
 HASHED_BASE = 1 << 62  # every hashed id is >= this; native ids below it cannot collide with one
 _LOW_62 = HASHED_BASE - 1
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
-# Texts that are never an id (shared verbatim by Python and Spark's Java regex, anchored by each):
-# blank, a JSON boolean, a fractional number as Spark renders a JSON float (4.5, 1.0E5), or a JSON
-# object/array read as text.
+# Texts that are never an id: blank, a JSON boolean, a fractional number (4.5, 1.0E5), or a JSON
+# object/array read as text (a caller may hand any of them over as a string).
 _NOT_AN_ID = r"[ \t\r\n]*|true|false|-?[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|[\[{][\s\S]*"
 _NOT_AN_ID_RE = re.compile(_NOT_AN_ID)
 
@@ -82,24 +77,6 @@ def to_ids(values: Iterable[int | str]) -> list[int]:
 def is_mapped(identifier: int) -> bool:
     """Whether an id lies in the hashed range, where ingestion records its text (lake/id_map)."""
     return identifier >= HASHED_BASE
-
-
-def spark_id(raw: Column) -> Column:
-    """The Spark Column of `to_id` over a string Column of id texts: null where `to_id` raises.
-
-    Native expressions only (sha2, conv), so the hash runs in the JVM; tests check it agrees with
-    `to_id` on many strings.
-    """
-    from pyspark.sql import functions as F
-
-    as_long = raw.try_cast("long")
-    canonical = as_long.isNotNull() & (as_long.cast("string") == raw)
-    digest = F.sha2(raw, 256)
-    # The first hex digit's two high bits become 01 (digit 4..7): bit 62 set, bit 63 clear.
-    first = F.conv(F.substring(digest, 1, 1), 16, 10).cast("int").bitwiseAND(3).bitwiseOR(4)
-    hashed = F.conv(F.concat(first.cast("string"), F.substring(digest, 2, 15)), 16, 10).cast("long")
-    not_an_id = raw.rlike(rf"^(?:{_NOT_AN_ID})\z")
-    return F.when(canonical, as_long).when(~not_an_id, hashed)  # else (null or not an id): null
 
 
 def main(argv: list[str] | None = None) -> int:

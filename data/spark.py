@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -47,6 +49,9 @@ def build_spark_session(
         java_options = f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}"
         conf["spark.driver.extraJavaOptions"] = " ".join(
             filter(None, [java_options, conf.get("spark.driver.extraJavaOptions")]))
+        # Python workers (ingestion's line rules run in them) in this interpreter, with its packages:
+        # PySpark reads the worker's interpreter from the environment when the context starts.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         if master.startswith("local"):
             # Local mode needs no network interface: bind to loopback, skip the UI.
             builder = (

@@ -8,78 +8,62 @@ Every line read ends in exactly one of three states, so totals reconcile:
 
 Rules, in the order a line is judged (a line gets the first reason that applies):
     (before Spark, in landing.py: bad_encoding, line_too_long)
-    malformed_json, missing_required:<col>, bad_type:<col>, bad_enum:<col>,
-    ts_in_future, ts_too_old, unknown_reference:<col>
+    the line's own rules (data/ingest/line_rules.py, shared with the service and the stream's
+    consumers): malformed_json, missing_required:<col>, bad_type:<col>, bad_enum:<col>,
+    ts_in_future, ts_too_old; run on each Arrow batch in a Python worker (mapInArrow)
+    unknown_reference:<col> (here: it needs the lake)
 
-Id columns take a JSON integer or string, mapped to int64 by `data.ids.spark_id` (a text no id can
-be is bad_type); engagement types and impression sources come from the log vocabulary given.
 Time rules are relative to the landing day only: no calendar date is special.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from functools import reduce
 
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from data import columns as c
 from data.contracts import ID_ENTITIES, REFERENCED_IDS, LogContract
-from data.days import day_end, day_start
-from data.ids import HASHED_BASE, spark_id
+from data.ids import HASHED_BASE
+from data.ingest import line_rules
 from data.spark import spark_type
 from data.vocabulary import Vocabulary, load_vocabulary
 
 LANDED, QUARANTINED, DUPLICATE = "landed", "quarantined", "duplicate"
 STATUS = "_status"
-_CORRUPT = "_corrupt_record"
 _ORDER = "_order"
-BAD_ENUM_VALUE = "_bad_enum_value"  # the offending value of a bad_enum row (to report), else null
+_LINE = "_line"
+BAD_ENUM_VALUE = line_rules.BAD_ENUM_VALUE
+_raw_id = line_rules.raw_id
 MAPPED = "_mapped"  # some id of the row is in the hashed range: the id map has work to do
 
 
-def _raw_id(column: str) -> str:
-    """The hidden column keeping an id's exported text, for the id map."""
-    return f"_raw_{column}"
-# Clocks drift: an event up to this far past the end of its landing day is still believed.
-FUTURE_SKEW = timedelta(hours=1)
+def _checked(contract: LogContract, vocabulary: Vocabulary):
+    """The mapInArrow function: line_rules over each Arrow batch of landing lines, in a Python worker."""
 
+    def check(batches):
+        rules = line_rules.LineRules(contract, vocabulary)
+        for batch in batches:
+            checked = line_rules.check_batch(rules, batch.column(_LINE).to_pylist(),
+                                             batch.column(c.DT).to_pylist())
+            yield pa.RecordBatch.from_arrays([*batch.columns, *checked.columns],
+                                             names=[*batch.schema.names, *checked.schema.names])
 
-def _raw_schema(contract: LogContract) -> T.StructType:
-    # Every field as a string: a wrong type then fails one column (bad_type:<col>) instead of
-    # spoiling the whole line, and the raw text stays available for the reason.
-    fields = [T.StructField(name, T.StringType()) for name in contract.column_names]
-    return T.StructType(fields + [T.StructField(_CORRUPT, T.StringType())])
-
-
-# The boolean spellings docs/log_contracts.md accepts, as the raw JSON text: true/false, 0/1, and
-# "true"/"false". Spark's own cast also takes "yes", "y", "t", " TRUE ", ...: each is bad_type here.
-BOOLEAN_TEXT = {"true": True, "1": True, "false": False, "0": False}
-
-
-def _typed(raw: Column, arrow_type: pa.DataType) -> Column:
-    if pa.types.is_list(arrow_type):
-        return F.from_json(raw, T.ArrayType(spark_type(arrow_type.value_type)))
-    if pa.types.is_boolean(arrow_type):
-        return F.when(raw.isin(*BOOLEAN_TEXT), raw.isin(*[t for t, b in BOOLEAN_TEXT.items() if b]))
-    return raw.try_cast(spark_type(arrow_type))
-
-
-def _per_day(days: Sequence[str], value) -> Column:
-    """`value(day)` of each row's landing day (a literal per day: the rules stay day-relative)."""
-    return F.create_map(*[x for day in days for x in (F.lit(day), F.lit(value(day)))])[F.col(c.DT)]
+    return check
 
 
 def parse_lines(
     lines: DataFrame, contract: LogContract, days: str | Sequence[str], vocabulary: Vocabulary | None = None
 ) -> DataFrame:
     """Landing lines (`value`, `source_file`, `dt`: the landing day) -> typed contract columns,
-    `dt` + `reason` (null if valid). `days` are the landing days the lines hold; lines without a
-    `dt` column are all of the one day `days` names.
+    `dt` + `reason` (null if valid), judged by data/ingest/line_rules.py (the rules every producer
+    shares). `days` are the landing days the lines hold; lines without a `dt` column are all of the
+    one day `days` names.
 
     `vocabulary` lists the engagement types and impression sources (None: the shipped one; the
     Dagster assets pass the workspace's). Referential integrity is judged separately
@@ -89,57 +73,25 @@ def parse_lines(
         days = [days]
         if c.DT not in lines.columns:
             lines = lines.withColumn(c.DT, F.lit(days[0]))
-    enums = contract.enum_values(vocabulary or load_vocabulary())
-    parsed = lines.withColumn(_ORDER, F.monotonically_increasing_id()).withColumn(
-        "_j", F.from_json("value", _raw_schema(contract), {"columnNameOfCorruptRecord": _CORRUPT})
-    )
-    rules: list[Column] = [
-        F.when(
-            (F.trim("value") == "") | F.col(f"_j.{_CORRUPT}").isNotNull(), F.lit("malformed_json")
-        )
-    ]
-    rules += [
-        F.when(F.col(f"_j.{name}").isNull(), F.lit(f"missing_required:{name}"))
-        for name in contract.required
-    ]
-    raw = {f.name: F.col(f"_j.{f.name}") for f in contract.schema}
-    # Ids take a JSON integer or string (data.ids); every other column is cast to its type.
-    typed = {
-        f.name: (spark_id(raw[f.name]) if f.name in ID_ENTITIES else _typed(raw[f.name], f.type))
-        for f in contract.schema
-    }
-    rules += [
-        F.when(F.col(f"_j.{name}").isNotNull() & expr.isNull(), F.lit(f"bad_type:{name}"))
-        for name, expr in typed.items()
-    ]
-    rules += [
-        F.when(~typed[name].isin(*allowed), F.lit(f"bad_enum:{name}"))
-        for name, allowed in enums.items()
-    ]
-    ts = typed[contract.time_column]
-    rules.append(F.when(ts > _per_day(days, lambda d: day_end(d) + FUTURE_SKEW), F.lit("ts_in_future")))
-    if contract.max_age_days is not None:
-        max_age = timedelta(days=contract.max_age_days)
-        rules.append(F.when(ts < _per_day(days, lambda d: day_start(d) - max_age), F.lit("ts_too_old")))
-
-    reason = F.coalesce(*rules)
-    bad_value = F.coalesce(
-        *[F.when(reason == f"bad_enum:{name}", typed[name]) for name in enums],
-        F.lit(None).cast("string"),  # a log without enums
-    )
-    return parsed.select(
-        *[expr.alias(name) for name, expr in typed.items()],
-        reason.alias(c.REASON),
-        F.col("value").alias(c.RAW_LINE),
+    # the line as `_line`: engagements have a column named `value` of their own
+    lines = lines.select(F.col("value").alias(_LINE), c.SOURCE_FILE, c.DT).withColumn(
+        _ORDER, F.monotonically_increasing_id())
+    added = from_arrow_schema(line_rules.checked_schema(contract))
+    schema = T.StructType(lines.schema.fields + added.fields)
+    checked = lines.mapInArrow(_checked(contract, vocabulary or load_vocabulary()), schema)
+    return checked.select(
+        *[F.col(f.name) for f in contract.schema],
+        c.REASON,
+        F.col(_LINE).alias(c.RAW_LINE),
         c.SOURCE_FILE,
         c.DT,
         _ORDER,
-        bad_value.alias(BAD_ENUM_VALUE),
+        BAD_ENUM_VALUE,
         F.coalesce(
-            reduce(Column.__or__, [typed[name] >= F.lit(HASHED_BASE) for name in contract.id_columns]),
+            reduce(Column.__or__, [F.col(name) >= F.lit(HASHED_BASE) for name in contract.id_columns]),
             F.lit(False),
         ).alias(MAPPED),
-        *[raw[name].alias(_raw_id(name)) for name in contract.id_columns],
+        *[_raw_id(name) for name in contract.id_columns],
     )
 
 

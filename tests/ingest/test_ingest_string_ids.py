@@ -10,12 +10,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from pyspark.sql import functions as F
 
 from data import columns as c
 from data import id_map
 from data.contracts import ENGAGEMENTS, LOG_TYPES
-from data.ids import BadId, spark_id, to_id
+from data.ids import BadId, to_id
 from data.ingest.partition import ingest_partition
 from data.ingest.validation import parse_lines
 from data.vocabulary import Vocabulary, load_vocabulary
@@ -173,13 +172,6 @@ def python_id(text: str) -> int | None:
         return None
 
 
-def test_spark_and_python_map_every_id_alike(spark):
-    texts = some_ids(1500)
-    frame = spark.createDataFrame([(t,) for t in texts], "t string").select("t", spark_id(F.col("t")).alias("id"))
-    got = {r.t: r.id for r in frame.collect()}
-    assert {t: python_id(t) for t in texts} == got
-
-
 def test_ids_read_from_json_lines_map_as_in_python(spark):
     """Through the landing path: JSON escapes, numbers vs strings, then the contract's parse."""
     texts = some_ids(300, seed=11)
@@ -187,7 +179,9 @@ def test_ids_read_from_json_lines_map_as_in_python(spark):
     rows += [eng("n1", "click", viewer=42), eng("n2", "click", viewer=4.5), eng("n3", "click", viewer=False)]
     lines = spark.createDataFrame([(json.dumps(r), "f") for r in rows], "value string, source_file string")
 
-    parsed = {r.event_id: (r.viewer_id, r.reason) for r in parse_lines(lines, ENGAGEMENTS, D2).collect()}
+    # a failed line keeps only its raw text (its typed columns are null): find it by its event_id there
+    parsed = {json.loads(r.raw_line)["event_id"]: (r.viewer_id, r.reason)
+              for r in parse_lines(lines, ENGAGEMENTS, D2).collect()}
 
     for i, t in enumerate(texts):
         expected = python_id(t)

@@ -1,0 +1,94 @@
+"""The line rules every producer shares (data/ingest/line_rules.py), over generated lines: any line
+of any log gets a verdict (never an exception that would stop an ingestion or a request), a valid
+line's values have its column's type, and Spark's ingestion gives each line the verdict the plain
+function gives it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from data.contracts import CONTRACTS, ENGAGEMENTS
+from data.ingest.line_rules import LineRules, check_batch
+from data.vocabulary import load_vocabulary
+from tests.builders import DAY, engagement, impression, post, user
+
+ROWS = {"users": user(1), "posts": post(100, 2), "engagements": engagement("e1"),
+        "impressions": impression("r1", 1, 100, f"{DAY}T09:00:00.000Z", features=[0.5, 1]),
+        "follows": {"follower_id": 1, "followee_id": 2, "action": "follow", "ts": f"{DAY}T08:00:00Z"},
+        "blocks": {"blocker_id": 1, "blocked_id": 2, "action": "block", "ts": f"{DAY}T08:00:00Z"}}
+REASONS = ("malformed_json", "missing_required:", "bad_type:", "bad_enum:", "ts_in_future", "ts_too_old")
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
+    | st.sampled_from(["2026-10-03T08:00:00Z", "2026-10-03 08:00", "2026-02-30T00:00:00Z", "\ud800x",
+                       "9223372036854775808", "like", "home", "0", "true", "1e3", "-0", "U-1"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=2),
+    max_leaves=4)
+
+
+@st.composite
+def lines(draw) -> tuple[str, str]:
+    log = draw(st.sampled_from(sorted(ROWS)))
+    row = dict(ROWS[log])
+    for name in draw(st.lists(st.sampled_from(CONTRACTS[log].column_names), max_size=3)):
+        if draw(st.booleans()):
+            row[name] = draw(json_values)
+        else:
+            row.pop(name, None)
+    line = json.dumps(row) if draw(st.integers(0, 9)) else draw(st.text(max_size=20))
+    return log, line
+
+
+def _of_type(value, arrow_type: pa.DataType) -> bool:
+    if pa.types.is_list(arrow_type):
+        return isinstance(value, list) and all(v is None or _of_type(v, arrow_type.value_type) for v in value)
+    if pa.types.is_string(arrow_type):
+        return isinstance(value, str)
+    if pa.types.is_boolean(arrow_type):
+        return isinstance(value, bool)
+    if pa.types.is_floating(arrow_type):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool)  # ids, int32, timestamps (µs)
+
+
+@pytest.mark.unit
+@settings(max_examples=400, deadline=None)
+@given(st.lists(lines(), min_size=1, max_size=8))
+def test_every_line_gets_a_verdict_and_valid_values_have_their_types(batch):
+    vocabulary = load_vocabulary()
+    for log in {log for log, _ in batch}:
+        rules = LineRules(CONTRACTS[log], vocabulary)
+        texts = [line for line_log, line in batch if line_log == log]
+        arrow = check_batch(rules, texts, [DAY] * len(texts))  # builds its Arrow columns: no exception
+        assert arrow.num_rows == len(texts)
+        for text in texts:
+            checked = rules.check(text, DAY)
+            if checked.reason is not None:
+                assert checked.reason.startswith(REASONS) and checked.values is None
+                continue
+            for value, field in zip(checked.values, CONTRACTS[log].schema, strict=True):
+                assert value is None or _of_type(value, field.type), (field.name, value)
+            assert all(value is not None for value, name in zip(checked.values, CONTRACTS[log].column_names,
+                                                                 strict=True) if name in CONTRACTS[log].required)
+
+
+@pytest.mark.spark
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(lines(), min_size=20, max_size=60))
+def test_spark_ingestion_gives_each_line_the_verdict_of_the_plain_rules(spark, batch):
+    from data.ingest.validation import parse_lines
+
+    texts = [line for log, line in batch if log == "engagements"] + [json.dumps(engagement("ok"))]
+    frame = spark.createDataFrame([(t, "f", DAY) for t in texts], "value string, source_file string, dt string")
+    rules = LineRules(ENGAGEMENTS, load_vocabulary())
+
+    got = sorted((r.raw_line, r.reason) for r in parse_lines(frame, ENGAGEMENTS, [DAY]).collect())
+
+    assert got == sorted((t, rules.check(t, DAY).reason) for t in texts)
