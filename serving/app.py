@@ -27,6 +27,7 @@ from candidate_gen.filters import default_chain
 from candidate_gen.sources.catalog import build_sources
 from data.settings import ServingSecrets, Settings, serving_secrets
 from data.stream.valkey_stream import ValkeyStream
+from data.vocabulary import load_vocabulary
 from serving import pipeline as pl
 from serving.admission import Admission
 from serving.api_guard import ApiAccess, BadRequest
@@ -34,6 +35,7 @@ from serving.clock import Clock
 from serving.config import ServingConfig
 from serving.cursors import BadCursor, PageCursorSigner
 from serving.embeddings import LatestEmbeddings
+from serving.event_intake import EventIntake, IntakeResult, StreamUnavailable
 from serving.heuristic import HeuristicScorer
 from serving.impression_log import ImpressionLogWriter, StreamSink
 from serving.metrics import PipelineMetrics
@@ -72,6 +74,7 @@ class RankingApp:
     cheap: dict[str, pl.RecommendationPipeline]  # surface (home | explore | rank) -> its cheap path
     closers: tuple = ()
     warm: bool = False
+    intake: EventIntake | None = None  # POST /v1/events (only with an event stream)
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -188,6 +191,10 @@ class RankingApp:
                         secrets_=serving_secrets(settings),  # the workspace's, generated if absent
                         filters_client=filters_client, filters_retry_client=filters_retry_client)
         app.metrics = metrics
+        if settings.stream_url:
+            app.intake = EventIntake(partial(ValkeyStream.of, settings, STREAM_TIMEOUT_S),
+                                     load_vocabulary(str(settings.vocabulary) if settings.vocabulary else None),
+                                     app.clock, config.events)
         hydrator.connect()  # now, not on the first request (Feast registry, Redis connections)
         models.start()
         threading.Thread(target=app.warm_up, name="warm-up", daemon=True).start()
@@ -281,6 +288,15 @@ class RankingApp:
             "filtered": _without_relationships(state.removed),
             "stage_ms": {**state.stage_ms, "total": round(total_ms, 3)},
         }
+
+    def events(self, events: list[Any]) -> IntakeResult:
+        """Client engagement events onto the stream (serving.event_intake)."""
+        if self.intake is None:
+            raise StreamUnavailable("this service runs without an event stream (LOUPE_STREAM_URL unset): "
+                                    "it takes no events")
+        if len(events) > self.config.events.max_batch:
+            raise BadRequest(f"{len(events)} events in one request: send at most {self.config.events.max_batch}")
+        return self.intake.accept(events)
 
     def close(self) -> None:
         # side effects still queued (the last pages' impressions) reach the writer before it closes

@@ -158,6 +158,13 @@ class ApiConfig(ConfigModel):
     max_offset: int = Field(10_000, ge=1, le=MAX_POSITION - 100)
 
 
+class EventsConfig(ConfigModel):
+    max_batch: int = Field(500, ge=1, le=10_000)  # events in one POST /v1/events
+    # an event_id accepted within this long is a duplicate at the door; ingestion drops later
+    # repeats too (the engagements log's look-back), so this only bounds the markers' memory
+    dedupe_ttl_s: float = Field(86_400.0, gt=0)
+
+
 class ServingConfig(ConfigModel):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     home: HomeConfig = Field(default_factory=HomeConfig)
@@ -170,6 +177,7 @@ class ServingConfig(ConfigModel):
     impressions: ImpressionsConfig = Field(default_factory=ImpressionsConfig)
     exploration: ExplorationConfig = Field(default_factory=ExplorationConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     candidates: CandidateConfig = Field(default_factory=CandidateConfig.load)
 

@@ -3,6 +3,7 @@
     POST /v1/feed/home     {viewer_id, limit (1..100), cursor?}   ranked Home feed
     POST /v1/feed/explore  {viewer_id, limit (1..100), cursor?}   ranked Explore
     POST /v1/rank          {viewer_id, surface, post_ids}         scores for supplied candidates
+    POST /v1/events        {events: [engagement, ...]}            client engagements onto the event stream
     GET  /healthz /livez /readyz /metrics                         BentoML's own probes + Prometheus
 
 An overloaded worker answers from a cheap path, never with an empty page or an error
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import bentoml
 from pydantic import BaseModel, Field
@@ -26,6 +27,7 @@ from pydantic import BaseModel, Field
 from data.quiet import filter_third_party_warnings
 from data.settings import get_settings
 from serving.api_guard import ARRIVED, ApiAccess, ApiGuardMiddleware, BadRequest
+from serving.event_intake import StreamUnavailable
 from serving.metrics import OWN_PREFIX, own_metrics
 
 if TYPE_CHECKING:
@@ -66,6 +68,21 @@ class FeedResponse(BaseModel):
     filtered: dict[str, int] = Field(description="candidates removed, per reason")
     stage_ms: dict[str, float]
     next_cursor: str | None = None
+
+
+class RejectedEvent(BaseModel):
+    index: int = Field(description="its place in the batch (0-based)")
+    event_id: str | None
+    reason: str = Field(description="the first rule it failed, as ingestion names it (docs/log_contracts.md)")
+
+
+class EventsResponse(BaseModel):
+    accepted: int = Field(description="events appended to the stream (on the server's disk)")
+    duplicates: int = Field(description="events whose event_id was accepted before: not appended again")
+    rejected: list[RejectedEvent] = Field(description="events that failed a rule (status 422 when any); "
+                                          "the others of the batch are accepted all the same")
+    error: str | None = Field(None, description="why the batch was not taken (status 503: the event stream is "
+                              "down or absent); retry it, what was appended comes back as duplicates")
 
 
 class RankResponse(BaseModel):
@@ -119,6 +136,18 @@ class RankingService:
     def rank(self, ctx: bentoml.Context, viewer_id: ViewerId, surface: Literal["home", "explore"],
              post_ids: PostIds) -> RankResponse:
         return RankResponse(**self._call(self.app.rank, surface, viewer_id, post_ids, arrived(ctx)))
+
+    @bentoml.api(route="/v1/events")
+    def events(self, ctx: bentoml.Context, events: Annotated[list[Any], Field(min_length=1)]) -> EventsResponse:
+        try:
+            result = self._call(self.app.events, events)
+        except StreamUnavailable as exc:  # said in the body: BentoML's own 503 hides the message
+            ctx.response.status_code = 503
+            ctx.response.headers["retry-after"] = "1"
+            return EventsResponse(accepted=0, duplicates=0, rejected=[], error=str(exc))
+        if result.rejected:
+            ctx.response.status_code = 422
+        return EventsResponse(accepted=result.accepted, duplicates=result.duplicates, rejected=result.rejected)
 
     @staticmethod
     def _call(handler, *args):

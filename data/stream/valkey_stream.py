@@ -30,21 +30,45 @@ PREFIX = "loupe:events"
 DEFAULT_PARTITIONS = 4
 
 
-# XADD at the producer's clock: id `<ms>-*` (the server numbers entries within one ms), at the
-# partition's last id's ms instead when the clock is behind it (another producer's clock ran ahead).
-APPEND_AT = """
+# XADD at the producer's clock ('' = the server's): id `<ms>-*` (the server numbers entries within
+# one ms), at the partition's last id's ms instead when the clock is behind it (another producer's
+# clock ran ahead). Returns the id and the ms later entries of the same call take.
+_XADD_AT = """
+local function xadd_at(key, ms, log, line)
+    if ms == '' then return redis.call('XADD', key, '*', 'log', log, 'line', line), ms end
+    local ok, id = pcall(redis.call, 'XADD', key, ms .. '-*', 'log', log, 'line', line)
+    if ok then return id, ms end
+    local info = redis.call('XINFO', 'STREAM', key)
+    for j = 1, #info, 2 do
+        if info[j] == 'last-generated-id' then ms = string.match(info[j + 1], '^(%d+)') end
+    end
+    return redis.call('XADD', key, ms .. '-*', 'log', log, 'line', line), ms
+end
+"""
+# KEYS[1] a partition; ARGV: ms, then (log, line) per event.
+APPEND_AT = _XADD_AT + """
 local ms = ARGV[1]
 local ids = {}
 for i = 2, #ARGV, 2 do
-    local ok, id = pcall(redis.call, 'XADD', KEYS[1], ms .. '-*', 'log', ARGV[i], 'line', ARGV[i + 1])
-    if not ok then
-        local info = redis.call('XINFO', 'STREAM', KEYS[1])
-        for j = 1, #info, 2 do
-            if info[j] == 'last-generated-id' then ms = string.match(info[j + 1], '^(%d+)') end
-        end
-        id = redis.call('XADD', KEYS[1], ms .. '-*', 'log', ARGV[i], 'line', ARGV[i + 1])
+    ids[#ids + 1], ms = xadd_at(KEYS[1], ms, ARGV[i], ARGV[i + 1])
+end
+return ids
+"""
+# KEYS[1] a partition, KEYS[2..] each event's marker (same slot); ARGV: ms, marker ttl in ms, then
+# (log, line) per event. An event whose marker exists is not appended (false); else it is, and its
+# marker is set to its entry id: check, append and mark are one atomic step.
+APPEND_NEW = _XADD_AT + """
+local ms = ARGV[1]
+local ids = {}
+for i = 2, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 0 then
+        local id
+        id, ms = xadd_at(KEYS[1], ms, ARGV[2 * i - 1], ARGV[2 * i])
+        redis.call('SET', KEYS[i], id, 'PX', ARGV[2])
+        ids[#ids + 1] = id
+    else
+        ids[#ids + 1] = false
     end
-    ids[#ids + 1] = id
 end
 return ids
 """
@@ -84,6 +108,7 @@ class ValkeyStream:
         self._require_append_only_file()
         self._claim_layout()
         self._append_at = client.register_script(APPEND_AT)
+        self._append_new = client.register_script(APPEND_NEW)
 
     @classmethod
     def connect(cls, url: str, partitions: int = DEFAULT_PARTITIONS, timeout_s: float | None = None,
@@ -151,6 +176,38 @@ class ValkeyStream:
         flat = iter(replies)
         for indexes in by_partition.values():
             assigned = [next(flat) for _ in indexes] if at_ms is None else next(flat)
+            for i, entry_id in zip(indexes, assigned, strict=True):
+                ids[i] = entry_id
+        if int(fsynced_locally) < 1:
+            raise NotDurable(f"{len(ids)} events appended but not fsynced within {self.fsync_timeout_ms} ms: "
+                             f"they may not survive a server crash")
+        return ids
+
+    def marker_key(self, partition: int, event_id: str) -> str:
+        """An appended event's id, kept for `append_new` (in its partition's slot)."""
+        return f"{self.prefix}:seen:{{{partition}}}:{event_id}"
+
+    def append_new(self, events: Sequence[Event], event_ids: Sequence[str], ttl_ms: int,
+                   at_ms: int | None = None) -> list[str | None]:
+        """Append each event whose `event_ids` entry was not appended in the last `ttl_ms` (nor earlier
+        in `events`); return its entry id, or None for a repeat. Once on disk, as `append`: a
+        producer's retry of a batch it got no answer for appends only what is missing."""
+        if len(event_ids) != len(events):
+            raise ValueError(f"{len(events)} events, {len(event_ids)} event ids")
+        if not events:
+            return []
+        by_partition: dict[int, list[int]] = {}
+        for i, event in enumerate(events):
+            by_partition.setdefault(self.partition_of(event.key), []).append(i)
+        pipe = self.client.pipeline(transaction=False)
+        for p, indexes in by_partition.items():
+            keys = [self.key(p), *[self.marker_key(p, event_ids[i]) for i in indexes]]
+            fields = [x for i in indexes for x in (events[i].log, events[i].line)]
+            self._append_new(keys=keys, args=["" if at_ms is None else int(at_ms), int(ttl_ms), *fields], client=pipe)
+        pipe.execute_command("WAITAOF", 1, 0, self.fsync_timeout_ms)
+        *replies, (fsynced_locally, _replicas) = pipe.execute()
+        ids: list[str | None] = [None] * len(events)
+        for indexes, assigned in zip(by_partition.values(), replies, strict=True):
             for i, entry_id in zip(indexes, assigned, strict=True):
                 ids[i] = entry_id
         if int(fsynced_locally) < 1:

@@ -254,3 +254,21 @@ def test_one_archiver_at_a_time(server, tmp_path):
     assert not archived_lines(tmp_path / "landing") and stream.length() == 10
     held.release()
     assert StreamArchiver(stream, tmp_path / "landing").archive().entries == 10
+
+
+def test_append_new_appends_an_event_id_once_until_its_marker_expires(server):
+    """A producer retrying a batch (no answer the first time) appends only what is missing."""
+    stream = ValkeyStream.connect(server.url, partitions=2)
+    batch = events(4)
+    ids = [json.loads(e.line)["event_id"] for e in batch]
+
+    first = stream.append_new(batch[:2], ids[:2], ttl_ms=60_000, at_ms=1_790_000_000_000)
+    again = stream.append_new(batch + batch[3:], ids + ids[3:], ttl_ms=60_000, at_ms=1_790_000_000_000)
+
+    assert all(first) and again[:2] == [None, None] and all(again[2:4]) and again[4] is None
+    assert Counter(e.line for e in everything(stream)) == Counter(e.line for e in batch)
+    assert all(parse_id(i)[0] == 1_790_000_000_000 for i in first + again[2:4])
+    marker = stream.marker_key(stream.partition_of(batch[0].key), ids[0])
+    assert stream.client.get(marker) == first[0] and 0 < stream.client.pttl(marker) <= 60_000
+    stream.client.delete(marker)  # as its ttl would: the id may come again
+    assert stream.append_new(batch[:1], ids[:1], ttl_ms=60_000)[0] is not None
