@@ -1,24 +1,24 @@
 """Stream entries (landing lines of users, follows, blocks and posts) as the fan-out worker's events
 (candidate_gen/events.py), and the landing lines the live entry points put on the stream.
 
-The stream carries landing lines so that the archiver lands exactly what was said. The worker needs
-only a few fields of each, read here. Ids go through `data.ids.to_id`, as ingestion maps them, so a
-team's string ids name the same accounts and posts in the feed caches as in the lake. Ingestion
-stays the judge of every line (it quarantines with a reason). A line this reader cannot act on is
-not applied and is counted with its reason: the dead-letter count of the fan-out consumer.
+The stream carries landing lines so that the archiver lands exactly what was said. Each is judged
+by ingestion's own line rules (data/ingest/line_rules.py) against its arrival day, the day it lands
+under: ids mapped as ingestion maps them, so a team's string ids name the same accounts and posts
+in the feed caches as in the lake, and a line ingestion would quarantine is not applied but counted
+with ingestion's reason: the dead-letter count of the fan-out consumer.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from data import columns as c
-from data.contracts import BLOCKS, FOLLOWS, POSTS, USERS
+from data.contracts import BLOCKS, CONTRACTS, FOLLOWS, POSTS, USERS
 from data.days import iso_ms
-from data.ids import BadId, to_id
+from data.ingest.line_rules import LineRules
 from data.stream.entries import Entry, Event
+from data.vocabulary import load_vocabulary
 
 FANOUT_LOGS = (USERS.name, FOLLOWS.name, BLOCKS.name, POSTS.name)  # what the fan-out worker acts on
 
@@ -34,51 +34,26 @@ class Converted:
     unreadable: list[tuple[Entry, str]] = field(default_factory=list)  # with the reason
 
 
-def _ms(value) -> int:
-    if not isinstance(value, str):
-        raise Unreadable("bad_type:timestamp")
-    try:
-        ts = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise Unreadable("bad_type:timestamp") from exc
-    ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-    return int(ts.timestamp() * 1000)
+_RULES = {log: LineRules(CONTRACTS[log], load_vocabulary()) for log in FANOUT_LOGS}
 
 
-def _id(row: dict, column: str) -> int:
-    if row.get(column) is None:
-        raise Unreadable(f"missing_required:{column}")
-    try:
-        return to_id(row[column])
-    except BadId as exc:
-        raise Unreadable(f"bad_type:{column}") from exc
-
-
-def to_row(log: str, line: str) -> tuple[int, str, int, int, int]:
-    """One landing line of `log` -> the worker's (ts_ms, kind, a, b, x); Unreadable with a reason."""
-    try:
-        row = json.loads(line)
-    except ValueError as exc:
-        raise Unreadable("malformed_json") from exc
-    if not isinstance(row, dict):
-        raise Unreadable("malformed_json")
+def to_row(log: str, line: str, day: str) -> tuple[int, str, int, int, int]:
+    """One landing line of `log` arriving on `day` -> the worker's (ts_ms, kind, a, b, x); Unreadable
+    with ingestion's reason for a line ingestion would quarantine."""
+    checked = _RULES[log].check(line, day)
+    if checked.reason is not None:
+        raise Unreadable(checked.reason)
+    row = dict(zip(CONTRACTS[log].column_names, checked.values, strict=True))
     if log == USERS.name:
-        private = row.get(c.IS_PRIVATE)
-        if not isinstance(private, bool):
-            raise Unreadable(f"bad_type:{c.IS_PRIVATE}")
-        return _ms(row.get(c.UPDATED_AT)), "user", _id(row, c.USER_ID), 0, int(private)
-    if log in (FOLLOWS.name, BLOCKS.name):
-        contract = FOLLOWS if log == FOLLOWS.name else BLOCKS
-        actor, target = (c.FOLLOWER_ID, c.FOLLOWEE_ID) if log == FOLLOWS.name else (c.BLOCKER_ID, c.BLOCKED_ID)
-        action = row.get(c.ACTION)
-        if action not in contract.enums[c.ACTION]:
-            raise Unreadable(f"bad_enum:{c.ACTION}")
-        return _ms(row.get(c.TS)), action, _id(row, actor), _id(row, target), 0
+        return row[c.UPDATED_AT] // 1000, "user", row[c.USER_ID], 0, int(row[c.IS_PRIVATE])
+    if log == FOLLOWS.name:
+        return row[c.TS] // 1000, row[c.ACTION], row[c.FOLLOWER_ID], row[c.FOLLOWEE_ID], 0
+    if log == BLOCKS.name:
+        return row[c.TS] // 1000, row[c.ACTION], row[c.BLOCKER_ID], row[c.BLOCKED_ID], 0
     # posts: published, or deleted (a line with deleted_at)
-    created = _ms(row.get(c.CREATED_AT))
-    post, author = _id(row, c.POST_ID), _id(row, c.AUTHOR_ID)
-    if row.get(c.DELETED_AT) is not None:
-        return _ms(row[c.DELETED_AT]), "delete", post, author, created
+    created, post, author = row[c.CREATED_AT] // 1000, row[c.POST_ID], row[c.AUTHOR_ID]
+    if row[c.DELETED_AT] is not None:
+        return row[c.DELETED_AT] // 1000, "delete", post, author, created
     return created, "post", post, author, created
 
 
@@ -89,7 +64,7 @@ def convert(entries: list[Entry]) -> Converted:
             out.ignored += 1
             continue
         try:
-            out.rows.append(to_row(entry.log, entry.line))
+            out.rows.append(to_row(entry.log, entry.line, entry.day))
         except Unreadable as exc:
             out.unreadable.append((entry, str(exc)))
     return out

@@ -19,7 +19,7 @@ from candidate_gen.home import HomeCandidateReader
 from candidate_gen.rebuild import build_feeds
 from candidate_gen.stream_events import Unreadable, convert, graph_event, post_event, to_row
 from candidate_gen.stream_fanout import GROUP, FanoutStreamConsumer, PartitionTaken
-from data.days import iso_ms
+from data.days import day_of_ms, iso_ms
 from data.ids import to_id
 from data.redis_server import EmbeddedRedis
 from data.stream.entries import Entry, Event
@@ -49,22 +49,25 @@ def home(client, cfg, viewer: int, now: int = T0 + 10 * HOUR) -> list[int]:
     return [c.post_id for c in default_chain(client, cfg, seen=False).run(viewer, read.candidates, now).kept]
 
 
-def test_lines_read_as_the_workers_events_with_ids_mapped_as_ingestion_maps_them():
-    assert to_row("posts", post_event(5, 7, T0).line) == (T0, "post", 5, 7, T0)
-    assert to_row("posts", post_event(5, 7, T0, T0 + 9).line) == (T0 + 9, "delete", 5, 7, T0)
-    assert to_row("follows", graph_event("follow", 1, 2, T0).line) == (T0, "follow", 1, 2, 0)
-    assert to_row("blocks", graph_event("mute", 1, 2, T0).line) == (T0, "mute", 1, 2, 0)
+def test_lines_read_as_the_workers_events_by_ingestions_rules_with_ids_mapped_alike():
+    day = day_of_ms(T0)
+    assert to_row("posts", post_event(5, 7, T0).line, day) == (T0, "post", 5, 7, T0)
+    assert to_row("posts", post_event(5, 7, T0, T0 + 9).line, day) == (T0 + 9, "delete", 5, 7, T0)
+    assert to_row("follows", graph_event("follow", 1, 2, T0).line, day) == (T0, "follow", 1, 2, 0)
+    assert to_row("blocks", graph_event("mute", 1, 2, T0).line, day) == (T0, "mute", 1, 2, 0)
     team = json.dumps({"follower_id": "u-anna", "followee_id": "u-bob", "action": "follow",
-                       "ts": "2026-10-01T08:00:00Z"})
-    assert to_row("follows", team)[2:4] == (to_id("u-anna"), to_id("u-bob"))
+                       "ts": f"{day}T08:00:00Z"})
+    assert to_row("follows", team, day)[2:4] == (to_id("u-anna"), to_id("u-bob"))
     for log, line, reason in [("posts", "{oops", "malformed_json"),
                               ("follows", json.dumps({"follower_id": 1, "followee_id": 2, "action": "poke",
                                                       "ts": iso_ms(T0)}), "bad_enum:action"),
-                              ("users", json.dumps({"user_id": 1, "updated_at": iso_ms(T0)}), "bad_type:is_private"),
-                              ("posts", json.dumps({"post_id": True, "author_id": 1, "created_at": iso_ms(T0)}),
-                               "bad_type:post_id")]:
+                              ("users", json.dumps({"user_id": 1, "updated_at": iso_ms(T0)}),
+                               "missing_required:created_at"),
+                              ("posts", json.dumps({"post_id": True, "author_id": 1, "created_at": iso_ms(T0),
+                                                    "media_type": "photo"}), "bad_type:post_id"),
+                              ("follows", graph_event("follow", 1, 2, T0 + 3 * 86_400_000).line, "ts_in_future")]:
         with pytest.raises(Unreadable, match=reason):
-            to_row(log, line)
+            to_row(log, line, day)
 
 
 def test_a_post_on_the_stream_reaches_a_followers_home_and_every_entry_is_accounted_for(client, stream):
