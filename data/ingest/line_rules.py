@@ -137,18 +137,28 @@ def _number_item(value: Any) -> float:
     return _double(value)
 
 
-_NUMBERS = {int, float}
+FLOAT32_MAX = 3.4028234663852886e38
 
 
-def _numbers(value: Any) -> list:
+def _float32_item(value: Any) -> float:
+    number = _number_item(value)
+    if abs(number) > FLOAT32_MAX:  # it would land as infinity
+        raise _Bad
+    return number
+
+
+def _float32s(value: Any) -> list:
+    """A list<float> column: numbers a float32 holds (ints become floats: Arrow refuses an int a
+    float32 cannot hold exactly)."""
     if not isinstance(value, list):
         raise _Bad
-    try:  # the common case at C speed: plain finite numbers (a feature vector)
-        if {type(v) for v in value} <= _NUMBERS and all(map(math.isfinite, value)):
-            return value
-    except OverflowError:  # an integer beyond any double: judged item by item below
-        pass
-    return [None if v is None else _number_item(v) for v in value]
+    if all(type(v) is float for v in value):  # the common case at C speed: a feature vector
+        try:
+            if all(map(math.isfinite, value)) and max(map(abs, value), default=0.0) <= FLOAT32_MAX:
+                return value
+        except OverflowError:
+            pass
+    return [None if v is None else _float32_item(v) for v in value]
 
 
 def _converter(name: str, arrow_type: pa.DataType) -> Callable[[Any], Any]:
@@ -165,7 +175,10 @@ def _converter(name: str, arrow_type: pa.DataType) -> Callable[[Any], Any]:
     if pa.types.is_string(arrow_type):
         return _text
     if pa.types.is_list(arrow_type):
-        return _list_of(_text) if pa.types.is_string(arrow_type.value_type) else _numbers
+        if pa.types.is_string(arrow_type.value_type):
+            return _list_of(_text)
+        if pa.types.is_float32(arrow_type.value_type):
+            return _float32s
     raise TypeError(f"no line rule for column {name} of type {arrow_type}")
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -92,3 +94,14 @@ def test_spark_ingestion_gives_each_line_the_verdict_of_the_plain_rules(spark, b
     got = sorted((r.raw_line, r.reason) for r in parse_lines(frame, ENGAGEMENTS, [DAY]).collect())
 
     assert got == sorted((t, rules.check(t, DAY).reason) for t in texts)
+
+
+@pytest.mark.unit
+def test_a_feature_vector_takes_what_a_float32_holds():
+    rules, day = LineRules(CONTRACTS["impressions"], load_vocabulary()), DAY
+    line = partial(impression, "r1", 1, 100, f"{DAY}T09:00:00.000Z")
+    assert rules.check(json.dumps(line(features=[1791110300, 0.5, None])), day).values is not None
+    for bad in ([1e39], [10**400], ["0.1"], [True], [math.inf]):
+        assert rules.check(json.dumps(line(features=bad)), day).reason == "bad_type:features", bad
+    batch = check_batch(rules, [json.dumps(line(features=[1791110300, 2]))], [day])  # Arrow takes it
+    assert batch.column("features").to_pylist() == [[float(np.float32(1791110300)), 2.0]]  # float32 precision
