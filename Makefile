@@ -11,10 +11,11 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream ui mlflow-ui feast clean
+.PHONY: help setup run live lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
+	@echo "make live    make run (tiny world), then simulated users use the service for a day at 240x (LOUPE_LIVE_HOURS)"
 	@echo "make test    lint, then run every test but the end-to-end ones (what CI runs)"
 	@echo "make test-fast  the unit tier only: no Spark, no server, no Dagster run"
 	@echo "make lint    ruff and the layer contract (lint-imports)"
@@ -38,6 +39,9 @@ setup: $(if $(shell command -v uv 2>/dev/null),,$(CURDIR)/.tools/bin/uv)
 
 run: setup
 	@$(PY) -m pipelines.run
+
+live: setup  # make run (tiny world unless LOUPE_WORLD says), then simulated users on the service for a day at 240x
+	@LOUPE_LIVE=1 LOUPE_WORLD=$${LOUPE_WORLD:-tiny} LOUPE_CLOCK_SPEED=$${LOUPE_CLOCK_SPEED:-240} $(PY) -m pipelines.run
 
 lint: setup  # style and bug rules (ruff), and the one-way layer order of the rooms (import-linter)
 	$(UV) run --frozen ruff check .

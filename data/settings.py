@@ -88,6 +88,14 @@ class Settings(BaseSettings):
                                        "the ranking service's config file; unset: serving/config.toml")
     now: str | None = _var("LOUPE_NOW", None, "the service's clock starts here (ISO-8601), replaying the "
                            "simulated world; unset: the wall clock")
+    clock_speed: float = _var("LOUPE_CLOCK_SPEED", 1.0, "simulated seconds per real second of the clock LOUPE_NOW "
+                              "starts (live mode plays a day in accelerated time)", gt=0)
+    clock_anchor_ms: int | None = _var("LOUPE_CLOCK_ANCHOR_MS", None, "the real epoch ms at which the clock reads "
+                                       "LOUPE_NOW, shared by processes that must agree on the time (live mode); "
+                                       "unset: when the process starts its clock")
+    live: bool = _var("LOUPE_LIVE", False, "make run: after the pipeline, simulated users use the ranking service "
+                      "for a simulated day (make live; docs/live_mode.md)")
+    live_hours: float = _var("LOUPE_LIVE_HOURS", 24.0, "simulated hours live mode plays", gt=0)
     serving_port: int = _var("LOUPE_SERVING_PORT", 3100, "port of the ranking service (make run)")
     serving_workers: int = _var("LOUPE_SERVING_WORKERS", 2, "ranking service worker processes (one per core: "
                                 "Python runs one request's stages at a time per process)")

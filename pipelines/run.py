@@ -34,15 +34,17 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 import dagster as dg
 
 from data.days import day_end_iso
 from data.quiet import filter_third_party_warnings
 from data.redis_server import redis_endpoint
-from data.settings import Settings, child_env, export_dagster_env, get_settings
+from data.settings import Settings, export_dagster_env, get_settings
 from data.stream.archiver import ArchiveReport
 from pipelines.console import RunConsole
+from pipelines.live import play, start_fanout_worker
 from pipelines.operations import (
     IngestStopped,
     Landing,
@@ -88,9 +90,7 @@ def keep_uis_up(settings: Settings) -> None:
     processes = [start_process_group(dagster, None, logs / "dagster-ui.log")]
     print(f"\nDagster UI: http://127.0.0.1:{DAGSTER_PORT}   (log {logs / 'dagster-ui.log'})", flush=True)
     # posts and graph changes said on the stream (python -m candidate_gen publish ...) reach the feeds
-    fanout = [sys.executable, "-m", "candidate_gen", "fanout-worker"]
-    processes.append(start_process_group(fanout, child_env(settings), logs / "fanout-worker.log"))
-    print(f"fan-out worker on the event stream   (log {logs / 'fanout-worker.log'})", flush=True)
+    processes.append(start_fanout_worker(settings, logs))
     if settings.tracking_uri.startswith("sqlite:"):  # a tracking server has its own UI
         processes.append(start_process_group(mlflow_ui_command(settings), None, logs / "mlflow-ui.log"))
         print(f"MLflow UI:  http://127.0.0.1:{MLFLOW_PORT}   (log {logs / 'mlflow-ui.log'})", flush=True)
@@ -188,8 +188,10 @@ def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInsta
     log = settings.home / "serving" / "service.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with console.stage("ranking service", title=f"ranking service (compiles the champions, warms up; log: {log}) ..."):
-        ranking = start_ranking_service(settings.with_(redis_url=redis_url, now=settings.now or end_of_last_day),
-                                        settings.serving_port, log=log)
+        # the service's clock; live mode's simulated users read the same one (same start, speed, anchor)
+        served = settings.with_(redis_url=redis_url, now=settings.now or end_of_last_day,
+                                clock_anchor_ms=settings.clock_anchor_ms or int(time.time() * 1000))
+        ranking = start_ranking_service(served, settings.serving_port, log=log)
         try:
             ranking.wait_ready()
         except BaseException:
@@ -203,6 +205,10 @@ def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInsta
         feed = sample_feed(settings, days[-1])
         out["sample_feed"] = feed
         print(feed["text"] + "\n", flush=True)
+        if settings.live:
+            with console.stage("live mode", title="live mode: simulated users on the ranking service ..."):
+                out["live"] = play(served, settings.live_hours)
+                print_archived(archive_stream(settings), settings)
         out["seconds"] = dict(console.seconds)
         print(console.timing_table(), flush=True)
         if settings.serve:

@@ -186,7 +186,7 @@ class RankingApp:
             if config.impressions.enabled else None
         embeddings = LatestEmbeddings(settings.home / "candidates" / "embeddings")
         app = cls.build(config, candidates_client=client, hydrator=hydrator, models=models,
-                        clock=Clock.starting_at(settings.now), embeddings=embeddings, impressions=impressions,
+                        clock=Clock.of(settings), embeddings=embeddings, impressions=impressions,
                         closers=tuple(x for x in (impressions, models) if x is not None),
                         secrets_=serving_secrets(settings),  # the workspace's, generated if absent
                         filters_client=filters_client, filters_retry_client=filters_retry_client)

@@ -1,0 +1,240 @@
+"""Live mode: simulated users use the real ranking service (docs/live_mode.md).
+
+Each step of simulated time, on the clock the service runs (data/clock.py: same start, speed and
+anchor):
+    authors publish posts         -> the event stream (posts log), which the fan-out worker applies
+    viewers open Home or Explore  -> POST /v1/feed/home | /v1/feed/explore over HTTP
+    they act on what they were served, as the hidden truth model says (position bias included)
+                                  -> POST /v1/events (engagements), idempotent by event_id
+    a profile visit to an author they do not follow may become a follow -> the stream (follows log)
+and the report counts sessions, engagements per session (realised, by the truth) and the truth's
+expected value per session, with a 95% interval, while it runs.
+
+New posts take their hidden qualities from an earlier post of the same author (the truth model
+needs them to judge a viewer's reaction); the simulator's truth is extended in memory, never written.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+from data import columns as c
+from data.clock import Clock
+from data.days import MINUTE_MS, iso_ms
+from data.stream.entries import Event
+from data.stream.valkey_stream import ValkeyStream
+from data.world.truth import TRUE_VALUE_WEIGHTS, PostLatents, TruthModel, examine_probability, sample_outcomes
+
+# realised action -> the engagements log's type (a long dwell is a dwell event with its length)
+LOGGED_AS = {"like": "like", "comment": "comment", "share": "share", "save": "save",
+             "profile_visit": "profile_visit", "hide": "hide", "report": "report"}
+POSITIVE = ("like", "comment", "share", "save", "profile_visit", "long_dwell")
+DWELL_EMIT_MS = 2_000  # shorter dwells are scrolling past: no event (as the simulator logs)
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    sessions_per_step: int = 8  # sessions each step of simulated time
+    step_ms: int = 5 * MINUTE_MS  # simulated time per step
+    page: int = 20  # posts a session asks for
+    explore_share: float = 0.3  # sessions that open Explore instead of Home
+    posts_per_step: float = 4.0  # Poisson mean of new posts per step
+    follow_after_visit: float = 0.3  # a profile visit to an unfollowed author becomes a follow
+    seed: int = 7
+
+
+@dataclass
+class LiveReport:
+    steps: int = 0
+    sessions: int = 0
+    sessions_by_surface: dict[str, int] = field(default_factory=dict)
+    engagements_sent: int = 0
+    events_accepted: int = 0
+    events_rejected: int = 0
+    posts_published: int = 0
+    follows: int = 0
+    degraded_pages: int = 0
+    failed_requests: int = 0
+    engagements: list[int] = field(default_factory=list)  # realised positive actions per session
+    expected_value: list[float] = field(default_factory=list)  # Σ w·P(a | position) per session
+    request_ms: list[float] = field(default_factory=list)
+
+    @staticmethod
+    def _mean_ci(values: list[float]) -> tuple[float, float]:
+        if not values:
+            return math.nan, math.nan
+        a = np.asarray(values, dtype=np.float64)
+        half = 1.96 * a.std(ddof=1) / math.sqrt(len(a)) if len(a) > 1 else math.nan
+        return float(a.mean()), float(half)
+
+    def summary(self) -> dict:
+        eng, eng_ci = self._mean_ci(self.engagements)
+        value, value_ci = self._mean_ci(self.expected_value)
+        ms = np.asarray(self.request_ms) if self.request_ms else np.asarray([math.nan])
+        return {"steps": self.steps, "sessions": self.sessions, "by_surface": dict(self.sessions_by_surface),
+                "engagements_per_session": round(eng, 4), "engagements_per_session_ci95": round(eng_ci, 4),
+                "truth_value_per_session": round(value, 4), "truth_value_per_session_ci95": round(value_ci, 4),
+                "engagements_sent": self.engagements_sent, "events_accepted": self.events_accepted,
+                "events_rejected": self.events_rejected, "posts_published": self.posts_published,
+                "follows": self.follows, "degraded_pages": self.degraded_pages,
+                "failed_requests": self.failed_requests,
+                "request_p50_ms": round(float(np.nanpercentile(ms, 50)), 1),
+                "request_p99_ms": round(float(np.nanpercentile(ms, 99)), 1)}
+
+
+class LivePosts:
+    """The truth's post latents, grown by the posts published live (amortised: capacity doubles)."""
+
+    def __init__(self, truth: TruthModel):
+        self.truth = truth
+        self.n = len(truth.posts.author) - 1  # highest post id
+
+    def publish(self, rng: np.random.Generator, now_ms: int, count: int) -> list[tuple[int, int]]:
+        """`count` new posts at `now_ms`, by authors of earlier posts: [(post_id, author_id)]."""
+        p = self.truth.posts
+        templates = rng.integers(1, self.n + 1, count)
+        templates = templates[p.author[templates] > 0]  # holes in the id range are no post
+        ids = np.arange(self.n + 1, self.n + 1 + len(templates))
+        need = int(ids[-1]) + 1 if len(ids) else 0
+        if need > len(p.author):
+            grow = max(need, 2 * len(p.author))
+            self.truth.posts = p = PostLatents(*[np.concatenate([a, np.zeros((grow - len(a), *a.shape[1:]), a.dtype)])
+                                                 for a in (p.author, p.created_ms, p.media, p.mix, p.quality)])
+        p.author[ids], p.media[ids], p.mix[ids] = p.author[templates], p.media[templates], p.mix[templates]
+        p.quality[ids] = p.quality[templates] + rng.normal(0.0, 0.5, len(ids)).astype(np.float32)
+        p.created_ms[ids] = now_ms
+        self.n += len(ids)
+        return [(int(i), int(a)) for i, a in zip(ids, p.author[ids], strict=True)]
+
+
+def post_line(post_id: int, author_id: int, now_ms: int) -> Event:
+    line = {c.POST_ID: post_id, c.AUTHOR_ID: author_id, c.CREATED_AT: iso_ms(now_ms), c.MEDIA_TYPE: "photo",
+            c.HASHTAGS: [], c.CAPTION: None, c.DELETED_AT: None}
+    return Event("posts", _json(line), str(post_id))
+
+
+def follow_line(viewer: int, author: int, now_ms: int) -> Event:
+    line = {c.FOLLOWER_ID: viewer, c.FOLLOWEE_ID: author, c.ACTION: "follow", c.TS: iso_ms(now_ms)}
+    return Event("follows", _json(line), f"{viewer}:{author}")
+
+
+def _json(row: dict) -> str:
+    import json
+
+    return json.dumps(row, separators=(",", ":"))
+
+
+class LivePlayer:
+    def __init__(self, truth: TruthModel, http: httpx.Client, stream: ValkeyStream, clock: Clock,
+                 config: LiveConfig = LiveConfig(), viewers: np.ndarray | None = None):
+        """`http`: a client of the ranking service (base URL and bearer token set). `viewers`: who
+        may open the app (default: every user of the truth)."""
+        self.truth, self.http, self.stream, self.clock, self.config = truth, http, stream, clock, config
+        self.rng = np.random.default_rng(config.seed)
+        self.posts = LivePosts(truth)
+        self.viewers = viewers if viewers is not None else np.arange(1, len(truth.users.propensity))
+        self.report = LiveReport()
+
+    def step(self) -> None:
+        """One step of simulated time, at the clock's now."""
+        cfg, rng, now = self.config, self.rng, self.clock.now_ms()
+        published = self.posts.publish(rng, now, int(rng.poisson(cfg.posts_per_step)))
+        events = [post_line(p, a, now) for p, a in published]
+        engagements: list[dict] = []
+        for viewer in rng.choice(self.viewers, cfg.sessions_per_step):
+            surface = "explore" if rng.random() < cfg.explore_share else "home"
+            engagements += self._session(int(viewer), surface, now, events)
+        if events:
+            self.stream.append(events, at_ms=now)
+            self.report.posts_published += len(published)
+        if engagements:
+            self._send(engagements)
+        self.report.steps += 1
+
+    def _session(self, viewer: int, surface: str, now: int, events: list[Event]) -> list[dict]:
+        report = self.report
+        start = time.perf_counter()
+        try:
+            r = self.http.post(f"/v1/feed/{surface}", json={"viewer_id": viewer, "limit": self.config.page})
+        except httpx.HTTPError:
+            report.failed_requests += 1
+            return []
+        report.request_ms.append((time.perf_counter() - start) * 1000)
+        if r.status_code != 200:
+            report.failed_requests += 1
+            return []
+        page = r.json()
+        report.sessions += 1
+        report.sessions_by_surface[surface] = report.sessions_by_surface.get(surface, 0) + 1
+        report.degraded_pages += bool(page["degraded"])
+        items = page["items"]
+        if not items:
+            report.engagements.append(0)
+            report.expected_value.append(0.0)
+            return []
+        posts = np.array([i["post_id"] for i in items], np.int64)
+        known = posts <= self.posts.n  # a post the truth does not know (a team's) is not judged
+        posts, items = posts[known], [i for i, k in zip(items, known, strict=True) if k]
+        viewers = np.full(len(posts), viewer, np.int64)
+        positions = np.array([i["position"] for i in items])
+        scores = self.truth.scores(viewers, posts, now)
+        outcome = sample_outcomes(self.rng, scores, positions)
+        seen = examine_probability(positions)
+        report.expected_value.append(float(sum(TRUE_VALUE_WEIGHTS[a] * (scores.probabilities[a] * seen).sum()
+                                               for a in TRUE_VALUE_WEIGHTS)))
+        report.engagements.append(int(sum(outcome.actions[a].sum() for a in POSITIVE)))
+        sent = []
+        for k, item in enumerate(items):
+            base = {c.VIEWER_ID: viewer, c.POST_ID: item["post_id"], c.AUTHOR_ID: item["author_id"],
+                    c.SURFACE: surface, c.REQUEST_ID: page["request_id"]}
+            ts = now + 1_000 * (k + 1)  # a second per post scrolled
+            for action, logged in LOGGED_AS.items():
+                if outcome.actions[action][k]:
+                    sent.append({**base, c.EVENT_ID: str(uuid.uuid4()), c.TYPE: logged, c.VALUE: None,
+                                 c.TS: iso_ms(ts)})
+            if outcome.examined[k] and outcome.dwell_ms[k] > DWELL_EMIT_MS:
+                sent.append({**base, c.EVENT_ID: str(uuid.uuid4()), c.TYPE: "dwell",
+                             c.VALUE: float(outcome.dwell_ms[k]), c.TS: iso_ms(ts)})
+            if (outcome.actions["profile_visit"][k] and item["source"] != "in_network"
+                    and self.rng.random() < self.config.follow_after_visit):
+                events.append(follow_line(viewer, item["author_id"], now))
+                report.follows += 1
+        return sent
+
+    def _send(self, engagements: list[dict]) -> None:
+        batch = 500
+        for i in range(0, len(engagements), batch):
+            chunk = engagements[i:i + batch]
+            self.report.engagements_sent += len(chunk)
+            try:
+                r = self.http.post("/v1/events", json={"events": chunk})
+            except httpx.HTTPError:
+                self.report.failed_requests += 1
+                continue
+            if r.status_code in (200, 422):
+                body = r.json()
+                self.report.events_accepted += body["accepted"]
+                self.report.events_rejected += len(body["rejected"])
+            else:
+                self.report.failed_requests += 1
+
+    def run(self, until_ms: int, on_step: Callable[[LivePlayer], None] = lambda player: None,
+            wait: Callable[[float], None] = time.sleep) -> LiveReport:
+        """Steps until the clock reaches `until_ms`, one every `step_ms` of simulated time (waiting
+        for the clock when ahead of it; running late when the service is slower than the clock)."""
+        next_ms = self.clock.now_ms()
+        while next_ms < until_ms:
+            ahead_ms = next_ms - self.clock.now_ms()
+            if ahead_ms > 0:
+                wait(ahead_ms / self.clock.speed / 1000)
+            self.step()
+            on_step(self)
+            next_ms += self.config.step_ms
+        return self.report

@@ -1,0 +1,109 @@
+"""Live mode against the real HTTP app: simulated users open Home and Explore, act as the truth
+model says, their engagements go through POST /v1/events onto a durable stream, and the posts they
+publish reach followers' Home through the stream and the fan-out consumer."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from functools import partial
+
+import numpy as np
+import pytest
+import redis
+
+from candidate_gen.fanout import FanoutWorker
+from candidate_gen.stream_fanout import FanoutStreamConsumer
+from data.redis_server import EmbeddedRedis
+from data.stream.valkey_stream import ValkeyStream
+from data.vocabulary import load_vocabulary
+from data.world.live import LiveConfig, LivePlayer
+from data.world.truth import PairState, PostLatents, TruthModel, UserLatents
+from serving.config import EventsConfig
+from serving.event_intake import EventIntake
+from tests.serving.helpers import build_app, serving_config, social_world, write_world
+from tests.serving.test_service_http import NOW, explore_sets, no_registry
+
+pytestmark = pytest.mark.integration
+
+TOPICS = 4
+
+
+def truth_of(rows: list[tuple]) -> TruthModel:
+    """A hidden truth for the synthetic world: every user and post with latents (engaging enough
+    that a few sessions act)."""
+    rng = np.random.default_rng(3)
+    n_users = max(r[2] for r in rows if r[1] == "user")
+    posts = [(r[2], r[3], r[4]) for r in rows if r[1] == "post"]
+    n_posts = max(p for p, _, _ in posts)
+    users = UserLatents(interests=rng.dirichlet(np.ones(TOPICS), n_users + 1).astype(np.float32),
+                        propensity=np.full(n_users + 1, 2.0, np.float32), negativity=np.zeros(n_users + 1, np.float32))
+    author, created = np.zeros(n_posts + 1, np.int64), np.zeros(n_posts + 1, np.int64)
+    for p, a, ts in posts:
+        author[p], created[p] = a, ts
+    latents = PostLatents(author=author, created_ms=created, media=np.zeros(n_posts + 1, np.int64),
+                          mix=rng.dirichlet(np.ones(TOPICS), n_posts + 1).astype(np.float32),
+                          quality=np.ones(n_posts + 1, np.float32))
+    return TruthModel(users, latents, date(2026, 9, 1), 1, pair_states={0: PairState.empty(), 1: PairState.empty()})
+
+
+class SteppedClock:
+    """A simulated clock that moves only when the player waits for it."""
+
+    speed = 1.0
+
+    def __init__(self, now_ms: int):
+        self.now = now_ms
+
+    def now_ms(self) -> int:
+        return self.now
+
+    def wait(self, seconds: float) -> None:
+        self.now += int(seconds * 1000)
+
+
+@pytest.fixture
+def live(redis_server, tmp_path, http_for):
+    client = redis.Redis.from_url(redis_server.url)
+    cfg = serving_config(home={"out_of_network_share": 0.3})
+    rows = social_world()
+    write_world(client, cfg, rows)
+    explore_sets(client, cfg, [(r[2], r[3]) for r in rows if r[1] == "post"])
+    with EmbeddedRedis(data_dir=tmp_path / "stream", durable=True) as server:
+        app = build_app(client, cfg, no_registry(cfg), now_ms=NOW)
+        connect = partial(ValkeyStream.connect, server.url, 2, timeout_s=5.0)
+        app.intake = EventIntake(connect, load_vocabulary(), app.clock, EventsConfig())
+        yield client, cfg, rows, app, http_for(app), connect()
+    client.delete(*client.keys(cfg.candidates.keys.pattern) or ["-"])
+
+
+def test_simulated_users_use_the_service_and_every_event_is_taken(live):
+    client, cfg, rows, app, http, stream = live
+    clock = SteppedClock(NOW)
+    config = LiveConfig(sessions_per_step=6, posts_per_step=3.0, seed=11)
+    player = LivePlayer(truth_of(rows), http, stream, clock, config, viewers=np.arange(1, 13))
+
+    report = player.run(NOW + 4 * config.step_ms, wait=clock.wait)
+
+    summary = report.summary()
+    assert report.steps == 4 and report.sessions == 24 and report.failed_requests == 0
+    assert sum(report.sessions_by_surface.values()) == 24
+    assert report.engagements_sent > 0 and report.events_accepted == report.engagements_sent
+    assert report.events_rejected == 0
+    assert summary["engagements_per_session"] > 0 and summary["truth_value_per_session"] > 0
+    lines = [json.loads(e.line) for p in range(stream.partitions) for e in stream.after(p, "0-0", 10_000)]
+    logged = [x for x in lines if "event_id" in x]
+    assert len(logged) == report.engagements_sent
+    assert {x["surface"] for x in logged} <= {"home", "explore"}
+    published = [x for x in lines if "created_at" in x]
+    assert len(published) == report.posts_published > 0
+
+    # the published posts reach a follower's Home through the stream and the fan-out consumer
+    consumer = FanoutStreamConsumer(stream, FanoutWorker(client, cfg.candidates, name="live"))
+    polled = consumer.poll()
+    assert not polled.dead_lettered and polled.applied == report.posts_published + report.follows
+    newest = published[-1]
+    follower = next(r[2] for r in rows if r[1] == "follow" and r[3] == newest["author_id"])
+    app.clock = clock  # the service reads the feed at the live clock's now
+    home = http.post("/v1/feed/home", json={"viewer_id": follower, "limit": 100}).json()
+    assert newest["post_id"] in {i["post_id"] for i in home["items"]}
