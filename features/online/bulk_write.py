@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -90,13 +91,24 @@ def write_window(
     start, end = _aware(start_date), _aware(end_date)
     for name, fv in views.items():
         if name not in slow:
-            stats[name] = _ViewWrite(writer, fv).run(start, end, batch_rows)
+            stats[name] = ViewWrite(writer, fv).run(start, end, batch_rows)
             store.registry.apply_materialization(fv, store.project, start, end)
     return {name: stats[name] for name in names}
 
 
-class _ViewWrite:
-    """One view's window: pull, encode, write (Feast's hash + the packed record), per batch."""
+@dataclass(frozen=True)
+class EncodedRows:
+    """Rows of one view as Feast's online store and the packed view hold them."""
+
+    feast_keys: list[bytes]  # Feast's Redis key (entity key + project) per row
+    hset_args: list[bytes]  # per row, HSET's field-value pairs RESP-encoded: `_ts:<view>`, then each feature
+    packed_keys: list[bytes]  # empty for a view with no numeric feature (nothing to pack)
+    records: list[bytes]
+
+
+class ViewWrite:
+    """One view's window: pull, encode, write (Feast's hash + the packed record), per batch.
+    `encode_rows` alone serves a writer of rows from elsewhere (the stream processor)."""
 
     def __init__(self, writer: PackedViewWriter, fv: FeatureView):
         self.writer, self.fv, self.store = writer, fv, writer.store
@@ -155,16 +167,25 @@ class _ViewWrite:
             return len(fresh) + self._repack(batch.take(pa.array(kept)), stored_ns[kept])
         return len(fresh)
 
+    def encode_rows(self, rows: pa.RecordBatch, ts_us: np.ndarray, keys: list[bytes] | None = None) -> EncodedRows:
+        """Each row's Feast hash arguments (1 + len(features) field-value pairs) and packed record, as
+        `write_window` sends them. `keys`: Feast's keys of the rows, if already built."""
+        values, nulls = self._packed_values(rows)
+        packed = bool(self.layout.n_features)
+        stamps = _TimestampCell(self.ts_field)
+        return EncodedRows(
+            feast_keys=self._feast_keys(rows) if keys is None else keys,
+            hset_args=[stamps[ts] + cells for ts, cells in zip(ts_us.tolist(), self._feast_cells(rows))],
+            packed_keys=self.layout.entity_keys(
+                [rows.column(k).to_numpy(zero_copy_only=False) for k in self.layout.join_keys]) if packed else [],
+            records=self.layout.encode(ts_us, values, nulls) if packed else [])
+
     def _write_rows(self, rows: pa.RecordBatch, keys: list[bytes], ts_us: np.ndarray) -> None:
         """Feast's hash (+ its key TTL) and the packed record of each row, one pipelined send."""
-        values, nulls = self._packed_values(rows)
-        records = self.layout.encode(ts_us, values, nulls)
-        packed_keys = self.layout.entity_keys(
-            [rows.column(k).to_numpy(zero_copy_only=False) for k in self.layout.join_keys])
-        stamps = _TimestampCell(self.ts_field)
+        encoded = self.encode_rows(rows, ts_us, keys)
+        records, packed_keys = encoded.records, encoded.packed_keys
         head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (1 + len(self.fv.features)))
-        commands = [head + bulk(key) + stamps[ts] + cells
-                    for key, ts, cells in zip(keys, ts_us.tolist(), self._feast_cells(rows))]
+        commands = [head + bulk(key) + args for key, args in zip(keys, encoded.hset_args)]
         if self.key_ttl_s:  # as Feast: EXPIRE after each HSET; the packed key and its siblings follow
             ttl, px = b"%d" % self.key_ttl_s, b"%d" % (self.key_ttl_s * 1000)
             sibling_keys = [s.entity_keys([rows.column(k).to_numpy(zero_copy_only=False)

@@ -285,8 +285,11 @@ def materialize_packed(
 
 # --- helpers --------------------------------------------------------------------------------------
 def online_view_names(store: FeatureStore, feature_views: Sequence[str] | None) -> list[str]:
-    """The views a refresh writes: those named, or every online view."""
-    return list(feature_views) if feature_views else [fv.name for fv in store.list_feature_views() if fv.online]
+    """The views a refresh writes: those named, or every online view a batch source feeds (a view
+    on a push source is kept online by its pusher, the stream processor: features/streaming/)."""
+    if feature_views:
+        return list(feature_views)
+    return [fv.name for fv in store.list_feature_views() if fv.online and fv.stream_source is None]
 
 
 def _entity_protos(layout: PackedViewLayout, columns: Mapping[str, Sequence[Any]]) -> Iterator[EntityKeyProto]:
