@@ -3,8 +3,10 @@ feature services. Training (point-in-time retrieval) and serving (online) both u
 `feed_ranker_v1`; a change of features means a new `_v2`, never an edit in place.
 
 Sources point at the Spark feature tables in the lake (features/tables.py names them), so the
-definitions and the jobs that write the data cannot drift apart. `build_repo(lake_dir)` builds the
-objects for a workspace; the module-level names are the configured workspace's, for `feast` CLI.
+definitions and the jobs that write the data cannot drift apart. The real-time views are fed by
+push sources: the stream processor (features/streaming/, docs/streaming_features.md) writes them
+online; `realtime_v1` serves their numeric features. `build_repo(lake_dir)` builds the objects for a
+workspace; the module-level names are the configured workspace's, for `feast` CLI.
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, RequestSource
 from feast.data_format import ParquetFormat
 from feast.on_demand_feature_view import OnDemandFeatureView, on_demand_feature_view
-from feast.types import Float32, Float64, Int64
+from feast.types import Array, Float32, Float64, Int64, String
 from feast.value_type import ValueType
 
 from data import columns as c
 from data.settings import get_settings
+from data.vocabulary import Vocabulary, load_vocabulary
 from features.storage import feature_table_dir
+from features.streaming import spec as rt
 from features.tables import (
     AUTHOR,
     EVENT_TIMESTAMP,
@@ -76,6 +80,45 @@ def feature_view(table: FeatureTable, lake_dir: Path) -> FeatureView:
         online=True,
         description=table.description,
     )
+
+
+# --- real-time views (push sources: the stream processor writes them online) --------------------
+def push_source(view: str, lake_dir: Path) -> PushSource:
+    # Feast requires a batch source behind a push source; nothing lands there yet (a point-in-time
+    # training set of these features is the ranker's v2 issue), and the daily materialization
+    # leaves push-fed views alone (features/online/packer.py online_view_names).
+    batch = FileSource(
+        name=f"{view}_batch",
+        path=str(lake_dir / "features" / "realtime" / view / "*.parquet"),
+        file_format=ParquetFormat(),
+        timestamp_field=EVENT_TIMESTAMP,
+        description="Where pushed rows would be logged for offline use; not written yet.",
+    )
+    return PushSource(name=f"{view}_push", batch_source=batch,
+                      description=f"{view} rows from the stream processor (features/streaming/).")
+
+
+def realtime_views(lake_dir: Path, vocabulary: Vocabulary) -> dict[str, FeatureView]:
+    # ttl: how long a row stays valid for point-in-time retrieval; online, rows are as of their
+    # event time (the entity's latest event), which the reader returns.
+    types = rt.engagement_types(vocabulary)
+    specs = [
+        (rt.POST_VIEW, [post], [Field(name=f, dtype=Float32) for f in rt.post_features(types)],
+         ("Per post: engagements per type over 5 min, 1 h and 24 h of event time, positive engagements "
+          "per window, and velocity (per minute over 5 min minus per minute over 1 h).")),
+        (rt.AUTHOR_VIEW, [author], [Field(name=f, dtype=Float32) for f in rt.AUTHOR_FEATURES],
+         "Per author: positive engagements on their posts over 1 h and 24 h, negative over 24 h."),
+        (rt.PAIR_VIEW, [viewer, author], [Field(name=f, dtype=Float32) for f in rt.PAIR_FEATURES],
+         ("Per viewer and author: the viewer's engagements with the author's posts on the UTC day of "
+          "the pair's latest one (positive, negative, all).")),
+        (rt.SEQUENCE_VIEW, [viewer],
+         [Field(name=f, dtype=Array(String if f == "recent_types" else Int64)) for f in rt.SEQUENCE_FEATURES],
+         (f"Per viewer: the last {rt.SEQUENCE_LENGTH} engagements, newest first (an action sequence for "
+          "later models; not numeric, so Feast's online store only, not the packed view).")),
+    ]
+    return {name: FeatureView(name=name, entities=entities, ttl=timedelta(days=1), schema=schema,
+                              source=push_source(name, lake_dir), online=True, description=description)
+            for name, entities, schema, description in specs}
 
 
 # --- on-demand views ---------------------------------------------------------------------------
@@ -133,14 +176,18 @@ class FeastRepo:
     views: dict[str, FeatureView]
     request_features: OnDemandFeatureView
     feed_ranker_v1: FeatureService
+    realtime_views: dict[str, FeatureView]
+    realtime_v1: FeatureService
 
     @property
     def objects(self) -> list:
         """In the order `feast apply` registers them."""
-        return [*self.entities, *self.views.values(), self.request_features, self.feed_ranker_v1]
+        return [*self.entities, *self.views.values(), *self.realtime_views.values(), self.request_features,
+                self.feed_ranker_v1, self.realtime_v1]
 
 
-def build_repo(lake_dir: Path) -> FeastRepo:
+def build_repo(lake_dir: Path, vocabulary: Vocabulary | None = None) -> FeastRepo:
+    """`vocabulary`: whose engagement types the post view counts (default: the settings')."""
     tables = (POST, AUTHOR, VIEWER, RELATIONSHIP, VIEWER_TAGS, POST_TAGS)
     views = {t.name: feature_view(t, lake_dir) for t in tables}
     odfv = request_features_view(views[RELATIONSHIP.name], views[VIEWER_TAGS.name],
@@ -151,7 +198,16 @@ def build_repo(lake_dir: Path) -> FeastRepo:
         features=[*model_views, odfv],
         description="Everything the Home and Explore rankers score a (viewer, post) candidate with.",
     )
-    return FeastRepo([viewer, author, post], views, odfv, service)
+    if vocabulary is None:
+        configured = get_settings().vocabulary
+        vocabulary = load_vocabulary(str(configured) if configured else None)
+    live = realtime_views(lake_dir, vocabulary)
+    realtime = FeatureService(
+        name=rt.SERVICE,
+        features=[live[rt.POST_VIEW], live[rt.AUTHOR_VIEW], live[rt.PAIR_VIEW]],
+        description="The stream processor's seconds-fresh numeric features (the packed reader serves them).",
+    )
+    return FeastRepo([viewer, author, post], views, odfv, service, live, realtime)
 
 
 # The configured workspace's objects, found by `feast apply` / `feast materialize-incremental`.
@@ -164,3 +220,8 @@ viewer_tags_view = _repo.views[VIEWER_TAGS.name]
 post_tags_view = _repo.views[POST_TAGS.name]
 request_features = _repo.request_features
 feed_ranker_v1 = _repo.feed_ranker_v1
+post_realtime_view = _repo.realtime_views[rt.POST_VIEW]
+author_realtime_view = _repo.realtime_views[rt.AUTHOR_VIEW]
+viewer_author_today_view = _repo.realtime_views[rt.PAIR_VIEW]
+viewer_sequence_view = _repo.realtime_views[rt.SEQUENCE_VIEW]
+realtime_v1 = _repo.realtime_v1

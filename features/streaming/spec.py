@@ -1,0 +1,69 @@
+"""What the stream processor keeps: the real-time feature views, their features and windows.
+
+The Feast repo (features/feature_repo/definitions.py) declares the views from these names; the
+worker computes them. Every window is measured in event time and bucketed (docs/streaming_features.md):
+
+    bucket      minute (ts // 60 s), hour (ts // 3600 s), UTC day (ts // 86400 s)
+    as of       A = the entity's latest event time; M, H, D = A's minute, hour and day
+    5m / 1h     events whose minute is in (M - 5, M] / (M - 60, M]
+    24h         events whose hour is in (H - 24, H]
+    today       events whose day is D
+
+Counts are exact at bucket granularity: the 5-minute count covers between 4 and 5 minutes before A,
+the 24-hour one between 23 and 24 hours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from data.vocabulary import Vocabulary
+
+MINUTE_MS, HOUR_MS, DAY_MS = 60_000, 3_600_000, 86_400_000
+
+POST_VIEW = "post_realtime"
+AUTHOR_VIEW = "author_realtime"
+PAIR_VIEW = "viewer_author_today"
+SEQUENCE_VIEW = "viewer_sequence"
+SERVICE = "realtime_v1"  # the numeric views (the sequence is not a model input yet)
+
+POSITIVE, NEGATIVE = "+", "-"  # pseudo-types counted beside the vocabulary's types
+
+
+@dataclass(frozen=True)
+class Window:
+    name: str  # "5m"
+    bucket_ms: int  # MINUTE_MS, HOUR_MS or DAY_MS
+    buckets: int  # how many buckets up to and including the as-of one
+
+    @property
+    def code(self) -> str:
+        return {MINUTE_MS: "m", HOUR_MS: "h", DAY_MS: "d"}[self.bucket_ms]
+
+
+W5M, W1H, W24H, TODAY = Window("5m", MINUTE_MS, 5), Window("1h", MINUTE_MS, 60), Window("24h", HOUR_MS, 24), \
+    Window("today", DAY_MS, 1)
+POST_WINDOWS = (W5M, W1H, W24H)
+AUTHOR_WINDOWS = (W1H, W24H)
+# buckets older than this (per bucket size) can never be in a window again: pruned
+RETAIN = {MINUTE_MS: 60, HOUR_MS: 24, DAY_MS: 1}
+
+SEQUENCE_LENGTH = 50  # the viewer's last N engagements, newest first
+SEQUENCE_FEATURES = ("recent_post_ids", "recent_author_ids", "recent_types", "recent_ts_ms")
+
+
+def post_features(types: Sequence[str]) -> list[str]:
+    """Per engagement type and window, the positive engagements per window, and the velocity."""
+    names = [f"post_rt_{t}_{w.name}" for t in types for w in POST_WINDOWS]
+    names += [f"post_rt_engagements_{w.name}" for w in POST_WINDOWS]
+    return [*names, "post_rt_velocity"]
+
+
+AUTHOR_FEATURES = ("author_rt_engagements_1h", "author_rt_engagements_24h", "author_rt_negatives_24h")
+PAIR_FEATURES = ("va_rt_positive_today", "va_rt_negative_today", "va_rt_engagements_today")
+
+
+def engagement_types(vocabulary: Vocabulary) -> tuple[str, ...]:
+    """The vocabulary's types, each counted per window for posts."""
+    return vocabulary.engagement_names
