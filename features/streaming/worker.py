@@ -1,0 +1,205 @@
+"""The stream feature worker: engagements off the event stream into the real-time views' online rows.
+
+Each worker is a consumer of the group `features` and owns the partitions it is given (all by
+default), holding a lease on each (`<stream prefix>:features:owner:{p}`, renewed at every poll), as
+the fan-out worker does (candidate_gen/stream_fanout.py). A poll:
+1. reclaims what a previous owner left pending on its partitions, then reads new entries;
+2. reads each engagement line (`engagement_row`) and its lateness; a line it cannot count is
+   dead-lettered with its reason, another log's entry is ignored;
+3. applies the engagements of each partition, in entry order, in chunks: one server-side script per
+   chunk increments the counters and moves the partition's applied mark, so an entry re-delivered
+   after a crash (at or below the mark) is a duplicate, never counted twice;
+4. writes the online rows of every entity the batch names (Feast's hash + the packed record), each
+   only over an older version of its state;
+5. dead-letters, then acknowledges the batch.
+A crash anywhere leaves the batch pending: the next owner of the partition reclaims it, the mark
+skips what was applied, and step 4 writes what was applied but not yet written.
+Every entry read ends applied, ignored, dead-lettered or duplicate (`PollStats.reconciles`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from feast import FeatureStore
+
+from data.contracts import ENGAGEMENTS
+from data.stream.entries import Entry, parse_id
+from data.stream.valkey_stream import ValkeyStream
+from data.vocabulary import Vocabulary, load_vocabulary
+from features.online.layout import DEFAULT_NAMESPACE
+from features.streaming import spec
+from features.streaming.rows import EngagementRow, engagement_row
+from features.streaming.state import APPLY, PREFIX, STATE_TTL_S, Snapshot, counted_views, tokens
+from features.streaming.writer import RowWriter, Written
+
+log = logging.getLogger(__name__)
+
+GROUP = "features"
+LEASE_S = 30  # a worker's hold on its partitions, renewed at every poll
+LATENESS_MS = 3_600_000  # an event counts if it happened at most this long before it reached the stream
+FUTURE_MS = 300_000  # ... and at most this long after (a client's clock ahead)
+
+
+@dataclass
+class PollStats:
+    entries: int = 0
+    reclaimed: int = 0  # of `entries`: left pending by a previous owner
+    applied: int = 0
+    duplicates: int = 0  # engagements already applied (re-delivered after a crash)
+    ignored: int = 0  # entries of other logs
+    dead_lettered: Counter = field(default_factory=Counter)  # reason -> entries
+    written: Written = field(default_factory=Written)
+
+    @property
+    def reconciles(self) -> bool:
+        return self.entries == self.applied + self.duplicates + self.ignored + sum(self.dead_lettered.values())
+
+
+class PartitionTaken(RuntimeError):
+    """Another stream feature worker owns a partition this one was given."""
+
+
+class StreamFeatureWorker:
+    def __init__(self, stream: ValkeyStream, store: FeatureStore, *, client: Any = None, name: str = "features-1",
+                 batch: int = 500, chunk: int = 250, reclaim_idle_ms: int = 0,
+                 partitions: Sequence[int] | None = None, vocabulary: Vocabulary | None = None,
+                 lateness_ms: int = LATENESS_MS, future_ms: int = FUTURE_MS, prefix: str = PREFIX,
+                 namespace: str = DEFAULT_NAMESPACE):
+        """`client`: the online store's server (default: Feast's own config). `chunk`: engagements
+        per apply script (the server runs one at a time: a few ms each). `reclaim_idle_ms`: 0, since
+        the partition's lease says its previous owner is gone."""
+        self.stream = stream
+        self.name = name
+        self.batch, self.chunk = batch, chunk
+        self.reclaim_idle_ms = reclaim_idle_ms
+        self.partitions = list(range(stream.partitions) if partitions is None else partitions)
+        self.vocabulary = vocabulary or load_vocabulary()
+        self.lateness_ms, self.future_ms = lateness_ms, future_ms
+        self.prefix = prefix
+        self.counted = counted_views(spec.engagement_types(self.vocabulary))
+        self.rows = RowWriter(store, self.counted, client, prefix=prefix, namespace=namespace)
+        self.client = self.rows.client
+        self._apply = self.client.register_script(APPLY)
+        self.on_poll: Callable[[PollStats], object] = lambda stats: None  # e.g. metrics
+        self.on_step: Callable[[str], object] = lambda step: None  # "applied" per chunk, "written", "acked"
+        self._leases: list = []
+        for p in self.partitions:
+            lease = stream.client.lock(f"{stream.prefix}:{GROUP}:owner:{{{p}}}", timeout=LEASE_S, blocking=False,
+                                       thread_local=False)  # taken here, renewed in the polling thread
+            if not lease.acquire():
+                self.close()
+                raise PartitionTaken(f"partition {p} of the stream is another stream feature worker's (its "
+                                     f"lease lapses {LEASE_S} s after that worker dies)")
+            self._leases.append(lease)
+        stream.create_group(GROUP)  # from the start: every event the stream still holds
+
+    def _hold_partitions(self) -> None:
+        for p, lease in zip(self.partitions, self._leases, strict=True):
+            try:
+                lease.reacquire()
+            except redis.exceptions.LockNotOwnedError:
+                if not lease.acquire():
+                    raise PartitionTaken(f"partition {p} was taken over by another stream feature worker while "
+                                         "this one could not renew its lease") from None
+
+    def close(self) -> None:
+        """Give the partitions back at once (a worker that dies gives them back after LEASE_S)."""
+        for lease in self._leases:
+            with contextlib.suppress(redis.exceptions.LockError):
+                lease.release()
+
+    # --- one batch -------------------------------------------------------------------------------
+    def poll(self, block_ms: int | None = None) -> PollStats:
+        self._hold_partitions()
+        reclaimed = self.stream.reclaim(GROUP, self.name, self.reclaim_idle_ms, self.batch, self.partitions)
+        entries = reclaimed + self.stream.read(GROUP, self.name, self.batch, None if reclaimed else block_ms,
+                                               self.partitions)
+        stats = PollStats(len(entries), len(reclaimed))
+        rejected: list[tuple[Entry, str]] = []
+        by_partition: dict[int, list[tuple[Entry, EngagementRow]]] = {}
+        for entry in entries:
+            if entry.log != ENGAGEMENTS.name:
+                stats.ignored += 1
+                continue
+            row = engagement_row(entry.line, self.vocabulary)
+            if isinstance(row, str):
+                rejected.append((entry, row))
+            elif row.ts_ms < entry.ms - self.lateness_ms:
+                rejected.append((entry, "too_late"))
+            elif row.ts_ms > entry.ms + self.future_ms:
+                rejected.append((entry, "ts_in_future"))
+            else:
+                by_partition.setdefault(entry.partition, []).append((entry, row))
+        states: dict[bytes, Snapshot] = {}
+        sequences: dict[bytes, list[bytes]] = {}
+        for p, rows in by_partition.items():
+            rows.sort(key=lambda er: parse_id(er[0].id))
+            for i in range(0, len(rows), self.chunk):
+                applied = self._apply_chunk(p, rows[i:i + self.chunk], states, sequences)
+                stats.applied += applied
+                stats.duplicates += len(rows[i:i + self.chunk]) - applied
+                self.on_step("applied")
+        stats.written = self.rows.write(states, sequences)
+        self.on_step("written")
+        stats.dead_lettered.update(reason for _, reason in rejected)
+        self.stream.dead_letter(rejected)
+        self.stream.ack(GROUP, entries)  # after the effects: a crash before this re-delivers the batch
+        self.on_step("acked")
+        self.on_poll(stats)
+        return stats
+
+    def _apply_chunk(self, partition: int, rows: list[tuple[Entry, EngagementRow]],
+                     states: dict[bytes, Snapshot], sequences: dict[bytes, list[bytes]]) -> int:
+        """One apply script; returns how many engagements it applied (the others were already)."""
+        post, author, pair = self.counted
+        prefix = self.prefix
+        args: list = [STATE_TTL_S, spec.SEQUENCE_LENGTH]
+        for entry, row in rows:
+            marks = tokens(row, self.vocabulary)
+            states_of = [(f"{prefix}:post:{row.post_id}", post.fields_of(marks, row.ts_ms)),
+                         (f"{prefix}:author:{row.author_id}", author.fields_of(marks, row.ts_ms)),
+                         (f"{prefix}:va:{row.viewer_id}:{row.author_id}", pair.fields_of(marks, row.ts_ms)),
+                         (f"{prefix}:viewer:{row.viewer_id}", [])]
+            args += [entry.id, row.ts_ms, len(states_of)]
+            for key, fields in states_of:
+                args += [key, len(fields), *fields]
+            args += [f"{prefix}:seq:{row.viewer_id}", f"{row.post_id},{row.author_id},{row.type},{row.ts_ms}"]
+        reply = self._apply(keys=[f"{prefix}:applied:{{{partition}}}"], args=args)
+        for k in range(1, len(reply), 2):
+            key, value = reply[k], reply[k + 1]
+            if key.startswith(f"{prefix}:seq:".encode()):
+                sequences[key] = value
+            else:
+                states[key] = Snapshot.parse(value)  # a later chunk's snapshot is the newer one
+        return int(reply[0])
+
+    def run(self, stop: threading.Event, block_ms: int = 1_000, retry_s: float = 1.0) -> None:
+        """Poll until `stop`. A server down or restarting is waited out (`retry_s` between tries,
+        warned once per outage): the interrupted batch was not acknowledged, so the next poll
+        reclaims it and the applied mark keeps it from counting twice. A partition another worker
+        took over ends the run."""
+        down = False
+        try:
+            while not stop.is_set():
+                try:
+                    self.poll(block_ms)
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                    if not down:
+                        log.warning("stream feature worker %s: a server is unavailable (%s); retrying every "
+                                    "%.1f s", self.name, exc, retry_s)
+                    down = True
+                    stop.wait(retry_s)
+                    continue
+                if down:
+                    log.warning("stream feature worker %s: servers back, going on", self.name)
+                    down = False
+        finally:
+            self.close()

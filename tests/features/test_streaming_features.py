@@ -1,0 +1,302 @@
+"""The stream feature worker on a real event stream (embedded durable Valkey) and a real Feast repo
+(the workspace's definitions applied, Redis online store on the session's Valkey):
+
+- counts and windows equal a plain Python recomputation from what the stream holds;
+- the packed view equals Feast's get_online_features for the real-time service, and the viewer's
+  action sequence reads back through Feast;
+- two workers in one group, each owning partitions, reach what one worker reaches;
+- workers killed mid-batch (after part of a batch was applied, and after all of it was applied but
+  before its rows were written) leave nothing lost and nothing counted twice once another reclaims;
+- a row computed from an older state never lands over a newer one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+import redis
+from feast import FeatureStore
+
+from data.days import iso_ms
+from data.redis_server import EmbeddedRedis
+from data.stream.entries import START, Event
+from data.stream.valkey_stream import ValkeyStream
+from data.vocabulary import load_vocabulary
+from features.online import PackedFeatureReader
+from features.store import apply, repo_config
+from features.streaming import spec
+from features.streaming.rows import EngagementRow, engagement_row
+from features.streaming.state import Snapshot
+from features.streaming.worker import GROUP, LATENESS_MS, PartitionTaken, StreamFeatureWorker
+
+VOCABULARY = load_vocabulary()
+TYPES = VOCABULARY.engagement_names
+T0 = 1_790_000_000_000  # ms, in the simulated October
+MIN, HOUR = 60_000, 3_600_000
+AUTHOR_OF = {post: 1 + post % 4 for post in range(10, 22)}
+DB = 11
+
+
+@pytest.fixture(scope="module")
+def store(redis_server, tmp_path_factory) -> FeatureStore:
+    root = tmp_path_factory.mktemp("realtime")
+    feature_store = FeatureStore(config=repo_config(str(root / "registry.db"), _url(redis_server)))
+    apply(feature_store, root / "lake")
+    return feature_store
+
+
+def _url(redis_server) -> str:
+    return redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
+
+
+@pytest.fixture
+def online(redis_server, store) -> redis.Redis:
+    client = redis.Redis.from_url(_url(redis_server))
+    client.flushdb()
+    return client
+
+
+@pytest.fixture
+def stream(tmp_path):
+    with EmbeddedRedis(data_dir=tmp_path / "stream", durable=True) as server:
+        yield ValkeyStream.connect(server.url, partitions=3)
+
+
+def line(event_id: str, viewer: int, post: int, kind: str, ts: int, value: float | None = None) -> str:
+    return json.dumps({"event_id": event_id, "viewer_id": viewer, "post_id": post, "author_id": AUTHOR_OF[post],
+                       "type": kind, "value": value, "ts": iso_ms(ts), "surface": "home", "request_id": None})
+
+
+def generated(n: int = 400, seed: int = 3) -> list[tuple[int, Event]]:
+    """(arrival ms, event): engagements over ~30 hours, in bursts so that every window holds some,
+    arriving up to 2 minutes after they happened (out of order), plus lines the worker refuses or
+    ignores: malformed, an unknown type, one too late, another log's entry."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        burst = T0 + int(rng.integers(0, 30)) * HOUR
+        ts = burst + int(rng.integers(0, 90 * MIN)) if k % 3 else T0 + 30 * HOUR - int(rng.integers(0, 8 * MIN))
+        viewer, post = int(rng.integers(1, 13)), int(rng.integers(10, 22))  # viewers on every partition
+        kind = TYPES[int(rng.integers(0, len(TYPES)))]
+        value = float(rng.integers(1, 20_000)) if kind == "dwell" else None
+        out.append((ts + int(rng.integers(0, 2 * MIN)), Event("engagements", line(f"e{k}", viewer, post, kind, ts,
+                                                                                  value), str(viewer))))
+    end = T0 + 30 * HOUR
+    out += [(end, Event("engagements", "{not json", "1")),
+            (end, Event("engagements", line("x1", 2, 10, "poke", end), "2")),
+            (end, Event("engagements", line("x2", 3, 11, "like", end - LATENESS_MS - MIN), "3")),
+            (end, Event("impressions", json.dumps({"request_id": "r", "viewer_id": 1}), "1"))]
+    return sorted(out, key=lambda pair: pair[0])
+
+
+def append(stream: ValkeyStream, events: list[tuple[int, Event]]) -> None:
+    for at, event in events:  # one at a time, at its arrival: ids follow arrival
+        stream.append([event], at_ms=at)
+
+
+def recompute(stream: ValkeyStream) -> tuple[dict, dict, dict, dict]:
+    """The features, straight from their definitions, over the engagements the stream holds:
+    (post, author, pair, sequence), each entity -> feature -> value."""
+    by_post, by_author, by_pair, by_viewer = defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list)
+    for p in range(stream.partitions):
+        for entry in stream.after(p, START, 10_000):
+            try:
+                row = json.loads(entry.line)
+            except ValueError:
+                continue
+            if entry.log != "engagements" or row.get("type") not in TYPES:
+                continue
+            ts = int(np.datetime64(row["ts"].rstrip("Z"), "ms").astype(np.int64))
+            if ts < entry.ms - LATENESS_MS:
+                continue
+            kind = VOCABULARY.engagement_types[row["type"]]
+            e = {"ts": ts, "type": row["type"], "post": row["post_id"], "author": row["author_id"],
+                 "negative": kind.role == "negative",
+                 "positive": kind.role != "negative" and VOCABULARY.head_of(row["type"], row["value"]) is not None}
+            by_post[row["post_id"]].append(e)
+            by_author[row["author_id"]].append(e)
+            by_pair[(row["viewer_id"], row["author_id"])].append(e)
+            by_viewer[row["viewer_id"]].append((entry.partition, entry.id, e))
+
+    def count(events, size, width, test=lambda e: True) -> int:
+        at = max(e["ts"] for e in events) // size
+        return sum(1 for e in events if 0 <= at - e["ts"] // size < width and test(e))
+
+    posts = {}
+    for post, evs in by_post.items():
+        f = {f"post_rt_{t}_{name}": count(evs, size, width, lambda e, t=t: e["type"] == t)
+             for t in TYPES for name, size, width in (("5m", MIN, 5), ("1h", MIN, 60), ("24h", HOUR, 24))}
+        for name, size, width in (("5m", MIN, 5), ("1h", MIN, 60), ("24h", HOUR, 24)):
+            f[f"post_rt_engagements_{name}"] = count(evs, size, width, lambda e: e["positive"])
+        f["post_rt_velocity"] = f["post_rt_engagements_5m"] / 5 - f["post_rt_engagements_1h"] / 60
+        posts[post] = f
+    authors = {a: {"author_rt_engagements_1h": count(evs, MIN, 60, lambda e: e["positive"]),
+                   "author_rt_engagements_24h": count(evs, HOUR, 24, lambda e: e["positive"]),
+                   "author_rt_negatives_24h": count(evs, HOUR, 24, lambda e: e["negative"])}
+               for a, evs in by_author.items()}
+    day = 86_400_000
+    pairs = {k: {"va_rt_positive_today": count(evs, day, 1, lambda e: e["positive"]),
+                 "va_rt_negative_today": count(evs, day, 1, lambda e: e["negative"]),
+                 "va_rt_engagements_today": count(evs, day, 1)} for k, evs in by_pair.items()}
+    sequences = {}
+    for viewer, items in by_viewer.items():  # one partition per viewer: its entry order
+        newest = [e for _, _, e in sorted(items, key=lambda x: tuple(map(int, x[1].split("-"))), reverse=True)]
+        sequences[viewer] = [e["post"] for e in newest[:spec.SEQUENCE_LENGTH]]
+    return posts, authors, pairs, sequences
+
+
+def service_rows(posts, authors, pairs) -> dict[str, list[int]]:
+    """Request rows naming every post, author and pair the recomputation knows, and unknown ones."""
+    keys = [(p, AUTHOR_OF[p], 99) for p in sorted(posts)]
+    keys += [(next(p for p in sorted(AUTHOR_OF) if AUTHOR_OF[p] == a), a, v) for v, a in sorted(pairs)]
+    keys += [(999, 99, 99), (10, 98, 1)]
+    assert {a for _, a, _ in keys} >= set(authors)
+    return {"post_id": [k[0] for k in keys], "author_id": [k[1] for k in keys], "viewer_id": [k[2] for k in keys]}
+
+
+def assert_online_equals(store, online, stream) -> None:
+    posts, authors, pairs, sequences = recompute(stream)
+    reader = PackedFeatureReader.from_feature_store(store, spec.SERVICE, client=online)
+    rows = service_rows(posts, authors, pairs)
+    block = reader.read(rows)
+    for i, (p, a, v) in enumerate(zip(rows["post_id"], rows["author_id"], rows["viewer_id"])):
+        want = {**posts.get(p, {}), **authors.get(a, {}), **pairs.get((v, a), {})}
+        for j, name in enumerate(reader.feature_names):
+            if name in want:
+                assert not block.missing[i, j] and block.values[i, j] == np.float32(want[name]), (name, p, a, v)
+            else:
+                assert block.missing[i, j], (name, p, a, v)
+    theirs = store.get_online_features(features=[f"{spec.SEQUENCE_VIEW}:recent_post_ids"],
+                                       entity_rows=[{"viewer_id": v} for v in sorted(sequences)]).to_dict()
+    assert theirs["recent_post_ids"] == [sequences[v] for v in sorted(sequences)]
+
+
+def drain(*workers: StreamFeatureWorker) -> list:
+    stats = []
+    while True:
+        polled = [w.poll() for w in workers]
+        stats += polled
+        if not sum(s.entries for s in polled):
+            return stats
+
+
+def test_engagement_lines_are_read_or_refused_with_a_reason():
+    assert engagement_row(line("e1", 3, 10, "dwell", T0, 12_000.0), VOCABULARY) == \
+        EngagementRow(3, 10, AUTHOR_OF[10], "dwell", 12_000.0, T0)
+    team = json.dumps({"event_id": "a", "viewer_id": "u-anna", "post_id": 10, "author_id": 2, "type": "like",
+                       "ts": "2026-10-01T08:00:00Z", "surface": "home"})
+    assert isinstance(engagement_row(team, VOCABULARY), EngagementRow)
+    for text, reason in [("{oops", "malformed_json"), ("[1]", "malformed_json"),
+                         (json.dumps({"event_id": "a"}), "missing_required:viewer_id"),
+                         (line("a", 1, 10, "poke", T0), "bad_enum:type"),
+                         (line("a", 1, 10, "like", T0).replace('"viewer_id": 1', '"viewer_id": true'),
+                          "bad_type:viewer_id"),
+                         (line("a", 1, 10, "dwell", T0).replace('"value": null', '"value": "long"'), "bad_type:value"),
+                         (line("a", 1, 10, "like", T0).replace(iso_ms(T0), "yesterday"), "bad_type:ts")]:
+        assert engagement_row(text, VOCABULARY) == reason
+
+
+def test_counts_and_windows_equal_a_python_recomputation(store, online, stream):
+    append(stream, generated())
+    worker = StreamFeatureWorker(stream, store, client=online, batch=100, chunk=40)
+    stats = drain(worker)
+    assert all(s.reconciles for s in stats)
+    assert sum(s.applied for s in stats) == 400 and sum(s.duplicates for s in stats) == 0
+    assert sum(s.ignored for s in stats) == 1
+    assert sum((s.dead_lettered for s in stats), start=Counter()) == {
+        "malformed_json": 1, "bad_enum:type": 1, "too_late": 1}
+    assert {d["reason"] for d in stream.dead_letters()} == {"malformed_json", "bad_enum:type", "too_late"}
+    posts = recompute(stream)[0].values()  # the set exercises every window: some counts differ per window
+    assert any(0 < f["post_rt_engagements_5m"] < f["post_rt_engagements_1h"] < f["post_rt_engagements_24h"]
+               for f in posts)
+    assert_online_equals(store, online, stream)
+    assert stream.lag(GROUP).backlog == 0
+
+
+def test_the_packed_view_equals_get_online_features(store, online, stream):
+    append(stream, generated(200, seed=5))
+    drain(StreamFeatureWorker(stream, store, client=online))
+    posts, authors, pairs, _ = recompute(stream)
+    reader = PackedFeatureReader.from_feature_store(store, spec.SERVICE, client=online)
+    assert reader.check()
+    rows = service_rows(posts, authors, pairs)
+    ours = reader.read(rows)
+    theirs = store.get_online_features(features=store.get_feature_service(spec.SERVICE),
+                                       entity_rows=[dict(zip(rows, r)) for r in zip(*rows.values())]).to_dict()
+    cells = 0
+    for j, name in enumerate(reader.feature_names):
+        for i, value in enumerate(theirs[name]):
+            cells += 1
+            assert ours.missing[i, j] == (value is None), (name, i)
+            if value is not None:
+                assert ours.values[i, j] == np.float32(value), (name, i)
+    assert cells > 1_000 and ours.missing.any() and not ours.missing.all()
+
+
+def test_two_workers_in_one_group_reach_what_one_worker_reaches(store, online, stream):
+    append(stream, generated(300, seed=9))
+    first = StreamFeatureWorker(stream, store, client=online, name="features-a", batch=30, chunk=7, partitions=[0])
+    second = StreamFeatureWorker(stream, store, client=online, name="features-b", batch=20, chunk=9,
+                                 partitions=[1, 2])
+    with pytest.raises(PartitionTaken, match="partition 1"):
+        StreamFeatureWorker(stream, store, client=online, name="features-c", partitions=[1])
+    stats = drain(first, second)
+    assert all(s.reconciles for s in stats) and sum(s.applied for s in stats) == 300
+    assert all(sum(s.applied for s in stats[k::2]) for k in (0, 1))  # each did part of the work
+    assert_online_equals(store, online, stream)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_workers_killed_mid_batch_lose_nothing_and_count_nothing_twice(store, online, stream):
+    append(stream, generated(300, seed=11))
+    other = StreamFeatureWorker(stream, store, client=online, name="features-b", batch=25, partitions=[1, 2])
+
+    def dies_after(step: str, times: int):
+        seen = []
+
+        def hook(name: str) -> None:
+            seen.append(name)
+            if name == step and seen.count(step) == times:
+                raise Killed(step)
+        return hook
+
+    # the first dies after applying the first chunk of its batch; the second after applying all of
+    # its batch but before writing a row; neither acknowledged anything. The third finishes.
+    stats = []
+    for name, hook in [("features-a1", dies_after("applied", 1)), ("features-a2", dies_after("written", 1))]:
+        doomed = StreamFeatureWorker(stream, store, client=online, name=name, batch=40, chunk=15, partitions=[0])
+        doomed.on_step = hook
+        stats.append(other.poll())
+        with pytest.raises(Killed):
+            doomed.poll()
+        doomed.close()  # its lease gone, as after LEASE_S
+    survivor = StreamFeatureWorker(stream, store, client=online, name="features-a3", batch=40, chunk=15,
+                                   partitions=[0])
+    stats += drain(survivor, other)
+    assert all(s.reconciles for s in stats)
+    assert sum(s.reclaimed for s in stats) > 0 and sum(s.duplicates for s in stats) > 0
+    # what the dead applied came back to the survivor as duplicates: every engagement once, either way
+    assert sum(s.applied + s.duplicates for s in stats) == 300
+    assert_online_equals(store, online, stream)
+    assert stream.lag(GROUP).backlog == 0
+
+
+def test_an_older_state_never_overwrites_a_newer_row(store, online, stream):
+    worker = StreamFeatureWorker(stream, store, client=online)
+    key = b"loupe:rt:author:5"
+    newer = Snapshot(last_ms=T0 + MIN, version=7, counters={f"+|m|{(T0 + MIN) // MIN}".encode(): 3})
+    older = Snapshot(last_ms=T0, version=6, counters={f"+|m|{T0 // MIN}".encode(): 2})
+    assert worker.rows.write({key: newer}, {}).rows == 1
+    assert worker.rows.write({key: older}, {}).rows == 0
+    reader = PackedFeatureReader.from_feature_store(store, spec.SERVICE, client=online)
+    block = reader.read({"post_id": [1], "author_id": [5], "viewer_id": [1]})
+    assert block.values[0, reader.feature_names.index("author_rt_engagements_1h")] == 3
+    theirs = store.get_online_features(features=["author_realtime:author_rt_engagements_1h"],
+                                       entity_rows=[{"author_id": 5}]).to_dict()
+    assert theirs["author_rt_engagements_1h"] == [3.0]
