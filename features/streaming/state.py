@@ -31,11 +31,10 @@ PREFIX = "loupe:rt"
 STATE_TTL_S = 2 * 24 * 3600
 ANY = "*"
 
-# One batch of one partition, in entry-id order: each event's counters are incremented unless its
-# entry id is at or below the partition's applied mark (a re-delivery of an entry already applied),
-# the mark moves to the last entry applied, all in one script: a crash leaves either all of a
-# chunk's effects and its mark, or none. Then it returns the state of every entity the chunk names
-# (applied or not), for the rows to be written from.
+# One chunk of one partition's engagements, in entry-id order: each event's counters are incremented
+# unless its entry id is at or below the partition's applied mark (a re-delivery of an entry already
+# applied), and the mark moves to the last entry applied, all in one script: a crash leaves either
+# all of a chunk's effects and its mark, or none. Returns how many it applied.
 # ARGV: ttl, sequence length, then per event: id, ts, n, n x (key, k, k fields), sequence key, item
 APPLY = """
 local mark = redis.call('GET', KEYS[1])
@@ -81,7 +80,6 @@ while i <= #ARGV do
     end
 end
 if last_id then redis.call('SET', KEYS[1], last_id) end
-local out = {applied}
 for _, key in ipairs(order) do
     local ts = newest[key]
     if ts then
@@ -90,18 +88,14 @@ for _, key in ipairs(order) do
         redis.call('HINCRBY', key, 'ver', 1)
         redis.call('EXPIRE', key, ttl)
     end
-    out[#out + 1] = key
-    out[#out + 1] = redis.call('HGETALL', key)
 end
 for _, list in ipairs(list_order) do
     if lists[list] then
         redis.call('LTRIM', list, 0, cap - 1)
         redis.call('EXPIRE', list, ttl)
     end
-    out[#out + 1] = list
-    out[#out + 1] = redis.call('LRANGE', list, 0, cap - 1)
 end
-return out
+return applied
 """
 
 # An entity's online row (Feast's hash fields and the packed record), written only if its state's
@@ -183,10 +177,11 @@ class Snapshot:
     counters: dict[bytes, int] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, flat: list[bytes]) -> Snapshot:
+    def parse(cls, reply: list[bytes] | dict[bytes, bytes]) -> Snapshot:
+        """An HGETALL reply: a flat list (RESP2) or a mapping (RESP3)."""
         snap = cls()
-        for k in range(0, len(flat), 2):
-            name, value = flat[k], flat[k + 1]
+        pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
+        for name, value in pairs:
             if name == b"last":
                 snap.last_ms = int(value)
             elif name == b"ver":

@@ -50,6 +50,18 @@ class RowWriter:
                 self.client.set(encoder.layout.meta_key, json.dumps(encoder.layout.meta()))
         self._sha = self.client.script_load(WRITE_IF_NEWER)
 
+    def read(self, keys: list[str]) -> tuple[dict[bytes, Snapshot], dict[bytes, list[bytes]]]:
+        """The state of these keys (one pipelined HGETALL each; per key one consistent reading with
+        its version), and the sequences of the viewers among them."""
+        states = [k.encode() for k in keys]
+        viewer = f"{self.prefix}:viewer:".encode()
+        lists = [self.sequence_key(int(k[len(viewer):])) for k in states if k.startswith(viewer)]
+        commands = [command(b"HGETALL", k) for k in states]
+        commands += [command(b"LRANGE", k, b"0", b"%d" % (spec.SEQUENCE_LENGTH - 1)) for k in lists]
+        replies = send_pipelined(self.client, [b"".join(commands)], len(commands)) if commands else []
+        return ({k: Snapshot.parse(r) for k, r in zip(states, replies)},
+                dict(zip(lists, replies[len(states):])))
+
     def write(self, states: Mapping[bytes, Snapshot], sequences: Mapping[bytes, list[bytes]]) -> Written:
         """The rows of every entity whose state is newer than its written row."""
         done = Written()
@@ -122,13 +134,14 @@ class RowWriter:
                     state_keys, encoded.feast_keys, packed_keys, versions, records, encoded.hset_args)]
 
     def _send(self, commands: list[bytes]) -> list[Any]:
+        joined = [b"".join(commands)]  # one sendall, not one per command
         try:
-            return send_pipelined(self.client, commands, len(commands))
+            return send_pipelined(self.client, joined, len(commands))
         except redis.ResponseError as exc:  # the server restarted and lost its scripts: load, send again
             if "NOSCRIPT" not in str(exc):
                 raise
             self._sha = self.client.script_load(WRITE_IF_NEWER)
-            return send_pipelined(self.client, commands, len(commands))
+            return send_pipelined(self.client, joined, len(commands))
 
     # --- keys ----------------------------------------------------------------------------------
     def state_key(self, kind: str, *ids: int) -> str:

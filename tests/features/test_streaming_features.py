@@ -269,7 +269,7 @@ def test_workers_killed_mid_batch_lose_nothing_and_count_nothing_twice(store, on
     # the first dies after applying the first chunk of its batch; the second after applying all of
     # its batch but before writing a row; neither acknowledged anything. The third finishes.
     stats = []
-    for name, hook in [("features-a1", dies_after("applied", 1)), ("features-a2", dies_after("written", 1))]:
+    for name, hook in [("features-a1", dies_after("applied", 1)), ("features-a2", dies_after("read", 1))]:
         doomed = StreamFeatureWorker(stream, store, client=online, name=name, batch=40, chunk=15, partitions=[0])
         doomed.on_step = hook
         stats.append(other.poll())
