@@ -1,5 +1,5 @@
-"""The event stream against its raw ceiling, publish -> Home through the stream, and a killed
-archiver: nothing lost, nothing twice.
+"""The event stream against its raw ceiling, publish -> Home through the stream, engagement -> real-time
+feature through the stream feature worker, and a killed archiver: nothing lost, nothing twice.
 
     uv run python -m benchmarks.bench_stream [--world medium] [--events 0] [--rate 5000] [--trials 200]
 
@@ -17,9 +17,12 @@ before any clock starts. All of it runs on fresh embedded Valkey servers, in one
 - **killed archiver**: an archiver in a child process is `kill -9`ed once it has committed its
   third batch. A fresh one then finishes, and the archived lines are compared with the appended
   ones: `lost` and `double_counted`.
-
-Freshness (event -> feature visible to the packed reader) needs the streaming feature processor,
-which is not built yet: those fields are null.
+- **stream feature worker** (features/streaming/): the day's engagements (at most
+  `--processor-events`, in event-time order, each batch appended at its last event's time) are
+  appended, then one worker applies them all: its events/s against the raw XREADGROUP + XACK rate.
+- **freshness**: a worker runs in a child process of its own while a thread appends the day's
+  engagements (their time rewritten to now) at `--rate` events/s; every 50 ms a like of a fresh
+  post is appended, and the clock stops when the packed reader (`realtime_v1`) shows it counted.
 """
 
 from __future__ import annotations
@@ -54,11 +57,16 @@ from data.redis_server import EmbeddedRedis
 from data.stream.archiver import StreamArchiver
 from data.stream.entries import Event
 from data.stream.valkey_stream import ValkeyStream
+from features.online import PackedFeatureReader
+from features.store import apply, repo_config
+from features.streaming import spec
+from features.streaming.worker import StreamFeatureWorker
 from pipelines.operations import prepare_world
 
-# the entity each log's events are keyed by (their partition): the first of these fields the line has
+# the entity each log's events are keyed by (their partition): the first of these fields the line has;
+# engagements by viewer, as POST /v1/events keys them
 KEY_FIELDS = {"users": ("user_id",), "posts": ("post_id",), "follows": ("follower_id", "followee_id"),
-              "blocks": ("blocker_id", "blocked_id"), "engagements": ("post_id",), "impressions": ("viewer_id",)}
+              "blocks": ("blocker_id", "blocked_id"), "engagements": ("viewer_id",), "impressions": ("viewer_id",)}
 
 
 def day_events(landing: Path, day: str, limit: int) -> list[Event]:
@@ -161,6 +169,120 @@ def publish_to_home(stream_url: str, feed_url: str, replay: list[Event], rate: i
     return latencies
 
 
+def _feature_store(feature_url: str, root: Path):
+    from feast import FeatureStore
+
+    store = FeatureStore(config=repo_config(str(root / "registry.db"), feature_url))
+    apply(store, root / "lake")
+    return store
+
+
+def processor_rate(stream_url: str, feature_url: str, engagements: list[Event], partitions: int, batch: int,
+                   root: Path) -> tuple[float, dict]:
+    """Seconds for one stream feature worker to apply `engagements` (appended before the clock starts,
+    in event-time order, each batch at its last event's time, so none is late)."""
+    stream = ValkeyStream.connect(stream_url, partitions)
+    timed = sorted(engagements, key=lambda e: _ts_text(e) or "")  # the world's bad lines first
+    for i in range(0, len(timed), batch):
+        chunk = timed[i:i + batch]
+        stream.append(chunk, at_ms=max((_ms(t) for e in chunk if (t := _ts_text(e))), default=None))
+    worker = StreamFeatureWorker(stream, _feature_store(feature_url, root), batch=batch,
+                                 client=redis.Redis.from_url(feature_url))
+    totals: Counter = Counter()
+    start = time.perf_counter()
+    while (stats := worker.poll()).entries:
+        totals.update(entries=stats.entries, applied=stats.applied, dead_lettered=sum(stats.dead_lettered.values()),
+                      rows=stats.written.rows)
+    seconds = time.perf_counter() - start
+    worker.close()
+    return seconds, dict(totals)
+
+
+def _ts_text(event: Event) -> str | None:
+    """The line's time as written, if it is a JSON object with a readable one."""
+    try:
+        ts = json.loads(event.line).get("ts")
+        _ms(ts)
+        return ts
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def _ms(text: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+WORKER_CHILD = """
+import sys, threading
+from pathlib import Path
+import redis
+from feast import FeatureStore
+from data.stream.valkey_stream import ValkeyStream
+from features.store import repo_config
+from features.streaming.worker import StreamFeatureWorker
+stream_url, partitions, feature_url, registry = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+store = FeatureStore(config=repo_config(registry, feature_url))
+worker = StreamFeatureWorker(ValkeyStream.connect(stream_url, partitions), store, name="bench",
+                             client=redis.Redis.from_url(feature_url))
+print("ready", flush=True)
+worker.run(threading.Event(), block_ms=100)
+"""
+
+
+def freshness(stream_url: str, feature_url: str, engagements: list[Event], rate: int, trials: int,
+              partitions: int, root: Path) -> list[float]:
+    """Seconds from an engagement's append to its count in the packed reader, under `rate` events/s
+    of engagements, with the worker in a process of its own."""
+    store = _feature_store(feature_url, root)
+    stream = ValkeyStream.connect(stream_url, partitions)
+    templates = []  # each line split around its time, rewritten to now when appended (bad lines as they are)
+    for e in engagements:
+        ts = _ts_text(e)
+        head, _, tail = e.line.partition(json.dumps(ts)) if ts else (e.line, "", None)
+        templates.append((head, tail, e.key))
+    child = subprocess.Popen([sys.executable, "-c", WORKER_CHILD, stream_url, str(partitions), feature_url,
+                              str(root / "registry.db")], stdout=subprocess.PIPE, text=True)
+    stop = threading.Event()
+    try:
+        child.stdout.readline()  # the worker's own word that it holds its partitions
+
+        def replay_at_rate() -> None:
+            per_tick, t0 = max(1, rate // 100), time.perf_counter()  # 100 appends a second
+            for k, i in enumerate(range(0, len(templates), per_tick)):
+                if stop.is_set():
+                    return
+                now = iso_ms(int(time.time() * 1000))
+                stream.append([Event("engagements", h if t is None else f'{h}"{now}"{t}', key)
+                               for h, t, key in templates[i:i + per_tick]])
+                time.sleep(max(0.0, t0 + (k + 1) / 100 - time.perf_counter()))
+
+        background = threading.Thread(target=replay_at_rate, daemon=True)
+        background.start()
+        reader = PackedFeatureReader.from_feature_store(store, spec.SERVICE, client=redis.Redis.from_url(feature_url))
+        like = reader.feature_names.index("post_rt_like_5m")
+        viewer, author, latencies = 2_000_000_002, 2_000_000_001, []
+        for k in range(trials):
+            post_id = 4_000_000_000 + k
+            row = {"post_id": [post_id], "author_id": [author], "viewer_id": [viewer]}
+            line = json.dumps({"event_id": f"probe-{k}", "viewer_id": viewer, "post_id": post_id,
+                               "author_id": author, "type": "like", "value": None,
+                               "ts": iso_ms(int(time.time() * 1000)), "surface": "home", "request_id": None})
+            start = time.perf_counter()
+            stream.append([Event("engagements", line, str(viewer))])
+            while reader.read(row).values[0, like] != 1:
+                time.sleep(0.0005)
+            latencies.append(time.perf_counter() - start)
+            time.sleep(0.05)
+        stop.set()
+        background.join(5)
+    finally:
+        child.kill()
+        child.wait()
+    return latencies
+
+
 CHILD = """
 import sys
 from pathlib import Path
@@ -202,6 +324,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--processor-events", type=int, default=200_000,
+                        help="engagements the stream feature worker's rate is measured on")
     args = parser.parse_args()
 
     settings = bench_settings(args.world)
@@ -220,6 +344,13 @@ def main() -> None:
             append_s, archive_s = end_to_end(server.url, events, args.partitions, args.batch, tmp / "landing")
         with EmbeddedRedis(data_dir=tmp / "live", durable=True) as server, EmbeddedRedis() as feeds:
             latencies = publish_to_home(server.url, feeds.url, events, args.rate, args.trials, args.partitions)
+        engagements = [e for e in events if e.log == "engagements"]
+        with EmbeddedRedis(data_dir=tmp / "processor", durable=True) as server, EmbeddedRedis() as features:
+            processor_s, processed = processor_rate(server.url, features.url, engagements[:args.processor_events],
+                                                    args.partitions, args.batch, tmp / "feast-rate")
+        with EmbeddedRedis(data_dir=tmp / "fresh", durable=True) as server, EmbeddedRedis() as features:
+            fresh = freshness(server.url, features.url, engagements, args.rate, args.trials, args.partitions,
+                              tmp / "feast-fresh")
         with EmbeddedRedis(data_dir=tmp / "kill", durable=True) as server:
             sample = events[: min(len(events), 200_000)]
             lost, double = killed_archiver(server.url, sample, args.partitions, tmp / "killed")
@@ -233,8 +364,16 @@ def main() -> None:
         "ceiling_read_events_per_s": round(len(events) / ceiling_read_s),  # raw XREADGROUP + XACK alone
         "ratio_to_ceiling": round(ceiling_s / e2e_s, 3),
         "sustained_rate": args.rate,
-        "freshness_p50_ms": None,  # the streaming feature processor is not built yet
-        "freshness_p99_ms": None,
+        "freshness_p50_ms": ms_percentile(fresh, 50),
+        "freshness_p99_ms": ms_percentile(fresh, 99),
+        "freshness_trials": len(fresh),
+        "processor_events": processed.get("entries", 0),
+        "processor_applied": processed.get("applied", 0),
+        "processor_dead_lettered": processed.get("dead_lettered", 0),
+        "processor_rows_written": processed.get("rows", 0),
+        "processor_events_per_s": round(processed.get("entries", 0) / processor_s),  # one worker
+        "processor_ratio_to_read_ceiling": round(processed.get("entries", 0) / processor_s
+                                                 / (len(events) / ceiling_read_s), 3),
         "publish_to_home_p50_ms": ms_percentile(latencies, 50),
         "publish_to_home_p99_ms": ms_percentile(latencies, 99),
         "publish_trials": len(latencies),
