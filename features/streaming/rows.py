@@ -1,20 +1,21 @@
 """An engagement line off the stream, read into the few fields the stream processor counts.
 
-`engagement_row` is the one place a line is judged here, so that it can be swapped for the shared
-per-line validator of the engagements contract (ingestion's rules, which `POST /v1/events` applies
-too) once that exists; its reasons use the same words (docs/log_contracts.md). Ingestion stays the
-judge of what the lake keeps; a line refused here is dead-lettered with its reason.
+The line is judged by ingestion's own per-line rules (data/ingest/line_rules.py), which
+`POST /v1/events` applies too, against its arrival day (the day it lands under): a line ingestion
+would quarantine is refused here with ingestion's reason and dead-lettered. What needs the lake
+(unknown users or posts) stays ingestion's to judge.
 """
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from typing import NamedTuple
 
 from data import columns as c
-from data.ids import BadId, to_id
+from data.contracts import ENGAGEMENTS
+from data.ingest.line_rules import LineRules
 from data.vocabulary import Vocabulary
+
+_AT = {name: i for i, name in enumerate(ENGAGEMENTS.column_names)}
 
 
 class EngagementRow(NamedTuple):
@@ -26,41 +27,15 @@ class EngagementRow(NamedTuple):
     ts_ms: int  # event time
 
 
-def _ms(value) -> int | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        ts = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-    return int(ts.timestamp() * 1000)
+def engagement_rules(vocabulary: Vocabulary) -> LineRules:
+    return LineRules(ENGAGEMENTS, vocabulary)
 
 
-def engagement_row(line: str, vocabulary: Vocabulary) -> EngagementRow | str:
-    """One engagements landing line -> its row, or the reason it cannot be counted."""
-    try:
-        row = json.loads(line)
-    except ValueError:
-        return "malformed_json"
-    if not isinstance(row, dict):
-        return "malformed_json"
-    for column in (c.EVENT_ID, c.VIEWER_ID, c.POST_ID, c.AUTHOR_ID, c.TYPE, c.TS, c.SURFACE):
-        if row.get(column) is None:
-            return f"missing_required:{column}"
-    ids = []
-    for column in (c.VIEWER_ID, c.POST_ID, c.AUTHOR_ID):
-        try:
-            ids.append(to_id(row[column]))
-        except BadId:
-            return f"bad_type:{column}"
-    kind = row[c.TYPE]
-    if kind not in vocabulary.engagement_types:
-        return f"bad_enum:{c.TYPE}"
-    value = row.get(c.VALUE)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-        return f"bad_type:{c.VALUE}"
-    ts_ms = _ms(row[c.TS])
-    if ts_ms is None:
-        return f"bad_type:{c.TS}"
-    return EngagementRow(*ids, kind, None if value is None else float(value), ts_ms)
+def engagement_row(rules: LineRules, line: str, day: str) -> EngagementRow | str:
+    """One engagements landing line arriving on `day` -> its row, or ingestion's reason to refuse it."""
+    checked = rules.check(line, day)
+    if checked.reason is not None:
+        return checked.reason
+    v = checked.values
+    return EngagementRow(v[_AT[c.VIEWER_ID]], v[_AT[c.POST_ID]], v[_AT[c.AUTHOR_ID]], v[_AT[c.TYPE]],
+                         v[_AT[c.VALUE]], v[_AT[c.TS]] // 1000)

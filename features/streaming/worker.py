@@ -4,7 +4,7 @@ Each worker is a consumer of the group `features` and owns the partitions it is 
 default), holding a lease on each (`<stream prefix>:features:owner:{p}`, renewed at every poll), as
 the fan-out worker does (candidate_gen/stream_fanout.py). A poll:
 1. reclaims what a previous owner left pending on its partitions, then reads new entries;
-2. reads each engagement line (`engagement_row`) and its lateness; a line it cannot count is
+2. judges each engagement line by ingestion's line rules (`engagement_row`) and its lateness; a line it cannot count is
    dead-lettered with its reason, another log's entry is ignored;
 3. applies the engagements of each partition, in entry order, in chunks: one server-side script per
    chunk increments the counters and moves the partition's applied mark, so an entry re-delivered
@@ -36,7 +36,7 @@ from data.stream.valkey_stream import ValkeyStream
 from data.vocabulary import Vocabulary, load_vocabulary
 from features.online.layout import DEFAULT_NAMESPACE
 from features.streaming import spec
-from features.streaming.rows import EngagementRow, engagement_row
+from features.streaming.rows import EngagementRow, engagement_row, engagement_rules
 from features.streaming.state import APPLY, PREFIX, STATE_TTL_S, counted_views, tokens
 from features.streaming.writer import RowWriter, Written
 
@@ -83,6 +83,7 @@ class StreamFeatureWorker:
         self.reclaim_idle_ms = reclaim_idle_ms
         self.partitions = list(range(stream.partitions) if partitions is None else partitions)
         self.vocabulary = vocabulary or load_vocabulary()
+        self.rules = engagement_rules(self.vocabulary)
         self.lateness_ms, self.future_ms = lateness_ms, future_ms
         self.prefix = prefix
         self.counted = counted_views(spec.engagement_types(self.vocabulary))
@@ -130,7 +131,7 @@ class StreamFeatureWorker:
             if entry.log != ENGAGEMENTS.name:
                 stats.ignored += 1
                 continue
-            row = engagement_row(entry.line, self.vocabulary)
+            row = engagement_row(self.rules, entry.line, entry.day)
             if isinstance(row, str):
                 rejected.append((entry, row))
             elif row.ts_ms < entry.ms - self.lateness_ms:

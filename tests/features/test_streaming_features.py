@@ -20,7 +20,7 @@ import pytest
 import redis
 from feast import FeatureStore
 
-from data.days import iso_ms
+from data.days import day_of_ms, iso_ms
 from data.redis_server import EmbeddedRedis
 from data.stream.entries import START, Event
 from data.stream.valkey_stream import ValkeyStream
@@ -28,7 +28,7 @@ from data.vocabulary import load_vocabulary
 from features.online import PackedFeatureReader
 from features.store import apply, repo_config
 from features.streaming import spec
-from features.streaming.rows import EngagementRow, engagement_row
+from features.streaming.rows import EngagementRow, engagement_row, engagement_rules
 from features.streaming.state import Snapshot
 from features.streaming.worker import GROUP, LATENESS_MS, PartitionTaken, StreamFeatureWorker
 
@@ -183,20 +183,22 @@ def drain(*workers: StreamFeatureWorker) -> list:
             return stats
 
 
-def test_engagement_lines_are_read_or_refused_with_a_reason():
-    assert engagement_row(line("e1", 3, 10, "dwell", T0, 12_000.0), VOCABULARY) == \
+def test_engagement_lines_are_read_or_refused_with_ingestions_reason():
+    rules, day = engagement_rules(VOCABULARY), day_of_ms(T0)
+    assert engagement_row(rules, line("e1", 3, 10, "dwell", T0, 12_000.0), day) == \
         EngagementRow(3, 10, AUTHOR_OF[10], "dwell", 12_000.0, T0)
     team = json.dumps({"event_id": "a", "viewer_id": "u-anna", "post_id": 10, "author_id": 2, "type": "like",
                        "ts": "2026-10-01T08:00:00Z", "surface": "home"})
-    assert isinstance(engagement_row(team, VOCABULARY), EngagementRow)
+    assert isinstance(engagement_row(rules, team, "2026-10-01"), EngagementRow)
     for text, reason in [("{oops", "malformed_json"), ("[1]", "malformed_json"),
                          (json.dumps({"event_id": "a"}), "missing_required:viewer_id"),
                          (line("a", 1, 10, "poke", T0), "bad_enum:type"),
                          (line("a", 1, 10, "like", T0).replace('"viewer_id": 1', '"viewer_id": true'),
                           "bad_type:viewer_id"),
                          (line("a", 1, 10, "dwell", T0).replace('"value": null', '"value": "long"'), "bad_type:value"),
-                         (line("a", 1, 10, "like", T0).replace(iso_ms(T0), "yesterday"), "bad_type:ts")]:
-        assert engagement_row(text, VOCABULARY) == reason
+                         (line("a", 1, 10, "like", T0).replace(iso_ms(T0), "yesterday"), "bad_type:ts"),
+                         (line("a", 1, 10, "like", T0 + 2 * 86_400_000), "ts_in_future")]:
+        assert engagement_row(rules, text, day) == reason
 
 
 def test_counts_and_windows_equal_a_python_recomputation(store, online, stream):
