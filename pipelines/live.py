@@ -1,7 +1,8 @@
 """`make live`: after `make run`'s pipeline, simulated users use the ranking service it started for a
 simulated day in accelerated time (data/world/live.py; docs/live_mode.md), with the fan-out worker
-applying what they publish and follow; then the stream is archived into the landing folder, so the
-next `make run` ingests what they did, and the run's figures go to MLflow (experiment `live`)."""
+applying what they publish and follow and the stream feature worker counting what they do; then
+the stream is archived into the landing folder, so the next `make run` ingests what they did, and
+the run's figures go to MLflow (experiment `live`)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,17 @@ from serving.launcher import start_process_group, stop_process_group
 PROGRESS_EVERY_S = 15.0
 
 
-def start_fanout_worker(settings: Settings, logs: Path):
-    """The fan-out worker on the event stream, in a process group of its own."""
-    command = [sys.executable, "-m", "candidate_gen", "fanout-worker"]
-    process = start_process_group(command, child_env(settings), logs / "fanout-worker.log")
-    print(f"fan-out worker on the event stream   (log {logs / 'fanout-worker.log'})", flush=True)
-    return process
+def start_stream_workers(settings: Settings, logs: Path) -> list:
+    """The event stream's consumers, each in a process group of its own: the fan-out worker (posts
+    and graph changes into the feed caches) and the stream feature worker (real-time features)."""
+    workers = {"fanout-worker": ["candidate_gen", "fanout-worker"],
+               "stream-feature-worker": ["features.streaming", "worker"]}
+    processes = []
+    for name, (module, *args) in workers.items():
+        command = [sys.executable, "-m", module, *args]
+        processes.append(start_process_group(command, child_env(settings), logs / f"{name}.log"))
+        print(f"{name} on the event stream   (log {logs / f'{name}.log'})", flush=True)
+    return processes
 
 
 def play(settings: Settings, hours: float) -> dict | None:
@@ -39,7 +45,7 @@ def play(settings: Settings, hours: float) -> dict | None:
     truth = TruthModel.load(settings.truth_dir)
     clock = Clock.of(settings)
     token = serving_secrets(settings).api_token
-    fanout = start_fanout_worker(settings, settings.home / "logs")
+    workers = start_stream_workers(settings, settings.home / "logs")
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{settings.serving_port}", timeout=10.0,
                           headers={"authorization": f"Bearer {token}"}) as http:
@@ -55,10 +61,14 @@ def play(settings: Settings, hours: float) -> dict | None:
                     print("  " + format_live(p.report, clock.now_ms()), flush=True)
 
             report = player.run(start + int(hours * HOUR_MS), on_step=progress)
+            # what the stream's consumers had still to do when the day ended (0: they kept up)
+            backlog = {group: lag.backlog for group, lag in player.stream.lags().items()}
     finally:
-        stop_process_group(fanout, timeout_s=30)
-    summary = report.summary()
+        for worker in workers:
+            stop_process_group(worker, timeout_s=30)
+    summary = report.summary() | {"stream_backlog_at_end": backlog}
     print("live mode: " + format_live(report, clock.now_ms()), flush=True)
+    print(f"live mode: the stream's consumer groups' backlog when the day ended: {backlog}", flush=True)
     log_to_mlflow(settings, summary, hours, clock.speed)
     return summary
 

@@ -44,7 +44,7 @@ from data.redis_server import redis_endpoint
 from data.settings import Settings, export_dagster_env, get_settings
 from data.stream.archiver import ArchiveReport
 from pipelines.console import RunConsole
-from pipelines.live import play, start_fanout_worker
+from pipelines.live import play, start_stream_workers
 from pipelines.operations import (
     IngestStopped,
     Landing,
@@ -89,8 +89,9 @@ def keep_uis_up(settings: Settings) -> None:
     dagster = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions", "-p", str(DAGSTER_PORT)]
     processes = [start_process_group(dagster, None, logs / "dagster-ui.log")]
     print(f"\nDagster UI: http://127.0.0.1:{DAGSTER_PORT}   (log {logs / 'dagster-ui.log'})", flush=True)
-    # posts and graph changes said on the stream (python -m candidate_gen publish ...) reach the feeds
-    processes.append(start_fanout_worker(settings, logs))
+    # posts and graph changes said on the stream (python -m candidate_gen publish ...) reach the feeds;
+    # engagements (POST /v1/events) the real-time features
+    processes += start_stream_workers(settings, logs)
     if settings.tracking_uri.startswith("sqlite:"):  # a tracking server has its own UI
         processes.append(start_process_group(mlflow_ui_command(settings), None, logs / "mlflow-ui.log"))
         print(f"MLflow UI:  http://127.0.0.1:{MLFLOW_PORT}   (log {logs / 'mlflow-ui.log'})", flush=True)
