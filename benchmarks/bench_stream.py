@@ -20,9 +20,11 @@ before any clock starts. All of it runs on fresh embedded Valkey servers, in one
 - **stream feature worker** (features/streaming/): the day's engagements (at most
   `--processor-events`, in event-time order, each batch appended at its last event's time) are
   appended, then one worker applies them all: its events/s against the raw XREADGROUP + XACK rate.
-- **freshness**: a worker runs in a child process of its own while a thread appends the day's
-  engagements (their time rewritten to now) at `--rate` events/s; every 50 ms a like of a fresh
-  post is appended, and the clock stops when the packed reader (`realtime_v1`) shows it counted.
+- **freshness**: `--workers` workers (default 2) share the partitions, each in a child process of its
+  own, while a thread appends the day's engagements in a loop (their time rewritten to now) at
+  `--rate` events/s; once the workers keep up (the group's backlog under 0.1 s of load), every
+  50 ms a like of a fresh post is appended, and the clock stops when the packed reader
+  (`realtime_v1`) shows it counted.
 """
 
 from __future__ import annotations
@@ -222,19 +224,24 @@ from feast import FeatureStore
 from data.stream.valkey_stream import ValkeyStream
 from features.store import repo_config
 from features.streaming.worker import StreamFeatureWorker
-stream_url, partitions, feature_url, registry = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+stream_url, partitions, feature_url, registry, owned = sys.argv[1:6]
+partitions = int(partitions)
 store = FeatureStore(config=repo_config(registry, feature_url))
-worker = StreamFeatureWorker(ValkeyStream.connect(stream_url, partitions), store, name="bench",
-                             client=redis.Redis.from_url(feature_url))
+worker = StreamFeatureWorker(ValkeyStream.connect(stream_url, partitions), store, name="bench-" + owned,
+                             client=redis.Redis.from_url(feature_url), partitions=[int(p) for p in owned.split(",")])
 print("ready", flush=True)
 worker.run(threading.Event(), block_ms=100)
 """
+STEADY_BACKLOG_S = 0.1  # the workers keep up: less than this much of the load is waiting
+STEADY_WAIT_S = 180.0  # how long the workers get to reach it
 
 
 def freshness(stream_url: str, feature_url: str, engagements: list[Event], rate: int, trials: int,
-              partitions: int, root: Path) -> list[float]:
+              partitions: int, workers: int, root: Path) -> tuple[list[float], dict]:
     """Seconds from an engagement's append to its count in the packed reader, under `rate` events/s
-    of engagements, with the worker in a process of its own."""
+    of engagements (the day's, replayed in a loop), with `workers` workers in processes of their
+    own sharing the partitions. Probes start once the workers keep up (the group's backlog below
+    STEADY_BACKLOG_S of load, read from the stream): steady state, not the catch-up after start."""
     store = _feature_store(feature_url, root)
     stream = ValkeyStream.connect(stream_url, partitions)
     templates = []  # each line split around its time, rewritten to now when appended (bad lines as they are)
@@ -242,27 +249,36 @@ def freshness(stream_url: str, feature_url: str, engagements: list[Event], rate:
         ts = _ts_text(e)
         head, _, tail = e.line.partition(json.dumps(ts)) if ts else (e.line, "", None)
         templates.append((head, tail, e.key))
-    child = subprocess.Popen([sys.executable, "-c", WORKER_CHILD, stream_url, str(partitions), feature_url,
-                              str(root / "registry.db")], stdout=subprocess.PIPE, text=True)
+    owned = [",".join(str(p) for p in range(partitions) if p % workers == w) for w in range(workers)]
+    children = [subprocess.Popen([sys.executable, "-c", WORKER_CHILD, stream_url, str(partitions), feature_url,
+                                  str(root / "registry.db"), parts], stdout=subprocess.PIPE, text=True)
+                for parts in owned]
     stop = threading.Event()
+    info: dict = {"freshness_workers": workers}
     try:
-        child.stdout.readline()  # the worker's own word that it holds its partitions
+        for child in children:
+            child.stdout.readline()  # each worker's own word that it holds its partitions
 
         def replay_at_rate() -> None:
-            per_tick, t0 = max(1, rate // 100), time.perf_counter()  # 100 appends a second
-            for k, i in enumerate(range(0, len(templates), per_tick)):
-                if stop.is_set():
-                    return
+            per_tick, t0, k = max(1, rate // 100), time.perf_counter(), 0  # 100 appends a second
+            while not stop.is_set():
+                i = (k * per_tick) % len(templates)
                 now = iso_ms(int(time.time() * 1000))
                 stream.append([Event("engagements", h if t is None else f'{h}"{now}"{t}', key)
                                for h, t, key in templates[i:i + per_tick]])
-                time.sleep(max(0.0, t0 + (k + 1) / 100 - time.perf_counter()))
+                k += 1
+                time.sleep(max(0.0, t0 + k / 100 - time.perf_counter()))
 
         background = threading.Thread(target=replay_at_rate, daemon=True)
         background.start()
+        started, steady = time.perf_counter(), rate * STEADY_BACKLOG_S
+        while stream.lag("features").backlog > steady and time.perf_counter() - started < STEADY_WAIT_S:
+            time.sleep(0.5)
+        info["freshness_warmup_s"] = round(time.perf_counter() - started, 1)
+        info["freshness_steady"] = stream.lag("features").backlog <= steady
         reader = PackedFeatureReader.from_feature_store(store, spec.SERVICE, client=redis.Redis.from_url(feature_url))
         like = reader.feature_names.index("post_rt_like_5m")
-        viewer, author, latencies = 2_000_000_002, 2_000_000_001, []
+        viewer, author, latencies, backlog = 2_000_000_002, 2_000_000_001, [], []
         for k in range(trials):
             post_id = 4_000_000_000 + k
             row = {"post_id": [post_id], "author_id": [author], "viewer_id": [viewer]}
@@ -272,15 +288,20 @@ def freshness(stream_url: str, feature_url: str, engagements: list[Event], rate:
             start = time.perf_counter()
             stream.append([Event("engagements", line, str(viewer))])
             while reader.read(row).values[0, like] != 1:
-                time.sleep(0.0005)
+                time.sleep(0.002)
             latencies.append(time.perf_counter() - start)
+            if k % 20 == 0:
+                backlog.append(stream.lag("features").backlog)
             time.sleep(0.05)
+        info["freshness_backlog_max"] = max(backlog)
+        info["freshness_seconds"] = round(time.perf_counter() - started, 1)
         stop.set()
         background.join(5)
     finally:
-        child.kill()
-        child.wait()
-    return latencies
+        for child in children:
+            child.kill()
+            child.wait()
+    return latencies, info
 
 
 CHILD = """
@@ -324,6 +345,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2, help="stream feature workers sharing the partitions "
+                        "in the freshness run")
     parser.add_argument("--processor-events", type=int, default=200_000,
                         help="engagements the stream feature worker's rate is measured on")
     args = parser.parse_args()
@@ -349,8 +372,8 @@ def main() -> None:
             processor_s, processed = processor_rate(server.url, features.url, engagements[:args.processor_events],
                                                     args.partitions, args.batch, tmp / "feast-rate")
         with EmbeddedRedis(data_dir=tmp / "fresh", durable=True) as server, EmbeddedRedis() as features:
-            fresh = freshness(server.url, features.url, engagements, args.rate, args.trials, args.partitions,
-                              tmp / "feast-fresh")
+            fresh, fresh_info = freshness(server.url, features.url, engagements, args.rate, args.trials,
+                                          args.partitions, args.workers, tmp / "feast-fresh")
         with EmbeddedRedis(data_dir=tmp / "kill", durable=True) as server:
             sample = events[: min(len(events), 200_000)]
             lost, double = killed_archiver(server.url, sample, args.partitions, tmp / "killed")
@@ -367,6 +390,7 @@ def main() -> None:
         "freshness_p50_ms": ms_percentile(fresh, 50),
         "freshness_p99_ms": ms_percentile(fresh, 99),
         "freshness_trials": len(fresh),
+        **fresh_info,
         "processor_events": processed.get("entries", 0),
         "processor_applied": processed.get("applied", 0),
         "processor_dead_lettered": processed.get("dead_lettered", 0),
