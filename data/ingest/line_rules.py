@@ -190,6 +190,9 @@ class Checked(NamedTuple):
     # map), else None, in contract.id_columns order; () for a failed line
 
 
+MALFORMED = Checked(None, "malformed_json", None, ())  # not one JSON object
+
+
 class LineRules:
     """One log's rules, compiled once: `check(line, day)` judges a line landing on `day`."""
 
@@ -219,7 +222,7 @@ class LineRules:
         except ValueError:
             row = None
         if not isinstance(row, dict):
-            return Checked(None, "malformed_json", None, ())
+            return MALFORMED
         return self.check_object(row, day)
 
     def check_object(self, row: dict[str, Any], day: str) -> Checked:
@@ -247,7 +250,7 @@ class LineRules:
             if earliest is not None and ts < earliest:
                 return Checked(None, "ts_too_old", None, ())
         # the id map keeps the exported text of the ids in the hashed range (data.id_map)
-        raw_ids = tuple(str(row[name]) if values[i] is not None and values[i] >= HASHED_BASE else None
+        raw_ids = tuple(_utf8(str(row[name])) if values[i] is not None and values[i] >= HASHED_BASE else None
                         for i, name in self._id_at)
         return Checked(tuple(values), None, None, raw_ids)
 

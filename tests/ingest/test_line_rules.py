@@ -105,3 +105,11 @@ def test_a_feature_vector_takes_what_a_float32_holds():
         assert rules.check(json.dumps(line(features=bad)), day).reason == "bad_type:features", bad
     batch = check_batch(rules, [json.dumps(line(features=[1791110300, 2]))], [day])  # Arrow takes it
     assert batch.column("features").to_pylist() == [[float(np.float32(1791110300)), 2.0]]  # float32 precision
+
+
+@pytest.mark.unit
+def test_an_id_text_with_a_lone_surrogate_reaches_the_id_map_as_the_jvm_writes_it():
+    rules = LineRules(CONTRACTS["blocks"], load_vocabulary())
+    line = '{"blocker_id": "\\ud800x", "blocked_id": 2, "action": "block", "ts": "2026-10-03T08:00:00Z"}'
+    batch = check_batch(rules, [line], [DAY])  # Arrow takes it
+    assert batch.column("_raw_blocker_id").to_pylist() == ["?x"]
