@@ -21,7 +21,6 @@ before it reads anything new, so the partition's order holds.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections import Counter
@@ -33,12 +32,12 @@ import redis
 from candidate_gen import events as ev
 from candidate_gen.fanout import FanoutStats, FanoutWorker, StateLostError
 from candidate_gen.stream_events import convert
+from data.stream.leases import PartitionLeases, PartitionTaken
 from data.stream.valkey_stream import ValkeyStream
 
 log = logging.getLogger(__name__)
 
 GROUP = "fanout"
-LEASE_S = 30  # a worker's hold on its partitions, renewed at every poll (a poll waits 1 s at most for entries)
 
 
 @dataclass
@@ -55,10 +54,6 @@ class PollStats:
         return self.entries == self.applied + self.ignored + sum(self.dead_lettered.values())
 
 
-class PartitionTaken(RuntimeError):
-    """Another fan-out worker owns a partition this one was given."""
-
-
 class FanoutStreamConsumer:
     def __init__(self, stream: ValkeyStream, worker: FanoutWorker, name: str = "fanout-1",
                  batch: int = 500, reclaim_idle_ms: int = 0, partitions: Sequence[int] | None = None):
@@ -72,38 +67,17 @@ class FanoutStreamConsumer:
         self.reclaim_idle_ms = reclaim_idle_ms
         self.partitions = list(range(stream.partitions) if partitions is None else partitions)
         self.on_poll: Callable[[PollStats], object] = lambda stats: None  # e.g. metrics
-        self._leases: list = []
-        for p in self.partitions:
-            lease = stream.client.lock(f"{stream.prefix}:{GROUP}:owner:{{{p}}}", timeout=LEASE_S, blocking=False,
-                                       thread_local=False)  # taken here, renewed in the polling thread
-            if not lease.acquire():
-                self.close()
-                raise PartitionTaken(f"partition {p} of the stream is another fan-out worker's (its lease "
-                                     f"lapses {LEASE_S} s after that worker dies)")
-            self._leases.append(lease)
+        self._leases = PartitionLeases(stream, GROUP, self.partitions, "fan-out worker")
         stream.create_group(GROUP)  # from the start: every event the stream still holds
-
-    def _hold_partitions(self) -> None:
-        """Renew every lease; one that lapsed (an outage longer than LEASE_S) is taken again if no
-        other worker took it meanwhile, else PartitionTaken."""
-        for p, lease in zip(self.partitions, self._leases, strict=True):
-            try:
-                lease.reacquire()
-            except redis.exceptions.LockNotOwnedError:
-                if not lease.acquire():
-                    raise PartitionTaken(f"partition {p} was taken over by another fan-out worker while this "
-                                         "one could not renew its lease") from None
 
     def close(self) -> None:
         """Give the partitions back at once (a worker that dies gives them back after LEASE_S)."""
-        for lease in self._leases:
-            with contextlib.suppress(redis.exceptions.LockError):
-                lease.release()
+        self._leases.release()
 
     def poll(self, block_ms: int | None = None) -> PollStats:
         """Apply one batch of the owned partitions: entries a previous owner left pending, then new
         ones (waiting up to `block_ms` for one when there are none)."""
-        self._hold_partitions()
+        self._leases.hold()
         reclaimed = self.stream.reclaim(GROUP, self.name, self.reclaim_idle_ms, self.batch, self.partitions)
         entries = reclaimed + self.stream.read(GROUP, self.name, self.batch, None if reclaimed else block_ms,
                                                self.partitions)

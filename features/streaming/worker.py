@@ -19,7 +19,6 @@ Every entry read ends applied, ignored, dead-lettered or duplicate (`PollStats.r
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections import Counter
@@ -32,6 +31,7 @@ from feast import FeatureStore
 
 from data.contracts import ENGAGEMENTS
 from data.stream.entries import Entry, parse_id
+from data.stream.leases import PartitionLeases
 from data.stream.valkey_stream import ValkeyStream
 from data.vocabulary import Vocabulary, load_vocabulary
 from features.online.layout import DEFAULT_NAMESPACE
@@ -43,7 +43,6 @@ from features.streaming.writer import RowWriter, Written
 log = logging.getLogger(__name__)
 
 GROUP = "features"
-LEASE_S = 30  # a worker's hold on its partitions, renewed at every poll
 LATENESS_MS = 3_600_000  # an event counts if it happened at most this long before it reached the stream
 FUTURE_MS = 300_000  # ... and at most this long after (a client's clock ahead)
 
@@ -61,10 +60,6 @@ class PollStats:
     @property
     def reconciles(self) -> bool:
         return self.entries == self.applied + self.duplicates + self.ignored + sum(self.dead_lettered.values())
-
-
-class PartitionTaken(RuntimeError):
-    """Another stream feature worker owns a partition this one was given."""
 
 
 class StreamFeatureWorker:
@@ -92,35 +87,16 @@ class StreamFeatureWorker:
         self._apply = self.client.register_script(APPLY)
         self.on_poll: Callable[[PollStats], object] = lambda stats: None  # e.g. metrics
         self.on_step: Callable[[str], object] = lambda step: None  # "applied" per chunk, "read", "written", "acked"
-        self._leases: list = []
-        for p in self.partitions:
-            lease = stream.client.lock(f"{stream.prefix}:{GROUP}:owner:{{{p}}}", timeout=LEASE_S, blocking=False,
-                                       thread_local=False)  # taken here, renewed in the polling thread
-            if not lease.acquire():
-                self.close()
-                raise PartitionTaken(f"partition {p} of the stream is another stream feature worker's (its "
-                                     f"lease lapses {LEASE_S} s after that worker dies)")
-            self._leases.append(lease)
+        self._leases = PartitionLeases(stream, GROUP, self.partitions, "stream feature worker")
         stream.create_group(GROUP)  # from the start: every event the stream still holds
-
-    def _hold_partitions(self) -> None:
-        for p, lease in zip(self.partitions, self._leases, strict=True):
-            try:
-                lease.reacquire()
-            except redis.exceptions.LockNotOwnedError:
-                if not lease.acquire():
-                    raise PartitionTaken(f"partition {p} was taken over by another stream feature worker while "
-                                         "this one could not renew its lease") from None
 
     def close(self) -> None:
         """Give the partitions back at once (a worker that dies gives them back after LEASE_S)."""
-        for lease in self._leases:
-            with contextlib.suppress(redis.exceptions.LockError):
-                lease.release()
+        self._leases.release()
 
     # --- one batch -------------------------------------------------------------------------------
     def poll(self, block_ms: int | None = None) -> PollStats:
-        self._hold_partitions()
+        self._leases.hold()
         reclaimed = self.stream.reclaim(GROUP, self.name, self.reclaim_idle_ms, self.batch, self.partitions)
         entries = reclaimed + self.stream.read(GROUP, self.name, self.batch, None if reclaimed else block_ms,
                                                self.partitions)

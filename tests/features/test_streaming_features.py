@@ -23,6 +23,7 @@ from feast import FeatureStore
 from data.days import day_of_ms, iso_ms
 from data.redis_server import EmbeddedRedis
 from data.stream.entries import START, Event
+from data.stream.leases import PartitionTaken
 from data.stream.valkey_stream import ValkeyStream
 from data.vocabulary import load_vocabulary
 from features.online import PackedFeatureReader
@@ -30,7 +31,7 @@ from features.store import apply, repo_config
 from features.streaming import spec
 from features.streaming.rows import EngagementRow, engagement_row, engagement_rules
 from features.streaming.state import Snapshot
-from features.streaming.worker import GROUP, LATENESS_MS, PartitionTaken, StreamFeatureWorker
+from features.streaming.worker import GROUP, LATENESS_MS, StreamFeatureWorker
 
 VOCABULARY = load_vocabulary()
 TYPES = VOCABULARY.engagement_names
