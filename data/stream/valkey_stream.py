@@ -152,6 +152,23 @@ class ValkeyStream:
                 "would not survive its restart. Use a server with appendonly yes (docs/event_stream.md)")
 
     # --- producing -----------------------------------------------------------------------------
+    def _by_partition(self, events: Sequence[Event]) -> dict[int, list[int]]:
+        """The indexes of `events` per partition, in order."""
+        by_partition: dict[int, list[int]] = {}
+        for i, event in enumerate(events):
+            by_partition.setdefault(self.partition_of(event.key), []).append(i)
+        return by_partition
+
+    def _durably(self, pipe, what: str) -> list:
+        """Run `pipe`'s writes, then wait until they are fsynced (WAITAOF): their replies; NotDurable
+        if the fsync did not happen in time."""
+        pipe.execute_command("WAITAOF", 1, 0, self.fsync_timeout_ms)
+        *replies, (fsynced_locally, _replicas) = pipe.execute()
+        if int(fsynced_locally) < 1:
+            raise NotDurable(f"{what} but not fsynced within {self.fsync_timeout_ms} ms: they may not "
+                             "survive a server crash")
+        return replies
+
     def append(self, events: Sequence[Event], at_ms: int | None = None) -> list[str]:
         """Append `events` (one round trip) and return their ids, once they are on disk.
 
@@ -159,9 +176,7 @@ class ValkeyStream:
         ids take, never going back within a partition; None: the server's clock."""
         if not events:
             return []
-        by_partition: dict[int, list[int]] = {}
-        for i, event in enumerate(events):
-            by_partition.setdefault(self.partition_of(event.key), []).append(i)
+        by_partition = self._by_partition(events)
         pipe = self.client.pipeline(transaction=False)
         for p, indexes in by_partition.items():
             if at_ms is None:
@@ -170,17 +185,13 @@ class ValkeyStream:
             else:
                 fields = [x for i in indexes for x in (events[i].log, events[i].line)]
                 self._append_at(keys=[self.key(p)], args=[int(at_ms), *fields], client=pipe)
-        pipe.execute_command("WAITAOF", 1, 0, self.fsync_timeout_ms)
-        *replies, (fsynced_locally, _replicas) = pipe.execute()
+        replies = self._durably(pipe, f"{len(events)} events appended")
         ids: list[str] = [""] * len(events)
         flat = iter(replies)
         for indexes in by_partition.values():
             assigned = [next(flat) for _ in indexes] if at_ms is None else next(flat)
             for i, entry_id in zip(indexes, assigned, strict=True):
                 ids[i] = entry_id
-        if int(fsynced_locally) < 1:
-            raise NotDurable(f"{len(ids)} events appended but not fsynced within {self.fsync_timeout_ms} ms: "
-                             f"they may not survive a server crash")
         return ids
 
     def marker_key(self, partition: int, event_id: str) -> str:
@@ -196,23 +207,17 @@ class ValkeyStream:
             raise ValueError(f"{len(events)} events, {len(event_ids)} event ids")
         if not events:
             return []
-        by_partition: dict[int, list[int]] = {}
-        for i, event in enumerate(events):
-            by_partition.setdefault(self.partition_of(event.key), []).append(i)
+        by_partition = self._by_partition(events)
         pipe = self.client.pipeline(transaction=False)
         for p, indexes in by_partition.items():
             keys = [self.key(p), *[self.marker_key(p, event_ids[i]) for i in indexes]]
             fields = [x for i in indexes for x in (events[i].log, events[i].line)]
             self._append_new(keys=keys, args=["" if at_ms is None else int(at_ms), int(ttl_ms), *fields], client=pipe)
-        pipe.execute_command("WAITAOF", 1, 0, self.fsync_timeout_ms)
-        *replies, (fsynced_locally, _replicas) = pipe.execute()
+        replies = self._durably(pipe, f"{len(events)} events appended")
         ids: list[str | None] = [None] * len(events)
         for indexes, assigned in zip(by_partition.values(), replies, strict=True):
             for i, entry_id in zip(indexes, assigned, strict=True):
                 ids[i] = entry_id
-        if int(fsynced_locally) < 1:
-            raise NotDurable(f"{len(ids)} events appended but not fsynced within {self.fsync_timeout_ms} ms: "
-                             f"they may not survive a server crash")
         return ids
 
     @property
@@ -228,10 +233,7 @@ class ValkeyStream:
         for entry, reason in rejected:
             pipe.xadd(self.dead_letter_key, {"log": entry.log, "line": entry.line, "reason": reason,
                                              "entry": f"{entry.partition}:{entry.id}"})
-        pipe.execute_command("WAITAOF", 1, 0, self.fsync_timeout_ms)
-        *_, (fsynced_locally, _replicas) = pipe.execute()
-        if int(fsynced_locally) < 1:
-            raise NotDurable(f"{len(rejected)} dead letters not fsynced within {self.fsync_timeout_ms} ms")
+        self._durably(pipe, f"{len(rejected)} dead letters")
 
     def dead_letters(self, count: int = 1000) -> list[dict[str, str]]:
         """The oldest dead letters: log, line, reason, entry (`<partition>:<id>`)."""
