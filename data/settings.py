@@ -273,6 +273,13 @@ def export_dagster_env(settings: Settings) -> None:
     os.environ.setdefault("LOUPE_DAGSTER_STORAGE", str(settings.dagster_storage_dir))
 
 
+def export_spark_env() -> None:
+    """PySpark starts its Python workers with the interpreter the environment names (PYSPARK_PYTHON),
+    read when a context starts: this one, with its packages (ingestion's line rules run there).
+    A value already set wins."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
 def subprocess_env(extra: Mapping[str, str]) -> dict[str, str]:
     """This process's environment plus `extra`, for a child process (e.g. the feast CLI)."""
     return {**os.environ, **extra}

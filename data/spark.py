@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,6 +12,7 @@ from pyspark.sql import types as T
 from data import columns as c
 from data import lake
 from data.contracts import CONTRACTS, LogContract
+from data.settings import export_spark_env
 
 # Small data per partition: the default 200 shuffle partitions would be mostly empty tasks.
 DEFAULT_CONF = {
@@ -49,9 +48,7 @@ def build_spark_session(
         java_options = f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}"
         conf["spark.driver.extraJavaOptions"] = " ".join(
             filter(None, [java_options, conf.get("spark.driver.extraJavaOptions")]))
-        # Python workers (ingestion's line rules run in them) in this interpreter, with its packages:
-        # PySpark reads the worker's interpreter from the environment when the context starts.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        export_spark_env()  # Python workers in this interpreter (ingestion's line rules run in them)
         if master.startswith("local"):
             # Local mode needs no network interface: bind to loopback, skip the UI.
             builder = (
