@@ -24,7 +24,7 @@ from prometheus_client import Counter
 from data import columns as c
 from data.contracts import ENGAGEMENTS
 from data.days import day_of_ms
-from data.ingest.line_rules import LineRules
+from data.ingest.line_rules import MALFORMED, LineRules
 from data.stream.entries import Event
 from data.stream.valkey_stream import ValkeyStream
 from data.vocabulary import Vocabulary
@@ -64,13 +64,14 @@ class EventIntake:
         day = day_of_ms(now_ms)
         result, valid, event_ids = IntakeResult(), [], []
         for index, event in enumerate(events):
-            line = json.dumps(event, separators=(",", ":"))  # the line the archiver lands
-            checked = self.rules.check(line, day)
+            # judged as parsed (the line the archiver lands parses back to this very object)
+            checked = self.rules.check_object(event, day) if isinstance(event, dict) else MALFORMED
             if checked.reason is not None:
                 event_id = event.get(c.EVENT_ID) if isinstance(event, dict) else None
                 result.rejected.append({"index": index, "event_id": None if event_id is None else str(event_id),
                                         "reason": checked.reason})
                 continue
+            line = json.dumps(event, separators=(",", ":"))
             valid.append(Event(ENGAGEMENTS.name, line, str(checked.values[_VIEWER_ID])))
             event_ids.append(checked.values[_EVENT_ID])
         if valid:
