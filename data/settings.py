@@ -171,6 +171,13 @@ class Settings(BaseSettings):
         """Parquet lake: lake/<table>/dt=<YYYY-MM-DD>/"""
         return self.home / "lake"
 
+    def log_vocabulary(self):
+        """The log vocabulary these settings name (LOUPE_VOCABULARY, else the shipped one), parsed
+        once per process."""
+        from data.vocabulary import load_vocabulary
+
+        return load_vocabulary(str(self.vocabulary) if self.vocabulary else None)
+
     @property
     def truth_dir(self) -> Path | None:
         """Simulator ground truth, for evaluation only: never read by training or serving. A team's

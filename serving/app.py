@@ -27,7 +27,6 @@ from candidate_gen.filters import default_chain
 from candidate_gen.sources.catalog import build_sources
 from data.settings import ServingSecrets, Settings, serving_secrets
 from data.stream.valkey_stream import ValkeyStream
-from data.vocabulary import load_vocabulary
 from serving import pipeline as pl
 from serving.admission import Admission
 from serving.api_guard import ApiAccess, BadRequest
@@ -193,7 +192,7 @@ class RankingApp:
         app.metrics = metrics
         if settings.stream_url:
             app.intake = EventIntake(partial(ValkeyStream.of, settings, STREAM_TIMEOUT_S),
-                                     load_vocabulary(str(settings.vocabulary) if settings.vocabulary else None),
+                                     settings.log_vocabulary(),
                                      app.clock, config.events)
         hydrator.connect()  # now, not on the first request (Feast registry, Redis connections)
         models.start()

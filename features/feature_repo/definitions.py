@@ -24,7 +24,7 @@ from feast.value_type import ValueType
 
 from data import columns as c
 from data.settings import get_settings
-from data.vocabulary import Vocabulary, load_vocabulary
+from data.vocabulary import Vocabulary
 from features.storage import feature_table_dir
 from features.streaming import spec as rt
 from features.tables import (
@@ -199,8 +199,7 @@ def build_repo(lake_dir: Path, vocabulary: Vocabulary | None = None) -> FeastRep
         description="Everything the Home and Explore rankers score a (viewer, post) candidate with.",
     )
     if vocabulary is None:
-        configured = get_settings().vocabulary
-        vocabulary = load_vocabulary(str(configured) if configured else None)
+        vocabulary = get_settings().log_vocabulary()
     live = realtime_views(lake_dir, vocabulary)
     realtime = FeatureService(
         name=rt.SERVICE,

@@ -16,7 +16,6 @@ import redis
 
 from data.settings import get_settings
 from data.stream.valkey_stream import ValkeyStream
-from data.vocabulary import load_vocabulary
 from features.store import feature_store
 from features.streaming.worker import GROUP, StreamFeatureWorker
 
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
                  "one up with LOUPE_SERVE=1) or set LOUPE_STREAM_URL")
     owned = None if args.partitions is None else [int(p) for p in args.partitions.split(",")]
     name = "features-all" if owned is None else "features-p" + ".".join(map(str, owned))
-    vocabulary = load_vocabulary(str(settings.vocabulary) if settings.vocabulary else None)
+    vocabulary = settings.log_vocabulary()
     consumer = StreamFeatureWorker(stream, feature_store(settings, settings.redis_endpoint), name=name,
                                    batch=args.batch, partitions=owned, vocabulary=vocabulary)
     print(f"stream feature worker on {settings.stream_endpoint} (group {GROUP}) writing to "
