@@ -50,7 +50,6 @@ from candidate_gen.config import CandidateConfig
 from candidate_gen.fanout import FanoutWorker
 from candidate_gen.home import HomeCandidateReader
 from candidate_gen.rebuild import build_feeds
-from candidate_gen.stream_events import graph_event, post_event
 from candidate_gen.stream_fanout import FanoutStreamConsumer
 from data import lake
 from data.contracts import LOG_TYPES
@@ -58,6 +57,7 @@ from data.days import iso_ms
 from data.redis_server import EmbeddedRedis
 from data.stream.archiver import StreamArchiver
 from data.stream.entries import Event
+from data.stream.said import graph_event, post_event
 from data.stream.valkey_stream import ValkeyStream
 from features.online import PackedFeatureReader
 from features.store import apply, repo_config

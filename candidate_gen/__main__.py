@@ -29,13 +29,13 @@ from candidate_gen.fanout import FanoutWorker
 from candidate_gen.filters import default_chain
 from candidate_gen.home import HomeCandidateReader
 from candidate_gen.rebuild import rebuild_viewer
-from candidate_gen.stream_events import graph_event, post_event
 from candidate_gen.stream_fanout import GROUP, FanoutStreamConsumer
 from data import columns as c
 from data import lake
 from data.contracts import BLOCKS, FOLLOWS
 from data.settings import get_settings
 from data.stream.backlog import StreamBacklogCollector
+from data.stream.said import graph_event, post_event
 from data.stream.valkey_stream import ValkeyStream
 
 GRAPH_ACTIONS = (*FOLLOWS.enums[c.ACTION], *BLOCKS.enums[c.ACTION])

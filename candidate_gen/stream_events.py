@@ -1,5 +1,5 @@
 """Stream entries (landing lines of users, follows, blocks and posts) as the fan-out worker's events
-(candidate_gen/events.py), and the landing lines the live entry points put on the stream.
+(candidate_gen/events.py); what the live entry points put on the stream is data/stream/said.py.
 
 The stream carries landing lines so that the archiver lands exactly what was said. Each is judged
 by ingestion's own line rules (data/ingest/line_rules.py) against its arrival day, the day it lands
@@ -10,14 +10,12 @@ with ingestion's reason: the dead-letter count of the fan-out consumer.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from data import columns as c
 from data.contracts import BLOCKS, CONTRACTS, FOLLOWS, POSTS, USERS
-from data.days import iso_ms
 from data.ingest.line_rules import LineRules
-from data.stream.entries import Entry, Event
+from data.stream.entries import Entry
 from data.vocabulary import load_vocabulary
 
 FANOUT_LOGS = (USERS.name, FOLLOWS.name, BLOCKS.name, POSTS.name)  # what the fan-out worker acts on
@@ -68,23 +66,3 @@ def convert(entries: list[Entry]) -> Converted:
         except Unreadable as exc:
             out.unreadable.append((entry, str(exc)))
     return out
-
-
-# --- what the live entry points say, as landing lines ------------------------------------------
-def post_event(post_id: int, author_id: int, created_ms: int, deleted_ms: int | None = None) -> Event:
-    line = {c.POST_ID: post_id, c.AUTHOR_ID: author_id, c.CREATED_AT: iso_ms(created_ms),
-            c.MEDIA_TYPE: "photo", c.HASHTAGS: [], c.CAPTION: None,
-            c.DELETED_AT: None if deleted_ms is None else iso_ms(deleted_ms)}
-    return Event(POSTS.name, json.dumps(line), str(post_id))
-
-
-def graph_event(action: str, actor: int, target: int, ts_ms: int) -> Event:
-    """A follow/unfollow/approve (follows log) or block/unblock/mute/unmute (blocks log), keyed by the
-    pair so that a pair's changes keep their order on the stream."""
-    if action in FOLLOWS.enums[c.ACTION]:
-        line = {c.FOLLOWER_ID: actor, c.FOLLOWEE_ID: target, c.ACTION: action, c.TS: iso_ms(ts_ms)}
-        return Event(FOLLOWS.name, json.dumps(line), f"{actor}:{target}")
-    if action in BLOCKS.enums[c.ACTION]:
-        line = {c.BLOCKER_ID: actor, c.BLOCKED_ID: target, c.ACTION: action, c.TS: iso_ms(ts_ms)}
-        return Event(BLOCKS.name, json.dumps(line), f"{actor}:{target}")
-    raise ValueError(f"unknown graph action {action!r}: one of {FOLLOWS.enums[c.ACTION] + BLOCKS.enums[c.ACTION]}")

@@ -10,7 +10,7 @@ acknowledges it. Each entry ends in one of three states, and `PollStats` counts 
 - dead-lettered: a line the worker cannot act on, copied with its reason to the stream's dead-letter
   key.
 
-Ordering: a pair's graph changes share a partition (stream_events.graph_event), and a partition is
+Ordering: a pair's graph changes share a partition (data/stream/said.py graph_event), and a partition is
 applied by one worker at a time, in order. Each worker owns the partitions it is given (all by
 default; `python -m candidate_gen fanout-worker --partitions 0,2` and `--partitions 1,3` run two),
 and holds a lease on each one (`<prefix>:fanout:owner:{p}`, renewed at every poll). A second worker

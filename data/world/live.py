@@ -29,6 +29,7 @@ from data import columns as c
 from data.clock import Clock
 from data.days import MINUTE_MS, iso_ms
 from data.stream.entries import Event
+from data.stream.said import graph_event, post_event
 from data.stream.valkey_stream import ValkeyStream
 from data.world.truth import TRUE_VALUE_WEIGHTS, PostLatents, TruthModel, examine_probability, sample_outcomes
 
@@ -114,23 +115,6 @@ class LivePosts:
         return [(int(i), int(a)) for i, a in zip(ids, p.author[ids], strict=True)]
 
 
-def post_line(post_id: int, author_id: int, now_ms: int) -> Event:
-    line = {c.POST_ID: post_id, c.AUTHOR_ID: author_id, c.CREATED_AT: iso_ms(now_ms), c.MEDIA_TYPE: "photo",
-            c.HASHTAGS: [], c.CAPTION: None, c.DELETED_AT: None}
-    return Event("posts", _json(line), str(post_id))
-
-
-def follow_line(viewer: int, author: int, now_ms: int) -> Event:
-    line = {c.FOLLOWER_ID: viewer, c.FOLLOWEE_ID: author, c.ACTION: "follow", c.TS: iso_ms(now_ms)}
-    return Event("follows", _json(line), f"{viewer}:{author}")
-
-
-def _json(row: dict) -> str:
-    import json
-
-    return json.dumps(row, separators=(",", ":"))
-
-
 class LivePlayer:
     def __init__(self, truth: TruthModel, http: httpx.Client, stream: ValkeyStream, clock: Clock,
                  config: LiveConfig = LiveConfig(), viewers: np.ndarray | None = None):
@@ -146,7 +130,7 @@ class LivePlayer:
         """One step of simulated time, at the clock's now."""
         cfg, rng, now = self.config, self.rng, self.clock.now_ms()
         published = self.posts.publish(rng, now, int(rng.poisson(cfg.posts_per_step)))
-        events = [post_line(p, a, now) for p, a in published]
+        events = [post_event(p, a, now) for p, a in published]
         engagements: list[dict] = []
         for viewer in rng.choice(self.viewers, cfg.sessions_per_step):
             surface = "explore" if rng.random() < cfg.explore_share else "home"
@@ -204,7 +188,7 @@ class LivePlayer:
                              c.VALUE: float(outcome.dwell_ms[k]), c.TS: iso_ms(ts)})
             if (outcome.actions["profile_visit"][k] and item["source"] != "in_network"
                     and self.rng.random() < self.config.follow_after_visit):
-                events.append(follow_line(viewer, item["author_id"], now))
+                events.append(graph_event("follow", viewer, item["author_id"], now))
                 report.follows += 1
         return sent
 

@@ -17,13 +17,14 @@ from candidate_gen.fanout import FanoutWorker
 from candidate_gen.filters import default_chain
 from candidate_gen.home import HomeCandidateReader
 from candidate_gen.rebuild import build_feeds
-from candidate_gen.stream_events import Unreadable, convert, graph_event, post_event, to_row
+from candidate_gen.stream_events import Unreadable, convert, to_row
 from candidate_gen.stream_fanout import GROUP, FanoutStreamConsumer
 from data.days import day_of_ms, iso_ms
 from data.ids import to_id
 from data.redis_server import EmbeddedRedis
 from data.stream.entries import Entry, Event
 from data.stream.leases import PartitionTaken
+from data.stream.said import graph_event, post_event
 from data.stream.valkey_stream import ValkeyStream
 from tests.candidates.helpers import HOUR, T0, dump, fresh_config
 
