@@ -36,7 +36,9 @@ from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.helpers import _mmh3
 from feast.infra.online_stores.redis import _versioned_fv_name
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.types import Float32, Float64, Int32, Int64
+from feast.protos.feast.types.Value_pb2 import Int64List, StringList
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.types import Array, Float32, Float64, Int32, Int64, String
 from feast.utils import _columns_to_proto_values, _get_column_names
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -47,6 +49,8 @@ from features.online.transport import bulk, command, plain_redis, send_pipelined
 
 # A Float32 / Float64 value's protobuf: the oneof field's tag, then the value little-endian.
 _FIXED_VALUES = {str(Float32): (b"\x35", "<f4"), str(Float64): (b"\x29", "<f8")}
+# list types built straight into their Value proto field (`_other_cells`)
+_LIST_VALUES = {str(Array(Int64)): ("int64_list_val", Int64List), str(Array(String)): ("string_list_val", StringList)}
 # Integer join keys as Feast's entity-key encoding writes them: (value type, size, numpy format).
 _INT_KEYS = {str(Int64): (ValueType.INT64, 8, "<i8"), str(Int32): (ValueType.INT32, 4, "<i4")}
 
@@ -242,14 +246,21 @@ class ViewWrite:
                     field + (b"$0\r\n\r\n" if np.isnan(values[i]) else
                              size + tag + values[i].tobytes() + b"\r\n")
                     for field, size, tag, fmt, values in columns)
-        if others:  # Feast's own converter: exact for every other type, at its speed
-            protos = _columns_to_proto_values(rows, [(f.name, f.dtype.to_value_type()) for f in others],
-                                              allow_missing=False)
-            fields = [bulk(self.fields[f.name]) for f in others]
-            extra = zip(*([field + bulk(p.SerializeToString()) for p in protos[f.name]]
-                          for field, f in zip(fields, others)))
+        if others:
+            extra = zip(*(self._other_cells(rows, f) for f in others))
             out = [cells + b"".join(more) for cells, more in zip(out, extra)]
         return out
+
+    def _other_cells(self, rows: pa.RecordBatch, feature) -> list[bytes]:
+        """One feature's HSET field-value pairs, by `list_values` where it applies, else by Feast's
+        own converter (exact for every type, at its speed)."""
+        field = bulk(self.fields[feature.name])
+        values = list_values(rows.column(feature.name), str(feature.dtype))
+        if values is None:
+            protos = _columns_to_proto_values(rows, [(feature.name, feature.dtype.to_value_type())],
+                                              allow_missing=False)
+            values = [p.SerializeToString() for p in protos[feature.name]]
+        return [field + bulk(v) for v in values]
 
     def _packed_values(self, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
         """The packed features as float32 (rows, k) and their nulls (null or NaN: Feast's null)."""
@@ -297,6 +308,17 @@ class ViewWrite:
         stats = self.writer.pack_entities(self.fv, self._protos(rows.take(pa.array(behind))))
         return rows.num_rows - len(behind) + stats.written
 
+
+
+def list_values(column: pa.Array, dtype: str) -> list[bytes] | None:
+    """A list column without nulls as its serialized Value protos, built straight from the lists
+    (what Feast's converter builds, ~10x faster: the stream feature worker writes every engaged
+    viewer's sequence). None for any other column."""
+    list_field = _LIST_VALUES.get(dtype)
+    if list_field is None or column.null_count or pc.list_flatten(column).null_count:
+        return None
+    name, proto = list_field
+    return [ValueProto(**{name: proto(val=v)}).SerializeToString() for v in column.to_pylist()]
 
 def int_entity_keys(batch: pa.RecordBatch, key_dtypes: Mapping[str, str], project: bytes) -> list[bytes]:
     """Feast's Redis key of each row for integer join keys (Int64 / Int32): serialize_entity_key
