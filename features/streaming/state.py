@@ -2,21 +2,30 @@
 
 Keys (`<prefix>` is `loupe:rt`; docs/streaming_features.md):
 
-    <prefix>:post:<post_id>            HASH  bucket counts `<token>|<m|h|d>|<bucket>`, `last`, `ver`, `w`
+    <prefix>:post:<post_id>            HASH  bucket counts `<token>|<m|h|d>|<bucket>`, and `last`
     <prefix>:author:<author_id>        HASH  the same, for the author's posts
     <prefix>:va:<viewer_id>:<author>   HASH  the same, for one viewer's engagements with one author
-    <prefix>:viewer:<viewer_id>        HASH  `last`, `ver`, `w`
+    <prefix>:viewer:<viewer_id>        HASH  `last`
     <prefix>:seq:<viewer_id>           LIST  "post,author,type,ts_ms", newest first, SEQUENCE_LENGTH long
     <prefix>:applied:{<p>}             STRING the id of the last stream entry of partition p applied
+    <prefix>:dirty:{<p>}               SET   post and author state keys of partition p whose rows are due
+    <prefix>:claimed:{<p>}             SET   the same, claimed by p's owner, until their rows are written
 
 A token is an engagement type, `+` (positive: a value-model head other than the negative one), `-`
 (negative) or `*` (any). `last` is the entity's latest event time (ms): the windows' as-of time.
-`ver` counts the batches that changed the entity; `w` is the `ver` its online row was written at.
 State keys expire STATE_TTL_S after their last change: by then every window of theirs is empty.
+
+Every entity's online row has one writer, so a row computed from an older state never lands over
+a newer one without a check per row. Engagements are keyed by viewer: the owner of the viewer's
+partition is the only worker that changes a viewer's or a viewer-author pair's state, and writes
+their rows from what its apply script returned. Posts and authors are changed by every partition's
+worker: each is owned by one partition (`owner_of`), the apply script marks it dirty there, and
+that partition's owner writes its row from the state it reads when it claims the set.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -31,87 +40,116 @@ PREFIX = "loupe:rt"
 STATE_TTL_S = 2 * 24 * 3600
 ANY = "*"
 
-# One chunk of one partition's engagements, in entry-id order: each event's counters are incremented
-# unless its entry id is at or below the partition's applied mark (a re-delivery of an entry already
-# applied), and the mark moves to the last entry applied, all in one script: a crash leaves either
-# all of a chunk's effects and its mark, or none. Returns how many it applied.
-# ARGV: ttl, sequence length, then per event: id, ts, n, n x (key, k, k fields), sequence key, item
+# One chunk of one partition's engagements, in entry-id order and summed per counter by the caller,
+# applied with the partition's applied mark in one script: a crash leaves either all of a chunk's
+# effects and its mark, or none. A chunk whose last entry is at or below the mark was applied before
+# (a re-delivery after a crash): nothing changes. A chunk the mark falls inside returns {-1, mark} and
+# the caller sends the entries above it again. Either way the script returns the state of the keys
+# asked for (HGETALL, LRANGE): their rows are computed from it, so a re-delivered chunk still gets
+# its rows written (a worker may have died between applying and writing).
+# KEYS: the mark, the state keys, the sequence lists, the dirty sets.
+# ARGV: first id, last id, ttl, sequence length, number of state keys, number of lists;
+#       per state key: its newest event time, 1 to return its state (else 0), n, n x (field, increment);
+#       per list: n, n items oldest first; per dirty set: n, n members.
+# Returns {1 applied | 0 applied before, state..., list...}.
 APPLY = """
+local function id_of(text)
+    local a, b = string.match(text, '^(%d+)-(%d+)$')
+    return {tonumber(a), tonumber(b)}
+end
+local function above(x, y) return x[1] > y[1] or (x[1] == y[1] and x[2] > y[2]) end
+local status = 1
 local mark = redis.call('GET', KEYS[1])
-local mark_ms, mark_seq = -1, -1
 if mark then
-    local a, b = string.match(mark, '^(%d+)-(%d+)$')
-    mark_ms, mark_seq = tonumber(a), tonumber(b)
+    local m = id_of(mark)
+    if not above(id_of(ARGV[2]), m) then status = 0
+    elseif not above(id_of(ARGV[1]), m) then return {-1, mark} end
 end
-local ttl, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
-local i, applied, last_id = 3, 0, nil
-local newest, order, lists, list_order = {}, {}, {}, {}
-while i <= #ARGV do
-    local id, ts, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-    i = i + 3
-    local a, b = string.match(id, '^(%d+)-(%d+)$')
-    a, b = tonumber(a), tonumber(b)
-    local fresh = a > mark_ms or (a == mark_ms and b > mark_seq)
-    for _ = 1, n do
-        local key, k = ARGV[i], tonumber(ARGV[i + 1])
-        i = i + 2
-        if newest[key] == nil then
-            newest[key] = false
-            order[#order + 1] = key
-        end
-        if fresh then
-            for f = i, i + k - 1 do redis.call('HINCRBY', key, ARGV[f], 1) end
-            if not newest[key] or tonumber(ts) > tonumber(newest[key]) then newest[key] = ts end
-        end
-        i = i + k
-    end
-    local list, item = ARGV[i], ARGV[i + 1]
-    i = i + 2
-    if lists[list] == nil then
-        lists[list] = false
-        list_order[#list_order + 1] = list
-    end
-    if fresh then
-        redis.call('LPUSH', list, item)
-        lists[list] = true
-        applied = applied + 1
-        last_id = id
-        mark_ms, mark_seq = a, b
-    end
-end
-if last_id then redis.call('SET', KEYS[1], last_id) end
-for _, key in ipairs(order) do
-    local ts = newest[key]
-    if ts then
+local ttl, cap, n, lists = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local i, out = 7, {status}
+for k = 2, n + 1 do
+    local key, ts, read, m = KEYS[k], ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+    if status == 1 then
+        for f = i + 3, i + 1 + 2 * m, 2 do redis.call('HINCRBY', key, ARGV[f], ARGV[f + 1]) end
         local last = redis.call('HGET', key, 'last')
         if not last or tonumber(ts) > tonumber(last) then redis.call('HSET', key, 'last', ts) end
-        redis.call('HINCRBY', key, 'ver', 1)
         redis.call('EXPIRE', key, ttl)
     end
+    i = i + 3 + 2 * m
+    if read == '1' then out[#out + 1] = redis.call('HGETALL', key) end
 end
-for _, list in ipairs(list_order) do
-    if lists[list] then
+for k = n + 2, n + 1 + lists do
+    local list, m = KEYS[k], tonumber(ARGV[i])
+    if status == 1 then
+        redis.call('LPUSH', list, unpack(ARGV, i + 1, i + m))
         redis.call('LTRIM', list, 0, cap - 1)
         redis.call('EXPIRE', list, ttl)
     end
+    i = i + 1 + m
+    out[#out + 1] = redis.call('LRANGE', list, 0, cap - 1)
 end
-return applied
+for k = n + 2 + lists, #KEYS do
+    local m = tonumber(ARGV[i])
+    if status == 1 then redis.call('SADD', KEYS[k], unpack(ARGV, i + 1, i + m)) end
+    i = i + 1 + m
+end
+if status == 1 then redis.call('SET', KEYS[1], ARGV[2]) end
+return out
 """
 
-# An entity's online row (Feast's hash fields and the packed record), written only if its state's
-# version is newer than the one last written: workers of other partitions update the same post or
-# author, and a row computed from an older state must not land over a newer one.
-# KEYS: state, Feast's hash, packed key ('' for none); ARGV: version, packed record, HSET pairs...
-WRITE_IF_NEWER = """
-local written = tonumber(redis.call('HGET', KEYS[1], 'w') or '0')
-local version = tonumber(ARGV[1])
-if written >= version then return 0 end
-redis.call('HSET', KEYS[1], 'w', version)
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-redis.call('HSET', KEYS[2], unpack(ARGV, 4))
-if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
-return 1
-"""
+
+def owner_of(state_key: str, partitions: int) -> int:
+    """The partition whose owner writes this post's or author's row (stable across processes)."""
+    return zlib.crc32(state_key.encode()) % partitions
+
+
+class ChunkEffects:
+    """One chunk's effects, summed per state key and counter field: the apply script's arguments, and
+    its reply read back into the states asked for."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, dict[str, int]] = {}  # state key -> field -> increment
+        self.newest: dict[str, int] = {}  # state key -> its newest event time in the chunk
+        self.read: dict[str, bool] = {}  # state key -> whether the script returns its state
+        self.lists: dict[str, list[str]] = {}  # sequence list -> items, oldest first
+        self.dirty: dict[str, set[str]] = {}  # dirty set -> state keys
+
+    def add(self, key: str, fields: Sequence[str], ts_ms: int, read: bool) -> None:
+        counters = self.counters.get(key)
+        if counters is None:
+            counters = self.counters[key] = {}
+            self.newest[key] = ts_ms
+            self.read[key] = read
+        elif ts_ms > self.newest[key]:
+            self.newest[key] = ts_ms
+        for name in fields:
+            counters[name] = counters.get(name, 0) + 1
+
+    def push(self, key: str, item: str) -> None:
+        self.lists.setdefault(key, []).append(item)
+
+    def mark_dirty(self, dirty_set: str, key: str) -> None:
+        self.dirty.setdefault(dirty_set, set()).add(key)
+
+    def script_args(self, mark_key: str, first_id: str, last_id: str) -> tuple[list[str], list]:
+        keys = [mark_key, *self.counters, *self.lists, *self.dirty]
+        args: list = [first_id, last_id, STATE_TTL_S, spec.SEQUENCE_LENGTH, len(self.counters), len(self.lists)]
+        for key, counters in self.counters.items():
+            args += [self.newest[key], int(self.read[key]), len(counters)]
+            for name, n in counters.items():
+                args += [name, n]
+        for items in self.lists.values():
+            kept = items[-spec.SEQUENCE_LENGTH:]  # only the newest can stay in the list
+            args += [len(kept), *kept]
+        for members in self.dirty.values():
+            args += [len(members), *members]
+        return keys, args
+
+    def states(self, reply: list) -> tuple[dict[bytes, Snapshot], dict[bytes, list[bytes]]]:
+        """The script's reply after the status: the states asked for, each list's items."""
+        asked = [key for key, read in self.read.items() if read]
+        states = {key.encode(): Snapshot.parse(r) for key, r in zip(asked, reply[1:1 + len(asked)])}
+        return states, {key.encode(): r for key, r in zip(self.lists, reply[1 + len(asked):])}
 
 
 @dataclass(frozen=True)
@@ -169,11 +207,9 @@ def tokens(row: EngagementRow, vocabulary: Vocabulary) -> list[str]:
 
 @dataclass
 class Snapshot:
-    """An entity's state as the apply script returned it."""
+    """An entity's state as the server returned it (`last_ms` 0: no state, e.g. expired)."""
 
     last_ms: int = 0
-    version: int = 0
-    written: int = 0
     counters: dict[bytes, int] = field(default_factory=dict)
 
     @classmethod
@@ -184,10 +220,6 @@ class Snapshot:
         for name, value in pairs:
             if name == b"last":
                 snap.last_ms = int(value)
-            elif name == b"ver":
-                snap.version = int(value)
-            elif name == b"w":
-                snap.written = int(value)
             else:
                 snap.counters[name] = int(value)
         return snap

@@ -7,13 +7,16 @@ the fan-out worker does (candidate_gen/stream_fanout.py). A poll:
 2. judges each engagement line by ingestion's line rules (`engagement_row`) and its lateness; a line it cannot count is
    dead-lettered with its reason, another log's entry is ignored;
 3. applies the engagements of each partition, in entry order, in chunks: one server-side script per
-   chunk increments the counters and moves the partition's applied mark, so an entry re-delivered
-   after a crash (at or below the mark) is a duplicate, never counted twice;
-4. writes the online rows of every entity the batch names (Feast's hash + the packed record), each
-   only over an older version of its state;
+   chunk adds to the counters, marks the posts and authors dirty on the partitions that own them,
+   and moves the partition's applied mark, so an entry re-delivered after a crash (at or below the
+   mark) is a duplicate, never counted twice; it returns the viewer and pair states;
+4. claims the posts and authors due on its own partitions (marked by any worker), reads their
+   states, and writes the online rows (Feast's hash + the packed record) of those and of the
+   viewers and pairs the batch names, then releases the claim. Each entity has this one writer
+   (features/streaming/state.py);
 5. dead-letters, then acknowledges the batch.
-A crash anywhere leaves the batch pending: the next owner of the partition reclaims it, the mark
-skips what was applied, and step 4 writes what was applied but not yet written.
+A crash anywhere leaves the batch pending and the claim held: the next owner of the partition
+reclaims both, the mark skips what was applied, and step 4 writes what was applied but not yet written.
 Every entry read ends applied, ignored, dead-lettered or duplicate (`PollStats.reconciles`).
 """
 
@@ -37,7 +40,7 @@ from data.vocabulary import Vocabulary, load_vocabulary
 from features.online.layout import DEFAULT_NAMESPACE
 from features.streaming import spec
 from features.streaming.rows import EngagementRow, engagement_row, engagement_rules
-from features.streaming.state import APPLY, PREFIX, STATE_TTL_S, counted_views, tokens
+from features.streaming.state import APPLY, PREFIX, ChunkEffects, Snapshot, counted_views, owner_of, tokens
 from features.streaming.writer import RowWriter, Written
 
 log = logging.getLogger(__name__)
@@ -86,7 +89,8 @@ class StreamFeatureWorker:
         self.client = self.rows.client
         self._apply = self.client.register_script(APPLY)
         self.on_poll: Callable[[PollStats], object] = lambda stats: None  # e.g. metrics
-        self.on_step: Callable[[str], object] = lambda step: None  # "applied" per chunk, "read", "written", "acked"
+        # "chunk" per chunk applied, then "applied" (all chunks), "claimed", "written", "acked"
+        self.on_step: Callable[[str], object] = lambda step: None
         self._leases = PartitionLeases(stream, GROUP, self.partitions, "stream feature worker")
         stream.create_group(GROUP)  # from the start: every event the stream still holds
 
@@ -116,18 +120,20 @@ class StreamFeatureWorker:
                 rejected.append((entry, "ts_in_future"))
             else:
                 by_partition.setdefault(entry.partition, []).append((entry, row))
-        named: dict[str, None] = {}  # the state keys the batch names, applied or not, in order
+        states: dict[bytes, Snapshot] = {}  # the viewer and pair states the batch names, applied or not
+        sequences: dict[bytes, list[bytes]] = {}
         for p, rows in by_partition.items():
             rows.sort(key=lambda er: parse_id(er[0].id))
             for i in range(0, len(rows), self.chunk):
-                applied = self._apply_chunk(p, rows[i:i + self.chunk], named)
+                applied = self._apply_chunk(p, rows[i:i + self.chunk], states, sequences)
                 stats.applied += applied
                 stats.duplicates += len(rows[i:i + self.chunk]) - applied
-                self.on_step("applied")
-        # Read after every chunk: each key's state with its version, which guards its row's write
-        states = self.rows.read(list(named))
-        self.on_step("read")
-        stats.written = self.rows.write(*states)
+                self.on_step("chunk")
+        self.on_step("applied")
+        # the post and author rows due on this worker's partitions, whichever worker changed them
+        handed, claimed = self.rows.claim(self.partitions)
+        self.on_step("claimed")
+        stats.written = self.rows.write({**states, **handed}, sequences, release=claimed)
         self.on_step("written")
         stats.dead_lettered.update(reason for _, reason in rejected)
         self.stream.dead_letter(rejected)
@@ -136,29 +142,42 @@ class StreamFeatureWorker:
         self.on_poll(stats)
         return stats
 
-    def _apply_chunk(self, partition: int, rows: list[tuple[Entry, EngagementRow]], named: dict[str, None]) -> int:
-        """One apply script; returns how many engagements it applied (the others were already)."""
+    def _apply_chunk(self, partition: int, rows: list[tuple[Entry, EngagementRow]],
+                     states: dict[bytes, Snapshot], sequences: dict[bytes, list[bytes]]) -> int:
+        """One apply script; returns how many engagements it applied (the others were already), and
+        puts the viewer and pair states after it into `states` and `sequences` (a later chunk's is
+        newer). Posts and authors are marked dirty on the partition that owns them."""
         post, author, pair = self.counted
-        prefix = self.prefix
-        args: list = [STATE_TTL_S, spec.SEQUENCE_LENGTH]
-        for entry, row in rows:
+        prefix, partitions = self.prefix, self.stream.partitions
+        effects = ChunkEffects()
+        for _, row in rows:
             marks = tokens(row, self.vocabulary)
-            states_of = [(f"{prefix}:post:{row.post_id}", post.fields_of(marks, row.ts_ms)),
-                         (f"{prefix}:author:{row.author_id}", author.fields_of(marks, row.ts_ms)),
-                         (f"{prefix}:va:{row.viewer_id}:{row.author_id}", pair.fields_of(marks, row.ts_ms)),
-                         (f"{prefix}:viewer:{row.viewer_id}", [])]
-            args += [entry.id, row.ts_ms, len(states_of)]
-            for key, fields in states_of:
-                named[key] = None
-                args += [key, len(fields), *fields]
-            args += [f"{prefix}:seq:{row.viewer_id}", f"{row.post_id},{row.author_id},{row.type},{row.ts_ms}"]
-        return int(self._apply(keys=[f"{prefix}:applied:{{{partition}}}"], args=args))
+            ts = row.ts_ms
+            for key, fields in ((f"{prefix}:post:{row.post_id}", post.fields_of(marks, ts)),
+                                (f"{prefix}:author:{row.author_id}", author.fields_of(marks, ts))):
+                effects.add(key, fields, ts, read=False)
+                effects.mark_dirty(self.rows.dirty_key(owner_of(key, partitions)), key)
+            effects.add(f"{prefix}:va:{row.viewer_id}:{row.author_id}", pair.fields_of(marks, ts), ts, read=True)
+            effects.add(f"{prefix}:viewer:{row.viewer_id}", (), ts, read=True)
+            effects.push(f"{prefix}:seq:{row.viewer_id}", f"{row.post_id},{row.author_id},{row.type},{ts}")
+        keys, args = effects.script_args(f"{prefix}:applied:{{{partition}}}", rows[0][0].id, rows[-1][0].id)
+        reply = self._apply(keys=keys, args=args)
+        if reply[0] == -1:  # the mark falls inside the chunk: the entries up to it were applied before
+            mark = parse_id(reply[1].decode())
+            before = sum(1 for entry, _ in rows if parse_id(entry.id) <= mark)  # a prefix: rows are in id order
+            return (self._apply_chunk(partition, rows[:before], states, sequences)
+                    + self._apply_chunk(partition, rows[before:], states, sequences))
+        after, lists = effects.states(reply)
+        states.update(after)
+        sequences.update(lists)
+        return len(rows) if reply[0] == 1 else 0
 
-    def run(self, stop: threading.Event, block_ms: int = 1_000, retry_s: float = 1.0) -> None:
+    def run(self, stop: threading.Event, block_ms: int = 100, retry_s: float = 1.0) -> None:
         """Poll until `stop`. A server down or restarting is waited out (`retry_s` between tries,
         warned once per outage): the interrupted batch was not acknowledged, so the next poll
         reclaims it and the applied mark keeps it from counting twice. A partition another worker
-        took over ends the run."""
+        took over ends the run. `block_ms` bounds how long a post or author row that another worker
+        marked due here waits while this worker's own partitions are quiet."""
         down = False
         try:
             while not stop.is_set():

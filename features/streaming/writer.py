@@ -1,7 +1,8 @@
 """Online rows of the real-time views, written from the processor's state in one pass: Feast's hash
 fields (its online layout, so `get_online_features` reads them) and the packed record (what the
 ranking service reads), both encoded by the batch writer's own encoders (features/online/bulk_write.py)
-and written together by one script per entity, only over an older version (state.WRITE_IF_NEWER).
+and sent together, pipelined. Each entity has one writer (features/streaming/state.py), so a row
+needs no version check: the last row written is computed from the newest state its writer read.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import redis
 from feast import FeatureStore
 
 from data import columns as c
@@ -22,7 +22,7 @@ from features.online.layout import DEFAULT_NAMESPACE
 from features.online.packer import PackedViewWriter
 from features.online.transport import bulk, command, send_pipelined
 from features.streaming import spec
-from features.streaming.state import STATE_TTL_S, WRITE_IF_NEWER, CountedView, Snapshot, Summer
+from features.streaming.state import CountedView, Snapshot, Summer
 
 SEQUENCE_TYPES = {"recent_post_ids": pa.int64(), "recent_author_ids": pa.int64(), "recent_types": pa.string(),
                   "recent_ts_ms": pa.int64()}
@@ -31,7 +31,6 @@ SEQUENCE_TYPES = {"recent_post_ids": pa.int64(), "recent_author_ids": pa.int64()
 @dataclass
 class Written:
     rows: int = 0  # entity rows written (Feast's hash + packed record)
-    current: int = 0  # rows skipped: already written at that version or a newer one
     pruned: int = 0  # counter fields no window reaches any more, deleted
 
 
@@ -48,57 +47,59 @@ class RowWriter:
         for encoder in self.encoders.values():  # each generation's description, for reader.check()
             if encoder.layout.n_features:
                 self.client.set(encoder.layout.meta_key, json.dumps(encoder.layout.meta()))
-        self._sha = self.client.script_load(WRITE_IF_NEWER)
 
-    def read(self, keys: list[str]) -> tuple[dict[bytes, Snapshot], dict[bytes, list[bytes]]]:
-        """The state of these keys (one pipelined HGETALL each; per key one consistent reading with
-        its version), and the sequences of the viewers among them."""
-        states = [k.encode() for k in keys]
-        viewer = f"{self.prefix}:viewer:".encode()
-        lists = [self.sequence_key(int(k[len(viewer):])) for k in states if k.startswith(viewer)]
-        commands = [command(b"HGETALL", k) for k in states]
-        commands += [command(b"LRANGE", k, b"0", b"%d" % (spec.SEQUENCE_LENGTH - 1)) for k in lists]
-        replies = send_pipelined(self.client, [b"".join(commands)], len(commands)) if commands else []
-        return ({k: Snapshot.parse(r) for k, r in zip(states, replies)},
-                dict(zip(lists, replies[len(states):])))
+    def claim(self, partitions: list[int]) -> tuple[dict[bytes, Snapshot], list[bytes]]:
+        """The post and author states whose rows are due on these partitions, and the claimed sets
+        they came from, to release once the rows are written. A set a previous owner claimed and
+        never released (it died before writing) is claimed again as it is."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for p in partitions:  # fails harmlessly when the dirty set does not exist
+                pipe.renamenx(self.dirty_key(p), self.claimed_key(p))
+            for p in partitions:
+                pipe.smembers(self.claimed_key(p))
+            replies = pipe.execute(raise_on_error=False)[len(partitions):]
+        keys = sorted(set().union(*replies)) if replies else []
+        claimed = [self.claimed_key(p).encode() for p, members in zip(partitions, replies) if members]
+        if not keys:
+            return {}, claimed
+        states = send_pipelined(self.client, [b"".join(command(b"HGETALL", k) for k in keys)], len(keys))
+        return {k: Snapshot.parse(r) for k, r in zip(keys, states)}, claimed
 
-    def write(self, states: Mapping[bytes, Snapshot], sequences: Mapping[bytes, list[bytes]]) -> Written:
-        """The rows of every entity whose state is newer than its written row."""
+    def write(self, states: Mapping[bytes, Snapshot], sequences: Mapping[bytes, list[bytes]],
+              release: list[bytes] = ()) -> Written:
+        """The rows of these entities, then the claimed sets in `release` deleted (after the rows:
+        a crash before leaves them claimed, for the next owner)."""
         done = Written()
         by_kind: dict[str, list[tuple[bytes, tuple[int, ...], Snapshot]]] = {}
         skip = len(self.prefix) + 1
         for key, snap in states.items():
-            if snap.version == 0:  # no state (expired): nothing to write
-                continue
-            if snap.version <= snap.written:
-                done.current += 1
+            if snap.last_ms == 0:  # no state (expired): nothing to write
                 continue
             kind, *ids = key[skip:].decode().split(":")
             by_kind.setdefault(kind, []).append((key, tuple(map(int, ids)), snap))
-        prunes: list[bytes] = []
-        scripts: list[bytes] = []
+        commands: list[bytes] = []
         for kind, entities in by_kind.items():
             if kind == "viewer":
-                batch = self._sequence_rows(entities, sequences)
+                batch, prunes = self._sequence_rows(entities, sequences), []
             else:
-                batch, extra = self._counted_rows(kind, entities)
-                done.pruned += sum(len(fields) for _, fields in extra)
-                prunes += [command(b"HDEL", key, *fields) for key, fields in extra if fields]
-            scripts += self._scripts(kind, batch, [key for key, _, _ in entities],
-                                     [snap.version for _, _, snap in entities])
-        if scripts:
-            replies = self._send(scripts + prunes)
-            done.rows = sum(1 for r in replies[:len(scripts)] if r == 1)
+                batch, prunes = self._counted_rows(kind, entities)
+                done.pruned += sum(map(len, prunes))
+            commands += self._commands(kind, batch)
+            commands += [command(b"HDEL", key, *fields) for (key, _, _), fields in zip(entities, prunes) if fields]
+            done.rows += len(entities)
+        commands += [command(b"DEL", key) for key in release]
+        if commands:
+            send_pipelined(self.client, [b"".join(commands)], len(commands))  # one sendall, not one per command
         return done
 
-    def _counted_rows(self, kind: str, entities) -> tuple[tuple[pa.RecordBatch, np.ndarray], list]:
+    def _counted_rows(self, kind: str, entities) -> tuple[tuple[pa.RecordBatch, np.ndarray], list[list[bytes]]]:
         view, summer = self.counted[kind], self.summers[kind]
         values = np.zeros((len(entities), summer.width), dtype=np.float32)
         prunes = []
-        for i, (key, _, snap) in enumerate(entities):
+        for i, (_, _, snap) in enumerate(entities):
             row, prune = summer.features(snap)
             values[i] = row
-            prunes.append((key, prune))
+            prunes.append(prune)
         columns = {k: pa.array([ids[j] for _, ids, _ in entities], pa.int64()) for j, k in enumerate(view.join_keys)}
         columns.update({name: pa.array(values[:, j]) for j, name in enumerate(view.names)})
         ts_us = np.array([snap.last_ms * 1000 for _, _, snap in entities], dtype=np.int64)
@@ -118,30 +119,14 @@ class RowWriter:
         ts_us = np.array([snap.last_ms * 1000 for _, _, snap in entities], dtype=np.int64)
         return pa.RecordBatch.from_pydict(arrays), ts_us
 
-    def _scripts(self, kind: str, batch: tuple[pa.RecordBatch, np.ndarray], state_keys: list[bytes],
-                 versions: list[int]) -> list[bytes]:
+    def _commands(self, kind: str, batch: tuple[pa.RecordBatch, np.ndarray]) -> list[bytes]:
+        """Feast's hash (HSET) and the packed record (SET) of each row."""
         encoder = self.encoders[kind]
         rows, ts_us = batch
         encoded = encoder.encode_rows(rows, ts_us)
-        n_args = 3 + 3 + 3 + 2 * (1 + len(encoder.fv.features))
-        head = b"*%d\r\n" % n_args + bulk(b"EVALSHA") + bulk(self._sha.encode() if isinstance(self._sha, str)
-                                                              else self._sha) + bulk(b"3")
-        ttl = bulk(b"%d" % STATE_TTL_S)
-        packed_keys = encoded.packed_keys or [b""] * len(state_keys)
-        records = encoded.records or [b""] * len(state_keys)
-        return [head + bulk(state) + bulk(feast) + bulk(packed) + bulk(b"%d" % version) + ttl + bulk(record) + args
-                for state, feast, packed, version, record, args in zip(
-                    state_keys, encoded.feast_keys, packed_keys, versions, records, encoded.hset_args)]
-
-    def _send(self, commands: list[bytes]) -> list[Any]:
-        joined = [b"".join(commands)]  # one sendall, not one per command
-        try:
-            return send_pipelined(self.client, joined, len(commands))
-        except redis.ResponseError as exc:  # the server restarted and lost its scripts: load, send again
-            if "NOSCRIPT" not in str(exc):
-                raise
-            self._sha = self.client.script_load(WRITE_IF_NEWER)
-            return send_pipelined(self.client, joined, len(commands))
+        head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (1 + len(encoder.fv.features)))  # `_ts` + each feature
+        commands = [head + bulk(key) + args for key, args in zip(encoded.feast_keys, encoded.hset_args)]
+        return commands + [command(b"SET", key, record) for key, record in zip(encoded.packed_keys, encoded.records)]
 
     # --- keys ----------------------------------------------------------------------------------
     def state_key(self, kind: str, *ids: int) -> str:
@@ -149,3 +134,9 @@ class RowWriter:
 
     def sequence_key(self, viewer: int) -> bytes:
         return f"{self.prefix}:seq:{viewer}".encode()
+
+    def dirty_key(self, partition: int) -> str:
+        return f"{self.prefix}:dirty:{{{partition}}}"
+
+    def claimed_key(self, partition: int) -> str:
+        return f"{self.prefix}:claimed:{{{partition}}}"

@@ -7,7 +7,7 @@
 - two workers in one group, each owning partitions, reach what one worker reaches;
 - workers killed mid-batch (after part of a batch was applied, and after all of it was applied but
   before its rows were written) leave nothing lost and nothing counted twice once another reclaims;
-- a row computed from an older state never lands over a newer one.
+- a post's row is written by its partition's owner, and by the next owner if that one dies.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from features.online import PackedFeatureReader
 from features.store import apply, repo_config
 from features.streaming import spec
 from features.streaming.rows import EngagementRow, engagement_row, engagement_rules
-from features.streaming.state import Snapshot
+from features.streaming.state import owner_of
 from features.streaming.worker import GROUP, LATENESS_MS, StreamFeatureWorker
 
 VOCABULARY = load_vocabulary()
@@ -272,8 +272,10 @@ def test_workers_killed_mid_batch_lose_nothing_and_count_nothing_twice(store, on
     # the first dies after applying the first chunk of its batch; the second after applying all of
     # its batch but before writing a row; neither acknowledged anything. The third finishes.
     stats = []
-    for name, hook in [("features-a1", dies_after("applied", 1)), ("features-a2", dies_after("read", 1))]:
-        doomed = StreamFeatureWorker(stream, store, client=online, name=name, batch=40, chunk=15, partitions=[0])
+    # the second's chunks are of 10, not 15: one of them straddles the mark the first left
+    for name, chunk, hook in [("features-a1", 15, dies_after("chunk", 1)),
+                              ("features-a2", 10, dies_after("applied", 1))]:
+        doomed = StreamFeatureWorker(stream, store, client=online, name=name, batch=40, chunk=chunk, partitions=[0])
         doomed.on_step = hook
         stats.append(other.poll())
         with pytest.raises(Killed):
@@ -290,16 +292,33 @@ def test_workers_killed_mid_batch_lose_nothing_and_count_nothing_twice(store, on
     assert stream.lag(GROUP).backlog == 0
 
 
-def test_an_older_state_never_overwrites_a_newer_row(store, online, stream):
-    worker = StreamFeatureWorker(stream, store, client=online)
-    key = b"loupe:rt:author:5"
-    newer = Snapshot(last_ms=T0 + MIN, version=7, counters={f"+|m|{(T0 + MIN) // MIN}".encode(): 3})
-    older = Snapshot(last_ms=T0, version=6, counters={f"+|m|{T0 // MIN}".encode(): 2})
-    assert worker.rows.write({key: newer}, {}).rows == 1
-    assert worker.rows.write({key: older}, {}).rows == 0
+def test_a_post_row_is_written_by_its_partitions_owner_even_after_the_owner_dies(store, online, stream):
+    """Posts and authors change on every partition and have one writer: the worker that applies an
+    engagement leaves the post's row to the owner of the post's partition. An owner that dies holding
+    its claim leaves it to the next owner, which writes the row without a new engagement."""
+    post = next(p for p in AUTHOR_OF if owner_of(f"loupe:rt:post:{p}", stream.partitions) == 2)
+    viewer = next(v for v in range(1, 100) if stream.partition_of(str(v)) == 0)
+    append(stream, [(T0, Event("engagements", line("e1", viewer, post, "like", T0), str(viewer)))])
     reader = PackedFeatureReader.from_feature_store(store, spec.SERVICE, client=online)
-    block = reader.read({"post_id": [1], "author_id": [5], "viewer_id": [1]})
-    assert block.values[0, reader.feature_names.index("author_rt_engagements_1h")] == 3
-    theirs = store.get_online_features(features=["author_realtime:author_rt_engagements_1h"],
-                                       entity_rows=[{"author_id": 5}]).to_dict()
-    assert theirs["author_rt_engagements_1h"] == [3.0]
+    like = reader.feature_names.index("post_rt_like_5m")
+
+    def likes() -> float | None:
+        block = reader.read({"post_id": [post], "author_id": [AUTHOR_OF[post]], "viewer_id": [viewer]})
+        return None if block.missing[0, like] else float(block.values[0, like])
+
+    applier = StreamFeatureWorker(stream, store, client=online, name="features-a", partitions=[0])
+    assert applier.poll().applied == 1 and likes() is None  # applied here, its row due on partition 2
+
+    def dies(step: str) -> None:
+        if step == "claimed":
+            raise Killed(step)
+    doomed = StreamFeatureWorker(stream, store, client=online, name="features-b", partitions=[1, 2])
+    doomed.on_step = dies
+    with pytest.raises(Killed):
+        doomed.poll()
+    doomed.close()
+    assert likes() is None
+    heir = StreamFeatureWorker(stream, store, client=online, name="features-c", partitions=[1, 2])
+    assert heir.poll().entries == 0 and likes() == 1.0
+    assert online.keys("loupe:rt:claimed:*") == [] and online.keys("loupe:rt:dirty:*") == []
+    assert_online_equals(store, online, stream)
