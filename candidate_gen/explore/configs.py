@@ -58,6 +58,8 @@ class TrendingConfig(SectionConfig):
     source_tags: int = 5
     source_per_tag: int = 100
     tag_boost: float = 1.0
+    live: bool = True  # read the stream's sets (features/streaming/spec.py) while they hold any post
+    live_prefix: str = "loupe:rt"  # ... under the stream feature worker's key prefix
 
     @model_validator(mode="after")
     def _one_weight_per_window(self) -> Self:

@@ -1,9 +1,15 @@
 """Explore: what is taking off now, globally and in the viewer's favourite hashtags.
 
 One round trip reads the global trending set and the viewer's top tags; a second reads those tags'
-trending sets. A post's score is its velocity (the builder's), multiplied for a post of one of the
-viewer's tags by 1 + tag_boost * (tag weight / the viewer's top tag weight), so the viewer's niches
-can outrank the global chart; a post in several sets keeps its best score.
+trending sets. A post's score is its velocity, multiplied for a post of one of the viewer's tags by
+1 + tag_boost * (tag weight / the viewer's top tag weight), so the viewer's niches can outrank the
+global chart; a post in several sets keeps its best score.
+
+The sets are the stream's (`[trending] live`, on by default: the stream feature worker keeps them
+as engagements arrive, features/streaming/spec.py) while the stream's global set holds any post,
+else the daily build's (candidate_gen/explore/trending.py). The stream's sets hold log2(velocity)
+plus a decay term common to every post at a given moment; the source scores a post by its velocity
+relative to the best post it read, 2 ** (held - best held), so that scores stay in (0, 1].
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.configs import TrendingConfig
 from candidate_gen.records import Candidate, candidates_from_zset
 from candidate_gen.sources.base import SourceRequest
+from features.streaming import spec
 
 
 class TrendingSource:
@@ -28,18 +35,24 @@ class TrendingSource:
     def fetch(self, request: SourceRequest) -> list[Candidate]:
         cap, t = self.config.cap, self.trending
         pipe = self.client.pipeline(transaction=False)
+        if t.live:
+            pipe.zrevrange(spec.trend_key(t.live_prefix), 0, cap - 1, withscores=True)
         pipe.zrevrange(self.keys.trending, 0, cap - 1, withscores=True)
         pipe.zrevrange(self.keys.viewer_tags(request.viewer_id), 0, t.source_tags - 1, withscores=True)
-        global_rows, tags = pipe.execute()
+        *live_rows, daily_rows, tags = pipe.execute()
+        live = bool(live_rows and live_rows[0])
+        global_rows = _relative(live_rows[0]) if live else daily_rows
         best = dict(global_rows)
         top_weight = tags[0][1] if tags else 0.0
         if tags and top_weight > 0:
             pipe = self.client.pipeline(transaction=False)
             for tag, _ in tags:
-                pipe.zrevrange(self.keys.trending_tag(_text(tag)), 0, t.source_per_tag - 1, withscores=True)
+                key = spec.trend_tag_key(_text(tag), t.live_prefix) if live else self.keys.trending_tag(_text(tag))
+                pipe.zrevrange(key, 0, t.source_per_tag - 1, withscores=True)
+            reference = live_rows[0][0][1] if live else 0.0
             for (_, weight), rows in zip(tags, pipe.execute(), strict=True):
                 boost = 1.0 + t.tag_boost * max(weight, 0.0) / top_weight
-                for raw, score in rows:
+                for raw, score in _relative(rows, reference) if live else rows:
                     boosted = score * boost
                     if boosted > best.get(raw, float("-inf")):
                         best[raw] = boosted
@@ -49,3 +62,11 @@ class TrendingSource:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _relative(rows: list[tuple[bytes, float]], reference: float | None = None) -> list[tuple[bytes, float]]:
+    """A stream set's (member, held) rows as (member, velocity relative to the reference's)."""
+    if not rows:
+        return rows
+    top = rows[0][1] if reference is None else reference
+    return [(member, 2.0 ** (held - top)) for member, held in rows]

@@ -6,6 +6,7 @@ them on the stream; the archiver lands them as any export's lines.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from data import columns as c
 from data.contracts import BLOCKS, FOLLOWS, POSTS
@@ -13,9 +14,10 @@ from data.days import iso_ms
 from data.stream.entries import Event
 
 
-def post_event(post_id: int, author_id: int, created_ms: int, deleted_ms: int | None = None) -> Event:
+def post_event(post_id: int, author_id: int, created_ms: int, deleted_ms: int | None = None,
+               hashtags: Sequence[str] = ()) -> Event:
     line = {c.POST_ID: post_id, c.AUTHOR_ID: author_id, c.CREATED_AT: iso_ms(created_ms),
-            c.MEDIA_TYPE: "photo", c.HASHTAGS: [], c.CAPTION: None,
+            c.MEDIA_TYPE: "photo", c.HASHTAGS: list(hashtags), c.CAPTION: None,
             c.DELETED_AT: None if deleted_ms is None else iso_ms(deleted_ms)}
     return Event(POSTS.name, json.dumps(line), str(post_id))
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from data import columns as c
-from data.contracts import ENGAGEMENTS
+from data.contracts import ENGAGEMENTS, POSTS
 from data.ingest.line_rules import LineRules
 from data.vocabulary import Vocabulary
+from features.streaming.spec import clean_tag
 
 _AT = {name: i for i, name in enumerate(ENGAGEMENTS.column_names)}
+_POST_AT = {name: i for i, name in enumerate(POSTS.column_names)}
 
 
 class EngagementRow(NamedTuple):
@@ -39,3 +41,25 @@ def engagement_row(rules: LineRules, line: str, day: str) -> EngagementRow | str
     v = checked.values
     return EngagementRow(v[_AT[c.VIEWER_ID]], v[_AT[c.POST_ID]], v[_AT[c.AUTHOR_ID]], v[_AT[c.TYPE]],
                          v[_AT[c.VALUE]], v[_AT[c.TS]] // 1000)
+
+
+class PostChange(NamedTuple):
+    post_id: int
+    author_id: int
+    tags: tuple[str, ...]  # cleaned as the daily trending build cleans them
+    deleted: bool
+
+
+def post_rules(vocabulary: Vocabulary) -> LineRules:
+    return LineRules(POSTS, vocabulary)
+
+
+def post_change(rules: LineRules, line: str, day: str) -> PostChange | None:
+    """A posts landing line (a publish, or a deletion) -> what trending needs of it; None for a line
+    ingestion would refuse (the fan-out worker, the posts' consumer, dead-letters it)."""
+    checked = rules.check(line, day)
+    if checked.reason is not None:
+        return None
+    v = checked.values
+    tags = tuple(dict.fromkeys(t for t in map(clean_tag, v[_POST_AT[c.HASHTAGS]] or ()) if t and "," not in t))
+    return PostChange(v[_POST_AT[c.POST_ID]], v[_POST_AT[c.AUTHOR_ID]], tags, v[_POST_AT[c.DELETED_AT]] is not None)

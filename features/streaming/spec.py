@@ -22,6 +22,7 @@ from data.vocabulary import Vocabulary
 
 MINUTE_MS, HOUR_MS, DAY_MS = 60_000, 3_600_000, 86_400_000
 
+PREFIX = "loupe:rt"  # the processor's keys on the online store's server (features/streaming/state.py)
 POST_VIEW = "post_realtime"
 AUTHOR_VIEW = "author_realtime"
 PAIR_VIEW = "viewer_author_today"
@@ -67,3 +68,48 @@ PAIR_FEATURES = ("va_rt_positive_today", "va_rt_negative_today", "va_rt_engageme
 def engagement_types(vocabulary: Vocabulary) -> tuple[str, ...]:
     """The vocabulary's types, each counted per window for posts."""
     return vocabulary.engagement_names
+
+
+# --- Trending, kept from the posts' windows (docs/streaming_features.md, "Trending") ----------------
+# A post's trending score is its positive engagements per hour, mixed over windows, shrunk for posts
+# with few engagements: sum(weight * count / hours) * n / (n + TREND_SMOOTHING), n = its 24 h count;
+# posts with fewer than TREND_MIN_EVENTS are not ranked. It is recomputed at each of the post's
+# engagements and decays between them with a half-life: the sorted set holds
+# log2(score) + last_ms / TREND_HALF_LIFE_MS, so its order at any moment is the order of the decayed
+# scores (the decay since a common "now" is the same for every post).
+TREND_WINDOWS = ((W5M, 0.5), (W1H, 0.3), (W24H, 0.2))
+TREND_SMOOTHING = 5.0
+TREND_MIN_EVENTS = 3
+TREND_HALF_LIFE_MS = HOUR_MS
+TREND_TOP_K = 1000  # posts kept in the global set
+TREND_TAG_TOP_K = 200  # ... and in each hashtag's set
+TREND_TTL_S = 6 * 3600  # a set no engagement updated for this long is gone: readers fall back to the daily build
+
+
+def trend_key(prefix: str = PREFIX) -> str:
+    return f"{prefix}:trend"
+
+
+def trend_tag_key(tag: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}:trend:tag:{tag}"
+
+
+def post_tags_key(post_id: int, prefix: str = PREFIX) -> str:
+    """The post's hashtags ("a,b"), from its publish event on the stream or the daily trending build."""
+    return f"{prefix}:tags:{post_id}"
+
+
+def trend_score(counts: dict[str, float]) -> float | None:
+    """The score from a post's positive engagements per window (`counts`: window name -> count);
+    None when it has too few to rank."""
+    n = counts[W24H.name]
+    if n < TREND_MIN_EVENTS:
+        return None
+    rate = sum(weight * counts[w.name] * HOUR_MS / (w.bucket_ms * w.buckets) for w, weight in TREND_WINDOWS)
+    score = rate * n / (n + TREND_SMOOTHING)
+    return score if score > 0 else None
+
+
+def clean_tag(tag: str) -> str:
+    """As the daily build spells a tag (candidate_gen/explore/frames.py post_tags)."""
+    return tag.strip().lstrip("#").lower()

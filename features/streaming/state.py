@@ -2,7 +2,7 @@
 
 Keys (`<prefix>` is `loupe:rt`; docs/streaming_features.md):
 
-    <prefix>:post:<post_id>            HASH  bucket counts `<token>|<m|h|d>|<bucket>`, and `last`
+    <prefix>:post:<post_id>            HASH  bucket counts `<token>|<m|h|d>|<bucket>`, `last`, `author`
     <prefix>:author:<author_id>        HASH  the same, for the author's posts
     <prefix>:va:<viewer_id>:<author>   HASH  the same, for one viewer's engagements with one author
     <prefix>:viewer:<viewer_id>        HASH  `last`
@@ -10,6 +10,8 @@ Keys (`<prefix>` is `loupe:rt`; docs/streaming_features.md):
     <prefix>:applied:{<p>}             STRING the id of the last stream entry of partition p applied
     <prefix>:dirty:{<p>}               SET   post and author state keys of partition p whose rows are due
     <prefix>:claimed:{<p>}             SET   the same, claimed by p's owner, until their rows are written
+    <prefix>:tags:<post_id>            STRING the post's hashtags, "a,b" (its publish event, or the daily build)
+    <prefix>:trend, <prefix>:trend:tag:<tag>   ZSET  trending posts, global and per hashtag (spec.trend_score)
 
 A token is an engagement type, `+` (positive: a value-model head other than the negative one), `-`
 (negative) or `*` (any). `last` is the entity's latest event time (ms): the windows' as-of time.
@@ -36,7 +38,6 @@ from features.streaming import spec
 from features.streaming.rows import EngagementRow
 from features.streaming.spec import NEGATIVE, POSITIVE, TODAY, W1H, W24H, Window
 
-PREFIX = "loupe:rt"
 STATE_TTL_S = 2 * 24 * 3600
 ANY = "*"
 
@@ -49,7 +50,8 @@ ANY = "*"
 # its rows written (a worker may have died between applying and writing).
 # KEYS: the mark, the state keys, the sequence lists, the dirty sets.
 # ARGV: first id, last id, ttl, sequence length, number of state keys, number of lists;
-#       per state key: its newest event time, 1 to return its state (else 0), n, n x (field, increment);
+#       per state key: its newest event time, 1 to return its state (else 0), its post's author ('' for
+#       none: kept for the trending sets' members), n, n x (field, increment);
 #       per list: n, n items oldest first; per dirty set: n, n members.
 # Returns {1 applied | 0 applied before, state..., list...}.
 APPLY = """
@@ -68,14 +70,15 @@ end
 local ttl, cap, n, lists = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local i, out = 7, {status}
 for k = 2, n + 1 do
-    local key, ts, read, m = KEYS[k], ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+    local key, ts, read, author, m = KEYS[k], ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
     if status == 1 then
-        for f = i + 3, i + 1 + 2 * m, 2 do redis.call('HINCRBY', key, ARGV[f], ARGV[f + 1]) end
+        for f = i + 4, i + 2 + 2 * m, 2 do redis.call('HINCRBY', key, ARGV[f], ARGV[f + 1]) end
         local last = redis.call('HGET', key, 'last')
         if not last or tonumber(ts) > tonumber(last) then redis.call('HSET', key, 'last', ts) end
+        if author ~= '' then redis.call('HSETNX', key, 'author', author) end
         redis.call('EXPIRE', key, ttl)
     end
-    i = i + 3 + 2 * m
+    i = i + 4 + 2 * m
     if read == '1' then out[#out + 1] = redis.call('HGETALL', key) end
 end
 for k = n + 2, n + 1 + lists do
@@ -111,15 +114,17 @@ class ChunkEffects:
         self.counters: dict[str, dict[str, int]] = {}  # state key -> field -> increment
         self.newest: dict[str, int] = {}  # state key -> its newest event time in the chunk
         self.read: dict[str, bool] = {}  # state key -> whether the script returns its state
+        self.author: dict[str, int | str] = {}  # state key -> its post's author ('' for other keys)
         self.lists: dict[str, list[str]] = {}  # sequence list -> items, oldest first
         self.dirty: dict[str, set[str]] = {}  # dirty set -> state keys
 
-    def add(self, key: str, fields: Sequence[str], ts_ms: int, read: bool) -> None:
+    def add(self, key: str, fields: Sequence[str], ts_ms: int, read: bool, author: int | None = None) -> None:
         counters = self.counters.get(key)
         if counters is None:
             counters = self.counters[key] = {}
             self.newest[key] = ts_ms
             self.read[key] = read
+            self.author[key] = "" if author is None else author
         elif ts_ms > self.newest[key]:
             self.newest[key] = ts_ms
         for name in fields:
@@ -135,7 +140,7 @@ class ChunkEffects:
         keys = [mark_key, *self.counters, *self.lists, *self.dirty]
         args: list = [first_id, last_id, STATE_TTL_S, spec.SEQUENCE_LENGTH, len(self.counters), len(self.lists)]
         for key, counters in self.counters.items():
-            args += [self.newest[key], int(self.read[key]), len(counters)]
+            args += [self.newest[key], int(self.read[key]), self.author[key], len(counters)]
             for name, n in counters.items():
                 args += [name, n]
         for items in self.lists.values():
@@ -211,6 +216,8 @@ class Snapshot:
 
     last_ms: int = 0
     counters: dict[bytes, int] = field(default_factory=dict)
+    author: int = 0  # a post's author (0: not a post, or not known)
+    tags: tuple[str, ...] = ()  # a post's hashtags, where known (not part of the hash: see RowWriter.claim)
 
     @classmethod
     def parse(cls, reply: list[bytes] | dict[bytes, bytes]) -> Snapshot:
@@ -220,6 +227,8 @@ class Snapshot:
         for name, value in pairs:
             if name == b"last":
                 snap.last_ms = int(value)
+            elif name == b"author":
+                snap.author = int(value)
             else:
                 snap.counters[name] = int(value)
         return snap

@@ -32,15 +32,16 @@ from typing import Any
 import redis
 from feast import FeatureStore
 
-from data.contracts import ENGAGEMENTS
+from data.contracts import ENGAGEMENTS, POSTS
 from data.stream.entries import Entry, parse_id
 from data.stream.leases import PartitionLeases
 from data.stream.valkey_stream import ValkeyStream
 from data.vocabulary import Vocabulary, load_vocabulary
 from features.online.layout import DEFAULT_NAMESPACE
 from features.streaming import spec
-from features.streaming.rows import EngagementRow, engagement_row, engagement_rules
-from features.streaming.state import APPLY, PREFIX, ChunkEffects, Snapshot, counted_views, owner_of, tokens
+from features.streaming.rows import EngagementRow, PostChange, engagement_row, engagement_rules, post_change, post_rules
+from features.streaming.spec import PREFIX
+from features.streaming.state import APPLY, ChunkEffects, Snapshot, counted_views, owner_of, tokens
 from features.streaming.writer import RowWriter, Written
 
 log = logging.getLogger(__name__)
@@ -56,13 +57,15 @@ class PollStats:
     reclaimed: int = 0  # of `entries`: left pending by a previous owner
     applied: int = 0
     duplicates: int = 0  # engagements already applied (re-delivered after a crash)
-    ignored: int = 0  # entries of other logs
+    posts: int = 0  # posts published or deleted: their hashtags kept, a deleted one out of trending
+    ignored: int = 0  # entries of other logs (and posts lines the fan-out worker dead-letters)
     dead_lettered: Counter = field(default_factory=Counter)  # reason -> entries
     written: Written = field(default_factory=Written)
 
     @property
     def reconciles(self) -> bool:
-        return self.entries == self.applied + self.duplicates + self.ignored + sum(self.dead_lettered.values())
+        return self.entries == (self.applied + self.duplicates + self.posts + self.ignored
+                                + sum(self.dead_lettered.values()))
 
 
 class StreamFeatureWorker:
@@ -82,6 +85,7 @@ class StreamFeatureWorker:
         self.partitions = list(range(stream.partitions) if partitions is None else partitions)
         self.vocabulary = vocabulary or load_vocabulary()
         self.rules = engagement_rules(self.vocabulary)
+        self.post_rules = post_rules(self.vocabulary)
         self.lateness_ms, self.future_ms = lateness_ms, future_ms
         self.prefix = prefix
         self.counted = counted_views(spec.engagement_types(self.vocabulary))
@@ -107,7 +111,12 @@ class StreamFeatureWorker:
         stats = PollStats(len(entries), len(reclaimed))
         rejected: list[tuple[Entry, str]] = []
         by_partition: dict[int, list[tuple[Entry, EngagementRow]]] = {}
+        posts: list[PostChange] = []
         for entry in entries:
+            if entry.log == POSTS.name and (change := post_change(self.post_rules, entry.line, entry.day)):
+                posts.append(change)
+                stats.posts += 1
+                continue
             if entry.log != ENGAGEMENTS.name:
                 stats.ignored += 1
                 continue
@@ -120,6 +129,8 @@ class StreamFeatureWorker:
                 rejected.append((entry, "ts_in_future"))
             else:
                 by_partition.setdefault(entry.partition, []).append((entry, row))
+        # hashtags first, so that the rows below place a post in its hashtags' trending sets
+        self.rows.post_changes([change for change in posts if not change.deleted])
         states: dict[bytes, Snapshot] = {}  # the viewer and pair states the batch names, applied or not
         sequences: dict[bytes, list[bytes]] = {}
         for p, rows in by_partition.items():
@@ -134,6 +145,7 @@ class StreamFeatureWorker:
         handed, claimed = self.rows.claim(self.partitions)
         self.on_step("claimed")
         stats.written = self.rows.write({**states, **handed}, sequences, release=claimed)
+        self.rows.post_changes([change for change in posts if change.deleted])  # after: out of trending
         self.on_step("written")
         stats.dead_lettered.update(reason for _, reason in rejected)
         self.stream.dead_letter(rejected)
@@ -153,9 +165,9 @@ class StreamFeatureWorker:
         for _, row in rows:
             marks = tokens(row, self.vocabulary)
             ts = row.ts_ms
-            for key, fields in ((f"{prefix}:post:{row.post_id}", post.fields_of(marks, ts)),
-                                (f"{prefix}:author:{row.author_id}", author.fields_of(marks, ts))):
-                effects.add(key, fields, ts, read=False)
+            for key, fields, writer in ((f"{prefix}:post:{row.post_id}", post.fields_of(marks, ts), row.author_id),
+                                        (f"{prefix}:author:{row.author_id}", author.fields_of(marks, ts), None)):
+                effects.add(key, fields, ts, read=False, author=writer)
                 effects.mark_dirty(self.rows.dirty_key(owner_of(key, partitions)), key)
             effects.add(f"{prefix}:va:{row.viewer_id}:{row.author_id}", pair.fields_of(marks, ts), ts, read=True)
             effects.add(f"{prefix}:viewer:{row.viewer_id}", (), ts, read=True)

@@ -8,6 +8,7 @@ needs no version check: the last row written is computed from the newest state i
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,8 @@ from features.online.layout import DEFAULT_NAMESPACE
 from features.online.packer import PackedViewWriter
 from features.online.transport import bulk, command, send_pipelined
 from features.streaming import spec
-from features.streaming.state import CountedView, Snapshot, Summer
+from features.streaming.rows import PostChange
+from features.streaming.state import STATE_TTL_S, CountedView, Snapshot, Summer
 
 SEQUENCE_TYPES = {"recent_post_ids": pa.int64(), "recent_author_ids": pa.int64(), "recent_types": pa.string(),
                   "recent_ts_ms": pa.int64()}
@@ -32,6 +34,7 @@ SEQUENCE_TYPES = {"recent_post_ids": pa.int64(), "recent_author_ids": pa.int64()
 class Written:
     rows: int = 0  # entity rows written (Feast's hash + packed record)
     pruned: int = 0  # counter fields no window reaches any more, deleted
+    trending: int = 0  # trending set commands (ZADD, its trim and its expiry)
 
 
 class RowWriter:
@@ -62,8 +65,15 @@ class RowWriter:
         claimed = [self.claimed_key(p).encode() for p, members in zip(partitions, replies) if members]
         if not keys:
             return {}, claimed
-        states = send_pipelined(self.client, [b"".join(command(b"HGETALL", k) for k in keys)], len(keys))
-        return {k: Snapshot.parse(r) for k, r in zip(keys, states)}, claimed
+        post = f"{self.prefix}:post:".encode()
+        posts = [k for k in keys if k.startswith(post)]
+        reads = [command(b"HGETALL", k) for k in keys]
+        reads += [command(b"GET", spec.post_tags_key(int(k[len(post):]), self.prefix).encode()) for k in posts]
+        replies = send_pipelined(self.client, [b"".join(reads)], len(reads))
+        states = {k: Snapshot.parse(r) for k, r in zip(keys, replies)}
+        for k, tags in zip(posts, replies[len(keys):]):
+            states[k].tags = tuple(tags.decode().split(",")) if tags else ()
+        return states, claimed
 
     def write(self, states: Mapping[bytes, Snapshot], sequences: Mapping[bytes, list[bytes]],
               release: list[bytes] = ()) -> Written:
@@ -84,6 +94,10 @@ class RowWriter:
             else:
                 batch, prunes = self._counted_rows(kind, entities)
                 done.pruned += sum(map(len, prunes))
+                if kind == "post":
+                    trending = self._trending(entities, batch[0])
+                    done.trending += len(trending)
+                    commands += trending
             commands += self._commands(kind, batch)
             commands += [command(b"HDEL", key, *fields) for (key, _, _), fields in zip(entities, prunes) if fields]
             done.rows += len(entities)
@@ -118,6 +132,46 @@ class RowWriter:
         arrays.update({name: pa.array(columns[name], pa.list_(t)) for name, t in SEQUENCE_TYPES.items()})
         ts_us = np.array([snap.last_ms * 1000 for _, _, snap in entities], dtype=np.int64)
         return pa.RecordBatch.from_pydict(arrays), ts_us
+
+    def post_changes(self, changes: list[PostChange]) -> None:
+        """Posts published (their hashtags kept, for the per-hashtag trending sets) and deleted (taken
+        out of every trending set they are in), in stream order. Both are idempotent."""
+        if not changes:
+            return
+        stored = self.client.mget([spec.post_tags_key(ch.post_id, self.prefix) for ch in changes])
+        with self.client.pipeline(transaction=False) as pipe:
+            for change, known in zip(changes, stored):
+                tags_key = spec.post_tags_key(change.post_id, self.prefix)
+                if not change.deleted:
+                    if change.tags:
+                        pipe.set(tags_key, ",".join(change.tags), ex=STATE_TTL_S)
+                    continue
+                member = b"%d:%d" % (change.post_id, change.author_id)
+                tags = set(change.tags) | set(known.decode().split(",") if known else ())
+                for key in (spec.trend_key(self.prefix), *(spec.trend_tag_key(t, self.prefix) for t in tags)):
+                    pipe.zrem(key, member)
+            pipe.execute()
+
+    def _trending(self, entities, rows: pa.RecordBatch) -> list[bytes]:
+        """The posts' places in the trending sets, global and per hashtag (spec.trend_score), each
+        set trimmed to its top. A post below the bar keeps its place, decaying (spec)."""
+        counts = {w.name: rows.column(f"post_rt_engagements_{w.name}").to_numpy() for w, _ in spec.TREND_WINDOWS}
+        by_set: dict[str, list[bytes]] = {}
+        for i, (_, (post_id,), snap) in enumerate(entities):
+            score = spec.trend_score({name: float(values[i]) for name, values in counts.items()})
+            if score is None or not snap.author:
+                continue
+            place = b"%r" % (math.log2(score) + snap.last_ms / spec.TREND_HALF_LIFE_MS)
+            member = b"%d:%d" % (post_id, snap.author)
+            for key in (spec.trend_key(self.prefix), *(spec.trend_tag_key(t, self.prefix) for t in snap.tags)):
+                by_set.setdefault(key, []).extend((place, member))
+        commands = []
+        for key, pairs in by_set.items():
+            top = spec.TREND_TOP_K if key == spec.trend_key(self.prefix) else spec.TREND_TAG_TOP_K
+            commands += [command(b"ZADD", key.encode(), *pairs),
+                         command(b"ZREMRANGEBYRANK", key.encode(), b"0", b"%d" % -(top + 1)),
+                         command(b"EXPIRE", key.encode(), b"%d" % spec.TREND_TTL_S)]
+        return commands
 
     def _commands(self, kind: str, batch: tuple[pa.RecordBatch, np.ndarray]) -> list[bytes]:
         """Feast's hash (HSET) and the packed record (SET) of each row."""

@@ -21,6 +21,7 @@ from candidate_gen.sources.popular_source import PopularSource
 from candidate_gen.sources.social_source import SocialSource
 from candidate_gen.sources.trending_source import TrendingSource
 from data.redis_server import EmbeddedRedis
+from features.streaming import spec
 
 DAY, PREV, NEXT = "2026-10-05", "2026-10-04", "2026-10-06"
 END = datetime(2026, 10, 6, tzinfo=UTC)
@@ -118,7 +119,7 @@ def env(redis_server, lake):
     prefix = f"t{uuid.uuid4().hex[:8]}:"
     cfg = CandidateConfig.from_dict({
         "feed": {"key_prefix": prefix},
-        "trending": {"min_tag_posts": 1, "min_events": 3},
+        "trending": {"min_tag_posts": 1, "min_events": 3, "live_prefix": f"{prefix}rt"},
         "sources": {n: {"cap": 300, "timeout_ms": 2000} for n in ("trending", "popular", "social")},
     })
     client.sadd(cfg.keys.following(VIEWER), 2, 3)
@@ -151,6 +152,9 @@ def test_trending_sets_point_in_time_and_ttl(env):
     assert client.zrevrange(keys.popular, 0, -1) == [member(100, 10), member(102, 12), member(101, 11),
                                                       member(103, 13), member(108, VIEWER), member(107, 2)]
     assert stats["trending_written"] == 4 and stats["viewers_with_tags"] >= 1
+    # each live post's hashtags, for the stream's per-hashtag sets
+    live = cfg.section("trending")["live_prefix"]
+    assert set(client.get(spec.post_tags_key(100, live)).split(b",")) == {b"food", b"travel"}
 
 
 def test_rebuild_replaces_sets_and_drops_tags_that_stopped_trending(env, lake):
@@ -176,6 +180,23 @@ def test_trending_source_merges_global_and_viewer_tags(env):
     assert [c.score for c in found] == sorted((c.score for c in found), reverse=True)
     stranger = TrendingSource(client, cfg).fetch(request(viewer=12345))
     assert ids(stranger) == [100, 101, 103, 102]
+
+
+def test_trending_source_reads_the_streams_sets_while_they_hold_a_post(env):
+    """The stream's sets (log2 velocity + a common decay term) are read while the global one holds
+    any post; the source scores by velocity relative to the best, the viewer's tags boosting as for
+    the daily sets; without them, the daily build's sets."""
+    client, cfg, _, _ = env
+    live = cfg.section("trending")["live_prefix"]
+    client.zadd(spec.trend_key(live), {member(201, 21): 100.0, member(202, 22): 99.0, member(203, 23): 98.5})
+    client.zadd(spec.trend_tag_key("travel", live), {member(203, 23): 98.5})  # the viewer's top tag
+    found = TrendingSource(client, cfg).fetch(request())
+    # 203: 2 ** -1.5 * (1 + 1.0 * travel's weight / top weight = 2) = 0.707 > 202's 0.5
+    assert ids(found) == [201, 203, 202]
+    assert [c.score for c in found] == pytest.approx([1.0, 2 ** -1.5 * 2, 0.5])
+    assert ids(TrendingSource(client, cfg).fetch(request(viewer=12345))) == [201, 202, 203]
+    client.delete(spec.trend_key(live))
+    assert ids(TrendingSource(client, cfg).fetch(request())) == [100, 101, 102, 103]  # the daily sets
 
 
 def test_caps_are_respected(env):

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -24,6 +25,7 @@ from data.days import day_of_ms, iso_ms
 from data.redis_server import EmbeddedRedis
 from data.stream.entries import START, Event
 from data.stream.leases import PartitionTaken
+from data.stream.said import post_event
 from data.stream.valkey_stream import ValkeyStream
 from data.vocabulary import load_vocabulary
 from features.online import PackedFeatureReader
@@ -133,6 +135,7 @@ def recompute(stream: ValkeyStream) -> tuple[dict, dict, dict, dict]:
         for name, size, width in (("5m", MIN, 5), ("1h", MIN, 60), ("24h", HOUR, 24)):
             f[f"post_rt_engagements_{name}"] = count(evs, size, width, lambda e: e["positive"])
         f["post_rt_velocity"] = f["post_rt_engagements_5m"] / 5 - f["post_rt_engagements_1h"] / 60
+        f["_last_ms"] = max(e["ts"] for e in evs)  # the as-of time (not a feature)
         posts[post] = f
     authors = {a: {"author_rt_engagements_1h": count(evs, MIN, 60, lambda e: e["positive"]),
                    "author_rt_engagements_24h": count(evs, HOUR, 24, lambda e: e["positive"]),
@@ -322,3 +325,48 @@ def test_a_post_row_is_written_by_its_partitions_owner_even_after_the_owner_dies
     assert heir.poll().entries == 0 and likes() == 1.0
     assert online.keys("loupe:rt:claimed:*") == [] and online.keys("loupe:rt:dirty:*") == []
     assert_online_equals(store, online, stream)
+
+
+def test_trending_sets_rank_posts_by_their_decayed_score_globally_and_per_hashtag(store, online, stream):
+    """The trending sets hold each post whose windows reach the bar, at log2(score) + last / half-life
+    (spec.trend_score over a plain recomputation of its windows), in the global set and in the set
+    of each of its hashtags (from its publish event, spelled as the daily build spells them); a
+    deleted post leaves every set."""
+    tags = {post: ("Cats", "#travel") if post % 2 else ("food",) for post in AUTHOR_OF}
+    append(stream, [(T0 - HOUR, post_event(post, AUTHOR_OF[post], T0 - HOUR, hashtags=tags[post]))
+                    for post in AUTHOR_OF])
+    append(stream, generated(400, seed=13))
+    quiet = [json.dumps({"event_id": f"q{k}", "viewer_id": k, "post_id": 99, "author_id": 7, "type": "like",
+                         "value": None, "ts": iso_ms(T0 + 30 * HOUR), "surface": "home", "request_id": None})
+             for k in (1, 2)]  # two likes: below the bar
+    append(stream, [(T0 + 30 * HOUR, Event("engagements", text, str(k))) for k, text in zip((1, 2), quiet)])
+    workers = [StreamFeatureWorker(stream, store, client=online, name="features-a", partitions=[0]),
+               StreamFeatureWorker(stream, store, client=online, name="features-b", partitions=[1, 2])]
+    stats = drain(*workers)
+    assert all(s.reconciles for s in stats) and sum(s.posts for s in stats) == len(AUTHOR_OF)
+    posts = recompute(stream)[0]
+
+    def expected(members: set[int]) -> dict[bytes, float]:
+        out = {}
+        for post in members & set(posts):
+            f = posts[post]
+            score = spec.trend_score({w.name: f[f"post_rt_engagements_{w.name}"] for w, _ in spec.TREND_WINDOWS})
+            if score is not None:
+                out[b"%d:%d" % (post, AUTHOR_OF[post])] = math.log2(score) + f["_last_ms"] / spec.TREND_HALF_LIFE_MS
+        return out
+
+    def held(key: str) -> dict[bytes, float]:
+        return dict(online.zrange(key, 0, -1, withscores=True))
+
+    everything = expected(set(AUTHOR_OF))
+    assert len(everything) >= 3 and b"99:7" not in held(spec.trend_key())
+    assert held(spec.trend_key()) == pytest.approx(everything, rel=0, abs=1e-9)
+    for tag in ("cats", "travel", "food"):
+        assert held(spec.trend_tag_key(tag)) == pytest.approx(
+            expected({p for p, t in tags.items() if tag in {x.lstrip("#").lower() for x in t}}), rel=0, abs=1e-9)
+    gone = next(p for p in AUTHOR_OF if b"%d:%d" % (p, AUTHOR_OF[p]) in everything and p % 2)
+    append(stream, [(T0 + 31 * HOUR, post_event(gone, AUTHOR_OF[gone], T0 - HOUR, deleted_ms=T0 + 31 * HOUR))])
+    drain(*workers)
+    member = b"%d:%d" % (gone, AUTHOR_OF[gone])
+    assert all(member not in held(key) for key in (spec.trend_key(), spec.trend_tag_key("cats"),
+                                                   spec.trend_tag_key("travel")))
