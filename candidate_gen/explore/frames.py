@@ -26,6 +26,7 @@ from candidate_gen.explore.configs import PopularConfig, TrendingConfig
 from candidate_gen.explore.lake_reads import CREATED_MS, DELETED_MS, TS_MS
 from data import columns as c
 from data.days import DAY_MS, HOUR_MS, day_end_ms
+from features.streaming.spec import clean_tag
 
 WEIGHT = "weight"
 SCORE = "score"
@@ -123,7 +124,7 @@ def post_tags(posts: pd.DataFrame) -> pd.DataFrame:
     exploded = exploded[exploded[c.HASHTAGS].notna()]
     # Clean the few distinct spellings, not every occurrence.
     codes, uniques = pd.factorize(exploded[c.HASHTAGS])
-    clean = pd.Index(uniques.astype(str)).str.strip().str.lstrip("#").str.lower()
+    clean = [clean_tag(tag) for tag in uniques.astype(str)]
     out = pd.DataFrame({c.POST_ID: exploded[c.POST_ID].to_numpy(dtype="int64"),
                         TAG: np.asarray(clean, dtype=object)[codes]})
     return out[out[TAG] != ""].drop_duplicates().reset_index(drop=True)

@@ -34,7 +34,7 @@ from candidate_gen.explore.lake_reads import DELETED_MS, lookback_first_day, rea
 from candidate_gen.explore.redis_writer import BatchedPipeline, grouped, post_members, zadd_args
 from data import columns as c
 from data.days import DAY_MS, HOUR_MS
-from features.streaming.spec import post_tags_key
+from features.streaming.spec import post_tags_key, tags_value
 
 
 def build_trending(lake_dir: Path, day: str, client: redis.Redis, cfg: CandidateConfig) -> dict:
@@ -81,10 +81,11 @@ def build_trending(lake_dir: Path, day: str, client: redis.Redis, cfg: Candidate
             cmd("DEL", keys.trending_tag(tag))
         # each live post's hashtags, for the stream's per-hashtag trending sets (posts published
         # on the stream carry their own)
-        by_post = live_tags[~live_tags[TAG].str.contains(",", regex=False)].sort_values(c.POST_ID, kind="stable")
+        by_post = live_tags.sort_values(c.POST_ID, kind="stable")
         post_tag_names = by_post[TAG].tolist()
         for post, s, e in grouped(by_post[c.POST_ID].to_numpy()):
-            cmd("SET", post_tags_key(int(post), tcfg.live_prefix), ",".join(post_tag_names[s:e]), "EX", tcfg.ttl_s)
+            if value := tags_value(post_tag_names[s:e]):
+                cmd("SET", post_tags_key(int(post), tcfg.live_prefix), value, "EX", tcfg.ttl_s)
         viewers = vtags[c.VIEWER_ID].to_numpy()
         tag_members = [t.encode() for t in vtags[TAG]]
         weights = vtags[WEIGHT].to_numpy()

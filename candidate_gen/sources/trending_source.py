@@ -1,9 +1,10 @@
 """Explore: what is taking off now, globally and in the viewer's favourite hashtags.
 
 One round trip reads the global trending set and the viewer's top tags; a second reads those tags'
-trending sets. A post's score is its velocity, multiplied for a post of one of the viewer's tags by
-1 + tag_boost * (tag weight / the viewer's top tag weight), so the viewer's niches can outrank the
-global chart; a post in several sets keeps its best score.
+trending sets (and the daily global set, when the stream's is empty). A post's score is its
+velocity, multiplied for a post of one of the viewer's tags by 1 + tag_boost * (tag weight / the
+viewer's top tag weight), so the viewer's niches can outrank the global chart; a post in several
+sets keeps its best score.
 
 The sets are the stream's (`[trending] live`, on by default: the stream feature worker keeps them
 as engagements arrive, features/streaming/spec.py) while the stream's global set holds any post,
@@ -35,22 +36,25 @@ class TrendingSource:
     def fetch(self, request: SourceRequest) -> list[Candidate]:
         cap, t = self.config.cap, self.trending
         pipe = self.client.pipeline(transaction=False)
-        if t.live:
-            pipe.zrevrange(spec.trend_key(t.live_prefix), 0, cap - 1, withscores=True)
-        pipe.zrevrange(self.keys.trending, 0, cap - 1, withscores=True)
+        pipe.zrevrange(spec.trend_key(t.live_prefix) if t.live else self.keys.trending, 0, cap - 1, withscores=True)
         pipe.zrevrange(self.keys.viewer_tags(request.viewer_id), 0, t.source_tags - 1, withscores=True)
-        *live_rows, daily_rows, tags = pipe.execute()
-        live = bool(live_rows and live_rows[0])
-        global_rows = _relative(live_rows[0]) if live else daily_rows
-        best = dict(global_rows)
+        global_rows, tags = pipe.execute()
+        live = t.live and bool(global_rows)
         top_weight = tags[0][1] if tags else 0.0
+        pipe = self.client.pipeline(transaction=False)
+        if t.live and not live:  # the stream's sets are empty (no worker running): the daily build's
+            pipe.zrevrange(self.keys.trending, 0, cap - 1, withscores=True)
         if tags and top_weight > 0:
-            pipe = self.client.pipeline(transaction=False)
             for tag, _ in tags:
                 key = spec.trend_tag_key(_text(tag), t.live_prefix) if live else self.keys.trending_tag(_text(tag))
                 pipe.zrevrange(key, 0, t.source_per_tag - 1, withscores=True)
-            reference = live_rows[0][0][1] if live else 0.0
-            for (_, weight), rows in zip(tags, pipe.execute(), strict=True):
+        replies = pipe.execute() if len(pipe) else []
+        if t.live and not live:
+            global_rows, replies = replies[0], replies[1:]
+        reference = global_rows[0][1] if live else 0.0
+        best = dict(_relative(global_rows, reference) if live else global_rows)
+        if tags and top_weight > 0:
+            for (_, weight), rows in zip(tags, replies, strict=True):
                 boost = 1.0 + t.tag_boost * max(weight, 0.0) / top_weight
                 for raw, score in _relative(rows, reference) if live else rows:
                     boosted = score * boost
@@ -64,9 +68,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _relative(rows: list[tuple[bytes, float]], reference: float | None = None) -> list[tuple[bytes, float]]:
-    """A stream set's (member, held) rows as (member, velocity relative to the reference's)."""
-    if not rows:
-        return rows
-    top = rows[0][1] if reference is None else reference
-    return [(member, 2.0 ** (held - top)) for member, held in rows]
+def _relative(rows: list[tuple[bytes, float]], reference: float) -> list[tuple[bytes, float]]:
+    """A stream set's (member, held) rows as (member, velocity relative to the global set's best)."""
+    return [(member, 2.0 ** (held - reference)) for member, held in rows]

@@ -49,7 +49,7 @@ from features.online.transport import bulk, command, plain_redis, send_pipelined
 
 # A Float32 / Float64 value's protobuf: the oneof field's tag, then the value little-endian.
 _FIXED_VALUES = {str(Float32): (b"\x35", "<f4"), str(Float64): (b"\x29", "<f8")}
-# list types built straight into their Value proto field (`_other_cells`)
+# list types built straight into their Value proto field (`list_values`)
 _LIST_VALUES = {str(Array(Int64)): ("int64_list_val", Int64List), str(Array(String)): ("string_list_val", StringList)}
 # Integer join keys as Feast's entity-key encoding writes them: (value type, size, numpy format).
 _INT_KEYS = {str(Int64): (ValueType.INT64, 8, "<i8"), str(Int32): (ValueType.INT32, 4, "<i4")}
@@ -184,12 +184,16 @@ class ViewWrite:
                 [rows.column(k).to_numpy(zero_copy_only=False) for k in self.layout.join_keys]) if packed else [],
             records=self.layout.encode(ts_us, values, nulls) if packed else [])
 
+    def hset_commands(self, encoded: EncodedRows) -> list[bytes]:
+        """Each row's Feast hash write: HSET <key> `_ts` + one field per feature."""
+        head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (1 + len(self.fv.features)))
+        return [head + bulk(key) + args for key, args in zip(encoded.feast_keys, encoded.hset_args)]
+
     def _write_rows(self, rows: pa.RecordBatch, keys: list[bytes], ts_us: np.ndarray) -> None:
         """Feast's hash (+ its key TTL) and the packed record of each row, one pipelined send."""
         encoded = self.encode_rows(rows, ts_us, keys)
         records, packed_keys = encoded.records, encoded.packed_keys
-        head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (1 + len(self.fv.features)))
-        commands = [head + bulk(key) + args for key, args in zip(keys, encoded.hset_args)]
+        commands = self.hset_commands(encoded)
         if self.key_ttl_s:  # as Feast: EXPIRE after each HSET; the packed key and its siblings follow
             ttl, px = b"%d" % self.key_ttl_s, b"%d" % (self.key_ttl_s * 1000)
             sibling_keys = [s.entity_keys([rows.column(k).to_numpy(zero_copy_only=False)

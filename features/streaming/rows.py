@@ -14,7 +14,7 @@ from data import columns as c
 from data.contracts import ENGAGEMENTS, POSTS
 from data.ingest.line_rules import LineRules
 from data.vocabulary import Vocabulary
-from features.streaming.spec import clean_tag
+from features.streaming.spec import tags_value
 
 _AT = {name: i for i, name in enumerate(ENGAGEMENTS.column_names)}
 _POST_AT = {name: i for i, name in enumerate(POSTS.column_names)}
@@ -46,7 +46,7 @@ def engagement_row(rules: LineRules, line: str, day: str) -> EngagementRow | str
 class PostChange(NamedTuple):
     post_id: int
     author_id: int
-    tags: tuple[str, ...]  # cleaned as the daily trending build cleans them
+    tags: str  # as post_tags_key holds them (spec.tags_value); "" for none
     deleted: bool
 
 
@@ -61,5 +61,5 @@ def post_change(rules: LineRules, line: str, day: str) -> PostChange | None:
     if checked.reason is not None:
         return None
     v = checked.values
-    tags = tuple(dict.fromkeys(t for t in map(clean_tag, v[_POST_AT[c.HASHTAGS]] or ()) if t and "," not in t))
-    return PostChange(v[_POST_AT[c.POST_ID]], v[_POST_AT[c.AUTHOR_ID]], tags, v[_POST_AT[c.DELETED_AT]] is not None)
+    return PostChange(v[_POST_AT[c.POST_ID]], v[_POST_AT[c.AUTHOR_ID]], tags_value(v[_POST_AT[c.HASHTAGS]] or ()),
+                      v[_POST_AT[c.DELETED_AT]] is not None)

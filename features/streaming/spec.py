@@ -15,7 +15,7 @@ the 24-hour one between 23 and 24 hours.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from data.vocabulary import Vocabulary
@@ -111,5 +111,15 @@ def trend_score(counts: dict[str, float]) -> float | None:
 
 
 def clean_tag(tag: str) -> str:
-    """As the daily build spells a tag (candidate_gen/explore/frames.py post_tags)."""
+    """How a hashtag is spelled in every trending set: trimmed, without '#', lowercased."""
     return tag.strip().lstrip("#").lower()
+
+
+def tags_value(tags: Iterable[str]) -> str:
+    """A post's hashtags as `post_tags_key` holds them, "a,b": cleaned, once each; a tag with a comma
+    cannot be held, and is left out."""
+    return ",".join(dict.fromkeys(t for t in map(clean_tag, tags) if t and "," not in t))
+
+
+def parse_tags(value: bytes | None) -> tuple[str, ...]:
+    return tuple(value.decode().split(",")) if value else ()

@@ -22,12 +22,12 @@ a newer one without a check per row. Engagements are keyed by viewer: the owner 
 partition is the only worker that changes a viewer's or a viewer-author pair's state, and writes
 their rows from what its apply script returned. Posts and authors are changed by every partition's
 worker: each is owned by one partition (`owner_of`), the apply script marks it dirty there, and
-that partition's owner writes its row from the state it reads when it claims the set.
+that partition's owner writes its row from the state it reads when it claims the set. The owning
+partition is the stream's own partitioning of the state key (ValkeyStream.partition_of).
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -99,11 +99,6 @@ end
 if status == 1 then redis.call('SET', KEYS[1], ARGV[2]) end
 return out
 """
-
-
-def owner_of(state_key: str, partitions: int) -> int:
-    """The partition whose owner writes this post's or author's row (stable across processes)."""
-    return zlib.crc32(state_key.encode()) % partitions
 
 
 class ChunkEffects:

@@ -41,7 +41,7 @@ from features.online.layout import DEFAULT_NAMESPACE
 from features.streaming import spec
 from features.streaming.rows import EngagementRow, PostChange, engagement_row, engagement_rules, post_change, post_rules
 from features.streaming.spec import PREFIX
-from features.streaming.state import APPLY, ChunkEffects, Snapshot, counted_views, owner_of, tokens
+from features.streaming.state import APPLY, ChunkEffects, Snapshot, counted_views, tokens
 from features.streaming.writer import RowWriter, Written
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class StreamFeatureWorker:
                 rejected.append((entry, "ts_in_future"))
             else:
                 by_partition.setdefault(entry.partition, []).append((entry, row))
-        # hashtags first, so that the rows below place a post in its hashtags' trending sets
+        # publications first, so that the rows below place a post in its hashtags' trending sets
         self.rows.post_changes([change for change in posts if not change.deleted])
         states: dict[bytes, Snapshot] = {}  # the viewer and pair states the batch names, applied or not
         sequences: dict[bytes, list[bytes]] = {}
@@ -160,7 +160,7 @@ class StreamFeatureWorker:
         puts the viewer and pair states after it into `states` and `sequences` (a later chunk's is
         newer). Posts and authors are marked dirty on the partition that owns them."""
         post, author, pair = self.counted
-        prefix, partitions = self.prefix, self.stream.partitions
+        prefix = self.prefix
         effects = ChunkEffects()
         for _, row in rows:
             marks = tokens(row, self.vocabulary)
@@ -168,7 +168,7 @@ class StreamFeatureWorker:
             for key, fields, writer in ((f"{prefix}:post:{row.post_id}", post.fields_of(marks, ts), row.author_id),
                                         (f"{prefix}:author:{row.author_id}", author.fields_of(marks, ts), None)):
                 effects.add(key, fields, ts, read=False, author=writer)
-                effects.mark_dirty(self.rows.dirty_key(owner_of(key, partitions)), key)
+                effects.mark_dirty(self.rows.dirty_key(self.stream.partition_of(key)), key)
             effects.add(f"{prefix}:va:{row.viewer_id}:{row.author_id}", pair.fields_of(marks, ts), ts, read=True)
             effects.add(f"{prefix}:viewer:{row.viewer_id}", (), ts, read=True)
             effects.push(f"{prefix}:seq:{row.viewer_id}", f"{row.post_id},{row.author_id},{row.type},{ts}")

@@ -21,7 +21,7 @@ from data import columns as c
 from features.online.bulk_write import ViewWrite
 from features.online.layout import DEFAULT_NAMESPACE
 from features.online.packer import PackedViewWriter
-from features.online.transport import bulk, command, send_pipelined
+from features.online.transport import command, send_pipelined
 from features.streaming import spec
 from features.streaming.rows import PostChange
 from features.streaming.state import STATE_TTL_S, CountedView, Snapshot, Summer
@@ -72,7 +72,7 @@ class RowWriter:
         replies = send_pipelined(self.client, [b"".join(reads)], len(reads))
         states = {k: Snapshot.parse(r) for k, r in zip(keys, replies)}
         for k, tags in zip(posts, replies[len(keys):]):
-            states[k].tags = tuple(tags.decode().split(",")) if tags else ()
+            states[k].tags = spec.parse_tags(tags)
         return states, claimed
 
     def write(self, states: Mapping[bytes, Snapshot], sequences: Mapping[bytes, list[bytes]],
@@ -135,21 +135,17 @@ class RowWriter:
 
     def post_changes(self, changes: list[PostChange]) -> None:
         """Posts published (their hashtags kept, for the per-hashtag trending sets) and deleted (taken
-        out of every trending set they are in), in stream order. Both are idempotent."""
-        if not changes:
-            return
-        stored = self.client.mget([spec.post_tags_key(ch.post_id, self.prefix) for ch in changes])
+        out of every trending set they are in). Both are idempotent."""
+        deleted = [change for change in changes if change.deleted]
+        stored = self.client.mget([spec.post_tags_key(ch.post_id, self.prefix) for ch in deleted]) if deleted else []
         with self.client.pipeline(transaction=False) as pipe:
-            for change, known in zip(changes, stored):
-                tags_key = spec.post_tags_key(change.post_id, self.prefix)
-                if not change.deleted:
-                    if change.tags:
-                        pipe.set(tags_key, ",".join(change.tags), ex=STATE_TTL_S)
-                    continue
-                member = b"%d:%d" % (change.post_id, change.author_id)
-                tags = set(change.tags) | set(known.decode().split(",") if known else ())
+            for change in changes:
+                if not change.deleted and change.tags:
+                    pipe.set(spec.post_tags_key(change.post_id, self.prefix), change.tags, ex=STATE_TTL_S)
+            for change, known in zip(deleted, stored):
+                tags = set(spec.parse_tags(change.tags.encode())) | set(spec.parse_tags(known))
                 for key in (spec.trend_key(self.prefix), *(spec.trend_tag_key(t, self.prefix) for t in tags)):
-                    pipe.zrem(key, member)
+                    pipe.zrem(key, _member(change.post_id, change.author_id))
             pipe.execute()
 
     def _trending(self, entities, rows: pa.RecordBatch) -> list[bytes]:
@@ -162,7 +158,7 @@ class RowWriter:
             if score is None or not snap.author:
                 continue
             place = b"%r" % (math.log2(score) + snap.last_ms / spec.TREND_HALF_LIFE_MS)
-            member = b"%d:%d" % (post_id, snap.author)
+            member = _member(post_id, snap.author)
             for key in (spec.trend_key(self.prefix), *(spec.trend_tag_key(t, self.prefix) for t in snap.tags)):
                 by_set.setdefault(key, []).extend((place, member))
         commands = []
@@ -178,9 +174,8 @@ class RowWriter:
         encoder = self.encoders[kind]
         rows, ts_us = batch
         encoded = encoder.encode_rows(rows, ts_us)
-        head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (1 + len(encoder.fv.features)))  # `_ts` + each feature
-        commands = [head + bulk(key) + args for key, args in zip(encoded.feast_keys, encoded.hset_args)]
-        return commands + [command(b"SET", key, record) for key, record in zip(encoded.packed_keys, encoded.records)]
+        return encoder.hset_commands(encoded) + [command(b"SET", key, record)
+                                                 for key, record in zip(encoded.packed_keys, encoded.records)]
 
     # --- keys ----------------------------------------------------------------------------------
     def state_key(self, kind: str, *ids: int) -> str:
@@ -194,3 +189,8 @@ class RowWriter:
 
     def claimed_key(self, partition: int) -> str:
         return f"{self.prefix}:claimed:{{{partition}}}"
+
+
+def _member(post_id: int, author_id: int) -> bytes:
+    """A post as every candidate sorted set holds it (candidate_gen.records.member, a room above)."""
+    return b"%d:%d" % (post_id, author_id)

@@ -32,7 +32,6 @@ from features.online import PackedFeatureReader
 from features.store import apply, repo_config
 from features.streaming import spec
 from features.streaming.rows import EngagementRow, engagement_row, engagement_rules
-from features.streaming.state import owner_of
 from features.streaming.worker import GROUP, LATENESS_MS, StreamFeatureWorker
 
 VOCABULARY = load_vocabulary()
@@ -299,7 +298,7 @@ def test_a_post_row_is_written_by_its_partitions_owner_even_after_the_owner_dies
     """Posts and authors change on every partition and have one writer: the worker that applies an
     engagement leaves the post's row to the owner of the post's partition. An owner that dies holding
     its claim leaves it to the next owner, which writes the row without a new engagement."""
-    post = next(p for p in AUTHOR_OF if owner_of(f"loupe:rt:post:{p}", stream.partitions) == 2)
+    post = next(p for p in AUTHOR_OF if stream.partition_of(f"loupe:rt:post:{p}") == 2)
     viewer = next(v for v in range(1, 100) if stream.partition_of(str(v)) == 0)
     append(stream, [(T0, Event("engagements", line("e1", viewer, post, "like", T0), str(viewer)))])
     reader = PackedFeatureReader.from_feature_store(store, spec.SERVICE, client=online)
