@@ -18,6 +18,7 @@ MALFORMED_KINDS = (
     "unknown_reference",
 )
 DIRT_KINDS = ("duplicate", "late", *MALFORMED_KINDS)
+HASHTAGS_PER_TOPIC = 12  # every size's; live mode tags its posts from the same vocabulary
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class WorldConfig:
     days: int
     signups_per_day: float  # mean new accounts a simulated day (cold-start users)
     n_topics: int = 20
-    hashtags_per_topic: int = 12
+    hashtags_per_topic: int = HASHTAGS_PER_TOPIC
     # --- graph ---------------------------------------------------------------------------------
     mean_out_degree: float = (
         20.0  # accounts a user wants to follow (lognormal), before follow-backs

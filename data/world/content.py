@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from data.days import DAY_MS, HOUR_MS, MINUTE_MS
-from data.world.config import WorldConfig
+from data.world.config import HASHTAGS_PER_TOPIC, WorldConfig
 from data.world.graph import Users, sample_topics
 from data.world.util import local_to_utc_in_day, rng_for, sample_local_ms
 
@@ -112,11 +112,9 @@ def topic_names(n_topics: int) -> tuple[str, ...]:
     return TOPICS[:n_topics]
 
 
-def hashtag_vocabulary(cfg: WorldConfig) -> list[list[str]]:
-    return [
-        [p.format(t=t) for p in _TAG_PATTERNS[: cfg.hashtags_per_topic]]
-        for t in topic_names(cfg.n_topics)
-    ]
+def hashtag_vocabulary(n_topics: int, per: int = HASHTAGS_PER_TOPIC) -> list[list[str]]:
+    """Each topic's `per` tags, the common ones first."""
+    return [[p.format(t=t) for p in _TAG_PATTERNS[:per]] for t in topic_names(n_topics)]
 
 
 @dataclass
@@ -194,24 +192,37 @@ def make_posts(cfg: WorldConfig, users: Users, seed: int, start_ms: int) -> Post
     )
 
 
+def _draw_tags(rng, flat: np.ndarray, per: int, topic: np.ndarray, topical: np.ndarray) -> np.ndarray:
+    """One tag per entry: of its topic where `topical` (the first patterns the common ones,
+    Zipf-like), else a generic one. `flat`: every topic's `per` tags, then the generic ones."""
+    slot = np.minimum((rng.pareto(1.2, len(topic))).astype(np.int64), per - 1)
+    generic = len(flat) - len(GENERIC_TAGS) + rng.integers(0, len(GENERIC_TAGS), len(topic))
+    return flat[np.where(topical, topic * per + slot, generic)]
+
+
+def live_hashtags(rng, main_topic: np.ndarray, n_topics: int, per: int = HASHTAGS_PER_TOPIC) -> list[list[str]]:
+    """Hashtags for posts published in live mode, whose truth keeps topics but no tags: drawn like
+    the world's, from the main topic (85%) or generic ones, without the author's other topics."""
+    if len(main_topic) == 0:
+        return []  # np.split would give one empty list
+    flat = np.array([tag for tags in hashtag_vocabulary(n_topics, per) for tag in tags] + list(GENERIC_TAGS))
+    k = np.minimum(rng.poisson(2.2, len(main_topic)) + 1, 10)
+    owner = np.repeat(np.arange(len(main_topic)), k)
+    tags = _draw_tags(rng, flat, per, np.asarray(main_topic)[owner], rng.random(len(owner)) < 0.85)
+    return [list(dict.fromkeys(x.tolist())) for x in np.split(tags, np.cumsum(k)[:-1])]
+
+
 def _hashtags_and_captions(rng, cfg, users, author, main_topic) -> tuple[list[str], list[str]]:
     """Hashtags: 70% from the main topic, 15% from another topic of the author, 15% generic."""
     n, per = len(author), cfg.hashtags_per_topic
-    vocab = hashtag_vocabulary(cfg)
+    vocab = hashtag_vocabulary(cfg.n_topics, per)
     flat = np.array([tag for tags in vocab for tag in tags] + list(GENERIC_TAGS))
     k = np.minimum(rng.poisson(2.2, n) + (rng.random(n) < 0.2), 10)
     owner = np.repeat(np.arange(n), k)
     kind = rng.random(len(owner))
     other = sample_topics(rng, users.author_topics[author[owner]])
     topic = np.where(kind < 0.7, main_topic[owner], other)
-    # Within a topic, the first patterns are the common ones (Zipf-like).
-    slot = np.minimum((rng.pareto(1.2, len(owner))).astype(np.int64), per - 1)
-    tag_idx = np.where(
-        kind < 0.85,
-        topic * per + slot,
-        len(flat) - len(GENERIC_TAGS) + rng.integers(0, len(GENERIC_TAGS), len(owner)),
-    )
-    tags = flat[tag_idx]
+    tags = _draw_tags(rng, flat, per, topic, kind < 0.85)
     splits = np.cumsum(k)[:-1]
     hashtags_json = [
         json.dumps(list(dict.fromkeys(x.tolist())), separators=(",", ":"))

@@ -31,6 +31,7 @@ from data.days import MINUTE_MS, iso_ms
 from data.stream.entries import Event
 from data.stream.said import graph_event, post_event
 from data.stream.valkey_stream import ValkeyStream
+from data.world.content import live_hashtags
 from data.world.truth import TRUE_VALUE_WEIGHTS, PostLatents, TruthModel, examine_probability, sample_outcomes
 
 # realised action -> the engagements log's type (a long dwell is a dwell event with its length)
@@ -97,8 +98,9 @@ class LivePosts:
         self.truth = truth
         self.n = len(truth.posts.author) - 1  # highest post id
 
-    def publish(self, rng: np.random.Generator, now_ms: int, count: int) -> list[tuple[int, int]]:
-        """`count` new posts at `now_ms`, by authors of earlier posts: [(post_id, author_id)]."""
+    def publish(self, rng: np.random.Generator, now_ms: int, count: int) -> list[tuple[int, int, list[str]]]:
+        """`count` new posts at `now_ms`, by authors of earlier posts: [(post_id, author_id, hashtags)],
+        tagged from their main topic (what trending's per-hashtag sets rank)."""
         p = self.truth.posts
         templates = rng.integers(1, self.n + 1, count)
         templates = templates[p.author[templates] > 0]  # holes in the id range are no post
@@ -112,7 +114,8 @@ class LivePosts:
         p.quality[ids] = p.quality[templates] + rng.normal(0.0, 0.5, len(ids)).astype(np.float32)
         p.created_ms[ids] = now_ms
         self.n += len(ids)
-        return [(int(i), int(a)) for i, a in zip(ids, p.author[ids], strict=True)]
+        tags = live_hashtags(rng, p.mix[ids].argmax(axis=1), p.mix.shape[1])
+        return [(int(i), int(a), t) for i, a, t in zip(ids, p.author[ids], tags, strict=True)]
 
 
 class LivePlayer:
@@ -130,7 +133,7 @@ class LivePlayer:
         """One step of simulated time, at the clock's now."""
         cfg, rng, now = self.config, self.rng, self.clock.now_ms()
         published = self.posts.publish(rng, now, int(rng.poisson(cfg.posts_per_step)))
-        events = [post_event(p, a, now) for p, a in published]
+        events = [post_event(p, a, now, hashtags=tags) for p, a, tags in published]
         engagements: list[dict] = []
         for viewer in rng.choice(self.viewers, cfg.sessions_per_step):
             surface = "explore" if rng.random() < cfg.explore_share else "home"

@@ -17,6 +17,7 @@ from candidate_gen.stream_fanout import FanoutStreamConsumer
 from data.redis_server import EmbeddedRedis
 from data.stream.valkey_stream import ValkeyStream
 from data.vocabulary import load_vocabulary
+from data.world.content import GENERIC_TAGS, hashtag_vocabulary
 from data.world.live import LiveConfig, LivePlayer
 from data.world.truth import PairState, PostLatents, TruthModel, UserLatents
 from serving.config import EventsConfig
@@ -97,6 +98,11 @@ def test_simulated_users_use_the_service_and_every_event_is_taken(live):
     assert {x["surface"] for x in logged} <= {"home", "explore"}
     published = [x for x in lines if "created_at" in x]
     assert len(published) == report.posts_published > 0
+    # tagged from their topic, so that trending's per-hashtag sets have live posts to rank
+    vocabulary = hashtag_vocabulary(TOPICS)
+    for post in published:
+        topic = int(player.truth.posts.mix[post["post_id"]].argmax())
+        assert post["hashtags"] and set(post["hashtags"]) <= set(vocabulary[topic]) | set(GENERIC_TAGS)
 
     # the published posts reach a follower's Home through the stream and the fan-out consumer
     consumer = FanoutStreamConsumer(stream, FanoutWorker(client, cfg.candidates, name="live"))
