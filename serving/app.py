@@ -175,7 +175,7 @@ class RankingApp:
         # made on first use: a registry down at start fails lookups (served from disk), not the worker
         mlflow_client = LazyClient(settings.tracking_uri, str(settings.mlflow_artifact_root))
         metrics = PipelineMetrics()
-        models = ModelStore(registry_lookup(mlflow_client, config.model.alias), registry_loader(mlflow_client),
+        models = ModelStore(registry_lookup(mlflow_client), registry_loader(mlflow_client),
                             config.model, config.cascade, settings.home / "serving" / "compiled",
                             on_swap=lambda s, m: m is not None and metrics.swapped(s, m.engine))
         hydrator = LazyHydrator(lambda: _hydrator(settings, config, timeout))

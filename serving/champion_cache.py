@@ -6,7 +6,10 @@ Layout under the compiled cache dir (`LOUPE_HOME/serving/compiled/`, serving.com
     <model hash>/<booster>.so          the compiled libraries (compiled_ranker)
     <model hash>/ranker/               the ranker's own files (training.models.Ranker.save)
     champion-<surface>.json            the manifest: registered model, version, kind, feature
-                                       names, the ranker's folder (relative), when it was kept
+                                       names, the ranker's folder (relative), when it was kept,
+                                       and the reference it was served for (`@champion`)
+    treatment-<surface>.json           the same for an experiment's treatment arm (its own role:
+                                       the arm never overwrites the champion's)
 
 Every process of the service writes the same content; the manifest is replaced atomically and the
 ranker folder appears by one rename, so a reader never sees half of either. The manifest goes when
@@ -27,6 +30,8 @@ from pathlib import Path
 from serving.compiled_ranker import model_hash
 from training.models import META_FILE, Ranker
 
+CHAMPION = "champion"
+
 
 @dataclass(frozen=True)
 class CachedChampion:
@@ -37,16 +42,17 @@ class CachedChampion:
     feature_names: list[str]
     path: str  # the ranker's folder, relative to the cache dir
     kept_at: str  # UTC, ISO-8601
+    target: str = ""  # the model reference it was served for (serving.model_ref); "": kept before they were
 
 
 class ChampionCache:
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    def __init__(self, root: Path, role: str = CHAMPION):
+        self.root, self.role = Path(root), role
 
     def manifest_path(self, surface: str) -> Path:
-        return self.root / f"champion-{surface}.json"
+        return self.root / f"{self.role}-{surface}.json"
 
-    def save(self, surface: str, name: str, version: str, ranker: Ranker) -> CachedChampion:
+    def save(self, surface: str, name: str, version: str, ranker: Ranker, target: str = "") -> CachedChampion:
         folder = self.root / model_hash(ranker) / "ranker"
         if not (folder / META_FILE).exists():
             tmp = folder.with_name(f"ranker.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -58,7 +64,7 @@ class ChampionCache:
                 shutil.rmtree(tmp, ignore_errors=True)
         kept = CachedChampion(surface, name, str(version), ranker.kind, list(ranker.feature_names),
                               str(folder.relative_to(self.root)),
-                              time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                              time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), target)
         path = self.manifest_path(surface)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(asdict(kept), indent=2))

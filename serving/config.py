@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from candidate_gen.config import DEFAULT_PATH as CANDIDATES_PATH
 from candidate_gen.config import CandidateConfig
 from data.typed_config import ConfigError, ConfigModel
+from serving.model_ref import ModelRef
 
 DEFAULT_PATH = Path(__file__).with_name("config.toml")
 SURFACES = ("home", "explore")
@@ -116,6 +117,10 @@ class ModelConfig(ConfigModel):
 
     def name(self, surface: str) -> str:
         return getattr(self, surface)
+
+    def ref(self, surface: str) -> ModelRef:
+        """What the surface serves outside any experiment (and in its control arm)."""
+        return ModelRef(self.name(surface), alias=self.alias)
 
 
 class CascadeConfig(ConfigModel):

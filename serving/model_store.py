@@ -18,6 +18,10 @@ beside its compiled libraries, and a manifest with name, version and feature nam
 starts while the registry is down serves that champion (compiled from the cache, no registry
 needed) or, with none kept, the heuristic (`heuristic_reason: registry_unreachable`), and is ready:
 a fault is a known state; only a surface whose first look at the registry has not ended yet is not.
+
+What a store serves per surface is a `ModelRef` (default: [model]'s registered model at its alias,
+the champion). An experiment's treatment arm has a store of its own with its own references
+(serving.arm_models), kept on disk under its own role, so it never overwrites the champion's.
 """
 
 from __future__ import annotations
@@ -28,16 +32,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.champion_cache import ChampionCache
+from serving.champion_cache import CHAMPION, ChampionCache
 from serving.config import SURFACES, CascadeConfig, ModelConfig
+from serving.model_ref import ModelRef
 from serving.scoring_model import ScoringModel, compiled_model, lightgbm_model
 from training.models import Ranker
 
 logger = logging.getLogger(__name__)
 NO_CHAMPION, REGISTRY_UNREACHABLE = "no_champion", "registry_unreachable"
 
-# registered model name -> the version its alias points at (None: no version holds it)
-VersionLookup = Callable[[str], str | None]
+# a model reference -> the version it names (None: the registry answers that there is none: no such
+# model, no version holds the alias, no such version)
+VersionLookup = Callable[[ModelRef], str | None]
 # (registered model name, version) -> that version's ranker
 RankerLoader = Callable[[str, str], Ranker]
 
@@ -55,11 +61,15 @@ class SurfaceState:
 class ModelStore:
     def __init__(self, lookup: VersionLookup, loader: RankerLoader, model_cfg: ModelConfig,
                  cascade: CascadeConfig, compile_dir: Path,
-                 on_swap: Callable[[str, ScoringModel | None], None] | None = None):
+                 on_swap: Callable[[str, ScoringModel | None], None] | None = None,
+                 targets: dict[str, ModelRef] | None = None, role: str = CHAMPION):
+        """`targets`: surface -> what it serves, each naming its registered model (default: every
+        surface's [model] name at [model] alias). `role`: what the models kept on disk are kept as."""
         self._lookup, self._loader = lookup, loader
         self.cfg, self.cascade, self.compile_dir = model_cfg, cascade, Path(compile_dir)
-        self.kept = ChampionCache(self.compile_dir)
-        self._state = {s: SurfaceState() for s in SURFACES}
+        self.targets = targets if targets is not None else {s: model_cfg.ref(s) for s in SURFACES}
+        self.kept = ChampionCache(self.compile_dir, role)
+        self._state = {s: SurfaceState() for s in self.targets}
         self._on_swap = on_swap or (lambda surface, model: None)
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
@@ -85,6 +95,10 @@ class ModelStore:
         serving = "the heuristic" if model is None else model.label + (" kept on disk" if st.from_disk else "")
         return f"{st.fault}; serving {serving}"
 
+    def problem(self, surface: str) -> str | None:
+        """What went wrong with the registry or the loading, alone (`fault` adds what serves instead)."""
+        return self._state[surface].fault
+
     def ready(self) -> bool:
         """Every surface settled: the registry answered, or failed (a fault is a known state: the
         champion kept on disk or the heuristic serves); and (when configured) on the compiled engine
@@ -106,18 +120,19 @@ class ModelStore:
     def refresh(self) -> None:
         """One look at the registry for every surface; loads and compiles what moved."""
         with self._refresh_lock:
-            for surface in SURFACES:
+            for surface in self.targets:
                 self._refresh(surface)
 
     def _refresh(self, surface: str) -> None:
         st = self._state[surface]
-        name = self.cfg.name(surface)
+        target = self.targets[surface]
+        name = target.name
         try:
-            version = self._lookup(name)
+            version = self._lookup(target)
         except Exception as exc:  # noqa: BLE001 - registry down or broken: keep serving what we have
             st.errors += 1
             (logger.exception if st.fault is None else logger.warning)(
-                "registry lookup failed for %s (%s: %s); keeping %s", name, type(exc).__name__, exc,
+                "registry lookup failed for %s (%s: %s); keeping %s", target, type(exc).__name__, exc,
                 st.model and st.model.label)
             if st.model is None and not st.resolved:
                 self._serve_kept(surface)  # a fresh start: the champion kept on disk, if any
@@ -125,8 +140,8 @@ class ModelStore:
             return
         if version is None:
             if st.model is not None or not st.resolved:
-                logger.warning("%s has no %s (no challenger passed the promotion gate yet, or the alias was "
-                               "removed); serving the heuristic", name, self.cfg.alias)
+                logger.warning("the registry has no %s (for a champion: no challenger passed the promotion gate "
+                               "yet, or the alias was removed); serving none for %s", target, surface)
             self.swap(surface, None)
             self._forget_kept(surface)
             st.resolved, st.fault, st.from_disk = True, None, False
@@ -171,9 +186,10 @@ class ModelStore:
         if found is None:
             return
         kept, ranker = found
-        if kept.name != self.cfg.name(surface):
-            logger.warning("the champion kept for %s is %s:%s, not a %s; not serving it", surface, kept.name,
-                           kept.version, self.cfg.name(surface))
+        target = self.targets[surface]
+        if kept.name != target.name or (kept.target and kept.target != str(target)):
+            logger.warning("the model kept for %s is %s:%s (kept for %s), not %s; not serving it", surface,
+                           kept.name, kept.version, kept.target or "?", target)
             return
         trees = self.cascade.first_stage_trees if self.cascade.enabled else None
         model = None
@@ -192,7 +208,7 @@ class ModelStore:
 
     def _keep(self, surface: str, name: str, version: str, ranker: Ranker) -> None:
         try:
-            self.kept.save(surface, name, version, ranker)
+            self.kept.save(surface, name, version, ranker, str(self.targets[surface]))
         except Exception:  # serving goes on; only a restart without registry loses it
             logger.exception("keeping %s:%s on disk failed", name, version)
 
@@ -224,11 +240,14 @@ class ModelStore:
         self._stop.set()
 
 
-def registry_lookup(client, alias: str) -> VersionLookup:
-    from training.tracking import version_by_alias
+def registry_lookup(client) -> VersionLookup:
+    from training.tracking import version_by_alias, version_by_number
 
-    def lookup(name: str) -> str | None:
-        version = version_by_alias(client, name, alias)
+    def lookup(ref: ModelRef) -> str | None:
+        if ref.alias is not None:
+            version = version_by_alias(client, ref.name, ref.alias)
+        else:
+            version = version_by_number(client, ref.name, ref.version)
         return None if version is None else str(version.version)
 
     return lookup

@@ -187,6 +187,17 @@ def version_by_alias(client: MlflowClient, model_name: str, alias: str) -> Model
     return client.get_model_version(model_name, str(version))
 
 
+def version_by_number(client: MlflowClient, model_name: str, version: str) -> ModelVersion | None:
+    """That version of the model, or None when the registry answers that there is no such model or
+    version (RESOURCE_DOES_NOT_EXIST); anything else raises, as in `version_by_alias`."""
+    try:
+        return client.get_model_version(model_name, str(version))
+    except MlflowException as exc:
+        if exc.error_code == NOT_FOUND:
+            return None
+        raise
+
+
 def load_ranker(client: MlflowClient, model_name: str, alias: str) -> tuple[Ranker, ModelVersion] | None:
     """The raw Ranker behind an alias (None when the alias is not set; a registry fault raises)."""
     version = version_by_alias(client, model_name, alias)

@@ -54,24 +54,25 @@ def register_champion(tracking_uri: str, artifact_root: Path, surface: str, mode
 
 
 def model_store(tracking_uri: str, artifact_root: Path, cfg: ServingConfig, compile_dir: Path,
-                faults: dict[str, Exception] | None = None) -> ModelStore:
+                faults: dict[str, Exception] | None = None, **store) -> ModelStore:
     """The store on a real registry. `faults` (the caller's dict, changed as the test goes): while it
-    holds "lookup" or "load", the registry's lookup or the model's loading raises that exception."""
+    holds "lookup" or "load", the registry's lookup or the model's loading raises that exception.
+    `store`: ModelStore's own keywords (`targets`, `role`: an experiment's treatment store)."""
     client = tracking.connect(tracking_uri, str(artifact_root))
     faults = {} if faults is None else faults
-    lookup, loader = registry_lookup(client, cfg.model.alias), registry_loader(client)
+    lookup, loader = registry_lookup(client), registry_loader(client)
 
-    def faulty_lookup(name):
+    def faulty_lookup(ref):
         if "lookup" in faults:
             raise faults["lookup"]
-        return lookup(name)
+        return lookup(ref)
 
     def faulty_loader(name, version):
         if "load" in faults:
             raise faults["load"]
         return loader(name, version)
 
-    return ModelStore(faulty_lookup, faulty_loader, cfg.model, cfg.cascade, compile_dir)
+    return ModelStore(faulty_lookup, faulty_loader, cfg.model, cfg.cascade, compile_dir, **store)
 
 
 def no_features() -> LazyHydrator:

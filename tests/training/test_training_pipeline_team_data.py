@@ -114,7 +114,7 @@ def test_a_challenger_worse_than_chronological_is_never_champion_and_the_service
     client = resources["mlflow"].client()
     assert tracking.version_by_alias(client, "feed_ranker", tracking.CHAMPION) is None
     cfg = ServingConfig.load()
-    store = ModelStore(registry_lookup(client, tracking.CHAMPION), registry_loader(client), cfg.model,
+    store = ModelStore(registry_lookup(client), registry_loader(client), cfg.model,
                        cfg.cascade, tmp_path / "compiled")
     store.refresh()
     state = FeedState(candidates=[Candidate(i + 1, 7, 1_000_000 - i, "in_network") for i in range(4)])
