@@ -8,6 +8,7 @@ registry, the MLflow registry, the landing folder, the embedding index of the ne
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import threading
@@ -30,11 +31,13 @@ from data.stream.valkey_stream import ValkeyStream
 from serving import pipeline as pl
 from serving.admission import Admission
 from serving.api_guard import ApiAccess, BadRequest
+from serving.arm_models import ArmModels, treatment_targets
 from serving.clock import Clock
 from serving.config import ServingConfig
 from serving.cursors import BadCursor, PageCursorSigner
 from serving.embeddings import LatestEmbeddings
 from serving.event_intake import EventIntake, IntakeResult, StreamUnavailable
+from serving.experiment import ARMS, CONTROL, TREATMENT, ArmAssigner
 from serving.heuristic import HeuristicScorer
 from serving.impression_log import ImpressionLogWriter, StreamSink
 from serving.metrics import PipelineMetrics
@@ -64,7 +67,9 @@ class RankingApp:
     home: pl.RecommendationPipeline
     explore: pl.RecommendationPipeline
     ranker: pl.RecommendationPipeline
-    models: ModelStore
+    models: ModelStore  # the champions (and the control arm's models)
+    arms: ArmModels  # which model each (surface, arm) is scored with
+    assigner: ArmAssigner  # the viewer's arm of the experiment, once per request
     clock: Clock
     metrics: PipelineMetrics
     access: ApiAccess  # who may call (serving.api_guard reads it on every request)
@@ -80,11 +85,13 @@ class RankingApp:
     def build(cls, config: ServingConfig, *, candidates_client: Any, hydrator: Any, models: ModelStore,
               clock: Clock, embeddings: Any = None, impressions: ImpressionLogWriter | None = None,
               closers: tuple = (), secrets_: ServingSecrets | None = None, filters_client: Any = None,
-              filters_retry_client: Any = None) -> RankingApp:
+              filters_retry_client: Any = None, treatment_models: ModelStore | None = None) -> RankingApp:
         """`secrets_`: the API token and cursor secret; None: random ones nobody else knows (an app
         built in-process: tests read `app.access.token`). `filters_client`: the privacy filters'
         Redis client (its own, more patient, timeout); None: `candidates_client`.
-        `filters_retry_client`: theirs for retries (more patient still); None: `filters_client`."""
+        `filters_retry_client`: theirs for retries (more patient still); None: `filters_client`.
+        `treatment_models`: the experiment's treatment arm's models, when it names any
+        (serving.arm_models.treatment_targets)."""
         secrets_ = secrets_ or ServingSecrets(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
         cfg = config.candidates
         client = candidates_client
@@ -111,7 +118,9 @@ class RankingApp:
             side_effects.append(SeenRecorder(client, cfg))
         metrics = PipelineMetrics()
         heuristic = HeuristicScorer(config.heuristic)
-        scorer = ModelScorer(models, heuristic, config.cascade, config.budget)
+        experiment = config.experiment
+        arms = ArmModels(models, experiment.treatment if experiment.enabled else None, treatment_models)
+        scorer = ModelScorer(arms, heuristic, config.cascade, config.budget)
         attempts = config.budget.filters_attempts
         privacy = {"attempts": attempts, "retry_client": filters_retry_client}
         feed_components = Components(
@@ -141,6 +150,8 @@ class RankingApp:
             explore=explore_pipeline(feed_components, r.author_decay, r.author_floor, share, explore_rng),
             ranker=rank_pipeline(rank_components),
             models=models,
+            arms=arms,
+            assigner=ArmAssigner(experiment),
             clock=clock,
             metrics=metrics,
             access=ApiAccess.from_config(secrets_.api_token, config.api),
@@ -175,9 +186,17 @@ class RankingApp:
         # made on first use: a registry down at start fails lookups (served from disk), not the worker
         mlflow_client = LazyClient(settings.tracking_uri, str(settings.mlflow_artifact_root))
         metrics = PipelineMetrics()
-        models = ModelStore(registry_lookup(mlflow_client), registry_loader(mlflow_client),
-                            config.model, config.cascade, settings.home / "serving" / "compiled",
-                            on_swap=lambda s, m: m is not None and metrics.swapped(s, m.engine))
+
+        def on_swap(surface: str, model) -> None:
+            if model is not None:
+                metrics.swapped(surface, model.engine)
+
+        registry = (registry_lookup(mlflow_client), registry_loader(mlflow_client))
+        compiled = settings.home / "serving" / "compiled"
+        models = ModelStore(*registry, config.model, config.cascade, compiled, on_swap=on_swap)
+        targets = treatment_targets(config)  # the experiment's treatment's own models, polled like the champions
+        treatment = ModelStore(*registry, config.model, config.cascade, compiled, on_swap=on_swap,
+                               targets=targets, role=TREATMENT) if targets else None
         hydrator = LazyHydrator(lambda: _hydrator(settings, config, timeout))
         # with an event stream (make run hands it its own), served impressions go onto it
         stream = StreamSink(partial(ValkeyStream.of, settings, STREAM_TIMEOUT_S)) if settings.stream_url else None
@@ -186,36 +205,40 @@ class RankingApp:
         embeddings = LatestEmbeddings(settings.home / "candidates" / "embeddings")
         app = cls.build(config, candidates_client=client, hydrator=hydrator, models=models,
                         clock=Clock.of(settings), embeddings=embeddings, impressions=impressions,
-                        closers=tuple(x for x in (impressions, models) if x is not None),
+                        closers=tuple(x for x in (impressions, models, treatment) if x is not None),
                         secrets_=serving_secrets(settings),  # the workspace's, generated if absent
-                        filters_client=filters_client, filters_retry_client=filters_retry_client)
+                        filters_client=filters_client, filters_retry_client=filters_retry_client,
+                        treatment_models=treatment)
         app.metrics = metrics
         if settings.stream_url:
             app.intake = EventIntake(partial(ValkeyStream.of, settings, STREAM_TIMEOUT_S),
                                      settings.log_vocabulary(),
                                      app.clock, config.events)
         hydrator.connect()  # now, not on the first request (Feast registry, Redis connections)
-        models.start()
+        for store in app.arms.stores:
+            store.start()
         threading.Thread(target=app.warm_up, name="warm-up", daemon=True).start()
         return app
 
     def warm_up(self, timeout_s: float = 600.0) -> None:
-        """Once the champions are resolved, run each pipeline once (no side effects): connection
-        pools, thread pools, the compiled libraries and NumPy paths are warm before traffic comes."""
+        """Once every arm's models are resolved, run each pipeline once per arm (no side effects):
+        connection pools, thread pools, the compiled libraries and NumPy paths are warm before
+        traffic comes."""
         end = time.monotonic() + timeout_s
-        while not self.models.ready() and time.monotonic() < end:
+        while not self.arms.ready() and time.monotonic() < end:
             time.sleep(0.2)
         for pipeline in (self.home, self.explore, self.cheap["home"], self.cheap["explore"]):
-            for viewer in (1, 2, 3, 1, 2, 3):  # any ids: cold paths (no cache, no vector) warm too
-                query = pl.FeedQuery("warm-up", pipeline.surface, viewer, 20, self.clock.now_ms(),
-                                     pl.Deadline(self.config.budget.total_ms))
-                pl.run(replace(pipeline, side_effects=()), query)
+            for viewer, arm in itertools.product((1, 2, 3), ARMS if self.arms.treatment else (CONTROL,)):
+                for _ in range(2):  # any ids: cold paths (no cache, no vector) warm too
+                    query = pl.FeedQuery("warm-up", pipeline.surface, viewer, 20, self.clock.now_ms(),
+                                         pl.Deadline(self.config.budget.total_ms), arm=arm)
+                    pl.run(replace(pipeline, side_effects=()), query)
         self.warm = True
 
     # --- requests -----------------------------------------------------------------------------
     def ready(self) -> bool:
-        """Champions resolved (compiled when configured so) and every pipeline run once."""
-        return self.warm and self.models.ready()
+        """Every arm's models resolved (compiled when configured so) and every pipeline run once."""
+        return self.warm and self.arms.ready()
 
     def feed(self, surface: str, viewer_id: int, limit: int, cursor: str | None = None,
              arrived: float | None = None) -> dict[str, Any]:
@@ -227,7 +250,8 @@ class RankingApp:
             offset = self.cursors.offset(cursor, viewer_id, surface, now_ms)
         except BadCursor as exc:
             raise BadRequest(str(exc)) from None
-        query = pl.FeedQuery(uuid.uuid4().hex, surface, viewer_id, limit, now_ms, deadline, offset)
+        query = pl.FeedQuery(uuid.uuid4().hex, surface, viewer_id, limit, now_ms, deadline, offset,
+                             **self._arm(viewer_id))
         state = self._run(self.home if surface == "home" else self.explore, query)
         items = [
             {"post_id": c.post_id, "author_id": c.author_id, "score": float(state.scores[i]),
@@ -235,7 +259,7 @@ class RankingApp:
             for k, (i, c) in enumerate((i, state.candidates[i]) for i in state.selected)
         ]
         total_ms = deadline.elapsed_ms()
-        self.metrics.response(surface, state, total_ms)
+        self.metrics.response(surface, state, total_ms, query.arm)
         return {
             **self._common(query, state, total_ms),
             "items": items,
@@ -245,7 +269,7 @@ class RankingApp:
     def rank(self, surface: str, viewer_id: int, post_ids: list[int], arrived: float | None = None) -> dict[str, Any]:
         deadline = pl.Deadline(self.config.budget.total_ms, arrived)
         query = pl.FeedQuery(uuid.uuid4().hex, surface, viewer_id, len(post_ids), self.clock.now_ms(),
-                             deadline, 0, tuple(post_ids))
+                             deadline, 0, tuple(post_ids), **self._arm(viewer_id))
         state = self._run(self.ranker, query)
         items = [
             {"post_id": state.candidates[i].post_id, "author_id": state.candidates[i].author_id,
@@ -253,13 +277,17 @@ class RankingApp:
             for k, i in enumerate(state.selected)
         ]
         total_ms = deadline.elapsed_ms()
-        self.metrics.response("rank", state, total_ms)
+        self.metrics.response("rank", state, total_ms, query.arm)
         # Why a supplied post was left out stays here (metrics, debug log): per post, it would tell
         # any caller who blocked or muted whom.
         logger.debug("rank %s: left out %s", query.request_id, dict(state.removed))
         common = self._common(query, state, total_ms)
         del common["filtered"]
         return {**common, "items": items, "not_rankable": sum(state.removed.values())}
+
+    def _arm(self, viewer_id: int) -> dict[str, Any]:
+        """The viewer's arm of the experiment (FeedQuery's fields): one hash per request."""
+        return {"arm": self.assigner.arm(viewer_id), "experiment": self.assigner.experiment}
 
     def _run(self, pipeline: pl.RecommendationPipeline, query: pl.FeedQuery) -> pl.FeedState:
         """The full pipeline, or the cheap path when admission says the worker is overloaded."""
@@ -278,6 +306,8 @@ class RankingApp:
             "request_id": query.request_id,
             "surface": query.surface,
             "viewer_id": query.viewer_id,
+            "experiment": query.experiment,
+            "arm": query.arm,
             "model_version": state.model_version,
             "scorer": state.scorer,
             "heuristic_reason": state.heuristic_reason,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import copy
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from candidate_gen.config import DEFAULT_PATH as CANDIDATES_PATH
 from candidate_gen.config import CandidateConfig
@@ -170,6 +170,42 @@ class EventsConfig(ConfigModel):
     dedupe_ttl_s: float = Field(86_400.0, gt=0)
 
 
+# a model reference in a config file: "@challenger", "feed_ranker:7", "heuristic" (serving.model_ref)
+ModelRefText = Annotated[ModelRef, BeforeValidator(ModelRef.coerce)]
+
+
+class ArmConfig(ConfigModel):
+    """What an experiment's treatment arm serves instead of the control's (the rest of this config).
+    One key per knob, unset: as the control. A new knob is a field here and the one place that
+    reads it (the models: serving.arm_models)."""
+
+    home_model: ModelRefText | None = None
+    explore_model: ModelRefText | None = None
+
+    def model(self, surface: str) -> ModelRef | None:
+        return getattr(self, f"{surface}_model")
+
+    def describe(self) -> dict[str, str]:
+        """The knobs set, as the file spells them (MLflow params, logs)."""
+        return {key: str(value) for key, value in self if value is not None}
+
+
+class ExperimentConfig(ConfigModel):
+    """A live A/B (docs/serving.md "Experiments"): viewers are routed by a hash of (salt, viewer id)
+    to the control (this config as it is) or the treatment (`treatment` changes it)."""
+
+    enabled: bool = False
+    name: str = Field("ab", pattern=r"^[A-Za-z0-9_.\-]+$")  # on every response and served impression
+    salt: str = ""  # "": the name. A new salt draws a new, independent split of the viewers
+    # viewers in the treatment; raising it keeps every treated viewer treated (one hash, one cut)
+    treatment_share: float = Field(0.5, ge=0.0, le=1.0)
+    treatment: ArmConfig = Field(default_factory=ArmConfig)
+
+    @property
+    def hash_salt(self) -> str:
+        return self.salt or self.name
+
+
 class ServingConfig(ConfigModel):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     home: HomeConfig = Field(default_factory=HomeConfig)
@@ -184,6 +220,7 @@ class ServingConfig(ConfigModel):
     api: ApiConfig = Field(default_factory=ApiConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
     candidates: CandidateConfig = Field(default_factory=CandidateConfig.load)
 
     @classmethod

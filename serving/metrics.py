@@ -23,7 +23,8 @@ FILTERED = Counter("loupe_filtered_total", "Candidates removed, per reason", ["s
 FALLBACKS = Counter("loupe_fallbacks_total", "Degraded stages (a fallback served)", ["surface", "stage"])
 RETRIES = Counter("loupe_retries_total", "Reads tried again within the budget", ["surface", "stage"])
 ERRORS = Counter("loupe_errors_total", "Exceptions raised inside a stage", ["surface", "stage"])
-SERVED = Counter("loupe_served_total", "Responses, by what ordered them", ["surface", "scorer"])
+SERVED = Counter("loupe_served_total", "Responses, by what ordered them and the experiment's arm",
+                 ["surface", "scorer", "arm"])
 MODEL_SWAPS = Counter("loupe_model_swaps_total", "Champion swaps", ["surface", "engine"])
 
 
@@ -35,7 +36,7 @@ class PipelineMetrics:
         if error is not None:
             ERRORS.labels(surface, stage).inc()
 
-    def response(self, surface: str, state: FeedState, total_ms: float) -> None:
+    def response(self, surface: str, state: FeedState, total_ms: float, arm: str) -> None:
         REQUEST_SECONDS.labels(surface).observe(total_ms / 1000)
         for o in state.outcomes:
             SOURCE_STATUS.labels(surface, o.name, o.status).inc()
@@ -47,7 +48,7 @@ class PipelineMetrics:
             FALLBACKS.labels(surface, stage).inc()
         for stage, n in state.retries.items():
             RETRIES.labels(surface, stage).inc(n)
-        SERVED.labels(surface, state.scorer).inc()
+        SERVED.labels(surface, state.scorer, arm).inc()  # per arm: a split off its share shows here first
 
     def swapped(self, surface: str, engine: str) -> None:
         MODEL_SWAPS.labels(surface, engine).inc()

@@ -25,6 +25,7 @@ import numpy as np
 
 from candidate_gen.records import Candidate
 from candidate_gen.sources.base import SourceOutcome
+from serving.experiment import CONTROL
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class FeedQuery:
     deadline: Deadline
     offset: int = 0  # positions already served on earlier pages
     post_ids: tuple[int, ...] = ()  # /v1/rank: the candidates the caller supplies
+    arm: str = CONTROL  # the viewer's arm of the experiment (serving.experiment), assigned once per request
+    experiment: str | None = None  # the experiment's name; None: none runs (one arm)
 
 
 @dataclass

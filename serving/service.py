@@ -54,15 +54,20 @@ class FeedResponse(BaseModel):
     request_id: str
     surface: str
     viewer_id: int
+    experiment: str | None = Field(None, description="the live A/B this request was routed by; null: none runs")
+    arm: str = Field("control", description="the viewer's arm (control | treatment), by a hash of the experiment's "
+                     "salt and the viewer id: the same for a viewer on every request; control when no experiment runs")
     model_version: str = Field(description="registered model:version that ordered the page, or heuristic")
     scorer: str = Field(description="compiled | lightgbm | heuristic | chronological")
     heuristic_reason: str | None = Field(
         None, description="why the heuristic scored: no_champion (no model passed the promotion gate yet), "
         "registry_unreachable, overload (the cheap path answered an overloaded worker), no_candidates "
-        "(an empty page: nothing was left to rank; `filtered` says what was removed), or the score "
-        "stage's degradation; null when a model scored")
+        "(an empty page: nothing was left to rank; `filtered` says what was removed), experiment_arm (the "
+        "viewer's arm of the experiment serves the heuristic), or the score stage's degradation; null when a "
+        "model scored")
     items: list[FeedItem]
-    degraded: list[str] = Field(description="stages that fell back (sources.<name>, filters, hydrate, score, ...)")
+    degraded: list[str] = Field(description="stages that fell back (sources.<name>, filters, hydrate, score, "
+                                "registry, experiment: the treatment's model is not served, the control's is, ...)")
     degraded_reasons: dict[str, str]
     candidates: dict[str, int] = Field(description="candidates per source, before dedupe and filters")
     filtered: dict[str, int] = Field(description="candidates removed, per reason")
@@ -89,6 +94,8 @@ class RankResponse(BaseModel):
     request_id: str
     surface: str
     viewer_id: int
+    experiment: str | None = None
+    arm: str = "control"
     model_version: str
     scorer: str
     heuristic_reason: str | None = None

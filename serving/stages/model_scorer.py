@@ -9,7 +9,8 @@ up threads. No champion registered: the heuristic, declared in the response as m
 "heuristic" with `heuristic_reason` "no_champion" (not a degradation: nothing has passed the promotion
 gate yet). No features: the heuristic, degraded. `heuristic_reason` always says why the heuristic scored.
 A registry that cannot be read is reported on every response as `degraded: registry` (with what
-serves instead), whether the champion kept serving or the heuristic stands in for it.
+serves instead), whether the champion kept serving or the heuristic stands in for it. Which model
+scores is the request's arm's (serving.arm_models: the champion outside an experiment).
 """
 
 from __future__ import annotations
@@ -20,37 +21,35 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import numpy as np
 
+from serving.arm_models import ArmModels
 from serving.config import BudgetConfig, CascadeConfig
 from serving.heuristic import IN_NETWORK_SOURCES, HeuristicScorer
-from serving.model_store import ModelStore
 from serving.pipeline import FeedQuery, FeedState
 
 NO_CANDIDATES = "no_candidates"  # heuristic_reason of an empty page: nothing was left to rank
-REGISTRY = "registry"  # reported in `degraded` while the registry is broken (ModelStore.fault)
 SLOTS = 2  # concurrent model calls (2 cores); a slot stays taken while a timed-out call finishes
 
 
 class ModelScorer:
     name = "score"
 
-    def __init__(self, store: ModelStore, heuristic: HeuristicScorer, cascade: CascadeConfig, budget: BudgetConfig):
-        self.store, self.heuristic = store, heuristic
+    def __init__(self, models: ArmModels, heuristic: HeuristicScorer, cascade: CascadeConfig, budget: BudgetConfig):
+        self.models, self.heuristic = models, heuristic
         self.cascade, self.reserve_ms = cascade, budget.reserve_ms
         self._pool = ThreadPoolExecutor(max_workers=SLOTS, thread_name_prefix="scorer")
         self._slots = threading.BoundedSemaphore(SLOTS)
 
     def run(self, query: FeedQuery, state: FeedState) -> None:
-        fault = self.store.fault(query.surface)
-        if fault is not None:  # the registry is broken: what serves may not be the champion
-            state.degraded[REGISTRY] = fault
-        model = self.store.current(query.surface)
+        choice = self.models.choose(query.surface, query.arm)
+        state.degraded.update(choice.degraded)  # a broken registry, a treatment serving the control's model
+        model = choice.model
         if not state.candidates:  # an empty page says why nothing was ranked
             state.scores = np.zeros(0)
-            state.heuristic_reason = NO_CANDIDATES if model is not None else self.store.missing_reason(query.surface)
+            state.heuristic_reason = NO_CANDIDATES if model is not None else choice.missing_reason
             return
         if model is None:
             self._heuristic(query, state)
-            state.heuristic_reason = self.store.missing_reason(query.surface)
+            state.heuristic_reason = choice.missing_reason
             return
         if state.features is None:
             self._heuristic(query, state, "no features")

@@ -44,13 +44,19 @@ def random_ranker(names: list[str], kind: str = VALUE_MODEL, seed: int = 1, tree
 
 def register_champion(tracking_uri: str, artifact_root: Path, surface: str, model_name: str, ranker: Ranker) -> str:
     """Log the ranker as a run, register it, point `champion` at it; returns the version."""
+    version = register_challenger(tracking_uri, artifact_root, surface, model_name, ranker)
+    tracking.promote(tracking.connect(tracking_uri, str(artifact_root)), model_name, version)
+    return version
+
+
+def register_challenger(tracking_uri: str, artifact_root: Path, surface: str, model_name: str,
+                        ranker: Ranker) -> str:
+    """Log the ranker as a run and register it, which points `challenger` at it; returns the version."""
     client = tracking.connect(tracking_uri, str(artifact_root))
     example = pd.DataFrame(np.zeros((3, len(ranker.feature_names)), dtype=np.float32), columns=ranker.feature_names)
     run_id = tracking.log_ranker_run(surface=surface, ranker=ranker, params={}, days={"test": ["2026-10-14"]},
                                      valid_ndcg10=0.5, input_example=example)
-    version = tracking.register(client, model_name, run_id, {})
-    tracking.promote(client, model_name, version.version)
-    return str(version.version)
+    return str(tracking.register(client, model_name, run_id, {}).version)
 
 
 def model_store(tracking_uri: str, artifact_root: Path, cfg: ServingConfig, compile_dir: Path,
@@ -115,10 +121,11 @@ def serving_config(candidates: dict | None = None, **sections) -> ServingConfig:
 
 
 def build_app(client: redis.Redis, cfg: ServingConfig, models: ModelStore, hydrator=None, impressions=None,
-              now_ms: int = T0 + 10 * HOUR) -> RankingApp:
+              now_ms: int = T0 + 10 * HOUR, treatment_models: ModelStore | None = None) -> RankingApp:
     app = RankingApp.build(cfg, candidates_client=client, hydrator=hydrator or no_features(), models=models,
-                           clock=Clock(now_ms), impressions=impressions)
-    models.refresh()
+                           clock=Clock(now_ms), impressions=impressions, treatment_models=treatment_models)
+    for store in app.arms.stores:
+        store.refresh()
     app.warm = True  # tests call the pipelines directly; the startup warm-up is for real traffic
     return app
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from candidate_gen.records import Candidate
+from serving.arm_models import ArmModels
 from serving.config import ServingConfig
 from serving.heuristic import HeuristicScorer
 from serving.model_store import NO_CHAMPION, REGISTRY_UNREACHABLE, ModelStore
@@ -42,7 +43,7 @@ def test_any_saved_set_of_heads_scores_the_same_on_both_engines(weights, tmp_pat
 
 
 def scored_state(store: ModelStore, cfg: ServingConfig) -> FeedState:
-    scorer = ModelScorer(store, HeuristicScorer(cfg.heuristic), cfg.cascade, cfg.budget)
+    scorer = ModelScorer(ArmModels(store), HeuristicScorer(cfg.heuristic), cfg.cascade, cfg.budget)
     state = FeedState(candidates=[Candidate(i + 1, 7, 1_000_000 - i, "in_network") for i in range(5)])
     scorer.run(FeedQuery("r", "home", 1, 5, 1_000_000, Deadline(50)), state)
     return state
@@ -76,7 +77,7 @@ def test_an_empty_page_says_nothing_was_left_to_rank(tmp_path):
     store = ModelStore(lambda name: "1", lambda name, version: value_model({"click": 1.0}), cfg.model,
                        cfg.cascade.__class__(enabled=False), tmp_path / "compiled")
     store.refresh()
-    scorer = ModelScorer(store, HeuristicScorer(cfg.heuristic), cfg.cascade, cfg.budget)
+    scorer = ModelScorer(ArmModels(store), HeuristicScorer(cfg.heuristic), cfg.cascade, cfg.budget)
     state = FeedState()
     scorer.run(FeedQuery("r", "home", 1, 5, 1_000_000, Deadline(50)), state)
     assert state.heuristic_reason == NO_CANDIDATES and len(state.scores) == 0 and state.degraded == {}

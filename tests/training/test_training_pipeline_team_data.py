@@ -19,6 +19,7 @@ from pipelines.defs.training.assets import surface_outcomes, training_assets
 from pipelines.defs.training.resources import MlflowResource, TrainingConfigResource
 from pipelines.partitions import materialize_day
 from pipelines.resources import WorkspaceResource
+from serving.arm_models import ArmModels
 from serving.config import ServingConfig
 from serving.heuristic import HeuristicScorer
 from serving.model_store import NO_CHAMPION, ModelStore, registry_loader, registry_lookup
@@ -118,7 +119,7 @@ def test_a_challenger_worse_than_chronological_is_never_champion_and_the_service
                        cfg.cascade, tmp_path / "compiled")
     store.refresh()
     state = FeedState(candidates=[Candidate(i + 1, 7, 1_000_000 - i, "in_network") for i in range(4)])
-    ModelScorer(store, HeuristicScorer(cfg.heuristic), cfg.cascade, cfg.budget).run(
+    ModelScorer(ArmModels(store), HeuristicScorer(cfg.heuristic), cfg.cascade, cfg.budget).run(
         FeedQuery("r", "home", 1, 4, 1_000_000, Deadline(50)), state)
     assert (state.model_version, state.heuristic_reason) == ("heuristic", NO_CHAMPION)
     assert state.degraded == {}  # declared, not degraded
