@@ -41,6 +41,8 @@ MODEL_VERSION = "model_version"
 SCORE = "score"
 FEATURES = "features"
 PROPENSITY = "propensity"
+EXPERIMENT = "experiment"
+ARM = "arm"
 
 # --- lake bookkeeping --------------------------------------------------------------------------
 DT = "dt"  # lake partition column: the landing day (YYYY-MM-DD) a row arrived on

@@ -185,6 +185,10 @@ IMPRESSIONS = LogContract(
             # P(this post at this position | request) under the logging policy, when it was random
             # (the service's exploration share, a bandit's log): what off-policy evaluation weighs by
             pa.field(c.PROPENSITY, pa.float64()),
+            # the live A/B the serving request was routed by, and the viewer's arm in it (control |
+            # treatment), so training and analysis can tell the arms' impressions apart
+            pa.field(c.EXPERIMENT, pa.string()),
+            pa.field(c.ARM, pa.string()),
         ]
     ),
     required=(c.REQUEST_ID, c.VIEWER_ID, c.POST_ID, c.POSITION, c.SURFACE, c.SOURCE, c.TS),

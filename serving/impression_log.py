@@ -6,6 +6,9 @@ training run learns from what was actually served, with no train/serve skew; and
 policy's propensity of each served (post, position) when the page was randomised (the exploration
 share), so any other ranker can be judged on these logs off-policy (training/ope.py).
 
+Each line also says which live A/B routed the request and the viewer's arm in it (`experiment`,
+`arm`; serving.experiment), so later training and analysis can tell the arms' impressions apart.
+
 Logging must never slow down or break serving. `log()` only counts and enqueues (microseconds); a
 daemon thread formats the lines and appends them. When the writer falls behind (slow disk, burst),
 whole responses are dropped and counted rather than letting memory grow or the request wait. No
@@ -68,6 +71,8 @@ class _Response:
     model_version: str | None
     features: np.ndarray | None
     propensities: Any = None  # logging P(post at position) per row; None: a deterministic page
+    experiment: str | None = None  # the live A/B that routed the request; None: none ran
+    arm: str | None = None  # the viewer's arm in it
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +156,8 @@ def format_lines(r: _Response) -> str:
     else:
         propensities = _json_numbers(np.asarray(r.propensities, dtype=np.float64).reshape(r.n))
     model_version = "null" if r.model_version is None else _quote(r.model_version)
+    experiment = "null" if r.experiment is None else _quote(r.experiment)
+    arm = "null" if r.arm is None else _quote(r.arm)
     parts: list[pa.Array | str] = [
         f'{{"{c.REQUEST_ID}":{_quote(r.request_id)},"{c.VIEWER_ID}":{int(r.viewer_id)},"{c.POST_ID}":',
         post_ids,
@@ -164,7 +171,7 @@ def format_lines(r: _Response) -> str:
         features,
         f',"{c.PROPENSITY}":',
         propensities,
-        "}\n",
+        f',"{c.EXPERIMENT}":{experiment},"{c.ARM}":{arm}}}\n',
     ]
     # Adjacent literals (null score and features) are merged: the kernel takes scalars as well.
     merged: list[pa.Array | str] = []
@@ -252,17 +259,21 @@ class ImpressionLogWriter:
         model_version: str | None = None,
         features: np.ndarray | None = None,
         propensities=None,
+        experiment: str | None = None,
+        arm: str | None = None,
     ) -> bool:
         """Enqueue one served response (n posts); True if queued, False if dropped. Never raises.
 
         `scores` (n floats) and `features` (n x f float32, NaN = missing) are None when no model
         ranked the response; `propensities` (n floats) are None unless the page was randomised
-        (the exploration share). Arrays are kept by reference until written: do not mutate them.
+        (the exploration share). `experiment` and `arm`: the live A/B that routed the request and the
+        viewer's arm (None: not served by a routing service). Arrays are kept by reference until
+        written: do not mutate them.
         """
         try:
             item = _Response(
                 len(post_ids), request_id, viewer_id, surface, ts_ms,
-                post_ids, positions, sources, scores, model_version, features, propensities,
+                post_ids, positions, sources, scores, model_version, features, propensities, experiment, arm,
             )
             with self._lock:
                 self.logged_rows += item.n

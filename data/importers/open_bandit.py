@@ -189,7 +189,7 @@ def convert(sdist: Path | str, landing: Path | str, policies=POLICIES, campaigns
                 c.REQUEST_ID: request[i], c.VIEWER_ID: int(viewers[i]), c.POST_ID: int(posts[i]),
                 c.POSITION: int(frame["position"].iat[i]) - 1, c.SURFACE: SURFACE, c.SOURCE: SOURCE[policy],
                 c.TS: ts[i], c.MODEL_VERSION: version, c.SCORE: None, c.FEATURES: None,
-                c.PROPENSITY: float(frame["propensity_score"].iat[i])}))
+                c.PROPENSITY: float(frame["propensity_score"].iat[i]), c.EXPERIMENT: None, c.ARM: None}))
         clicked = np.flatnonzero(frame["click"].to_numpy() > 0)
         for i in clicked:
             lines[("engagements", click_days[i], name)].append(json.dumps({

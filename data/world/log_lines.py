@@ -29,6 +29,8 @@ def impression_lines(imp: Impressions) -> pa.Array:
             "score": "null",
             "features": "null",
             "propensity": "null",  # the logging policy is not a randomised one
+            "experiment": "null",  # nor is it split into arms
+            "arm": "null",
         },
     )
 

@@ -1,6 +1,6 @@
 """ServedImpressionLogger: what was served, with the model version, its score, the feature vector it
-scored and (exploration share) the logging propensity, into the landing folder in the impressions
-contract (log and learn; serving.impression_log writes off the request path)."""
+scored, (exploration share) the logging propensity and the experiment's arm, into the landing folder
+in the impressions contract (log and learn; serving.impression_log writes off the request path)."""
 
 from __future__ import annotations
 
@@ -33,4 +33,6 @@ class ServedImpressionLogger:
             model_version=state.model_version,  # a champion's name:version, or heuristic / chronological
             features=None if state.model_features is None else state.model_features[idx],
             propensities=state.propensities,  # per served slot; None unless the page was randomised
+            experiment=query.experiment,  # the A/B and the viewer's arm: later training tells the arms apart
+            arm=query.arm,
         )

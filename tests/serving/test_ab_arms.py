@@ -2,19 +2,24 @@
 against its challenger (feed_ranker:2) on half the viewers.
 
 Checked: every response says the experiment and the viewer's arm, the arm the documented hash
-gives, on every request and endpoint; each arm's pages are ordered by its own model; a treatment
-whose model cannot be served (no such version or alias, a load that fails) serves the control's
-model and says why, never an empty or failed page; a treatment configured as the heuristic is
-declared, not degraded.
+gives, on every request and endpoint; each arm's pages are ordered by its own model; the served
+impressions carry the arm; a treatment whose model cannot be served (no such version or alias, a
+load that fails) serves the control's model and says why, never an empty or failed page; a
+treatment configured as the heuristic is declared, not degraded.
 """
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 
+from data import columns as c
 from serving.arm_models import treatment_targets
 from serving.experiment import CONTROL, TREATMENT
+from serving.impression_log import ImpressionLogWriter
+from serving.pipeline import drain_side_effects
 from tests.serving.helpers import (
     build_app,
     model_store,
@@ -82,8 +87,10 @@ def pages(http, surface: str) -> dict[int, dict]:
     return out
 
 
-def test_each_arm_is_served_by_its_own_model(registry, world, http_for, tmp_path):
-    app = ab_app(registry, world, tmp_path, {"home_model": "@challenger"})
+def test_each_arm_is_served_by_its_own_model_and_the_arm_goes_with_every_impression(registry, world, http_for,
+                                                                                   tmp_path):
+    writer = ImpressionLogWriter(tmp_path / "landing", "ab", flush_interval_s=0.05)
+    app = ab_app(registry, world, tmp_path, {"home_model": "@challenger"}, impressions=writer)
     http = http_for(app)
     home, explore = pages(http, "home"), pages(http, "explore")
     arms = {v: documented_arm(SALT, v, 0.5) for v in VIEWERS}
@@ -98,6 +105,17 @@ def test_each_arm_is_served_by_its_own_model(registry, world, http_for, tmp_path
         again = http.post("/v1/feed/home", json={"viewer_id": viewer, "limit": 5}).json()
         ranked = http.post("/v1/rank", json={"viewer_id": viewer, "surface": "home", "post_ids": EVERY_POST}).json()
         assert again["arm"] == ranked["arm"] == arm and ranked["model_version"] == home[viewer]["model_version"]
+
+    assert drain_side_effects(timeout_s=60) and writer.flush(60)
+    writer.close()
+    lines = [json.loads(line) for path in (tmp_path / "landing" / "impressions").rglob("*.jsonl")
+             for line in path.read_text().splitlines()]
+    served = {p["request_id"]: p for p in (*home.values(), *explore.values())}
+    logged = [x for x in lines if x[c.REQUEST_ID] in served]
+    assert {x[c.REQUEST_ID] for x in logged} == set(served)
+    for x in logged:
+        page = served[x[c.REQUEST_ID]]
+        assert (x[c.EXPERIMENT], x[c.ARM], x[c.MODEL_VERSION]) == ("home-v2", page["arm"], page["model_version"])
 
 
 @pytest.mark.parametrize("treatment, faults, why", [

@@ -40,6 +40,8 @@ RANKED = dict(  # a model-ranked response, with missing features
     scores=np.array([0.87, 0.5, -1.25]),
     model_version="ranker-7",
     features=np.array([[0.1, np.nan, 3.0], [1e-7, -2.5, 0.0], [np.nan, np.nan, 123456.79]], np.float32),
+    experiment="v2-home",  # routed by a live A/B: the viewer's arm goes with every line
+    arm="treatment",
 )
 UNRANKED = dict(  # before any model: no scores, features or model version
     request_id="req-b",
@@ -89,9 +91,8 @@ def test_responses_are_written_as_contract_lines_in_the_serve_days_folder(writer
     assert [r[c.POST_ID] for r in ranked] == [5001, 5002, 5003]
     assert [r[c.POSITION] for r in ranked] == [0, 1, 2]
     assert [r[c.SOURCE] for r in ranked] == ["in_network", "embedding", "trending"]
-    assert {(r[c.REQUEST_ID], r[c.VIEWER_ID], r[c.SURFACE], r[c.MODEL_VERSION]) for r in ranked} == {
-        ("req-a", 1002, "home", "ranker-7")
-    }
+    assert {(r[c.REQUEST_ID], r[c.VIEWER_ID], r[c.SURFACE], r[c.MODEL_VERSION], r[c.EXPERIMENT], r[c.ARM])
+            for r in ranked} == {("req-a", 1002, "home", "ranker-7", "v2-home", "treatment")}
     assert {r[c.TS] for r in rows} == {"2026-10-02T08:15:30.123Z"}
     assert [r[c.SCORE] for r in ranked] == [0.87, 0.5, -1.25]
     # A missing feature is a JSON null inside the list; the rest is float32-exact.
@@ -102,6 +103,7 @@ def test_responses_are_written_as_contract_lines_in_the_serve_days_folder(writer
 
     assert [r[c.POST_ID] for r in unranked] == [6001, 6002]
     assert all(r[c.SCORE] is None and r[c.FEATURES] is None and r[c.MODEL_VERSION] is None for r in unranked)
+    assert all(r[c.EXPERIMENT] is None and r[c.ARM] is None for r in unranked)
 
     next_rows = read_rows(writer.path_for(NEXT_DAY))
     assert [(r[c.REQUEST_ID], r[c.TS]) for r in next_rows] == [("req-c", "2026-10-03T00:00:00.005Z")]
@@ -245,6 +247,7 @@ def test_ingestion_parses_every_logged_line_as_valid_with_the_logged_values(spar
                 response["viewer_id"], response["positions"][i], response["surface"], response["sources"][i]
             )
             assert r["ts_ms"] == TS and r[c.MODEL_VERSION] == response["model_version"]
+            assert (r[c.EXPERIMENT], r[c.ARM]) == (response.get("experiment"), response.get("arm"))
             if response["scores"] is None:
                 assert r[c.SCORE] is None and r[c.FEATURES] is None
                 continue
