@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     live: bool = _var("LOUPE_LIVE", False, "make run: after the pipeline, simulated users use the ranking service "
                       "for a simulated day (make live; docs/live_mode.md)")
     live_hours: float = _var("LOUPE_LIVE_HOURS", 24.0, "simulated hours live mode plays", gt=0)
+    live_ab: bool = _var("LOUPE_LIVE_AB", False, "make live: the ranking service splits the simulated users into "
+                         "a control and a treatment arm, half each, and live mode measures each (docs/live_mode.md)")
+    live_treatment: str = _var("LOUPE_LIVE_TREATMENT", "heuristic", "make live's A/B (LOUPE_LIVE_AB): what the "
+                               "treatment arm serves on both surfaces instead of the champion: heuristic, "
+                               "@<alias>, :<version>, <model>@<alias> or <model>:<version> (docs/serving.md)")
     serving_port: int = _var("LOUPE_SERVING_PORT", 3100, "port of the ranking service (make run)")
     serving_workers: int = _var("LOUPE_SERVING_WORKERS", 2, "ranking service worker processes (one per core: "
                                 "Python runs one request's stages at a time per process)")

@@ -2,10 +2,12 @@
 simulated day in accelerated time (data/world/live.py; docs/live_mode.md), with the fan-out worker
 applying what they publish and follow and the stream feature worker counting what they do; then
 the stream is archived into the landing folder, so the next `make run` ingests what they did, and
-the run's figures go to MLflow (experiment `live`)."""
+the run's figures go to MLflow (experiment `live`): per arm, when the service runs an A/B (its
+serving config's [experiment]; LOUPE_LIVE_AB writes one, pipelines/live_ab.py)."""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -16,8 +18,10 @@ from data.clock import Clock
 from data.days import HOUR_MS, iso_ms
 from data.settings import Settings, child_env, serving_secrets
 from data.stream.valkey_stream import ValkeyStream
-from data.world.live import LiveConfig, LivePlayer, LiveReport
+from data.world.live import LiveConfig, LivePlayer
 from data.world.truth import TruthModel
+from pipelines.live_ab import describe, experiment_params
+from serving.config import ServingConfig
 from serving.launcher import start_process_group, stop_process_group
 
 PROGRESS_EVERY_S = 15.0
@@ -44,6 +48,8 @@ def play(settings: Settings, hours: float) -> dict | None:
         return None
     truth = TruthModel.load(settings.truth_dir)
     clock = Clock.of(settings)
+    serving = ServingConfig.load(settings.serving_config)  # the service's: its experiment, if any
+    share = serving.experiment.treatment_share if serving.experiment.enabled else None
     token = serving_secrets(settings).api_token
     workers = start_stream_workers(settings, settings.home / "logs")
     try:
@@ -53,12 +59,14 @@ def play(settings: Settings, hours: float) -> dict | None:
             player = LivePlayer(truth, http, ValkeyStream.of(settings), clock, LiveConfig())
             print(f"live mode: {hours:g} simulated hours from {iso_ms(start)} at {clock.speed:g}x "
                   f"(~{hours * 3600 / clock.speed / 60:.1f} min)", flush=True)
+            if share is not None:
+                print(f"live mode: A/B {describe(serving)}", flush=True)
             last = [time.monotonic()]
 
             def progress(p: LivePlayer) -> None:
                 if time.monotonic() - last[0] >= PROGRESS_EVERY_S:
                     last[0] = time.monotonic()
-                    print("  " + format_live(p.report, clock.now_ms()), flush=True)
+                    print("  " + format_live(p.report.summary(share), clock.now_ms()), flush=True)
 
             report = player.run(start + int(hours * HOUR_MS), on_step=progress)
             # what the stream's consumers had still to do when the day ended (0: they kept up)
@@ -66,30 +74,62 @@ def play(settings: Settings, hours: float) -> dict | None:
     finally:
         for worker in workers:
             stop_process_group(worker, timeout_s=30)
-    summary = report.summary() | {"stream_backlog_at_end": backlog}
-    print("live mode: " + format_live(report, clock.now_ms()), flush=True)
+    summary = report.summary(share) | {"stream_backlog_at_end": backlog}
+    print("live mode: " + format_live(summary, clock.now_ms()), flush=True)
     print(f"live mode: the stream's consumer groups' backlog when the day ended: {backlog}", flush=True)
-    log_to_mlflow(settings, summary, hours, clock.speed)
+    log_to_mlflow(settings, summary, hours, clock.speed, serving)
     return summary
 
 
-def format_live(report: LiveReport, now_ms: int) -> str:
-    s = report.summary()
-    return (f"{iso_ms(now_ms)[:16]}  sessions {s['sessions']}  engagements/session "
+def format_live(s: dict, now_ms: int) -> str:
+    """One progress line of a summary (LiveReport.summary), with the arms' figures when there are two."""
+    line = (f"{iso_ms(now_ms)[:16]}  sessions {s['sessions']}  engagements/session "
             f"{s['engagements_per_session']} ±{s['engagements_per_session_ci95']}  truth value/session "
             f"{s['truth_value_per_session']} ±{s['truth_value_per_session_ci95']}  events {s['events_accepted']}"
             f"/{s['engagements_sent']} taken  posts {s['posts_published']}  follows {s['follows']}  "
             f"failed {s['failed_requests']}  p99 {s['request_p99_ms']} ms")
+    return line + ("\n    " + format_arms(s) if s.get("experiment") is not None else "")
 
 
-def log_to_mlflow(settings: Settings, summary: dict, hours: float, speed: float) -> None:
+def format_arms(s: dict) -> str:
+    """Each arm's engagements per session, and the treatment's lift over the control (95 % intervals)."""
+    arms = "  ".join(f"{arm} {a['engagements_per_session']} ±{a['engagements_per_session_ci95']} "
+                     f"({a['sessions']} sessions, {a['viewers']} viewers)" for arm, a in s["arms"].items())
+    vs = s.get("treatment_vs_control", {}).get("engagements_per_session")
+    if vs is None:
+        return arms
+    low, high = vs["lift_pct_ci95"]
+    return (f"{arms}  lift {vs['lift_pct']:+.1f}% [{low:+.1f}, {high:+.1f}]  sample ratio p "
+            f"{s.get('sample_ratio_p', float('nan')):.3g}")
+
+
+def log_to_mlflow(settings: Settings, summary: dict, hours: float, speed: float, serving: ServingConfig) -> None:
+    """The run's figures into MLflow experiment `live`: with an A/B, each arm's metrics prefixed by
+    the arm (`treatment_engagements_per_session`, its `_ci95`), the treatment's difference and lift
+    over the control (`lift_engagements_per_session_pct` and its `_ci95_low` / `_ci95_high`), and the
+    experiment's config as params."""
     import mlflow
 
     from training.tracking import connect, use_experiment
 
     connect(settings.tracking_uri, str(settings.mlflow_artifact_root))  # artifacts in the workspace
     use_experiment("live")
-    with mlflow.start_run(run_name=f"live-{settings.world}"):
-        mlflow.log_params({"hours": hours, "clock_speed": speed, "world": settings.world})
-        mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float))})
+    experiment = serving.experiment
+    name = f"live-{settings.world}" + (f"-{experiment.name}" if experiment.enabled else "")
+    with mlflow.start_run(run_name=name):
+        mlflow.log_params({"hours": hours, "clock_speed": speed, "world": settings.world,
+                           **experiment_params(serving)})
+        mlflow.log_metrics(live_metrics(summary))
         mlflow.log_dict(summary, "live_summary.json")
+
+
+def live_metrics(summary: dict) -> dict[str, float]:
+    """The summary's numbers as flat MLflow metrics (NaN left out: an arm with one viewer has no interval)."""
+    out = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for arm, figures in summary.get("arms", {}).items():
+        out |= {f"{arm}_{k}": float(v) for k, v in figures.items() if isinstance(v, (int, float))}
+    for metric, vs in summary.get("treatment_vs_control", {}).items():
+        out |= {f"diff_{metric}": vs["diff"], f"diff_{metric}_ci95": vs["diff_ci95"],
+                f"lift_{metric}_pct": vs["lift_pct"], f"lift_{metric}_pct_ci95_low": vs["lift_pct_ci95"][0],
+                f"lift_{metric}_pct_ci95_high": vs["lift_pct_ci95"][1]}
+    return {k: v for k, v in out.items() if not math.isnan(v)}

@@ -45,6 +45,7 @@ from data.settings import Settings, export_dagster_env, get_settings
 from data.stream.archiver import ArchiveReport
 from pipelines.console import RunConsole
 from pipelines.live import play, start_stream_workers
+from pipelines.live_ab import ab_serving_config
 from pipelines.operations import (
     IngestStopped,
     Landing,
@@ -192,6 +193,8 @@ def run_platform(settings: Settings, landing: Landing, instance: dg.DagsterInsta
         # the service's clock; live mode's simulated users read the same one (same start, speed, anchor)
         served = settings.with_(redis_url=redis_url, now=settings.now or end_of_last_day,
                                 clock_anchor_ms=settings.clock_anchor_ms or int(time.time() * 1000))
+        if settings.live and settings.live_ab:  # the service splits the simulated users into two arms
+            served = served.with_(serving_config=ab_serving_config(settings))
         ranking = start_ranking_service(served, settings.serving_port, log=log)
         try:
             ranking.wait_ready()

@@ -7,8 +7,9 @@ anchor):
     they act on what they were served, as the hidden truth model says (position bias included)
                                   -> POST /v1/events (engagements), idempotent by event_id
     a profile visit to an author they do not follow may become a follow -> the stream (follows log)
-and the report counts sessions, engagements per session (realised, by the truth) and the truth's
-expected value per session, with a 95% interval, while it runs.
+and the report (data.world.live_report) counts sessions, engagements per session (realised, by the
+truth) and the truth's expected value per session, with 95% intervals, in total and per arm of the
+service's A/B: the arm is the one the service says it assigned the viewer, never the player's choice.
 
 New posts take their hidden qualities from an earlier post of the same author (the truth model
 needs them to judge a viewer's reaction); the simulator's truth is extended in memory, never written.
@@ -16,11 +17,10 @@ needs them to judge a viewer's reaction); the simulator's truth is extended in m
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import numpy as np
@@ -32,6 +32,7 @@ from data.stream.entries import Event
 from data.stream.said import graph_event, post_event
 from data.stream.valkey_stream import ValkeyStream
 from data.world.content import live_hashtags
+from data.world.live_report import LiveReport
 from data.world.truth import TRUE_VALUE_WEIGHTS, PostLatents, TruthModel, examine_probability, sample_outcomes
 
 # realised action -> the engagements log's type (a long dwell is a dwell event with its length)
@@ -50,45 +51,6 @@ class LiveConfig:
     posts_per_step: float = 4.0  # Poisson mean of new posts per step
     follow_after_visit: float = 0.3  # a profile visit to an unfollowed author becomes a follow
     seed: int = 7
-
-
-@dataclass
-class LiveReport:
-    steps: int = 0
-    sessions: int = 0
-    sessions_by_surface: dict[str, int] = field(default_factory=dict)
-    engagements_sent: int = 0
-    events_accepted: int = 0
-    events_rejected: int = 0
-    posts_published: int = 0
-    follows: int = 0
-    degraded_pages: int = 0
-    failed_requests: int = 0
-    engagements: list[int] = field(default_factory=list)  # realised positive actions per session
-    expected_value: list[float] = field(default_factory=list)  # Σ w·P(a | position) per session
-    request_ms: list[float] = field(default_factory=list)
-
-    @staticmethod
-    def _mean_ci(values: list[float]) -> tuple[float, float]:
-        if not values:
-            return math.nan, math.nan
-        a = np.asarray(values, dtype=np.float64)
-        half = 1.96 * a.std(ddof=1) / math.sqrt(len(a)) if len(a) > 1 else math.nan
-        return float(a.mean()), float(half)
-
-    def summary(self) -> dict:
-        eng, eng_ci = self._mean_ci(self.engagements)
-        value, value_ci = self._mean_ci(self.expected_value)
-        ms = np.asarray(self.request_ms) if self.request_ms else np.asarray([math.nan])
-        return {"steps": self.steps, "sessions": self.sessions, "by_surface": dict(self.sessions_by_surface),
-                "engagements_per_session": round(eng, 4), "engagements_per_session_ci95": round(eng_ci, 4),
-                "truth_value_per_session": round(value, 4), "truth_value_per_session_ci95": round(value_ci, 4),
-                "engagements_sent": self.engagements_sent, "events_accepted": self.events_accepted,
-                "events_rejected": self.events_rejected, "posts_published": self.posts_published,
-                "follows": self.follows, "degraded_pages": self.degraded_pages,
-                "failed_requests": self.failed_requests,
-                "request_p50_ms": round(float(np.nanpercentile(ms, 50)), 1),
-                "request_p99_ms": round(float(np.nanpercentile(ms, 99)), 1)}
 
 
 class LivePosts:
@@ -163,8 +125,7 @@ class LivePlayer:
         report.degraded_pages += bool(page["degraded"])
         items = page["items"]
         if not items:
-            report.engagements.append(0)
-            report.expected_value.append(0.0)
+            report.session(viewer, page, 0, 0.0)
             return []
         posts = np.array([i["post_id"] for i in items], np.int64)
         known = posts <= self.posts.n  # a post the truth does not know (a team's) is not judged
@@ -174,9 +135,9 @@ class LivePlayer:
         scores = self.truth.scores(viewers, posts, now)
         outcome = sample_outcomes(self.rng, scores, positions)
         seen = examine_probability(positions)
-        report.expected_value.append(float(sum(TRUE_VALUE_WEIGHTS[a] * (scores.probabilities[a] * seen).sum()
-                                               for a in TRUE_VALUE_WEIGHTS)))
-        report.engagements.append(int(sum(outcome.actions[a].sum() for a in POSITIVE)))
+        report.session(viewer, page, int(sum(outcome.actions[a].sum() for a in POSITIVE)),
+                       float(sum(TRUE_VALUE_WEIGHTS[a] * (scores.probabilities[a] * seen).sum()
+                                 for a in TRUE_VALUE_WEIGHTS)))
         sent = []
         for k, item in enumerate(items):
             base = {c.VIEWER_ID: viewer, c.POST_ID: item["post_id"], c.AUTHOR_ID: item["author_id"],

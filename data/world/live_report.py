@@ -1,0 +1,101 @@
+"""LiveReport: what live mode measured, in total and per arm of the service's A/B.
+
+Every session is recorded with its viewer and the arm the service said it assigned (the response's
+`arm`; the player never decides one), so each arm's engagements and truth value per session get an
+interval clustered by viewer, and the treatment's difference and lift over the control theirs
+(data.world.ab_stats says how). Outside an experiment every session is the control's: one arm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from data.world.ab_stats import ArmMetric, Comparison, compare, per_session, sample_ratio_p
+
+CONTROL, TREATMENT = "control", "treatment"  # as the service names its arms (serving.experiment)
+METRICS = {"engagements_per_session": "engagements", "truth_value_per_session": "expected_value"}
+
+
+@dataclass
+class LiveReport:
+    steps: int = 0
+    sessions: int = 0
+    sessions_by_surface: dict[str, int] = field(default_factory=dict)
+    engagements_sent: int = 0
+    events_accepted: int = 0
+    events_rejected: int = 0
+    posts_published: int = 0
+    follows: int = 0
+    degraded_pages: int = 0
+    failed_requests: int = 0  # no response, so no arm: counted in total only
+    engagements: list[int] = field(default_factory=list)  # realised positive actions per session
+    expected_value: list[float] = field(default_factory=list)  # Σ w·P(a | position) per session
+    viewers: list[int] = field(default_factory=list)  # who each session was
+    arms: list[str] = field(default_factory=list)  # the arm the service assigned each session
+    experiment: str | None = None  # the A/B the service said it routed by (None: none)
+    served_by: dict[str, Counter] = field(default_factory=dict)  # arm -> model_version -> pages
+    fell_back: Counter = field(default_factory=Counter)  # arm -> pages whose arm's model was not served
+    request_ms: list[float] = field(default_factory=list)
+
+    def session(self, viewer: int, page: dict, engagements: int, expected_value: float) -> None:
+        """One session's page (the service's response) and what the truth says the viewer did."""
+        arm = page["arm"]
+        self.viewers.append(viewer)
+        self.arms.append(arm)
+        self.engagements.append(engagements)
+        self.expected_value.append(expected_value)
+        self.experiment = page.get("experiment")
+        self.served_by.setdefault(arm, Counter())[page["model_version"]] += 1
+        self.fell_back[arm] += "experiment" in page["degraded"]
+
+    def summary(self, treatment_share: float | None = None) -> dict:
+        """The figures; `treatment_share` (the service's configured split) adds the sample ratio check."""
+        viewers = np.asarray(self.viewers, dtype=np.int64)
+        ms = np.asarray(self.request_ms) if self.request_ms else np.asarray([math.nan])
+        return {"steps": self.steps, "sessions": self.sessions, "by_surface": dict(self.sessions_by_surface),
+                **_figures(self._metrics(np.ones(len(viewers), bool), viewers)),
+                "engagements_sent": self.engagements_sent, "events_accepted": self.events_accepted,
+                "events_rejected": self.events_rejected, "posts_published": self.posts_published,
+                "follows": self.follows, "degraded_pages": self.degraded_pages,
+                "failed_requests": self.failed_requests,
+                "request_p50_ms": round(float(np.nanpercentile(ms, 50)), 1),
+                "request_p99_ms": round(float(np.nanpercentile(ms, 99)), 1),
+                **self._arms(viewers, treatment_share)}
+
+    def _metrics(self, mine: np.ndarray, viewers: np.ndarray) -> dict[str, ArmMetric]:
+        return {name: per_session(np.asarray(getattr(self, values), dtype=np.float64)[mine], viewers[mine])
+                for name, values in METRICS.items()}
+
+    def _arms(self, viewers: np.ndarray, treatment_share: float | None) -> dict:
+        arms = np.asarray(self.arms)
+        metrics, per_arm = {}, {}
+        for arm in sorted(set(self.arms)):
+            mine = arms == arm
+            metrics[arm] = self._metrics(mine, viewers)
+            per_arm[arm] = {"sessions": int(mine.sum()), "viewers": len(np.unique(viewers[mine])),
+                            **_figures(metrics[arm]), "served_by": dict(self.served_by.get(arm, {})),
+                            "fell_back_to_control": self.fell_back[arm]}
+        out: dict = {"experiment": self.experiment, "arms": per_arm}
+        if CONTROL in metrics and TREATMENT in metrics:
+            out["treatment_vs_control"] = {name: _comparison(compare(metrics[TREATMENT][name], metrics[CONTROL][name]))
+                                           for name in METRICS}
+        if treatment_share is not None and self.experiment is not None:
+            count = {arm: per_arm.get(arm, {}).get("viewers", 0) for arm in (TREATMENT, CONTROL)}
+            out["sample_ratio_p"] = round(sample_ratio_p(count[TREATMENT], count[CONTROL], treatment_share), 6)
+        return out
+
+
+def _figures(metrics: dict[str, ArmMetric]) -> dict[str, float]:
+    out = {}
+    for name, metric in metrics.items():
+        out[name], out[f"{name}_ci95"] = round(metric.mean, 4), round(metric.ci95, 4)
+    return out
+
+
+def _comparison(c: Comparison) -> dict:
+    return {"diff": round(c.diff, 4), "diff_ci95": round(c.diff_ci95, 4), "lift_pct": round(100 * c.lift, 2),
+            "lift_pct_ci95": [round(100 * c.lift_low, 2), round(100 * c.lift_high, 2)]}
