@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from data.ids import INT64_MAX, to_id
 from data.typed_config import ConfigError
+from serving.__main__ import print_arms
 from serving.arm_models import treatment_targets
 from serving.config import ExperimentConfig, ServingConfig
 from serving.experiment import CONTROL, TREATMENT, ArmAssigner
@@ -98,3 +99,12 @@ def test_the_treatment_is_read_from_the_file_and_a_bad_one_is_refused_by_its_key
         with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
             ServingConfig.from_dict({"experiment": {"enabled": True, **bad}})
 
+
+def test_the_cli_prints_each_ids_arm_as_the_service_assigns_it(tmp_path, capsys):
+    config = tmp_path / "serving.toml"
+    config.write_text('[experiment]\nenabled = true\nname = "cli"\nsalt = "s"\ntreatment_share = 0.5\n')
+    assert print_arms(["42", "U123"], config) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "# experiment: cli"
+    assert lines[1:] == [f"{t}\t{to_id(t)}\t{documented_arm('s', to_id(t), 0.5)}" for t in ("42", "U123")]
+    assert print_arms(["4.5"], config) == 1  # not an id: said, and the exit status says so
