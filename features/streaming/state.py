@@ -21,9 +21,9 @@ Every entity's online row has one writer, so a row computed from an older state 
 a newer one without a check per row. Engagements are keyed by viewer: the owner of the viewer's
 partition is the only worker that changes a viewer's or a viewer-author pair's state, and writes
 their rows from what its apply script returned. Posts and authors are changed by every partition's
-worker: each is owned by one partition (`owner_of`), the apply script marks it dirty there, and
-that partition's owner writes its row from the state it reads when it claims the set. The owning
-partition is the stream's own partitioning of the state key (ValkeyStream.partition_of).
+worker: each is owned by one partition, the stream's own partitioning of its state key
+(ValkeyStream.partition_of); the apply script marks it dirty there, and that partition's owner
+writes its row from the state it reads when it claims the set.
 """
 
 from __future__ import annotations
