@@ -40,6 +40,7 @@ from features.streaming.spec import NEGATIVE, POSITIVE, TODAY, W1H, W24H, Window
 
 STATE_TTL_S = 2 * 24 * 3600
 ANY = "*"
+FIELD_CACHE = 200_000  # parsed counter fields a Summer keeps (a few MB)
 
 # One chunk of one partition's engagements, in entry-id order and summed per counter by the caller,
 # applied with the partition's applied mark in one script: a crash leaves either all of a chunk's
@@ -241,23 +242,39 @@ class Summer:
             self.targets.setdefault((token.encode(), window.code.encode()), []).append((j, window))
         self.buckets = {w.code.encode(): w.bucket_ms for _, _, w in counted.features}
         self.velocity = spec.POST_VIEW == counted.view
+        # counter field -> (bucket code, bucket, buckets kept, [(feature index, window buckets)]), or
+        # None for a code no window of this view reads. The same fields recur in every hot entity's
+        # state each poll: parsed once, forgotten in bulk when the cache is full.
+        self._fields: dict[bytes, tuple[bytes, int, int, list[tuple[int, int]]] | None] = {}
+
+    def _field(self, name: bytes) -> tuple[bytes, int, int, list[tuple[int, int]]] | None:
+        token, code, bucket = name.split(b"|")
+        bucket_ms = self.buckets.get(code)
+        parsed = None if bucket_ms is None else (
+            code, int(bucket), spec.RETAIN[bucket_ms],
+            [(j, window.buckets) for j, window in self.targets.get((token, code), ())])
+        if len(self._fields) >= FIELD_CACHE:
+            self._fields.clear()
+        self._fields[name] = parsed
+        return parsed
 
     def features(self, snap: Snapshot) -> tuple[list[float], list[bytes]]:
         """(the view's features as of the entity's latest event, counter fields to prune)."""
         values = [0.0] * self.width
         prune = []
         at = {code: snap.last_ms // bucket for code, bucket in self.buckets.items()}
+        fields = self._fields
         for name, count in snap.counters.items():
-            token, code, bucket = name.split(b"|")
-            current = at.get(code)
-            if current is None:
+            parsed = fields[name] if name in fields else self._field(name)
+            if parsed is None:
                 continue
-            age = current - int(bucket)  # in buckets; negative: a bucket past `last` (cannot be)
-            if age >= spec.RETAIN[self.buckets[code]]:
+            code, bucket, retain, targets = parsed
+            age = at[code] - bucket  # in buckets; negative: a bucket past `last` (cannot be)
+            if age >= retain:
                 prune.append(name)
                 continue
-            for j, window in self.targets.get((token, code), ()):
-                if 0 <= age < window.buckets:
+            for j, window_buckets in targets:
+                if 0 <= age < window_buckets:
                     values[j] += count
         if self.velocity:  # per minute over 5 min, minus per minute over the hour
             values[-1] = values[-4] / 5 - values[-3] / 60
