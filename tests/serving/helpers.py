@@ -147,3 +147,11 @@ def social_world(n_users: int = 12, posts_per_user: int = 6) -> list[tuple]:
             rows.append((T0 + k * HOUR // 2 + u, "post", post, u, T0 + k * HOUR // 2 + u))
             post += 1
     return rows
+
+
+def explore_sets(client: redis.Redis, cfg, posts: list[tuple[int, int]]) -> None:
+    """What the daily builders leave: trending and popular sets over these (post, author) pairs."""
+    keys = cfg.candidates.keys
+    members = {b"%d:%d" % (p, a): float(len(posts) - i) for i, (p, a) in enumerate(posts)}
+    client.zadd(keys.trending, members)
+    client.zadd(keys.popular, members)

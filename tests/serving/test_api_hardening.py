@@ -26,7 +26,7 @@ from serving.impression_log import ImpressionLogWriter
 from serving.model_store import ModelStore
 from serving.pipeline import drain_side_effects
 from tests.candidates.helpers import HOUR, T0
-from tests.serving.helpers import build_app, serving_config, social_world, write_world
+from tests.serving.helpers import build_app, explore_sets, serving_config, social_world, write_world
 
 NOW = T0 + 10 * HOUR
 INT64_MAX = 2**63 - 1
@@ -44,9 +44,7 @@ def world(redis_server):
     rows = social_world() + [(T0 + 5 * HOUR, "block", 7, 3, 0), (T0 + 5 * HOUR, "mute", 3, 4, 0)]
     write_world(client, cfg, rows)
     posts = [(r[2], r[3]) for r in rows if r[1] == "post"]
-    members = {b"%d:%d" % (p, a): float(len(posts) - i) for i, (p, a) in enumerate(posts)}
-    client.zadd(cfg.candidates.keys.trending, members)
-    client.zadd(cfg.candidates.keys.popular, members)
+    explore_sets(client, cfg, posts)
     yield client, cfg, posts
     client.delete(*client.keys(cfg.candidates.keys.pattern) or ["-"])
 

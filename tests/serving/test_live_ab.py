@@ -22,6 +22,7 @@ from serving.event_intake import EventIntake
 from serving.experiment import CONTROL, TREATMENT
 from tests.serving.helpers import (
     build_app,
+    explore_sets,
     model_store,
     random_ranker,
     register_champion,
@@ -32,7 +33,6 @@ from tests.serving.helpers import (
 from tests.serving.test_experiment import documented_arm
 from tests.serving.test_live_mode import SteppedClock, truth_of
 from tests.serving.test_registry_faults import NAMES, NOW, GivenFeatures
-from tests.serving.test_service_http import explore_sets
 
 pytestmark = pytest.mark.integration
 

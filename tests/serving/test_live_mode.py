@@ -22,8 +22,8 @@ from data.world.live import LiveConfig, LivePlayer
 from data.world.truth import PairState, PostLatents, TruthModel, UserLatents
 from serving.config import EventsConfig
 from serving.event_intake import EventIntake
-from tests.serving.helpers import build_app, serving_config, social_world, write_world
-from tests.serving.test_service_http import NOW, explore_sets, no_registry
+from tests.serving.helpers import build_app, explore_sets, serving_config, social_world, write_world
+from tests.serving.test_service_http import NOW, no_registry
 
 pytestmark = pytest.mark.integration
 

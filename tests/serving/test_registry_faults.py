@@ -27,6 +27,7 @@ from serving.model_store import NO_CHAMPION, REGISTRY_UNREACHABLE
 from tests.candidates.helpers import HOUR, T0
 from tests.serving.helpers import (
     build_app,
+    explore_sets,
     model_store,
     random_ranker,
     register_champion,
@@ -84,10 +85,7 @@ def world(redis_server):
     cfg = serving_config(model={"engine": "lightgbm"}, impressions={"enabled": False, "record_seen": False})
     rows = social_world()
     write_world(client, cfg, rows)
-    posts = [(r[2], r[3]) for r in rows if r[1] == "post"]
-    members = {b"%d:%d" % (p, a): float(len(posts) - i) for i, (p, a) in enumerate(posts)}
-    client.zadd(cfg.candidates.keys.trending, members)
-    client.zadd(cfg.candidates.keys.popular, members)
+    explore_sets(client, cfg, [(r[2], r[3]) for r in rows if r[1] == "post"])
     yield client, cfg
     client.delete(*client.keys(cfg.candidates.keys.pattern) or ["-"])
 

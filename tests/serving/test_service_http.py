@@ -18,21 +18,13 @@ from serving.model_store import ModelStore
 from serving.pipeline import drain_side_effects
 from tests.candidates.helpers import HOUR, T0
 from tests.candidates.privacy_oracle import N_USERS, pair, to_events, user_ids
-from tests.serving.helpers import build_app, serving_config, social_world, write_world
+from tests.serving.helpers import build_app, explore_sets, serving_config, social_world, write_world
 
 NOW = T0 + 10 * HOUR
 
 
 def no_registry(cfg) -> ModelStore:
     return ModelStore(lambda name: None, None, cfg.model, cfg.cascade, "/nonexistent")
-
-
-def explore_sets(client: redis.Redis, cfg, posts: list[tuple[int, int]]) -> None:
-    """What the daily builders leave: trending and popular sets over these (post, author) pairs."""
-    keys = cfg.candidates.keys
-    members = {b"%d:%d" % (p, a): float(len(posts) - i) for i, (p, a) in enumerate(posts)}
-    client.zadd(keys.trending, members)
-    client.zadd(keys.popular, members)
 
 
 @pytest.fixture
