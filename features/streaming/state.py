@@ -5,7 +5,6 @@ Keys (`<prefix>` is `loupe:rt`; docs/streaming_features.md):
     <prefix>:post:<post_id>            HASH  bucket counts `<token>|<m|h|d>|<bucket>`, `last`, `author`
     <prefix>:author:<author_id>        HASH  the same, for the author's posts
     <prefix>:va:<viewer_id>:<author>   HASH  the same, for one viewer's engagements with one author
-    <prefix>:viewer:<viewer_id>        HASH  `last`
     <prefix>:seq:<viewer_id>           LIST  "post,author,type,ts_ms", newest first, SEQUENCE_LENGTH long
     <prefix>:applied:{<p>}             STRING the id of the last stream entry of partition p applied
     <prefix>:dirty:{<p>}               SET   post and author state keys of partition p whose rows are due
@@ -15,13 +14,16 @@ Keys (`<prefix>` is `loupe:rt`; docs/streaming_features.md):
 
 A token is an engagement type, `+` (positive: a value-model head other than the negative one), `-`
 (negative) or `*` (any). `last` is the entity's latest event time (ms): the windows' as-of time.
-State keys expire STATE_TTL_S after their last change: by then every window of theirs is empty.
+State keys live at least STATE_TTL_S after their last change: by then every window of theirs is empty.
+A counter key's expiry is set when it is created and when its `last` moves into another UTC day, to
+STATE_TTL_S plus a day (COUNTER_TTL_S): one EXPIRE per key per day, not one per chunk, which was the
+apply script's most frequent call.
 
 Every entity's online row has one writer, so a row computed from an older state never lands over
 a newer one without a check per row. Engagements are keyed by viewer: the owner of the viewer's
 partition is the only worker that changes a viewer's or a viewer-author pair's state, and writes
-their rows from what its apply script returned. Posts and authors are changed by every partition's
-worker: each is owned by one partition, the stream's own partitioning of its state key
+their rows from the state it reads after its apply scripts. Posts and authors are changed by every
+partition's worker: each is owned by one partition, the stream's own partitioning of its state key
 (ValkeyStream.partition_of); the apply script marks it dirty there, and that partition's owner
 writes its row from the state it reads when it claims the set.
 """
@@ -39,6 +41,7 @@ from features.streaming.rows import EngagementRow
 from features.streaming.spec import NEGATIVE, POSITIVE, TODAY, W1H, W24H, Window
 
 STATE_TTL_S = 2 * 24 * 3600
+COUNTER_TTL_S = STATE_TTL_S + 24 * 3600  # set once per (key, event day): see the module's docstring
 ANY = "*"
 FIELD_CACHE = 200_000  # parsed counter fields a Summer keeps (a few MB)
 
@@ -46,80 +49,79 @@ FIELD_CACHE = 200_000  # parsed counter fields a Summer keeps (a few MB)
 # applied with the partition's applied mark in one script: a crash leaves either all of a chunk's
 # effects and its mark, or none. A chunk whose last entry is at or below the mark was applied before
 # (a re-delivery after a crash): nothing changes. A chunk the mark falls inside returns {-1, mark} and
-# the caller sends the entries above it again. Either way the script returns the state of the keys
-# asked for (HGETALL, LRANGE): their rows are computed from it, so a re-delivered chunk still gets
-# its rows written (a worker may have died between applying and writing).
+# the caller sends the entries above it again. The script only writes: the states the rows are
+# computed from are read after it with plain commands (RowWriter.read), which the server answers
+# without converting every item through Lua (a viewer's 50-item sequence per chunk was the largest
+# part of the script's time).
 # KEYS: the mark, the state keys, the sequence lists, the dirty sets.
-# ARGV: first id, last id, ttl, sequence length, number of state keys, number of lists;
-#       per state key: its newest event time, 1 to return its state (else 0), its post's author ('' for
-#       none: kept for the trending sets' members), n, n x (field, increment);
+# ARGV: first id, last id, ttl (COUNTER_TTL_S; a list gets it at each push), sequence length,
+#       number of state keys, number of lists;
+#       per state key: its newest event time, its post's author ('' for none: kept for the trending
+#       sets' members), n, n x (field, increment);
 #       per list: n, n items oldest first; per dirty set: n, n members.
-# Returns {1 applied | 0 applied before, state..., list...}.
+# Returns {1} applied, {0} applied before, or {-1, mark}.
 APPLY = """
 local function id_of(text)
     local a, b = string.match(text, '^(%d+)-(%d+)$')
     return {tonumber(a), tonumber(b)}
 end
 local function above(x, y) return x[1] > y[1] or (x[1] == y[1] and x[2] > y[2]) end
-local status = 1
 local mark = redis.call('GET', KEYS[1])
 if mark then
     local m = id_of(mark)
-    if not above(id_of(ARGV[2]), m) then status = 0
-    elseif not above(id_of(ARGV[1]), m) then return {-1, mark} end
+    if not above(id_of(ARGV[2]), m) then return {0} end
+    if not above(id_of(ARGV[1]), m) then return {-1, mark} end
 end
 local ttl, cap, n, lists = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local i, out = 7, {status}
+local i = 7
 for k = 2, n + 1 do
-    local key, ts, read, author, m = KEYS[k], ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-    if status == 1 then
-        for f = i + 4, i + 2 + 2 * m, 2 do redis.call('HINCRBY', key, ARGV[f], ARGV[f + 1]) end
-        local last = redis.call('HGET', key, 'last')
-        if not last or tonumber(ts) > tonumber(last) then redis.call('HSET', key, 'last', ts) end
-        if author ~= '' then redis.call('HSETNX', key, 'author', author) end
+    local key, ts, author, m = KEYS[k], ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+    for f = i + 3, i + 1 + 2 * m, 2 do redis.call('HINCRBY', key, ARGV[f], ARGV[f + 1]) end
+    local last = redis.call('HGET', key, 'last')
+    if not last then  -- a new key: its author (a post's) and its expiry with it
+        if author ~= '' then redis.call('HSET', key, 'last', ts, 'author', author)
+        else redis.call('HSET', key, 'last', ts) end
         redis.call('EXPIRE', key, ttl)
+    elseif tonumber(ts) > tonumber(last) then
+        redis.call('HSET', key, 'last', ts)
+        if math.floor(tonumber(ts) / 86400000) ~= math.floor(tonumber(last) / 86400000) then
+            redis.call('EXPIRE', key, ttl)
+        end
     end
-    i = i + 4 + 2 * m
-    if read == '1' then out[#out + 1] = redis.call('HGETALL', key) end
+    i = i + 3 + 2 * m
 end
 for k = n + 2, n + 1 + lists do
     local list, m = KEYS[k], tonumber(ARGV[i])
-    if status == 1 then
-        redis.call('LPUSH', list, unpack(ARGV, i + 1, i + m))
-        redis.call('LTRIM', list, 0, cap - 1)
-        redis.call('EXPIRE', list, ttl)
-    end
+    redis.call('LPUSH', list, unpack(ARGV, i + 1, i + m))
+    redis.call('LTRIM', list, 0, cap - 1)
+    redis.call('EXPIRE', list, ttl)
     i = i + 1 + m
-    out[#out + 1] = redis.call('LRANGE', list, 0, cap - 1)
 end
 for k = n + 2 + lists, #KEYS do
     local m = tonumber(ARGV[i])
-    if status == 1 then redis.call('SADD', KEYS[k], unpack(ARGV, i + 1, i + m)) end
+    redis.call('SADD', KEYS[k], unpack(ARGV, i + 1, i + m))
     i = i + 1 + m
 end
-if status == 1 then redis.call('SET', KEYS[1], ARGV[2]) end
-return out
+redis.call('SET', KEYS[1], ARGV[2])
+return {1}
 """
 
 
 class ChunkEffects:
-    """One chunk's effects, summed per state key and counter field: the apply script's arguments, and
-    its reply read back into the states asked for."""
+    """One chunk's effects, summed per state key and counter field: the apply script's arguments."""
 
     def __init__(self) -> None:
         self.counters: dict[str, dict[str, int]] = {}  # state key -> field -> increment
         self.newest: dict[str, int] = {}  # state key -> its newest event time in the chunk
-        self.read: dict[str, bool] = {}  # state key -> whether the script returns its state
         self.author: dict[str, int | str] = {}  # state key -> its post's author ('' for other keys)
         self.lists: dict[str, list[str]] = {}  # sequence list -> items, oldest first
         self.dirty: dict[str, set[str]] = {}  # dirty set -> state keys
 
-    def add(self, key: str, fields: Sequence[str], ts_ms: int, read: bool, author: int | None = None) -> None:
+    def add(self, key: str, fields: Sequence[str], ts_ms: int, author: int | None = None) -> None:
         counters = self.counters.get(key)
         if counters is None:
             counters = self.counters[key] = {}
             self.newest[key] = ts_ms
-            self.read[key] = read
             self.author[key] = "" if author is None else author
         elif ts_ms > self.newest[key]:
             self.newest[key] = ts_ms
@@ -134,9 +136,9 @@ class ChunkEffects:
 
     def script_args(self, mark_key: str, first_id: str, last_id: str) -> tuple[list[str], list]:
         keys = [mark_key, *self.counters, *self.lists, *self.dirty]
-        args: list = [first_id, last_id, STATE_TTL_S, spec.SEQUENCE_LENGTH, len(self.counters), len(self.lists)]
+        args: list = [first_id, last_id, COUNTER_TTL_S, spec.SEQUENCE_LENGTH, len(self.counters), len(self.lists)]
         for key, counters in self.counters.items():
-            args += [self.newest[key], int(self.read[key]), self.author[key], len(counters)]
+            args += [self.newest[key], self.author[key], len(counters)]
             for name, n in counters.items():
                 args += [name, n]
         for items in self.lists.values():
@@ -145,12 +147,6 @@ class ChunkEffects:
         for members in self.dirty.values():
             args += [len(members), *members]
         return keys, args
-
-    def states(self, reply: list) -> tuple[dict[bytes, Snapshot], dict[bytes, list[bytes]]]:
-        """The script's reply after the status: the states asked for, each list's items."""
-        asked = [key for key, read in self.read.items() if read]
-        states = {key.encode(): Snapshot.parse(r) for key, r in zip(asked, reply[1:1 + len(asked)])}
-        return states, {key.encode(): r for key, r in zip(self.lists, reply[1 + len(asked):])}
 
 
 @dataclass(frozen=True)
@@ -213,21 +209,27 @@ class Snapshot:
     last_ms: int = 0
     counters: dict[bytes, int] = field(default_factory=dict)
     author: int = 0  # a post's author (0: not a post, or not known)
-    tags: tuple[str, ...] = ()  # a post's hashtags, where known (not part of the hash: see RowWriter.claim)
+    tags: tuple[str, ...] = ()  # a post's hashtags, where known (not part of the hash: see RowWriter.read)
+    # a viewer's sequence, newest first: (post ids, author ids, types, event times in ms)
+    sequence: tuple[list[int], list[int], list[str], list[int]] = ((), (), (), ())
 
     @classmethod
     def parse(cls, reply: list[bytes] | dict[bytes, bytes]) -> Snapshot:
         """An HGETALL reply: a flat list (RESP2) or a mapping (RESP3)."""
-        snap = cls()
-        pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
-        for name, value in pairs:
-            if name == b"last":
-                snap.last_ms = int(value)
-            elif name == b"author":
-                snap.author = int(value)
-            else:
-                snap.counters[name] = int(value)
-        return snap
+        fields = dict(reply) if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2]))
+        last, author = fields.pop(b"last", 0), fields.pop(b"author", 0)
+        return cls(int(last), {name: int(value) for name, value in fields.items()}, int(author))
+
+    @classmethod
+    def of_sequence(cls, items: list[bytes]) -> Snapshot:
+        """A viewer's state: its sequence list (an LRANGE reply of "post,author,type,ts_ms" items), as
+        of the newest event it holds. Parsed as one joined string: a viewer's row is written at each
+        poll that names it, and item by item this was most of the row's cost."""
+        if not items:
+            return cls()
+        flat = b",".join(items).decode().split(",")
+        ts = list(map(int, flat[3::4]))
+        return cls(max(ts), sequence=(list(map(int, flat[0::4])), list(map(int, flat[1::4])), flat[2::4], ts))
 
 
 class Summer:

@@ -9,10 +9,10 @@ the fan-out worker does (candidate_gen/stream_fanout.py). A poll:
 3. applies the engagements of each partition, in entry order, in chunks: one server-side script per
    chunk adds to the counters, marks the posts and authors dirty on the partitions that own them,
    and moves the partition's applied mark, so an entry re-delivered after a crash (at or below the
-   mark) is a duplicate, never counted twice; it returns the viewer and pair states;
+   mark) is a duplicate, never counted twice;
 4. claims the posts and authors due on its own partitions (marked by any worker), reads their
-   states, and writes the online rows (Feast's hash + the packed record) of those and of the
-   viewers and pairs the batch names, then releases the claim. Each entity has this one writer
+   states and those of the viewers and pairs the batch names, and writes their online rows (Feast's
+   hash + the packed record), then releases the claim. Each entity has this one writer
    (features/streaming/state.py);
 5. dead-letters, then acknowledges the batch.
 A crash anywhere leaves the batch pending and the claim held: the next owner of the partition
@@ -41,7 +41,7 @@ from features.online.layout import DEFAULT_NAMESPACE
 from features.streaming import spec
 from features.streaming.rows import EngagementRow, PostChange, engagement_row, engagement_rules, post_change, post_rules
 from features.streaming.spec import PREFIX
-from features.streaming.state import APPLY, ChunkEffects, Snapshot, counted_views, tokens
+from features.streaming.state import APPLY, ChunkEffects, counted_views, tokens
 from features.streaming.writer import RowWriter, Written
 
 log = logging.getLogger(__name__)
@@ -131,20 +131,20 @@ class StreamFeatureWorker:
                 by_partition.setdefault(entry.partition, []).append((entry, row))
         # publications first, so that the rows below place a post in its hashtags' trending sets
         self.rows.post_changes([change for change in posts if not change.deleted])
-        states: dict[bytes, Snapshot] = {}  # the viewer and pair states the batch names, applied or not
-        sequences: dict[bytes, list[bytes]] = {}
+        named: set[bytes] = set()  # the viewer and pair states the batch names, applied or not
         for p, rows in by_partition.items():
             rows.sort(key=lambda er: parse_id(er[0].id))
             for i in range(0, len(rows), self.chunk):
-                applied = self._apply_chunk(p, rows[i:i + self.chunk], states, sequences)
+                applied = self._apply_chunk(p, rows[i:i + self.chunk], named)
                 stats.applied += applied
                 stats.duplicates += len(rows[i:i + self.chunk]) - applied
                 self.on_step("chunk")
         self.on_step("applied")
-        # the post and author rows due on this worker's partitions, whichever worker changed them
-        handed, claimed = self.rows.claim(self.partitions)
+        # and the post and author rows due on this worker's partitions, whichever worker changed them
+        due, claimed = self.rows.claim(self.partitions)
+        states = self.rows.read(named | due)
         self.on_step("claimed")
-        stats.written = self.rows.write({**states, **handed}, sequences, release=claimed)
+        stats.written = self.rows.write(states, release=claimed)
         self.rows.post_changes([change for change in posts if change.deleted])  # after: out of trending
         self.on_step("written")
         stats.dead_lettered.update(reason for _, reason in rejected)
@@ -154,11 +154,11 @@ class StreamFeatureWorker:
         self.on_poll(stats)
         return stats
 
-    def _apply_chunk(self, partition: int, rows: list[tuple[Entry, EngagementRow]],
-                     states: dict[bytes, Snapshot], sequences: dict[bytes, list[bytes]]) -> int:
+    def _apply_chunk(self, partition: int, rows: list[tuple[Entry, EngagementRow]], named: set[bytes]) -> int:
         """One apply script; returns how many engagements it applied (the others were already), and
-        puts the viewer and pair states after it into `states` and `sequences` (a later chunk's is
-        newer). Posts and authors are marked dirty on the partition that owns them."""
+        adds the viewer and pair states it names to `named`, applied or not: a re-delivered chunk's
+        rows are written too (its worker may have died between applying and writing). Posts and
+        authors are marked dirty on the partition that owns them."""
         post, author, pair = self.counted
         prefix = self.prefix
         effects = ChunkEffects()
@@ -167,21 +167,19 @@ class StreamFeatureWorker:
             ts = row.ts_ms
             for key, fields, writer in ((f"{prefix}:post:{row.post_id}", post.fields_of(marks, ts), row.author_id),
                                         (f"{prefix}:author:{row.author_id}", author.fields_of(marks, ts), None)):
-                effects.add(key, fields, ts, read=False, author=writer)
+                effects.add(key, fields, ts, author=writer)
                 effects.mark_dirty(self.rows.dirty_key(self.stream.partition_of(key)), key)
-            effects.add(f"{prefix}:va:{row.viewer_id}:{row.author_id}", pair.fields_of(marks, ts), ts, read=True)
-            effects.add(f"{prefix}:viewer:{row.viewer_id}", (), ts, read=True)
-            effects.push(f"{prefix}:seq:{row.viewer_id}", f"{row.post_id},{row.author_id},{row.type},{ts}")
+            pair_key, sequence_key = f"{prefix}:va:{row.viewer_id}:{row.author_id}", f"{prefix}:seq:{row.viewer_id}"
+            effects.add(pair_key, pair.fields_of(marks, ts), ts)
+            effects.push(sequence_key, f"{row.post_id},{row.author_id},{row.type},{ts}")
+            named.update((pair_key.encode(), sequence_key.encode()))
         keys, args = effects.script_args(f"{prefix}:applied:{{{partition}}}", rows[0][0].id, rows[-1][0].id)
         reply = self._apply(keys=keys, args=args)
         if reply[0] == -1:  # the mark falls inside the chunk: the entries up to it were applied before
             mark = parse_id(reply[1].decode())
             before = sum(1 for entry, _ in rows if parse_id(entry.id) <= mark)  # a prefix: rows are in id order
-            return (self._apply_chunk(partition, rows[:before], states, sequences)
-                    + self._apply_chunk(partition, rows[before:], states, sequences))
-        after, lists = effects.states(reply)
-        states.update(after)
-        sequences.update(lists)
+            return (self._apply_chunk(partition, rows[:before], named)
+                    + self._apply_chunk(partition, rows[before:], named))
         return len(rows) if reply[0] == 1 else 0
 
     def run(self, stop: threading.Event, block_ms: int = 100, retry_s: float = 1.0) -> None:

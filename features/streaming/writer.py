@@ -26,6 +26,7 @@ from features.streaming import spec
 from features.streaming.rows import PostChange
 from features.streaming.state import STATE_TTL_S, CountedView, Snapshot, Summer
 
+# in Snapshot.sequence's order
 SEQUENCE_TYPES = {"recent_post_ids": pa.int64(), "recent_author_ids": pa.int64(), "recent_types": pa.string(),
                   "recent_ts_ms": pa.int64()}
 
@@ -46,14 +47,14 @@ class RowWriter:
         self.counted = {view.entity: view for view in counted}
         self.summers = {view.entity: Summer(view) for view in counted}
         self.encoders = {view.entity: ViewWrite(packer, store.get_feature_view(view.view)) for view in counted}
-        self.encoders["viewer"] = ViewWrite(packer, store.get_feature_view(spec.SEQUENCE_VIEW))
+        self.encoders["seq"] = ViewWrite(packer, store.get_feature_view(spec.SEQUENCE_VIEW))
         for encoder in self.encoders.values():  # each generation's description, for reader.check()
             if encoder.layout.n_features:
                 self.client.set(encoder.layout.meta_key, json.dumps(encoder.layout.meta()))
 
-    def claim(self, partitions: list[int]) -> tuple[dict[bytes, Snapshot], list[bytes]]:
-        """The post and author states whose rows are due on these partitions, and the claimed sets
-        they came from, to release once the rows are written. A set a previous owner claimed and
+    def claim(self, partitions: list[int]) -> tuple[set[bytes], list[bytes]]:
+        """The post and author state keys whose rows are due on these partitions, and the claimed
+        sets they came from, to release once the rows are written. A set a previous owner claimed and
         never released (it died before writing) is claimed again as it is."""
         with self.client.pipeline(transaction=False) as pipe:
             for p in partitions:  # fails harmlessly when the dirty set does not exist
@@ -61,22 +62,26 @@ class RowWriter:
             for p in partitions:
                 pipe.smembers(self.claimed_key(p))
             replies = pipe.execute(raise_on_error=False)[len(partitions):]
-        keys = sorted(set().union(*replies)) if replies else []
         claimed = [self.claimed_key(p).encode() for p, members in zip(partitions, replies) if members]
+        return set().union(*replies), claimed
+
+    def read(self, keys: set[bytes]) -> dict[bytes, Snapshot]:
+        """The states of these keys, in one pipelined send: a counter hash (HGETALL; a post's hashtags
+        beside it) or a viewer's sequence list (LRANGE)."""
+        keys = sorted(keys)
         if not keys:
-            return {}, claimed
-        post = f"{self.prefix}:post:".encode()
+            return {}
+        post, seq = f"{self.prefix}:post:".encode(), f"{self.prefix}:seq:".encode()
         posts = [k for k in keys if k.startswith(post)]
-        reads = [command(b"HGETALL", k) for k in keys]
+        reads = [command(b"LRANGE", k, b"0", b"-1") if k.startswith(seq) else command(b"HGETALL", k) for k in keys]
         reads += [command(b"GET", spec.post_tags_key(int(k[len(post):]), self.prefix).encode()) for k in posts]
         replies = send_pipelined(self.client, [b"".join(reads)], len(reads))
-        states = {k: Snapshot.parse(r) for k, r in zip(keys, replies)}
+        states = {k: Snapshot.of_sequence(r) if k.startswith(seq) else Snapshot.parse(r) for k, r in zip(keys, replies)}
         for k, tags in zip(posts, replies[len(keys):]):
             states[k].tags = spec.parse_tags(tags)
-        return states, claimed
+        return states
 
-    def write(self, states: Mapping[bytes, Snapshot], sequences: Mapping[bytes, list[bytes]],
-              release: list[bytes] = ()) -> Written:
+    def write(self, states: Mapping[bytes, Snapshot], release: list[bytes] = ()) -> Written:
         """The rows of these entities, then the claimed sets in `release` deleted (after the rows:
         a crash before leaves them claimed, for the next owner)."""
         done = Written()
@@ -89,8 +94,8 @@ class RowWriter:
             by_kind.setdefault(kind, []).append((key, tuple(map(int, ids)), snap))
         commands: list[bytes] = []
         for kind, entities in by_kind.items():
-            if kind == "viewer":
-                batch, prunes = self._sequence_rows(entities, sequences), []
+            if kind == "seq":  # a viewer's sequence list, its state
+                batch, prunes = self._sequence_rows(entities), []
             else:
                 batch, prunes = self._counted_rows(kind, entities)
                 done.pruned += sum(map(len, prunes))
@@ -119,17 +124,10 @@ class RowWriter:
         ts_us = np.array([snap.last_ms * 1000 for _, _, snap in entities], dtype=np.int64)
         return (pa.RecordBatch.from_pydict(columns), ts_us), prunes
 
-    def _sequence_rows(self, entities, sequences) -> tuple[pa.RecordBatch, np.ndarray]:
-        columns: dict[str, list] = {c.VIEWER_ID: [], **{name: [] for name in SEQUENCE_TYPES}}
-        for _, (viewer,), _ in entities:
-            items = [item.decode().split(",") for item in sequences.get(self.sequence_key(viewer), [])]
-            columns[c.VIEWER_ID].append(viewer)
-            columns["recent_post_ids"].append([int(i[0]) for i in items])
-            columns["recent_author_ids"].append([int(i[1]) for i in items])
-            columns["recent_types"].append([i[2] for i in items])
-            columns["recent_ts_ms"].append([int(i[3]) for i in items])
-        arrays = {c.VIEWER_ID: pa.array(columns[c.VIEWER_ID], pa.int64())}
-        arrays.update({name: pa.array(columns[name], pa.list_(t)) for name, t in SEQUENCE_TYPES.items()})
+    def _sequence_rows(self, entities) -> tuple[pa.RecordBatch, np.ndarray]:
+        arrays = {c.VIEWER_ID: pa.array([viewer for _, (viewer,), _ in entities], pa.int64())}
+        arrays.update({name: pa.array([snap.sequence[j] for _, _, snap in entities], pa.list_(t))
+                       for j, (name, t) in enumerate(SEQUENCE_TYPES.items())})
         ts_us = np.array([snap.last_ms * 1000 for _, _, snap in entities], dtype=np.int64)
         return pa.RecordBatch.from_pydict(arrays), ts_us
 
@@ -170,20 +168,14 @@ class RowWriter:
         return commands
 
     def _commands(self, kind: str, batch: tuple[pa.RecordBatch, np.ndarray]) -> list[bytes]:
-        """Feast's hash (HSET) and the packed record (SET) of each row."""
+        """Feast's hash of each row (HSET), and the packed records in one MSET (one reply, not one a row)."""
         encoder = self.encoders[kind]
         rows, ts_us = batch
         encoded = encoder.encode_rows(rows, ts_us)
-        return encoder.hset_commands(encoded) + [command(b"SET", key, record)
-                                                 for key, record in zip(encoded.packed_keys, encoded.records)]
+        packed = [part for pair in zip(encoded.packed_keys, encoded.records) for part in pair]
+        return encoder.hset_commands(encoded) + ([command(b"MSET", *packed)] if packed else [])
 
     # --- keys ----------------------------------------------------------------------------------
-    def state_key(self, kind: str, *ids: int) -> str:
-        return ":".join([self.prefix, kind, *map(str, ids)])
-
-    def sequence_key(self, viewer: int) -> bytes:
-        return f"{self.prefix}:seq:{viewer}".encode()
-
     def dirty_key(self, partition: int) -> str:
         return f"{self.prefix}:dirty:{{{partition}}}"
 

@@ -7,7 +7,8 @@
 - two workers in one group, each owning partitions, reach what one worker reaches;
 - workers killed mid-batch (after part of a batch was applied, and after all of it was applied but
   before its rows were written) leave nothing lost and nothing counted twice once another reclaims;
-- a post's row is written by its partition's owner, and by the next owner if that one dies.
+- a post's row is written by its partition's owner, and by the next owner if that one dies;
+- state keys expire at least STATE_TTL_S after their last change.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from features.online import PackedFeatureReader
 from features.store import apply, repo_config
 from features.streaming import spec
 from features.streaming.rows import EngagementRow, engagement_row, engagement_rules
+from features.streaming.state import COUNTER_TTL_S, STATE_TTL_S
 from features.streaming.worker import GROUP, LATENESS_MS, StreamFeatureWorker
 
 VOCABULARY = load_vocabulary()
@@ -369,3 +371,25 @@ def test_trending_sets_rank_posts_by_their_decayed_score_globally_and_per_hashta
     member = b"%d:%d" % (gone, AUTHOR_OF[gone])
     assert all(member not in held(key) for key in (spec.trend_key(), spec.trend_tag_key("cats"),
                                                    spec.trend_tag_key("travel")))
+
+
+def test_state_keys_expire_a_day_after_their_last_days_first_change(store, online, stream):
+    """A counter key's expiry is set when it is created and when its newest event moves into another
+    day (not at every change), so it outlives its last change by at least STATE_TTL_S."""
+    day = T0 - T0 % 86_400_000 + 3 * HOUR
+    worker = StreamFeatureWorker(stream, store, client=online)
+    keys = [f"{spec.PREFIX}:post:10", f"{spec.PREFIX}:author:{AUTHOR_OF[10]}", f"{spec.PREFIX}:va:1:{AUTHOR_OF[10]}"]
+
+    def engage(k: int, ts: int) -> None:
+        append(stream, [(ts, Event("engagements", line(f"t{k}", 1, 10, "like", ts), "1"))])
+        drain(worker)
+
+    engage(1, day)
+    assert all(STATE_TTL_S < online.ttl(k) <= COUNTER_TTL_S for k in keys)
+    assert online.hget(keys[0], "author") == str(AUTHOR_OF[10]).encode()
+    for k in keys:
+        online.expire(k, 1_000)  # as if time had passed since
+    engage(2, day + HOUR)  # the same day: left as it is
+    assert all(online.ttl(k) <= 1_000 for k in keys)
+    engage(3, day + 86_400_000)  # the next day: set again
+    assert all(STATE_TTL_S < online.ttl(k) <= COUNTER_TTL_S for k in keys)
