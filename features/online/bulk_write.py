@@ -36,7 +36,6 @@ from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.helpers import _mmh3
 from feast.infra.online_stores.redis import _versioned_fv_name
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.protos.feast.types.Value_pb2 import Int64List, StringList
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.types import Array, Float32, Float64, Int32, Int64, String
 from feast.utils import _columns_to_proto_values, _get_column_names
@@ -50,7 +49,7 @@ from features.online.transport import bulk, command, plain_redis, send_pipelined
 # A Float32 / Float64 value's protobuf: the oneof field's tag, then the value little-endian.
 _FIXED_VALUES = {str(Float32): (b"\x35", "<f4"), str(Float64): (b"\x29", "<f8")}
 # list types built straight into their Value proto field (`list_values`)
-_LIST_VALUES = {str(Array(Int64)): ("int64_list_val", Int64List), str(Array(String)): ("string_list_val", StringList)}
+_LIST_VALUES = {str(Array(Int64)): "int64_list_val", str(Array(String)): "string_list_val"}  # Value's field
 # Integer join keys as Feast's entity-key encoding writes them: (value type, size, numpy format).
 _INT_KEYS = {str(Int64): (ValueType.INT64, 8, "<i8"), str(Int32): (ValueType.INT32, 4, "<i4")}
 
@@ -273,7 +272,10 @@ class ViewWrite:
         nulls = np.ones((n, k), dtype=bool)
         for j, name in enumerate(self.layout.features):
             column = batch.column(name)
-            as_float = pc.fill_null(column.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+            if column.null_count == 0 and pa.types.is_floating(column.type):  # as it is (the stream's rows)
+                as_float = column.to_numpy()
+            else:
+                as_float = pc.fill_null(column.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
             nulls[:, j] = np.isnan(as_float)
             values[:, j] = np.where(nulls[:, j], 0.0, as_float)
         return values, nulls
@@ -318,11 +320,17 @@ def list_values(column: pa.Array, dtype: str) -> list[bytes] | None:
     """A list column without nulls as its serialized Value protos, built straight from the lists
     (what Feast's converter builds, ~10x faster: the stream feature worker writes every engaged
     viewer's sequence). None for any other column."""
-    list_field = _LIST_VALUES.get(dtype)
-    if list_field is None or column.null_count or pc.list_flatten(column).null_count:
+    name = _LIST_VALUES.get(dtype)
+    if name is None or column.null_count or pc.list_flatten(column).null_count:
         return None
-    name, proto = list_field
-    return [ValueProto(**{name: proto(val=v)}).SerializeToString() for v in column.to_pylist()]
+    flat = pc.list_flatten(column).to_pylist()  # one conversion for all rows, not one per row
+    bounds = pc.list_value_length(column).to_numpy(zero_copy_only=False).cumsum().tolist()
+    out = []
+    for a, b in zip([0, *bounds], bounds):
+        value = ValueProto()
+        getattr(value, name).val.extend(flat[a:b])  # faster in upb than building the list message by keyword
+        out.append(value.SerializeToString())
+    return out
 
 def int_entity_keys(batch: pa.RecordBatch, key_dtypes: Mapping[str, str], project: bytes) -> list[bytes]:
     """Feast's Redis key of each row for integer join keys (Int64 / Int32): serialize_entity_key
