@@ -43,18 +43,21 @@ from features.streaming.spec import NEGATIVE, POSITIVE, TODAY, W1H, W24H, Window
 STATE_TTL_S = 2 * 24 * 3600
 COUNTER_TTL_S = STATE_TTL_S + 24 * 3600  # set once per (key, event day): see the module's docstring
 ANY = "*"
+ANY_MARK = "*"  # a chunk that expects no particular mark (the apply script's `expect`)
 FIELD_CACHE = 200_000  # parsed counter fields a Summer keeps (a few MB)
 
 # One chunk of one partition's engagements, in entry-id order and summed per counter by the caller,
 # applied with the partition's applied mark in one script: a crash leaves either all of a chunk's
 # effects and its mark, or none. A chunk whose last entry is at or below the mark was applied before
 # (a re-delivery after a crash): nothing changes. A chunk the mark falls inside returns {-1, mark} and
-# the caller sends the entries above it again. The script only writes: the states the rows are
-# computed from are read after it with plain commands (RowWriter.read), which the server answers
-# without converting every item through Lua (a viewer's 50-item sequence per chunk was the largest
-# part of the script's time).
+# the caller sends the entries above it again. `expect` chains the chunks a worker sends without
+# waiting for replies: a chunk applies only if the mark is the id it expects (the previous chunk's
+# last), else it returns {-1, mark} and the caller sends it again; '*' expects nothing.
+# The script only writes: the states the rows are computed from are read after it with plain
+# commands (RowWriter.read), which the server answers without converting every item through Lua (a
+# viewer's 50-item sequence per chunk was the largest part of the script's time).
 # KEYS: the mark, the state keys, the sequence lists, the dirty sets.
-# ARGV: first id, last id, ttl (COUNTER_TTL_S; a list gets it at each push), sequence length,
+# ARGV: first id, last id, expect, ttl (COUNTER_TTL_S; a list gets it at each push), sequence length,
 #       number of state keys, number of lists;
 #       per state key: its newest event time, its post's author ('' for none: kept for the trending
 #       sets' members), n, n x (field, increment);
@@ -72,8 +75,9 @@ if mark then
     if not above(id_of(ARGV[2]), m) then return {0} end
     if not above(id_of(ARGV[1]), m) then return {-1, mark} end
 end
-local ttl, cap, n, lists = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local i = 7
+if ARGV[3] ~= '*' and ARGV[3] ~= (mark or '') then return {-1, mark or ''} end
+local ttl, cap, n, lists = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local i = 8
 for k = 2, n + 1 do
     local key, ts, author, m = KEYS[k], ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
     for f = i + 3, i + 1 + 2 * m, 2 do redis.call('HINCRBY', key, ARGV[f], ARGV[f + 1]) end
@@ -134,9 +138,11 @@ class ChunkEffects:
     def mark_dirty(self, dirty_set: str, key: str) -> None:
         self.dirty.setdefault(dirty_set, set()).add(key)
 
-    def script_args(self, mark_key: str, first_id: str, last_id: str) -> tuple[list[str], list]:
+    def script_args(self, mark_key: str, first_id: str, last_id: str,
+                    expect: str = ANY_MARK) -> tuple[list[str], list]:
         keys = [mark_key, *self.counters, *self.lists, *self.dirty]
-        args: list = [first_id, last_id, COUNTER_TTL_S, spec.SEQUENCE_LENGTH, len(self.counters), len(self.lists)]
+        args: list = [first_id, last_id, expect, COUNTER_TTL_S, spec.SEQUENCE_LENGTH, len(self.counters),
+                      len(self.lists)]
         for key, counters in self.counters.items():
             args += [self.newest[key], self.author[key], len(counters)]
             for name, n in counters.items():

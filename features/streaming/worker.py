@@ -6,10 +6,10 @@ the fan-out worker does (candidate_gen/stream_fanout.py). A poll:
 1. reclaims what a previous owner left pending on its partitions, then reads new entries;
 2. judges each engagement line by ingestion's line rules (`engagement_row`) and its lateness; a line it cannot count is
    dead-lettered with its reason, another log's entry is ignored;
-3. applies the engagements of each partition, in entry order, in chunks: one server-side script per
-   chunk adds to the counters, marks the posts and authors dirty on the partitions that own them,
-   and moves the partition's applied mark, so an entry re-delivered after a crash (at or below the
-   mark) is a duplicate, never counted twice;
+3. applies the engagements of each partition, in entry order, in chunks sent without waiting for
+   each other's replies: one server-side script per chunk adds to the counters, marks the posts and
+   authors dirty on the partitions that own them, and moves the partition's applied mark, so an
+   entry re-delivered after a crash (at or below the mark) is a duplicate, never counted twice;
 4. claims the posts and authors due on its own partitions (marked by any worker), reads their
    states and those of the viewers and pairs the batch names, and writes their online rows (Feast's
    hash + the packed record), then releases the claim. Each entity has this one writer
@@ -41,7 +41,7 @@ from features.online.layout import DEFAULT_NAMESPACE
 from features.streaming import spec
 from features.streaming.rows import EngagementRow, PostChange, engagement_row, engagement_rules, post_change, post_rules
 from features.streaming.spec import PREFIX
-from features.streaming.state import APPLY, ChunkEffects, counted_views, tokens
+from features.streaming.state import ANY_MARK, APPLY, ChunkEffects, counted_views, tokens
 from features.streaming.writer import RowWriter, Written
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,9 @@ class StreamFeatureWorker:
         self.rows = RowWriter(store, self.counted, client, prefix=prefix, namespace=namespace)
         self.client = self.rows.client
         self._apply = self.client.register_script(APPLY)
+        self.client.script_load(APPLY)  # chunks are sent by its hash without waiting (NOSCRIPT: sent again)
         self.on_poll: Callable[[PollStats], object] = lambda stats: None  # e.g. metrics
-        # "chunk" per chunk applied, then "applied" (all chunks), "claimed", "written", "acked"
+        # "chunk" per chunk sent, then "applied" (all chunks), "claimed", "written", "acked"
         self.on_step: Callable[[str], object] = lambda step: None
         self._leases = PartitionLeases(stream, GROUP, self.partitions, "stream feature worker")
         stream.create_group(GROUP)  # from the start: every event the stream still holds
@@ -132,13 +133,12 @@ class StreamFeatureWorker:
         # publications first, so that the rows below place a post in its hashtags' trending sets
         self.rows.post_changes([change for change in posts if not change.deleted])
         named: set[bytes] = set()  # the viewer and pair states the batch names, applied or not
+        plan = []
         for p, rows in by_partition.items():
             rows.sort(key=lambda er: parse_id(er[0].id))
-            for i in range(0, len(rows), self.chunk):
-                applied = self._apply_chunk(p, rows[i:i + self.chunk], named)
-                stats.applied += applied
-                stats.duplicates += len(rows[i:i + self.chunk]) - applied
-                self.on_step("chunk")
+            plan += [(p, rows[i:i + self.chunk]) for i in range(0, len(rows), self.chunk)]
+        stats.applied = self._apply_chunks(plan, named)
+        stats.duplicates = sum(map(len, by_partition.values())) - stats.applied
         self.on_step("applied")
         # and the post and author rows due on this worker's partitions, whichever worker changed them
         due, claimed = self.rows.claim(self.partitions)
@@ -154,11 +154,58 @@ class StreamFeatureWorker:
         self.on_poll(stats)
         return stats
 
+    def _apply_chunks(self, plan: list[tuple[int, list[tuple[Entry, EngagementRow]]]], named: set[bytes]) -> int:
+        """Every chunk's apply script, sent on one connection before any reply is read, so the server
+        runs one chunk while the worker prepares the next. A partition's chunks after its first are
+        chained (each expects the mark at the previous one's last id): a chunk that cannot apply as
+        planned (a previous owner's mark falls inside it) fails with every later one of its
+        partition, and those are sent again one by one, in order, split at the mark. Returns how many
+        engagements were applied; adds the viewer and pair states the chunks name to `named`."""
+        own = self.client.connection  # a client pinned to one connection (else: one from the pool)
+        conn = own or self.client.connection_pool.get_connection()
+        try:
+            last: dict[int, str] = {}
+            for p, rows in plan:
+                keys, args = self._effects(rows, named).script_args(
+                    self._mark_key(p), rows[0][0].id, rows[-1][0].id, last.get(p, ANY_MARK))
+                conn.send_packed_command(conn.pack_command("EVALSHA", self._apply.sha, len(keys), *keys, *args))
+                last[p] = rows[-1][0].id
+                self.on_step("chunk")
+            replies = [_reply(conn) for _ in plan]
+        except BaseException:
+            conn.disconnect()  # replies left unread
+            raise
+        finally:
+            if own is None:
+                self.client.connection_pool.release(conn)
+        applied = 0
+        for (p, rows), reply in zip(plan, replies, strict=True):
+            if isinstance(reply, redis.ResponseError) or reply[0] == -1:  # e.g. NOSCRIPT after a restart
+                applied += self._apply_chunk(p, rows, named)  # in plan order: a partition's in id order
+            elif reply[0] == 1:
+                applied += len(rows)
+        return applied
+
     def _apply_chunk(self, partition: int, rows: list[tuple[Entry, EngagementRow]], named: set[bytes]) -> int:
-        """One apply script; returns how many engagements it applied (the others were already), and
-        adds the viewer and pair states it names to `named`, applied or not: a re-delivered chunk's
-        rows are written too (its worker may have died between applying and writing). Posts and
-        authors are marked dirty on the partition that owns them."""
+        """One apply script, waited for; returns how many engagements it applied (the others were
+        already). A chunk the mark falls inside is split there and each part sent again."""
+        keys, args = self._effects(rows, named).script_args(self._mark_key(partition), rows[0][0].id, rows[-1][0].id)
+        reply = self._apply(keys=keys, args=args)
+        if reply[0] == -1:  # the mark falls inside the chunk: the entries up to it were applied before
+            mark = parse_id(reply[1].decode())
+            before = sum(1 for entry, _ in rows if parse_id(entry.id) <= mark)  # a prefix: rows are in id order
+            return (self._apply_chunk(partition, rows[:before], named)
+                    + self._apply_chunk(partition, rows[before:], named))
+        return len(rows) if reply[0] == 1 else 0
+
+    def _mark_key(self, partition: int) -> str:
+        return f"{self.prefix}:applied:{{{partition}}}"
+
+    def _effects(self, rows: list[tuple[Entry, EngagementRow]], named: set[bytes]) -> ChunkEffects:
+        """A chunk's effects, summed per key and field, and the viewer and pair states it names added
+        to `named`, applied or not: a re-delivered chunk's rows are written too (its worker may have
+        died between applying and writing). Posts and authors are marked dirty on the partition that
+        owns them."""
         post, author, pair = self.counted
         prefix = self.prefix
         effects = ChunkEffects()
@@ -173,14 +220,7 @@ class StreamFeatureWorker:
             effects.add(pair_key, pair.fields_of(marks, ts), ts)
             effects.push(sequence_key, f"{row.post_id},{row.author_id},{row.type},{ts}")
             named.update((pair_key.encode(), sequence_key.encode()))
-        keys, args = effects.script_args(f"{prefix}:applied:{{{partition}}}", rows[0][0].id, rows[-1][0].id)
-        reply = self._apply(keys=keys, args=args)
-        if reply[0] == -1:  # the mark falls inside the chunk: the entries up to it were applied before
-            mark = parse_id(reply[1].decode())
-            before = sum(1 for entry, _ in rows if parse_id(entry.id) <= mark)  # a prefix: rows are in id order
-            return (self._apply_chunk(partition, rows[:before], named)
-                    + self._apply_chunk(partition, rows[before:], named))
-        return len(rows) if reply[0] == 1 else 0
+        return effects
 
     def run(self, stop: threading.Event, block_ms: int = 100, retry_s: float = 1.0) -> None:
         """Poll until `stop`. A server down or restarting is waited out (`retry_s` between tries,
@@ -205,3 +245,11 @@ class StreamFeatureWorker:
                     down = False
         finally:
             self.close()
+
+
+def _reply(conn: Any) -> Any:
+    """The next reply on `conn`; an error reply as its exception, so the replies after it are read too."""
+    try:
+        return conn.read_response()
+    except redis.ResponseError as error:
+        return error

@@ -296,6 +296,25 @@ def test_workers_killed_mid_batch_lose_nothing_and_count_nothing_twice(store, on
     assert stream.lag(GROUP).backlog == 0
 
 
+def test_chunks_sent_together_fail_as_a_chain_when_the_mark_is_not_where_planned(store, online, stream):
+    """A worker sends a batch's chunks without waiting for replies. A previous owner that applied part
+    of the batch (its mark inside the second chunk) fails that chunk and every later one; they are
+    sent again one by one: what it applied is a duplicate, the rest is applied once."""
+    viewer = next(v for v in range(1, 100) if stream.partition_of(str(v)) == 0)
+    append(stream, [(T0 + k * MIN, Event("engagements", line(f"c{k}", viewer, 10 + k % 5, "like", T0 + k * MIN),
+                                         str(viewer))) for k in range(40)])
+    ids = [entry.id for entry in stream.after(0, "0-0", 100)]
+    online.set("loupe:rt:applied:{0}", ids[14])  # as if a previous owner had applied the first 15
+    worker = StreamFeatureWorker(stream, store, client=online, name="features-chain", batch=40, chunk=10,
+                                 partitions=[0])
+    sent = []
+    worker.on_step = sent.append
+    stats = worker.poll()
+    assert sent.count("chunk") == 4 and (stats.applied, stats.duplicates) == (25, 15) and stats.reconciles
+    assert online.get("loupe:rt:applied:{0}").decode() == ids[-1]
+    assert online.llen(f"loupe:rt:seq:{viewer}") == 25  # each applied engagement once in the sequence
+
+
 def test_a_post_row_is_written_by_its_partitions_owner_even_after_the_owner_dies(store, online, stream):
     """Posts and authors change on every partition and have one writer: the worker that applies an
     engagement leaves the post's row to the owner of the post's partition. An owner that dies holding
