@@ -303,6 +303,9 @@ def freshness(stream_url: str, feature_url: str, engagements: list[Event], rate:
                 time.sleep(0.002)
             if reader.read(row).values[0, like] != 1:  # behind a backlog after all: no figure, say so
                 info["freshness_probe_timed_out"] = k
+                if latencies:  # what the probes before it saw: not the figure, which needs them all
+                    info["freshness_before_timeout_p50_ms"] = ms_percentile(latencies, 50)
+                    info["freshness_before_timeout_p99_ms"] = ms_percentile(latencies, 99)
                 return [], info
             latencies.append(time.perf_counter() - start)
             if k % 20 == 0:
