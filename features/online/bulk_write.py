@@ -321,9 +321,12 @@ def list_values(column: pa.Array, dtype: str) -> list[bytes] | None:
     (what Feast's converter builds, ~10x faster: the stream feature worker writes every engaged
     viewer's sequence). None for any other column."""
     name = _LIST_VALUES.get(dtype)
-    if name is None or column.null_count or pc.list_flatten(column).null_count:
+    if name is None or column.null_count:
         return None
-    flat = pc.list_flatten(column).to_pylist()  # one conversion for all rows, not one per row
+    items = pc.list_flatten(column)
+    if items.null_count:
+        return None
+    flat = items.to_pylist()  # one conversion for all rows, not one per row
     bounds = pc.list_value_length(column).to_numpy(zero_copy_only=False).cumsum().tolist()
     out = []
     for a, b in zip([0, *bounds], bounds):

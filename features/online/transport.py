@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -40,20 +42,29 @@ def command(*parts: bytes) -> bytes:
     return b"*%d\r\n" % len(parts) + b"".join(map(bulk, parts))
 
 
-def send_pipelined(client: Any, commands: list[bytes], replies: int) -> list[Any]:
-    """Send pre-encoded commands on one pooled connection, then read `replies` replies.
-
-    For bulk writes: redis-py's pipeline costs ~10 µs a command in Python (encoding each argument,
-    wrapping each reply), more than the server's work. An error reply raises; the connection is
-    then dropped, since its remaining replies were not read."""
+@contextmanager
+def sending_ahead(client: Any) -> Iterator[Any]:
+    """A connection of `client` for commands sent ahead of their replies: the client's own if it is
+    pinned to one, else one from its pool, released after. Any error drops it, since replies may be
+    left unread on it."""
     own = client.connection
     conn = own or client.connection_pool.get_connection()
     try:
-        conn.send_packed_command(commands)
-        return [conn.read_response() for _ in range(replies)]
+        yield conn
     except BaseException:
         conn.disconnect()
         raise
     finally:
         if own is None:
             client.connection_pool.release(conn)
+
+
+def send_pipelined(client: Any, commands: list[bytes], replies: int) -> list[Any]:
+    """Send pre-encoded commands on one pooled connection, then read `replies` replies.
+
+    For bulk writes: redis-py's pipeline costs ~10 µs a command in Python (encoding each argument,
+    wrapping each reply), more than the server's work. An error reply raises (and drops the
+    connection: `sending_ahead`)."""
+    with sending_ahead(client) as conn:
+        conn.send_packed_command(commands)
+        return [conn.read_response() for _ in range(replies)]

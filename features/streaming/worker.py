@@ -38,6 +38,7 @@ from data.stream.leases import PartitionLeases
 from data.stream.valkey_stream import ValkeyStream
 from data.vocabulary import Vocabulary, load_vocabulary
 from features.online.layout import DEFAULT_NAMESPACE
+from features.online.transport import sending_ahead
 from features.streaming import spec
 from features.streaming.rows import EngagementRow, PostChange, engagement_row, engagement_rules, post_change, post_rules
 from features.streaming.spec import PREFIX
@@ -161,9 +162,7 @@ class StreamFeatureWorker:
         planned (a previous owner's mark falls inside it) fails with every later one of its
         partition, and those are sent again one by one, in order, split at the mark. Returns how many
         engagements were applied; adds the viewer and pair states the chunks name to `named`."""
-        own = self.client.connection  # a client pinned to one connection (else: one from the pool)
-        conn = own or self.client.connection_pool.get_connection()
-        try:
+        with sending_ahead(self.client) as conn:
             last: dict[int, str] = {}
             for p, rows in plan:
                 keys, args = self._effects(rows, named).script_args(
@@ -172,12 +171,6 @@ class StreamFeatureWorker:
                 last[p] = rows[-1][0].id
                 self.on_step("chunk")
             replies = [_reply(conn) for _ in plan]
-        except BaseException:
-            conn.disconnect()  # replies left unread
-            raise
-        finally:
-            if own is None:
-                self.client.connection_pool.release(conn)
         applied = 0
         for (p, rows), reply in zip(plan, replies, strict=True):
             if isinstance(reply, redis.ResponseError) or reply[0] == -1:  # e.g. NOSCRIPT after a restart
