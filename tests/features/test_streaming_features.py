@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -412,3 +413,30 @@ def test_state_keys_expire_a_day_after_their_last_days_first_change(store, onlin
     assert all(online.ttl(k) <= 1_000 for k in keys)
     engage(3, day + 86_400_000)  # the next day: set again
     assert all(STATE_TTL_S < online.ttl(k) <= COUNTER_TTL_S for k in keys)
+
+
+class RecordedStop(threading.Event):
+    """A stop event that records each wait `run` makes between polls, and is set at the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        self.set()
+        return True
+
+
+def test_run_lingers_after_a_poll_with_no_full_batch_and_not_after_a_full_one(store, online, stream):
+    append(stream, generated(60, seed=11))
+    polls: list = []
+    worker = StreamFeatureWorker(stream, store, client=online, batch=8, linger_ms=10_000)
+    worker.on_poll = polls.append
+    stop = RecordedStop()
+    worker.run(stop, block_ms=1)
+    # full polls follow each other at once; the first that finds every partition short of a batch
+    # waits what is left of linger_ms since it started, and that wait (set by the stop) ends the run
+    assert [p.full for p in polls] == [True] * (len(polls) - 1) + [False] and len(polls) > 1
+    assert len(stop.waits) == 1 and 0 < stop.waits[0] <= 10.0
+    assert sum(p.entries for p in polls) == 64 and stream.lag(GROUP).backlog == 0  # 60 + 4 refused or ignored
