@@ -21,11 +21,14 @@ before any clock starts. All of it runs on fresh embedded Valkey servers, in one
   `--processor-events`, in event-time order, each batch appended at its last event's time) are
   appended, then one worker applies them all: its events/s against the raw XREADGROUP + XACK rate.
 - **freshness**: `--workers` workers (default 2) share the partitions, each in a child process of its
-  own, while a thread appends the day's engagements in a loop (their time rewritten to now) at
-  `--rate` events/s; once the workers keep up (the group's backlog, pending included, under 0.5 s
-  of load, after at least 20 s of it), every 50 ms a like of a fresh post is appended, and the
-  clock stops when the packed reader (`realtime_v1`) shows it counted. Workers that never keep up
-  get no freshness figure: the backlog's growth per second is recorded instead.
+  own, while a thread appends the day's events in a loop (every log, in the day's mix, as the
+  publish -> Home run does; their time rewritten to now) at `--rate` events/s. The workers apply the
+  engagements among them (about 30 % of the medium day) and pass over the rest, as on a real stream.
+  `--freshness-engagements-only` replays only the engagements, each of them work: a stress run at
+  ~3x the engagement rate, recorded as such. Once the workers keep up (the group's backlog, pending
+  included, under 0.5 s of load, after at least 20 s of it), every 50 ms a like of a fresh post is
+  appended, and the clock stops when the packed reader (`realtime_v1`) shows it counted. Workers
+  that never keep up get no freshness figure: the backlog's growth per second is recorded instead.
 """
 
 from __future__ import annotations
@@ -233,6 +236,18 @@ worker = StreamFeatureWorker(ValkeyStream.connect(stream_url, partitions), store
 print("ready", flush=True)
 worker.run(threading.Event(), block_ms=100)
 """
+ARCHIVER_CHILD = """
+import sys, time
+from pathlib import Path
+from data.stream.archiver import StreamArchiver
+from data.stream.valkey_stream import ValkeyStream
+archiver = StreamArchiver(ValkeyStream.connect(sys.argv[1], int(sys.argv[2])), Path(sys.argv[3]))
+while True:
+    started = time.monotonic()
+    archiver.archive()
+    time.sleep(max(0.0, float(sys.argv[4]) - (time.monotonic() - started)))
+"""
+ARCHIVE_EVERY_S = 30.0  # what the Dagster sensor does on a running platform (stream_archive_sensor)
 STEADY_BACKLOG_S = 0.5  # the workers keep up: less than this much of the load is waiting (pending
 # included: what the workers hold in the polls they are applying)
 STEADY_WAIT_S = 180.0  # how long the workers get to reach it
@@ -240,16 +255,16 @@ STEADY_MIN_S = 20.0  # ... after at least this long under the load
 PROBE_TIMEOUT_S = 30.0  # a probe not counted by then is waiting behind a backlog: the run has no figure
 
 
-def freshness(stream_url: str, feature_url: str, engagements: list[Event], rate: int, trials: int,
+def freshness(stream_url: str, feature_url: str, replay: list[Event], rate: int, trials: int,
               partitions: int, workers: int, root: Path) -> tuple[list[float], dict]:
     """Seconds from an engagement's append to its count in the packed reader, under `rate` events/s
-    of engagements (the day's, replayed in a loop), with `workers` workers in processes of their
+    of `replay` (replayed in a loop), with `workers` workers in processes of their
     own sharing the partitions. Probes start once the workers keep up (the group's backlog below
     STEADY_BACKLOG_S of load, read from the stream): steady state, not the catch-up after start."""
     store = _feature_store(feature_url, root)
     stream = ValkeyStream.connect(stream_url, partitions)
     templates = []  # each line split around its time, rewritten to now when appended (bad lines as they are)
-    for e in engagements:
+    for e in replay:
         ts = _ts_text(e)
         head, _, tail = e.line.partition(json.dumps(ts)) if ts else (e.line, "", None)
         templates.append((head, tail, e.key))
@@ -257,8 +272,14 @@ def freshness(stream_url: str, feature_url: str, engagements: list[Event], rate:
     children = [subprocess.Popen([sys.executable, "-c", WORKER_CHILD, stream_url, str(partitions), feature_url,
                                   str(root / "registry.db"), parts], stdout=subprocess.PIPE, text=True)
                 for parts in owned]
+    # the stream's archiver lands and trims it as a running platform's sensor does: the stream (and
+    # the append-only file its server rewrites now and then) holds ~ARCHIVE_EVERY_S of events, not
+    # everything appended since the run began
+    archiver = subprocess.Popen([sys.executable, "-c", ARCHIVER_CHILD, stream_url, str(partitions),
+                                 str(root / "landing"), str(ARCHIVE_EVERY_S)])
     stop = threading.Event()
-    info: dict = {"freshness_workers": workers}
+    share = sum(e.log == "engagements" for e in replay) / len(replay)
+    info: dict = {"freshness_workers": workers, "freshness_engagements_per_s": round(rate * share)}
     try:
         for child in children:
             child.stdout.readline()  # each worker's own word that it holds its partitions
@@ -317,7 +338,7 @@ def freshness(stream_url: str, feature_url: str, engagements: list[Event], rate:
         background.join(5)
     finally:
         stop.set()
-        for child in children:
+        for child in [*children, archiver]:
             child.kill()
             child.wait()
     return latencies, info
@@ -366,6 +387,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2, help="stream feature workers sharing the partitions "
                         "in the freshness run")
+    parser.add_argument("--freshness-engagements-only", action="store_true",
+                        help="the freshness run replays only the day's engagements (a stress run), not every log")
     parser.add_argument("--processor-events", type=int, default=200_000,
                         help="engagements the stream feature worker's rate is measured on")
     args = parser.parse_args()
@@ -391,7 +414,8 @@ def main() -> None:
             processor_s, processed = processor_rate(server.url, features.url, engagements[:args.processor_events],
                                                     args.partitions, args.batch, tmp / "feast-rate")
         with EmbeddedRedis(data_dir=tmp / "fresh", durable=True) as server, EmbeddedRedis() as features:
-            fresh, fresh_info = freshness(server.url, features.url, engagements, args.rate, args.trials,
+            replay = engagements if args.freshness_engagements_only else events
+            fresh, fresh_info = freshness(server.url, features.url, replay, args.rate, args.trials,
                                           args.partitions, args.workers, tmp / "feast-fresh")
         with EmbeddedRedis(data_dir=tmp / "kill", durable=True) as server:
             sample = events[: min(len(events), 200_000)]
@@ -406,6 +430,7 @@ def main() -> None:
         "ceiling_read_events_per_s": round(len(events) / ceiling_read_s),  # raw XREADGROUP + XACK alone
         "ratio_to_ceiling": round(ceiling_s / e2e_s, 3),
         "sustained_rate": args.rate,
+        "freshness_replay": "engagements" if args.freshness_engagements_only else "every log",
         "freshness_p50_ms": ms_percentile(fresh, 50) if fresh else None,  # None: the workers fell behind
         "freshness_p99_ms": ms_percentile(fresh, 99) if fresh else None,
         "freshness_trials": len(fresh),
