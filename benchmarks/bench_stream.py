@@ -214,6 +214,16 @@ def _ts_text(event: Event) -> str | None:
         return None
 
 
+def _event_time(event: Event) -> str:
+    """The line's `ts` or `created_at` as written ('' for a line without one): the contract's ISO
+    times, which sort as text."""
+    try:
+        row = json.loads(event.line)
+        return str(row.get("ts") or row.get("created_at") or "")
+    except (ValueError, AttributeError):
+        return ""
+
+
 def _ms(text: str) -> int:
     from datetime import datetime
 
@@ -264,6 +274,7 @@ def freshness(stream_url: str, feature_url: str, replay: list[Event], rate: int,
     store = _feature_store(feature_url, root)
     stream = ValkeyStream.connect(stream_url, partitions)
     templates = []  # each line split around its time, rewritten to now when appended (bad lines as they are)
+    replay = sorted(replay, key=_event_time)  # the day in its order (landing files hold one log each)
     for e in replay:
         ts = _ts_text(e)
         head, _, tail = e.line.partition(json.dumps(ts)) if ts else (e.line, "", None)
