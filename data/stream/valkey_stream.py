@@ -345,10 +345,10 @@ class ValkeyStream:
         or the next one it has not been delivered. None: no group."""
         key, needed = self.key(partition), []
         for info in self._groups(key):
-            if int(info["pending"]):
-                needed.append(self.client.xpending(key, info["name"])["min"])
-            else:
-                needed.append(next_id(info["last-delivered-id"]))
+            # pending when listed may be acknowledged by now (XPENDING: no min); then everything the
+            # group was delivered when listed is done, and keeping from there is safe
+            oldest = self.client.xpending(key, info["name"])["min"] if int(info["pending"]) else None
+            needed.append(oldest if oldest is not None else next_id(info["last-delivered-id"]))
         return min(needed, key=parse_id) if needed else None
 
     def trim(self, partition: int, archived_up_to: str) -> int:

@@ -147,6 +147,25 @@ def test_trimming_keeps_what_a_consumer_group_still_needs(server, tmp_path):
     assert archived_lines(tmp_path / "landing") == Counter(e.line for e in events(30))  # still once each
 
 
+def test_trimming_when_pending_entries_are_acknowledged_while_it_looks(server, tmp_path):
+    """A consumer acknowledges its pending entries between the trim's listing of the groups and its
+    look at what is pending (a race seen under load: the archiver died on it)."""
+    stream = ValkeyStream.connect(server.url, partitions=1)
+    stream.create_group("features")
+    ids = stream.append(events(30))
+    pending = stream.read("features", "w", count=10)
+    listed = stream._groups
+
+    def listed_then_acknowledged(key: str) -> list[dict]:
+        groups = listed(key)
+        stream.ack("features", pending)
+        return groups
+
+    stream._groups = listed_then_acknowledged
+    StreamArchiver(stream, tmp_path / "landing").archive()
+    assert [e.id for e in everything(stream)] == ids[10:]  # what the group was delivered is done; the rest kept
+
+
 class Crash(Exception):
     pass
 
