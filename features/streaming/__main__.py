@@ -1,6 +1,6 @@
 """The stream feature worker (docs/streaming_features.md).
 
-    python -m features.streaming worker [--partitions 0,2] [--batch 500]
+    python -m features.streaming worker [--partitions 0,2] [--batch 500] [--linger-ms 50]
 
 Run one per set of partitions: `--partitions 0,2` and `--partitions 1,3` share the work (each holds
 a lease on its own). Stops on Ctrl-C; a killed one's partitions are taken over after 30 s.
@@ -17,7 +17,7 @@ import redis
 from data.settings import get_settings
 from data.stream.valkey_stream import ValkeyStream
 from features.store import feature_store
-from features.streaming.worker import GROUP, StreamFeatureWorker
+from features.streaming.worker import GROUP, LINGER_MS, StreamFeatureWorker
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument("--partitions", default=None, help="the stream partitions this worker owns, e.g. 0,2 "
                         "(default: all)")
     worker.add_argument("--batch", type=int, default=500, help="entries read per partition per poll")
+    worker.add_argument("--linger-ms", type=int, default=LINGER_MS, help="after a poll with no partition's batch "
+                        "full, wait this long from its start before the next: fewer, larger polls")
     args = parser.parse_args(argv)
 
     settings = get_settings()
@@ -39,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     name = "features-all" if owned is None else "features-p" + ".".join(map(str, owned))
     vocabulary = settings.log_vocabulary()
     consumer = StreamFeatureWorker(stream, feature_store(settings, settings.redis_endpoint), name=name,
-                                   batch=args.batch, partitions=owned, vocabulary=vocabulary)
+                                   batch=args.batch, linger_ms=args.linger_ms, partitions=owned,
+                                   vocabulary=vocabulary)
     print(f"stream feature worker on {settings.stream_endpoint} (group {GROUP}) writing to "
           f"{settings.redis_endpoint}; Ctrl-C stops it", flush=True)
     try:
