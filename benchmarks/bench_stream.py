@@ -21,9 +21,10 @@ before any clock starts. All of it runs on fresh embedded Valkey servers, in one
   `--processor-events`, in event-time order, each batch appended at its last event's time) are
   appended, then one worker applies them all: its events/s against the raw XREADGROUP + XACK rate.
 - **freshness**: `--workers` workers (default 2) share the partitions, each in a child process of its
-  own, while a thread appends the day's events in a loop (every log, in the day's mix, as the
-  publish -> Home run does; their time rewritten to now) at `--rate` events/s. The workers apply the
-  engagements among them (about 30 % of the medium day) and pass over the rest, as on a real stream.
+  own, while a thread appends the day's events in their time order, in a loop (every log, in the
+  day's mix, as the publish -> Home run does; their time rewritten to now) at `--rate` events/s,
+  and an archiver lands and trims the stream every 30 s, as the Dagster sensor does. The workers
+  apply the engagements among them (about 30 % of the medium day) and pass over the rest.
   `--freshness-engagements-only` replays only the engagements, each of them work: a stress run at
   ~3x the engagement rate, recorded as such. Once the workers keep up (the group's backlog, pending
   included, under 0.5 s of load, after at least 20 s of it), every 50 ms a like of a fresh post is
@@ -268,9 +269,10 @@ PROBE_TIMEOUT_S = 30.0  # a probe not counted by then is waiting behind a backlo
 def freshness(stream_url: str, feature_url: str, replay: list[Event], rate: int, trials: int,
               partitions: int, workers: int, root: Path) -> tuple[list[float], dict]:
     """Seconds from an engagement's append to its count in the packed reader, under `rate` events/s
-    of `replay` (replayed in a loop), with `workers` workers in processes of their
-    own sharing the partitions. Probes start once the workers keep up (the group's backlog below
-    STEADY_BACKLOG_S of load, read from the stream): steady state, not the catch-up after start."""
+    of `replay` (in its time order, in a loop), with `workers` workers in processes of their own
+    sharing the partitions and the archiver running beside them. Probes start once the workers
+    keep up (the group's backlog below STEADY_BACKLOG_S of load, read from the stream): steady
+    state, not the catch-up after start."""
     store = _feature_store(feature_url, root)
     stream = ValkeyStream.connect(stream_url, partitions)
     templates = []  # each line split around its time, rewritten to now when appended (bad lines as they are)
