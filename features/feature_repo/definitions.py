@@ -27,6 +27,7 @@ from data.settings import get_settings
 from data.vocabulary import Vocabulary
 from features.storage import feature_table_dir
 from features.streaming import spec as rt
+from features.streaming.backfill import realtime_dir
 from features.tables import (
     AUTHOR,
     EVENT_TIMESTAMP,
@@ -84,15 +85,17 @@ def feature_view(table: FeatureTable, lake_dir: Path) -> FeatureView:
 
 # --- real-time views (push sources: the stream processor writes them online) --------------------
 def push_source(view: str, lake_dir: Path) -> PushSource:
-    # Feast requires a batch source behind a push source; nothing lands there yet (a point-in-time
-    # training set of these features is the ranker's v2 issue), and the daily materialization
-    # leaves push-fed views alone (features/online/packer.py online_view_names).
+    # Feast requires a batch source behind a push source. The backfill writes there the rows the
+    # stream processor would have written (features/streaming/backfill.py), for point-in-time
+    # training sets; the daily materialization leaves push-fed views alone (features/online/packer.py
+    # online_view_names).
     batch = FileSource(
         name=f"{view}_batch",
-        path=str(lake_dir / "features" / "realtime" / view / "*.parquet"),
+        path=str(realtime_dir(lake_dir, view) / "*.parquet"),
         file_format=ParquetFormat(),
         timestamp_field=EVENT_TIMESTAMP,
-        description="Where pushed rows would be logged for offline use; not written yet.",
+        description="The rows the stream processor would have written, replayed from the lake "
+                    "(features/streaming/backfill.py), for point-in-time retrieval.",
     )
     return PushSource(name=f"{view}_push", batch_source=batch,
                       description=f"{view} rows from the stream processor (features/streaming/).")

@@ -8,7 +8,9 @@
 - workers killed mid-batch (after part of a batch was applied, and after all of it was applied but
   before its rows were written) leave nothing lost and nothing counted twice once another reclaims;
 - a post's row is written by its partition's owner, and by the next owner if that one dies;
-- state keys expire at least STATE_TTL_S after their last change.
+- state keys expire at least STATE_TTL_S after their last change;
+- the backfill (features/streaming/backfill.py) gives, through Feast's point-in-time retrieval,
+  what the online store held at each time.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import json
 import math
 import threading
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import redis
 from feast import FeatureStore
@@ -33,6 +37,7 @@ from data.vocabulary import load_vocabulary
 from features.online import PackedFeatureReader
 from features.store import apply, repo_config
 from features.streaming import spec
+from features.streaming.backfill import view_rows, write_view_rows
 from features.streaming.rows import EngagementRow, engagement_row, engagement_rules
 from features.streaming.state import COUNTER_TTL_S, STATE_TTL_S
 from features.streaming.worker import GROUP, LATENESS_MS, StreamFeatureWorker
@@ -440,3 +445,83 @@ def test_run_lingers_after_a_poll_with_no_full_batch_and_not_after_a_full_one(st
     assert [p.full for p in polls] == [True] * (len(polls) - 1) + [False] and len(polls) > 1
     assert len(stop.waits) == 1 and 0 < stop.waits[0] <= 10.0
     assert sum(p.entries for p in polls) == 64 and stream.lag(GROUP).backlog == 0  # 60 + 4 refused or ignored
+
+
+def test_the_backfill_equals_what_the_online_store_held_at_each_time(store, online, stream):
+    """One definition, two executions: at random times t between engagements, the real-time
+    service's features read online (the worker having applied every engagement up to t) equal
+    Feast's point-in-time retrieval at t of the rows the backfill computed from the same
+    engagements. In event-time order over ~20 hours across a UTC midnight, within the views' ttl."""
+    rng = np.random.default_rng(17)
+    times = np.sort(T0 + rng.integers(0, 20 * HOUR, 300))
+    times[100:130] = times[100] + np.sort(rng.integers(0, 4 * MIN, 30))  # a burst: the short windows fill
+    times = np.sort(times)
+    engagements = []
+    for k, ts in enumerate(times.tolist()):
+        post, viewer = int(rng.integers(10, 22)), int(rng.integers(1, 9))
+        kind = TYPES[int(rng.integers(0, len(TYPES)))]
+        value = float(rng.integers(1, 20_000)) if kind == "dwell" else None
+        engagements.append({"viewer_id": viewer, "post_id": post, "author_id": AUTHOR_OF[post], "type": kind,
+                            "value": value, "ts": ts, "line": line(f"b{k}", viewer, post, kind, ts, value)})
+    worker = StreamFeatureWorker(stream, store, client=online, batch=50)
+    service = store.get_feature_service(spec.SERVICE)
+    cuts = sorted(rng.choice(np.arange(20, len(engagements)), 8, replace=False).tolist())
+    held, done = [], 0
+    for cut in cuts:
+        for e in engagements[done:cut]:
+            stream.append([Event("engagements", e["line"], str(e["viewer_id"]))], at_ms=e["ts"])
+        done = cut
+        drain(worker)
+        gap = (engagements[cut]["ts"] - engagements[cut - 1]["ts"]) if cut < len(engagements) else MIN
+        at = engagements[cut - 1]["ts"] + int(rng.integers(0, max(1, gap)))  # before the next engagement
+        seen = {(e["post_id"], e["viewer_id"]) for e in engagements[:cut]}
+        rows = [{"post_id": p, "author_id": AUTHOR_OF[p], "viewer_id": v} for p, v in sorted(seen)]
+        rows.append({"post_id": 999, "author_id": 99, "viewer_id": 99})  # never engaged with: nothing either side
+        values = store.get_online_features(features=service, entity_rows=rows).to_dict()
+        held += [{**row, "event_timestamp": pd.Timestamp(at, unit="ms", tz="UTC"),
+                  **{name: values[name][i] for name in values if name not in row}} for i, row in enumerate(rows)]
+
+    frame = pd.DataFrame(engagements).drop(columns="line")
+    frame["ts"] = pd.to_datetime(frame["ts"], unit="ms", utc=True)
+    lake = Path(store.get_data_source(f"{spec.POST_VIEW}_batch").path).parents[3]
+    write_view_rows(view_rows(frame, VOCABULARY), lake, "2026-09-21")
+    online_held = pd.DataFrame(held)
+    entity_df = online_held[["post_id", "author_id", "viewer_id", "event_timestamp"]].assign(_row=range(len(held)))
+    batch = store.get_historical_features(entity_df=entity_df, features=service).to_df().sort_values("_row")
+    features = [name for name in online_held.columns if name not in entity_df.columns]
+    assert len(features) == sum(len(p.features) for p in service.feature_view_projections) and len(batch) == len(held)
+    for name in features:
+        ours = online_held[name].astype("float64").to_numpy()
+        theirs = batch[name].astype("float64").to_numpy()
+        same = (np.isnan(ours) & np.isnan(theirs)) | (ours.astype(np.float32) == theirs.astype(np.float32))
+        assert same.all(), (name, online_held.loc[~same].head(3).to_dict("records"), theirs[~same][:3])
+    assert online_held["post_rt_like_5m"].notna().any() and (online_held["post_rt_engagements_5m"] > 0).any()
+
+
+def test_a_backfill_kept_from_a_time_is_the_full_one_from_that_time():
+    """A day's rows are computed with the day before filling the windows, and equal the rows of the
+    whole replay from the day's start (a 24 h window reaches into the day before)."""
+    rng = np.random.default_rng(5)
+    n = 400
+    posts = rng.integers(10, 22, n)
+    frame = pd.DataFrame({"viewer_id": rng.integers(1, 9, n), "post_id": posts,
+                          "author_id": [AUTHOR_OF[int(p)] for p in posts],
+                          "type": [TYPES[int(k)] for k in rng.integers(0, len(TYPES), n)], "value": None,
+                          "ts": pd.to_datetime(T0 + rng.integers(0, 40 * HOUR, n), unit="ms", utc=True)})
+    frame.loc[frame["type"] == "dwell", "value"] = 30_000.0
+    midnight = (T0 // 86_400_000 + 1) * 86_400_000
+    whole, kept = view_rows(frame, VOCABULARY), view_rows(frame, VOCABULARY, keep_from_ms=midnight)
+    for view, rows in whole.items():
+        later = rows[rows["event_timestamp"] >= pd.Timestamp(midnight, unit="ms", tz="UTC")].reset_index(drop=True)
+        assert 0 < len(later) < len(rows)
+        pd.testing.assert_frame_equal(kept[view], later)
+    assert (whole[spec.POST_VIEW]["post_rt_engagements_24h"] > 0).any()
+
+
+def test_a_backfill_of_rows_it_cannot_count_says_why():
+    rows = pd.DataFrame({"viewer_id": [1], "post_id": [10], "author_id": [3], "type": ["poke"], "value": [None],
+                         "ts": [pd.Timestamp(T0, unit="ms", tz="UTC")]})
+    with pytest.raises(ValueError, match=r"vocabulary does not define: \['poke'\]"):
+        view_rows(rows, VOCABULARY)
+    with pytest.raises(ValueError, match=r"lack required columns \['author_id'\]"):
+        view_rows(rows.drop(columns="author_id"), VOCABULARY)

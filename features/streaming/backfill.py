@@ -1,0 +1,147 @@
+"""The real-time views offline: every row the stream feature worker would have written, computed
+from a log of engagements (the lake's), for point-in-time training sets.
+
+One definition, two executions. The worker keeps each entity's counters on the online store's
+server and writes the entity's row as of its latest event (features/streaming/state.py). This
+replays the same engagements in event-time order through the same pieces (`tokens`,
+`CountedView.fields_of`, `Summer`) on counters held in memory, and keeps every row: one per entity
+and event time, as of that event. Written where the views' push sources keep their offline rows
+(`<lake>/features/realtime/<view>/`, features/feature_repo/definitions.py), Feast's historical
+retrieval joins, for a request at t, each entity's latest row at or before t (within the view's
+ttl): what the online store held at t.
+
+Equal to the online rows when the stream delivered the engagements in event-time order. The lake
+has no arrival times, so an engagement that arrived late counted online from its arrival and here
+from its event time, and a line the worker refused as too late or in the future counts here.
+The sequence view (not numeric, not a model input yet) is not replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data import columns as c
+from data.vocabulary import Vocabulary
+from features.streaming import spec
+from features.streaming.rows import EngagementRow
+from features.streaming.state import CountedView, Snapshot, Summer, counted_views, tokens
+from features.tables import EVENT_TIMESTAMP
+
+COLUMNS = (c.VIEWER_ID, c.POST_ID, c.AUTHOR_ID, c.TYPE, c.VALUE, c.TS)
+_EPOCH = pd.Timestamp(0, tz="UTC")
+_MS = pd.Timedelta(milliseconds=1)
+
+
+class _State:
+    """One entity's counters, as the worker's state hash holds them (without `author`)."""
+
+    __slots__ = ("last_ms", "counters")
+
+    def __init__(self) -> None:
+        self.last_ms = 0
+        self.counters: dict[bytes, int] = {}
+
+
+def view_rows(engagements: pd.DataFrame, vocabulary: Vocabulary, keep_from_ms: int | None = None
+              ) -> dict[str, pd.DataFrame]:
+    """Per numeric real-time view (its name -> frame): its join keys, `event_timestamp` (the row's
+    as-of time, the entity's event) and its features, one row per entity and event time.
+    `keep_from_ms`: rows as of earlier times are not kept; the engagements before it only fill the
+    windows (a day's rows need the day before it: the 24 h windows reach back that far)."""
+    missing = [col for col in COLUMNS if col not in engagements.columns]
+    if missing:
+        raise ValueError(f"engagements lack required columns {missing}")
+    unknown = sorted(set(engagements[c.TYPE].dropna().unique()) - set(vocabulary.engagement_names))
+    if unknown:
+        raise ValueError(f"engagement types the vocabulary does not define: {unknown} (the lake's rows were "
+                         "ingested against another vocabulary?)")
+    views = counted_views(spec.engagement_types(vocabulary))
+    frame = engagements.assign(_ms=_epoch_ms(engagements[c.TS])).sort_values("_ms", kind="stable")
+    replays = [_Replay(view) for view in views]
+    values = [frame[col].tolist() for col in (c.VIEWER_ID, c.POST_ID, c.AUTHOR_ID, c.TYPE, c.VALUE, "_ms")]
+    for viewer, post, author, kind, value, ts in zip(*values):
+        row = EngagementRow(viewer, post, author, kind, None if _null(value) else value, ts)
+        counted_tokens = tokens(row, vocabulary)
+        for replay in replays:
+            replay.add(row, counted_tokens)
+    return {replay.view.view: replay.frame(keep_from_ms) for replay in replays}
+
+
+def write_view_rows(rows: dict[str, pd.DataFrame], lake_dir: Path, day: str) -> list[Path]:
+    """Each view's rows as `<lake>/features/realtime/<view>/<day>.parquet` (replacing that day's
+    file: it is Loupe's own, derived from the lake)."""
+    written = []
+    for view, frame in rows.items():
+        path = realtime_dir(lake_dir, view) / f"{day}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staged = path.with_suffix(".parquet.tmp")
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), staged)
+        staged.replace(path)  # whole or not at all: the offline store reads the folder's glob
+        written.append(path)
+    return written
+
+
+def realtime_dir(lake_dir: Path, view: str) -> Path:
+    """Where a real-time view's offline rows live: its push source's batch source."""
+    return Path(lake_dir) / "features" / "realtime" / view
+
+
+class _Replay:
+    """One view's replay: its entities' counters, and every row written."""
+
+    def __init__(self, view: CountedView):
+        self.view = view
+        self.summer = Summer(view)
+        self.states: dict[tuple[int, ...], _State] = {}
+        self.keys: list[tuple[int, ...]] = []
+        self.as_of: list[int] = []
+        self.values: list[list[float]] = []
+
+    def add(self, row: EngagementRow, counted_tokens: Iterable[str]) -> None:
+        ids = _ids(self.view, row)
+        state = self.states.get(ids)
+        if state is None:
+            state = self.states[ids] = _State()
+        counters = state.counters
+        for name in self.view.fields_of(counted_tokens, row.ts_ms):
+            key = name.encode()
+            counters[key] = counters.get(key, 0) + 1
+        state.last_ms = max(state.last_ms, row.ts_ms)
+        values, prune = self.summer.features(Snapshot(state.last_ms, counters))
+        for name in prune:  # as the worker's HDEL: no window reaches them again
+            del counters[name]
+        self.keys.append(ids)
+        self.as_of.append(state.last_ms)
+        self.values.append(values)
+
+    def frame(self, keep_from_ms: int | None) -> pd.DataFrame:
+        as_of = np.array(self.as_of, dtype=np.int64)
+        kept = slice(None) if keep_from_ms is None else as_of >= keep_from_ms
+        keys = np.array(self.keys, dtype=np.int64).reshape(len(self.keys), len(self.view.join_keys))[kept]
+        frame = pd.DataFrame({k: keys[:, j] for j, k in enumerate(self.view.join_keys)})
+        frame[EVENT_TIMESTAMP] = pd.to_datetime(as_of[kept], unit="ms", utc=True)
+        values = np.array(self.values, dtype=np.float32).reshape(len(self.values), len(self.view.names))[kept]
+        for j, name in enumerate(self.view.names):
+            frame[name] = values[:, j]
+        # several events of one entity at one time: the row after the last of them, as online
+        return frame.drop_duplicates([*self.view.join_keys, EVENT_TIMESTAMP], keep="last").reset_index(drop=True)
+
+
+def _ids(view: CountedView, row: EngagementRow) -> tuple[int, ...]:
+    return tuple(int(getattr(row, key)) for key in view.join_keys)
+
+
+def _epoch_ms(ts: pd.Series) -> pd.Series:
+    """Epoch milliseconds of a time column, whatever its unit (the lake's Parquet is Spark's µs);
+    naive times are UTC."""
+    return ((pd.to_datetime(ts, utc=True) - _EPOCH) // _MS).astype("int64")
+
+
+def _null(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
