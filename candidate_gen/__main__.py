@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 import time
 
 import redis
@@ -36,6 +35,7 @@ from data.contracts import BLOCKS, FOLLOWS
 from data.settings import get_settings
 from data.stream.backlog import StreamBacklogCollector
 from data.stream.said import graph_event, post_event
+from data.stream.signals import stop_on_signals
 from data.stream.valkey_stream import ValkeyStream
 
 GRAPH_ACTIONS = (*FOLLOWS.enums[c.ACTION], *BLOCKS.enums[c.ACTION])
@@ -122,10 +122,7 @@ def main(argv: list[str] | None = None) -> None:
             serve_metrics(stream, consumer, args.metrics_port)
         print(f"fan-out worker on {settings.stream_endpoint} (group {GROUP}; metrics on :{args.metrics_port}); "
               "Ctrl-C stops it", flush=True)
-        try:
-            consumer.run(threading.Event())
-        except KeyboardInterrupt:
-            pass
+        consumer.run(stop_on_signals())  # SIGTERM or Ctrl-C: the poll in progress ends, the leases go back
     elif args.command == "home":
         at = args.now_ms or now
         read = HomeCandidateReader(client, cfg).read(args.viewer, at, 1000)

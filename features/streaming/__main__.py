@@ -3,18 +3,19 @@
     python -m features.streaming worker [--partitions 0,2] [--batch 500] [--linger-ms 50]
 
 Run one per set of partitions: `--partitions 0,2` and `--partitions 1,3` share the work (each holds
-a lease on its own). Stops on Ctrl-C; a killed one's partitions are taken over after 30 s.
+a lease on its own). Stops on Ctrl-C or SIGTERM, giving its partitions back; a killed one's (SIGKILL)
+are taken over after 30 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import threading
 
 import redis
 
 from data.settings import get_settings
+from data.stream.signals import stop_on_signals
 from data.stream.valkey_stream import ValkeyStream
 from features.store import feature_store
 from features.streaming.worker import GROUP, LINGER_MS, StreamFeatureWorker
@@ -45,10 +46,7 @@ def main(argv: list[str] | None = None) -> None:
                                    vocabulary=vocabulary)
     print(f"stream feature worker on {settings.stream_endpoint} (group {GROUP}) writing to "
           f"{settings.redis_endpoint}; Ctrl-C stops it", flush=True)
-    try:
-        consumer.run(threading.Event())
-    except KeyboardInterrupt:
-        pass
+    consumer.run(stop_on_signals())  # SIGTERM or Ctrl-C: the poll in progress ends, the leases go back
 
 
 if __name__ == "__main__":

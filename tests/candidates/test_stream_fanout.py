@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -176,3 +179,41 @@ def test_a_worker_waits_out_a_stream_server_restart_and_goes_on(client, tmp_path
         stop.set()
         worker.join(10)
     assert home(client, cfg, 1) == [300]
+
+
+# a worker process as the CLI runs it (`python -m candidate_gen fanout-worker`): stopped by signals
+SIGNALLED_CHILD = """
+import sys
+import redis
+from candidate_gen.config import CandidateConfig
+from candidate_gen.fanout import FanoutWorker
+from candidate_gen.stream_fanout import FanoutStreamConsumer
+from data.stream.signals import stop_on_signals
+from data.stream.valkey_stream import ValkeyStream
+cfg = CandidateConfig.load().with_feed(key_prefix=sys.argv[3])
+feeds = redis.Redis.from_url(sys.argv[2])
+consumer = FanoutStreamConsumer(ValkeyStream.connect(sys.argv[1], 3), FanoutWorker(feeds, cfg), name="fanout-child")
+stop = stop_on_signals()
+print("ready", flush=True)
+consumer.run(stop, block_ms=100)
+print("stopped", flush=True)
+"""
+
+
+def test_a_worker_stopped_by_sigterm_gives_its_partitions_back_at_once(client, redis_server, tmp_path):
+    """What `make live` does when the play ends: SIGTERM to the workers, then new ones on the same
+    partitions. Python's default for SIGTERM skipped the run loop's `finally`, leaving the leases
+    held for 30 s, and the new workers stopped with PartitionTaken."""
+    cfg = fresh_config()
+    with EmbeddedRedis(data_dir=tmp_path / "stream", durable=True) as server:
+        stream = ValkeyStream.connect(server.url, partitions=3)
+        child = subprocess.Popen([sys.executable, "-c", SIGNALLED_CHILD, server.url, redis_server.url,
+                                  cfg.feed.key_prefix], stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout.readline() == "ready\n"  # it holds every partition's lease
+            child.send_signal(signal.SIGTERM)
+            assert child.stdout.readline() == "stopped\n" and child.wait() == 0
+        finally:
+            child.kill()
+            child.wait()
+        FanoutStreamConsumer(stream, FanoutWorker(client, cfg), name="fanout-next").close()  # no PartitionTaken
