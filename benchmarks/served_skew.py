@@ -48,15 +48,21 @@ def land_served_day(spark, shared_lake: Path, landing: Path, lake_dir: Path, day
 
 
 def examples_and_check(resources: dict, day: str):
-    """The day's training examples and the skew check beside them, in one run as the training job
-    runs them (Dagster runs a partitioned check with its asset, not alone): the check's evaluation."""
+    """The real-time rows of the day and the day before, then the day's training examples and the
+    skew check beside them, in one run as the training job runs them (Dagster runs a partitioned
+    check with its asset, not alone): the check's evaluation."""
     import dagster as dg
 
+    from data.days import days_before
+    from pipelines.defs.features.assets import realtime_rows
     from pipelines.defs.training.assets import training_examples
     from pipelines.defs.training.checks import served_features_match_training
-    from pipelines.partitions import materialize_day
+    from pipelines.partitions import RANGE_END, RANGE_START, materialize_day, register_days
 
     with dg.DagsterInstance.ephemeral() as instance:
+        register_days(instance, [days_before(day, 1), day])
+        dg.materialize([realtime_rows], instance=instance, resources=resources,
+                       tags={RANGE_START: days_before(day, 1), RANGE_END: day})
         result = materialize_day([training_examples, served_features_match_training], partition_key=day,
                                  instance=instance, resources=resources, raise_on_error=False)
     if not result.get_asset_materialization_events():
@@ -93,7 +99,8 @@ def _champion_uri(medium_home: Path, feast_settings, scratch: Path, server_url: 
     uri = f"sqlite:///{scratch / 'mlflow.db'}"
     client = tracking.connect(uri, str(scratch / "mlartifacts"))
     store = feature_store(feast_settings, server_url)
-    names = list(RankingFeatureReader(store, client=redis.Redis.from_url(server_url)).feature_names)
+    reader = RankingFeatureReader(store, client=redis.Redis.from_url(server_url))
+    names = list(reader.feature_names)
     rng = np.random.default_rng(20261202)
     x = rng.normal(size=(5000, len(names))).astype(np.float32)
     y = (x[:, 0] + rng.normal(size=len(x)) > 1).astype(int)
@@ -102,7 +109,7 @@ def _champion_uri(medium_home: Path, feast_settings, scratch: Path, server_url: 
     ranker = Ranker(VALUE_MODEL, names, {"click": booster}, weights={"click": 1.0})
     example = pd.DataFrame(np.zeros((3, len(names)), dtype=np.float32), columns=names)
     run_id = tracking.log_ranker_run(surface="home", ranker=ranker, params={"stand_in": True}, days={"test": [day]},
-                                     valid_ndcg10=0.0, input_example=example)
+                                     valid_ndcg10=0.0, input_example=example, feature_service=reader.service)
     version = tracking.register(client, "feed_ranker", run_id, {"stand_in": "true"})
     tracking.promote(client, "feed_ranker", version.version)
     return uri, ("a declared stand-in (no champion in the medium workspace): LightGBM value model, 100 trees, "

@@ -9,6 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from data import columns as c
+from data.days import day_end, day_start
+
 LANDING_SUFFIXES = (".jsonl", ".jsonl.gz")  # what ingestion reads; any other name it lists as ignored
 
 
@@ -48,3 +55,20 @@ def partition_days(lake_dir: Path, table: str) -> list[str]:
         for p in root.iterdir()
         if p.name.startswith("dt=") and (p / "_SUCCESS").exists()
     )
+
+
+def read_partitions(lake_dir: Path, table: str, days: list[str], columns: list[str], filt=None) -> pd.DataFrame:
+    """`columns` of the written partitions of `days` (those without `_SUCCESS` are left out), rows
+    matching the pyarrow filter `filt`; an empty frame when none is written."""
+    files = [str(f) for d in days if (partition_dir(lake_dir, table, d) / "_SUCCESS").exists()
+             for f in sorted(partition_dir(lake_dir, table, d).glob("*.parquet"))]
+    if not files:
+        return pd.DataFrame(columns=columns)
+    return ds.dataset(files, format="parquet").to_table(columns=columns, filter=filt).to_pandas()
+
+
+def ts_on_day(day: str, column: str = c.TS) -> ds.Expression:
+    """A filter: the row's time (`column`, the lake's µs UTC) falls on `day`. Lines land on their
+    landing day, so a day's events are in its partition and, arrived late, in the next one."""
+    unit = pa.timestamp("us", "UTC")
+    return (ds.field(column) >= pa.scalar(day_start(day), unit)) & (ds.field(column) < pa.scalar(day_end(day), unit))

@@ -30,7 +30,7 @@ from pipelines.defs.candidates.assets import (
     candidates_social,
     candidates_trending,
 )
-from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
+from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets, realtime_rows
 from pipelines.defs.ingest.assets import ingest_assets
 from pipelines.defs.training.assets import surface_outcomes, training_assets, training_examples
 from pipelines.defs.training.checks import served_features_match_training
@@ -265,6 +265,14 @@ def train_and_promote(
             f"the landing folder has {len(days)} days, {len(served)} with impressions")
     test_day = window[-1]
     seconds: dict[str, float] = {}
+    # The real-time views' rows of the window and the day before it (a row lives a day), one replay
+    start = time.perf_counter()
+    first = days[days.index(window[0]) - 1]
+    dg.materialize([realtime_rows], instance=instance, resources=resources, run_config=QUIET,
+                              tags={RANGE_START: first, RANGE_END: test_day})
+    seconds["features/realtime"] = round(time.perf_counter() - start, 1)
+    if on_step:
+        on_step(f"real-time rows {first} .. {test_day}")
     start = time.perf_counter()
     skew: dict[str, dict] = {}
     for day in window:  # with the train/serve skew check, as the Dagster training job runs it

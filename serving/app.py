@@ -345,10 +345,10 @@ def _hydrator(settings: Settings, config: ServingConfig, timeout_s: float):
 
     store = feature_store(settings, settings.redis_endpoint)
     client = service_redis(settings.redis_endpoint, timeout_s, health_check_interval=0)
-    reader = RankingFeatureReader(store, client=client)
+    reader = RankingFeatureReader(store, config.hydration.feature_service, client=client)
     min_ms = config.budget.model_min_ms
     if config.hydration.reader == "feast":
-        return FeastFeatureHydrator(store, tuple(reader.feature_names), min_ms)
+        return FeastFeatureHydrator(store, reader.service, tuple(reader.feature_names), min_ms)
     return PackedFeatureHydrator(reader, min_ms)
 
 

@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from candidate_gen.config import DEFAULT_PATH as CANDIDATES_PATH
 from candidate_gen.config import CandidateConfig
 from data.typed_config import ConfigError, ConfigModel
+from features.services import RankingService
 from serving.model_ref import ModelRef
 
 DEFAULT_PATH = Path(__file__).with_name("config.toml")
@@ -131,6 +132,9 @@ class CascadeConfig(ConfigModel):
 
 class HydrationConfig(ConfigModel):
     reader: Literal["packed", "feast"] = "packed"
+    # the ranking feature service read for every candidate; it must hold every feature of the
+    # models served (each later service holds the ones before: features/feature_repo/definitions.py)
+    feature_service: RankingService = "feed_ranker_v2"
 
 
 class HeuristicConfig(ConfigModel):

@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args
 from pydantic import AliasPath, Field, field_validator
 
 from data.typed_config import ConfigModel
+from features.services import RankingService
 
 DEFAULT_PATH = Path(__file__).with_name("config.toml")
 SURFACE_MODELS = {"home": "feed_ranker", "explore": "explore_ranker"}  # registered model names
@@ -28,12 +29,13 @@ def _at(section: str, key: str, **constraints: Any) -> Any:
 
 class TrainingConfig(ConfigModel):
     """Every setting is required: the file states each number a model run depends on. Unknown
-    sections are refused; keys within [data], [labels], [promotion] and [ab_test] are read by
+    sections are refused; keys within [data], [features], [labels], [promotion] and [ab_test] are read by
     name, so a misspelt one shows up as the required key it should have been."""
 
     train_days: int = _at("data", "train_days", ge=1)
     max_requests_per_day: int = _at("data", "max_requests_per_day", ge=0)
     seed: int = _at("data", "seed")
+    feature_service: RankingService = _at("features", "service")
     min_positive_requests: int = _at("data", "min_positive_requests", ge=1)
     grade_thresholds: tuple[float, ...] = _at("labels", "grade_thresholds", min_length=1)
     value_weights: dict[str, float] = Field(min_length=1)
@@ -65,6 +67,7 @@ class TrainingConfig(ConfigModel):
             "train_days": self.train_days,
             "max_requests_per_day": self.max_requests_per_day,
             "seed": self.seed,
+            "feature_service": self.feature_service,
             "grade_thresholds": list(self.grade_thresholds),
         }
         flat.update({f"w_{k}": v for k, v in self.value_weights.items()})

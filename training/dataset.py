@@ -1,5 +1,5 @@
-"""Training sets: one row per logged impression of a day, its labels, and the `feed_ranker_v1`
-features as of the request time (Feast point-in-time retrieval).
+"""Training sets: one row per logged impression of a day, its labels, and the configured feature
+service's features as of the request time (Feast point-in-time retrieval; `[features] service`).
 
 Impressions of day D are those whose `ts` falls on D; late rows land a day later, so D's and D+1's
 lake partitions are read. Engagements are attributed by (request_id, post_id) from partitions
@@ -22,7 +22,7 @@ from feast import FeatureStore
 
 from data import columns as c
 from data import lake
-from data.days import day_end, day_start, days_after
+from data.days import days_after
 from features.feature_repo.definitions import SOURCE_ONLY_PREFIXES
 from features.retrieval import historical_features
 from features.tables import EVENT_TIMESTAMP
@@ -53,15 +53,6 @@ def _days_from(day: str, n: int) -> list[str]:
     return [days_after(day, k) for k in range(n)]
 
 
-def _read(lake_dir: Path, log: str, days: list[str], columns: list[str], filt=None) -> pd.DataFrame:
-    paths = [lake.partition_dir(lake_dir, log, d) for d in days]
-    files = [str(f) for p in paths if (p / "_SUCCESS").exists() for f in sorted(p.glob("*.parquet"))]
-    if not files:
-        return pd.DataFrame(columns=columns)
-    dataset = ds.dataset(files, format="parquet")
-    return dataset.to_table(columns=columns, filter=filt).to_pandas()
-
-
 def _utc(ts: pd.Series) -> pd.Series:
     ts = pd.to_datetime(ts)
     return ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
@@ -85,21 +76,18 @@ def build_examples(lake_dir: Path, day: str, cfg: TrainingConfig, heads: ValueHe
     lake_dir = Path(lake_dir)
     if not (lake.partition_dir(lake_dir, "impressions", day) / "_SUCCESS").exists():
         raise TrainingDataError(f"no impressions partition for {day} in {lake_dir}")
-    in_day = (ds.field(c.TS) >= pa.scalar(day_start(day), pa.timestamp("us", "UTC"))) & (
-        ds.field(c.TS) < pa.scalar(day_end(day), pa.timestamp("us", "UTC"))
-    )
     cols = [c.REQUEST_ID, c.VIEWER_ID, c.POST_ID, c.POSITION, c.SURFACE, c.SOURCE, c.TS]
-    impressions = _read(lake_dir, "impressions", _days_from(day, 2), cols, in_day)
+    impressions = lake.read_partitions(lake_dir, "impressions", _days_from(day, 2), cols, lake.ts_on_day(day))
     impressions = impressions.drop_duplicates([c.REQUEST_ID, c.POST_ID])
     impressions = sample_requests(impressions, cfg.max_requests_per_day, cfg.seed, day)
 
-    posts = _read(lake_dir, "posts", lake.partition_days(lake_dir, "posts"),
+    posts = lake.read_partitions(lake_dir, "posts", lake.partition_days(lake_dir, "posts"),
                   [c.POST_ID, c.AUTHOR_ID, c.CREATED_AT, c.DELETED_AT])
     posts = posts[posts[c.DELETED_AT].isna()].drop_duplicates(c.POST_ID)[[c.POST_ID, c.AUTHOR_ID, c.CREATED_AT]]
     frame = impressions.merge(posts, on=c.POST_ID, how="inner")  # a post the lake never saw cannot be ranked
 
     requests = pa.array(frame[c.REQUEST_ID].unique())
-    engagements = _read(
+    engagements = lake.read_partitions(
         lake_dir, "engagements", _days_from(day, LABEL_WINDOW_DAYS + 1),
         [c.REQUEST_ID, c.POST_ID, c.TYPE, c.VALUE], ds.field(c.REQUEST_ID).isin(requests),
     )
@@ -110,10 +98,11 @@ def build_examples(lake_dir: Path, day: str, cfg: TrainingConfig, heads: ValueHe
     return frame.sort_values([c.SURFACE, c.REQUEST_ID, c.POSITION]).reset_index(drop=True)
 
 
-def with_features(store: FeatureStore, examples: pd.DataFrame) -> pd.DataFrame:
-    """Point-in-time features of every example, as of its impression time."""
+def with_features(store: FeatureStore, examples: pd.DataFrame, service: str) -> pd.DataFrame:
+    """Point-in-time features of every example from the feature service `service`, as of its
+    impression time."""
     entity = examples.rename(columns={c.TS: EVENT_TIMESTAMP})
-    features = historical_features(store, entity)
+    features = historical_features(store, entity, service)
     features = features.rename(columns={EVENT_TIMESTAMP: c.TS})
     # Feast also returns the on-demand view's source-only views (raw tag vectors): not model inputs.
     features = features.drop(columns=[col for col in features.columns if col.startswith(SOURCE_ONLY_PREFIXES)])

@@ -6,7 +6,9 @@ served_impression_logger.py). The order is recorded with the model: each registe
 holds `features.json` (training/tracking.py). For a day's served impressions this module asks
 training retrieval (`features.retrieval.historical_features`, the Feast point-in-time path
 training/dataset.py builds training sets with) for the same (viewer, author, post, request time),
-and reports, per feature, the share of rows whose values differ.
+and reports, per feature, the share of rows whose values differ. It retrieves the newest ranking
+service, which holds every feature of the ones before: the daily views' and the real-time views'
+(whose offline rows the features/realtime asset replays from the lake).
 
 Rows without a scored vector (the logging policy, the heuristic, chronological order) have nothing
 to compare and are left out; so are vectors whose model version the registry does not know (said
@@ -26,16 +28,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.dataset as ds
 from feast import FeatureStore
 from pydantic import Field, NonNegativeFloat
 
 from data import columns as c
 from data import lake
-from data.days import day_end, day_start, days_after
+from data.days import days_after
 from data.typed_config import ConfigModel
 from features.retrieval import historical_features
+from features.services import RANKING_SERVICES
 from features.tables import EVENT_TIMESTAMP
 
 DEFAULT_PATH = Path(__file__).with_name("skew.toml")
@@ -107,24 +109,13 @@ class SkewReport:
 
 
 # --- what was served ------------------------------------------------------------------------------
-def _read(lake_dir: Path, log: str, days: list[str], columns: list[str], filt=None) -> pd.DataFrame:
-    files = [str(f) for d in days if (lake.partition_dir(lake_dir, log, d) / "_SUCCESS").exists()
-             for f in sorted(lake.partition_dir(lake_dir, log, d).glob("*.parquet"))]
-    if not files:
-        return pd.DataFrame(columns=columns)
-    return ds.dataset(files, format="parquet").to_table(columns=columns, filter=filt).to_pandas()
-
-
 def served_impressions(lake_dir: Path, day: str, cfg: SkewConfig) -> tuple[pd.DataFrame, dict[str, int], int]:
     """Impressions of `day` (by their time; late rows land a day later) that a model scored, with
     their author, sampled by whole requests: (rows, rows left out by reason, scored rows before
     sampling)."""
-    start, end = day_start(day), day_end(day)
-    unit = pa.timestamp("us", "UTC")
-    in_day = (ds.field(c.TS) >= pa.scalar(start, unit)) & (ds.field(c.TS) < pa.scalar(end, unit))
-    scored = in_day & ds.field(c.FEATURES).is_valid() & ds.field(c.MODEL_VERSION).is_valid()
+    scored = lake.ts_on_day(day) & ds.field(c.FEATURES).is_valid() & ds.field(c.MODEL_VERSION).is_valid()
     cols = [c.REQUEST_ID, c.VIEWER_ID, c.POST_ID, c.TS, c.MODEL_VERSION, c.FEATURES]
-    rows = _read(lake_dir, "impressions", [day, days_after(day, 1)], cols, scored)
+    rows = lake.read_partitions(lake_dir, "impressions", [day, days_after(day, 1)], cols, scored)
     rows = rows.drop_duplicates([c.REQUEST_ID, c.POST_ID])
     skipped: dict[str, int] = {}
     labelled = rows[c.MODEL_VERSION].astype(str).str.match(MODEL_LABEL.pattern)
@@ -134,7 +125,7 @@ def served_impressions(lake_dir: Path, day: str, cfg: SkewConfig) -> tuple[pd.Da
     n_scored = len(rows)
     rows = _sample_requests(rows, cfg.max_rows, cfg.seed)
 
-    posts = _read(lake_dir, "posts", lake.partition_days(lake_dir, "posts"), [c.POST_ID, c.AUTHOR_ID])
+    posts = lake.read_partitions(lake_dir, "posts", lake.partition_days(lake_dir, "posts"), [c.POST_ID, c.AUTHOR_ID])
     posts = posts.drop_duplicates(c.POST_ID)
     out = rows.merge(posts, on=c.POST_ID, how="inner")
     if len(out) < len(rows):
@@ -247,4 +238,4 @@ def check_day(lake_dir: Path, day: str, store: FeatureStore, names_of: FeatureNa
     if served.empty:
         return report
     entity = served[[c.VIEWER_ID, c.AUTHOR_ID, c.POST_ID]].assign(**{EVENT_TIMESTAMP: served[c.TS]})
-    return compare(served, historical_features(store, entity), names_of, cfg, report)
+    return compare(served, historical_features(store, entity, RANKING_SERVICES[-1]), names_of, cfg, report)

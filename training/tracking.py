@@ -27,7 +27,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from data.settings import quiet_mlflow
-from features.feature_repo.definitions import SERVICE_NAME
 from training.models import Ranker
 from training.ranker_pyfunc import RANKER_ARTIFACT
 
@@ -113,19 +112,21 @@ def log_ranker_run(
     days: dict[str, list[str]],
     valid_ndcg10: float,
     input_example: pd.DataFrame,
+    feature_service: str,
     tags: dict[str, str] | None = None,
 ) -> str:
-    """A finished MLflow run holding the trained ranker; returns its run id."""
+    """A finished MLflow run holding the trained ranker (its features from `feature_service`);
+    returns its run id."""
     use_experiment(experiment_name(surface))
     with mlflow.start_run(run_name=f"{surface}-{ranker.kind}-{days['test'][0]}") as run:
         mlflow.set_tags({"surface": surface, "kind": ranker.kind, "test_day": days["test"][0],
-                         "feature_service": SERVICE_NAME, **(tags or {})})
-        mlflow.log_params({**params, "kind": ranker.kind, "feature_service": SERVICE_NAME,
+                         "feature_service": feature_service, **(tags or {})})
+        mlflow.log_params({**params, "kind": ranker.kind, "feature_service": feature_service,
                            "n_features": len(ranker.feature_names),
                            **{f"days_{k}": ",".join(v) for k, v in days.items()},
                            **{f"best_iteration.{k}": v for k, v in ranker.best_iterations.items()}})
         mlflow.log_metric("valid_ndcg10_realised", valid_ndcg10)
-        mlflow.log_dict({"feature_service": SERVICE_NAME, "features": ranker.feature_names,
+        mlflow.log_dict({"feature_service": feature_service, "features": ranker.feature_names,
                          "partitions": days}, "features.json")
         example = input_example[ranker.feature_names].astype(np.float32)
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,7 @@
 """Loupe's Feast repo, top-down: entities -> sources -> feature views -> on-demand views ->
-feature services. Training (point-in-time retrieval) and serving (online) both use
-`feed_ranker_v1`; a change of features means a new `_v2`, never an edit in place.
+feature services. Training (point-in-time retrieval) and serving (online) both use a ranking
+service: `feed_ranker_v1` (the daily views) or `feed_ranker_v2` (the same, and the stream
+processor's real-time views); a change of features means a new version, never an edit in place.
 
 Sources point at the Spark feature tables in the lake (features/tables.py names them), so the
 definitions and the jobs that write the data cannot drift apart. The real-time views are fed by
@@ -25,6 +26,7 @@ from feast.value_type import ValueType
 from data import columns as c
 from data.settings import get_settings
 from data.vocabulary import Vocabulary
+from features.services import SERVICE_V1, SERVICE_V2
 from features.storage import feature_table_dir
 from features.streaming import spec as rt
 from features.streaming.backfill import realtime_dir
@@ -39,7 +41,7 @@ from features.tables import (
     FeatureTable,
 )
 
-SERVICE_NAME = "feed_ranker_v1"
+SERVICE_NAME = SERVICE_V1
 REQUEST_TS = "request_ts_s"
 # Views read only as sources of `request_features`, not listed in the service (not model inputs).
 # get_online_features leaves their columns out; Feast's get_historical_features returns them too,
@@ -181,12 +183,13 @@ class FeastRepo:
     feed_ranker_v1: FeatureService
     realtime_views: dict[str, FeatureView]
     realtime_v1: FeatureService
+    feed_ranker_v2: FeatureService
 
     @property
     def objects(self) -> list:
         """In the order `feast apply` registers them."""
         return [*self.entities, *self.views.values(), *self.realtime_views.values(), self.request_features,
-                self.feed_ranker_v1, self.realtime_v1]
+                self.feed_ranker_v1, self.realtime_v1, self.feed_ranker_v2]
 
 
 def build_repo(lake_dir: Path, vocabulary: Vocabulary | None = None) -> FeastRepo:
@@ -209,7 +212,14 @@ def build_repo(lake_dir: Path, vocabulary: Vocabulary | None = None) -> FeastRep
         features=[live[rt.POST_VIEW], live[rt.AUTHOR_VIEW], live[rt.PAIR_VIEW]],
         description="The stream processor's seconds-fresh numeric features (the packed reader serves them).",
     )
-    return FeastRepo([viewer, author, post], views, odfv, service, live, realtime)
+    live_numeric = [live[rt.POST_VIEW], live[rt.AUTHOR_VIEW], live[rt.PAIR_VIEW]]
+    service_v2 = FeatureService(
+        name=SERVICE_V2,
+        features=[*model_views, *live_numeric, odfv],
+        description=f"{SERVICE_NAME}'s features and the real-time views' (how a post, its author and the "
+                    "viewer with the author are doing today, as of their latest engagement).",
+    )
+    return FeastRepo([viewer, author, post], views, odfv, service, live, realtime, service_v2)
 
 
 # The configured workspace's objects, found by `feast apply` / `feast materialize-incremental`.
@@ -227,3 +237,4 @@ author_realtime_view = _repo.realtime_views[rt.AUTHOR_VIEW]
 viewer_author_today_view = _repo.realtime_views[rt.PAIR_VIEW]
 viewer_sequence_view = _repo.realtime_views[rt.SEQUENCE_VIEW]
 realtime_v1 = _repo.realtime_v1
+feed_ranker_v2 = _repo.feed_ranker_v2

@@ -10,8 +10,8 @@ import pandas as pd
 from feast import FeatureStore
 
 from data import columns as c
-from features.feature_repo.definitions import REQUEST_TS, SERVICE_NAME
-from features.online.ranking import RankingFeatureReader
+from features.feature_repo.definitions import REQUEST_TS
+from features.online.ranking import TTL_VIEWS, RankingFeatureReader
 from features.tables import FeatureTable
 
 
@@ -33,18 +33,24 @@ def _same(ours: float, theirs) -> bool:
 
 def reader_vs_feast(store: FeatureStore, reader: RankingFeatureReader, viewer_ids, author_ids,
                     post_ids, request_ts_s: int) -> Parity:
-    """The fast reader's matrix against Feast's get_online_features for the same candidates."""
+    """The fast reader's matrix against Feast's get_online_features for the same candidates (its
+    service), where a real-time view's value older than the view's ttl counts as None (the reader's
+    one rule beyond Feast's, features/online/ranking.py)."""
     ours = reader.read(viewer_ids, author_ids, post_ids, request_ts_s)
     rows = [
         {c.VIEWER_ID: int(v), c.AUTHOR_ID: int(a), c.POST_ID: int(p), REQUEST_TS: int(request_ts_s)}
         for v, a, p in zip(viewer_ids, author_ids, post_ids)
     ]
     theirs = store.get_online_features(
-        features=store.get_feature_service(SERVICE_NAME), entity_rows=rows, full_feature_names=True
-    ).to_dict()
+        features=store.get_feature_service(reader.service), entity_rows=rows, full_feature_names=True
+    ).to_dict(include_event_timestamps=True)
+    ttl_s = {v: store.get_feature_view(v).ttl.total_seconds() for v in TTL_VIEWS}
     parity = Parity()
     for j, name in enumerate(ours.names):
+        view = name.split("__", 1)[0]
         for i, value in enumerate(theirs[name]):
+            if view in ttl_s and value is not None and theirs[f"{name}__ts"][i] < request_ts_s - ttl_s[view]:
+                value = None
             parity.cells += 1
             if not _same(ours.values[i, j], value) or ours.missing[i, j] != (value is None):
                 parity.mismatched.append(f"{name}@{i}: {ours.values[i, j]!r} vs {value!r}")

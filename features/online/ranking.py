@@ -1,5 +1,11 @@
-"""Hydrate ranking candidates with `feed_ranker_v1`: exactly what Feast's get_online_features
-returns for the service (parity-tested), as one float32 matrix in the service's column order.
+"""Hydrate ranking candidates with a ranking feature service (`feed_ranker_v1` or `_v2`): what
+Feast's get_online_features returns for the service (parity-tested), as one float32 matrix in the
+service's column order.
+
+One rule is added to Feast's online read, so that serving sees what training sees: a real-time
+view's row (written at each of the entity's engagements, as of it) older than the view's ttl
+before the request is missing, as Feast's point-in-time retrieval leaves it out of training sets
+(Feast's own online read would return it however old).
 
 Stored views come from the packed Redis view (one MGET); the service's on-demand view
 (`request_features`) is computed here with the same formulas in NumPy, because running Feast's
@@ -18,6 +24,7 @@ from feast import FeatureStore
 from data import columns as c
 from features.feature_repo.definitions import SERVICE_NAME
 from features.online.read import OnlineFeatureBlock, PackedFeatureReader
+from features.streaming import spec as rt
 from features.tables import POST_TAGS, VIEWER_TAGS
 
 ON_DEMAND_VIEW = "request_features"
@@ -28,6 +35,7 @@ ON_DEMAND = (AGE_AT_REQUEST, IN_NETWORK_FEATURE, INTEREST_MATCH)  # the view's s
 CREATED_AT = f"{POST_TAGS.name}__posted_at_s"  # known from publication on (see POST_TAGS)
 IS_FOLLOWING = "viewer_author__is_following"
 TAG_VIEWS = (VIEWER_TAGS, POST_TAGS)
+TTL_VIEWS = (rt.POST_VIEW, rt.AUTHOR_VIEW, rt.PAIR_VIEW)  # the real-time views: rows age between events
 
 
 @dataclass(frozen=True)
@@ -41,8 +49,9 @@ class RankingFeatureReader:
     def __init__(self, store: FeatureStore, service: str = SERVICE_NAME, client: Any = None):
         self._stored = PackedFeatureReader.from_feature_store(
             store, service, client=client, full_feature_names=True, skip_on_demand=True,
-            extra_views=[t.name for t in TAG_VIEWS],
+            extra_views=[t.name for t in TAG_VIEWS], enforce_ttl=TTL_VIEWS,
         )
+        self.service = service
         stored = list(self._stored.feature_names)
         tags = [f"{t.name}__{f}" for t in TAG_VIEWS for f in t.features]
         self._n_service = len(stored) - len(tags)
@@ -54,17 +63,18 @@ class RankingFeatureReader:
                            if f.startswith("post_tag_")]
         self.feature_names = [*stored[: self._n_service], *ON_DEMAND]
 
-    def read_stored(self, viewer_ids, author_ids, post_ids) -> OnlineFeatureBlock:
+    def read_stored(self, viewer_ids, author_ids, post_ids, request_ts_s: float | None = None) -> OnlineFeatureBlock:
         """The stored views (the service's, then the tag views), with per-view found flags and
-        event timestamps (freshness)."""
+        event timestamps (freshness); real-time rows older than their ttl before `request_ts_s`
+        (default: now) are missing."""
         return self._stored.read({
             c.VIEWER_ID: np.asarray(viewer_ids, dtype=np.int64),
             c.AUTHOR_ID: np.asarray(author_ids, dtype=np.int64),
             c.POST_ID: np.asarray(post_ids, dtype=np.int64),
-        })
+        }, now=request_ts_s)
 
     def read(self, viewer_ids, author_ids, post_ids, request_ts_s: float) -> RankingFeatures:
-        block = self.read_stored(viewer_ids, author_ids, post_ids)
+        block = self.read_stored(viewer_ids, author_ids, post_ids, request_ts_s)
         n, m = block.values.shape[0], self._n_service
         created = block.values[:, self._created].astype(np.float64)
         age_h = np.maximum((float(request_ts_s) - created) / 3600.0, 0.0)  # NaN stays NaN

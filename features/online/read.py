@@ -9,7 +9,8 @@ Parity with `FeatureStore.get_online_features(service, rows).to_dict()` (tests/i
 test_online_reader.py): a value Feast returns is returned as float32; where Feast returns None
 (unknown entity, null value, or a key Feast's `key_ttl_seconds` expired) `missing` is set and the
 value is the feature's default (NaN unless configured). Like Feast's Redis store, the feature
-view TTL is *not* enforced at read time unless `enforce_ttl=True` is asked for.
+view TTL is *not* enforced at read time unless `enforce_ttl` asks for it (for every view, or for
+the views it names).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import math
 import operator
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import repeat
 from typing import Any
@@ -73,7 +74,7 @@ class PackedFeatureReader:
         views: Sequence[ViewRead],
         feature_names: Sequence[str],
         defaults: np.ndarray,
-        enforce_ttl: bool = False,
+        enforce_ttl: bool | Collection[str] = False,
     ):
         self._client = client
         self._views = tuple(views)
@@ -83,6 +84,9 @@ class PackedFeatureReader:
         self._defaults = np.asarray(defaults, dtype=np.float32).reshape(1, -1)
         self._all_nan_defaults = bool(np.isnan(self._defaults).all())
         self.enforce_ttl = enforce_ttl
+        # per view: is its TTL enforced (True: every view's; names: those views')
+        enforced = {v.name for v in self._views} if enforce_ttl is True else set(enforce_ttl or ())
+        self._ttl = tuple(bool(v.ttl_us) and v.name in enforced for v in self._views)
         if plain_redis(client):
             self._mget = RespMget(client)
             self._views = tuple(replace(v, resp=True) for v in self._views)
@@ -99,7 +103,7 @@ class PackedFeatureReader:
         client: Any = None,
         full_feature_names: bool = False,
         defaults: float | Mapping[str, float] = math.nan,
-        enforce_ttl: bool = False,
+        enforce_ttl: bool | Collection[str] = False,
         namespace: str = DEFAULT_NAMESPACE,
         skip_on_demand: bool = False,
         extra_views: Sequence[str] = (),
@@ -147,7 +151,8 @@ class PackedFeatureReader:
         """Features for each entity row (columnar mapping, or Feast-style list of dicts).
 
         Rows whose entities were never materialized (or expired) come back missing; unknown
-        entities never raise. `now` (epoch seconds) only matters with `enforce_ttl`.
+        entities never raise. `now` (epoch seconds) only matters where a TTL is enforced: a row
+        older than its view's TTL before `now` is missing (flagged in `view_stale`).
         """
         columns, n = _columnar(entity_rows, self.entity_columns)
         n_features = len(self.feature_names)
@@ -176,7 +181,7 @@ class PackedFeatureReader:
 
         # 3. decode per view, scatter back to rows
         now_us = int((time.time() if now is None else now) * 1_000_000)
-        for j, (view, (offset, count, inverse)) in enumerate(zip(self._views, plans)):
+        for j, (view, enforce, (offset, count, inverse)) in enumerate(zip(self._views, self._ttl, plans)):
             layout = view.layout
             part = replies[offset : offset + count]
             hit = np.fromiter(map(operator.is_not, part, repeat(None)), dtype=bool, count=count)
@@ -192,7 +197,7 @@ class PackedFeatureReader:
                 u_values[hit] = rec["values"][:, view.feature_index]
                 u_missing[hit] = layout.null_mask(rec)[:, view.feature_index]
                 u_ts[hit] = rec["ts"]
-            if self.enforce_ttl and view.ttl_us:
+            if enforce:
                 u_stale = hit & (u_ts < now_us - view.ttl_us)
                 u_missing[u_stale] = True
                 stale[:, j] = u_stale[inverse]
@@ -202,7 +207,7 @@ class PackedFeatureReader:
             ts[:, j] = u_ts[inverse]
 
         # 4. defaults (stored nulls are NaN already, so all-NaN defaults need no pass)
-        if not self._all_nan_defaults or self.enforce_ttl:
+        if not self._all_nan_defaults or any(self._ttl):
             np.copyto(values, self._defaults, where=missing)
         return OnlineFeatureBlock(self.feature_names, values, missing, self.view_names, found, stale, ts)
 

@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data import columns as c
+from data import lake
+from data.days import days_after, days_before
 from data.vocabulary import Vocabulary
 from features.streaming import spec
 from features.streaming.rows import EngagementRow
@@ -54,23 +56,61 @@ def view_rows(engagements: pd.DataFrame, vocabulary: Vocabulary, keep_from_ms: i
     as-of time, the entity's event) and its features, one row per entity and event time.
     `keep_from_ms`: rows as of earlier times are not kept; the engagements before it only fill the
     windows (a day's rows need the day before it: the 24 h windows reach back that far)."""
-    missing = [col for col in COLUMNS if col not in engagements.columns]
-    if missing:
-        raise ValueError(f"engagements lack required columns {missing}")
-    unknown = sorted(set(engagements[c.TYPE].dropna().unique()) - set(vocabulary.engagement_names))
-    if unknown:
-        raise ValueError(f"engagement types the vocabulary does not define: {unknown} (the lake's rows were "
-                         "ingested against another vocabulary?)")
-    views = counted_views(spec.engagement_types(vocabulary))
-    frame = engagements.assign(_ms=_epoch_ms(engagements[c.TS])).sort_values("_ms", kind="stable")
-    replays = [_Replay(view) for view in views]
-    values = [frame[col].tolist() for col in (c.VIEWER_ID, c.POST_ID, c.AUTHOR_ID, c.TYPE, c.VALUE, "_ms")]
-    for viewer, post, author, kind, value, ts in zip(*values):
-        row = EngagementRow(viewer, post, author, kind, None if _null(value) else value, ts)
-        counted_tokens = tokens(row, vocabulary)
-        for replay in replays:
-            replay.add(row, counted_tokens)
-    return {replay.view.view: replay.frame(keep_from_ms) for replay in replays}
+    return Replay(vocabulary).rows(engagements, keep_from_ms)
+
+
+class Replay:
+    """The worker's counting, in memory: engagements fed in event-time order, frame after frame
+    (each frame's times at or after the previous one's), counters carried from one to the next."""
+
+    def __init__(self, vocabulary: Vocabulary):
+        self.vocabulary = vocabulary
+        self.views = [_Replay(view) for view in counted_views(spec.engagement_types(vocabulary))]
+
+    def rows(self, engagements: pd.DataFrame, keep_from_ms: int | None = None) -> dict[str, pd.DataFrame]:
+        """The rows written while replaying `engagements` (as `view_rows` says), then forgotten:
+        the next frame's rows are its own."""
+        missing = [col for col in COLUMNS if col not in engagements.columns]
+        if missing:
+            raise ValueError(f"engagements lack required columns {missing}")
+        unknown = sorted(set(engagements[c.TYPE].dropna().unique()) - set(self.vocabulary.engagement_names))
+        if unknown:
+            raise ValueError(f"engagement types the vocabulary does not define: {unknown} (the lake's rows were "
+                             "ingested against another vocabulary?)")
+        frame = engagements.assign(_ms=_epoch_ms(engagements[c.TS])).sort_values("_ms", kind="stable")
+        values = [frame[col].tolist() for col in (c.VIEWER_ID, c.POST_ID, c.AUTHOR_ID, c.TYPE, c.VALUE, "_ms")]
+        for viewer, post, author, kind, value, ts in zip(*values):
+            row = EngagementRow(viewer, post, author, kind, None if _null(value) else value, ts)
+            counted_tokens = tokens(row, self.vocabulary)
+            for replay in self.views:
+                replay.add(row, counted_tokens)
+        return {replay.view.view: replay.take(keep_from_ms) for replay in self.views}
+
+
+def backfill_days(lake_dir: Path, days: list[str], vocabulary: Vocabulary, out_lake: Path | None = None
+                  ) -> dict[str, dict[str, int]]:
+    """Write the real-time views' rows of `days` from the lake's engagements (into `out_lake`'s
+    real-time folders, default the same lake's): one replay, a calendar
+    day at a time, from the day before the first (it fills the windows; its rows are not kept) to
+    the last (days between that are not asked for are replayed, not written). A day's engagements
+    are those whose time falls on it, from its partition and the next (late lines land a day
+    later), once each by `event_id`. -> rows written per day and view."""
+    days = sorted(days)
+    wanted, replay, written = set(days), Replay(vocabulary), {}
+    day = days_before(days[0], 1)
+    while day <= days[-1]:
+        rows = replay.rows(_engagements_of(Path(lake_dir), day))
+        if day in wanted:
+            write_view_rows(rows, out_lake or lake_dir, day)
+            written[day] = {view: len(frame) for view, frame in rows.items()}
+        day = days_after(day, 1)
+    return written
+
+
+def _engagements_of(lake_dir: Path, day: str) -> pd.DataFrame:
+    frame = lake.read_partitions(lake_dir, "engagements", [day, days_after(day, 1)], [c.EVENT_ID, *COLUMNS],
+                                 lake.ts_on_day(day))
+    return frame.drop_duplicates(c.EVENT_ID)
 
 
 def write_view_rows(rows: dict[str, pd.DataFrame], lake_dir: Path, day: str) -> list[Path]:
@@ -90,6 +130,12 @@ def write_view_rows(rows: dict[str, pd.DataFrame], lake_dir: Path, day: str) -> 
 def realtime_dir(lake_dir: Path, view: str) -> Path:
     """Where a real-time view's offline rows live: its push source's batch source."""
     return Path(lake_dir) / "features" / "realtime" / view
+
+
+def registry_lake(store) -> Path:
+    """The lake whose real-time folders a Feast registry's push sources read (the one it was
+    applied for): `realtime_dir(registry_lake(store), view)` is where retrieval looks."""
+    return Path(store.get_data_source(f"{spec.POST_VIEW}_batch").path).parents[3]
 
 
 class _Replay:
@@ -120,7 +166,13 @@ class _Replay:
         self.as_of.append(state.last_ms)
         self.values.append(values)
 
-    def frame(self, keep_from_ms: int | None) -> pd.DataFrame:
+    def take(self, keep_from_ms: int | None) -> pd.DataFrame:
+        """The rows written since the last take (those as of `keep_from_ms` or later)."""
+        frame = self._frame(keep_from_ms)
+        self.keys, self.as_of, self.values = [], [], []
+        return frame
+
+    def _frame(self, keep_from_ms: int | None) -> pd.DataFrame:
         as_of = np.array(self.as_of, dtype=np.int64)
         kept = slice(None) if keep_from_ms is None else as_of >= keep_from_ms
         keys = np.array(self.keys, dtype=np.int64).reshape(len(self.keys), len(self.view.join_keys))[kept]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.feature_repo.definitions import REQUEST_TS, SERVICE_NAME
+from features.feature_repo.definitions import REQUEST_TS
 from serving.pipeline import FeedQuery, FeedState
 
 BUDGET_TOO_SHORT = "budget too short for the model"
@@ -51,9 +51,9 @@ class PackedFeatureHydrator:
 class FeastFeatureHydrator(PackedFeatureHydrator):
     """Feast's own `get_online_features` for the same service and candidates (slow; for comparison)."""
 
-    def __init__(self, store, names: tuple[str, ...], min_ms: float):
+    def __init__(self, store, service: str, names: tuple[str, ...], min_ms: float):
         self.store, self.min_ms = store, min_ms
-        self.service = store.get_feature_service(SERVICE_NAME)
+        self.service = store.get_feature_service(service)
         self.names = tuple(names)
 
     def _read(self, query: FeedQuery, state: FeedState) -> tuple[tuple[str, ...], np.ndarray]:

@@ -19,7 +19,6 @@ import json
 import math
 import threading
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,9 +34,13 @@ from data.stream.said import post_event
 from data.stream.valkey_stream import ValkeyStream
 from data.vocabulary import load_vocabulary
 from features.online import PackedFeatureReader
+from features.online.parity import reader_vs_feast
+from features.online.ranking import RankingFeatureReader
+from features.retrieval import historical_features
+from features.services import SERVICE_V2
 from features.store import apply, repo_config
 from features.streaming import spec
-from features.streaming.backfill import view_rows, write_view_rows
+from features.streaming.backfill import registry_lake, view_rows, write_view_rows
 from features.streaming.rows import EngagementRow, engagement_row, engagement_rules
 from features.streaming.state import COUNTER_TTL_S, STATE_TTL_S
 from features.streaming.worker import GROUP, LATENESS_MS, StreamFeatureWorker
@@ -483,7 +486,7 @@ def test_the_backfill_equals_what_the_online_store_held_at_each_time(store, onli
 
     frame = pd.DataFrame(engagements).drop(columns="line")
     frame["ts"] = pd.to_datetime(frame["ts"], unit="ms", utc=True)
-    lake = Path(store.get_data_source(f"{spec.POST_VIEW}_batch").path).parents[3]
+    lake = registry_lake(store)
     write_view_rows(view_rows(frame, VOCABULARY), lake, "2026-09-21")
     online_held = pd.DataFrame(held)
     entity_df = online_held[["post_id", "author_id", "viewer_id", "event_timestamp"]].assign(_row=range(len(held)))
@@ -525,3 +528,34 @@ def test_a_backfill_of_rows_it_cannot_count_says_why():
         view_rows(rows, VOCABULARY)
     with pytest.raises(ValueError, match=r"lack required columns \['author_id'\]"):
         view_rows(rows.drop(columns="author_id"), VOCABULARY)
+
+
+def test_the_ranking_reader_leaves_out_a_real_time_row_older_than_its_ttl_as_training_does(store, online, stream):
+    """feed_ranker_v2 online: a real-time row is as of its entity's latest engagement. One older than
+    its view's ttl (a day) before the request is missing, as Feast's point-in-time retrieval leaves
+    it out of a training set; a fresher one is read, and both are while within the ttl. Apart from
+    that rule the reader equals Feast's get_online_features (features.online.parity)."""
+    old, fresh = T0, T0 + 20 * HOUR
+    posts, authors, viewers = [500, 501], [40, 41], [30, 31]
+    rows = pd.DataFrame({"post_id": posts, "author_id": authors, "viewer_id": viewers, "type": "like",
+                         "value": None, "ts": pd.to_datetime([old, fresh], unit="ms", utc=True)})
+    append(stream, [(ts, Event("engagements", json.dumps({**row, "event_id": f"e{k}", "ts": iso_ms(ts),
+                                                           "surface": "home"}), str(row["viewer_id"])))
+                    for k, (ts, row) in enumerate(zip((old, fresh), rows.drop(columns="ts").to_dict("records")))])
+    drain(StreamFeatureWorker(stream, store, client=online))
+    lake = registry_lake(store)
+    write_view_rows(view_rows(rows, VOCABULARY), lake, "2026-09-30")
+    reader = RankingFeatureReader(store, SERVICE_V2, client=online)
+    names = [f"{spec.POST_VIEW}__post_rt_like_24h", f"{spec.PAIR_VIEW}__va_rt_positive_today"]
+    columns = [reader.feature_names.index(name) for name in names]
+    for hours, expected in ((21, [[1.0, 1.0], [1.0, 1.0]]), (25, [[None, None], [1.0, 1.0]])):
+        at_s = (T0 + hours * HOUR) // 1000
+        got = reader.read(viewers, authors, posts, at_s)
+        served = [[None if got.missing[i, j] else float(got.values[i, j]) for j in columns] for i in range(2)]
+        assert served == expected, hours
+        parity = reader_vs_feast(store, reader, np.array(viewers), np.array(authors), np.array(posts), at_s)
+        assert parity.ok, parity.mismatched[:3]
+        entity = rows[["post_id", "author_id", "viewer_id"]].assign(
+            event_timestamp=pd.Timestamp(at_s, unit="s", tz="UTC"))
+        training = historical_features(store, entity, spec.SERVICE)[names]
+        assert [[None if pd.isna(v) else float(v) for v in training.iloc[i]] for i in range(2)] == expected, hours

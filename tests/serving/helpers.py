@@ -14,6 +14,7 @@ import redis
 
 from candidate_gen import events as ev
 from candidate_gen.fanout import FanoutWorker
+from features.services import SERVICE_V1
 from serving.app import RankingApp
 from serving.clock import Clock
 from serving.config import DEFAULT_PATH, ServingConfig, _merged
@@ -55,7 +56,7 @@ def register_challenger(tracking_uri: str, artifact_root: Path, surface: str, mo
     client = tracking.connect(tracking_uri, str(artifact_root))
     example = pd.DataFrame(np.zeros((3, len(ranker.feature_names)), dtype=np.float32), columns=ranker.feature_names)
     run_id = tracking.log_ranker_run(surface=surface, ranker=ranker, params={}, days={"test": ["2026-10-14"]},
-                                     valid_ndcg10=0.5, input_example=example)
+                                     valid_ndcg10=0.5, input_example=example, feature_service=SERVICE_V1)
     return str(tracking.register(client, model_name, run_id, {}).version)
 
 

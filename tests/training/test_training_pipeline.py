@@ -6,19 +6,24 @@ simulated A/B."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import mlflow
 import numpy as np
 import pytest
 
-from pipelines.defs.features.assets import feast_registry, feature_assets
+from data import columns as c
+from data import lake
+from features.streaming import spec
+from pipelines.defs.features.assets import feast_registry, feature_assets, realtime_rows
 from pipelines.defs.training.assets import training_assets, training_examples
 from pipelines.defs.training.resources import TrainingConfigResource
 from pipelines.partitions import materialize_day
 from pipelines.resources import build_resources
 from training import tracking
 from training.config import DEFAULT_PATH, TrainingConfig
+from training.dataset import feature_columns, read_examples
 from training.train import load_split
 
 
@@ -39,6 +44,8 @@ def trained(tiny_lake, redis_server, tmp_path_factory):
     for day in summary.days[:-1]:
         assert materialize_day(feature_assets, partition_key=day, instance=instance, resources=resources).success
     assert materialize_day([feast_registry], instance=instance, resources=resources).success
+    for day in summary.days:  # the first day only as the second's day before (real-time rows live a day)
+        assert materialize_day([realtime_rows], partition_key=day, instance=instance, resources=resources).success
     for day in summary.days[1:]:
         assert materialize_day([training_examples], partition_key=day, instance=instance, resources=resources).success
     first = materialize_day(training_assets[1:], partition_key=summary.days[-1],
@@ -72,6 +79,27 @@ def test_first_run_trains_evaluates_promotes_and_runs_the_ab(trained):
         low, high = ab["engagements"]["ci95_pct"]
         assert low <= ab["engagements"]["lift_pct"] <= high
         assert ab["viewers"]["treatment"] > 0 and ab["viewers"]["control"] > 0
+
+
+def test_training_sets_hold_the_real_time_features_as_of_each_impression(trained):
+    """feed_ranker_v2: every example holds the real-time views' features (post, author, viewer-author)
+    as of its impression, never counting an engagement from after it (a post's engagements of any
+    type up to the impression bound its positive 24 h count), and the champion is trained on them."""
+    settings, summary, resources, *_ = trained
+    examples = read_examples(settings.lake_dir, summary.days[1:])
+    views = {name.split("__")[0] for name in feature_columns(examples)}
+    assert {spec.POST_VIEW, spec.AUTHOR_VIEW, spec.PAIR_VIEW} <= views
+    count = f"{spec.POST_VIEW}__post_rt_engagements_24h"
+    assert examples[count].notna().mean() > 0.2 and (examples[count] > 0).any()
+    engagements = lake.read_partitions(settings.lake_dir, "engagements", summary.days, [c.POST_ID, c.TS])
+    known = examples[examples[count].notna()].sample(300, random_state=1, replace=True)
+    for row in known.itertuples():
+        before = engagements[(engagements[c.POST_ID] == row.post_id) & (engagements[c.TS] <= row.ts)]
+        assert getattr(row, count) <= len(before), (row.post_id, row.ts)
+    client = resources["mlflow"].client()
+    champion = client.get_model_version_by_alias("feed_ranker", "champion")
+    features = json.loads((Path(client.download_artifacts(champion.run_id, "features.json"))).read_text())
+    assert features["feature_service"] == "feed_ranker_v2" and count in features["features"]
 
 
 def test_the_ope_assets_judge_the_champion_beside_the_ab_and_log_to_mlflow(trained):
@@ -108,7 +136,7 @@ def test_mlflow_holds_runs_registry_aliases_and_a_loadable_model(trained):
     champion = client.get_model_version_by_alias("feed_ranker", "champion")
     assert client.get_model_version_by_alias("feed_ranker", "challenger").version == champion.version
     run = client.get_run(champion.run_id)
-    assert run.data.params["feature_service"] == "feed_ranker_v1"
+    assert run.data.params["feature_service"] == "feed_ranker_v2"
     assert run.data.params["days_test"] == summary.days[-1]
     assert {"valid_ndcg10_realised", "test_ndcg10", "baseline_oracle_ndcg10", "pct_of_oracle"} <= set(run.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(champion.run_id)}

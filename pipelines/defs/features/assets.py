@@ -1,4 +1,5 @@
-"""Feature tables (Spark, daily), the Feast registry, and the online store per day with its checks."""
+"""Feature tables (Spark, daily), the real-time views' offline rows (replayed from the lake), the
+Feast registry, and the online store per day with its checks."""
 
 import contextlib
 import io
@@ -18,6 +19,7 @@ from features.online.ranking import RankingFeatureReader
 from features.snapshots import READS_SNAPSHOTS, SNAPSHOT_TABLES, lake_inputs, write_snapshots
 from features.storage import feature_partition_dir
 from features.store import apply
+from features.streaming.backfill import backfill_days, registry_lake
 from features.tables import POST, RELATIONSHIP, TABLES, FeatureTable
 from pipelines.defs.ingest.assets import lake_key
 from pipelines.job_steps import end_step
@@ -78,17 +80,45 @@ def feature_snapshots(context: dg.AssetExecutionContext, spark: SparkResource, w
 # the list every caller materializes (one multi-asset: select tables with `selection=`)
 feature_assets = [feature_snapshots]
 REGISTRY_KEY = dg.AssetKey(["feast", "registry"])
+REALTIME_KEY = dg.AssetKey(["features", "realtime"])
+
+
+@dg.asset(
+    key=REALTIME_KEY,
+    group_name=GROUP,
+    partitions_def=day_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),  # a range of days is one replay, not one per day
+    deps=[lake_key("engagements"), REGISTRY_KEY],
+    kinds={"pandas", "parquet"},
+    description="The rows the stream feature worker writes online (post_realtime, author_realtime, "
+    "viewer_author_today), replayed from the lake's engagements by the worker's own definitions "
+    "(features/streaming/backfill.py) with the day before filling the windows: Feast's "
+    "point-in-time retrieval of them at t is what the online store held at t. A training day "
+    "needs its own rows and the day before's (rows live a day). Written where the registry's push "
+    "sources read (the workspace lake's features/realtime/<view>/<day>.parquet).",
+)
+def realtime_rows(context: dg.AssetExecutionContext, feast: FeastResource,
+                  workspace: WorkspaceResource) -> dg.MaterializeResult:
+    days = sorted(context.partition_keys)
+    written = backfill_days(workspace.lake, days, workspace.vocabulary(), registry_lake(feast.store()))
+    for day, views in written.items():
+        context.log.info(f"real-time rows of {day}: {views}")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": sum(sum(views.values()) for views in written.values()),
+        "rows_per_day_and_view": dg.MetadataValue.json(written),
+    })
+
 ONLINE_KEY = dg.AssetKey(["feast", "online"])
 
 
 @dg.asset(key=REGISTRY_KEY, group_name=GROUP, kinds={"feast"},
-          description="`feast apply`: entities, feature views, on-demand view, feed_ranker_v1.")
+          description="`feast apply`: entities, feature views, on-demand view, the feature services.")
 def feast_registry(feast: FeastResource, workspace: WorkspaceResource) -> dg.MaterializeResult:
     repo = apply(feast.store(), workspace.lake)
     return dg.MaterializeResult(metadata={
         "feature_views": sorted(repo.views),
-        "feature_service": repo.feed_ranker_v1.name,
-        "features": sum(len(p.features) for p in repo.feed_ranker_v1.feature_view_projections),
+        "feature_services": {s.name: sum(len(p.features) for p in s.feature_view_projections)
+                             for s in (repo.feed_ranker_v1, repo.feed_ranker_v2)},
     })
 
 

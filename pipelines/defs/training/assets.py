@@ -23,7 +23,7 @@ import dagster as dg
 
 from data import columns as c
 from features.tables import TABLES
-from pipelines.defs.features.assets import REGISTRY_KEY, feature_key
+from pipelines.defs.features.assets import REALTIME_KEY, REGISTRY_KEY, feature_key
 from pipelines.defs.ingest.assets import lake_key
 from pipelines.defs.training.resources import MlflowResource, TrainingConfigResource
 from pipelines.partitions import day_partitions
@@ -64,11 +64,12 @@ def _skip(context: dg.AssetExecutionContext, key: dg.AssetKey, reason: str):
     group_name=GROUP,
     partitions_def=day_partitions,
     deps=[REGISTRY_KEY, lake_key("impressions"), lake_key("engagements"), lake_key("posts"),
-          *[feature_key(t) for t in TABLES.values()]],
+          *[feature_key(t) for t in TABLES.values()], REALTIME_KEY],
     kinds={"feast", "parquet"},
     description="One row per impression of the day (sampled requests per surface), labels from "
-    "the engagements attributed to it, feed_ranker_v1 features as of the request time (Feast): "
-    "daily tables' snapshot of D-1, creation-stamped post_tags of D itself.",
+    "the engagements attributed to it, the configured feature service's features as of the request "
+    "time (Feast): daily tables' snapshot of D-1, creation-stamped post_tags of D itself, real-time "
+    "rows of D and D-1 (features/realtime).",
 )
 def training_examples(context: dg.AssetExecutionContext, feast: FeastResource, workspace: WorkspaceResource,
                       training_config: TrainingConfigResource) -> dg.MaterializeResult:
@@ -76,7 +77,7 @@ def training_examples(context: dg.AssetExecutionContext, feast: FeastResource, w
     cfg = training_config.load()
     heads = _value_heads(workspace, cfg)
     try:
-        examples = with_features(feast.store(), build_examples(workspace.lake, day, cfg, heads))
+        examples = with_features(feast.store(), build_examples(workspace.lake, day, cfg, heads), cfg.feature_service)
     except TrainingDataError as exc:
         raise dg.Failure(description=str(exc)) from exc
     path = write_examples(examples, workspace.lake, day)
@@ -152,7 +153,7 @@ def build_surface_assets(surface: str):
             params, tags = _run_notes(k, trained)
             run_ids[k] = tracking.log_ranker_run(surface=surface, ranker=r, params={**cfg.params(), **params},
                                                  days=split.days, valid_ndcg10=valid_ndcg[k], input_example=example,
-                                                 tags=tags)
+                                                 feature_service=cfg.feature_service, tags=tags)
         version = tracking.register(client, model_name, run_ids[kind],
                                     tags={"surface": surface, "kind": kind, "test_day": context.partition_key})
         value = {"surface": surface, "model_name": model_name, "run_ids": run_ids, "challenger_kind": kind,

@@ -12,7 +12,7 @@ import warnings
 
 import dagster as dg
 
-from pipelines.defs.features.assets import REGISTRY_KEY
+from pipelines.defs.features.assets import REALTIME_KEY, REGISTRY_KEY
 from pipelines.defs.ingest.assets import lake_key
 from pipelines.defs.training.assets import EXAMPLES_KEY
 from pipelines.defs.training.resources import MlflowResource
@@ -37,7 +37,7 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
     name=CHECK_NAME,
     blocking=True,
     partitions_def=day_partitions,
-    additional_deps=[lake_key("impressions"), lake_key("posts"), REGISTRY_KEY],
+    additional_deps=[lake_key("impressions"), lake_key("posts"), REGISTRY_KEY, REALTIME_KEY],
     description="The feature vectors the ranking service scored on this day (logged with its "
     "impressions) equal what training retrieval (Feast point-in-time) returns for the same rows: "
     "per-feature mismatch rate within training/skew.toml's tolerance, else the day's rankers wait.",
