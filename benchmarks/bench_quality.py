@@ -2,6 +2,11 @@
 on the same candidates, through the same Dagster assets `make run` uses, into a fresh MLflow
 store (so the challenger is promoted and the simulated A/B runs).
 
+The rankers train on the feature service training/config.toml names (feed_ranker_v2: the daily
+and the real-time views). Beside them, the same rankers are trained on the same training sets
+without the real-time views' columns (feed_ranker_v1's features) and judged on the same test day:
+what the streaming features add.
+
 Writes benchmarks/results/ranking_quality.json; `--world small` prints instead (a smoke run).
 """
 
@@ -18,10 +23,15 @@ import dagster as dg
 from benchmarks.common import PeakRss, write_result
 from benchmarks.workspace import WORLD, bench_settings, ensure_feature_snapshots, ensure_lake
 from data.redis_server import redis_endpoint
+from features.services import SERVICE_V1
 from pipelines.defs.features.assets import feast_registry
 from pipelines.operations import QUIET, train_and_promote
 from pipelines.resources import build_resources
 from pipelines.summary import format_metrics_table
+from training.config import SURFACE_MODELS
+from training.evaluate import attach_truth, evaluate
+from training.heads import value_heads
+from training.train import choose_challenger, load_split, train_rankers
 
 BASELINES = ("chronological", "popularity", "affinity", "random", "oracle")
 
@@ -63,6 +73,24 @@ def surface_summary(s: dict) -> dict:
     }
 
 
+def without_streaming(settings, cfg, heads, test_day: str) -> dict:
+    """Per surface: the rankers trained on the same examples with feed_ranker_v1's columns only
+    (no real-time view), the better on the validation day judged on the test day."""
+    v1 = cfg.model_copy(update={"feature_service": SERVICE_V1})
+    out = {}
+    for surface in SURFACE_MODELS:
+        split = load_split(settings.lake_dir, surface, test_day, v1)
+        trained = train_rankers(split, v1, heads)
+        kind, _ = choose_challenger(trained.rankers, split.valid)
+        report = evaluate(attach_truth(split.test, settings.truth_dir), trained.rankers, kind, seed=cfg.seed)
+        out[surface] = {"model": kind, "features": len(split.features),
+                        "ndcg10": report["rankers"][kind]["ndcg10"], "pct_of_oracle": report.get("pct_of_oracle"),
+                        "lift_vs_chronological_pct": report["lift_vs_chronological_pct"],
+                        "segments_ndcg10": {seg: {"model": v[kind], "rows": v["rows"]}
+                                            for seg, v in report["segments"].items()}}
+    return out
+
+
 def main(argv: list[str]) -> None:
     world = argv[argv.index("--world") + 1] if "--world" in argv else WORLD
     settings = bench_settings(world)
@@ -83,6 +111,10 @@ def main(argv: list[str]) -> None:
         start = time.perf_counter()
         training = train_and_promote(settings, days, instance, resources=resources)
         wall = time.perf_counter() - start
+        start = time.perf_counter()
+        ablation = without_streaming(settings, cfg, value_heads(resources["workspace"].vocabulary(), cfg),
+                                     training["test_day"])
+        ablation_wall = time.perf_counter() - start
     print(format_metrics_table(training))
     sec = training["seconds"]
     result = {
@@ -90,13 +122,16 @@ def main(argv: list[str]) -> None:
         "test_day": training["test_day"],
         "days": training["surfaces"]["home"]["evaluation"]["days"],
         "config": {"train_days": cfg.train_days, "max_requests_per_day": cfg.max_requests_per_day},
+        "feature_service": cfg.feature_service,
         **{surface: surface_summary(s) for surface, s in training["surfaces"].items()},
+        "without_streaming_features": ablation,
         "ab_lift_pct": training["surfaces"]["home"]["ab_test"].get("engagements", {}).get("lift_pct"),
         "ab_lift_ci95_pct": training["surfaces"]["home"]["ab_test"].get("engagements", {}).get("ci95_pct"),
         "train_wall_s": round(sum(v for k, v in sec.items() if k.endswith("/rankers")), 1),
         "examples_wall_s": sec.get("training/examples"),
         "seconds": sec,
         "wall_s": round(wall, 1),
+        "without_streaming_wall_s": round(ablation_wall, 1),
         "peak_rss_mb": rss.peak_mb,
     }
     if world == WORLD:

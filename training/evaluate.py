@@ -27,6 +27,7 @@ from training.models import VALUE_MODEL, Ranker
 
 NEW_VIEWER_DAYS = 14  # an account younger than this (or without history) is a "new" viewer
 HEAVY_QUANTILE = 0.75  # viewers at or above this quantile of requests_7d are "heavy"
+FRESH_POST_HOURS = 24.0  # a post younger than this at the request is "fresh"
 
 
 def attach_truth(frame: pd.DataFrame, truth_dir: Path | None) -> pd.DataFrame:
@@ -48,6 +49,8 @@ def segments(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     heavy_cut = requests[~new].quantile(HEAVY_QUANTILE) if (~new).any() else np.inf
     celebrity = frame.get("author__is_celebrity", pd.Series(0.0, index=frame.index)).fillna(0) > 0
     in_network = frame.get("request_features__in_network", pd.Series(0.0, index=frame.index)).fillna(0) > 0
+    # a post published within the day before the request: how it is doing so far is all there is to know
+    post_age_h = frame.get("request_features__post_age_hours_at_request", pd.Series(np.nan, index=frame.index))
     return {
         "new_viewers": new.to_numpy(),
         "heavy_viewers": (~new & (requests >= heavy_cut)).to_numpy(),
@@ -55,6 +58,8 @@ def segments(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         "ordinary_authors": (~celebrity).to_numpy(),
         "in_network": in_network.to_numpy(),
         "out_of_network": (~in_network).to_numpy(),
+        "posts_under_24h": (post_age_h < FRESH_POST_HOURS).to_numpy(),
+        "posts_24h_and_older": (post_age_h >= FRESH_POST_HOURS).to_numpy(),
     }
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from data import columns as c
 from data.days import days_before
+from features.services import REALTIME_VIEWS, SERVICE_V1, service_columns
 from training import metrics
 from training.config import TrainingConfig
 from training.dataset import example_days, feature_columns, read_examples
@@ -55,7 +56,11 @@ def load_split(lake_dir: Path, surface: str, test_day: str, cfg: TrainingConfig)
     available = set(example_days(lake_dir))
     days["train"] = [d for d in days["train"] if d in available] or days["train"][-1:]
     frames = {name: _sorted(read_examples(lake_dir, d, surface)) for name, d in days.items()}
-    features = feature_columns(frames["train"])
+    features = service_columns(feature_columns(frames["train"]), cfg.feature_service)
+    if cfg.feature_service != SERVICE_V1 and not any(f.split("__", 1)[0] in REALTIME_VIEWS for f in features):
+        raise TrainingDataError(f"{surface}: [features] service is {cfg.feature_service} but the training sets "
+                                f"of {days['train']} hold no real-time feature: built with an older service? "
+                                "Materialize features/realtime and training/examples for those days again")
     short = []
     for name, frame in frames.items():
         try:

@@ -26,7 +26,7 @@ from feast.value_type import ValueType
 from data import columns as c
 from data.settings import get_settings
 from data.vocabulary import Vocabulary
-from features.services import SERVICE_V1, SERVICE_V2
+from features.services import REALTIME_VIEWS, SERVICE_V1, SERVICE_V2
 from features.storage import feature_table_dir
 from features.streaming import spec as rt
 from features.streaming.backfill import realtime_dir
@@ -209,10 +209,10 @@ def build_repo(lake_dir: Path, vocabulary: Vocabulary | None = None) -> FeastRep
     live = realtime_views(lake_dir, vocabulary)
     realtime = FeatureService(
         name=rt.SERVICE,
-        features=[live[rt.POST_VIEW], live[rt.AUTHOR_VIEW], live[rt.PAIR_VIEW]],
+        features=[live[view] for view in REALTIME_VIEWS],
         description="The stream processor's seconds-fresh numeric features (the packed reader serves them).",
     )
-    live_numeric = [live[rt.POST_VIEW], live[rt.AUTHOR_VIEW], live[rt.PAIR_VIEW]]
+    live_numeric = [live[view] for view in REALTIME_VIEWS]
     service_v2 = FeatureService(
         name=SERVICE_V2,
         features=[*model_views, *live_numeric, odfv],

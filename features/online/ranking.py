@@ -24,7 +24,7 @@ from feast import FeatureStore
 from data import columns as c
 from features.feature_repo.definitions import SERVICE_NAME
 from features.online.read import OnlineFeatureBlock, PackedFeatureReader
-from features.streaming import spec as rt
+from features.services import REALTIME_VIEWS
 from features.tables import POST_TAGS, VIEWER_TAGS
 
 ON_DEMAND_VIEW = "request_features"
@@ -35,7 +35,7 @@ ON_DEMAND = (AGE_AT_REQUEST, IN_NETWORK_FEATURE, INTEREST_MATCH)  # the view's s
 CREATED_AT = f"{POST_TAGS.name}__posted_at_s"  # known from publication on (see POST_TAGS)
 IS_FOLLOWING = "viewer_author__is_following"
 TAG_VIEWS = (VIEWER_TAGS, POST_TAGS)
-TTL_VIEWS = (rt.POST_VIEW, rt.AUTHOR_VIEW, rt.PAIR_VIEW)  # the real-time views: rows age between events
+TTL_VIEWS = REALTIME_VIEWS  # rows written at each engagement, as of it: they age between engagements
 
 
 @dataclass(frozen=True)

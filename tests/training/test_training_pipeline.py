@@ -13,6 +13,7 @@ import mlflow
 import numpy as np
 import pytest
 
+import training.train
 from data import columns as c
 from data import lake
 from features.streaming import spec
@@ -24,6 +25,7 @@ from pipelines.resources import build_resources
 from training import tracking
 from training.config import DEFAULT_PATH, TrainingConfig
 from training.dataset import feature_columns, read_examples
+from training.errors import TrainingDataError
 from training.train import load_split
 
 
@@ -100,6 +102,21 @@ def test_training_sets_hold_the_real_time_features_as_of_each_impression(trained
     champion = client.get_model_version_by_alias("feed_ranker", "champion")
     features = json.loads((Path(client.download_artifacts(champion.run_id, "features.json"))).read_text())
     assert features["feature_service"] == "feed_ranker_v2" and count in features["features"]
+
+
+def test_the_same_training_sets_train_either_service(trained, monkeypatch):
+    """Sets built from feed_ranker_v2 hold v1's columns too: [features] service = feed_ranker_v1 trains
+    on those alone; v2 on sets that lack the real-time columns is refused with what to do."""
+    settings, summary, _, _, _, cfg = trained
+    v2 = load_split(settings.lake_dir, "home", summary.days[-1], cfg).features
+    v1 = load_split(settings.lake_dir, "home", summary.days[-1],
+                    cfg.model_copy(update={"feature_service": "feed_ranker_v1"})).features
+    realtime = [f for f in v2 if f.split("__")[0] in (spec.POST_VIEW, spec.AUTHOR_VIEW, spec.PAIR_VIEW)]
+    assert realtime and v1 == [f for f in v2 if f not in realtime]
+    built_with_v1 = lambda *args: read_examples(*args).drop(columns=realtime)  # noqa: E731
+    monkeypatch.setattr(training.train, "read_examples", built_with_v1)
+    with pytest.raises(TrainingDataError, match="hold no real-time feature"):
+        load_split(settings.lake_dir, "home", summary.days[-1], cfg)
 
 
 def test_the_ope_assets_judge_the_champion_beside_the_ab_and_log_to_mlflow(trained):
