@@ -43,20 +43,21 @@ def random_ranker(names: list[str], kind: str = VALUE_MODEL, seed: int = 1, tree
     return Ranker(VALUE_MODEL, list(names), heads, weights={"like": 1.0, "negative": -5.0})
 
 
-def register_champion(tracking_uri: str, artifact_root: Path, surface: str, model_name: str, ranker: Ranker) -> str:
+def register_champion(tracking_uri: str, artifact_root: Path, surface: str, model_name: str, ranker: Ranker,
+                      feature_service: str = SERVICE_V1) -> str:
     """Log the ranker as a run, register it, point `champion` at it; returns the version."""
-    version = register_challenger(tracking_uri, artifact_root, surface, model_name, ranker)
+    version = register_challenger(tracking_uri, artifact_root, surface, model_name, ranker, feature_service)
     tracking.promote(tracking.connect(tracking_uri, str(artifact_root)), model_name, version)
     return version
 
 
 def register_challenger(tracking_uri: str, artifact_root: Path, surface: str, model_name: str,
-                        ranker: Ranker) -> str:
+                        ranker: Ranker, feature_service: str = SERVICE_V1) -> str:
     """Log the ranker as a run and register it, which points `challenger` at it; returns the version."""
     client = tracking.connect(tracking_uri, str(artifact_root))
     example = pd.DataFrame(np.zeros((3, len(ranker.feature_names)), dtype=np.float32), columns=ranker.feature_names)
     run_id = tracking.log_ranker_run(surface=surface, ranker=ranker, params={}, days={"test": ["2026-10-14"]},
-                                     valid_ndcg10=0.5, input_example=example, feature_service=SERVICE_V1)
+                                     valid_ndcg10=0.5, input_example=example, feature_service=feature_service)
     return str(tracking.register(client, model_name, run_id, {}).version)
 
 
