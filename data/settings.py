@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     dagster_home: Path = _var("DAGSTER_HOME", REPO_ROOT / "dagster_home", "Dagster instance folder (dagster.yaml)")
     serving_config: Path | None = _var("LOUPE_SERVING_CONFIG", None,
                                        "the ranking service's config file; unset: serving/config.toml")
+    training_config: Path | None = _var("LOUPE_TRAINING_CONFIG", None,
+                                        "the ranker training config file; unset: training/config.toml")
     now: str | None = _var("LOUPE_NOW", None, "the service's clock starts here (ISO-8601), replaying the "
                            "simulated world; unset: the wall clock")
     clock_speed: float = _var("LOUPE_CLOCK_SPEED", 1.0, "simulated seconds per real second of the clock LOUPE_NOW "

@@ -89,12 +89,12 @@ class Replay:
 
 def backfill_days(lake_dir: Path, days: list[str], vocabulary: Vocabulary, out_lake: Path | None = None
                   ) -> dict[str, dict[str, int]]:
-    """Write the real-time views' rows of `days` from the lake's engagements (into `out_lake`'s
-    real-time folders, default the same lake's): one replay, a calendar
-    day at a time, from the day before the first (it fills the windows; its rows are not kept) to
-    the last (days between that are not asked for are replayed, not written). A day's engagements
-    are those whose time falls on it, from its partition and the next (late lines land a day
-    later), once each by `event_id`. -> rows written per day and view."""
+    """Write the real-time views' rows of `days` from the lake's engagements, into `out_lake`'s
+    real-time folders (default: the same lake's). One replay, a calendar day at a time, from the
+    day before the first (it fills the windows; its rows are not kept) to the last; days between
+    that are not asked for are replayed, not written. A day's engagements are those whose time
+    falls on it, from its partition and the next (late lines land a day later), once each by
+    `event_id`. -> rows written per day and view."""
     days = sorted(days)
     wanted, replay, written = set(days), Replay(vocabulary), {}
     day = days_before(days[0], 1)

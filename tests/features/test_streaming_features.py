@@ -40,7 +40,7 @@ from features.retrieval import historical_features
 from features.services import SERVICE_V2
 from features.store import apply, repo_config
 from features.streaming import spec
-from features.streaming.backfill import registry_lake, view_rows, write_view_rows
+from features.streaming.backfill import backfill_days, registry_lake, view_rows, write_view_rows
 from features.streaming.rows import EngagementRow, engagement_row, engagement_rules
 from features.streaming.state import COUNTER_TTL_S, STATE_TTL_S
 from features.streaming.worker import GROUP, LATENESS_MS, StreamFeatureWorker
@@ -559,3 +559,37 @@ def test_the_ranking_reader_leaves_out_a_real_time_row_older_than_its_ttl_as_tra
             event_timestamp=pd.Timestamp(at_s, unit="s", tz="UTC"))
         training = historical_features(store, entity, spec.SERVICE)[names]
         assert [[None if pd.isna(v) else float(v) for v in training.iloc[i]] for i in range(2)] == expected, hours
+
+
+def test_a_backfill_of_days_reads_late_lines_once_and_skips_days_not_asked_for(tmp_path):
+    """backfill_days over the lake: a day's engagements are those on that day from its partition and
+    the next (late lines), once each by event_id; a day between the asked ones is replayed into the
+    windows but not written; the day before the first only fills them."""
+    day0, day1, day2, day3 = (day_of_ms(T0 + k * 86_400_000) for k in range(4))
+    start = (T0 // 86_400_000) * 86_400_000
+
+    def rows(*events: tuple[str, int, int]) -> pd.DataFrame:
+        ts = pd.to_datetime([e[2] for e in events], unit="ms", utc=True).astype("datetime64[us, UTC]")  # as Spark's
+        return pd.DataFrame({"event_id": [e[0] for e in events], "viewer_id": 1, "post_id": [e[1] for e in events],
+                             "author_id": 7, "type": "like", "value": None, "ts": ts})
+
+    partitions = {
+        day0: rows(("a", 10, start + 23 * HOUR)),  # fills day1's 24 h window
+        day1: rows(("b", 10, start + 86_400_000 + HOUR)),
+        day2: rows(("c", 10, start + 86_400_000 + 2 * HOUR),  # late: day1's, landed on day2
+                   ("b", 10, start + 86_400_000 + HOUR),  # the same line again
+                   ("d", 11, start + 2 * 86_400_000 + HOUR)),
+        day3: rows(("e", 11, start + 3 * 86_400_000 + HOUR)),
+    }
+    for day, frame in partitions.items():
+        folder = tmp_path / "engagements" / f"dt={day}"
+        folder.mkdir(parents=True)
+        frame.to_parquet(folder / "part-0.parquet")
+        (folder / "_SUCCESS").touch()
+    written = backfill_days(tmp_path, [day3, day1], VOCABULARY)
+    assert sorted(written) == [day1, day3] and written[day1][spec.POST_VIEW] == 2
+    post_rows = pd.read_parquet(tmp_path / "features" / "realtime" / spec.POST_VIEW / f"{day1}.parquet")
+    assert post_rows["post_rt_like_24h"].tolist() == [2.0, 3.0]  # a (day0), b, c: b once
+    later = pd.read_parquet(tmp_path / "features" / "realtime" / spec.POST_VIEW / f"{day3}.parquet")
+    assert later["post_id"].tolist() == [11] and later["post_rt_like_24h"].tolist() == [1.0]  # d is 48 h old
+    assert not (tmp_path / "features" / "realtime" / spec.POST_VIEW / f"{day2}.parquet").exists()

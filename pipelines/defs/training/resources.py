@@ -34,5 +34,5 @@ def training_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]
     """The training domain's resources, from settings."""
     return {
         "mlflow": MlflowResource(tracking_uri=settings.tracking_uri, artifact_root=str(settings.mlflow_artifact_root)),
-        "training_config": TrainingConfigResource(),
+        "training_config": TrainingConfigResource(path=str(settings.training_config or "")),
     }
