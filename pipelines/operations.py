@@ -30,7 +30,13 @@ from pipelines.defs.candidates.assets import (
     candidates_social,
     candidates_trending,
 )
-from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets, realtime_rows
+from pipelines.defs.features.assets import (
+    feast_online,
+    feast_registry,
+    feature_assets,
+    realtime_online,
+    realtime_rows,
+)
 from pipelines.defs.ingest.assets import ingest_assets
 from pipelines.defs.training.assets import surface_outcomes, training_assets, training_examples
 from pipelines.defs.training.checks import served_features_match_training
@@ -227,7 +233,8 @@ def build_features(
     settings: Settings, days: list[str], instance: dg.DagsterInstance, redis_url: str | None = None,
     on_step: Callable[[str], None] = print_step,
 ) -> dict:
-    """Feature snapshots for every day, then Feast apply and the last day online.
+    """Feature snapshots for every day, then Feast apply and the last day online, the real-time
+    views warm-started from the lake's last two days (for what the stream worker does not hold).
 
     Only the newest day is materialized: the online store serves the latest snapshot, and the
     offline store keeps every day for point-in-time training sets.
@@ -235,7 +242,7 @@ def build_features(
     rows, seconds = feature_snapshots(settings, days, instance, redis_url, on_step)
     resources = build_resources(settings, redis_url)
     checks: dict[str, bool] = {}
-    for assets, partition in (([feast_registry], None), ([feast_online], days[-1])):
+    for assets, partition in (([feast_registry], None), ([feast_online], days[-1]), ([realtime_online], days[-1])):
         start = time.perf_counter()
         result = dg.materialize(assets, partition_key=partition, instance=instance,
                                 resources=resources, run_config=QUIET)

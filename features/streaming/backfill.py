@@ -41,13 +41,14 @@ _MS = pd.Timedelta(milliseconds=1)
 
 
 class _State:
-    """One entity's counters, as the worker's state hash holds them (without `author`)."""
+    """One entity's counters, as the worker's state hash holds them."""
 
-    __slots__ = ("last_ms", "counters")
+    __slots__ = ("last_ms", "counters", "author")
 
-    def __init__(self) -> None:
+    def __init__(self, author: int) -> None:
         self.last_ms = 0
         self.counters: dict[bytes, int] = {}
+        self.author = author  # the post's author (the worker keeps it in a post's hash only)
 
 
 def view_rows(engagements: pd.DataFrame, vocabulary: Vocabulary, keep_from_ms: int | None = None
@@ -99,7 +100,7 @@ def backfill_days(lake_dir: Path, days: list[str], vocabulary: Vocabulary, out_l
     wanted, replay, written = set(days), Replay(vocabulary), {}
     day = days_before(days[0], 1)
     while day <= days[-1]:
-        rows = replay.rows(_engagements_of(Path(lake_dir), day))
+        rows = replay.rows(engagements_of(Path(lake_dir), day))
         if day in wanted:
             write_view_rows(rows, out_lake or lake_dir, day)
             written[day] = {view: len(frame) for view, frame in rows.items()}
@@ -107,7 +108,9 @@ def backfill_days(lake_dir: Path, days: list[str], vocabulary: Vocabulary, out_l
     return written
 
 
-def _engagements_of(lake_dir: Path, day: str) -> pd.DataFrame:
+def engagements_of(lake_dir: Path, day: str) -> pd.DataFrame:
+    """The lake's engagements whose time falls on `day`: its partition's and the next's (late
+    lines), once each by `event_id`."""
     frame = lake.read_partitions(lake_dir, "engagements", [day, days_after(day, 1)], [c.EVENT_ID, *COLUMNS],
                                  lake.ts_on_day(day))
     return frame.drop_duplicates(c.EVENT_ID)
@@ -153,7 +156,7 @@ class _Replay:
         ids = _ids(self.view, row)
         state = self.states.get(ids)
         if state is None:
-            state = self.states[ids] = _State()
+            state = self.states[ids] = _State(row.author_id)
         counters = state.counters
         for name in self.view.fields_of(counted_tokens, row.ts_ms):
             key = name.encode()

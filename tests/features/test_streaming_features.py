@@ -43,6 +43,7 @@ from features.streaming import spec
 from features.streaming.backfill import backfill_days, registry_lake, view_rows, write_view_rows
 from features.streaming.rows import EngagementRow, engagement_row, engagement_rules
 from features.streaming.state import COUNTER_TTL_S, STATE_TTL_S
+from features.streaming.warm_start import warm_start
 from features.streaming.worker import GROUP, LATENESS_MS, StreamFeatureWorker
 
 VOCABULARY = load_vocabulary()
@@ -593,3 +594,63 @@ def test_a_backfill_of_days_reads_late_lines_once_and_skips_days_not_asked_for(t
     later = pd.read_parquet(tmp_path / "features" / "realtime" / spec.POST_VIEW / f"{day3}.parquet")
     assert later["post_id"].tolist() == [11] and later["post_rt_like_24h"].tolist() == [1.0]  # d is 48 h old
     assert not (tmp_path / "features" / "realtime" / spec.POST_VIEW / f"{day2}.parquet").exists()
+
+
+def test_a_warm_start_from_the_lake_holds_what_the_worker_would_and_the_worker_counts_on(store, online, stream,
+                                                                                        redis_server, tmp_path):
+    """An online store the stream never fed, warm-started from the lake's last two days, serves the
+    same real-time rows as one whose worker streamed those engagements; engagements streamed after
+    count on from there (the state hashes are the worker's), and an entity the worker already holds
+    is left alone."""
+    rng = np.random.default_rng(23)
+    start = (T0 // 86_400_000 + 1) * 86_400_000
+    times = np.sort(start + rng.integers(0, 40 * HOUR, 300))
+    rows = pd.DataFrame({"event_id": [f"w{k}" for k in range(len(times))],
+                         "viewer_id": rng.integers(1, 9, len(times)), "post_id": rng.integers(10, 22, len(times)),
+                         "type": [TYPES[int(k)] for k in rng.integers(0, len(TYPES), len(times))], "ts_ms": times})
+    rows["author_id"] = rows["post_id"].map(AUTHOR_OF)
+    rows["value"] = np.where(rows["type"] == "dwell", 20_000.0, np.nan)
+
+    def event(row) -> Event:
+        value = None if pd.isna(row["value"]) else float(row["value"])
+        return Event("engagements", line(row["event_id"], int(row["viewer_id"]), int(row["post_id"]), row["type"],
+                                         int(row["ts_ms"]), value), str(row["viewer_id"]))
+
+    append(stream, [(int(r["ts_ms"]), event(r)) for _, r in rows.iterrows()])
+    worker = StreamFeatureWorker(stream, store, client=online)
+    drain(worker)
+    for day, frame in rows.groupby(rows["ts_ms"] // 86_400_000):
+        folder = tmp_path / "lake" / "engagements" / f"dt={day_of_ms(int(day) * 86_400_000)}"
+        folder.mkdir(parents=True)
+        lake_rows = frame.assign(ts=pd.to_datetime(frame["ts_ms"], unit="ms", utc=True).astype("datetime64[us, UTC]"))
+        lake_rows.drop(columns="ts_ms").to_parquet(folder / "part-0.parquet")
+        (folder / "_SUCCESS").touch()
+    warm = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + f"/{DB + 1}")
+    warm.flushdb()
+    held = f"{spec.PREFIX}:author:{AUTHOR_OF[10]}"
+    warm.hset(held, mapping={"last": 1, "*|h|0": 7})  # the worker's already: not overwritten
+    report = warm_start(store, tmp_path / "lake", day_of_ms(start + 86_400_000), VOCABULARY, client=warm)
+    assert report["author_held"] == 1 and report["post_written"] == 12 and report["va_written"] > 12
+    assert warm.hget(held, "*|h|0") == b"7"
+    warm.delete(held)
+    warm_start(store, tmp_path / "lake", day_of_ms(start + 86_400_000), VOCABULARY, client=warm)
+
+    def same_rows() -> None:
+        posts, authors, pairs = set(AUTHOR_OF), set(AUTHOR_OF.values()), set(zip(rows["viewer_id"], rows["author_id"]))
+        keys = service_rows(posts, authors, pairs)
+        streamed = PackedFeatureReader.from_feature_store(store, spec.SERVICE, client=online).read(keys)
+        started = PackedFeatureReader.from_feature_store(store, spec.SERVICE, client=warm).read(keys)
+        np.testing.assert_array_equal(streamed.missing, started.missing)
+        np.testing.assert_array_equal(streamed.values, started.values)
+        np.testing.assert_array_equal(streamed.event_ts_us, started.event_ts_us)
+        assert not streamed.missing[:-2].all(axis=1).any()  # every known entity has a row
+
+    same_rows()
+    later = rows.iloc[-3:].assign(event_id=["x1", "x2", "x3"], ts_ms=int(times[-1]) + np.array([MIN, 2 * MIN, 3 * MIN]))
+    append(stream, [(int(r["ts_ms"]), event(r)) for _, r in later.iterrows()])
+    drain(worker)
+    with EmbeddedRedis(data_dir=tmp_path / "stream2", durable=True) as server:
+        fresh = ValkeyStream.connect(server.url, partitions=3)
+        append(fresh, [(int(r["ts_ms"]), event(r)) for _, r in later.iterrows()])
+        drain(StreamFeatureWorker(fresh, store, client=warm))
+    same_rows()

@@ -155,8 +155,8 @@ def test_streaming_features_served_match_training_and_a_backfill_that_lost_likes
     served_likes = np.array([f[names.index(likes)] for f in logged["features"].dropna()], dtype=np.float64)
     assert (served_likes > 0).sum() >= 10  # the streamed counts reached the scored vectors
 
-    engagements_of = backfill._engagements_of
-    monkeypatch.setattr(backfill, "_engagements_of",
+    engagements_of = backfill.engagements_of
+    monkeypatch.setattr(backfill, "engagements_of",
                         lambda lake_dir, d: (lambda f: f[f[c.TYPE] != "like"])(engagements_of(lake_dir, d)))
     bad = examples_and_check(resources, next_day)
     meta = {k: v.value for k, v in bad.metadata.items()}
