@@ -131,7 +131,9 @@ def write_view_rows(rows: dict[str, pd.DataFrame], lake_dir: Path, day: str) -> 
 
 
 def realtime_dir(lake_dir: Path, view: str) -> Path:
-    """Where a real-time view's offline rows live: its push source's batch source."""
+    """Where a real-time view's offline rows live: its push source's batch source, one file per
+    day, `<day>.parquet`, holding the rows as of that day (retrieval reads a request's day and the
+    ones its ttl reaches back to by these names)."""
     return Path(lake_dir) / "features" / "realtime" / view
 
 

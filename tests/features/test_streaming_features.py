@@ -492,6 +492,12 @@ def test_the_backfill_equals_what_the_online_store_held_at_each_time(store, onli
     online_held = pd.DataFrame(held)
     entity_df = online_held[["post_id", "author_id", "viewer_id", "event_timestamp"]].assign(_row=range(len(held)))
     batch = store.get_historical_features(entity_df=entity_df, features=service).to_df().sort_values("_row")
+    # Loupe's own as-of join of the real-time views (features.retrieval) is Feast's rule, cell for cell
+    ours = historical_features(store, entity_df.drop(columns="_row"), spec.SERVICE)
+    for p in service.feature_view_projections:
+        for f in p.features:
+            np.testing.assert_array_equal(ours[f"{p.name}__{f.name}"].to_numpy(np.float64),
+                                          batch[f.name].to_numpy(np.float64), err_msg=f.name)
     features = [name for name in online_held.columns if name not in entity_df.columns]
     assert len(features) == sum(len(p.features) for p in service.feature_view_projections) and len(batch) == len(held)
     for name in features:
@@ -545,7 +551,7 @@ def test_the_ranking_reader_leaves_out_a_real_time_row_older_than_its_ttl_as_tra
                     for k, (ts, row) in enumerate(zip((old, fresh), rows.drop(columns="ts").to_dict("records")))])
     drain(StreamFeatureWorker(stream, store, client=online))
     lake = registry_lake(store)
-    write_view_rows(view_rows(rows, VOCABULARY), lake, "2026-09-30")
+    write_view_rows(view_rows(rows, VOCABULARY), lake, day_of_ms(old))  # named by its rows' day, as backfill_days
     reader = RankingFeatureReader(store, SERVICE_V2, client=online)
     names = [f"{spec.POST_VIEW}__post_rt_like_24h", f"{spec.PAIR_VIEW}__va_rt_positive_today"]
     columns = [reader.feature_names.index(name) for name in names]
