@@ -11,6 +11,9 @@ time, and on the medium world that took over 18 GB and was killed.
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
+
 import pandas as pd
 from feast import FeatureStore
 
@@ -45,11 +48,11 @@ def historical_features(store: FeatureStore, entity_df: pd.DataFrame, service: s
     if REQUEST_TS not in frame.columns:
         frame[REQUEST_TS] = epoch_seconds(frame[EVENT_TIMESTAMP])
     frame["_row"] = range(len(frame))
-    projections = store.get_feature_service(service).feature_view_projections
-    realtime = [p for p in projections if p.name in REALTIME_VIEWS]
-    daily = [f"{p.name}:{f.name}" for p in projections if p.name not in REALTIME_VIEWS for f in p.features]
-    if not realtime:
-        daily = store.get_feature_service(service)
+    feature_service = store.get_feature_service(service)
+    realtime = [p for p in feature_service.feature_view_projections if p.name in REALTIME_VIEWS]
+    # Feast takes the service itself, or, beside real-time views, the references of its other features
+    daily = [f"{p.name}:{f.name}" for p in feature_service.feature_view_projections
+             if p.name not in REALTIME_VIEWS for f in p.features] if realtime else feature_service
     result = store.get_historical_features(entity_df=frame, features=daily, full_feature_names=True).to_df() \
         if daily else frame
     # Feast does not keep the entity order; training sets are grouped by request, so restore it.
@@ -68,7 +71,7 @@ def _as_of(store: FeatureStore, frame: pd.DataFrame, projection) -> pd.DataFrame
     at = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")
     first = day_of_ms(int(at.min().timestamp() * 1000))
     last = day_of_ms(int(at.max().timestamp() * 1000))
-    days, day = [], days_before(first, max(1, view.ttl.days))
+    days, day = [], days_before(first, math.ceil(view.ttl / timedelta(days=1)))  # the days the ttl reaches
     while day <= last:
         days.append(day)
         day = days_after(day, 1)
