@@ -276,7 +276,7 @@ def train_and_promote(
     start = time.perf_counter()
     first = days[days.index(window[0]) - 1]
     dg.materialize([realtime_rows], instance=instance, resources=resources, run_config=QUIET,
-                              tags={RANGE_START: first, RANGE_END: test_day})
+                   tags={RANGE_START: first, RANGE_END: test_day})
     seconds["features/realtime"] = round(time.perf_counter() - start, 1)
     if on_step:
         on_step(f"real-time rows {first} .. {test_day}")

@@ -19,6 +19,7 @@ FEATURES = ["post__likes", "post__comments", "post__shares", "post__saves",
             "viewer_author__engagement_score_decayed", SIGNAL]
 CFG = TrainingConfig.load().model_copy(update={
     "train_days": 1, "min_positive_requests": 5,
+    "feature_service": "feed_ranker_v1",  # hand-made sets: no real-time view's column
     "lambdarank": {**TrainingConfig.load().lambdarank, "num_boost_round": 20, "min_data_in_leaf": 20},
     "heads": {**TrainingConfig.load().heads, "num_boost_round": 20, "min_data_in_leaf": 20},
 })
