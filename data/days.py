@@ -66,3 +66,8 @@ def days_before(day: str, n: int) -> str:
 def days_after(day: str, n: int) -> str:
     """The day `n` days after `day`."""
     return (date.fromisoformat(day) + timedelta(days=n)).isoformat()
+
+
+def days_from(first: str, last: str) -> list[str]:
+    """Every calendar day from `first` to `last`, both included (none when `last` is earlier)."""
+    return [days_after(first, k) for k in range((date.fromisoformat(last) - date.fromisoformat(first)).days + 1)]

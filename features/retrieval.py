@@ -18,7 +18,7 @@ import pandas as pd
 from feast import FeatureStore
 
 from data import columns as c
-from data.days import day_of_ms, days_after, days_before
+from data.days import day_of_ms, days_before, days_from
 from features.feature_repo.definitions import REQUEST_TS, SERVICE_NAME
 from features.services import REALTIME_VIEWS
 from features.streaming.backfill import realtime_dir, registry_lake
@@ -71,10 +71,7 @@ def _as_of(store: FeatureStore, frame: pd.DataFrame, projection) -> pd.DataFrame
     at = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")
     first = day_of_ms(int(at.min().timestamp() * 1000))
     last = day_of_ms(int(at.max().timestamp() * 1000))
-    days, day = [], days_before(first, math.ceil(view.ttl / timedelta(days=1)))  # the days the ttl reaches
-    while day <= last:
-        days.append(day)
-        day = days_after(day, 1)
+    days = days_from(days_before(first, math.ceil(view.ttl / timedelta(days=1))), last)  # those the ttl reaches
     folder = realtime_dir(registry_lake(store), projection.name)
     files = [folder / f"{d}.parquet" for d in days if (folder / f"{d}.parquet").exists()]
     rows = pd.concat([pd.read_parquet(f, columns=[*keys, EVENT_TIMESTAMP, *names]) for f in files]) if files \

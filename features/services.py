@@ -13,9 +13,14 @@ SERVICE_V1, SERVICE_V2 = RANKING_SERVICES
 REALTIME_VIEWS = (spec.POST_VIEW, spec.AUTHOR_VIEW, spec.PAIR_VIEW)  # what feed_ranker_v2 adds to v1
 
 
+def is_realtime(column: str) -> bool:
+    """Whether a feature column (`<view>__<feature>`) is one of a real-time view's."""
+    return column.split("__", 1)[0] in REALTIME_VIEWS
+
+
 def service_columns(columns: list[str], service: RankingService) -> list[str]:
     """Of a training set's feature columns (`<view>__<feature>`), those `service` serves: v1 leaves
     the real-time views' out. A set built from v2 holds v1's columns too, so either can train on it."""
     if service == SERVICE_V1:
-        return [col for col in columns if col.split("__", 1)[0] not in REALTIME_VIEWS]
+        return [col for col in columns if not is_realtime(col)]
     return list(columns)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from data import columns as c
 from data.days import days_before
-from features.services import REALTIME_VIEWS, SERVICE_V1, service_columns
+from features.services import SERVICE_V1, is_realtime, service_columns
 from training import metrics
 from training.config import TrainingConfig
 from training.dataset import example_days, feature_columns, read_examples
@@ -57,7 +57,7 @@ def load_split(lake_dir: Path, surface: str, test_day: str, cfg: TrainingConfig)
     days["train"] = [d for d in days["train"] if d in available] or days["train"][-1:]
     frames = {name: _sorted(read_examples(lake_dir, d, surface)) for name, d in days.items()}
     features = service_columns(feature_columns(frames["train"]), cfg.feature_service)
-    if cfg.feature_service != SERVICE_V1 and not any(f.split("__", 1)[0] in REALTIME_VIEWS for f in features):
+    if cfg.feature_service != SERVICE_V1 and not any(map(is_realtime, features)):
         raise TrainingDataError(f"{surface}: [features] service is {cfg.feature_service} but the training sets "
                                 f"of {days['train']} hold no real-time feature: built with an older service? "
                                 "Materialize features/realtime and training/examples for those days again")

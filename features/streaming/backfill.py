@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from data import columns as c
 from data import lake
-from data.days import days_after, days_before
+from data.days import days_after, days_before, days_from
 from data.vocabulary import Vocabulary
 from features.streaming import spec
 from features.streaming.rows import EngagementRow
@@ -98,13 +98,11 @@ def backfill_days(lake_dir: Path, days: list[str], vocabulary: Vocabulary, out_l
     `event_id`. -> rows written per day and view."""
     days = sorted(days)
     wanted, replay, written = set(days), Replay(vocabulary), {}
-    day = days_before(days[0], 1)
-    while day <= days[-1]:
+    for day in days_from(days_before(days[0], 1), days[-1]):
         rows = replay.rows(engagements_of(Path(lake_dir), day))
         if day in wanted:
             write_view_rows(rows, out_lake or lake_dir, day)
             written[day] = {view: len(frame) for view, frame in rows.items()}
-        day = days_after(day, 1)
     return written
 
 
