@@ -202,7 +202,7 @@ def local_standalone_cluster(
                 state = _master_state(ui_port)
                 if state.get("status") == "ALIVE" and state.get("aliveworkers", 0) >= 1:
                     break
-            except OSError:
+            except (OSError, ValueError):  # not up yet; a UI just bound serves its HTML page at /json/ at first
                 pass
             if time.monotonic() > deadline:
                 raise SparkServiceError(
