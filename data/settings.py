@@ -192,6 +192,12 @@ class Settings(BaseSettings):
         return self.world_dir / "truth" if self.source == "simulator" else None
 
     @property
+    def live_posts_file(self) -> Path:
+        """The hidden qualities of the posts live mode published in this world (data/world/live.py
+        LivePosts): read back by the next play, and by an evaluation of the days it played."""
+        return self.home / "live" / f"{self.world_dir.name}-posts.npz"
+
+    @property
     def redis_dir(self) -> Path:
         return self.home / "redis"
 

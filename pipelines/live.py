@@ -56,7 +56,8 @@ def play(settings: Settings, hours: float) -> dict | None:
         with httpx.Client(base_url=f"http://127.0.0.1:{settings.serving_port}", timeout=10.0,
                           headers={"authorization": f"Bearer {token}"}) as http:
             start = clock.now_ms()
-            player = LivePlayer(truth, http, ValkeyStream.of(settings), clock, LiveConfig())
+            player = LivePlayer(truth, http, ValkeyStream.of(settings), clock, LiveConfig(),
+                                posts_file=settings.live_posts_file)
             print(f"live mode: {hours:g} simulated hours from {iso_ms(start)} at {clock.speed:g}x "
                   f"(~{hours * 3600 / clock.speed / 60:.1f} min)", flush=True)
             if share is not None:

@@ -18,7 +18,7 @@ from data.redis_server import EmbeddedRedis
 from data.stream.valkey_stream import ValkeyStream
 from data.vocabulary import load_vocabulary
 from data.world.content import GENERIC_TAGS, hashtag_vocabulary
-from data.world.live import LiveConfig, LivePlayer
+from data.world.live import LiveConfig, LivePlayer, LivePosts
 from data.world.truth import PairState, PostLatents, TruthModel, UserLatents
 from serving.config import EventsConfig
 from serving.event_intake import EventIntake
@@ -113,3 +113,27 @@ def test_simulated_users_use_the_service_and_every_event_is_taken(live):
     app.clock = clock  # the service reads the feed at the live clock's now
     home = http.post("/v1/feed/home", json={"viewer_id": follower, "limit": 100}).json()
     assert newest["post_id"] in {i["post_id"] for i in home["items"]}
+
+
+def test_posts_published_live_are_kept_for_the_next_play(tmp_path):
+    """A second play reads back the posts the first published, with the same hidden qualities, and
+    numbers its own after them: no two posts share an id, and every landed post can be judged."""
+    kept = tmp_path / "live" / "posts.npz"
+    rows = social_world()
+    first = LivePosts(truth_of(rows), kept)
+    world_end = first.n
+    # this world's post ids are sparse: a template drawn in a hole is skipped, hence the large counts
+    published = (first.publish(np.random.default_rng(1), NOW, 300)
+                 + first.publish(np.random.default_rng(2), NOW + 1, 300))
+    ids = [p for p, _, _ in published]
+    assert ids and ids == list(range(world_end + 1, world_end + 1 + len(ids)))
+
+    second = LivePosts(truth_of(rows), kept)
+    assert second.n == first.n
+    for name in LivePosts.FIELDS:
+        np.testing.assert_array_equal(getattr(second.truth.posts, name)[:second.n + 1],
+                                      getattr(first.truth.posts, name)[:first.n + 1])
+    later = second.publish(np.random.default_rng(3), NOW + 2, 300)
+    assert later and min(p for p, _, _ in later) == first.n + 1
+    assert LivePosts(truth_of(rows), kept).n == second.n
+    assert LivePosts(truth_of(rows)).n == world_end  # without a file: the world's posts only
