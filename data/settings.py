@@ -97,7 +97,8 @@ class Settings(BaseSettings):
                                        "unset: when the process starts its clock")
     live: bool = _var("LOUPE_LIVE", False, "make run: after the pipeline, simulated users use the ranking service "
                       "for a simulated day (make live; docs/live_mode.md)")
-    live_hours: float = _var("LOUPE_LIVE_HOURS", 24.0, "simulated hours live mode plays", gt=0)
+    live_hours: float = _var("LOUPE_LIVE_HOURS", 24.0, "simulated hours live mode plays, from the clock's "
+                                   "start (LOUPE_NOW; by default the end of the last day): 24 plays the next day", gt=0)
     live_ab: bool = _var("LOUPE_LIVE_AB", False, "make live: the ranking service splits the simulated users into "
                          "a control and a treatment arm, half each, and live mode measures each (docs/live_mode.md)")
     live_treatment: str = _var("LOUPE_LIVE_TREATMENT", "heuristic", "make live's A/B (LOUPE_LIVE_AB): what the "

@@ -55,11 +55,14 @@ def play(settings: Settings, hours: float) -> dict | None:
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{settings.serving_port}", timeout=10.0,
                           headers={"authorization": f"Bearer {token}"}) as http:
+            # the play ends `hours` after the clock's start (LOUPE_NOW), not after the service's
+            # warm-up: a day's play lands whole days, whatever the start-up took
             start = clock.now_ms()
+            until = (start if clock.start_ms is None else clock.start_ms) + int(hours * HOUR_MS)
             player = LivePlayer(truth, http, ValkeyStream.of(settings), clock, LiveConfig(),
                                 posts_file=settings.live_posts_file)
-            print(f"live mode: {hours:g} simulated hours from {iso_ms(start)} at {clock.speed:g}x "
-                  f"(~{hours * 3600 / clock.speed / 60:.1f} min)", flush=True)
+            print(f"live mode: from {iso_ms(start)} to {iso_ms(until)} at {clock.speed:g}x "
+                  f"(~{(until - start) / 1000 / clock.speed / 60:.1f} min)", flush=True)
             if share is not None:
                 print(f"live mode: A/B {describe(serving)}", flush=True)
             last = [time.monotonic()]
@@ -69,7 +72,7 @@ def play(settings: Settings, hours: float) -> dict | None:
                     last[0] = time.monotonic()
                     print("  " + format_live(p.report.summary(share), clock.now_ms()), flush=True)
 
-            report = player.run(start + int(hours * HOUR_MS), on_step=progress)
+            report = player.run(until, on_step=progress)
             # what the stream's consumers had still to do when the day ended (0: they kept up)
             backlog = {group: lag.backlog for group, lag in player.stream.lags().items()}
     finally:
