@@ -44,6 +44,7 @@ class WorkspaceResource(dg.ConfigurableResource):
     landing_dir: str
     lake_dir: str
     truth_dir: str = ""
+    live_posts_file: str = ""  # what live mode published, for the truth to judge (data/world/live_posts.py)
     vocabulary_path: str = ""
 
     @property
@@ -57,6 +58,19 @@ class WorkspaceResource(dg.ConfigurableResource):
     @property
     def truth(self) -> Path | None:
         return Path(self.truth_dir) if self.truth_dir else None
+
+    @property
+    def live_posts(self) -> Path | None:
+        return Path(self.live_posts_file) if self.live_posts_file else None
+
+    def truth_model(self):
+        """The simulator's hidden truth with the posts live mode published, None for a team's data."""
+        if self.truth is None or not (self.truth / "meta.json").exists():
+            return None
+        from data.world import TruthModel
+        from data.world.live_posts import with_live_posts
+
+        return with_live_posts(TruthModel.load(self.truth), self.live_posts)
 
     def vocabulary(self):
         from data.vocabulary import load_vocabulary
@@ -97,6 +111,7 @@ def build_resources(settings: Settings, redis_url: str | None = None) -> dict[st
             landing_dir=str(settings.landing_dir),
             lake_dir=str(settings.lake_dir),
             truth_dir=str(settings.truth_dir or ""),
+            live_posts_file=str(settings.live_posts_file) if settings.truth_dir else "",
             vocabulary_path=str(settings.vocabulary or ""),
         ),
     }

@@ -13,8 +13,6 @@ segment (viewer segments keep whole requests; author / network segments keep som
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -30,11 +28,18 @@ HEAVY_QUANTILE = 0.75  # viewers at or above this quantile of requests_7d are "h
 FRESH_POST_HOURS = 24.0  # a post younger than this at the request is "fresh"
 
 
-def attach_truth(frame: pd.DataFrame, truth_dir: Path | None) -> pd.DataFrame:
-    """Add the simulator's position-free expected value of every row (when the truth exists)."""
-    if truth_dir is None or not (Path(truth_dir) / "meta.json").exists():
+def attach_truth(frame: pd.DataFrame, truth: TruthModel | None) -> pd.DataFrame:
+    """Add the simulator's position-free expected value of every row (when there is a truth: with
+    the posts live mode published when the days hold some, WorkspaceResource.truth_model)."""
+    if truth is None:
         return frame
-    truth = TruthModel.load(truth_dir)
+    posts = frame[c.POST_ID].to_numpy()
+    unknown = posts >= len(truth.posts.author)
+    unknown[~unknown] = truth.posts.author[posts[~unknown]] == 0  # a hole in the ids is no post
+    if unknown.any():
+        raise ValueError(f"{int(unknown.sum())} rows hold posts the simulated truth does not know (e.g. "
+                         f"{int(posts[unknown][0])}): posts published in live mode are judged from its "
+                         "file of them (Settings.live_posts_file)")
     out = frame.copy()
     out[TRUE_VALUE] = truth.expected_value(
         out[c.VIEWER_ID].to_numpy(), out[c.POST_ID].to_numpy(), out[c.TS]

@@ -32,9 +32,9 @@ from data.days import MINUTE_MS, iso_ms
 from data.stream.entries import Event
 from data.stream.said import graph_event, post_event
 from data.stream.valkey_stream import ValkeyStream
-from data.world.content import live_hashtags
+from data.world.live_posts import LivePosts
 from data.world.live_report import LiveReport
-from data.world.truth import TRUE_VALUE_WEIGHTS, PostLatents, TruthModel, examine_probability, sample_outcomes
+from data.world.truth import TRUE_VALUE_WEIGHTS, TruthModel, examine_probability, sample_outcomes
 
 # realised action -> the engagements log's type (a long dwell is a dwell event with its length)
 LOGGED_AS = {"like": "like", "comment": "comment", "share": "share", "save": "save",
@@ -52,61 +52,6 @@ class LiveConfig:
     posts_per_step: float = 4.0  # Poisson mean of new posts per step
     follow_after_visit: float = 0.3  # a profile visit to an unfollowed author becomes a follow
     seed: int = 7
-
-
-class LivePosts:
-    """The truth's post latents, grown by the posts published live (amortised: capacity doubles).
-
-    With `kept` (a file of live mode's own), the posts earlier plays published are read back into
-    the truth first, and every publish rewrites it: a later play, or an evaluation, judges those
-    posts as this one did, and new posts never reuse their ids."""
-
-    FIELDS = ("author", "created_ms", "media", "mix", "quality")
-
-    def __init__(self, truth: TruthModel, kept: Path | None = None):
-        self.truth, self.kept = truth, kept
-        self.first = len(truth.posts.author)  # the world's own posts end below this id
-        self.n = self.first - 1  # highest post id
-        if kept is not None and kept.exists():
-            with np.load(kept) as saved:
-                self._grow(self.first + len(saved["author"]))
-                p = self.truth.posts
-                for name in self.FIELDS:
-                    getattr(p, name)[self.first:self.first + len(saved[name])] = saved[name]
-                self.n += len(saved["author"])
-
-    def _grow(self, need: int) -> None:
-        p = self.truth.posts
-        if need > len(p.author):
-            grow = max(need, 2 * len(p.author))
-            self.truth.posts = PostLatents(*[np.concatenate([a, np.zeros((grow - len(a), *a.shape[1:]), a.dtype)])
-                                             for a in (p.author, p.created_ms, p.media, p.mix, p.quality)])
-
-    def _keep(self) -> None:
-        """Rewrite `kept` whole (tmp file + rename: a play stopped mid-write leaves the last one)."""
-        p, end = self.truth.posts, self.n + 1
-        self.kept.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.kept.with_name(self.kept.name + ".tmp.npz")
-        np.savez(tmp, **{name: getattr(p, name)[self.first:end] for name in self.FIELDS})
-        tmp.replace(self.kept)
-
-    def publish(self, rng: np.random.Generator, now_ms: int, count: int) -> list[tuple[int, int, list[str]]]:
-        """`count` new posts at `now_ms`, by authors of earlier posts: [(post_id, author_id, hashtags)],
-        tagged from their main topic (what trending's per-hashtag sets rank)."""
-        p = self.truth.posts
-        templates = rng.integers(1, self.n + 1, count)
-        templates = templates[p.author[templates] > 0]  # holes in the id range are no post
-        ids = np.arange(self.n + 1, self.n + 1 + len(templates))
-        self._grow(int(ids[-1]) + 1 if len(ids) else 0)
-        p = self.truth.posts
-        p.author[ids], p.media[ids], p.mix[ids] = p.author[templates], p.media[templates], p.mix[templates]
-        p.quality[ids] = p.quality[templates] + rng.normal(0.0, 0.5, len(ids)).astype(np.float32)
-        p.created_ms[ids] = now_ms
-        self.n += len(ids)
-        if self.kept is not None and len(ids):
-            self._keep()  # before the posts go onto the stream: a landed post is always kept
-        tags = live_hashtags(rng, p.mix[ids].argmax(axis=1), p.mix.shape[1])
-        return [(int(i), int(a), t) for i, a, t in zip(ids, p.author[ids], tags, strict=True)]
 
 
 class LivePlayer:

@@ -18,7 +18,8 @@ from data.redis_server import EmbeddedRedis
 from data.stream.valkey_stream import ValkeyStream
 from data.vocabulary import load_vocabulary
 from data.world.content import GENERIC_TAGS, hashtag_vocabulary
-from data.world.live import LiveConfig, LivePlayer, LivePosts
+from data.world.live import LiveConfig, LivePlayer
+from data.world.live_posts import LivePosts
 from data.world.truth import PairState, PostLatents, TruthModel, UserLatents
 from serving.config import EventsConfig
 from serving.event_intake import EventIntake

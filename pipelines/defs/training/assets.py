@@ -187,7 +187,7 @@ def build_surface_assets(surface: str):
         mlflow.client()
         split = load_split(workspace.lake, surface, context.partition_key, cfg)
         models = {kind: tracking.load_run_ranker(run_id) for kind, run_id in trained["run_ids"].items()}
-        test = attach_truth(split.test, workspace.truth)
+        test = attach_truth(split.test, workspace.truth_model())
         report = evaluate(test, models, trained["challenger_kind"], seed=cfg.seed)
         report.update({k: trained[k] for k in ("challenger_kind", "challenger_version", "model_name", "days")})
         for kind, run_id in trained["run_ids"].items():
@@ -244,11 +244,9 @@ def build_surface_assets(surface: str):
         if loaded is None:
             context.log.info(f"{surface} A/B skipped: {reason}")
             return dg.Output({SKIPPED: reason}, metadata={SKIPPED: reason})
-        from data.world import TruthModel
-
         ranker, version = loaded
         split = load_split(workspace.lake, surface, champion["test_day"], cfg)
-        result = simulate(split.test, ranker.predict(ranker.matrix(split.test)), TruthModel.load(workspace.truth),
+        result = simulate(split.test, ranker.predict(ranker.matrix(split.test)), workspace.truth_model(),
                           slots=cfg.ab_slots, treatment_share=cfg.ab_treatment_share, seed=cfg.ab_seed)
         result.update(model_name=model_name, version=str(version.version), test_day=champion["test_day"])
         tracking.log_ab_test(result)
@@ -270,7 +268,7 @@ def build_surface_assets(surface: str):
             ranker, version = champion
             champion_version = str(version.version)
             try:
-                scored = evaluate(attach_truth(test, workspace.truth), {"champion": ranker}, "champion")
+                scored = evaluate(test, {"champion": ranker}, "champion")
                 champion_metric = scored["rankers"]["champion"][cfg.promotion_metric]
             except TrainingDataError as exc:  # e.g. the champion needs a feature no longer served
                 context.log.warning(f"champion v{champion_version} cannot score this test day: {exc}")

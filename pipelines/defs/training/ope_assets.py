@@ -93,11 +93,8 @@ def build_ope_asset(surface: str) -> dg.AssetsDefinition:
             result["logged"] = {"skipped": str(exc)}
             metadata["logged"] = f"skipped: {exc}"
 
-        truth = workspace.truth
-        if truth is not None and (truth / "meta.json").exists():
-            from data.world import TruthModel
-
-            model = TruthModel.load(truth)
+        model = workspace.truth_model()
+        if model is not None:
             ab = simulate(test, scores, model, slots=cfg.ab_slots, treatment_share=cfg.ab_treatment_share,
                           seed=cfg.ab_seed)  # the ab_test asset's own draw: the same interval
             result["simulated"] = simulated_lift(test, scores, model, ab, slots=cfg.ab_slots, seed=cfg.ab_seed)
