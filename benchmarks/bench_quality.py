@@ -20,9 +20,10 @@ import time
 
 import dagster as dg
 
-from benchmarks.common import PeakRss, write_result
+from benchmarks.common import RESULTS_DIR, PeakRss, write_result
 from benchmarks.workspace import WORLD, bench_settings, ensure_feature_snapshots, ensure_lake
 from data.redis_server import redis_endpoint
+from data.world import TruthModel
 from features.services import SERVICE_V1
 from pipelines.defs.features.assets import feast_registry
 from pipelines.operations import QUIET, train_and_promote
@@ -73,7 +74,7 @@ def surface_summary(s: dict) -> dict:
     }
 
 
-def without_streaming(settings, cfg, heads, test_day: str) -> dict:
+def without_streaming(settings, cfg, heads, test_day: str, truth: TruthModel) -> dict:
     """Per surface: the rankers trained on the same examples with feed_ranker_v1's columns only
     (no real-time view), the better on the validation day judged on the test day."""
     v1 = cfg.model_copy(update={"feature_service": SERVICE_V1})
@@ -82,13 +83,27 @@ def without_streaming(settings, cfg, heads, test_day: str) -> dict:
         split = load_split(settings.lake_dir, surface, test_day, v1)
         trained = train_rankers(split, v1, heads)
         kind, _ = choose_challenger(trained.rankers, split.valid)
-        report = evaluate(attach_truth(split.test, settings.truth_dir), trained.rankers, kind, seed=cfg.seed)
+        report = evaluate(attach_truth(split.test, truth), trained.rankers, kind, seed=cfg.seed)
         out[surface] = {"model": kind, "features": len(split.features),
                         "ndcg10": report["rankers"][kind]["ndcg10"], "pct_of_oracle": report.get("pct_of_oracle"),
                         "lift_vs_chronological_pct": report["lift_vs_chronological_pct"],
                         "segments_ndcg10": {seg: {"model": v[kind], "rows": v["rows"]}
                                             for seg, v in report["segments"].items()}}
     return out
+
+
+def live_ab() -> dict | None:
+    """v2 against v1 served live (make bench-live's last run, tiny world: a live A/B needs the
+    service, the stream and simulated users, which this bench does not start)."""
+    path = RESULTS_DIR / "live_loop.json"
+    if not path.exists():
+        return None
+    run = json.loads(path.read_text())
+    ab = run["v2_vs_v1_live"]
+    return {"source": f"benchmarks/results/{path.name} (make bench-live, {run['world']} world, "
+                      f"{run['measured_at']})", "control": ab["control"], "treatment": ab["treatment"],
+            "sessions": ab["sessions"], "treatment_vs_control": ab["treatment_vs_control"],
+            "sample_ratio_p": ab["sample_ratio_p"]}
 
 
 def main(argv: list[str]) -> None:
@@ -113,7 +128,7 @@ def main(argv: list[str]) -> None:
         wall = time.perf_counter() - start
         start = time.perf_counter()
         ablation = without_streaming(settings, cfg, value_heads(resources["workspace"].vocabulary(), cfg),
-                                     training["test_day"])
+                                     training["test_day"], resources["workspace"].truth_model())
         ablation_wall = time.perf_counter() - start
     print(format_metrics_table(training))
     sec = training["seconds"]
@@ -125,6 +140,7 @@ def main(argv: list[str]) -> None:
         "feature_service": cfg.feature_service,
         **{surface: surface_summary(s) for surface, s in training["surfaces"].items()},
         "without_streaming_features": ablation,
+        "live_ab_v2_vs_v1": live_ab(),
         "ab_lift_pct": training["surfaces"]["home"]["ab_test"].get("engagements", {}).get("lift_pct"),
         "ab_lift_ci95_pct": training["surfaces"]["home"]["ab_test"].get("engagements", {}).get("ci95_pct"),
         "train_wall_s": round(sum(v for k, v in sec.items() if k.endswith("/rankers")), 1),
