@@ -199,6 +199,12 @@ class Settings(BaseSettings):
         return self.home / "live" / f"{self.world_dir.name}-posts.npz"
 
     @property
+    def live_played_file(self) -> Path:
+        """When live mode's last play in this world ended (pipelines/live.py): the days it played to
+        their end are ingested with the world's (pipelines/operations.py prepare_landing)."""
+        return self.home / "live" / f"{self.world_dir.name}-played.json"
+
+    @property
     def redis_dir(self) -> Path:
         return self.home / "redis"
 

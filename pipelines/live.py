@@ -7,6 +7,7 @@ serving config's [experiment]; LOUPE_LIVE_AB writes one, pipelines/live_ab.py)."
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from data.clock import Clock
-from data.days import HOUR_MS, iso_ms
+from data.days import DAY_MS, HOUR_MS, iso_ms
 from data.settings import Settings, child_env, serving_secrets
 from data.stream.valkey_stream import ValkeyStream
 from data.world.live import LiveConfig, LivePlayer
@@ -59,7 +60,9 @@ def play(settings: Settings, hours: float) -> dict | None:
             # warm-up: a day's play lands whole days, whatever the start-up took
             start = clock.now_ms()
             until = (start if clock.start_ms is None else clock.start_ms) + int(hours * HOUR_MS)
-            player = LivePlayer(truth, http, ValkeyStream.of(settings), clock, LiveConfig(),
+            # draws seeded by the day the play starts: each day's play differs, a replay of one is the same
+            config = LiveConfig(seed=int(start // DAY_MS))
+            player = LivePlayer(truth, http, ValkeyStream.of(settings), clock, config,
                                 posts_file=settings.live_posts_file)
             print(f"live mode: from {iso_ms(start)} to {iso_ms(until)} at {clock.speed:g}x "
                   f"(~{(until - start) / 1000 / clock.speed / 60:.1f} min)", flush=True)
@@ -78,6 +81,9 @@ def play(settings: Settings, hours: float) -> dict | None:
     finally:
         for worker in workers:
             stop_process_group(worker, timeout_s=30)
+    played = settings.live_played_file  # the days played to their end are the next run's (prepare_landing)
+    played.parent.mkdir(parents=True, exist_ok=True)
+    played.write_text(json.dumps({"until": iso_ms(until)}))
     summary = report.summary(share) | {"stream_backlog_at_end": backlog}
     print("live mode: " + format_live(summary, clock.now_ms()), flush=True)
     print(f"live mode: the stream's consumer groups' backlog when the day ended: {backlog}", flush=True)

@@ -19,6 +19,7 @@ import dagster as dg
 
 from data import lake
 from data.contracts import LOG_TYPES
+from data.days import days_before
 from data.settings import Settings
 from data.stream.archiver import ArchiverBusy, ArchiveReport, StreamArchiver
 from data.stream.valkey_stream import ValkeyStream
@@ -93,7 +94,18 @@ def prepare_landing(settings: Settings) -> Landing:
     if settings.landing is None:
         print(HOW_TO_BRING_DATA.format(landing=settings.home / "landing"), flush=True)
     world = prepare_world(settings)
-    return Landing(settings.landing_dir, world["days"], world)
+    return Landing(settings.landing_dir, world["days"] + played_days(settings, world["days"][-1]), world)
+
+
+def played_days(settings: Settings, world_last: str) -> list[str]:
+    """The days after the world's that live mode played to their end: the stream's archiver landed
+    them beside the world's. A day a play stopped inside (its last sessions' lines after midnight)
+    waits for the play that finishes it: a stub of a day would become the run's test day."""
+    if not settings.live_played_file.exists():
+        return []
+    until = json.loads(settings.live_played_file.read_text())["until"]
+    last = days_before(until[:10], 1)  # the day before the one the play ended in, or at the start of
+    return [d for d in landing_days(settings.landing_dir) if world_last < d <= last]
 
 
 def prepare_world(settings: Settings) -> dict:

@@ -3,6 +3,7 @@ write is ever changed or deleted (issue: make run used to delete a team's export
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,24 @@ def test_switching_worlds_never_touches_a_teams_files(tmp_path: Path):
     claim_lake(team)
     assert fingerprint(home / "landing") == before  # not one byte changed, nothing deleted
     assert (sim.world_dir / "world.json").exists()  # nor was the simulated world's folder
+
+
+def test_days_live_mode_played_to_their_end_are_ingested_with_the_worlds(tmp_path: Path):
+    """The stream's archiver lands a play's days beside the world's; a run takes those the play
+    finished, never the stub of the day it stopped in (which would become the test day)."""
+    sim = Settings(home=tmp_path / "home", source="simulator", world="tiny")
+    sim.world_dir.mkdir(parents=True)
+    (sim.world_dir / "world.json").write_text(json.dumps({"days": ["2026-10-01", "2026-10-02"]}))
+    for day in ("2026-10-01", "2026-10-02", "2026-10-03", "2026-10-04", "2026-10-05"):
+        (sim.landing_dir / "impressions" / day).mkdir(parents=True)
+        (sim.landing_dir / "impressions" / day / "stream-p0.jsonl").write_text("{}\n")
+    assert prepare_landing(sim).days == ["2026-10-01", "2026-10-02"]  # never played: the world's days
+
+    def played_until(iso: str) -> list[str]:
+        sim.live_played_file.parent.mkdir(parents=True, exist_ok=True)
+        sim.live_played_file.write_text(json.dumps({"until": iso}))
+        return prepare_landing(sim).days
+
+    assert played_until("2026-10-05T00:00:00.000Z")[2:] == ["2026-10-03", "2026-10-04"]
+    assert played_until("2026-10-05T13:00:00.000Z")[2:] == ["2026-10-03", "2026-10-04"]  # 10-05: a stub
+    assert played_until("2026-10-06T00:00:00.000Z")[2:] == ["2026-10-03", "2026-10-04", "2026-10-05"]
