@@ -32,6 +32,12 @@ SERVICE = "realtime_v1"  # the numeric views (the sequence is not a model input 
 POSITIVE, NEGATIVE = "+", "-"  # pseudo-types counted beside the vocabulary's types
 
 
+def state_key(entity: str, *ids: int, prefix: str = PREFIX) -> str:
+    """`<prefix>:<entity>:<id>[:<id>]`: the state the worker keeps of a post, an author (`author`),
+    a viewer-author pair (`va`) or a viewer's sequence (`seq`); features/streaming/state.py lists them."""
+    return f"{prefix}:{entity}:{':'.join(map(str, ids))}"
+
+
 @dataclass(frozen=True)
 class Window:
     name: str  # "5m"

@@ -37,7 +37,7 @@ def warm_start(store, lake_dir: Path, day: str, vocabulary: Vocabulary, client: 
     for d in (days_before(day, 1), day):
         replay.rows(engagements_of(Path(lake_dir), d))  # the rows are not needed: the final states are
     writer = RowWriter(store, tuple(r.view for r in replay.views), client, prefix=prefix, namespace=namespace)
-    states = {f"{prefix}:{r.view.entity}:{':'.join(map(str, ids))}".encode(): (r.view.entity, state)
+    states = {spec.state_key(r.view.entity, *ids, prefix=prefix).encode(): (r.view.entity, state)
               for r in replay.views for ids, state in r.states.items()}
     keys = list(states)
     report = {f"{kind}_{what}": 0 for kind in ("post", "author", "va") for what in ("written", "held")}

@@ -42,7 +42,7 @@ from features.online.layout import DEFAULT_NAMESPACE
 from features.online.transport import sending_ahead
 from features.streaming import spec
 from features.streaming.rows import EngagementRow, PostChange, engagement_row, engagement_rules, post_change, post_rules
-from features.streaming.spec import PREFIX
+from features.streaming.spec import PREFIX, state_key
 from features.streaming.state import ANY_MARK, APPLY, ChunkEffects, counted_views, tokens
 from features.streaming.writer import RowWriter, Written
 
@@ -217,11 +217,14 @@ class StreamFeatureWorker:
         for _, row in rows:
             marks = tokens(row, self.vocabulary)
             ts = row.ts_ms
-            for key, fields, writer in ((f"{prefix}:post:{row.post_id}", post.fields_of(marks, ts), row.author_id),
-                                        (f"{prefix}:author:{row.author_id}", author.fields_of(marks, ts), None)):
+            for key, fields, writer in ((state_key("post", row.post_id, prefix=prefix), post.fields_of(marks, ts),
+                                         row.author_id),
+                                        (state_key("author", row.author_id, prefix=prefix),
+                                         author.fields_of(marks, ts), None)):
                 effects.add(key, fields, ts, author=writer)
                 effects.mark_dirty(self.rows.dirty_key(self.stream.partition_of(key)), key)
-            pair_key, sequence_key = f"{prefix}:va:{row.viewer_id}:{row.author_id}", f"{prefix}:seq:{row.viewer_id}"
+            pair_key = state_key("va", row.viewer_id, row.author_id, prefix=prefix)
+            sequence_key = state_key("seq", row.viewer_id, prefix=prefix)
             effects.add(pair_key, pair.fields_of(marks, ts), ts)
             effects.push(sequence_key, f"{row.post_id},{row.author_id},{row.type},{ts}")
             named.update((pair_key.encode(), sequence_key.encode()))
