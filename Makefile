@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run live lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream ui mlflow-ui feast clean
+.PHONY: help setup run live lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream bench-live ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
@@ -20,6 +20,7 @@ help:
 	@echo "make test-fast  the unit tier only: no Spark, no server, no Dagster run"
 	@echo "make lint    ruff and the layer contract (lint-imports)"
 	@echo "make bench   run every benchmark (JSON under benchmarks/results/)"
+	@echo "make bench-live  v2 against v1 live, and a ranker trained on Loupe's own pages (tiny, ~30 min) -> benchmarks/results/live_loop.json"
 	@echo "make bench-first-run  a fresh clone's setup + make run, tiny and small, timed -> benchmarks/results/first_run.json"
 	@echo "make ui      open the Dagster UI on the workspace"
 	@echo "make mlflow-ui  open the MLflow UI on the workspace (runs, registry, promotions)"
@@ -56,7 +57,7 @@ test-e2e: setup  # a team's export and a graph-only export through `make run` (t
 test-fast: setup  # the unit tier: no Spark, no server, no Dagster run
 	$(UV) run --frozen pytest -m unit
 
-bench: bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-stream
+bench: bench-pipeline bench-features bench-online-reader bench-live bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-stream
 
 bench-first-run: setup  # a fresh clone's make setup + make run, tiny and small (idle machine)
 	$(PY) -m benchmarks.bench_first_run
@@ -81,6 +82,9 @@ bench-quality: setup
 
 bench-fanout: setup
 	$(PY) -m benchmarks.bench_fanout
+
+bench-live: setup  # tiny world: v2 against v1 live, and a ranker trained on Loupe's own pages (~30 min)
+	$(PY) -m benchmarks.bench_live
 
 bench-stream: setup  # the medium world's last day through the event stream vs raw XADD/XREADGROUP
 	$(PY) -m benchmarks.bench_stream

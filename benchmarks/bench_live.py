@@ -1,0 +1,221 @@
+"""`make bench-live`: rankers judged by simulated users on the real service (docs/live_mode.md), and
+the loop closed: a ranker trained only on pages Loupe itself served.
+
+Tiny world, a fresh workspace (.loupe/bench/live), three `make` runs on ports of their own:
+1. `make run` with feed_ranker_v1: version 1 of each surface's model, the champion.
+2. `make live`, an A/B of 72 simulated hours (days L1-L3): make run first trains feed_ranker_v2 as
+   version 2 with a config that never promotes; the service then serves half the viewers v1 (the
+   champion), half v2 (`@challenger`): v2's lift over v1, live (issue 16.5). Version 2 is then
+   promoted, as a reviewer would after that A/B.
+3. `make live` with the loop's config (feed_ranker_v2, train_days = 1, never promotes): make run
+   ingests L1-L3 and trains version 3 on L1 alone (validated on L2, tested on L3: pages Loupe
+   served, 5 % of them explored); then a day's A/B (L4): version 2 against version 3.
+Then, in this process, versions 2 (trained on the simulator's logging policy) and 3 (trained on
+Loupe's own pages) by the hidden truth (NDCG@10 as % of the oracle) on the world's last day (the
+simulator's pages) and on L3 (Loupe's pages; the posts published live judged as the play did), and
+each one's off-policy lift over chronological order from the explored pages where a day has them.
+`--offline-only` computes those figures again on the last run's workspace.
+
+Writes benchmarks/results/live_loop.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import free_port, write_result
+from data.days import days_after
+from data.settings import REPO_ROOT, Settings
+
+WORLD = "tiny"
+SPEED = 480.0  # simulated seconds per real second (the tiny world's service keeps up)
+AB_HOURS = 72.0  # L1-L3: the v2 / v1 A/B, and the loop's training, validation and test days
+LOOP_AB_HOURS = 24.0  # L4
+
+
+def training_config(path: Path, **changes: str) -> Path:
+    """training/config.toml with `key = value` lines replaced (each must be there once)."""
+    text = (REPO_ROOT / "training" / "config.toml").read_text()
+    for key, value in changes.items():
+        text, n = re.subn(rf"^{key} = [^\n#]*", f"{key} = {value} ", text, flags=re.M)
+        if n != 1:
+            raise SystemExit(f"training/config.toml: `{key} = ...` found {n} times, expected once")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def make(target: str, env: dict[str, str], log: Path) -> float:
+    start = time.perf_counter()
+    with log.open("w") as out:
+        done = subprocess.run(["make", target], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                              check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"make {target} failed ({done.returncode}): see {log}")
+    return round(time.perf_counter() - start, 1)
+
+
+def last_live_summary(settings) -> dict:
+    """The newest run of MLflow experiment `live`: its live_summary.json (pipelines/live.py)."""
+    import mlflow
+
+    from training.tracking import connect
+
+    connect(settings.tracking_uri, str(settings.mlflow_artifact_root))
+    runs = mlflow.search_runs(experiment_names=["live"], order_by=["start_time DESC"], max_results=1)
+    return mlflow.artifacts.load_dict(f"runs:/{runs.iloc[0].run_id}/live_summary.json")
+
+
+def ab_figures(summary: dict) -> dict:
+    """What an A/B says: each arm, the treatment against the control, the split's health."""
+    return {"sessions": summary["sessions"], "arms": summary["arms"],
+            "treatment_vs_control": summary.get("treatment_vs_control"),
+            "sample_ratio_p": summary.get("sample_ratio_p"),
+            "failed_requests": summary["failed_requests"]}
+
+
+def offline(settings, days: dict[str, str]) -> dict:
+    """Per surface and day: versions 1 (the simulator's pages) and 3 (Loupe's) by the hidden truth,
+    beside the baselines; and from that day's explored pages, each one's off-policy lift."""
+    from data import columns as c
+    from pipelines.defs.training.ope_assets import engagement_reward, logged_propensities
+    from pipelines.resources import build_resources
+    from training import tracking
+    from training.config import SURFACE_MODELS
+    from training.evaluate import attach_truth, evaluate
+    from training.ope_validation import logged_lift
+    from training.train import load_split
+
+    resources = build_resources(settings)
+    workspace, cfg = resources["workspace"], resources["training_config"].load()
+    truth = workspace.truth_model()
+    vocabulary = workspace.vocabulary()
+    negative = {vocabulary.engagement_types[n].head for n in vocabulary.names_with_role("negative")}
+    client = tracking.connect(settings.tracking_uri, str(settings.mlflow_artifact_root))
+    out: dict = {}
+    for surface, model_name in SURFACE_MODELS.items():
+        rankers = {name: tracking.load_run_ranker(tracking.version_by_number(client, model_name, v).run_id)
+                   for name, v in (("simulator_trained", "2"), ("loop_trained", "3"))}
+        out[surface] = {}
+        for label, day in days.items():
+            test = attach_truth(load_split(settings.lake_dir, surface, day, cfg).test, truth)
+            report = evaluate(test, rankers, "loop_trained", seed=cfg.seed)
+            oracle = report["rankers"]["oracle"]["ndcg10"]
+            figures = {name: {"ndcg10": m["ndcg10"], "pct_of_oracle": 100.0 * m["ndcg10"] / oracle,
+                              "ndcg10_realised": m["ndcg10_realised"]}
+                       for name, m in report["rankers"].items()}
+            logged = test.merge(logged_propensities(settings.lake_dir, [day]), on=[c.REQUEST_ID, c.POST_ID],
+                                how="left")
+            ope = {}
+            for name, ranker in rankers.items():
+                try:
+                    lift = logged_lift(logged, ranker.predict(ranker.matrix(logged)),
+                                       engagement_reward(logged, negative), seed=cfg.ab_seed)
+                    ope[name] = {k: {"lift_pct": e["lift_pct"], "ci95_pct": e.get("ci95_pct")}
+                                 for k, e in lift["estimators"].items()}
+                except ValueError as exc:  # no explored page that day (the simulator's own days)
+                    ope[name] = {"skipped": str(exc)}
+            out[surface][label] = {"day": day, "requests": report["requests"], "rows": report["rows"],
+                                   "rankers": figures, "ope_lift_vs_chronological": ope}
+    return out
+
+
+def loop_version_exists(settings: Settings) -> bool:
+    from training import tracking
+    from training.config import SURFACE_MODELS
+
+    client = tracking.connect(settings.tracking_uri, str(settings.mlflow_artifact_root))
+    return all(tracking.version_by_number(client, name, "3") is not None for name in SURFACE_MODELS.values())
+
+
+def skew_of(settings: Settings, days: list[str]) -> dict:
+    """The train/serve skew check on each played day, as make run's blocking check computes it."""
+    from pipelines.resources import build_resources
+    from training import tracking
+    from training.skew import SkewConfig, check_day, registry_feature_names
+
+    store = build_resources(settings)["feast"].store()
+    names = registry_feature_names(tracking.connect(settings.tracking_uri, str(settings.mlflow_artifact_root)))
+    out = {}
+    for day in days:
+        report = check_day(settings.lake_dir, day, store, names, SkewConfig.load(None))
+        failing = {n: f for n, f in report.features.items() if f.mismatches}
+        out[day] = {"passed": report.passed, "rows_compared": report.rows, "summary": report.summary(),
+                    "mismatch_rate_per_failing_feature": {n: round(r, 4) for n, r in report.mismatch_rates.items()
+                                                          if n in report.failing},
+                    "worst_examples": {n: f.worst[:2] for n, f in sorted(failing.items(),
+                                                                         key=lambda kv: -kv[1].rate)[:5]}}
+    return out
+
+
+def promote(settings: Settings, version: str) -> None:
+    """Make `version` of both surfaces' models the champion, as a reviewer would after its A/B."""
+    from training import tracking
+    from training.config import SURFACE_MODELS
+
+    client = tracking.connect(settings.tracking_uri, str(settings.mlflow_artifact_root))
+    for model_name in SURFACE_MODELS.values():
+        tracking.promote(client, model_name, version)
+
+
+def main(argv: list[str]) -> None:
+    home = REPO_ROOT / ".loupe" / "bench" / "live"
+    ports = {"LOUPE_SERVING_PORT": free_port(), "LOUPE_REDIS_PORT": free_port(), "LOUPE_STREAM_PORT": free_port()}
+    base = {**os.environ, "LOUPE_HOME": str(home), "LOUPE_WORLD": WORLD, "LOUPE_SERVE": "0",
+            **{k: str(v) for k, v in ports.items()}}
+    base.pop("LOUPE_TRAINING_CONFIG", None)
+    settings = Settings.from_env(base)
+    configs, logs = home / "configs", home / "bench_logs"
+    seconds: dict[str, float] = {}
+    if "--offline-only" not in argv:  # else: the figures again from the last run's workspace
+        shutil.rmtree(home, ignore_errors=True)  # the bench's own workspace: each run starts fresh
+        logs.mkdir(parents=True)
+        # 1. feed_ranker_v1: version 1, champion
+        v1 = training_config(configs / "v1.toml", service='"feed_ranker_v1"')
+        seconds["run_v1"] = make("run", {**base, "LOUPE_TRAINING_CONFIG": str(v1)}, logs / "1_run_v1.log")
+        # 2. feed_ranker_v2 (version 2, never promoted here) against v1, live for L1-L3
+        ab = {**base, "LOUPE_LIVE_AB": "1", "LOUPE_LIVE_TREATMENT": "@challenger", "LOUPE_CLOCK_SPEED": str(SPEED)}
+        v2 = training_config(configs / "v2.toml", min_improvement="1.0")
+        seconds["live_v2_vs_v1"] = make("live", {**ab, "LOUPE_TRAINING_CONFIG": str(v2),
+                                                 "LOUPE_LIVE_HOURS": str(AB_HOURS)}, logs / "2_live_v2_vs_v1.log")
+        (home / "v2_vs_v1.json").write_text(json.dumps(last_live_summary(settings)))
+        promote(settings, "2")
+        # 3. version 3 trained on L1, Loupe's pages, against the v2 champion, live for L4
+        loop = training_config(configs / "loop.toml", train_days="1", min_improvement="1.0")
+        seconds["live_loop"] = make("live", {**ab, "LOUPE_TRAINING_CONFIG": str(loop),
+                                             "LOUPE_LIVE_HOURS": str(LOOP_AB_HOURS)}, logs / "3_live_loop.log")
+        (home / "loop.json").write_text(json.dumps(last_live_summary(settings)))
+    meta = json.loads((settings.truth_dir / "meta.json").read_text())
+    world_last = days_after(meta["start"], meta["n_days"] - 1)
+    played = [days_after(world_last, k) for k in (1, 2, 3)]
+    start = time.perf_counter()
+    loop: dict = {"trained_on": "L1 only (pages Loupe served: version 3), validated on L2, tested on L3",
+                  "played_days": played, "skew_check": skew_of(settings, played)}
+    loop_ab = {"hours": LOOP_AB_HOURS, **ab_figures(json.loads((home / "loop.json").read_text()))}
+    if loop_version_exists(settings):
+        loop["offline"] = offline(settings.with_(training_config=configs / "loop.toml"),
+                                  {"simulator_last_day": world_last, "loupe_served_l3": played[-1]})
+        loop["live"] = {"control": "version 2 (the simulator's pages), champion",
+                        "treatment": "version 3 (Loupe's pages)", **loop_ab}
+    else:  # the blocking skew check kept make run from training on the played days
+        loop["blocked"] = "the train/serve skew check failed on the played days: no version 3 was trained"
+        loop["live_a_a"] = {"control": "version 2, champion", "treatment": "@challenger: version 2 again",
+                            **loop_ab}
+    seconds["offline"] = round(time.perf_counter() - start, 1)
+    result = {"world": WORLD, "clock_speed": SPEED, "world_last_day": world_last,
+              "v2_vs_v1_live": {"hours": AB_HOURS, "control": "feed_ranker_v1 (version 1, champion)",
+                                "treatment": "feed_ranker_v2 (version 2)",
+                                **ab_figures(json.loads((home / "v2_vs_v1.json").read_text()))},
+              "loop": loop, "seconds": seconds}
+    write_result("live_loop", result)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
