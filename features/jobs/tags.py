@@ -1,14 +1,9 @@
-"""Hashtag buckets, shared by the `post_tags` and `viewer_tags` jobs.
-
-A tag's bucket is crc32(lowercased UTF-8 tag) mod TAG_BUCKETS: Spark's `crc32` and Python's
-`zlib.crc32` agree (both the unsigned CRC-32), so a bucket is the same in every snapshot, in Spark
-and in any Python service, with no vocabulary to fit or keep in step.
+"""Hashtag buckets in Spark, shared by the `post_tags` and `viewer_tags` jobs: the rule of
+features/tags.py (crc32 of the lowercased tag, mod TAG_BUCKETS), which Spark's `crc32` computes alike.
 """
 
 from __future__ import annotations
 
-import math
-import zlib
 from collections.abc import Iterable
 
 from pyspark.sql import Column, DataFrame
@@ -19,19 +14,6 @@ from features.tables import TAG_BUCKETS
 
 BUCKET = "_bucket"
 NORM = "_l2_norm"
-
-
-def tag_bucket(tag: str) -> int:
-    return zlib.crc32(tag.lower().encode("utf-8")) % TAG_BUCKETS
-
-
-def tag_vector(tags: Iterable[str]) -> list[float]:
-    """Bucket counts, L2-normalised (all zeros without tags): what `post_tags` holds per post."""
-    counts = [0.0] * TAG_BUCKETS
-    for tag in tags:
-        counts[tag_bucket(tag)] += 1.0
-    norm = math.sqrt(sum(x * x for x in counts))
-    return [x / norm for x in counts] if norm else counts
 
 
 def spark_tag_bucket(tag: Column) -> Column:

@@ -48,6 +48,8 @@ class PostChange(NamedTuple):
     author_id: int
     tags: str  # as post_tags_key holds them (spec.tags_value); "" for none
     deleted: bool
+    created_ms: int = 0  # publication time
+    hashtags: tuple[str, ...] = ()  # as the post carries them (the post_tags row's buckets)
 
 
 def post_rules(vocabulary: Vocabulary) -> LineRules:
@@ -55,11 +57,13 @@ def post_rules(vocabulary: Vocabulary) -> LineRules:
 
 
 def post_change(rules: LineRules, line: str, day: str) -> PostChange | None:
-    """A posts landing line (a publish, or a deletion) -> what trending needs of it; None for a line
+    """A posts landing line (a publish, or a deletion) -> what trending and the post's `post_tags` row
+    need of it; None for a line
     ingestion would refuse (the fan-out worker, the posts' consumer, dead-letters it)."""
     checked = rules.check(line, day)
     if checked.reason is not None:
         return None
     v = checked.values
-    return PostChange(v[_POST_AT[c.POST_ID]], v[_POST_AT[c.AUTHOR_ID]], tags_value(v[_POST_AT[c.HASHTAGS]] or ()),
-                      v[_POST_AT[c.DELETED_AT]] is not None)
+    hashtags = tuple(v[_POST_AT[c.HASHTAGS]] or ())
+    return PostChange(v[_POST_AT[c.POST_ID]], v[_POST_AT[c.AUTHOR_ID]], tags_value(hashtags),
+                      v[_POST_AT[c.DELETED_AT]] is not None, v[_POST_AT[c.CREATED_AT]] // 1000, hashtags)

@@ -25,6 +25,10 @@ from features.online.transport import command, send_pipelined
 from features.streaming import spec
 from features.streaming.rows import PostChange
 from features.streaming.state import STATE_TTL_S, CountedView, Snapshot, Summer
+from features.tables import POST_TAGS
+from features.tags import tag_vector
+
+POSTED_AT_S = "posted_at_s"
 
 # in Snapshot.sequence's order
 SEQUENCE_TYPES = {"recent_post_ids": pa.int64(), "recent_author_ids": pa.int64(), "recent_types": pa.string(),
@@ -48,6 +52,9 @@ class RowWriter:
         self.summers = {view.entity: Summer(view) for view in counted}
         self.encoders = {view.entity: ViewWrite(packer, store.get_feature_view(view.view)) for view in counted}
         self.encoders["seq"] = ViewWrite(packer, store.get_feature_view(spec.SEQUENCE_VIEW))
+        # a post's content row, known from its publication: without it a post published since the
+        # last daily build is ranked with no age and no hashtags (its row would come with the next)
+        self.encoders[POST_TAGS.name] = ViewWrite(packer, store.get_feature_view(POST_TAGS.name))
         for encoder in self.encoders.values():  # each generation's description, for reader.check()
             if encoder.layout.n_features:
                 self.client.set(encoder.layout.meta_key, json.dumps(encoder.layout.meta()))
@@ -132,9 +139,14 @@ class RowWriter:
         return pa.RecordBatch.from_pydict(arrays), ts_us
 
     def post_changes(self, changes: list[PostChange]) -> None:
-        """Posts published (their hashtags kept, for the per-hashtag trending sets) and deleted (taken
-        out of every trending set they are in). Both are idempotent."""
+        """Posts published (their hashtags kept, for the per-hashtag trending sets, and their
+        `post_tags` row written as the daily build will: bucket vector and publication time) and
+        deleted (taken out of every trending set they are in). All idempotent."""
         deleted = [change for change in changes if change.deleted]
+        published = [change for change in changes if not change.deleted]
+        if published:
+            commands = self._commands(POST_TAGS.name, _post_tags_rows(published))
+            send_pipelined(self.client, [b"".join(commands)], len(commands))
         stored = self.client.mget([spec.post_tags_key(ch.post_id, self.prefix) for ch in deleted]) if deleted else []
         with self.client.pipeline(transaction=False) as pipe:
             for change in changes:
@@ -181,6 +193,17 @@ class RowWriter:
 
     def claimed_key(self, partition: int) -> str:
         return f"{self.prefix}:claimed:{{{partition}}}"
+
+
+def _post_tags_rows(published: list[PostChange]) -> tuple[pa.RecordBatch, np.ndarray]:
+    """The posts' `post_tags` rows, as features/jobs/post_tags.py computes them (float32 bucket
+    shares; the publication time in whole seconds), stamped with the publication time."""
+    vectors = np.array([tag_vector(ch.hashtags) for ch in published], dtype=np.float64).astype(np.float32)
+    columns = {c.POST_ID: pa.array([ch.post_id for ch in published], pa.int64())}
+    buckets = [f for f in POST_TAGS.features if f != POSTED_AT_S]
+    columns.update({name: pa.array(vectors[:, k]) for k, name in enumerate(buckets)})
+    columns[POSTED_AT_S] = pa.array(np.array([ch.created_ms // 1000 for ch in published], dtype=np.float32))
+    return pa.RecordBatch.from_pydict(columns), np.array([ch.created_ms * 1000 for ch in published], dtype=np.int64)
 
 
 def _member(post_id: int, author_id: int) -> bytes:

@@ -26,6 +26,7 @@ import pytest
 import redis
 from feast import FeatureStore
 
+from data import columns as c
 from data.days import day_of_ms, iso_ms
 from data.redis_server import EmbeddedRedis
 from data.stream.entries import START, Event
@@ -45,6 +46,8 @@ from features.streaming.rows import EngagementRow, engagement_row, engagement_ru
 from features.streaming.state import COUNTER_TTL_S, STATE_TTL_S
 from features.streaming.warm_start import warm_start
 from features.streaming.worker import GROUP, LATENESS_MS, StreamFeatureWorker
+from features.tables import POST_TAGS
+from features.tags import tag_vector
 
 VOCABULARY = load_vocabulary()
 TYPES = VOCABULARY.engagement_names
@@ -660,3 +663,27 @@ def test_a_warm_start_from_the_lake_holds_what_the_worker_would_and_the_worker_c
         append(fresh, [(int(r["ts_ms"]), event(r)) for _, r in later.iterrows()])
         drain(StreamFeatureWorker(fresh, store, client=warm))
     same_rows()
+
+
+def test_a_published_post_has_its_post_tags_row_online_at_once_as_the_daily_build_writes_it(store, online, stream):
+    """A post published on the stream is ranked with its age and hashtags before the next daily build:
+    the worker writes its `post_tags` row (features/jobs/post_tags.py's values: the tags' bucket
+    shares as the post carries them, repeats counted; the publication time in whole seconds), both
+    the hash Feast reads and the packed record the ranking service reads."""
+    tags = {10: ("Cats", "#travel", "cats"), 11: (), 12: ("food",)}
+    published = {post: T0 - HOUR + 1_234 * post for post in tags}
+    append(stream, [(ms, post_event(post, AUTHOR_OF[post], ms, hashtags=tags[post])) for post, ms in published.items()])
+    assert sum(s.posts for s in drain(StreamFeatureWorker(stream, store, client=online))) == len(tags)
+    theirs = store.get_online_features(features=[f"{POST_TAGS.name}:{f}" for f in POST_TAGS.features],
+                                       entity_rows=[{c.POST_ID: p} for p in tags]).to_dict()
+    reader = PackedFeatureReader.from_feature_store(store, spec.SERVICE, client=online, full_feature_names=True,
+                                                    extra_views=[POST_TAGS.name])  # as the ranking reader reads it
+    block = reader.read({c.POST_ID: list(tags), c.AUTHOR_ID: [AUTHOR_OF[p] for p in tags], c.VIEWER_ID: [1] * 3})
+    ours = [reader.feature_names.index(f"{POST_TAGS.name}__{f}") for f in POST_TAGS.features]
+    assert not block.missing[:, ours].any()
+    for i, post in enumerate(tags):
+        expected = [*np.float32(tag_vector(tags[post])), np.float32(published[post] // 1000)]
+        assert [np.float32(theirs[f][i]) for f in POST_TAGS.features] == expected, post
+        assert block.values[i, ours].tolist() == expected, post
+    assert sum(v * v for v in block.values[0, ours[:-1]]) == pytest.approx(1.0)  # two "cats", one "travel"
+    assert not block.values[1, ours[:-1]].any()  # no hashtags: all zeros
