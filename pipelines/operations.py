@@ -104,7 +104,7 @@ def played_days(settings: Settings, world_last: str) -> list[str]:
     if not settings.live_played_file.exists():
         return []
     until = json.loads(settings.live_played_file.read_text())["until"]
-    last = days_before(until[:10], 1)  # the day before the one the play ended in, or at the start of
+    last = days_before(until[:10], 1)  # the last whole day: before the one the play ended in (or at)
     return [d for d in landing_days(settings.landing_dir) if world_last < d <= last]
 
 
