@@ -10,10 +10,11 @@ Tiny world, a fresh workspace (.loupe/bench/live), three `make` runs on ports of
 3. `make live` with the loop's config (feed_ranker_v2, train_days = 1, never promotes): make run
    ingests L1-L3 and trains version 3 on L1 alone (validated on L2, tested on L3: pages Loupe
    served, 5 % of them explored); then a day's A/B (L4): version 2 against version 3.
-Then, in this process, versions 2 (trained on the simulator's logging policy) and 3 (trained on
-Loupe's own pages) by the hidden truth (NDCG@10 as % of the oracle) on the world's last day (the
-simulator's pages) and on L3 (Loupe's pages; the posts published live judged as the play did), and
-each one's off-policy lift over chronological order from the explored pages where a day has them.
+Then, in this process, by the hidden truth (NDCG@10 as % of the oracle) on the world's last day
+(the simulator's pages) and on L3 (Loupe's pages; the posts published live judged as the play did),
+and by each one's off-policy lift over chronological order from the explored pages where a day has
+them: versions 1 and 2 (v1 and v2), and versions 3 (trained on Loupe's own pages) and 2 (on the
+simulator's logging policy) when the skew check let version 3 be trained.
 `--offline-only` computes those figures again on the last run's workspace.
 
 Writes benchmarks/results/live_loop.json.
@@ -81,8 +82,8 @@ def ab_figures(summary: dict) -> dict:
             "failed_requests": summary["failed_requests"]}
 
 
-def offline(settings, days: dict[str, str]) -> dict:
-    """Per surface and day: versions 1 (the simulator's pages) and 3 (Loupe's) by the hidden truth,
+def offline(settings, days: dict[str, str], versions: dict[str, str]) -> dict:
+    """Per surface and day: the models' `versions` (name -> registry version) by the hidden truth,
     beside the baselines; and from that day's explored pages, each one's off-policy lift."""
     from data import columns as c
     from pipelines.defs.training.ope_assets import engagement_reward, logged_propensities
@@ -102,11 +103,11 @@ def offline(settings, days: dict[str, str]) -> dict:
     out: dict = {}
     for surface, model_name in SURFACE_MODELS.items():
         rankers = {name: tracking.load_run_ranker(tracking.version_by_number(client, model_name, v).run_id)
-                   for name, v in (("simulator_trained", "2"), ("loop_trained", "3"))}
+                   for name, v in versions.items()}
         out[surface] = {}
         for label, day in days.items():
             test = attach_truth(load_split(settings.lake_dir, surface, day, cfg).test, truth)
-            report = evaluate(test, rankers, "loop_trained", seed=cfg.seed)
+            report = evaluate(test, rankers, next(iter(rankers)), seed=cfg.seed)
             oracle = report["rankers"]["oracle"]["ndcg10"]
             figures = {name: {"ndcg10": m["ndcg10"], "pct_of_oracle": 100.0 * m["ndcg10"] / oracle,
                               "ndcg10_realised": m["ndcg10_realised"]}
@@ -199,9 +200,11 @@ def main(argv: list[str]) -> None:
     loop: dict = {"trained_on": "L1 only (pages Loupe served: version 3), validated on L2, tested on L3",
                   "played_days": played, "skew_check": skew_of(settings, played)}
     loop_ab = {"hours": LOOP_AB_HOURS, **ab_figures(json.loads((home / "loop.json").read_text()))}
+    days = {"simulator_last_day": world_last, "loupe_served_l3": played[-1]}
+    v2_vs_v1_offline = offline(settings.with_(training_config=configs / "loop.toml"), days, {"v1": "1", "v2": "2"})
     if loop_version_exists(settings):
-        loop["offline"] = offline(settings.with_(training_config=configs / "loop.toml"),
-                                  {"simulator_last_day": world_last, "loupe_served_l3": played[-1]})
+        loop["offline"] = offline(settings.with_(training_config=configs / "loop.toml"), days,
+                                  {"loop_trained": "3", "simulator_trained": "2"})
         loop["live"] = {"control": "version 2 (the simulator's pages), champion",
                         "treatment": "version 3 (Loupe's pages)", **loop_ab}
     else:  # the blocking skew check kept make run from training on the played days
@@ -213,6 +216,7 @@ def main(argv: list[str]) -> None:
               "v2_vs_v1_live": {"hours": AB_HOURS, "control": "feed_ranker_v1 (version 1, champion)",
                                 "treatment": "feed_ranker_v2 (version 2)",
                                 **ab_figures(json.loads((home / "v2_vs_v1.json").read_text()))},
+              "v2_vs_v1_offline": v2_vs_v1_offline,
               "loop": loop, "seconds": seconds}
     write_result("live_loop", result)
 
