@@ -72,3 +72,13 @@ def ts_on_day(day: str, column: str = c.TS) -> ds.Expression:
     landing day, so a day's events are in its partition and, arrived late, in the next one."""
     unit = pa.timestamp("us", "UTC")
     return (ds.field(column) >= pa.scalar(day_start(day), unit)) & (ds.field(column) < pa.scalar(day_end(day), unit))
+
+
+_EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+def epoch_floor(ts: pd.Series, unit: pd.Timedelta) -> pd.Series:
+    """Whole epoch `unit`s (floor) of a time column, whatever its own unit: the lake's Parquet holds
+    microseconds (Spark), the contracts milliseconds, pandas defaults to nanoseconds, so the raw
+    int64 of a datetime column means a different thing in each. Naive times are UTC."""
+    return ((pd.to_datetime(ts, utc=True) - _EPOCH) // unit).astype("int64")

@@ -18,6 +18,7 @@ import pandas as pd
 from feast import FeatureStore
 
 from data import columns as c
+from data import lake
 from data.days import day_of_ms, days_before, days_from
 from features.feature_repo.definitions import REQUEST_TS, SERVICE_NAME
 from features.services import REALTIME_VIEWS
@@ -25,16 +26,7 @@ from features.streaming.backfill import realtime_dir, registry_lake
 from features.tables import EVENT_TIMESTAMP
 
 REQUIRED = (c.VIEWER_ID, c.AUTHOR_ID, c.POST_ID, EVENT_TIMESTAMP)
-_EPOCH = pd.Timestamp(0, tz="UTC")
 _SECOND = pd.Timedelta(seconds=1)
-
-
-def epoch_seconds(ts: pd.Series) -> pd.Series:
-    """Whole epoch seconds (floor) of a timestamp column, whatever its unit: the lake's Parquet
-    holds microseconds (Spark), the contracts milliseconds, pandas defaults to nanoseconds, so the
-    raw int64 of a datetime column means a different thing in each. Naive times are UTC."""
-    ts = pd.to_datetime(ts, utc=True)
-    return ((ts - _EPOCH) // _SECOND).astype("int64")
 
 
 def historical_features(store: FeatureStore, entity_df: pd.DataFrame, service: str = SERVICE_NAME) -> pd.DataFrame:
@@ -46,7 +38,7 @@ def historical_features(store: FeatureStore, entity_df: pd.DataFrame, service: s
     frame = entity_df.copy()
     frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
     if REQUEST_TS not in frame.columns:
-        frame[REQUEST_TS] = epoch_seconds(frame[EVENT_TIMESTAMP])
+        frame[REQUEST_TS] = lake.epoch_floor(frame[EVENT_TIMESTAMP], _SECOND)
     frame["_row"] = range(len(frame))
     feature_service = store.get_feature_service(service)
     realtime = [p for p in feature_service.feature_view_projections if p.name in REALTIME_VIEWS]

@@ -36,7 +36,6 @@ from features.streaming.state import CountedView, Snapshot, Summer, counted_view
 from features.tables import EVENT_TIMESTAMP
 
 COLUMNS = (c.VIEWER_ID, c.POST_ID, c.AUTHOR_ID, c.TYPE, c.VALUE, c.TS)
-_EPOCH = pd.Timestamp(0, tz="UTC")
 _MS = pd.Timedelta(milliseconds=1)
 
 
@@ -78,7 +77,7 @@ class Replay:
         if unknown:
             raise ValueError(f"engagement types the vocabulary does not define: {unknown} (the lake's rows were "
                              "ingested against another vocabulary?)")
-        frame = engagements.assign(_ms=_epoch_ms(engagements[c.TS])).sort_values("_ms", kind="stable")
+        frame = engagements.assign(_ms=lake.epoch_floor(engagements[c.TS], _MS)).sort_values("_ms", kind="stable")
         values = [frame[col].tolist() for col in (c.VIEWER_ID, c.POST_ID, c.AUTHOR_ID, c.TYPE, c.VALUE, "_ms")]
         for viewer, post, author, kind, value, ts in zip(*values):
             row = EngagementRow(viewer, post, author, kind, None if _null(value) else value, ts)
@@ -190,12 +189,6 @@ class _Replay:
 
 def _ids(view: CountedView, row: EngagementRow) -> tuple[int, ...]:
     return tuple(int(getattr(row, key)) for key in view.join_keys)
-
-
-def _epoch_ms(ts: pd.Series) -> pd.Series:
-    """Epoch milliseconds of a time column, whatever its unit (the lake's Parquet is Spark's µs);
-    naive times are UTC."""
-    return ((pd.to_datetime(ts, utc=True) - _EPOCH) // _MS).astype("int64")
 
 
 def _null(value) -> bool:
