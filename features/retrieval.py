@@ -29,6 +29,11 @@ REQUIRED = (c.VIEWER_ID, c.AUTHOR_ID, c.POST_ID, EVENT_TIMESTAMP)
 _SECOND = pd.Timedelta(seconds=1)
 
 
+def epoch_seconds(ts: pd.Series) -> pd.Series:
+    """Whole epoch seconds of a time column: the request time the on-demand view reads."""
+    return lake.epoch_floor(ts, _SECOND)
+
+
 def historical_features(store: FeatureStore, entity_df: pd.DataFrame, service: str = SERVICE_NAME) -> pd.DataFrame:
     """One row per entity row, in its order: its columns plus every service feature as
     `<view>__<feature>`. `event_timestamp` is the request time; `request_ts_s` defaults to it."""
@@ -38,7 +43,7 @@ def historical_features(store: FeatureStore, entity_df: pd.DataFrame, service: s
     frame = entity_df.copy()
     frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
     if REQUEST_TS not in frame.columns:
-        frame[REQUEST_TS] = lake.epoch_floor(frame[EVENT_TIMESTAMP], _SECOND)
+        frame[REQUEST_TS] = epoch_seconds(frame[EVENT_TIMESTAMP])
     frame["_row"] = range(len(frame))
     feature_service = store.get_feature_service(service)
     realtime = [p for p in feature_service.feature_view_projections if p.name in REALTIME_VIEWS]
