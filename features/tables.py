@@ -139,10 +139,12 @@ VIEWER = FeatureTable(
     description="How active a viewer is, what media they engage with, Home vs Explore usage.",
 )
 
+POSTED_AT_S = "posted_at_s"  # post_tags' publication time (epoch seconds, float32)
+
 POST_TAGS = FeatureTable(
     name="post_tags",
     entities=(c.POST_ID,),
-    features=(*(f"post_tag_{k:02d}" for k in range(TAG_BUCKETS)), "posted_at_s"),
+    features=(*(f"post_tag_{k:02d}" for k in range(TAG_BUCKETS)), POSTED_AT_S),
     ttl_days=7,  # the `post` table's window: a post's content rows live as long as it is a candidate
     description="What a post is, known from the moment it is published: hashtag bucket counts, "
     "L2-normalised (all zeros without hashtags), and its creation time. Rows are stamped with "

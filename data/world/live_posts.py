@@ -41,8 +41,10 @@ class LivePosts:
         p = self.truth.posts
         if need > len(p.author):
             grow = max(need, 2 * len(p.author))
-            self.truth.posts = PostLatents(*[np.concatenate([a, np.zeros((grow - len(a), *a.shape[1:]), a.dtype)])
-                                             for a in (p.author, p.created_ms, p.media, p.mix, p.quality)])
+            def grown(a: np.ndarray) -> np.ndarray:
+                return np.concatenate([a, np.zeros((grow - len(a), *a.shape[1:]), a.dtype)])
+
+            self.truth.posts = PostLatents(**{name: grown(getattr(p, name)) for name in self.FIELDS})
 
     def _keep(self) -> None:
         """Rewrite `kept` whole (tmp file + rename: a play stopped mid-write leaves the last one)."""

@@ -11,7 +11,7 @@ from data import columns as c
 from features.jobs.inputs import age_days, live_posts, require_partitions
 from features.jobs.post import MAX_AGE_DAYS
 from features.jobs.tags import cast_float, post_tag_vectors
-from features.tables import EVENT_TIMESTAMP, POST_TAGS
+from features.tables import EVENT_TIMESTAMP, POST_TAGS, POSTED_AT_S
 
 INPUTS = ("posts",)
 
@@ -24,6 +24,6 @@ def compute(spark: SparkSession, lake_dir: Path, day: str) -> DataFrame:
     return vectors.selectExpr(
         c.POST_ID,
         *cast_float(tags),
-        f"CAST(unix_timestamp(`{c.CREATED_AT}`) AS FLOAT) AS posted_at_s",
+        f"CAST(unix_timestamp(`{c.CREATED_AT}`) AS FLOAT) AS {POSTED_AT_S}",
         f"`{c.CREATED_AT}` AS `{EVENT_TIMESTAMP}`",
     )

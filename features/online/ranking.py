@@ -25,14 +25,14 @@ from data import columns as c
 from features.feature_repo.definitions import SERVICE_NAME
 from features.online.read import OnlineFeatureBlock, PackedFeatureReader
 from features.services import REALTIME_VIEWS
-from features.tables import POST_TAGS, VIEWER_TAGS
+from features.tables import POST_TAGS, POSTED_AT_S, VIEWER_TAGS
 
 ON_DEMAND_VIEW = "request_features"
 AGE_AT_REQUEST = f"{ON_DEMAND_VIEW}__post_age_hours_at_request"
 IN_NETWORK_FEATURE = f"{ON_DEMAND_VIEW}__in_network"  # 1.0 when the viewer follows the author
 INTEREST_MATCH = f"{ON_DEMAND_VIEW}__interest_match"
 ON_DEMAND = (AGE_AT_REQUEST, IN_NETWORK_FEATURE, INTEREST_MATCH)  # the view's schema order
-CREATED_AT = f"{POST_TAGS.name}__posted_at_s"  # known from publication on (see POST_TAGS)
+CREATED_AT = f"{POST_TAGS.name}__{POSTED_AT_S}"  # known from publication on (see POST_TAGS)
 IS_FOLLOWING = "viewer_author__is_following"
 TAG_VIEWS = (VIEWER_TAGS, POST_TAGS)
 TTL_VIEWS = REALTIME_VIEWS  # rows written at each engagement, as of it: they age between engagements

@@ -58,8 +58,8 @@ def post_rules(vocabulary: Vocabulary) -> LineRules:
 
 def post_change(rules: LineRules, line: str, day: str) -> PostChange | None:
     """A posts landing line (a publish, or a deletion) -> what trending and the post's `post_tags` row
-    need of it; None for a line
-    ingestion would refuse (the fan-out worker, the posts' consumer, dead-letters it)."""
+    need of it; None for a line ingestion would refuse (the fan-out worker, the posts' consumer,
+    dead-letters it)."""
     checked = rules.check(line, day)
     if checked.reason is not None:
         return None

@@ -25,10 +25,8 @@ from features.online.transport import command, send_pipelined
 from features.streaming import spec
 from features.streaming.rows import PostChange
 from features.streaming.state import STATE_TTL_S, CountedView, Snapshot, Summer
-from features.tables import POST_TAGS
+from features.tables import POST_TAGS, POSTED_AT_S
 from features.tags import tag_vector
-
-POSTED_AT_S = "posted_at_s"
 
 # in Snapshot.sequence's order
 SEQUENCE_TYPES = {"recent_post_ids": pa.int64(), "recent_author_ids": pa.int64(), "recent_types": pa.string(),
