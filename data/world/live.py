@@ -75,7 +75,7 @@ class LivePlayer:
         engagements: list[dict] = []
         for viewer in rng.choice(self.viewers, cfg.sessions_per_step):
             surface = "explore" if rng.random() < cfg.explore_share else "home"
-            engagements += self._session(int(viewer), surface, now, events)
+            engagements += self._session(int(viewer), surface, events)
         if events:
             self.stream.append(events, at_ms=now)
             self.report.posts_published += len(published)
@@ -83,7 +83,7 @@ class LivePlayer:
             self._send(engagements)
         self.report.steps += 1
 
-    def _session(self, viewer: int, surface: str, now: int, events: list[Event]) -> list[dict]:
+    def _session(self, viewer: int, surface: str, events: list[Event]) -> list[dict]:
         report = self.report
         start = time.perf_counter()
         try:
@@ -96,6 +96,9 @@ class LivePlayer:
             report.failed_requests += 1
             return []
         page = r.json()
+        # the session's time: when its page arrived, on the clock the service stamped the page with
+        # (the step's start would date the engagements before the impressions they answer)
+        now = self.clock.now_ms()
         report.sessions += 1
         report.sessions_by_surface[surface] = report.sessions_by_surface.get(surface, 0) + 1
         report.degraded_pages += bool(page["degraded"])
