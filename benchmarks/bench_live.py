@@ -138,17 +138,20 @@ def loop_version_exists(settings: Settings) -> bool:
 
 def skew_of(settings: Settings, days: list[str]) -> dict:
     """The train/serve skew check on each played day, as make run's blocking check computes it."""
+    from data.world.live_played import Played
     from pipelines.resources import build_resources
     from training import tracking
     from training.skew import SkewConfig, check_day, registry_feature_names
 
     store = build_resources(settings)["feast"].store()
     names = registry_feature_names(tracking.connect(settings.tracking_uri, str(settings.mlflow_artifact_root)))
+    played = Played.read(settings.live_played_file)
     out = {}
     for day in days:
-        report = check_day(settings.lake_dir, day, store, names, SkewConfig.load(None))
+        report = check_day(settings.lake_dir, day, store, names, SkewConfig.load(None), played.speed_of(day))
         failing = {n: f for n, f in report.features.items() if f.mismatches}
         out[day] = {"passed": report.passed, "rows_compared": report.rows, "summary": report.summary(),
+                    "stream_delay_s": report.stream_delay_s, "delayed_rate_per_feature": report.delayed_rates,
                     "mismatch_rate_per_failing_feature": {n: round(r, 4) for n, r in report.mismatch_rates.items()
                                                           if n in report.failing},
                     "worst_examples": {n: f.worst[:2] for n, f in sorted(failing.items(),

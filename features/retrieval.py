@@ -61,23 +61,64 @@ def historical_features(store: FeatureStore, entity_df: pd.DataFrame, service: s
 
 def _as_of(store: FeatureStore, frame: pd.DataFrame, projection) -> pd.DataFrame:
     """`frame` (in `_row` order) with one real-time view's features as of each row's time."""
+    at = _times(frame)
+    return _join_as_of(frame, at, *_offline_rows(store, projection, at.min(), at.max()))
+
+
+def _join_as_of(frame: pd.DataFrame, at: pd.Series, view, keys: list[str], full: list[str],
+                rows: pd.DataFrame) -> pd.DataFrame:
+    left = frame.drop(columns=[col for col in full if col in frame.columns]).assign(_at=at)
+    left = left.astype({k: "int64" for k in keys}).sort_values("_at", kind="stable")
+    joined = pd.merge_asof(left, rows.sort_values("_as_of"), left_on="_at",
+                           right_on="_as_of", by=keys, direction="backward", tolerance=pd.Timedelta(view.ttl),
+                           allow_exact_matches=True)
+    return joined.sort_values("_row").drop(columns=["_at", "_as_of"]).reset_index(drop=True)
+
+
+def realtime_values_since(store: FeatureStore, entity_df: pd.DataFrame, service: str,
+                          lookback: timedelta) -> pd.DataFrame:
+    """Every value each real-time feature of `service` took for each entity row in the `lookback`
+    before its time: the value as of (time - lookback), and each offline row after it up to the
+    time. Long: `row` (the entity row's position), `feature` (`<view>__<feature>`), `value` (NaN:
+    none yet). What a service whose stream ran up to `lookback` behind may have served."""
+    frame = entity_df[[c.VIEWER_ID, c.AUTHOR_ID, c.POST_ID, EVENT_TIMESTAMP]].reset_index(drop=True)
+    frame = frame.assign(_row=range(len(frame)))
+    at = _times(frame)
+    parts = []
+    for projection in store.get_feature_service(service).feature_view_projections:
+        if projection.name not in REALTIME_VIEWS:
+            continue
+        view, keys, full, rows = _offline_rows(store, projection, at.min() - lookback, at.max())
+        start = _join_as_of(frame, at - lookback, view, keys, full, rows)
+        later = frame.assign(_at=at).astype({k: "int64" for k in keys}).merge(rows, on=keys)
+        later = later[(later["_as_of"] > later["_at"] - lookback) & (later["_as_of"] <= later["_at"])]
+        for values in (start, later):
+            parts.append(values.melt(id_vars="_row", value_vars=full, var_name="feature", value_name="value"))
+    if not parts:
+        return pd.DataFrame({"row": pd.Series(dtype="int64"), "feature": pd.Series(dtype=str),
+                             "value": pd.Series(dtype="float64")})
+    out = pd.concat(parts, ignore_index=True).rename(columns={"_row": "row"})
+    return out.astype({"row": "int64", "value": "float64"})
+
+
+def _times(frame: pd.DataFrame) -> pd.Series:
+    return pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")
+
+
+def _offline_rows(store: FeatureStore, projection, first: pd.Timestamp, last: pd.Timestamp):
+    """A real-time view's offline rows that rows timed in [first, last] may join (the day files its
+    ttl reaches): (view, join keys, full feature names, rows with keys, `_as_of` and the features
+    under their full names)."""
     view = store.get_feature_view(projection.name)
     keys = list(view.join_keys)
     names = [f.name for f in projection.features]
     full = [f"{projection.name}__{name}" for name in names]
-    at = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")
-    first = day_of_ms(int(at.min().timestamp() * 1000))
-    last = day_of_ms(int(at.max().timestamp() * 1000))
-    days = days_from(days_before(first, math.ceil(view.ttl / timedelta(days=1))), last)  # those the ttl reaches
+    days = days_from(days_before(day_of_ms(int(first.timestamp() * 1000)), math.ceil(view.ttl / timedelta(days=1))),
+                     day_of_ms(int(last.timestamp() * 1000)))
     folder = realtime_dir(registry_lake(store), projection.name)
     files = [folder / f"{d}.parquet" for d in days if (folder / f"{d}.parquet").exists()]
     rows = pd.concat([pd.read_parquet(f, columns=[*keys, EVENT_TIMESTAMP, *names]) for f in files]) if files \
         else pd.DataFrame(columns=[*keys, EVENT_TIMESTAMP, *names])
     rows = rows.rename(columns=dict(zip(names, full))).astype({k: "int64" for k in keys})
     rows["_as_of"] = pd.to_datetime(rows[EVENT_TIMESTAMP], utc=True).astype("datetime64[ns, UTC]")
-    left = frame.drop(columns=[col for col in full if col in frame.columns]).assign(_at=at)
-    left = left.astype({k: "int64" for k in keys}).sort_values("_at", kind="stable")
-    joined = pd.merge_asof(left, rows.drop(columns=EVENT_TIMESTAMP).sort_values("_as_of"), left_on="_at",
-                           right_on="_as_of", by=keys, direction="backward", tolerance=pd.Timedelta(view.ttl),
-                           allow_exact_matches=True)
-    return joined.sort_values("_row").drop(columns=["_at", "_as_of"]).reset_index(drop=True)
+    return view, keys, full, rows.drop(columns=EVENT_TIMESTAMP)

@@ -7,7 +7,6 @@ serving config's [experiment]; LOUPE_LIVE_AB writes one, pipelines/live_ab.py)."
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -20,6 +19,7 @@ from data.days import DAY_MS, HOUR_MS, iso_ms
 from data.settings import Settings, child_env, serving_secrets
 from data.stream.valkey_stream import ValkeyStream
 from data.world.live import LiveConfig, LivePlayer
+from data.world.live_played import Played
 from data.world.truth import TruthModel
 from pipelines.live_ab import describe, experiment_params
 from serving.config import ServingConfig
@@ -81,9 +81,8 @@ def play(settings: Settings, hours: float) -> dict | None:
     finally:
         for worker in workers:
             stop_process_group(worker, timeout_s=30)
-    played = settings.live_played_file  # the days played to their end are the next run's (prepare_landing)
-    played.parent.mkdir(parents=True, exist_ok=True)
-    played.write_text(json.dumps({"until": iso_ms(until)}))
+    # the days played to their end are the next run's (prepare_landing), checked at the clock's speed
+    Played.read(settings.live_played_file).record(settings.live_played_file, start, until, clock.speed)
     summary = report.summary(share) | {"stream_backlog_at_end": backlog}
     print("live mode: " + format_live(summary, clock.now_ms()), flush=True)
     print(f"live mode: the stream's consumer groups' backlog when the day ended: {backlog}", flush=True)

@@ -24,6 +24,7 @@ from data.settings import Settings
 from data.stream.archiver import ArchiverBusy, ArchiveReport, StreamArchiver
 from data.stream.valkey_stream import ValkeyStream
 from data.world import WorldSummary, generate_world
+from data.world.live_played import Played
 from pipelines.defs.candidates.assets import (
     candidates_embeddings,
     candidates_fanout,
@@ -101,9 +102,9 @@ def played_days(settings: Settings, world_last: str) -> list[str]:
     """The days after the world's that live mode played to their end: the stream's archiver landed
     them beside the world's. A day a play stopped inside (its last sessions' lines after midnight)
     waits for the play that finishes it: a stub of a day would become the run's test day."""
-    if not settings.live_played_file.exists():
+    until = Played.read(settings.live_played_file).until
+    if until is None:
         return []
-    until = json.loads(settings.live_played_file.read_text())["until"]
     last = days_before(until[:10], 1)  # the last whole day: before the one the play ended in (or at)
     return [d for d in landing_days(settings.landing_dir) if world_last < d <= last]
 

@@ -45,6 +45,7 @@ class WorkspaceResource(dg.ConfigurableResource):
     lake_dir: str
     truth_dir: str = ""
     live_posts_file: str = ""  # what live mode published, for the truth to judge (data/world/live_posts.py)
+    live_played_file: str = ""  # which days live mode played, at what clock speed (data/world/live_played.py)
     vocabulary_path: str = ""
 
     @property
@@ -71,6 +72,12 @@ class WorkspaceResource(dg.ConfigurableResource):
         from data.world.live_posts import with_live_posts
 
         return with_live_posts(TruthModel.load(self.truth), self.live_posts)
+
+    def clock_speed_of(self, day: str) -> float:
+        """The clock's speed `day` was served at: live mode's for a day it played, else real time."""
+        from data.world.live_played import Played
+
+        return Played.read(Path(self.live_played_file)).speed_of(day) if self.live_played_file else 1.0
 
     def vocabulary(self):
         from data.vocabulary import load_vocabulary
@@ -112,6 +119,7 @@ def build_resources(settings: Settings, redis_url: str | None = None) -> dict[st
             lake_dir=str(settings.lake_dir),
             truth_dir=str(settings.truth_dir or ""),
             live_posts_file=str(settings.live_posts_file) if settings.truth_dir else "",
+            live_played_file=str(settings.live_played_file) if settings.truth_dir else "",
             vocabulary_path=str(settings.vocabulary or ""),
         ),
     }

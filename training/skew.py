@@ -10,6 +10,12 @@ and reports, per feature, the share of rows whose values differ. It retrieves th
 service, which holds every feature of the ones before: the daily views' and the real-time views'
 (whose offline rows the features/realtime asset replays from the lake).
 
+A real-time value reaches the online store some time after its event (the app's batching, the
+stream, the processor): what the service scored may be the value of a moment before the request.
+A served real-time value that differs from training's as of the request but equals the value it
+had at some moment within `stream_delay_s` before is counted as delayed, not as a mismatch; a
+definition that differs (a unit, a window) still fails, since no recent value equals it.
+
 Rows without a scored vector (the logging policy, the heuristic, chronological order) have nothing
 to compare and are left out; so are vectors whose model version the registry does not know (said
 in the report).
@@ -23,6 +29,7 @@ import tempfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +43,7 @@ from data import columns as c
 from data import lake
 from data.days import days_after
 from data.typed_config import ConfigModel
-from features.retrieval import historical_features
+from features.retrieval import historical_features, realtime_values_since
 from features.services import RANKING_SERVICES
 from features.tables import EVENT_TIMESTAMP
 
@@ -54,6 +61,10 @@ class SkewConfig(ConfigModel):
     rtol: float = Field(1e-5, ge=0.0)
     atol: float = Field(1e-6, ge=0.0)
     feature_atol: dict[str, NonNegativeFloat] = Field(default_factory=dict)  # per-feature atol
+    # real seconds an event may take from the viewer's app through the stream processor to the
+    # online store: a served real-time value matches training's if it equals it at some moment of
+    # that span before the request (scaled by the clock's speed for a day live mode played faster)
+    stream_delay_s: NonNegativeFloat = 5.0
     max_rows: int = Field(5000, ge=1)  # served rows sampled per day
     seed: int = 7
     examples: int = 3  # worst mismatches reported per feature
@@ -68,6 +79,7 @@ class SkewConfig(ConfigModel):
 class FeatureSkew:
     rows: int = 0
     mismatches: int = 0
+    delayed: int = 0  # rows that match only a value of the stream delay before the request
     worst: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -79,6 +91,7 @@ class FeatureSkew:
 class SkewReport:
     day: str
     max_mismatch_rate: float
+    stream_delay_s: float = 0.0  # in the day's event time (the clock's speed applied)
     rows: int = 0  # served rows compared
     requests: int = 0
     scored_rows: int = 0  # served rows with a model's vector, before sampling
@@ -105,7 +118,15 @@ class SkewReport:
         top = ", ".join(f"{n} {f.rate:.1%}" for n, f in worst if f.mismatches)
         verdict = (f"{len(self.failing)} feature(s) over {self.max_mismatch_rate:.2%}" if self.failing
                    else "within tolerance")
-        return f"{self.day}: {self.rows} served rows compared, {verdict}" + (f"; worst: {top}" if top else "")
+        delayed = sum(f.delayed for f in self.features.values())
+        late = (f"; {delayed} real-time value(s) matched training's up to {self.stream_delay_s:g} s before "
+                f"the request (the stream's delay)" if delayed else "")
+        return f"{self.day}: {self.rows} served rows compared, {verdict}" + (f"; worst: {top}" if top else "") + late
+
+    @property
+    def delayed_rates(self) -> dict[str, float]:
+        """Per feature, the share of rows that matched only a value of the stream's delay before."""
+        return {n: round(f.delayed / f.rows, 6) for n, f in sorted(self.features.items()) if f.delayed}
 
 
 # --- what was served ------------------------------------------------------------------------------
@@ -177,9 +198,11 @@ def _vectors(served: pd.DataFrame, width: int) -> np.ndarray:
 
 
 def compare(served: pd.DataFrame, training: pd.DataFrame, names_of: FeatureNames, cfg: SkewConfig,
-            report: SkewReport) -> SkewReport:
+            report: SkewReport, earlier: pd.DataFrame | None = None) -> SkewReport:
     """Fill `report` with the per-feature mismatches of `served` (logged vectors) against
-    `training` (retrieval's columns for the same rows, in the same order)."""
+    `training` (retrieval's columns for the same rows, in the same order). `earlier`: other values
+    a row's feature may match, the real-time ones of the stream delay before its request
+    (`features.retrieval.realtime_values_since`: `row` = position in `served`, `feature`, `value`)."""
     if len(served) != len(training):
         raise ValueError(f"{len(served)} served rows but {len(training)} retrieved")
     served = served.reset_index(drop=True)
@@ -207,6 +230,10 @@ def compare(served: pd.DataFrame, training: pd.DataFrame, names_of: FeatureNames
             tol = cfg.feature_atol.get(name, cfg.atol) + cfg.rtol * np.abs(np.nan_to_num(t))
             bad = np.where(s_nan & t_nan, False, diff > tol)
             skew = report.features.setdefault(name, FeatureSkew())
+            if earlier is not None and bad.any():
+                delayed = _matches_earlier(idx[bad], s[bad], earlier, name, cfg)
+                skew.delayed += int(delayed.sum())
+                bad[np.flatnonzero(bad)[delayed]] = False
             skew.rows += len(idx)
             skew.mismatches += int(bad.sum())
             for k in np.flatnonzero(bad)[np.argsort(-diff[bad], kind="stable")][: cfg.examples]:
@@ -222,6 +249,20 @@ def compare(served: pd.DataFrame, training: pd.DataFrame, names_of: FeatureNames
     return report
 
 
+def _matches_earlier(rows: np.ndarray, served: np.ndarray, earlier: pd.DataFrame, name: str,
+                     cfg: SkewConfig) -> np.ndarray:
+    """For each of `rows` (positions) with its `served` value: does it match one of the feature's
+    `earlier` values of that row?"""
+    mine = earlier[(earlier["feature"] == name) & earlier["row"].isin(rows)]
+    if mine.empty:
+        return np.zeros(len(rows), bool)
+    s = pd.Series(served, index=rows).loc[mine["row"].to_numpy()].to_numpy()
+    v = mine["value"].to_numpy(np.float64).astype(np.float32).astype(np.float64)
+    tol = cfg.feature_atol.get(name, cfg.atol) + cfg.rtol * np.abs(np.nan_to_num(v))
+    same = (np.isnan(s) & np.isnan(v)) | (np.abs(s - v) <= tol)
+    return np.isin(rows, mine["row"].to_numpy()[same])
+
+
 def _gap(example: dict[str, Any]) -> float:
     if example["served"] is None or example["training"] is None:
         return float("inf")
@@ -229,13 +270,17 @@ def _gap(example: dict[str, Any]) -> float:
 
 
 def check_day(lake_dir: Path, day: str, store: FeatureStore, names_of: FeatureNames,
-              cfg: SkewConfig | None = None) -> SkewReport:
+              cfg: SkewConfig | None = None, clock_speed: float = 1.0) -> SkewReport:
     """The skew report of one day's served impressions (nothing served by a model: an empty report
-    that passes, saying so)."""
+    that passes, saying so). `clock_speed`: simulated seconds per real second of the clock the day
+    was served on (live mode): the stream's delay stretches as much in the day's event time."""
     cfg = cfg or SkewConfig.load()
     served, skipped, n_scored = served_impressions(Path(lake_dir), day, cfg)
-    report = SkewReport(day, cfg.max_mismatch_rate, scored_rows=n_scored, skipped=skipped)
+    delay_s = cfg.stream_delay_s * clock_speed
+    report = SkewReport(day, cfg.max_mismatch_rate, delay_s, scored_rows=n_scored, skipped=skipped)
     if served.empty:
         return report
     entity = served[[c.VIEWER_ID, c.AUTHOR_ID, c.POST_ID]].assign(**{EVENT_TIMESTAMP: served[c.TS]})
-    return compare(served, historical_features(store, entity, RANKING_SERVICES[-1]), names_of, cfg, report)
+    service = RANKING_SERVICES[-1]
+    earlier = realtime_values_since(store, entity, service, timedelta(seconds=delay_s)) if delay_s else None
+    return compare(served, historical_features(store, entity, service), names_of, cfg, report, earlier)

@@ -37,7 +37,7 @@ from data.vocabulary import load_vocabulary
 from features.online import PackedFeatureReader
 from features.online.parity import reader_vs_feast
 from features.online.ranking import RankingFeatureReader
-from features.retrieval import historical_features
+from features.retrieval import historical_features, realtime_values_since
 from features.services import SERVICE_V2
 from features.store import apply, repo_config
 from features.streaming import spec
@@ -509,6 +509,40 @@ def test_the_backfill_equals_what_the_online_store_held_at_each_time(store, onli
         same = (np.isnan(ours) & np.isnan(theirs)) | (ours.astype(np.float32) == theirs.astype(np.float32))
         assert same.all(), (name, online_held.loc[~same].head(3).to_dict("records"), theirs[~same][:3])
     assert online_held["post_rt_like_5m"].notna().any() and (online_held["post_rt_engagements_5m"] > 0).any()
+
+
+def test_what_a_lagging_stream_served_is_among_the_values_of_the_delay_before_the_request(store, online, stream):
+    """The skew check's allowance for the stream's delay (training/skew.py): the worker has applied
+    a post's likes up to one, the rest are in flight when a request at t reads the online store.
+    The value it reads is not the one training retrieves as of t, but it is among the values
+    `realtime_values_since` gives for a lookback that reaches the first engagement in flight, and
+    not among those of a shorter one."""
+    t1 = T0 + 5 * 24 * HOUR  # a day of its own in the module's lake
+    times = [t1 + k * 20_000 for k in range(12)]  # a like every 20 s on post 600 by viewers 1..12
+    rows = pd.DataFrame({"post_id": 600, "author_id": 60, "viewer_id": range(1, 13), "type": "like", "value": None,
+                         "ts": pd.to_datetime(times, unit="ms", utc=True)})
+    applied = 8
+    append(stream, [(ts, Event("engagements", json.dumps({**row, "event_id": f"l{k}", "ts": iso_ms(ts),
+                                                           "surface": "home"}), str(row["viewer_id"])))
+                    for k, (ts, row) in enumerate(zip(times[:applied], rows.drop(columns="ts").to_dict("records")))])
+    drain(StreamFeatureWorker(stream, store, client=online))
+    write_view_rows(view_rows(rows, VOCABULARY), registry_lake(store), day_of_ms(t1))
+    at = times[-1] + 5_000
+    entity = pd.DataFrame({"post_id": [600], "author_id": [60], "viewer_id": [99],
+                           "event_timestamp": [pd.Timestamp(at, unit="ms", tz="UTC")]})
+    name = f"{spec.POST_VIEW}__post_rt_like_5m"
+    held = store.get_online_features(features=[f"{spec.POST_VIEW}:post_rt_like_5m"],
+                                     entity_rows=[{"post_id": 600}]).to_dict()["post_rt_like_5m"][0]
+    assert held == applied and historical_features(store, entity, spec.SERVICE)[name].iloc[0] == 12
+
+    def offered(lookback_ms: int) -> list[float]:
+        values = realtime_values_since(store, entity, spec.SERVICE, pd.Timedelta(milliseconds=lookback_ms))
+        return values.loc[values["feature"] == name, "value"].tolist()
+
+    assert held in offered(at - times[applied] + 1)  # reaches back to the first like in flight
+    assert held not in offered(at - times[applied + 1])  # one like short of it
+    everything = offered(at - times[0] + 1)  # from before the first like: nothing yet, then each row
+    assert len(everything) == 13 and np.isnan(everything[0]) and everything[-1] == 12
 
 
 def test_a_backfill_kept_from_a_time_is_the_full_one_from_that_time():

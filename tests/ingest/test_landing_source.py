@@ -4,11 +4,13 @@ write is ever changed or deleted (issue: make run used to delete a team's export
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from data.settings import Settings
+from data.world.live_played import Played
 from pipelines.operations import NoLandingData, claim_lake, prepare_landing, prepare_world
 from pipelines.partitions import landing_days
 from tests.team_export import fingerprint, write_team_export
@@ -76,8 +78,9 @@ def test_days_live_mode_played_to_their_end_are_ingested_with_the_worlds(tmp_pat
     assert prepare_landing(sim).days == ["2026-10-01", "2026-10-02"]  # never played: the world's days
 
     def played_until(iso: str) -> list[str]:
-        sim.live_played_file.parent.mkdir(parents=True, exist_ok=True)
-        sim.live_played_file.write_text(json.dumps({"until": iso}))
+        sim.live_played_file.unlink(missing_ok=True)
+        end = int(datetime.fromisoformat(iso).timestamp() * 1000)
+        Played().record(sim.live_played_file, end - 3_600_000, end, 480.0)
         return prepare_landing(sim).days
 
     assert played_until("2026-10-05T00:00:00.000Z")[2:] == ["2026-10-03", "2026-10-04"]

@@ -109,3 +109,25 @@ def test_the_shipped_config_parses_and_bad_values_are_refused(tmp_path):
     bad.write_text("tolerance = 0.1\n")
     with pytest.raises(ValueError, match=r"unknown keys \['tolerance'\]"):
         SkewConfig.load(bad)
+
+
+def test_a_value_the_stream_held_shortly_before_the_request_is_delayed_not_a_mismatch():
+    """A real-time value the service read before the stream caught up equals one the feature had
+    within the stream's delay before the request (`earlier`): counted as delayed. A value it never
+    had there (a definition that differs) is still a mismatch, and so is one with no earlier values."""
+    names = {"feed_ranker:3": ["post_realtime__post_rt_like_5m"]}.get
+    vectors = [[3.0], [5.0], [None], [7.0]]
+    training = pd.DataFrame({"post_realtime__post_rt_like_5m": [4.0, 6.0, 1.0, 8.0]})
+    earlier = pd.DataFrame({"row": [0, 0, 1, 2, 3], "feature": ["post_realtime__post_rt_like_5m"] * 5,
+                            "value": [2.0, 3.0, 4.0, np.nan, 8.0]})
+    cfg = SkewConfig(max_mismatch_rate=0.3)
+    report = compare(served(vectors), training, names, cfg, SkewReport("d", 0.3, 5.0), earlier)
+    likes = report.features["post_realtime__post_rt_like_5m"]
+    # row 0: 3 was held before 4; row 2: nothing yet then; row 1: 5 never held; row 3: 7 never held
+    assert (likes.rows, likes.delayed, likes.mismatches) == (4, 2, 2)
+    assert sorted(w["served"] for w in likes.worst) == [5.0, 7.0]
+    assert report.delayed_rates == {"post_realtime__post_rt_like_5m": 0.5}
+    assert "2 real-time value(s) matched training's up to 5 s before" in report.summary()
+    # without earlier values, every row differs from training's value at its request
+    alone = compare(served(vectors), training, names, cfg, SkewReport("d", 0.3))
+    assert alone.features["post_realtime__post_rt_like_5m"].mismatches == 4

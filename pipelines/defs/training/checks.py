@@ -46,8 +46,9 @@ def served_features_match_training(context: dg.AssetCheckExecutionContext, confi
                                    feast: FeastResource, workspace: WorkspaceResource,
                                    mlflow: MlflowResource) -> dg.AssetCheckResult:
     cfg = SkewConfig.load(config.path or None)
-    report = check_day(workspace.lake, context.partition_key, feast.store(),
-                       registry_feature_names(mlflow.client()), cfg)
+    day = context.partition_key
+    report = check_day(workspace.lake, day, feast.store(), registry_feature_names(mlflow.client()), cfg,
+                       clock_speed=workspace.clock_speed_of(day))
     context.log.info(report.summary())
     mismatching = {n: f for n, f in report.features.items() if f.mismatches}
     return dg.AssetCheckResult(
@@ -59,6 +60,8 @@ def served_features_match_training(context: dg.AssetCheckExecutionContext, confi
             "scored_rows_of_the_day": report.scored_rows,
             "rows_skipped": dg.MetadataValue.json(report.skipped),
             "max_mismatch_rate": cfg.max_mismatch_rate,
+            "stream_delay_s": report.stream_delay_s,
+            "delayed_rate_per_feature": dg.MetadataValue.json(report.delayed_rates),
             "failing_features": dg.MetadataValue.json(report.failing),
             "mismatch_rate_per_feature": dg.MetadataValue.json(report.mismatch_rates),
             "worst_examples": dg.MetadataValue.json(
