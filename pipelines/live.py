@@ -86,7 +86,7 @@ def play(settings: Settings, hours: float) -> dict | None:
     summary = report.summary(share) | {"stream_backlog_at_end": backlog}
     print("live mode: " + format_live(summary, clock.now_ms()), flush=True)
     print(f"live mode: the stream's consumer groups' backlog when the day ended: {backlog}", flush=True)
-    log_to_mlflow(settings, summary, hours, clock.speed, serving)
+    log_to_mlflow(settings, summary, report.sessions_record(), hours, clock.speed, serving)
     return summary
 
 
@@ -112,11 +112,13 @@ def format_arms(s: dict) -> str:
             f"{s.get('sample_ratio_p', float('nan')):.3g}")
 
 
-def log_to_mlflow(settings: Settings, summary: dict, hours: float, speed: float, serving: ServingConfig) -> None:
+def log_to_mlflow(settings: Settings, summary: dict, sessions: dict, hours: float, speed: float,
+                  serving: ServingConfig) -> None:
     """The run's figures into MLflow experiment `live`: with an A/B, each arm's metrics prefixed by
     the arm (`treatment_engagements_per_session`, its `_ci95`), the treatment's difference and lift
     over the control (`lift_engagements_per_session_pct` and its `_ci95_low` / `_ci95_high`), and the
-    experiment's config as params."""
+    experiment's config as params; every session (`live_sessions.json`, LiveReport.sessions_record)
+    for an A/B that runs over several plays to be pooled (LiveReport.pooled)."""
     import mlflow
 
     from training.tracking import connect, use_experiment
@@ -130,6 +132,7 @@ def log_to_mlflow(settings: Settings, summary: dict, hours: float, speed: float,
                            **experiment_params(serving)})
         mlflow.log_metrics(live_metrics(summary))
         mlflow.log_dict(summary, "live_summary.json")
+        mlflow.log_dict(sessions, "live_sessions.json")
 
 
 def live_metrics(summary: dict) -> dict[str, float]:

@@ -37,9 +37,26 @@ class LiveReport:
     viewers: list[int] = field(default_factory=list)  # who each session was
     arms: list[str] = field(default_factory=list)  # the arm the service assigned each session
     experiment: str | None = None  # the A/B the service said it routed by (None: none)
-    served_by: dict[str, Counter] = field(default_factory=dict)  # arm -> model_version -> pages
-    fell_back: Counter = field(default_factory=Counter)  # arm -> pages whose arm's model was not served
+    model_versions: list[str] = field(default_factory=list)  # what ranked each session's page
+    fell_back: list[bool] = field(default_factory=list)  # its arm's model was not served (the control's was)
     request_ms: list[float] = field(default_factory=list)
+
+    SESSION_COLUMNS = ("viewers", "arms", "model_versions", "fell_back", "engagements", "expected_value")
+
+    def sessions_record(self) -> dict:
+        """Every session's columns and the experiment: what `pooled` reads back."""
+        return {"experiment": self.experiment, **{name: list(getattr(self, name)) for name in self.SESSION_COLUMNS}}
+
+    @classmethod
+    def pooled(cls, records: list[dict]) -> LiveReport:
+        """The sessions of several plays as one report (`sessions_record` of each): a viewer who
+        played on several days is one unit of every interval."""
+        report = cls(experiment=next((r["experiment"] for r in reversed(records) if r["experiment"]), None))
+        for record in records:
+            for name in cls.SESSION_COLUMNS:
+                getattr(report, name).extend(record[name])
+        report.sessions = len(report.viewers)
+        return report
 
     def session(self, viewer: int, page: dict, engagements: int, expected_value: float) -> None:
         """One session's page (the service's response) and what the truth says the viewer did."""
@@ -49,8 +66,8 @@ class LiveReport:
         self.engagements.append(engagements)
         self.expected_value.append(expected_value)
         self.experiment = page.get("experiment")
-        self.served_by.setdefault(arm, Counter())[page["model_version"]] += 1
-        self.fell_back[arm] += "experiment" in page["degraded"]
+        self.model_versions.append(page["model_version"])
+        self.fell_back.append("experiment" in page["degraded"])
 
     def summary(self, treatment_share: float | None = None) -> dict:
         """The figures; `treatment_share` (the service's configured split) adds the sample ratio check."""
@@ -77,8 +94,9 @@ class LiveReport:
             mine = arms == arm
             metrics[arm] = self._metrics(mine, viewers)
             per_arm[arm] = {"sessions": int(mine.sum()), "viewers": len(np.unique(viewers[mine])),
-                            **_figures(metrics[arm]), "served_by": dict(self.served_by.get(arm, {})),
-                            "fell_back_to_control": self.fell_back[arm]}
+                            **_figures(metrics[arm]),
+                            "served_by": dict(Counter(m for m, a in zip(self.model_versions, arms) if a == arm)),
+                            "fell_back_to_control": int(np.asarray(self.fell_back, bool)[mine].sum())}
         out: dict = {"experiment": self.experiment, "arms": per_arm}
         if CONTROL in metrics and TREATMENT in metrics:
             out["treatment_vs_control"] = {name: _comparison(compare(metrics[TREATMENT][name], metrics[CONTROL][name]))

@@ -121,3 +121,24 @@ def test_without_an_experiment_there_is_one_arm_and_no_lift():
     s = report.summary(treatment_share=None)
     assert s["experiment"] is None and list(s["arms"]) == ["control"] and "treatment_vs_control" not in s
     assert "sample_ratio_p" not in s
+
+
+def test_plays_pooled_are_one_report_with_the_viewer_the_unit_across_them():
+    """Two days' plays, logged as session records and pooled, say what one play of all their
+    sessions says: a viewer of both days is one unit of the intervals, not two."""
+    one, first, second = LiveReport(), LiveReport(), LiveReport()
+    rng = np.random.default_rng(5)
+    for k in range(40):
+        viewer = int(rng.integers(0, 12))
+        arm = "treatment" if viewer % 2 else "control"
+        args = (viewer, page(arm, "feed_ranker:2" if arm == "treatment" else "feed_ranker:1"),
+                int(rng.integers(0, 6)), float(rng.random()))
+        one.session(*args)
+        (first if k < 20 else second).session(*args)
+    pooled = LiveReport.pooled([first.sessions_record(), second.sessions_record()])
+    together, apart = one.summary(0.5), pooled.summary(0.5)
+    for key in ("arms", "treatment_vs_control", "sample_ratio_p", "engagements_per_session",
+                "engagements_per_session_ci95", "truth_value_per_session_ci95", "experiment"):
+        assert apart[key] == together[key], key
+    assert apart["sessions"] == 40
+    assert pooled.summary(0.5)["arms"]["treatment"]["served_by"] == {"feed_ranker:2": one.arms.count("treatment")}

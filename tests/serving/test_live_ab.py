@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import mlflow
 import numpy as np
 import pytest
 import redis
@@ -16,6 +17,7 @@ from data.settings import Settings
 from data.stream.valkey_stream import ValkeyStream
 from data.vocabulary import load_vocabulary
 from data.world.live import LiveConfig, LivePlayer
+from data.world.live_report import LiveReport
 from pipelines.live import format_live, log_to_mlflow
 from serving.config import EventsConfig
 from serving.event_intake import EventIntake
@@ -83,9 +85,13 @@ def test_each_arm_is_measured_as_the_service_assigned_it_and_logged_to_mlflow(li
     assert "lift" in format_live(summary, clock.now_ms())
 
     settings = Settings(home=tmp_path / "loupe", world="tiny")
-    log_to_mlflow(settings, summary, hours=5 * config.step_ms / 3_600_000, speed=1.0, serving=cfg)
+    log_to_mlflow(settings, summary, report.sessions_record(), hours=5 * config.step_ms / 3_600_000, speed=1.0,
+                  serving=cfg)
     client = MlflowClient(settings.tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("live").experiment_id])
+    # the sessions, for an A/B over several plays to be pooled, read back as the same figures
+    sessions = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/live_sessions.json")
+    assert LiveReport.pooled([sessions]).summary(0.5)["arms"] == arms
     metrics, params = run.data.metrics, run.data.params
     for arm in (CONTROL, TREATMENT):
         assert metrics[f"{arm}_engagements_per_session"] == arms[arm]["engagements_per_session"]
