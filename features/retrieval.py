@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
@@ -90,15 +91,36 @@ def realtime_values_since(store: FeatureStore, entity_df: pd.DataFrame, service:
             continue
         view, keys, full, rows = _offline_rows(store, projection, at.min() - lookback, at.max())
         start = _join_as_of(frame, at - lookback, view, keys, full, rows)
-        later = frame.assign(_at=at).astype({k: "int64" for k in keys}).merge(rows, on=keys)
-        later = later[(later["_as_of"] > later["_at"] - lookback) & (later["_as_of"] <= later["_at"])]
-        for values in (start, later):
+        for values in (start, _rows_between(frame, at - lookback, at, keys, rows)):
             parts.append(values.melt(id_vars="_row", value_vars=full, var_name="feature", value_name="value"))
     if not parts:
         return pd.DataFrame({"row": pd.Series(dtype="int64"), "feature": pd.Series(dtype=str),
                              "value": pd.Series(dtype="float64")})
     out = pd.concat(parts, ignore_index=True).rename(columns={"_row": "row"})
     return out.astype({"row": "int64", "value": "float64"})
+
+
+def _rows_between(frame: pd.DataFrame, after: pd.Series, until: pd.Series, keys: list[str],
+                  rows: pd.DataFrame) -> pd.DataFrame:
+    """For each row of `frame` (`_row`), its entity's offline rows timed in (after, until]. Each
+    entity's rows are numbered in time order; an as-of join at each end gives the numbers the span
+    holds, so only the rows in it are ever built (a join on the key alone would pair every request
+    with every row of its entity: millions for a busy post)."""
+    ordered = rows.sort_values("_as_of", kind="stable").reset_index(drop=True)
+    ordered["_n"] = ordered.groupby(keys).cumcount()
+    index = ordered[[*keys, "_as_of", "_n"]]
+    left = frame[["_row", *keys]].astype({k: "int64" for k in keys})
+
+    def last_number(at: pd.Series) -> pd.Series:  # the entity's last row at or before `at`, -1: none
+        joined = pd.merge_asof(left.assign(_at=at).sort_values("_at", kind="stable"), index,
+                               left_on="_at", right_on="_as_of", by=keys, direction="backward")
+        return joined.set_index("_row")["_n"].reindex(left["_row"]).fillna(-1).astype("int64")
+
+    first, last = last_number(after).to_numpy() + 1, last_number(until).to_numpy()
+    count = np.maximum(last - first + 1, 0)
+    spans = left.loc[left.index.repeat(count)].reset_index(drop=True)
+    spans["_n"] = np.repeat(first, count) + spans.groupby("_row").cumcount().to_numpy()
+    return spans.merge(ordered.drop(columns="_as_of"), on=[*keys, "_n"]).drop(columns="_n")
 
 
 def _times(frame: pd.DataFrame) -> pd.Series:

@@ -528,21 +528,22 @@ def test_what_a_lagging_stream_served_is_among_the_values_of_the_delay_before_th
     drain(StreamFeatureWorker(stream, store, client=online))
     write_view_rows(view_rows(rows, VOCABULARY), registry_lake(store), day_of_ms(t1))
     at = times[-1] + 5_000
-    entity = pd.DataFrame({"post_id": [600], "author_id": [60], "viewer_id": [99],
-                           "event_timestamp": [pd.Timestamp(at, unit="ms", tz="UTC")]})
+    entity = pd.DataFrame({"post_id": [601, 600], "author_id": [61, 60], "viewer_id": [99, 99],  # 601: no likes
+                           "event_timestamp": [pd.Timestamp(at, unit="ms", tz="UTC")] * 2})
     name = f"{spec.POST_VIEW}__post_rt_like_5m"
     held = store.get_online_features(features=[f"{spec.POST_VIEW}:post_rt_like_5m"],
                                      entity_rows=[{"post_id": 600}]).to_dict()["post_rt_like_5m"][0]
-    assert held == applied and historical_features(store, entity, spec.SERVICE)[name].iloc[0] == 12
+    assert held == applied and historical_features(store, entity, spec.SERVICE)[name].iloc[1] == 12
 
-    def offered(lookback_ms: int) -> list[float]:
+    def offered(lookback_ms: int, row: int = 1) -> list[float]:
         values = realtime_values_since(store, entity, spec.SERVICE, pd.Timedelta(milliseconds=lookback_ms))
-        return values.loc[values["feature"] == name, "value"].tolist()
+        return values.loc[(values["feature"] == name) & (values["row"] == row), "value"].tolist()
 
     assert held in offered(at - times[applied] + 1)  # reaches back to the first like in flight
     assert held not in offered(at - times[applied + 1])  # one like short of it
     everything = offered(at - times[0] + 1)  # from before the first like: nothing yet, then each row
     assert len(everything) == 13 and np.isnan(everything[0]) and everything[-1] == 12
+    assert len(offered(at - times[0] + 1, row=0)) == 1 and np.isnan(offered(at - times[0] + 1, row=0)[0])
 
 
 def test_a_backfill_kept_from_a_time_is_the_full_one_from_that_time():
