@@ -38,6 +38,7 @@ class TrainingConfig(ConfigModel):
     feature_service: RankingService = _at("features", "service")
     min_positive_requests: int = _at("data", "min_positive_requests", ge=1)
     grade_thresholds: tuple[float, ...] = _at("labels", "grade_thresholds", min_length=1)
+    position_debiased: bool = _at("labels", "position_debiased")
     value_weights: dict[str, float] = Field(min_length=1)
     lambdarank: dict[str, Any]
     heads: dict[str, Any]
@@ -69,6 +70,7 @@ class TrainingConfig(ConfigModel):
             "seed": self.seed,
             "feature_service": self.feature_service,
             "grade_thresholds": list(self.grade_thresholds),
+            "position_debiased": self.position_debiased,
         }
         flat.update({f"w_{k}": v for k, v in self.value_weights.items()})
         flat.update(promotion_metric=self.promotion_metric, min_improvement=self.min_improvement,

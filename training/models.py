@@ -111,8 +111,11 @@ def lgb_params(section: dict, seed: int) -> tuple[dict, int, int]:
 def train_lambdarank(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], cfg: TrainingConfig) -> Ranker:
     params, rounds, patience = lgb_params(cfg.lambdarank, cfg.seed)
     params["label_gain"] = [float(2**g - 1) for g in range(len(cfg.grade_thresholds) + 1)]
+    # the served position of each impression: LightGBM learns its examination bias while training
+    # (the validation NDCG, and the model's scores, do not use it)
+    position = train[c.POSITION].to_numpy(np.int32) if cfg.position_debiased else None
     dtrain = lgb.Dataset(train[features].to_numpy(np.float32), train["grade"], group=group_sizes(train),
-                         feature_name=features, free_raw_data=True)
+                         feature_name=features, free_raw_data=True, position=position)
     dvalid = lgb.Dataset(valid[features].to_numpy(np.float32), valid["grade"], group=group_sizes(valid),
                          reference=dtrain)
     booster = lgb.train(params, dtrain, rounds, valid_sets=[dvalid], valid_names=["valid"],
