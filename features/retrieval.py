@@ -82,7 +82,7 @@ def realtime_values_since(store: FeatureStore, entity_df: pd.DataFrame, service:
     before its time: the value as of (time - lookback), and each offline row after it up to the
     time. Long: `row` (the entity row's position), `feature` (`<view>__<feature>`), `value` (NaN:
     none yet). What a service whose stream ran up to `lookback` behind may have served."""
-    frame = entity_df[[c.VIEWER_ID, c.AUTHOR_ID, c.POST_ID, EVENT_TIMESTAMP]].reset_index(drop=True)
+    frame = entity_df[list(REQUIRED)].reset_index(drop=True)
     frame = frame.assign(_row=range(len(frame)))
     at = _times(frame)
     parts = []

@@ -82,7 +82,7 @@ def play(settings: Settings, hours: float) -> dict | None:
         for worker in workers:
             stop_process_group(worker, timeout_s=30)
     # the days played to their end are the next run's (prepare_landing), checked at the clock's speed
-    Played.read(settings.live_played_file).record(settings.live_played_file, start, until, clock.speed)
+    Played.record(settings.live_played_file, start, until, clock.speed)
     summary = report.summary(share) | {"stream_backlog_at_end": backlog}
     print("live mode: " + format_live(summary, clock.now_ms()), flush=True)
     print(f"live mode: the stream's consumer groups' backlog when the day ended: {backlog}", flush=True)

@@ -227,8 +227,7 @@ def compare(served: pd.DataFrame, training: pd.DataFrame, names_of: FeatureNames
                 t = np.full(len(idx), np.nan)
             s_nan, t_nan = np.isnan(s), np.isnan(t)
             diff = np.where(s_nan | t_nan, np.inf, np.abs(s - t))
-            tol = cfg.feature_atol.get(name, cfg.atol) + cfg.rtol * np.abs(np.nan_to_num(t))
-            bad = np.where(s_nan & t_nan, False, diff > tol)
+            bad = ~_same(s, t, name, cfg)
             skew = report.features.setdefault(name, FeatureSkew())
             if earlier is not None and bad.any():
                 delayed = _matches_earlier(idx[bad], s[bad], earlier, name, cfg)
@@ -257,10 +256,17 @@ def _matches_earlier(rows: np.ndarray, served: np.ndarray, earlier: pd.DataFrame
     if mine.empty:
         return np.zeros(len(rows), bool)
     s = pd.Series(served, index=rows).loc[mine["row"].to_numpy()].to_numpy()
-    v = mine["value"].to_numpy(np.float64).astype(np.float32).astype(np.float64)
-    tol = cfg.feature_atol.get(name, cfg.atol) + cfg.rtol * np.abs(np.nan_to_num(v))
-    same = (np.isnan(s) & np.isnan(v)) | (np.abs(s - v) <= tol)
-    return np.isin(rows, mine["row"].to_numpy()[same])
+    v = mine["value"].to_numpy(np.float64).astype(np.float32).astype(np.float64)  # as the model sees it
+    return np.isin(rows, mine["row"].to_numpy()[_same(s, v, name, cfg)])
+
+
+def _same(served: np.ndarray, training: np.ndarray, name: str, cfg: SkewConfig) -> np.ndarray:
+    """Equal within the feature's tolerance, |served - training| <= atol + rtol * |training|, or
+    both missing."""
+    tol = cfg.feature_atol.get(name, cfg.atol) + cfg.rtol * np.abs(np.nan_to_num(training))
+    with np.errstate(invalid="ignore"):  # NaN gaps compare False: only both-missing matches them
+        close = np.abs(served - training) <= tol
+    return close | (np.isnan(served) & np.isnan(training))
 
 
 def _gap(example: dict[str, Any]) -> float:

@@ -99,7 +99,6 @@ class LivePlayer:
         # the session's time: when its page arrived, on the clock the service stamped the page with
         # (the step's start would date the engagements before the impressions they answer)
         now = self.clock.now_ms()
-        report.sessions += 1
         report.sessions_by_surface[surface] = report.sessions_by_surface.get(surface, 0) + 1
         report.degraded_pages += bool(page["degraded"])
         items = page["items"]

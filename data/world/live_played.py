@@ -31,10 +31,11 @@ class Played:
         """The clock's speed `day` was played at; 1 (real time) for a day live mode did not play."""
         return self.speeds.get(day, 1.0)
 
-    def record(self, path: Path, start_ms: int, until_ms: int, speed: float) -> Played:
-        """This record with a play from `start_ms` to `until_ms` at `speed` added, written to `path`."""
+    @classmethod
+    def record(cls, path: Path, start_ms: int, until_ms: int, speed: float) -> Played:
+        """The record at `path` with a play from `start_ms` to `until_ms` at `speed` added, written back."""
         days = days_from(day_of_ms(start_ms), day_of_ms(max(start_ms, until_ms - 1)))
-        played = Played(iso_ms(until_ms), {**self.speeds, **dict.fromkeys(days, speed)})
+        played = cls(iso_ms(until_ms), {**cls.read(path).speeds, **dict.fromkeys(days, speed)})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"until": played.until, "speeds": played.speeds}))
         return played

@@ -23,7 +23,6 @@ METRICS = {"engagements_per_session": "engagements", "truth_value_per_session": 
 @dataclass
 class LiveReport:
     steps: int = 0
-    sessions: int = 0
     sessions_by_surface: dict[str, int] = field(default_factory=dict)
     engagements_sent: int = 0
     events_accepted: int = 0
@@ -55,8 +54,12 @@ class LiveReport:
         for record in records:
             for name in cls.SESSION_COLUMNS:
                 getattr(report, name).extend(record[name])
-        report.sessions = len(report.viewers)
         return report
+
+    @property
+    def sessions(self) -> int:
+        """Sessions that got a page (each recorded by `session`)."""
+        return len(self.viewers)
 
     def session(self, viewer: int, page: dict, engagements: int, expected_value: float) -> None:
         """One session's page (the service's response) and what the truth says the viewer did."""

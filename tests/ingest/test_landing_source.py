@@ -80,7 +80,7 @@ def test_days_live_mode_played_to_their_end_are_ingested_with_the_worlds(tmp_pat
     def played_until(iso: str) -> list[str]:
         sim.live_played_file.unlink(missing_ok=True)
         end = int(datetime.fromisoformat(iso).timestamp() * 1000)
-        Played().record(sim.live_played_file, end - 3_600_000, end, 480.0)
+        Played.record(sim.live_played_file, end - 3_600_000, end, 480.0)
         return prepare_landing(sim).days
 
     assert played_until("2026-10-05T00:00:00.000Z")[2:] == ["2026-10-03", "2026-10-04"]
