@@ -26,6 +26,7 @@ import treelite
 from filelock import FileLock
 from tl2cgen.libloader import _LIB as TL2CGEN_LIB
 
+from training.heads import value
 from training.models import LAMBDARANK, Ranker
 
 logger = logging.getLogger("tl2cgen")
@@ -108,5 +109,4 @@ class CompiledRanker:
         if self.ranker.kind == LAMBDARANK:
             dmat = tl2cgen.DMatrix(np.ascontiguousarray(x, dtype=np.float32), dtype="float32")
             return self._predict(LAMBDARANK, dmat)
-        heads = self.predict_heads(x)
-        return sum(self.ranker.weights[h] * heads[h] for h in heads)
+        return value(self.ranker.weights, self.predict_heads(x))

@@ -18,6 +18,7 @@ import lightgbm as lgb
 import numpy as np
 
 from serving.compiled_ranker import CompiledRanker
+from training.heads import value
 from training.models import LAMBDARANK, Ranker
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -28,7 +29,7 @@ def _combine(ranker: Ranker, heads: Callable[[np.ndarray], dict[str, np.ndarray]
     if ranker.kind == LAMBDARANK:
         return lambda x: heads(x)[LAMBDARANK]
     weights = dict(ranker.weights)
-    return lambda x: sum(weights[h] * p for h, p in heads(x).items())
+    return lambda x: value(weights, heads(x))
 
 
 def prefix_ranker(ranker: Ranker, trees: int) -> Ranker:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from data.vocabulary import Vocabulary
@@ -20,6 +21,15 @@ from training.config import TrainingConfig
 
 def label_column(head: str) -> str:
     return f"y_{head}"
+
+
+def value(weights: Mapping[str, float], heads: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The value model's score, sum over heads of w * P(head), or the realised value, the same sum
+    over the labels. The one definition training, the LightGBM scorer and the compiled scorer share."""
+    if not heads:
+        raise ValueError("a value needs at least one head")
+    terms = [weights[h] * p for h, p in heads.items()]
+    return sum(terms[1:], terms[0])
 
 
 @dataclass(frozen=True)

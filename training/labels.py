@@ -10,7 +10,7 @@ import pandas as pd
 
 from data import columns as c
 from training.config import TrainingConfig
-from training.heads import ValueHeads, label_column
+from training.heads import ValueHeads, label_column, value
 
 KEY = [c.REQUEST_ID, c.POST_ID]
 
@@ -47,10 +47,7 @@ def attach_labels(impressions: pd.DataFrame, engagements: pd.DataFrame, heads: V
 
 
 def realised_value(frame: pd.DataFrame, heads: ValueHeads) -> np.ndarray:
-    value = np.zeros(len(frame))
-    for h, w in heads.weights.items():
-        value += w * frame[label_column(h)].to_numpy(np.float64)
-    return value
+    return value(heads.weights, {h: frame[label_column(h)].to_numpy(np.float64) for h in heads.weights})
 
 
 def graded_relevance(frame: pd.DataFrame, heads: ValueHeads, cfg: TrainingConfig) -> np.ndarray:

@@ -21,7 +21,7 @@ import pandas as pd
 from data import columns as c
 from training.config import TrainingConfig
 from training.errors import NotEnoughData, TrainingDataError
-from training.heads import label_column
+from training.heads import label_column, value
 
 LAMBDARANK, VALUE_MODEL = "lambdarank", "value_model"
 META_FILE = "ranker.json"
@@ -48,8 +48,7 @@ class Ranker:
     def predict(self, x: np.ndarray) -> np.ndarray:
         if self.kind == LAMBDARANK:
             return self.boosters[LAMBDARANK].predict(x)
-        heads = self.predict_heads(x)
-        return sum(self.weights[h] * heads[h] for h in heads)
+        return value(self.weights, self.predict_heads(x))
 
     def save(self, path: Path) -> Path:
         path = Path(path)
