@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from feast import FeatureService, FeatureStore
 
-from features.online.keys import unique_keys
+from features.online.keys import unique_entities, unique_keys
 from features.online.layout import DEFAULT_NAMESPACE, TS_MISSING, PackedViewLayout
 from features.online.resolve import ViewRead, resolve_service
 from features.online.transport import RespMget, plain_redis
@@ -170,9 +170,15 @@ class PackedFeatureReader:
         # 1. keys: dedupe per view (the same author behind many posts is fetched once)
         plans = []
         keys: list[bytes] = []
+        shared: dict[tuple[str, ...], Any] = {}  # join-key columns -> their distinct entities
         for view in self._views:
             cols = [np.asarray(columns[c]) for c in view.request_columns]
-            view_keys, inverse = unique_keys(cols, view.layout, view.key_cache, view.resp)
+            entities = None
+            if view.key_cache is not None:
+                if view.request_columns not in shared:
+                    shared[view.request_columns] = unique_entities(cols)
+                entities = shared[view.request_columns]
+            view_keys, inverse = unique_keys(cols, view.layout, view.key_cache, view.resp, entities)
             plans.append((len(keys), len(view_keys), inverse))
             keys.extend(view_keys)
 
