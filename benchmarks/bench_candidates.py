@@ -31,7 +31,8 @@ from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.embeddings import load
 from candidate_gen.filters import default_chain
 from candidate_gen.lake_reader import read_days
-from candidate_gen.sources.base import SourceRequest
+from candidate_gen.reads import StepReader
+from candidate_gen.sources.base import SourceRequest, fetch
 from candidate_gen.sources.catalog import SOURCE_NAMES, build_sources
 from data import columns as c
 from data.days import day_end_ms, day_start
@@ -95,6 +96,7 @@ def main() -> None:
         viewers = sorted(rng.choice(viewers, size=min(args.viewers, len(viewers)), replace=False).tolist())
         now = day_end_ms(test_day)
         chain = default_chain(client, cfg, seen=False)
+        reader = StepReader(client)
         weights = {n: float(cfg.source(n).cap if n != "in_network" else 1000) for n in SOURCE_NAMES}
         lists: dict[str, list[list[int]]] = {n: [] for n in (*SOURCE_NAMES, "blended", "blended_filtered")}
         latency: dict[str, list[float]] = {n: [] for n in SOURCE_NAMES}
@@ -103,7 +105,7 @@ def main() -> None:
             got = {}
             for name, source in sources.items():
                 start = time.perf_counter()
-                got[name] = source.fetch(request)[: source.config.cap]
+                got[name] = fetch(source, request, reader)
                 latency[name].append((time.perf_counter() - start) * 1000)
                 lists[name].append([x.post_id for x in got[name]])
             mixed = blend(got, weights, 1000)

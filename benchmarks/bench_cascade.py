@@ -31,7 +31,6 @@ from data.world import TruthModel
 from serving.app import RankingApp, wait_ready
 from serving.compiled_ranker import CompiledRanker
 from serving.config import ServingConfig
-from serving.heuristic import IN_NETWORK_SOURCES
 from serving.pipeline import Deadline, FeedQuery, FeedState
 from serving.scoring_model import compiled_predict, prefix_ranker
 from training.metrics import ndcg
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         model = app.models.current("home")
         x = state.features[:, model.columns(state.feature_names)]
         n = len(x)
-        ev = truth.expected_value(np.full(n, viewer), np.array([c.post_id for c in state.candidates]),
+        ev = truth.expected_value(np.full(n, viewer), state.candidates.post,
                                   np.full(n, now_ms, dtype=np.int64))
         groups.append(np.full(n, i))
         gains.append(np.maximum(ev, 0.0))
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         scores.setdefault("full", []).append(s_full)
         timing.setdefault("full", []).append(median_ms(full.predict, x))
         top_full = set(np.argsort(-s_full)[:LIMIT].tolist())
-        in_net = np.fromiter((c.source in IN_NETWORK_SOURCES for c in state.candidates), dtype=np.int8, count=n)
+        in_net = state.candidates.in_network.astype(np.int8)
         for k in TREES:
             s_first = firsts[k].predict(x)
             t_first = median_ms(firsts[k].predict, x)

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         at = args.now_ms or now
         read = HomeCandidateReader(client, cfg).read(args.viewer, at, 1000)
         result = default_chain(client, cfg).run(args.viewer, read.candidates, at)
-        for c in result.kept[: args.limit]:
+        for c in result.kept.take(slice(0, args.limit)):
             print(f"{c.post_id}\tauthor {c.author_id}\t{c.source}\tcreated {c.created_ms}")
         print(f"{len(result.kept)} kept of {len(read.candidates)}; removed {dict(result.counts)}; built={read.built}")
     else:

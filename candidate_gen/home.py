@@ -1,25 +1,27 @@
 """Reading a viewer's Home candidates: the fan-out cache merged with the celebrity pulls.
 
-Two round trips at most:
+Two steps at most (candidate_gen.reads: in a request, each shares its round trip with the other
+sources' reads):
 1. the viewer's cache (newest N within the max age), its celebrity followee list, and a TTL refresh
    (reading is what keeps an active viewer's cache alive);
 2. the recent posts of each celebrity followee (pulled, since they were not fanned out).
 A missing cache (never built, or expired while the viewer was away) is built on the spot from the
-followees' recent post sets, server-side, and the read says so (`built=True`).
+followees' recent post sets, server-side (a round trip of its own), and the read says so
+(`built=True`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
-from itertools import repeat
-from operator import itemgetter
 
+import numpy as np
 import redis
 
+from candidate_gen.block import CandidateBlock, source_code
 from candidate_gen.config import CandidateConfig
 from candidate_gen.keys import BUILT_SENTINEL
-from candidate_gen.ranges import RangeReader
-from candidate_gen.records import Candidate, parse_members
+from candidate_gen.reads import Reads, Replies, StepReader
 from candidate_gen.scripts import Scripts
 
 # the source names a Home read gives its candidates (data/vocabulary.toml impression sources)
@@ -28,7 +30,7 @@ IN_NETWORK_SOURCE, CELEBRITY_SOURCE = "in_network", "celebrity"
 
 @dataclass(frozen=True)
 class HomeRead:
-    candidates: list[Candidate]  # newest first, unique posts
+    candidates: CandidateBlock  # newest first, unique posts
     from_cache: int
     from_celebrities: int
     built: bool  # the cache was missing and was built during this read
@@ -40,17 +42,26 @@ class HomeCandidateReader:
         self.cfg = cfg
         self.keys = cfg.keys
         self.scripts = Scripts.register(client)
-        self.ranges = RangeReader(client)
+        self.reader = StepReader(client)
 
     def read(self, viewer_id: int, now_ms: int, limit: int = 1000) -> HomeRead:
+        """The read on its own (tools, tests, benchmarks); a request runs `plan` with its other sources."""
+        plan = self.plan(viewer_id, now_ms, limit)
+        try:
+            reads = next(plan)
+            while True:
+                reads = plan.send(self.reader.read(reads))
+        except StopIteration as done:
+            return done.value
+
+    def plan(self, viewer_id: int, now_ms: int, limit: int = 1000) -> Generator[Reads, Replies, HomeRead]:
         keys, feed = self.keys, self.cfg.feed
         oldest = now_ms - feed.max_age_ms
         fkey = keys.feed(viewer_id)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zrevrangebyscore(fkey, "+inf", oldest, start=0, num=limit + 1, withscores=True)
-        pipe.smembers(keys.celeb_followees(viewer_id))
-        pipe.expire(fkey, feed.ttl_s)
-        cached, celebs, _ = pipe.execute()
+        got = yield (Reads().command("zrevrangebyscore", fkey, "+inf", oldest, start=0, num=limit + 1, withscores=True)
+                     .command("smembers", keys.celeb_followees(viewer_id))
+                     .command("expire", fkey, feed.ttl_s))
+        cached, celebs, _ = got.commands
         built = False
         if not cached:  # no sentinel: the cache does not exist
             self.scripts.feed_build(args=[keys.prefix, viewer_id, feed.cap, feed.ttl_s, oldest])
@@ -58,34 +69,20 @@ class HomeCandidateReader:
             built = True
         if cached and cached[0][0] == BUILT_SENTINEL:  # score +inf: always first
             cached = cached[1:]
-        newest = cached[:limit]  # already newest first
-        pulled: set[bytes] = set()
+        cached_block = _block([m for m, _ in cached], [t for _, t in cached], IN_NETWORK_SOURCE)
+        out = cached_block.take(slice(0, limit))  # already newest first
         if celebs:
-            posts = self.ranges.newest([keys.author_posts(int(a)) for a in celebs], "+inf", oldest, limit)
+            got = yield Reads().window([keys.author_posts(int(a)) for a in celebs], "+inf", oldest, limit)
+            rows = got.windows[0]
+            pulled = _block(rows.members, rows.scores, CELEBRITY_SOURCE)
             # a post both cached and pulled (its author became a celebrity) counts once, in-network
-            merged = dict(cached)
-            for rows in posts:
-                for m, t in rows:
-                    if m not in merged:
-                        merged[m] = t
-                        pulled.add(m)
-            newest = sorted(merged.items(), key=itemgetter(1), reverse=True)[:limit]
-        return HomeRead(*_candidates(newest, pulled), built)
+            pulled = pulled.take(~np.isin(pulled.post, cached_block.post))
+            merged = CandidateBlock.concat([cached_block, pulled])
+            out = merged.take(np.argsort(-merged.created_ms, kind="stable")[:limit])
+        n_celeb = int((out.source == source_code(CELEBRITY_SOURCE)).sum())
+        return HomeRead(out, len(out) - n_celeb, n_celeb, built)
 
 
-def _candidates(newest: list[tuple[bytes, float]], pulled: set[bytes]) -> tuple[list[Candidate], int, int]:
-    """(member, creation ms) pairs -> candidates, with few Python steps per item (this is on the
-    request path: 1,000 candidates per Home request)."""
-    if not newest:
-        return [], 0, 0
-    members = [m for m, _ in newest]
-    times = [t for _, t in newest]
-    posts, authors = parse_members(members)
-    if pulled:
-        sources = [CELEBRITY_SOURCE if m in pulled else IN_NETWORK_SOURCE for m in members]
-    else:
-        sources = repeat(IN_NETWORK_SOURCE)
-    rows = zip(posts, authors, map(int, times), sources, times)
-    out = list(map(tuple.__new__, repeat(Candidate), rows))  # NamedTuple's own __new__ is Python
-    n_celeb = sum(1 for m in members if m in pulled)
-    return out, len(out) - n_celeb, n_celeb
+def _block(members: list[bytes], times, source: str) -> CandidateBlock:
+    """Members of sets scored by creation time (ms) -> a block, creation time and score both the time."""
+    return CandidateBlock.from_members(members, np.asarray(times, dtype=np.float64), source, score_is_time=True)

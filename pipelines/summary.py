@@ -20,6 +20,7 @@ def sample_candidates(settings: Settings, redis_url: str, day: str, embeddings_i
     from candidate_gen.config import CandidateConfig
     from candidate_gen.explore.embeddings import load
     from candidate_gen.filters import default_chain
+    from candidate_gen.reads import StepReader
     from candidate_gen.sources.base import SourceRequest, run_sources
     from candidate_gen.sources.catalog import build_sources
 
@@ -28,10 +29,11 @@ def sample_candidates(settings: Settings, redis_url: str, day: str, embeddings_i
     sources = list(build_sources(client, cfg, model).values())
     viewer, _ = sample_viewer(settings, day)
     now = day_end_ms(day)
-    # the first request opens each source's Redis connections and threads: a service warms up
+    # the first request opens the Redis connection and loads the scripts: a service warms up
     # before taking traffic, so the sample is the second request
-    run_sources(sources, SourceRequest(viewer, now))
-    outcomes = run_sources(sources, SourceRequest(viewer, now))
+    reader = StepReader(client)
+    run_sources(sources, SourceRequest(viewer, now), reader)
+    outcomes = run_sources(sources, SourceRequest(viewer, now), reader)
     mixed = blend({o.name: o.candidates for o in outcomes}, {s.name: s.config.cap for s in sources}, 200)
     filtered = default_chain(client, cfg).run(viewer, mixed, now)
     lines = [f"candidates for viewer {viewer} at the end of {day}:"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+import sys
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from candidate_gen.filters import default_chain
+from candidate_gen.reads import StepReader
 from candidate_gen.sources.catalog import build_sources
 from data.settings import ServingSecrets, Settings, serving_secrets
 from data.stream.valkey_stream import ValkeyStream
@@ -42,6 +44,7 @@ from serving.heuristic import HeuristicScorer
 from serving.impression_log import ImpressionLogWriter, StreamSink
 from serving.metrics import PipelineMetrics
 from serving.model_store import ModelStore, registry_loader, registry_lookup
+from serving.pages import Answer, FeedPage, Item, RankedPosts
 from serving.stages.candidate_sources_stage import CandidateSourcesStage, SourceGroup
 from serving.stages.cheap_path import OVERLOAD
 from serving.stages.feature_hydrator import FeastFeatureHydrator, PackedFeatureHydrator
@@ -85,13 +88,15 @@ class RankingApp:
     def build(cls, config: ServingConfig, *, candidates_client: Any, hydrator: Any, models: ModelStore,
               clock: Clock, embeddings: Any = None, impressions: ImpressionLogWriter | None = None,
               closers: tuple = (), secrets_: ServingSecrets | None = None, filters_client: Any = None,
-              filters_retry_client: Any = None, treatment_models: ModelStore | None = None) -> RankingApp:
+              filters_retry_client: Any = None, treatment_models: ModelStore | None = None,
+              metrics: PipelineMetrics | None = None) -> RankingApp:
         """`secrets_`: the API token and cursor secret; None: random ones nobody else knows (an app
         built in-process: tests read `app.access.token`). `filters_client`: the privacy filters'
         Redis client (its own, more patient, timeout); None: `candidates_client`.
         `filters_retry_client`: theirs for retries (more patient still); None: `filters_client`.
         `treatment_models`: the experiment's treatment arm's models, when it names any
-        (serving.arm_models.treatment_targets)."""
+        (serving.arm_models.treatment_targets). `metrics`: the one metrics object of the app (the
+        model stores report swaps to it too); None: a new one."""
         secrets_ = secrets_ or ServingSecrets(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
         cfg = config.candidates
         client = candidates_client
@@ -104,7 +109,8 @@ class RankingApp:
             raise ValueError(f"serving config [admission]: unknown sources {sorted(unknown)}; "
                              f"choose from {sorted(sources)}")
         cheap_sources = build_sources(client, cfg.with_caps(admission.candidates, cheap_names), embeddings, cheap_names)
-        late_min = config.budget.late_sources_min_wait_ms
+        late_min, model_min = config.budget.late_sources_min_wait_ms, config.budget.model_min_ms
+        reader = StepReader(client)  # every source's reads of a step in one round trip
 
         def group(names: tuple[str, ...], size: int, pick=sources) -> SourceGroup:
             return SourceGroup(tuple(pick[n] for n in names), size)
@@ -116,7 +122,7 @@ class RankingApp:
             side_effects.append(ServedImpressionLogger(impressions))
         if config.impressions.record_seen:
             side_effects.append(SeenRecorder(client, cfg))
-        metrics = PipelineMetrics()
+        metrics = metrics or PipelineMetrics()
         heuristic = HeuristicScorer(config.heuristic)
         experiment = config.experiment
         arms = ArmModels(models, experiment.treatment if experiment.enabled else None, treatment_models)
@@ -126,8 +132,10 @@ class RankingApp:
         feed_components = Components(
             home_sources=CandidateSourcesStage(
                 [group(home_cfg.in_network_sources, in_network_size),
-                 group(home_cfg.out_of_network_sources, home_cfg.out_of_network_candidates)], late_min),
-            explore_sources=CandidateSourcesStage([group(explore_cfg.sources, explore_cfg.candidates)], late_min),
+                 group(home_cfg.out_of_network_sources, home_cfg.out_of_network_candidates)], reader, late_min,
+                model_min),
+            explore_sources=CandidateSourcesStage([group(explore_cfg.sources, explore_cfg.candidates)], reader,
+                                                  late_min, model_min),
             supplied_posts=SuppliedPostsSource(client, cfg),
             filters=VisibilityFilterStage(default_chain(filters_client, cfg, **privacy)),
             hydrator=hydrator,
@@ -159,12 +167,13 @@ class RankingApp:
             admission=Admission(admission),
             cheap={
                 "home": cheap_pipeline("home", CandidateSourcesStage(
-                    [group((n,), admission.candidates, cheap_sources) for n in admission.home_sources], late_min),
+                    [group((n,), admission.candidates, cheap_sources) for n in admission.home_sources], reader,
+                    late_min),
                     feed_components,
                     HomeMixSelector(home_cfg.out_of_network_share, home_cfg.fill_with_out_of_network), heuristic),
                 "explore": cheap_pipeline("explore", CandidateSourcesStage(
                     [group(admission.explore_sources, admission.candidates * len(admission.explore_sources),
-                           cheap_sources)], late_min),
+                           cheap_sources)], reader, late_min),
                     feed_components, TopKSelector(), heuristic),
                 "rank": cheap_pipeline("rank", rank_components.supplied_posts, rank_components, RankAllSelector(),
                                        heuristic),
@@ -178,6 +187,7 @@ class RankingApp:
         from training.tracking import LazyClient
 
         config = config or ServingConfig.load(settings.serving_config)
+        sys.setswitchinterval(config.budget.gil_switch_ms / 1000)  # the worker process's: [budget] says why
         timeout = config.budget.redis_timeout_ms / 1000
         client = service_redis(settings.redis_endpoint, timeout)
         filters_client = service_redis(settings.redis_endpoint, config.budget.filters_timeout_ms / 1000)
@@ -208,8 +218,7 @@ class RankingApp:
                         closers=tuple(x for x in (impressions, models, treatment) if x is not None),
                         secrets_=serving_secrets(settings),  # the workspace's, generated if absent
                         filters_client=filters_client, filters_retry_client=filters_retry_client,
-                        treatment_models=treatment)
-        app.metrics = metrics
+                        treatment_models=treatment, metrics=metrics)
         if settings.stream_url:
             app.intake = EventIntake(partial(ValkeyStream.of, settings, STREAM_TIMEOUT_S),
                                      settings.log_vocabulary(),
@@ -241,7 +250,7 @@ class RankingApp:
         return self.warm and self.arms.ready()
 
     def feed(self, surface: str, viewer_id: int, limit: int, cursor: str | None = None,
-             arrived: float | None = None) -> dict[str, Any]:
+             arrived: float | None = None) -> FeedPage:
         """`arrived`: time.perf_counter() when the request reached the server (the budget counts
         from there, the wait for a worker thread included); None: now."""
         deadline = pl.Deadline(self.config.budget.total_ms, arrived)
@@ -253,37 +262,28 @@ class RankingApp:
         query = pl.FeedQuery(uuid.uuid4().hex, surface, viewer_id, limit, now_ms, deadline, offset,
                              **self._arm(viewer_id))
         state = self._run(self.home if surface == "home" else self.explore, query)
-        items = [
-            {"post_id": c.post_id, "author_id": c.author_id, "score": float(state.scores[i]),
-             "source": c.source, "position": offset + k}
-            for k, (i, c) in enumerate((i, state.candidates[i]) for i in state.selected)
-        ]
+        items = _items(state, offset)
         total_ms = deadline.elapsed_ms()
         self.metrics.response(surface, state, total_ms, query.arm)
         return {
             **self._common(query, state, total_ms),
             "items": items,
+            "filtered": _without_relationships(state.removed),
             "next_cursor": self.cursors.issue(viewer_id, surface, offset + len(items), now_ms) if items else None,
         }
 
-    def rank(self, surface: str, viewer_id: int, post_ids: list[int], arrived: float | None = None) -> dict[str, Any]:
+    def rank(self, surface: str, viewer_id: int, post_ids: list[int], arrived: float | None = None) -> RankedPosts:
         deadline = pl.Deadline(self.config.budget.total_ms, arrived)
         query = pl.FeedQuery(uuid.uuid4().hex, surface, viewer_id, len(post_ids), self.clock.now_ms(),
                              deadline, 0, tuple(post_ids), **self._arm(viewer_id))
         state = self._run(self.ranker, query)
-        items = [
-            {"post_id": state.candidates[i].post_id, "author_id": state.candidates[i].author_id,
-             "score": float(state.scores[i]), "source": state.candidates[i].source, "position": k}
-            for k, i in enumerate(state.selected)
-        ]
+        items = _items(state, 0)
         total_ms = deadline.elapsed_ms()
         self.metrics.response("rank", state, total_ms, query.arm)
         # Why a supplied post was left out stays here (metrics, debug log): per post, it would tell
         # any caller who blocked or muted whom.
         logger.debug("rank %s: left out %s", query.request_id, dict(state.removed))
-        common = self._common(query, state, total_ms)
-        del common["filtered"]
-        return {**common, "items": items, "not_rankable": sum(state.removed.values())}
+        return {**self._common(query, state, total_ms), "items": items, "not_rankable": sum(state.removed.values())}
 
     def _arm(self, viewer_id: int) -> dict[str, Any]:
         """The viewer's arm of the experiment (FeedQuery's fields): one hash per request."""
@@ -301,7 +301,7 @@ class RankingApp:
         return state
 
     @staticmethod
-    def _common(query: pl.FeedQuery, state: pl.FeedState, total_ms: float) -> dict[str, Any]:
+    def _common(query: pl.FeedQuery, state: pl.FeedState, total_ms: float) -> Answer:
         return {
             "request_id": query.request_id,
             "surface": query.surface,
@@ -314,7 +314,6 @@ class RankingApp:
             "degraded": sorted(state.degraded),
             "degraded_reasons": dict(state.degraded),
             "candidates": {o.name: len(o.candidates) for o in state.outcomes},
-            "filtered": _without_relationships(state.removed),
             "stage_ms": {**state.stage_ms, "total": round(total_ms, 3)},
         }
 
@@ -336,6 +335,15 @@ class RankingApp:
                 closer.close() if hasattr(closer, "close") else closer.stop()
             except Exception:
                 logger.exception("closing %r failed", closer)
+
+
+def _items(state: pl.FeedState, offset: int) -> list[Item]:
+    """The page's items from the block's columns (one conversion per column, not per candidate)."""
+    idx, c = state.selected, state.candidates
+    columns = (c.post[idx].tolist(), c.author[idx].tolist(), state.scores[idx].tolist(), c.source_names(idx),
+               range(offset, offset + len(idx)))
+    return [{"post_id": p, "author_id": a, "score": s, "source": src, "position": k}
+            for p, a, s, src, k in zip(*columns, strict=True)]
 
 
 def _hydrator(settings: Settings, config: ServingConfig, timeout_s: float):

@@ -40,6 +40,10 @@ class BudgetConfig(ConfigModel):
     # The least budget left at hydration for the model path (hydrate, then score) to be tried; with
     # less the page is ranked by the heuristic at once, instead of spending CPU it cannot finish in.
     model_min_ms: float = 15.0
+    # How long a thread may hold the GIL while another waits for it (Python's default: 5 ms). A
+    # request's thread back from a Redis reply waits that long behind a busy thread (the impression
+    # log's formatting, the next request's parsing) at every round trip.
+    gil_switch_ms: float = Field(1.0, gt=0)
 
 
 class AdmissionConfig(ConfigModel):
@@ -47,7 +51,8 @@ class AdmissionConfig(ConfigModel):
     the same privacy filters, reported `degraded: overload`) instead of the full pipeline."""
 
     max_wait_ms: float = 50.0  # it waited longer than this for a worker thread
-    max_in_flight: int = Field(1, ge=1)  # this many requests (either path) already in this worker
+    max_in_flight: int = Field(1, ge=1)  # this many requests (either path) already in this worker ...
+    queue_ms: float = Field(20.0, ge=0)  # ... for longer than this (0: take the cheap path at once)
     # The cheap path's own budget, counted from when it starts: the request's is spent by then, and
     # without one its late sources and privacy re-reads get no time, so the page comes back empty.
     cheap_budget_ms: float = Field(100.0, gt=0)

@@ -14,16 +14,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from candidate_gen.home import CELEBRITY_SOURCE, IN_NETWORK_SOURCE
-from candidate_gen.records import Candidate
+from candidate_gen.block import CandidateBlock
 from serving.config import HeuristicConfig
 
 # feature columns (features/online/ranking.py), by name: the heuristic runs without the feature reader
 AFFINITY = "viewer_author__engagement_score_decayed"
 IN_NETWORK_FEATURE = "request_features__in_network"
 AGE_HOURS = "request_features__post_age_hours_at_request"
-# candidate sources whose posts come from accounts the viewer follows
-IN_NETWORK_SOURCES = frozenset({IN_NETWORK_SOURCE, CELEBRITY_SOURCE})
 UNKNOWN_AGE_H = 24.0  # a candidate whose age nobody knows counts as a day old
 
 
@@ -31,11 +28,11 @@ class HeuristicScorer:
     def __init__(self, cfg: HeuristicConfig):
         self.cfg = cfg
 
-    def score(self, candidates: Sequence[Candidate], now_ms: int, values: np.ndarray | None = None,
+    def score(self, candidates: CandidateBlock, now_ms: int, values: np.ndarray | None = None,
               names: Sequence[str] | None = None) -> np.ndarray:
         n = len(candidates)
-        in_net = np.fromiter((c.source in IN_NETWORK_SOURCES for c in candidates), dtype=np.float64, count=n)
-        created = np.fromiter((c.created_ms for c in candidates), dtype=np.float64, count=n)
+        in_net = candidates.in_network.astype(np.float64)
+        created = candidates.created_ms.astype(np.float64)
         age_h = np.where(created > 0, (now_ms - created) / 3_600_000.0, UNKNOWN_AGE_H)
         affinity = np.zeros(n)
         if values is not None and names is not None:

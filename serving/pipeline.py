@@ -16,14 +16,13 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from candidate_gen.records import Candidate
+from candidate_gen.block import CandidateBlock
 from candidate_gen.sources.base import SourceOutcome
 from serving.experiment import CONTROL
 
@@ -60,33 +59,37 @@ class FeedQuery:
 
 @dataclass
 class FeedState:
-    candidates: list[Candidate] = field(default_factory=list)
-    outcomes: list[SourceOutcome] = field(default_factory=list)
-    removed: Counter = field(default_factory=Counter)  # reason -> candidates removed
-    feature_names: tuple[str, ...] = ()
-    features: np.ndarray | None = None  # (n, f) float32, aligned with candidates; None: not hydrated
-    model_features: np.ndarray | None = None  # (n, m) what the model scored, its column order
-    scores: np.ndarray | None = None  # final scores, aligned with candidates
-    model_scores: np.ndarray | None = None  # the model's own (logged); None when no model scored
-    model_version: str = "heuristic"
-    scorer: str = "heuristic"  # compiled | lightgbm | heuristic | chronological
-    heuristic_reason: str | None = None  # why the score stage used the heuristic (None: a model scored)
-    selected: list[int] = field(default_factory=list)  # indices into candidates, in served order
-    # logging P(served post at its position) per selected slot, when the page was served by a
+    """One request's state, written stage by stage (the owner of each field in brackets); arrays
+    stay aligned with `candidates` (FeedState.remove cuts them together)."""
+
+    candidates: CandidateBlock = field(default_factory=CandidateBlock.empty)  # [sources; cut by dedupe, filters]
+    outcomes: list[SourceOutcome] = field(default_factory=list)  # [sources] one per source
+    removed: Counter = field(default_factory=Counter)  # [dedupe, filters, sources] reason -> candidates removed
+    feature_names: tuple[str, ...] = ()  # [hydrate]
+    features: np.ndarray | None = None  # [hydrate] (n, f) float32; None: not hydrated
+    model_features: np.ndarray | None = None  # [score] (n, m) what the model scored, its column order
+    scores: np.ndarray | None = None  # [score, rescorers] final scores
+    model_scores: np.ndarray | None = None  # [score] the model's own (logged); None when no model scored
+    model_version: str = "heuristic"  # [score; select when it falls back to chronological]
+    scorer: str = "heuristic"  # [score] compiled | lightgbm | heuristic | chronological
+    heuristic_reason: str | None = None  # [score] why the heuristic scored (None: a model scored)
+    # [select] positions in candidates, in served order
+    selected: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # [select] logging P(served post at its position) per selected slot, when the page was served by a
     # randomised policy (the exploration share); None: deterministic, nothing to log
     propensities: np.ndarray | None = None
-    degraded: dict[str, str] = field(default_factory=dict)  # stage -> why
-    retries: Counter = field(default_factory=Counter)  # stage -> reads tried again (metrics)
-    stage_ms: dict[str, float] = field(default_factory=dict)
+    degraded: dict[str, str] = field(default_factory=dict)  # [any stage, its own name] stage -> why
+    retries: Counter = field(default_factory=Counter)  # [filters] stage -> reads tried again (metrics)
+    stage_ms: dict[str, float] = field(default_factory=dict)  # [the runner]
 
-    def remove(self, keep: Sequence[bool] | np.ndarray, reason: str) -> None:
+    def remove(self, keep: np.ndarray, reason: str) -> None:
         """Drop candidates (and their aligned rows) where `keep` is False, counting the reason."""
         keep = np.asarray(keep, dtype=bool)
         dropped = int((~keep).sum())
         if not dropped:
             return
         self.removed[reason] += dropped
-        self.candidates = [c for c, k in zip(self.candidates, keep) if k]
+        self.candidates = self.candidates.take(keep)
         for name in ("features", "model_features", "scores", "model_scores"):
             block = getattr(self, name)
             if block is not None:
@@ -122,6 +125,11 @@ class RecommendationPipeline:
     rescorers: tuple[Stage, ...]
     selector: Stage
     side_effects: tuple[SideEffect, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in (*self.steps, *self.side_effects)]
+        if len(set(names)) != len(names):  # a stage's name keys its timing, its degradation and its metrics
+            raise ValueError(f"{self.surface} pipeline: stage names repeat: {names}")
 
     @property
     def steps(self) -> tuple[Stage, ...]:

@@ -6,7 +6,7 @@ import redis
 
 from candidate_gen.config import CandidateConfig
 from candidate_gen.filters.already_seen_filter import AlreadySeenFilter
-from candidate_gen.filters.base import ChainResult, FilterChain, FilterResult
+from candidate_gen.filters.base import ChainResult, FilterChain
 from candidate_gen.filters.blocked_author_filter import BlockedAuthorFilter
 from candidate_gen.filters.deleted_post_filter import DeletedPostFilter
 from candidate_gen.filters.max_age_filter import MaxAgeFilter
@@ -32,4 +32,4 @@ def default_chain(client: redis.Redis, cfg: CandidateConfig, seen: bool = True, 
     return FilterChain(client, filters, attempts, retry_client)
 
 
-__all__ = ["ChainResult", "FilterChain", "FilterResult", "default_chain"]
+__all__ = ["ChainResult", "FilterChain", "default_chain"]

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import redis
 
+from candidate_gen.block import CandidateBlock
 from candidate_gen.config import CandidateConfig
-from candidate_gen.filters.base import FilterResult, split
-from candidate_gen.records import Candidate
+from candidate_gen.filters.base import flags
 
 
 class AlreadySeenFilter:
@@ -23,17 +24,18 @@ class AlreadySeenFilter:
     def __init__(self, cfg: CandidateConfig):
         self.keys = cfg.keys
 
-    def prepare(self, pipe: Any, viewer_id: int, candidates: list[Candidate]) -> int:
-        pipe.zmscore(self.keys.seen(viewer_id), [c.post_id for c in candidates])
+    def prepare(self, pipe: Any, viewer_id: int, block: CandidateBlock) -> int:
+        pipe.zmscore(self.keys.seen(viewer_id), block.post.tolist())
         return 1
 
-    def decode(self, candidates: list[Candidate], replies: list[Any]) -> set[int]:
-        return {c.post_id for c, s in zip(candidates, replies[0], strict=True) if s is not None}
+    def decode(self, block: CandidateBlock, replies: list[Any]) -> Any:
+        return flags(replies[0])  # seen, per candidate
 
-    def apply(self, viewer_id: int, candidates: list[Candidate], state: Any, now_ms: int) -> FilterResult:
+    def drop(self, viewer_id: int, block: CandidateBlock, state: Any, now_ms: int) -> np.ndarray:
         if state is None:
-            return FilterResult(list(candidates))
-        return split(candidates, [c.post_id in state for c in candidates], self.name)
+            return np.zeros(len(block), dtype=bool)
+        return state
+
 
 
 def record_seen(

@@ -1,14 +1,16 @@
 """What every filter is, and how a chain of them runs with one Redis round trip.
 
-A filter is a small class with a `name`, whether it `fails_closed`, and three steps:
-- `prepare(pipe, viewer_id, candidates)` queues the Redis reads it needs on a shared pipeline
+A filter is a small class with a `name`, whether it `fails_closed`, and three steps over the
+request's CandidateBlock (candidate_gen.block):
+- `prepare(pipe, viewer_id, block)` queues the Redis reads it needs on a shared pipeline
   (nothing for filters that need no state, e.g. own posts, max age) and says how many;
-- `decode(candidates, replies)` turns its replies into its state (e.g. the set of deleted ids);
-  it is not called when Redis failed, and `apply` then gets `state=None`;
-- `apply(viewer_id, candidates, state, now_ms)` returns a `FilterResult`: kept candidates, in
-  input order, and removed ones with the reason.
-`FilterChain` runs every filter's reads in a single pipeline, then applies them in order, cheapest
-first, and counts removals per reason so totals reconcile (kept + removed = input).
+- `decode(block, replies)` turns its replies into its state (e.g. which candidates are deleted);
+  it is not called when Redis failed, and `drop` then gets `state=None`;
+- `drop(viewer_id, block, state, now_ms)` returns a bool mask over the block: True where the
+  candidate goes.
+`FilterChain` runs every filter's reads in a single pipeline, then takes the masks in order,
+cheapest first: a candidate is removed for the first filter that drops it, and removals are counted
+per reason so totals reconcile (kept + removed = input).
 
 Privacy filters fail closed: when their state cannot be read they remove what they cannot clear
 (reason `<filter>_unavailable`); the already-seen and mute filters fail open (a repeat is not a
@@ -23,52 +25,47 @@ with the same short timeout fails the same way.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from itertools import compress
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import redis
 
+from candidate_gen.block import CandidateBlock
 from candidate_gen.records import Candidate
-
-
-@dataclass(frozen=True)
-class FilterResult:
-    kept: list[Candidate]
-    removed: list[tuple[Candidate, str]] = field(default_factory=list)
 
 
 class CandidateFilter(Protocol):
     name: str
-    fails_closed: bool  # with state=None, `apply` removes what it cannot clear (privacy)
+    fails_closed: bool  # with state=None, `drop` removes what it cannot clear (privacy)
 
-    def prepare(self, pipe: Any, viewer_id: int, candidates: list[Candidate]) -> int:
+    def prepare(self, pipe: Any, viewer_id: int, block: CandidateBlock) -> int:
         """Queue reads on `pipe`; return how many commands were queued."""
         ...
 
-    def decode(self, candidates: list[Candidate], replies: list[Any]) -> Any: ...
+    def decode(self, block: CandidateBlock, replies: list[Any]) -> Any: ...
 
-    def apply(
-        self, viewer_id: int, candidates: list[Candidate], state: Any, now_ms: int
-    ) -> FilterResult: ...
+    def drop(self, viewer_id: int, block: CandidateBlock, state: Any, now_ms: int) -> np.ndarray:
+        """bool per candidate: True where it is removed."""
+        ...
 
 
-def split(candidates: list[Candidate], drop: list[bool], reason: str) -> FilterResult:
-    """Kept / removed-with-reason from a boolean mask aligned with `candidates`."""
-    drop = list(drop)
-    if len(drop) != len(candidates):
-        raise ValueError(f"mask of {len(drop)} for {len(candidates)} candidates")
-    if not any(drop):  # the common case; compress keeps the rest in C (the service filters ~1,000)
-        return FilterResult(list(candidates), [])
-    kept = list(compress(candidates, [not d for d in drop]))
-    return FilterResult(kept, [(c, reason) for c in compress(candidates, drop)])
+def flags(reply: Sequence[Any]) -> np.ndarray:
+    """A ZMSCORE reply as bool per member: True where the member is in the set."""
+    return np.fromiter((s is not None for s in reply), dtype=bool, count=len(reply))
+
+
+def ids(members: Any) -> np.ndarray:
+    """A set's members (ids) as an int64 array."""
+    return np.array([int(m) for m in members], dtype=np.int64)
 
 
 @dataclass
 class ChainResult:
-    kept: list[Candidate]
-    removed: list[tuple[Candidate, str]]
+    kept: CandidateBlock
+    removed: CandidateBlock
+    reasons: np.ndarray  # why each removed candidate went (str), aligned with `removed`
     counts: Counter  # reason -> number removed
     degraded: list[str]  # fail-closed filters whose state could not be read (they removed what they could not clear)
     retries: int = 0  # reads tried again after a Redis error
@@ -88,10 +85,12 @@ class FilterChain:
         self.attempts = attempts
         self.retry_client = retry_client or client
 
-    def run(self, viewer_id: int, candidates: list[Candidate], now_ms: int,
+    def run(self, viewer_id: int, candidates: CandidateBlock | Sequence[Candidate], now_ms: int,
             time_left_ms: Callable[[], float] | None = None) -> ChainResult:
-        if not candidates:  # nothing to decide (and Redis refuses empty member lists)
-            return ChainResult([], [], Counter(), [])
+        """`candidates`: a block (the request path), or rows (tools, tests)."""
+        block = candidates if isinstance(candidates, CandidateBlock) else CandidateBlock.of(candidates)
+        if not len(block):  # nothing to decide (and Redis refuses empty member lists)
+            return ChainResult(block, block, np.zeros(0, dtype=object), Counter(), [])
         states: list[Any] | None = None
         attempt = 0
         while states is None and attempt < self.attempts:
@@ -99,31 +98,37 @@ class FilterChain:
                 break  # the second try is unconditional, later ones need budget
             attempt += 1
             try:
-                states = self._read_states(self.client if attempt == 1 else self.retry_client, viewer_id, candidates)
+                states = self._read_states(self.client if attempt == 1 else self.retry_client, viewer_id, block)
             except redis.RedisError:
                 continue
-        degraded: list[str] = []
-        if states is None:
+        failed = states is None
+        if failed:
             # No state: each filter decides (privacy filters fail closed, the seen filter open).
             states = [None] * len(self.filters)
-            degraded = [f.name for f in self.filters if f.fails_closed]
-        kept = list(candidates)
-        removed: list[tuple[Candidate, str]] = []
-        for f, state in zip(self.filters, states, strict=True):
-            if not kept:
+        alive = np.ones(len(block), dtype=bool)
+        reason = np.full(len(block), -1, dtype=np.int16)  # index of the filter that removed it
+        names = []
+        for j, (f, state) in enumerate(zip(self.filters, states, strict=True)):
+            names.append(f"{f.name}_unavailable" if failed and f.fails_closed else f.name)
+            gone = alive & f.drop(viewer_id, block, state, now_ms)
+            reason[gone] = j
+            alive &= ~gone
+            if not alive.any():
                 break
-            result = f.apply(viewer_id, kept, state, now_ms)
-            kept = result.kept
-            removed.extend(result.removed)
-        return ChainResult(kept, removed, Counter(r for _, r in removed), degraded, max(attempt - 1, 0))
+        removed = ~alive
+        codes = reason[removed]
+        counts = Counter({names[j]: int(n) for j, n in enumerate(np.bincount(codes, minlength=len(names))) if n})
+        degraded = [f.name for f in self.filters if f.fails_closed] if failed else []
+        return ChainResult(block.take(alive), block.take(removed), np.array(names, dtype=object)[codes], counts,
+                           degraded, max(attempt - 1, 0))
 
-    def _read_states(self, client: redis.Redis, viewer_id: int, candidates: list[Candidate]) -> list[Any]:
+    def _read_states(self, client: redis.Redis, viewer_id: int, block: CandidateBlock) -> list[Any]:
         """Every filter's state from one pipelined round trip (raises redis.RedisError)."""
         pipe = client.pipeline(transaction=False)
-        sizes = [f.prepare(pipe, viewer_id, candidates) for f in self.filters]
+        sizes = [f.prepare(pipe, viewer_id, block) for f in self.filters]
         flat = pipe.execute() if sum(sizes) else []
         states, at = [], 0
         for f, n in zip(self.filters, sizes, strict=True):
-            states.append(f.decode(candidates, flat[at : at + n]))
+            states.append(f.decode(block, flat[at : at + n]))
             at += n
         return states

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from candidate_gen.block import CandidateBlock
 from candidate_gen.config import CandidateConfig
-from candidate_gen.filters.base import FilterResult, split
-from candidate_gen.records import Candidate
+from candidate_gen.filters.base import flags
 
 
 class DeletedPostFilter:
@@ -20,14 +22,14 @@ class DeletedPostFilter:
     def __init__(self, cfg: CandidateConfig):
         self.keys = cfg.keys
 
-    def prepare(self, pipe: Any, viewer_id: int, candidates: list[Candidate]) -> int:
-        pipe.zmscore(self.keys.tombstones, [str(c.post_id) for c in candidates])
+    def prepare(self, pipe: Any, viewer_id: int, block: CandidateBlock) -> int:
+        pipe.zmscore(self.keys.tombstones, block.post.tolist())
         return 1
 
-    def decode(self, candidates: list[Candidate], replies: list[Any]) -> set[int]:
-        return {c.post_id for c, s in zip(candidates, replies[0], strict=True) if s is not None}
+    def decode(self, block: CandidateBlock, replies: list[Any]) -> Any:
+        return flags(replies[0])  # deleted, per candidate
 
-    def apply(self, viewer_id: int, candidates: list[Candidate], state: Any, now_ms: int) -> FilterResult:
+    def drop(self, viewer_id: int, block: CandidateBlock, state: Any, now_ms: int) -> np.ndarray:
         if state is None:
-            return split(candidates, [True] * len(candidates), f"{self.name}_unavailable")
-        return split(candidates, [c.post_id in state for c in candidates], self.name)
+            return np.ones(len(block), dtype=bool)
+        return state

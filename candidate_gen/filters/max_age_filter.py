@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from candidate_gen.block import CandidateBlock
 from candidate_gen.config import CandidateConfig
-from candidate_gen.filters.base import FilterResult, split
-from candidate_gen.records import Candidate
 
 
 class MaxAgeFilter:
@@ -21,12 +22,11 @@ class MaxAgeFilter:
     def __init__(self, cfg: CandidateConfig):
         self.max_age_ms = cfg.feed.max_age_ms
 
-    def prepare(self, pipe: Any, viewer_id: int, candidates: list[Candidate]) -> int:
+    def prepare(self, pipe: Any, viewer_id: int, block: CandidateBlock) -> int:
         return 0
 
-    def decode(self, candidates: list[Candidate], replies: list[Any]) -> None:
+    def decode(self, block: CandidateBlock, replies: list[Any]) -> Any:
         return None
 
-    def apply(self, viewer_id: int, candidates: list[Candidate], state: Any, now_ms: int) -> FilterResult:
-        oldest = now_ms - self.max_age_ms
-        return split(candidates, [0 < c.created_ms < oldest for c in candidates], self.name)
+    def drop(self, viewer_id: int, block: CandidateBlock, state: Any, now_ms: int) -> np.ndarray:
+        return (block.created_ms > 0) & (block.created_ms < now_ms - self.max_age_ms)

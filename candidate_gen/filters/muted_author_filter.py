@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from candidate_gen.block import CandidateBlock
 from candidate_gen.config import CandidateConfig
-from candidate_gen.filters.base import FilterResult, split
-from candidate_gen.records import Candidate
+from candidate_gen.filters.base import ids
 
 
 class MutedAuthorFilter:
@@ -17,14 +19,14 @@ class MutedAuthorFilter:
     def __init__(self, cfg: CandidateConfig):
         self.keys = cfg.keys
 
-    def prepare(self, pipe: Any, viewer_id: int, candidates: list[Candidate]) -> int:
+    def prepare(self, pipe: Any, viewer_id: int, block: CandidateBlock) -> int:
         pipe.smembers(self.keys.mutes(viewer_id))
         return 1
 
-    def decode(self, candidates: list[Candidate], replies: list[Any]) -> set[int]:
-        return {int(u) for u in replies[0]}
+    def decode(self, block: CandidateBlock, replies: list[Any]) -> Any:
+        return ids(replies[0])
 
-    def apply(self, viewer_id: int, candidates: list[Candidate], state: Any, now_ms: int) -> FilterResult:
+    def drop(self, viewer_id: int, block: CandidateBlock, state: Any, now_ms: int) -> np.ndarray:
         if state is None:
-            return FilterResult(list(candidates))
-        return split(candidates, [c.author_id in state for c in candidates], self.name)
+            return np.zeros(len(block), dtype=bool)
+        return np.isin(block.author, state)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from candidate_gen.filters.base import FilterResult, split
-from candidate_gen.records import Candidate
+import numpy as np
+
+from candidate_gen.block import CandidateBlock
 
 
 class OwnPostFilter:
     name = "own_post"
     fails_closed = False  # reads no state
 
-    def prepare(self, pipe: Any, viewer_id: int, candidates: list[Candidate]) -> int:
+    def prepare(self, pipe: Any, viewer_id: int, block: CandidateBlock) -> int:
         return 0
 
-    def decode(self, candidates: list[Candidate], replies: list[Any]) -> None:
+    def decode(self, block: CandidateBlock, replies: list[Any]) -> Any:
         return None
 
-    def apply(self, viewer_id: int, candidates: list[Candidate], state: Any, now_ms: int) -> FilterResult:
-        return split(candidates, [c.author_id == viewer_id for c in candidates], self.name)
+    def drop(self, viewer_id: int, block: CandidateBlock, state: Any, now_ms: int) -> np.ndarray:
+        return block.author == viewer_id

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from candidate_gen.block import CandidateBlock
 from candidate_gen.config import CandidateConfig
-from candidate_gen.filters.base import FilterResult, split
-from candidate_gen.records import Candidate
 
 
 class PrivateAuthorFilter:
@@ -20,20 +21,20 @@ class PrivateAuthorFilter:
     def __init__(self, cfg: CandidateConfig):
         self.keys = cfg.keys
 
-    def prepare(self, pipe: Any, viewer_id: int, candidates: list[Candidate]) -> int:
-        authors = sorted({c.author_id for c in candidates})
+    def prepare(self, pipe: Any, viewer_id: int, block: CandidateBlock) -> int:
+        authors = np.unique(block.author).tolist()
         pipe.smismember(self.keys.private, authors)
         pipe.smismember(self.keys.following(viewer_id), authors)
         return 2
 
-    def decode(self, candidates: list[Candidate], replies: list[Any]) -> set[int]:
+    def decode(self, block: CandidateBlock, replies: list[Any]) -> Any:
         """The private authors this viewer may not see."""
-        authors = sorted({c.author_id for c in candidates})
-        private, followed = replies
-        return {a for a, p, f in zip(authors, private, followed, strict=True) if p and not f}
+        authors = np.unique(block.author)
+        private, followed = (np.asarray(r, dtype=bool) for r in replies)
+        return authors[private & ~followed]
 
-    def apply(self, viewer_id: int, candidates: list[Candidate], state: Any, now_ms: int) -> FilterResult:
+    def drop(self, viewer_id: int, block: CandidateBlock, state: Any, now_ms: int) -> np.ndarray:
         if state is None:
             # unverifiable: keep only the viewer's own posts (a later filter removes those too)
-            return split(candidates, [c.author_id != viewer_id for c in candidates], f"{self.name}_unavailable")
-        return split(candidates, [c.author_id in state for c in candidates], self.name)
+            return block.author != viewer_id
+        return np.isin(block.author, state)

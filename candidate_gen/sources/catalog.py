@@ -22,11 +22,11 @@ def build_sources(client: Any, cfg: CandidateConfig, embeddings: ModelRef,
     timeout. `embeddings`: the embedding source's index (a model, or a callable returning the
     current one)."""
     make = {
-        "in_network": lambda: InNetworkSource(client, cfg),
-        "trending": lambda: TrendingSource(client, cfg),
-        "embedding": lambda: EmbeddingSource(client, cfg, embeddings),
-        "social": lambda: SocialSource(client, cfg),
-        "popular": lambda: PopularSource(client, cfg),
+        "in_network": lambda: InNetworkSource(client, cfg),  # its client builds missing caches
+        "trending": lambda: TrendingSource(cfg),
+        "embedding": lambda: EmbeddingSource(cfg, embeddings),
+        "social": lambda: SocialSource(cfg),
+        "popular": lambda: PopularSource(cfg),
     }
     unknown = [n for n in names if n not in make]
     if unknown:

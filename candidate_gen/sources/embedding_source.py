@@ -1,7 +1,7 @@
 """Explore source: recent posts of the authors nearest to the viewer in the co-engagement embedding.
 
-Two Redis round trips: (1) the set of authors the viewer follows; (2) a few recent posts of each
-of the M nearest authors they do not follow, within the max age. The viewer's vector comes from the
+Two steps (candidate_gen.reads): (1) the set of authors the viewer follows; (2) a few recent posts
+of each of the M nearest authors they do not follow, within the max age. The viewer's vector comes from the
 same loaded model as the index (each day's ALS is its own space: a vector of another day's model
 would be meaningless against this index); the copies published to Redis are for other readers.
 A viewer without a vector (new, or inactive over the training window) gets nothing here: the
@@ -14,16 +14,17 @@ the source.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import faiss
+import numpy as np
 
+from candidate_gen.block import CandidateBlock
 from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.configs import EmbeddingConfig
 from candidate_gen.explore.embeddings import EmbeddingModel
-from candidate_gen.ranges import RangeReader
-from candidate_gen.records import Candidate, parse_members
-from candidate_gen.sources.base import SourceDisabled, SourceRequest
+from candidate_gen.reads import Reads
+from candidate_gen.records import parse_member_arrays
+from candidate_gen.sources.base import Plan, SourceDisabled, SourceRequest
 
 ModelRef = EmbeddingModel | Callable[[], EmbeddingModel | None] | None
 
@@ -31,11 +32,9 @@ ModelRef = EmbeddingModel | Callable[[], EmbeddingModel | None] | None
 class EmbeddingSource:
     name = "embedding"
 
-    def __init__(self, client: Any, cfg: CandidateConfig, index: ModelRef):
-        self.client = client
+    def __init__(self, cfg: CandidateConfig, index: ModelRef):
         self.config = cfg.source(self.name)
         self.keys = cfg.keys
-        self.ranges = RangeReader(client)
         self.max_age_ms = cfg.feed.max_age_ms
         self.conf = EmbeddingConfig.of(cfg)
         # One query is ~6 MFLOP: OpenMP threads only spin against Redis and the other requests on
@@ -43,29 +42,30 @@ class EmbeddingSource:
         faiss.omp_set_num_threads(1)
         self._current = index if callable(index) else (lambda: index)
 
-    def fetch(self, request: SourceRequest) -> list[Candidate]:
+    def plan(self, request: SourceRequest) -> Plan:
         model = self._current()
         if model is None:
-            return []
+            return CandidateBlock.empty()
         if model.disabled:
             raise SourceDisabled(f"embedding model {model.day} switched off: {model.disabled}")
         viewer = request.viewer_id
         vector = model.viewer_vector(viewer)
         if vector is None:
-            return []
-        exclude = {int(a) for a in self.client.smembers(self.keys.following(viewer))}
+            return CandidateBlock.empty()
+        got = yield Reads().command("smembers", self.keys.following(viewer))
+        exclude = {int(a) for a in got.commands[0]}
         exclude.add(viewer)
         authors, sims = model.nearest_authors(vector, self.conf.nearest_authors, exclude)
         if len(authors) == 0:
-            return []
+            return CandidateBlock.empty()
 
         keys = [self.keys.author_posts(a) for a in authors.tolist()]
-        posts = self.ranges.newest(keys, request.now_ms, request.now_ms - self.max_age_ms, self.conf.posts_per_author)
-        # Built directly (not candidates_from_zset + _replace): a fifth of fetch time at 300 posts.
-        found = [(sim, stored, created_ms) for sim, rows in zip(sims.tolist(), posts, strict=True)
-                 for stored, created_ms in rows]
-        post_ids, author_ids = parse_members([stored for _, stored, _ in found])
-        out = [Candidate(post, author, int(created_ms), self.name, sim)
-               for (sim, _, created_ms), post, author in zip(found, post_ids, author_ids, strict=True)]
-        out.sort(key=lambda cand: (-cand.score, -cand.created_ms))  # most similar author, then newest
-        return out[: self.config.cap]
+        got = yield Reads().window(keys, request.now_ms, request.now_ms - self.max_age_ms, self.conf.posts_per_author)
+        rows = got.windows[0]
+        if not rows.members:
+            return CandidateBlock.empty()
+        post, author = parse_member_arrays(rows.members)
+        found = CandidateBlock.build(post, author, rows.scores, self.name, np.repeat(sims.astype(np.float64),
+                                                                                    rows.counts))
+        # most similar author, then newest
+        return found.take(np.lexsort((-found.created_ms, -found.score))[: self.config.cap])

@@ -7,8 +7,7 @@ import redis
 
 from candidate_gen.config import CandidateConfig
 from candidate_gen.home import HomeCandidateReader
-from candidate_gen.records import Candidate
-from candidate_gen.sources.base import SourceRequest
+from candidate_gen.sources.base import Plan, SourceRequest
 
 
 class InNetworkSource:
@@ -18,5 +17,6 @@ class InNetworkSource:
         self.config = cfg.source(self.name)
         self.reader = HomeCandidateReader(client, cfg)
 
-    def fetch(self, request: SourceRequest) -> list[Candidate]:
-        return self.reader.read(request.viewer_id, request.now_ms, self.config.cap).candidates
+    def plan(self, request: SourceRequest) -> Plan:
+        read = yield from self.reader.plan(request.viewer_id, request.now_ms, self.config.cap)
+        return read.candidates

@@ -9,32 +9,31 @@ from __future__ import annotations
 
 import threading
 
-import redis
-
+from candidate_gen.block import CandidateBlock
 from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.configs import PopularConfig
-from candidate_gen.records import Candidate, candidates_from_zset
-from candidate_gen.sources.base import SourceRequest
+from candidate_gen.reads import Reads
+from candidate_gen.sources.base import Plan, SourceRequest
 
 
 class PopularSource:
     name = "popular"
 
-    def __init__(self, client: redis.Redis, cfg: CandidateConfig):
-        self.client = client
+    def __init__(self, cfg: CandidateConfig):
         self.keys = cfg.keys
         self.config = cfg.source(self.name)
         self.cache_ms = PopularConfig.from_section(cfg.section("popular")).cache_ms
-        self._cached: tuple[int, list[Candidate]] | None = None  # (read at, request ms), candidates
+        self._cached: tuple[int, CandidateBlock] | None = None  # (read at, request ms), candidates
         self._lock = threading.Lock()
 
-    def fetch(self, request: SourceRequest) -> list[Candidate]:
+    def plan(self, request: SourceRequest) -> Plan:
         cached = self._cached
         if cached is not None and 0 <= request.now_ms - cached[0] < self.cache_ms:
-            return list(cached[1])
-        rows = self.client.zrevrange(self.keys.popular, 0, self.config.cap - 1, withscores=True)
-        found = candidates_from_zset(rows, self.name, score_is_time=False)
+            return cached[1]  # blocks are immutable: shared, not copied
+        got = yield Reads().command("zrevrange", self.keys.popular, 0, self.config.cap - 1, withscores=True)
+        (rows,) = got.commands
+        found = CandidateBlock.from_members([m for m, _ in rows], [v for _, v in rows], self.name, score_is_time=False)
         with self._lock:
             if self._cached is None or request.now_ms >= self._cached[0]:
                 self._cached = (request.now_ms, found)
-        return list(found)
+        return found

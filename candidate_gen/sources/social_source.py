@@ -1,10 +1,10 @@
 """Explore: posts that the people the viewer is close to engaged with recently, from accounts the
 viewer does not follow (Explore is out-of-network).
 
-Round trip 1 reads the viewer's followees and top-affinity accounts. The accounts asked are the
+Step 1 reads the viewer's followees and top-affinity accounts. The accounts asked are the
 top-affinity ones plus a sample of `followee_sample` followees (those in the top affinity first, the
 rest drawn at random, reseeded every hour so the page rotates without flickering between requests).
-Round trip 2 reads each account's posts engaged within `engaged_days` of the request time. A post's
+Step 2 reads each account's posts engaged within `engaged_days` of the request time. A post's
 score is the number of distinct accounts that engaged it (social proof), ties broken by the most
 recent engagement. Posts by the viewer or by an account they follow are dropped.
 """
@@ -13,25 +13,24 @@ from __future__ import annotations
 
 import random
 
-import redis
+import numpy as np
 
+from candidate_gen.block import CandidateBlock
 from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.configs import SocialConfig
-from candidate_gen.ranges import RangeReader
-from candidate_gen.records import Candidate, parse_members
-from candidate_gen.sources.base import SourceRequest
+from candidate_gen.reads import Reads
+from candidate_gen.records import parse_member_arrays
+from candidate_gen.sources.base import Plan, SourceRequest
 from data.days import HOUR_MS
 
 
 class SocialSource:
     name = "social"
 
-    def __init__(self, client: redis.Redis, cfg: CandidateConfig):
-        self.client = client
+    def __init__(self, cfg: CandidateConfig):
         self.keys = cfg.keys
         self.config = cfg.source(self.name)
         self.social = SocialConfig.from_section(cfg.section("social"))
-        self.ranges = RangeReader(client)
 
     def accounts(self, viewer: int, following: set[int], affinity: list[int], now_ms: int) -> list[int]:
         """Top-affinity accounts, then followees: affine ones first, then an hourly random sample."""
@@ -46,32 +45,28 @@ class SocialSource:
         picked.pop(viewer, None)
         return list(picked)
 
-    def fetch(self, request: SourceRequest) -> list[Candidate]:
+    def plan(self, request: SourceRequest) -> Plan:
         viewer, now, s = request.viewer_id, request.now_ms, self.social
-        pipe = self.client.pipeline(transaction=False)
-        pipe.smembers(self.keys.following(viewer))
-        pipe.zrevrange(self.keys.top_affinity(viewer), 0, max(s.affinity_accounts, s.followee_sample) - 1)
-        raw_following, raw_affinity = pipe.execute()
+        got = yield (Reads().command("smembers", self.keys.following(viewer))
+                     .command("zrevrange", self.keys.top_affinity(viewer), 0,
+                              max(s.affinity_accounts, s.followee_sample) - 1))
+        raw_following, raw_affinity = got.commands
         following = {int(a) for a in raw_following}
         accounts = self.accounts(viewer, following, [int(a) for a in raw_affinity], now)
         if not accounts:
-            return []
+            return CandidateBlock.empty()
         # Only engagements before the request: a replayed request sees what was known then.
-        engaged = self.ranges.newest([self.keys.engaged(a) for a in accounts], now, now - s.engaged_ms, s.per_account)
-        seen: dict[bytes, list] = {}  # member -> [accounts, latest engagement ms]
-        for rows in engaged:
-            for raw, ts in rows:
-                entry = seen.get(raw)
-                if entry is None:
-                    seen[raw] = [1, ts]
-                else:
-                    entry[0] += 1
-                    entry[1] = max(entry[1], ts)
-        out = []
-        posts, authors = parse_members(list(seen))
-        for (count, latest), post, author in zip(seen.values(), posts, authors, strict=True):
-            if author == viewer or author in following:
-                continue
-            out.append((-count, -latest, -post, Candidate(post, author, 0, self.name, float(count))))
-        out.sort(key=lambda row: row[:3])
-        return [row[3] for row in out[: self.config.cap]]
+        got = yield Reads().window([self.keys.engaged(a) for a in accounts], now, now - s.engaged_ms, s.per_account)
+        rows = got.windows[0]
+        if not rows.members:
+            return CandidateBlock.empty()
+        post, author, ts = *parse_member_arrays(rows.members), rows.scores
+        # per post: how many of the accounts engaged it, and the latest of their engagements
+        posts, first, inverse, count = np.unique(post, return_index=True, return_inverse=True, return_counts=True)
+        latest = np.full(len(posts), -np.inf)
+        np.maximum.at(latest, inverse, ts)
+        authors = author[first]
+        keep = (authors != viewer) & ~np.isin(authors, np.fromiter(following, dtype=np.int64, count=len(following)))
+        found = CandidateBlock.build(posts, authors, 0, self.name, count.astype(np.float64)).take(keep)
+        latest = latest[keep]
+        return found.take(np.lexsort((-found.post, -latest, -found.score))[: self.config.cap])

@@ -1,6 +1,6 @@
 """Explore: what is taking off now, globally and in the viewer's favourite hashtags.
 
-One round trip reads the global trending set and the viewer's top tags; a second reads those tags'
+One step reads the global trending set and the viewer's top tags; a second reads those tags'
 trending sets (and the daily global set, when the stream's is empty). A post's score is its
 velocity, multiplied for a post of one of the viewer's tags by 1 + tag_boost * (tag weight / the
 viewer's top tag weight), so the viewer's niches can outrank the global chart; a post in several
@@ -15,59 +15,67 @@ relative to the best post it read, 2 ** (held - best held), so that scores stay 
 
 from __future__ import annotations
 
-import redis
+import numpy as np
 
+from candidate_gen.block import CandidateBlock, first_occurrences
 from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.configs import TrendingConfig
-from candidate_gen.records import Candidate, candidates_from_zset
-from candidate_gen.sources.base import SourceRequest
+from candidate_gen.reads import Reads
+from candidate_gen.sources.base import Plan, SourceRequest
 from features.streaming import spec
 
 
 class TrendingSource:
     name = "trending"
 
-    def __init__(self, client: redis.Redis, cfg: CandidateConfig):
-        self.client = client
+    def __init__(self, cfg: CandidateConfig):
         self.keys = cfg.keys
         self.config = cfg.source(self.name)
         self.trending = TrendingConfig.from_section(cfg.section("trending"))
 
-    def fetch(self, request: SourceRequest) -> list[Candidate]:
+    def plan(self, request: SourceRequest) -> Plan:
         cap, t = self.config.cap, self.trending
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zrevrange(spec.trend_key(t.live_prefix) if t.live else self.keys.trending, 0, cap - 1, withscores=True)
-        pipe.zrevrange(self.keys.viewer_tags(request.viewer_id), 0, t.source_tags - 1, withscores=True)
-        global_rows, tags = pipe.execute()
+        got = yield (Reads()
+                     .command("zrevrange", spec.trend_key(t.live_prefix) if t.live else self.keys.trending, 0, cap - 1,
+                              withscores=True)
+                     .command("zrevrange", self.keys.viewer_tags(request.viewer_id), 0, t.source_tags - 1,
+                              withscores=True))
+        global_rows, tags = got.commands
         live = t.live and bool(global_rows)
-        top_weight = tags[0][1] if tags else 0.0
-        pipe = self.client.pipeline(transaction=False)
+        tags = tags if tags and tags[0][1] > 0 else []  # weights are the viewer's: none positive, no tags
+        members = [m for m, _ in global_rows]
+        scores = np.fromiter((v for _, v in global_rows), dtype=np.float64, count=len(global_rows))
+        reads = Reads()
         if t.live and not live:  # the stream's sets are empty (no worker running): the daily build's
-            pipe.zrevrange(self.keys.trending, 0, cap - 1, withscores=True)
-        if tags and top_weight > 0:
-            for tag, _ in tags:
-                key = spec.trend_tag_key(_text(tag), t.live_prefix) if live else self.keys.trending_tag(_text(tag))
-                pipe.zrevrange(key, 0, t.source_per_tag - 1, withscores=True)
-        replies = pipe.execute() if len(pipe) else []
-        if t.live and not live:
-            global_rows, replies = replies[0], replies[1:]
-        reference = global_rows[0][1] if live else 0.0
-        best = dict(_relative(global_rows, reference) if live else global_rows)
-        if tags and top_weight > 0:
-            for (_, weight), rows in zip(tags, replies, strict=True):
-                boost = 1.0 + t.tag_boost * max(weight, 0.0) / top_weight
-                for raw, score in _relative(rows, reference) if live else rows:
-                    boosted = score * boost
-                    if boosted > best.get(raw, float("-inf")):
-                        best[raw] = boosted
-        ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:cap]
-        return candidates_from_zset(ranked, self.name, score_is_time=False)
+            reads.window([self.keys.trending], "+inf", "-inf", cap)
+        if tags:
+            tag_keys = [spec.trend_tag_key(_text(tag), t.live_prefix) if live else self.keys.trending_tag(_text(tag))
+                        for tag, _ in tags]
+            reads.window(tag_keys, "+inf", "-inf", t.source_per_tag)
+        tag_rows = None
+        if reads.windows:
+            got = yield reads
+            if t.live and not live:
+                members, scores = got.windows[0].members, got.windows[0].scores
+            tag_rows = got.windows[-1] if tags else None
+        reference = float(scores[0]) if live and len(scores) else 0.0
+        members, scores = list(members), [_velocity(scores, live, reference)]
+        if tag_rows is not None:
+            weights = np.maximum(np.array([w for _, w in tags], dtype=np.float64), 0.0)
+            boost = 1.0 + t.tag_boost * weights / tags[0][1]
+            members += tag_rows.members
+            scores.append(_velocity(tag_rows.scores, live, reference) * np.repeat(boost, tag_rows.counts))
+        found = CandidateBlock.from_members(members, np.concatenate(scores), self.name, score_is_time=False)
+        # a post in several sets keeps its best score; best first, ties by post id
+        found = found.take(np.lexsort((found.post, -found.score)))
+        return found.take(first_occurrences(found.post)).take(slice(0, cap))
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _relative(rows: list[tuple[bytes, float]], reference: float) -> list[tuple[bytes, float]]:
-    """A stream set's (member, held) rows as (member, velocity relative to the global set's best)."""
-    return [(member, 2.0 ** (held - reference)) for member, held in rows]
+def _velocity(held: np.ndarray, live: bool, reference: float) -> np.ndarray:
+    """A set's scores: the daily set's velocity as stored; a stream set's held value as velocity
+    relative to the stream's global best, 2 ** (held - reference)."""
+    return np.exp2(held - reference) if live else held

@@ -19,15 +19,23 @@ class AuthorDiversityRescorer:
     def run(self, query: FeedQuery, state: FeedState) -> None:
         if state.scores is None or not len(state.scores):
             return
-        order = np.argsort(-state.scores, kind="stable")
-        seen: dict[int, int] = {}
-        k = np.empty(len(order), dtype=np.int64)
-        for i in order.tolist():
-            author = state.candidates[i].author_id
-            k[i] = seen.get(author, 0)
-            seen[author] = k[i] + 1
+        k = rank_within_author(state.candidates.author, state.scores)
         factor = (1.0 - self.floor) * np.power(self.decay, k) + self.floor
         state.scores = scaled(state.scores, factor)
 
     def fallback(self, query: FeedQuery, state: FeedState) -> None:
         pass
+
+
+def rank_within_author(author: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per candidate: how many posts of its author score above it (ties: the earlier one first)."""
+    n = len(scores)
+    order = np.argsort(-scores, kind="stable")
+    _, group = np.unique(author[order], return_inverse=True)
+    by_group = np.argsort(group, kind="stable")  # score order within each author
+    starts = np.flatnonzero(np.r_[True, np.diff(group[by_group]) != 0])
+    k_sorted = np.empty(n, dtype=np.int64)
+    k_sorted[by_group] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    k = np.empty(n, dtype=np.int64)
+    k[order] = k_sorted
+    return k

@@ -9,7 +9,11 @@ Home = [in-network sources as they come] + [out-of-network (Explore) sources ble
 `out_of_network_candidates`];
 Explore = [Explore sources blended to `candidates`]. A failed or slow source is reported in the
 response (`degraded["sources.<name>"]`) and contributes nothing, unless every source came back empty:
-then the late ones are waited for within the remaining budget (at least `late_min_wait_ms`).
+then the late ones are waited for within the remaining budget (at least `late_min_wait_ms`). A source
+is late past its own timeout *and* past what the budget can give the sources while leaving
+hydration and scoring `model_min_ms`: the sources' steps are shared round trips, so one slow step
+makes every source late at once, and a Home page without its in-network posts is worse than a
+page a few ms later.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from candidate_gen.records import Candidate
+import numpy as np
+
+from candidate_gen.block import CandidateBlock, first_occurrences
+from candidate_gen.reads import StepReader
 from candidate_gen.sources.base import CandidateSource, SourceRequest, run_sources
 from serving.pipeline import FeedQuery, FeedState
 
@@ -31,53 +38,61 @@ class SourceGroup:
 class CandidateSourcesStage:
     name = "sources"
 
-    def __init__(self, groups: Sequence[SourceGroup], late_min_wait_ms: float = 0.0):
+    def __init__(self, groups: Sequence[SourceGroup], reader: StepReader, late_min_wait_ms: float = 0.0,
+                 model_min_ms: float = 0.0):
         self.groups = tuple(groups)
+        self.reader = reader
+        self.model_min_ms = model_min_ms  # the budget hydration and scoring need after the sources
         self.late_min_wait_ms = late_min_wait_ms
         self._all = [s for g in self.groups for s in g.sources]
 
     def run(self, query: FeedQuery, state: FeedState) -> None:
         late_wait = max(query.deadline.remaining_ms(), self.late_min_wait_ms) if self.late_min_wait_ms else 0.0
-        outcomes = run_sources(self._all, SourceRequest(query.viewer_id, query.now_ms), late_wait)
+        # the sources may go on while the budget still leaves hydration and scoring their share
+        patience = query.deadline.remaining_ms() - self.model_min_ms
+        outcomes = run_sources(self._all, SourceRequest(query.viewer_id, query.now_ms), self.reader, late_wait,
+                               patience)
         state.outcomes = outcomes
         by_name = {o.name: o for o in outcomes}
         pool = []
         for group in self.groups:
-            lists = {s.name: by_name[s.name].candidates for s in group.sources}
+            blocks = {s.name: by_name[s.name].candidates for s in group.sources}
             if len(group.sources) == 1:
-                pool.extend(next(iter(lists.values()))[: group.size])
+                pool.append(next(iter(blocks.values())).take(slice(0, group.size)))
             else:
-                pool.extend(proportional(lists, {s.name: s.config.cap for s in group.sources}, group.size))
-        state.candidates = pool
+                pool.append(proportional(blocks, {s.name: s.config.cap for s in group.sources}, group.size))
+        state.candidates = CandidateBlock.concat(pool)
         for o in outcomes:
             if o.degraded:
                 state.degraded[f"sources.{o.name}"] = o.status
 
     def fallback(self, query: FeedQuery, state: FeedState) -> None:
-        state.candidates = []
+        state.candidates = CandidateBlock.empty()
 
 
-def proportional(lists: dict[str, list[Candidate]], weights: dict[str, float], size: int) -> list[Candidate]:
-    """Up to `size` distinct posts: each list's best, in proportion to its weight; shares a list
+def proportional(blocks: dict[str, CandidateBlock], weights: dict[str, float], size: int) -> CandidateBlock:
+    """Up to `size` distinct posts: each block's best, in proportion to its weight; shares a block
     cannot fill (it ran out, or its posts were already taken) go to the others, in order."""
-    total = sum(weights[n] for n in lists if lists[n]) or 1.0
-    quota = {n: int(size * weights[n] / total) for n in lists}
-    seen: set[int] = set()
-    out: list[Candidate] = []
-    pos = dict.fromkeys(lists, 0)
+    total = sum(weights[n] for n in blocks if len(blocks[n])) or 1.0
+    quota = {n: int(size * weights[n] / total) for n in blocks}
+    taken: list[CandidateBlock] = []
+    taken_posts = [np.zeros(0, dtype=np.int64)]
+    pos = dict.fromkeys(blocks, 0)
 
     def take(name: str, want: int) -> None:
-        items, i = lists[name], pos[name]
-        while want > 0 and i < len(items):
-            if items[i].post_id not in seen:  # trending and popular share many posts
-                seen.add(items[i].post_id)
-                out.append(items[i])
-                want -= 1
-            i += 1
-        pos[name] = i
+        block, i = blocks[name], pos[name]
+        if want <= 0 or i >= len(block):
+            return
+        rest = block.post[i:]
+        # trending and popular share many posts: a post already taken is passed over
+        fresh = np.flatnonzero(first_occurrences(rest) & ~np.isin(rest, np.concatenate(taken_posts)))[:want]
+        pos[name] = i + int(fresh[-1]) + 1 if len(fresh) == want else len(block)
+        got = block.take(fresh + i)
+        taken.append(got)
+        taken_posts.append(got.post)
 
-    for name in lists:
+    for name in blocks:
         take(name, quota[name])
-    for name in lists:  # hand the unused shares to lists that have more
-        take(name, size - len(out))
-    return out
+    for name in blocks:  # hand the unused shares to blocks that have more
+        take(name, size - sum(len(b) for b in taken))
+    return CandidateBlock.concat(taken)

@@ -11,7 +11,7 @@ OVERLOAD = "overload"  # the response's `degraded` entry and `heuristic_reason` 
 
 
 class NoHydration:
-    name = "hydrate"
+    name = "no_hydration"
 
     def run(self, query: FeedQuery, state: FeedState) -> None:
         state.features = None
@@ -23,7 +23,7 @@ class NoHydration:
 class RecencyScorer:
     """The heuristic on what the candidate records say: followed accounts first, newest first."""
 
-    name = "score"
+    name = "recency_score"
 
     def __init__(self, heuristic: HeuristicScorer):
         self.heuristic = heuristic

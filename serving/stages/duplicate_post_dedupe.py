@@ -3,6 +3,7 @@ proposed it (in-network before Explore, then in blend order)."""
 
 from __future__ import annotations
 
+from candidate_gen.block import first_occurrences
 from serving.pipeline import FeedQuery, FeedState
 
 
@@ -10,12 +11,7 @@ class DuplicatePostDedupe:
     name = "dedupe"
 
     def run(self, query: FeedQuery, state: FeedState) -> None:
-        seen: set[int] = set()
-        keep = []
-        for c in state.candidates:
-            keep.append(c.post_id not in seen)
-            seen.add(c.post_id)
-        state.remove(keep, "duplicate")
+        state.remove(first_occurrences(state.candidates.post), "duplicate")
 
     def fallback(self, query: FeedQuery, state: FeedState) -> None:
         pass  # duplicates left in are deduplicated again at selection

@@ -51,7 +51,7 @@ class ExplorationShuffleSelector:
         with self._lock:
             explore = self._rng.random() < self.share
             permutation = self._rng.permutation(k) if explore else np.arange(k)
-        state.selected = [state.selected[j] for j in permutation]
+        state.selected = state.selected[permutation]
         state.propensities = page_propensities(self.share, k, permutation)
 
     def fallback(self, query: FeedQuery, state: FeedState) -> None:

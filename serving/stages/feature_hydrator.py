@@ -28,16 +28,12 @@ class PackedFeatureHydrator:
 
     def _read(self, query: FeedQuery, state: FeedState) -> tuple[tuple[str, ...], np.ndarray]:
         cands = state.candidates
-        block = self.reader.read(
-            np.full(len(cands), query.viewer_id, dtype=np.int64),
-            np.fromiter((c.author_id for c in cands), dtype=np.int64, count=len(cands)),
-            np.fromiter((c.post_id for c in cands), dtype=np.int64, count=len(cands)),
-            query.now_ms / 1000.0,
-        )
+        block = self.reader.read(np.full(len(cands), query.viewer_id, dtype=np.int64), cands.author, cands.post,
+                                 query.now_ms / 1000.0)
         return tuple(block.names), block.values
 
     def run(self, query: FeedQuery, state: FeedState) -> None:
-        if not state.candidates:
+        if not len(state.candidates):
             return
         if query.deadline.remaining_ms() < self.min_ms:
             state.degraded[self.name] = BUDGET_TOO_SHORT
@@ -58,8 +54,9 @@ class FeastFeatureHydrator(PackedFeatureHydrator):
 
     def _read(self, query: FeedQuery, state: FeedState) -> tuple[tuple[str, ...], np.ndarray]:
         ts = int(query.now_ms // 1000)
-        rows = [{"viewer_id": query.viewer_id, "author_id": c.author_id, "post_id": c.post_id, REQUEST_TS: ts}
-                for c in state.candidates]
+        cands = state.candidates
+        rows = [{"viewer_id": query.viewer_id, "author_id": a, "post_id": p, REQUEST_TS: ts}
+                for a, p in zip(cands.author.tolist(), cands.post.tolist(), strict=True)]
         found = self.store.get_online_features(features=self.service, entity_rows=rows,
                                                full_feature_names=True).to_dict()
         values = np.array([[np.nan if v is None else v for v in found[n]] for n in self.names],

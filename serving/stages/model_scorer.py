@@ -23,7 +23,7 @@ import numpy as np
 
 from serving.arm_models import ArmModels
 from serving.config import BudgetConfig, CascadeConfig
-from serving.heuristic import IN_NETWORK_SOURCES, HeuristicScorer
+from serving.heuristic import HeuristicScorer
 from serving.pipeline import FeedQuery, FeedState
 
 NO_CANDIDATES = "no_candidates"  # heuristic_reason of an empty page: nothing was left to rank
@@ -43,7 +43,7 @@ class ModelScorer:
         choice = self.models.choose(query.surface, query.arm)
         state.degraded.update(choice.degraded)  # a broken registry, a treatment serving the control's model
         model = choice.model
-        if not state.candidates:  # an empty page says why nothing was ranked
+        if not len(state.candidates):  # an empty page says why nothing was ranked
             state.scores = np.zeros(0)
             state.heuristic_reason = NO_CANDIDATES if model is not None else choice.missing_reason
             return
@@ -63,8 +63,7 @@ class ModelScorer:
         if not self._slots.acquire(timeout=wait_ms / 1000):  # queue for a slot within the budget
             self._heuristic(query, state, "model busy")
             return
-        in_network = np.fromiter((c.source in IN_NETWORK_SOURCES for c in state.candidates), dtype=np.int8,
-                                 count=len(state.candidates))
+        in_network = state.candidates.in_network.astype(np.int8)
         future = self._pool.submit(model.score, x, keep, in_network, query.limit)
         future.add_done_callback(lambda _: self._slots.release())
         try:

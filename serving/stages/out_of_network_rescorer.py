@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from serving.heuristic import IN_NETWORK_SOURCES
 from serving.pipeline import FeedQuery, FeedState
 
 
@@ -23,9 +22,7 @@ class OutOfNetworkRescorer:
     def run(self, query: FeedQuery, state: FeedState) -> None:
         if state.scores is None or self.scale == 1.0:
             return
-        oon = np.fromiter((c.source not in IN_NETWORK_SOURCES for c in state.candidates), dtype=bool,
-                          count=len(state.candidates))
-        state.scores = scaled(state.scores, np.where(oon, self.scale, 1.0))
+        state.scores = scaled(state.scores, np.where(state.candidates.in_network, 1.0, self.scale))
 
     def fallback(self, query: FeedQuery, state: FeedState) -> None:
         pass  # scores stay unscaled

@@ -15,5 +15,5 @@ class SeenRecorder:
         self.client, self.cfg = client, cfg
 
     def apply(self, query: FeedQuery, state: FeedState) -> None:
-        posts = [state.candidates[i].post_id for i in state.selected]
+        posts = state.candidates.post[state.selected].tolist()
         record_seen(self.client, self.cfg, query.viewer_id, posts, query.now_ms)

@@ -13,13 +13,12 @@ import math
 
 import numpy as np
 
-from serving.heuristic import IN_NETWORK_SOURCES
 from serving.pipeline import FeedQuery, FeedState
 
 
 def _order(state: FeedState) -> np.ndarray:
     if state.scores is None or len(state.scores) != len(state.candidates):
-        state.scores = np.array([float(c.created_ms) for c in state.candidates])
+        state.scores = state.candidates.created_ms.astype(np.float64)
         state.model_scores = state.model_features = None
         state.model_version, state.scorer = "chronological", "chronological"
     return np.argsort(-state.scores, kind="stable")
@@ -29,16 +28,16 @@ class TopKSelector:
     name = "select"
 
     def run(self, query: FeedQuery, state: FeedState) -> None:
-        state.selected = _order(state)[: query.limit].tolist()
+        state.selected = _order(state)[: query.limit]
 
     def fallback(self, query: FeedQuery, state: FeedState) -> None:
         state.scores = None
-        state.selected = _order(state)[: query.limit].tolist()
+        state.selected = _order(state)[: query.limit]
 
 
 class RankAllSelector(TopKSelector):
     def run(self, query: FeedQuery, state: FeedState) -> None:
-        state.selected = _order(state).tolist()
+        state.selected = _order(state)
 
 
 class HomeMixSelector(TopKSelector):
@@ -48,18 +47,10 @@ class HomeMixSelector(TopKSelector):
     def run(self, query: FeedQuery, state: FeedState) -> None:
         order = _order(state)
         max_oon = math.floor(self.out_of_network_share * query.limit)
-        picked, oon, overflow = [], 0, []
-        for i in order.tolist():
-            if len(picked) == query.limit:
-                break
-            if state.candidates[i].source in IN_NETWORK_SOURCES:
-                picked.append(i)
-            elif oon < max_oon:
-                picked.append(i)
-                oon += 1
-            else:
-                overflow.append(i)
+        oon = ~state.candidates.in_network[order]
+        allowed = ~oon | (np.cumsum(oon) <= max_oon)  # the best max_oon suggestions, every followed post
+        picked = order[allowed][: query.limit]
         if self.fill and len(picked) < query.limit:  # the network ran dry: suggestions fill the page
-            picked += overflow[: query.limit - len(picked)]
-            picked.sort(key=lambda i: -state.scores[i])
+            picked = np.concatenate([picked, order[~allowed][: query.limit - len(picked)]])
+            picked = picked[np.argsort(-state.scores[picked], kind="stable")]
         state.selected = picked

@@ -4,8 +4,6 @@ in the impressions contract (log and learn; serving.impression_log writes off th
 
 from __future__ import annotations
 
-import numpy as np
-
 from serving.impression_log import ImpressionLogWriter
 from serving.pipeline import FeedQuery, FeedState
 
@@ -17,18 +15,17 @@ class ServedImpressionLogger:
         self.writer = writer
 
     def apply(self, query: FeedQuery, state: FeedState) -> None:
-        if not state.selected:
+        idx = state.selected
+        if not len(idx):
             return
-        idx = np.asarray(state.selected)
-        served = [state.candidates[i] for i in state.selected]
         self.writer.log(
             request_id=query.request_id,
             viewer_id=query.viewer_id,
             surface=query.surface,
             ts_ms=query.now_ms,
-            post_ids=[c.post_id for c in served],
-            positions=list(range(query.offset, query.offset + len(served))),
-            sources=[c.source for c in served],
+            post_ids=state.candidates.post[idx].tolist(),
+            positions=list(range(query.offset, query.offset + len(idx))),
+            sources=state.candidates.source_names(idx),
             scores=None if state.model_scores is None else state.model_scores[idx],
             model_version=state.model_version,  # a champion's name:version, or heuristic / chronological
             features=None if state.model_features is None else state.model_features[idx],

@@ -5,15 +5,18 @@ index cannot be read nothing can be cleared for privacy, so nothing is returned 
 
 from __future__ import annotations
 
+import numpy as np
+
+from candidate_gen.block import CandidateBlock
 from candidate_gen.config import CandidateConfig
-from candidate_gen.records import Candidate
+from candidate_gen.records import parse_member_arrays
 from serving.pipeline import FeedQuery, FeedState
 
 SOURCE = "supplied"
 
 
 class SuppliedPostsSource:
-    name = "sources"
+    name = "supplied_posts"
 
     def __init__(self, client, cfg: CandidateConfig):
         self.client, self.keys = client, cfg.keys
@@ -21,15 +24,15 @@ class SuppliedPostsSource:
     def run(self, query: FeedQuery, state: FeedState) -> None:
         ids = list(dict.fromkeys(query.post_ids))  # a post asked for twice is ranked once
         raw = self.client.mget([self.keys.post_meta(p) for p in ids]) if ids else []
-        found = []
-        for post, meta in zip(ids, raw):
-            if meta is None:
-                state.removed["unknown_post"] += 1
-                continue
-            author, _, created = meta.partition(b":")
-            found.append(Candidate(post, int(author), int(created), SOURCE, 0.0))
-        state.candidates = found
+        known = [meta is not None for meta in raw]
+        if not all(known):
+            state.removed["unknown_post"] += known.count(False)
+        metas = [meta for meta in raw if meta is not None]
+        # b"<author>:<created ms>", parsed in one go like the candidate sets' members
+        author, created = parse_member_arrays(metas) if metas else (np.zeros(0), np.zeros(0))
+        post = np.array(ids, dtype=np.int64)[np.array(known, dtype=bool)] if ids else np.zeros(0)
+        state.candidates = CandidateBlock.build(post, author, created, SOURCE, 0.0)
 
     def fallback(self, query: FeedQuery, state: FeedState) -> None:
-        state.candidates = []
+        state.candidates = CandidateBlock.empty()
         state.removed["post_index_unavailable"] += len(set(query.post_ids))

@@ -6,6 +6,7 @@ empties the page, a failed read is retried within the request's budget (the chai
 
 from __future__ import annotations
 
+from candidate_gen.block import CandidateBlock
 from candidate_gen.filters import FilterChain
 from serving.pipeline import FeedQuery, FeedState
 
@@ -27,4 +28,4 @@ class VisibilityFilterStage:
 
     def fallback(self, query: FeedQuery, state: FeedState) -> None:
         state.removed["filters_unavailable"] += len(state.candidates)
-        state.candidates = []
+        state.candidates = CandidateBlock.empty()

@@ -6,7 +6,9 @@ import uuid
 
 import redis
 
-from candidate_gen.config import CandidateConfig
+from candidate_gen.block import CandidateBlock
+from candidate_gen.config import CandidateConfig, SourceConfig
+from candidate_gen.reads import Reads
 
 T0 = 1_790_000_000_000  # an epoch-ms instant in the simulated October
 HOUR = 3_600_000
@@ -57,3 +59,37 @@ class FlakyRedis(redis.Redis):
 
         pipe.execute = flaky
         return pipe
+
+
+class FakeClock:
+    """A clock a test moves (run_sources' `clock`, in seconds): no test waits on the wall clock."""
+
+    def __init__(self):
+        self.s = 0.0
+
+    def __call__(self) -> float:
+        return self.s
+
+    def advance(self, ms: float) -> None:
+        self.s += ms / 1000
+
+
+class StepSource:
+    """A source whose plan takes `steps` real round trips (a PING each) and returns posts `ids`;
+    each step moves `clock` on by `ms_per_step` (how late it is), or it raises after its steps."""
+
+    def __init__(self, name: str, ids, steps: int = 1, clock: FakeClock | None = None, ms_per_step: float = 0.0,
+                 fail: bool = False, **conf):
+        self.name, self.ids, self.steps, self.fail = name, list(ids), steps, fail
+        self.clock, self.ms_per_step = clock, ms_per_step
+        self.config = SourceConfig(**{"cap": 3, "timeout_ms": 60_000, **conf})
+
+    def plan(self, request):
+        for _ in range(self.steps):
+            got = yield Reads().command("ping")
+            assert got.commands == [True]
+            if self.clock is not None:
+                self.clock.advance(self.ms_per_step)
+        if self.fail:
+            raise ConnectionError("redis down")
+        return CandidateBlock.build(self.ids, 1, 0, "trending", 0.0)

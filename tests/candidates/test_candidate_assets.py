@@ -8,6 +8,7 @@ import redis
 
 from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.embeddings import load
+from candidate_gen.reads import StepReader
 from candidate_gen.rebuild import active_viewers
 from candidate_gen.sources.base import OK, SourceRequest, run_sources
 from candidate_gen.sources.embedding_source import EmbeddingSource
@@ -46,13 +47,12 @@ def test_candidate_assets_build_state_the_sources_serve(tiny_lake, redis_server)
 
     cfg = CandidateConfig.load().with_timeouts(60_000)  # what they return, not how fast (busy CI)
     model = load(settings.home / "candidates" / "embeddings" / f"dt={days[-1]}")
-    sources = [InNetworkSource(client, cfg), TrendingSource(client, cfg),
-               EmbeddingSource(client, cfg, model), PopularSource(client, cfg)]
+    sources = [InNetworkSource(client, cfg), TrendingSource(cfg), EmbeddingSource(cfg, model), PopularSource(cfg)]
     now = day_end_ms(days[-1])
     viewers = active_viewers(settings.lake_dir, days[-1], 1)[:30]
     got = {s.name: 0 for s in sources}
     for v in map(int, viewers):
-        for outcome in run_sources(sources, SourceRequest(v, now)):
+        for outcome in run_sources(sources, SourceRequest(v, now), StepReader(client)):
             assert outcome.status == OK, outcome
             got[outcome.name] += len(outcome.candidates)
     assert all(n > 0 for n in got.values()), got

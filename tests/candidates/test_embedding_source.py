@@ -14,8 +14,9 @@ import redis
 from candidate_gen.config import CandidateConfig, SourceConfig
 from candidate_gen.explore import embeddings as emb
 from candidate_gen.explore.configs import EmbeddingConfig
+from candidate_gen.reads import StepReader
 from candidate_gen.records import member
-from candidate_gen.sources.base import SourceRequest
+from candidate_gen.sources.base import SourceRequest, fetch
 from candidate_gen.sources.embedding_source import EmbeddingSource
 from data.days import DAY_MS
 
@@ -107,7 +108,7 @@ def test_published_vectors_are_the_models_and_expire(world):
 
 def test_fetch_returns_recent_posts_of_similar_not_followed_authors(world):
     cfg, client, model = world
-    out = EmbeddingSource(client, cfg, model).fetch(request(1))
+    out = fetch(EmbeddingSource(cfg, model), request(1), StepReader(client))
     assert out and all(c.source == "embedding" for c in out)
     authors = {c.author_id for c in out}
     assert authors <= set(A_AUTHORS) - {1, 101, 102}  # own community, never self or followees
@@ -122,20 +123,20 @@ def test_fetch_returns_recent_posts_of_similar_not_followed_authors(world):
 def test_fetch_respects_the_cap(world):
     cfg, client, model = world
     capped = with_embeddings(cfg, cap=3)
-    out = EmbeddingSource(client, capped, model).fetch(request(40))
+    out = fetch(EmbeddingSource(capped, model), request(40), StepReader(client))
     assert len(out) == 3 and {c.author_id for c in out} <= set(B_AUTHORS)
 
 
 def test_cold_viewer_and_missing_model_give_nothing(world):
     cfg, client, model = world
-    assert EmbeddingSource(client, cfg, model).fetch(request(999)) == []
-    assert EmbeddingSource(client, cfg, None).fetch(request(1)) == []
+    assert fetch(EmbeddingSource(cfg, model), request(999), StepReader(client)) == []
+    assert fetch(EmbeddingSource(cfg, None), request(1), StepReader(client)) == []
 
 
 def test_a_swapped_in_model_is_used_on_the_next_fetch(world, trained):
     cfg, client, model = world
     current: list[emb.EmbeddingModel | None] = [None]
-    source = EmbeddingSource(client, cfg, lambda: current[0])
-    assert source.fetch(request(40)) == []
+    source = EmbeddingSource(cfg, lambda: current[0])
+    assert fetch(source, request(40), StepReader(client)) == []
     current[0] = emb.load(trained[1])
-    assert {c.author_id for c in source.fetch(request(40))} <= set(B_AUTHORS)
+    assert {c.author_id for c in fetch(source, request(40), StepReader(client))} <= set(B_AUTHORS)

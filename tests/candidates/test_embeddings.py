@@ -123,6 +123,7 @@ def test_nothing_to_learn_switches_the_source_off_with_the_reason(conf, tmp_path
     """Only hides and short dwells (or no engagement at all): no positive pair, no model. The day's
     model is saved switched off, and the embedding source reports `disabled` with the reason."""
     from candidate_gen.config import CandidateConfig
+    from candidate_gen.reads import StepReader
     from candidate_gen.sources.base import DISABLED, SourceRequest, run_sources
     from candidate_gen.sources.embedding_source import EmbeddingSource
 
@@ -138,7 +139,7 @@ def test_nothing_to_learn_switches_the_source_off_with_the_reason(conf, tmp_path
     import redis
 
     nowhere = redis.Redis.from_url("redis://127.0.0.1:1/0")  # a switched-off source never asks it
-    source = EmbeddingSource(nowhere, CandidateConfig.load(), again)
-    (outcome,) = run_sources([source], SourceRequest(1, 0))
+    source = EmbeddingSource(CandidateConfig.load(), again)
+    (outcome,) = run_sources([source], SourceRequest(1, 0), StepReader(nowhere))
     assert outcome.status == DISABLED and not outcome.degraded and not outcome.candidates
     assert outcome.error == f"embedding model {DAY} switched off: no positive engagements to learn from"

@@ -15,8 +15,9 @@ import redis
 from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.social import build_social, record_engagement
 from candidate_gen.explore.trending import build_trending
+from candidate_gen.reads import StepReader
 from candidate_gen.records import member
-from candidate_gen.sources.base import ERROR, SourceRequest, run_sources
+from candidate_gen.sources.base import ERROR, SourceRequest, fetch, run_sources
 from candidate_gen.sources.popular_source import PopularSource
 from candidate_gen.sources.social_source import SocialSource
 from candidate_gen.sources.trending_source import TrendingSource
@@ -173,12 +174,12 @@ def test_rebuild_replaces_sets_and_drops_tags_that_stopped_trending(env, lake):
 
 def test_trending_source_merges_global_and_viewer_tags(env):
     client, cfg, _, _ = env
-    found = TrendingSource(client, cfg).fetch(request())
+    found = fetch(TrendingSource(cfg), request(), StepReader(client))
     assert all(c.source == "trending" for c in found)
     # 102 is slow globally but in the viewer's top tag (travel): the boost lifts it above 103
     assert ids(found) == [100, 101, 102, 103]
     assert [c.score for c in found] == sorted((c.score for c in found), reverse=True)
-    stranger = TrendingSource(client, cfg).fetch(request(viewer=12345))
+    stranger = fetch(TrendingSource(cfg), request(viewer=12345), StepReader(client))
     assert ids(stranger) == [100, 101, 103, 102]
 
 
@@ -190,32 +191,32 @@ def test_trending_source_reads_the_streams_sets_while_they_hold_a_post(env):
     live = cfg.section("trending")["live_prefix"]
     client.zadd(spec.trend_key(live), {member(201, 21): 100.0, member(202, 22): 99.0, member(203, 23): 98.5})
     client.zadd(spec.trend_tag_key("travel", live), {member(203, 23): 98.5})  # the viewer's top tag
-    found = TrendingSource(client, cfg).fetch(request())
+    found = fetch(TrendingSource(cfg), request(), StepReader(client))
     # 203: 2 ** -1.5 * (1 + 1.0 * travel's weight / top weight = 2) = 0.707 > 202's 0.5
     assert ids(found) == [201, 203, 202]
     assert [c.score for c in found] == pytest.approx([1.0, 2 ** -1.5 * 2, 0.5])
-    assert ids(TrendingSource(client, cfg).fetch(request(viewer=12345))) == [201, 202, 203]
+    assert ids(fetch(TrendingSource(cfg), request(viewer=12345), StepReader(client))) == [201, 202, 203]
     client.delete(spec.trend_key(live))
-    assert ids(TrendingSource(client, cfg).fetch(request())) == [100, 101, 102, 103]  # the daily sets
+    assert ids(fetch(TrendingSource(cfg), request(), StepReader(client))) == [100, 101, 102, 103]  # the daily sets
 
 
 def test_caps_are_respected(env):
     client, cfg, _, _ = env
     caps = {n: {"cap": 2} for n in ("trending", "popular", "social")}
     small = CandidateConfig.from_dict({**cfg.raw, "sources": caps})
-    assert ids(TrendingSource(client, small).fetch(request())) == [100, 101]
-    assert ids(PopularSource(client, small).fetch(request())) == [100, 102]
-    assert ids(SocialSource(client, small).fetch(request())) == [100, 102]
+    assert ids(fetch(TrendingSource(small), request(), StepReader(client))) == [100, 101]
+    assert ids(fetch(PopularSource(small), request(), StepReader(client))) == [100, 102]
+    assert ids(fetch(SocialSource(small), request(), StepReader(client))) == [100, 102]
 
 
 def test_popular_source_is_the_cached_global_fallback(env):
     client, cfg, _, _ = env
-    source = PopularSource(client, cfg)
-    first = source.fetch(request(viewer=424242))
+    source = PopularSource(cfg)
+    first = fetch(source, request(viewer=424242), StepReader(client))
     assert ids(first) == [100, 102, 101, 103, 108, 107] and all(c.source == "popular" for c in first)
     client.delete(cfg.keys.popular)
-    assert ids(source.fetch(SourceRequest(7, NOW_MS + 1000))) == ids(first)  # within cache_ms
-    assert source.fetch(SourceRequest(7, NOW_MS + 10 * 60_000)) == []  # re-read after it
+    assert ids(fetch(source, SourceRequest(7, NOW_MS + 1000), StepReader(client))) == ids(first)  # within cache_ms
+    assert fetch(source, SourceRequest(7, NOW_MS + 10 * 60_000), StepReader(client)) == []  # re-read after it
 
 
 def test_social_source_counts_close_accounts_out_of_network(env):
@@ -226,7 +227,7 @@ def test_social_source_counts_close_accounts_out_of_network(env):
     assert client.zrevrange(keys.engaged(3), 0, -1) == [member(108, VIEWER), member(107, 2), member(101, 11),
                                                          member(100, 10)]
     assert client.ttl(keys.engaged(3)) > 0
-    found = SocialSource(client, cfg).fetch(request())
+    found = fetch(SocialSource(cfg), request(), StepReader(client))
     # 100: engaged by 2, 3 and 4; then one account each, newest first: 102 and 101 (1 h ago, ties by
     # post id), 103 (2 h); 107 is by followee 2, 108 the viewer's own, 9 neither followed nor affine
     assert [(c.post_id, c.score) for c in found] == [(100, 3.0), (102, 1.0), (101, 1.0), (103, 1.0)]
@@ -242,7 +243,7 @@ def test_record_engagement_feeds_the_social_source_and_survives_a_rebuild(env, l
     record_engagement(client, keys, 4, 201, 4, NOW_MS, cap=50)  # own post: ignored
     assert client.zscore(keys.engaged(4), member(201, 4)) is None
     build_social(lake, DAY, client, cfg)  # the daily merge keeps live entries newer than its day
-    found = SocialSource(client, cfg).fetch(request())
+    found = fetch(SocialSource(cfg), request(), StepReader(client))
     assert [(c.post_id, c.score) for c in found][:2] == [(100, 3.0), (200, 2.0)]
     for p in range(300, 310):
         record_engagement(client, keys, 4, p, 20, NOW_MS, cap=3)
@@ -256,19 +257,18 @@ def test_an_unreachable_redis_raises_and_run_sources_reports_an_error(lake):
         cfg = CandidateConfig.from_dict({"feed": {"key_prefix": "down:"}})
         assert client.ping()
         server.stop()
-        sources = [TrendingSource(client, cfg), PopularSource(client, cfg), SocialSource(client, cfg)]
+        sources = [TrendingSource(cfg), PopularSource(cfg), SocialSource(cfg)]
         for source in sources:
             with pytest.raises(redis.ConnectionError):
-                source.fetch(request())
-        outcomes = run_sources(sources, request())
+                fetch(source, request(), StepReader(client))
+        outcomes = run_sources(sources, request(), StepReader(client))
     assert [o.status for o in outcomes] == [ERROR, ERROR, ERROR]
     assert all(o.candidates == [] and "ConnectionError" in o.error for o in outcomes)
 
 
-def test_social_asks_affine_followees_first_then_an_hourly_sample(redis_server):
-    client = redis.Redis.from_url(redis_server.url)
+def test_social_asks_affine_followees_first_then_an_hourly_sample():
     cfg = CandidateConfig.from_dict({"social": {"followee_sample": 5, "affinity_accounts": 2}})
-    source = SocialSource(client, cfg)
+    source = SocialSource(cfg)
     following = set(range(100, 200))
     affinity = [7, 150, 8, 120]  # 150 and 120 are followed
     picked = source.accounts(VIEWER, following, affinity, NOW_MS)

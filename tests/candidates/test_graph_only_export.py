@@ -14,6 +14,7 @@ import redis
 from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.embeddings import load as load_embeddings
 from candidate_gen.home import HomeCandidateReader
+from candidate_gen.reads import StepReader
 from candidate_gen.sources.base import DISABLED, SourceRequest, run_sources
 from candidate_gen.sources.embedding_source import EmbeddingSource
 from candidate_gen.viewers import follow_edges, viewers_with_followees
@@ -111,7 +112,8 @@ def test_a_graph_only_export_reaches_the_online_store_and_candidates(graph_only)
     assert "no positive engagements" in out["embeddings"]["disabled"]
     model = load_embeddings(embeddings_dir(resources["candidates_dir"], day))
     assert model.disabled and len(model.author_ids) == 0
-    (outcome,) = run_sources([EmbeddingSource(client, cfg, model)], SourceRequest(int(followers[0]), day_end_ms(day)))
+    (outcome,) = run_sources([EmbeddingSource(cfg, model)], SourceRequest(int(followers[0]), day_end_ms(day)),
+                             StepReader(client))
     assert outcome.status == DISABLED and "no positive engagements" in outcome.error
 
 

@@ -5,16 +5,14 @@ waited for when nothing else came back (before, the pool was empty)."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import redis
 
-from candidate_gen.config import SourceConfig
 from candidate_gen.filters import default_chain
+from candidate_gen.reads import StepReader
 from candidate_gen.records import Candidate
 from candidate_gen.sources.base import OK, TIMEOUT, SourceRequest, run_sources
-from tests.candidates.helpers import HOUR, T0, FlakyRedis, fresh_config
+from tests.candidates.helpers import HOUR, T0, FakeClock, FlakyRedis, StepSource, fresh_config
 
 POOL = [Candidate(100 + i, 2 + i % 5, T0 - i * 60_000, "trending") for i in range(20)]
 
@@ -48,38 +46,26 @@ def test_tries_beyond_the_second_need_budget_and_privacy_still_fails_closed(redi
     assert left.executed == 3 and len(result.kept) == len(POOL) and result.retries == 2
 
 
-class LateSource:
-    """Answers after an injected delay longer than its timeout (or never, until released)."""
+def test_late_sources_are_waited_for_when_every_source_came_back_empty(redis_server):
+    reader = StepReader(redis.Redis.from_url(redis_server.url))
+    clock = FakeClock()
+    late = StepSource("late", range(5), steps=2, clock=clock, ms_per_step=200, timeout_ms=50)
+    (before,) = run_sources([late], SourceRequest(1, 0), reader, clock=clock)  # no late wait: an empty pool
+    assert before.status == TIMEOUT and before.candidates == []
 
-    def __init__(self, name: str, delay_s: float | None, timeout_ms: float = 50):
-        self.name, self.delay_s = name, delay_s
-        self.config = SourceConfig(cap=10, timeout_ms=timeout_ms)
-        self.release = threading.Event()
-
-    def fetch(self, request):
-        self.release.wait(self.delay_s)
-        return [Candidate(i, 7, 0, self.name) for i in range(5)]
-
-
-def test_late_sources_are_waited_for_when_every_source_came_back_empty():
-    never = LateSource("stuck", None)
-    try:
-        (before,) = run_sources([never], SourceRequest(1, 0))  # no late wait: an empty pool
-        assert before.status == TIMEOUT and before.candidates == []
-    finally:
-        never.release.set()
-
-    late = LateSource("late", 0.2)  # over its 50 ms timeout
-    (after,) = run_sources([late], SourceRequest(1, 0), late_wait_ms=60_000)
-    assert after.status == OK and len(after.candidates) == 5
+    clock = FakeClock()
+    late = StepSource("late", range(5), steps=2, clock=clock, ms_per_step=200, timeout_ms=50)
+    (after,) = run_sources([late], SourceRequest(1, 0), reader, late_wait_ms=60_000, clock=clock)
+    assert after.status == OK and len(after.candidates) == 3  # its cap
 
 
-def test_a_late_source_is_not_waited_for_when_another_delivered():
-    stuck, fast = LateSource("stuck", None), LateSource("fast", 0.0, timeout_ms=60_000)
-    try:
-        out = {o.name: o for o in run_sources([stuck, fast], SourceRequest(1, 0), late_wait_ms=60_000)}
-    finally:
-        stuck.release.set()
+def test_a_late_source_is_not_waited_for_when_another_delivered(redis_server):
+    reader = StepReader(redis.Redis.from_url(redis_server.url))
+    clock = FakeClock()
+    stuck = StepSource("stuck", [1], steps=3, clock=clock, ms_per_step=200, timeout_ms=50)
+    fast = StepSource("fast", [2])
+    out = {o.name: o for o in run_sources([stuck, fast], SourceRequest(1, 0), reader, late_wait_ms=60_000,
+                                          clock=clock)}
     assert out["fast"].status == OK and out["stuck"].status == TIMEOUT
 
 
@@ -101,3 +87,20 @@ def test_a_retry_waits_longer_than_the_first_try_for_a_starved_server(redis_serv
     retried = default_chain(quick, cfg, attempts=3, retry_client=patient_retry).run(
         1, POOL, T0 + HOUR, time_left_ms=lambda: 0.0)
     assert retried.kept == healthy.kept and not retried.degraded and retried.retries == 1
+
+
+def test_a_late_source_goes_on_while_the_budget_can_wait_for_it(redis_server):
+    """The sources' steps are shared round trips: one slow step makes every source past its timeout
+    at once. While the request's budget can still wait (`patience_ms`), none is dropped: a Home page
+    without its in-network posts is worse than one a few ms later."""
+    reader = StepReader(redis.Redis.from_url(redis_server.url))
+    clock = FakeClock()
+    slow = StepSource("slow", [1], steps=2, clock=clock, ms_per_step=30, timeout_ms=20)
+    fast = StepSource("fast", [2])
+    out = {o.name: o for o in run_sources([slow, fast], SourceRequest(1, 0), reader, patience_ms=100, clock=clock)}
+    assert out["slow"].status == OK and out["fast"].status == OK
+
+    clock = FakeClock()
+    slow = StepSource("slow", [1], steps=2, clock=clock, ms_per_step=30, timeout_ms=20)
+    out = {o.name: o for o in run_sources([slow, fast], SourceRequest(1, 0), reader, patience_ms=25, clock=clock)}
+    assert out["slow"].status == TIMEOUT  # past both its timeout and the patience, and another delivered

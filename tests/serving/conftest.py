@@ -25,11 +25,8 @@ class AppSwitch:
 @pytest.fixture(scope="session")
 def _http_session():
     switch = AppSwitch()
-    mp = pytest.MonkeyPatch()
-    mp.setattr(service_module, "APP_FACTORY", lambda: switch)
-    with TestClient(service_module.RankingService.to_asgi()) as http:
+    with TestClient(service_module.ranking_service(lambda: switch).to_asgi()) as http:
         yield http, switch
-    mp.undo()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import redis
 
+from candidate_gen.block import CandidateBlock
 from candidate_gen.records import Candidate
 from serving.config import ServingConfig
 from serving.impression_log import ImpressionLogWriter
@@ -30,7 +31,7 @@ def query(limit: int) -> FeedQuery:
 
 def scored(n: int) -> FeedState:
     """n candidates, post ids 1..n, scored so that the base order is 1, 2, ..., n."""
-    return FeedState(candidates=[Candidate(i + 1, 100 + i, 1_000 + i, "trending") for i in range(n)],
+    return FeedState(candidates=CandidateBlock.of(Candidate(i + 1, 100 + i, 1_000 + i, "trending") for i in range(n)),
                      scores=np.arange(n, 0, -1, dtype=np.float64))
 
 
@@ -85,7 +86,7 @@ def test_no_share_no_randomness_and_no_propensity():
     assert posts == [1] and p.tolist() == [1.0]  # a page of one: certain
     empty = FeedState()
     one.run(query(5), empty)
-    assert empty.selected == [] and empty.propensities is None
+    assert len(empty.selected) == 0 and empty.propensities is None
 
 
 def test_a_failed_selection_serves_the_fallback_with_no_propensity():

@@ -6,6 +6,7 @@ generated worlds driven through the endpoints."""
 from __future__ import annotations
 
 import time
+from typing import get_type_hints
 
 import pytest
 import redis
@@ -15,7 +16,9 @@ from hypothesis import strategies as st
 from candidate_gen.config import FanoutConfig
 from data.redis_server import EmbeddedRedis
 from serving.model_store import ModelStore
+from serving.pages import FeedPage, Item, RankedPosts
 from serving.pipeline import drain_side_effects
+from serving.service import FeedItem, FeedResponse, RankResponse
 from tests.candidates.helpers import HOUR, T0
 from tests.candidates.privacy_oracle import N_USERS, pair, to_events, user_ids
 from tests.serving.helpers import build_app, explore_sets, serving_config, social_world, write_world
@@ -67,6 +70,8 @@ def test_home_mixes_in_network_and_explore_up_to_the_share_and_pages_on(world, h
     r = http.post("/v1/feed/home", json={"viewer_id": 1, "limit": 10})
     assert r.status_code == 200
     body = r.json()
+    FeedResponse.model_validate_json(r.content, strict=True)  # the schema its OpenAPI document declares
+    assert set(body) == set(FeedResponse.model_fields)
     items = body["items"]
     assert len(items) == 10
     assert [i["position"] for i in items] == list(range(10))
@@ -128,8 +133,11 @@ def test_rank_scores_supplied_posts_and_says_why_others_are_missing(world, http_
     own = [p for p, a in posts if a == 3][:2]
     blocked = [p for p, a in posts if a == 7][:2]
     fine = [p for p, a in posts if a == 4][:3]
-    body = http.post("/v1/rank", json={"viewer_id": 3, "surface": "explore",
-                                       "post_ids": [*fine, *blocked, *own, 5_000_000, fine[0]]}).json()
+    r = http.post("/v1/rank", json={"viewer_id": 3, "surface": "explore",
+                                    "post_ids": [*fine, *blocked, *own, 5_000_000, fine[0]]})
+    body = r.json()
+    RankResponse.model_validate_json(r.content, strict=True)
+    assert set(body) == set(RankResponse.model_fields)
     assert sorted(i["post_id"] for i in body["items"]) == sorted(fine)
     assert [i["position"] for i in body["items"]] == list(range(len(fine)))
     assert body["not_rankable"] == 5 and "filtered" not in body  # blocked 2, own 2, unknown 1: not said which
@@ -246,3 +254,10 @@ def test_no_endpoint_ever_serves_a_post_the_viewer_may_not_see(privacy_http, pri
             assert set(ranked) == allowed  # not over-eager either
         leaks = [p for p in served if not oracle.may_see(viewer, p)]
         assert not leaks, (viewer, leaks)
+
+
+def test_the_app_answers_in_the_schema_the_service_publishes():
+    """The routes serialise the app's typed dicts as they are: their keys are the response models'."""
+    assert set(get_type_hints(FeedPage)) == set(FeedResponse.model_fields)
+    assert set(get_type_hints(RankedPosts)) == set(RankResponse.model_fields)
+    assert set(get_type_hints(Item)) == set(FeedItem.model_fields)

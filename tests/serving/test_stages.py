@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from candidate_gen.block import CandidateBlock
 from candidate_gen.records import Candidate
 from serving.config import RenamedKeyError, ServingConfig
 from serving.cursors import BadCursor, PageCursorSigner
@@ -27,9 +28,9 @@ def query(limit=10, surface="home") -> FeedQuery:
     return FeedQuery("r", surface, 1, limit, 1_000_000, Deadline(50))
 
 
-def cands(spec: list[tuple[int, str]]) -> list[Candidate]:
+def cands(spec: list[tuple[int, str]]) -> CandidateBlock:
     """(author, source) per candidate; post ids 1.., newer first."""
-    return [Candidate(i + 1, a, 1_000_000 - i, s) for i, (a, s) in enumerate(spec)]
+    return CandidateBlock.of(Candidate(i + 1, a, 1_000_000 - i, s) for i, (a, s) in enumerate(spec))
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +85,8 @@ def test_home_mix_caps_suggestions_and_fills_only_when_the_network_runs_dry():
 
 
 def test_dedupe_keeps_the_first_source():
-    st = FeedState(candidates=[Candidate(5, 1, 10, "in_network"), Candidate(5, 1, 10, "trending"),
-                               Candidate(6, 1, 10, "trending")])
+    st = FeedState(candidates=CandidateBlock.of([Candidate(5, 1, 10, "in_network"), Candidate(5, 1, 10, "trending"),
+                                                 Candidate(6, 1, 10, "trending")]))
     DuplicatePostDedupe().run(query(), st)
     assert [(c.post_id, c.source) for c in st.candidates] == [(5, "in_network"), (6, "trending")]
     assert st.removed == {"duplicate": 1}
@@ -108,7 +109,7 @@ class Fixed:
         st.candidates = cands([(1, "in_network"), (2, "in_network"), (3, "trending")])
 
     def fallback(self, q, st):
-        st.candidates = []
+        st.candidates = CandidateBlock.empty()
 
 
 class Nothing:
@@ -183,10 +184,10 @@ def test_the_explore_pool_takes_proportional_shares_of_distinct_posts():
     from serving.stages.candidate_sources_stage import proportional
 
     a = cands([(1, "trending")] * 10)  # posts 1..10
-    b = [Candidate(p, 2, 0, "popular") for p in (1, 2, 3, 20, 21, 22, 23, 24, 25, 26)]  # 3 shared with a
+    b = CandidateBlock.of(Candidate(p, 2, 0, "popular") for p in (1, 2, 3, 20, 21, 22, 23, 24, 25, 26))  # 3 in a
     out = proportional({"trending": a, "popular": b}, {"trending": 1, "popular": 1}, 10)
     assert [c.post_id for c in out] == [1, 2, 3, 4, 5, 20, 21, 22, 23, 24]
-    short = proportional({"trending": a[:2], "popular": b}, {"trending": 1, "popular": 1}, 8)
+    short = proportional({"trending": a.take(slice(0, 2)), "popular": b}, {"trending": 1, "popular": 1}, 8)
     assert len(short) == 8 and len({c.post_id for c in short}) == 8  # popular fills trending's share
 
 

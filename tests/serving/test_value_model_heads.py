@@ -8,6 +8,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
+from candidate_gen.block import CandidateBlock
 from candidate_gen.records import Candidate
 from serving.arm_models import ArmModels
 from serving.config import ServingConfig
@@ -44,7 +45,7 @@ def test_any_saved_set_of_heads_scores_the_same_on_both_engines(weights, tmp_pat
 
 def scored_state(store: ModelStore, cfg: ServingConfig) -> FeedState:
     scorer = ModelScorer(ArmModels(store), HeuristicScorer(cfg.heuristic), cfg.cascade, cfg.budget)
-    state = FeedState(candidates=[Candidate(i + 1, 7, 1_000_000 - i, "in_network") for i in range(5)])
+    state = FeedState(candidates=CandidateBlock.of(Candidate(i + 1, 7, 1_000_000 - i, "in_network") for i in range(5)))
     scorer.run(FeedQuery("r", "home", 1, 5, 1_000_000, Deadline(50)), state)
     return state
 
