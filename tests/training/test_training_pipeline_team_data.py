@@ -13,6 +13,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
+from candidate_gen.block import CandidateBlock
 from candidate_gen.records import Candidate
 from data import columns as c
 from pipelines.defs.training.assets import surface_outcomes, training_assets
@@ -119,7 +120,7 @@ def test_a_challenger_worse_than_chronological_is_never_champion_and_the_service
     store = ModelStore(registry_lookup(client), registry_loader(client), cfg.model,
                        cfg.cascade, tmp_path / "compiled")
     store.refresh()
-    state = FeedState(candidates=[Candidate(i + 1, 7, 1_000_000 - i, "in_network") for i in range(4)])
+    state = FeedState(candidates=CandidateBlock.of(Candidate(i + 1, 7, 1_000_000 - i, "in_network") for i in range(4)))
     ModelScorer(ArmModels(store), HeuristicScorer(cfg.heuristic), cfg.cascade, cfg.budget).run(
         FeedQuery("r", "home", 1, 4, 1_000_000, Deadline(50)), state)
     assert (state.model_version, state.heuristic_reason) == ("heuristic", NO_CHAMPION)
