@@ -3,7 +3,7 @@
 Two steps at most (candidate_gen.reads: in a request, each shares its round trip with the other
 sources' reads):
 1. the viewer's cache (newest N within the max age), its celebrity followee list, and a TTL refresh
-   (reading is what keeps an active viewer's cache alive);
+   (reading is what keeps an active viewer's cache alive; its reply says whether the cache exists);
 2. the recent posts of each celebrity followee (pulled, since they were not fanned out).
 A missing cache (never built, or expired while the viewer was away) is built on the spot from the
 followees' recent post sets, server-side (a round trip of its own), and the read says so
@@ -58,23 +58,24 @@ class HomeCandidateReader:
         keys, feed = self.keys, self.cfg.feed
         oldest = now_ms - feed.max_age_ms
         fkey = keys.feed(viewer_id)
-        got = yield (Reads().command("zrevrangebyscore", fkey, "+inf", oldest, start=0, num=limit + 1, withscores=True)
+        # the window leaves the build sentinel (score +inf, always first) out: limit + 1 makes room for it
+        got = yield (Reads().window([fkey], "+inf", oldest, limit + 1)
                      .command("smembers", keys.celeb_followees(viewer_id))
                      .command("expire", fkey, feed.ttl_s))
-        cached, celebs, _ = got.commands
-        built = False
-        if not cached:  # no sentinel: the cache does not exist
+        rows, (celebs, exists) = got.windows[0], got.commands  # EXPIRE says whether the cache exists
+        built = not exists
+        if built:  # expired while the viewer was away, or never built: from the followees' post sets
             self.scripts.feed_build(args=[keys.prefix, viewer_id, feed.cap, feed.ttl_s, oldest])
             cached = self.client.zrevrangebyscore(fkey, "+inf", oldest, start=0, num=limit + 1, withscores=True)
-            built = True
-        if cached and cached[0][0] == BUILT_SENTINEL:  # score +inf: always first
-            cached = cached[1:]
-        cached_block = _block([m for m, _ in cached], [t for _, t in cached], IN_NETWORK_SOURCE)
+            cached = [(m, t) for m, t in cached if m != BUILT_SENTINEL]
+            cached_block = _block([m for m, _ in cached], [t for _, t in cached], IN_NETWORK_SOURCE)
+        else:
+            cached_block = CandidateBlock.build(rows.post, rows.author, rows.scores, IN_NETWORK_SOURCE, rows.scores)
         out = cached_block.take(slice(0, limit))  # already newest first
         if celebs:
             got = yield Reads().window([keys.author_posts(int(a)) for a in celebs], "+inf", oldest, limit)
             rows = got.windows[0]
-            pulled = _block(rows.members, rows.scores, CELEBRITY_SOURCE)
+            pulled = CandidateBlock.build(rows.post, rows.author, rows.scores, CELEBRITY_SOURCE, rows.scores)
             # a post both cached and pulled (its author became a celebrity) counts once, in-network
             pulled = pulled.take(~np.isin(pulled.post, cached_block.post))
             merged = CandidateBlock.concat([cached_block, pulled])

@@ -57,12 +57,16 @@ class Reads:
 
 @dataclass(frozen=True)
 class WindowRows:
-    """One window's rows: every key's members in order, their scores, and how many each key gave
-    (so a per-key value can be repeated over its rows)."""
+    """One window's rows, every key's in order: the posts and authors of its members, their scores,
+    and how many rows each key gave (so a per-key value can be repeated over its rows)."""
 
-    members: list[bytes]
+    post: np.ndarray  # int64
+    author: np.ndarray  # int64
     scores: np.ndarray  # float64
     counts: np.ndarray  # int64, one per key
+
+    def __len__(self) -> int:
+        return len(self.post)
 
 
 @dataclass(frozen=True)
@@ -133,15 +137,17 @@ def _key(command: tuple[str, tuple, dict]) -> tuple:
     return method, tuple(tuple(a) if isinstance(a, list) else a for a in args), tuple(sorted(kwargs.items()))
 
 
-def _split(per_key: list[list[bytes]], windows: list[Window]) -> list[WindowRows]:
-    """The script's reply (one [member, score, ...] per key) as one WindowRows per window."""
-    out, at = [], 0
-    for w in windows:
-        replies = per_key[at : at + len(w.keys)]
-        at += len(w.keys)
-        members = list(chain.from_iterable(r[0::2] for r in replies))
-        scores = np.array(list(chain.from_iterable(r[1::2] for r in replies)), dtype=bytes).astype(np.float64) \
-            if members else np.zeros(0)
-        counts = np.fromiter((len(r) // 2 for r in replies), dtype=np.int64, count=len(replies))
-        out.append(WindowRows(members, scores, counts))
+def _split(groups: list[bytes], windows: list[Window]) -> list[WindowRows]:
+    """The script's reply (per window: members, scores, counts, each one space-separated string) as
+    WindowRows, each string parsed by one C call."""
+    out = []
+    for i, w in enumerate(windows):
+        members, scores, counts = groups[3 * i : 3 * i + 3]
+        ids = np.fromstring(members.replace(b":", b" "), dtype=np.int64, sep=" ") if members else np.zeros(0, np.int64)
+        n = np.fromstring(counts, dtype=np.int64, sep=" ") if counts else np.zeros(0, np.int64)
+        if len(ids) != 2 * int(n.sum()) or len(n) != len(w.keys):
+            raise ValueError(f"a window over {len(w.keys)} sets came back malformed (members not "
+                             "b'<post_id>:<author_id>', or counts that do not add up)")
+        values = np.fromstring(scores, dtype=np.float64, sep=" ") if scores else np.zeros(0)
+        out.append(WindowRows(ids[0::2], ids[1::2], values, n))
     return out

@@ -23,7 +23,6 @@ from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.configs import EmbeddingConfig
 from candidate_gen.explore.embeddings import EmbeddingModel
 from candidate_gen.reads import Reads
-from candidate_gen.records import parse_member_arrays
 from candidate_gen.sources.base import Plan, SourceDisabled, SourceRequest
 
 ModelRef = EmbeddingModel | Callable[[], EmbeddingModel | None] | None
@@ -62,10 +61,7 @@ class EmbeddingSource:
         keys = [self.keys.author_posts(a) for a in authors.tolist()]
         got = yield Reads().window(keys, request.now_ms, request.now_ms - self.max_age_ms, self.conf.posts_per_author)
         rows = got.windows[0]
-        if not rows.members:
-            return CandidateBlock.empty()
-        post, author = parse_member_arrays(rows.members)
-        found = CandidateBlock.build(post, author, rows.scores, self.name, np.repeat(sims.astype(np.float64),
-                                                                                    rows.counts))
+        found = CandidateBlock.build(rows.post, rows.author, rows.scores, self.name,
+                                     np.repeat(sims.astype(np.float64), rows.counts))
         # most similar author, then newest
         return found.take(np.lexsort((-found.created_ms, -found.score))[: self.config.cap])

@@ -19,7 +19,6 @@ from candidate_gen.block import CandidateBlock
 from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.configs import SocialConfig
 from candidate_gen.reads import Reads
-from candidate_gen.records import parse_member_arrays
 from candidate_gen.sources.base import Plan, SourceRequest
 from data.days import HOUR_MS
 
@@ -58,9 +57,9 @@ class SocialSource:
         # Only engagements before the request: a replayed request sees what was known then.
         got = yield Reads().window([self.keys.engaged(a) for a in accounts], now, now - s.engaged_ms, s.per_account)
         rows = got.windows[0]
-        if not rows.members:
+        if not len(rows):
             return CandidateBlock.empty()
-        post, author, ts = *parse_member_arrays(rows.members), rows.scores
+        post, author, ts = rows.post, rows.author, rows.scores
         # per post: how many of the accounts engaged it, and the latest of their engagements
         posts, first, inverse, count = np.unique(post, return_index=True, return_inverse=True, return_counts=True)
         latest = np.full(len(posts), -np.inf)

@@ -36,36 +36,31 @@ class TrendingSource:
     def plan(self, request: SourceRequest) -> Plan:
         cap, t = self.config.cap, self.trending
         got = yield (Reads()
-                     .command("zrevrange", spec.trend_key(t.live_prefix) if t.live else self.keys.trending, 0, cap - 1,
-                              withscores=True)
+                     .window([spec.trend_key(t.live_prefix) if t.live else self.keys.trending], "+inf", "-inf", cap)
                      .command("zrevrange", self.keys.viewer_tags(request.viewer_id), 0, t.source_tags - 1,
                               withscores=True))
-        global_rows, tags = got.commands
-        live = t.live and bool(global_rows)
+        rows, (tags,) = got.windows[0], got.commands
+        live = t.live and len(rows) > 0
         tags = tags if tags and tags[0][1] > 0 else []  # weights are the viewer's: none positive, no tags
-        members = [m for m, _ in global_rows]
-        scores = np.fromiter((v for _, v in global_rows), dtype=np.float64, count=len(global_rows))
         reads = Reads()
         if t.live and not live:  # the stream's sets are empty (no worker running): the daily build's
             reads.window([self.keys.trending], "+inf", "-inf", cap)
         if tags:
-            tag_keys = [spec.trend_tag_key(_text(tag), t.live_prefix) if live else self.keys.trending_tag(_text(tag))
-                        for tag, _ in tags]
-            reads.window(tag_keys, "+inf", "-inf", t.source_per_tag)
+            reads.window([spec.trend_tag_key(_text(tag), t.live_prefix) if live else self.keys.trending_tag(_text(tag))
+                          for tag, _ in tags], "+inf", "-inf", t.source_per_tag)
         tag_rows = None
         if reads.windows:
             got = yield reads
-            if t.live and not live:
-                members, scores = got.windows[0].members, got.windows[0].scores
+            rows = got.windows[0] if t.live and not live else rows
             tag_rows = got.windows[-1] if tags else None
-        reference = float(scores[0]) if live and len(scores) else 0.0
-        members, scores = list(members), [_velocity(scores, live, reference)]
+        reference = float(rows.scores[0]) if live else 0.0
+        parts = [CandidateBlock.build(rows.post, rows.author, 0, self.name, _velocity(rows.scores, live, reference))]
         if tag_rows is not None:
             weights = np.maximum(np.array([w for _, w in tags], dtype=np.float64), 0.0)
-            boost = 1.0 + t.tag_boost * weights / tags[0][1]
-            members += tag_rows.members
-            scores.append(_velocity(tag_rows.scores, live, reference) * np.repeat(boost, tag_rows.counts))
-        found = CandidateBlock.from_members(members, np.concatenate(scores), self.name, score_is_time=False)
+            boost = np.repeat(1.0 + t.tag_boost * weights / tags[0][1], tag_rows.counts)
+            parts.append(CandidateBlock.build(tag_rows.post, tag_rows.author, 0, self.name,
+                                              _velocity(tag_rows.scores, live, reference) * boost))
+        found = CandidateBlock.concat(parts)
         # a post in several sets keeps its best score; best first, ties by post id
         found = found.take(np.lexsort((found.post, -found.score)))
         return found.take(first_occurrences(found.post)).take(slice(0, cap))
