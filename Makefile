@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run live lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream bench-live ui mlflow-ui feast clean
+.PHONY: help setup run live lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream bench-live profile-serving ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
@@ -94,6 +94,9 @@ bench-candidates: setup
 
 bench-serving: setup
 	$(PY) -m benchmarks.bench_serving
+
+profile-serving: setup  # docs/serving_profile.svg: a flame graph of the service under bench-serving's load
+	$(PY) -m benchmarks.profile_serving
 
 bench-overload: setup  # bench-serving's state (prepared if absent), with and without admission
 	$(PY) -m benchmarks.bench_overload

@@ -16,8 +16,12 @@ candidates (~500 in-network + 500 Explore):
   a 10 s budget and generous source / Redis timeouts so it always does the whole work.
 
 The two are measured in alternating blocks (fast, naive, fast, naive, ...) so that the machine's
-noise falls on both; then the fast one alone at concurrency 1 (benchmarks/serving_load.py).
-Results: benchmarks/results/serving.json (benchmarks/serving_summary.py).
+noise falls on both; then the fast one alone at concurrency 1 (benchmarks/serving_load.py). Last, with
+the services stopped, the floor of the same requests (benchmarks/serving_floor.py): their Redis
+round trips replayed raw plus the compiled scoring of their feature matrix, the work no serving
+code can avoid; `p50_over_floor` is the fast service's p50 at one in flight over it.
+Results: benchmarks/results/serving.json (benchmarks/serving_summary.py), with issue 17's targets
+(`targets`: each measured value and whether it is met).
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ import argparse
 import time
 
 from benchmarks.common import write_result
-from benchmarks.serving_load import measure
+from benchmarks.serving_floor import measure_floor
+from benchmarks.serving_load import LIMIT, measure
 from benchmarks.serving_state import prepared_state
 from benchmarks.serving_summary import serving_result
+from serving.config import ServingConfig
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,13 +50,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--viewers", type=int, default=300)
     parser.add_argument("--presample", type=int, default=600)
     parser.add_argument("--reprepare", action="store_true", help="rebuild the state even if it is marked ready")
+    parser.add_argument("--floor-viewers", type=int, default=100, help="requests whose floor is measured (0: skip)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
     with prepared_state(args) as st:
         prep_wall = round(time.perf_counter() - started, 1)
         measured = measure(st.workspace, st.config_files, st.viewers_file, args)
-    result = serving_result(args, st, measured, prep_wall)
+        floor = measure_floor(st.workspace, ServingConfig.load(st.config_files["fast"]),
+                              st.viewers[: args.floor_viewers], LIMIT) if args.floor_viewers else None
+    result = serving_result(args, st, measured, prep_wall, floor)
     path = write_result("serving", result)
     print(f"wrote {path}")
     for w in result["warnings"]:

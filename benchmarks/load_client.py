@@ -3,8 +3,9 @@
     python -m benchmarks.load_client --url http://127.0.0.1:3001 --viewers viewers.json \
         --out run.json [--concurrency 2] [--duration 60 | --requests 150] [--warmup 20]
 
-`concurrency` workers (asyncio + aiohttp, one keep-alive connection each) each send the next
-request as soon as their previous one is answered: POST /v1/feed/home {"viewer_id", "limit"},
+`concurrency` workers (asyncio + aiohttp, one keep-alive connection each, opened one after another
+while the previous worker's first request is in flight) each send the next request as soon as
+their previous one is answered: POST /v1/feed/home {"viewer_id", "limit"},
 cycling through the viewers in order. The first `warmup` requests are sent and dropped; then the
 run lasts `duration` seconds or `requests` requests. Every recorded request keeps the client-side
 latency, the HTTP status (0: an exception, with its text) and, from the response body, what the
@@ -27,6 +28,7 @@ import aiohttp
 from data.settings import get_settings, serving_secrets
 
 ROUTE = "/v1/feed/home"
+OPEN_NEXT_AFTER_S = 0.003  # into a worker's first request, the next worker opens its connection
 KEPT = ("stage_ms", "degraded", "degraded_reasons", "scorer", "model_version", "candidates", "filtered")
 
 
@@ -69,12 +71,23 @@ async def run(url: str, viewers: list[int], concurrency: int, limit: int, warmup
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     headers = {"Authorization": f"Bearer {token}"}
+    # Connections are opened one after another, each while the one before has a request in flight:
+    # a service worker busy with that request is not the one that accepts the next connection, so
+    # the connections spread over the workers as a balancer would spread them (opened at once, they
+    # all land on whichever worker accepts first, and the others idle; serving_load counts them).
+    opened = [asyncio.Event() for _ in range(concurrency)]
     async with aiohttp.ClientSession(timeout=timeout, connector=connector, headers=headers) as session:
-        async def worker() -> None:
+        async def worker(i: int) -> None:
+            if i:
+                await opened[i - 1].wait()
+            first = True
             while (nxt := next_viewer()) is not None:
                 k, viewer = nxt
                 started = time.perf_counter()
                 status, body, error = 0, None, None
+                if first:
+                    asyncio.get_running_loop().call_later(OPEN_NEXT_AFTER_S, opened[i].set)
+                    first = False
                 try:
                     async with session.post(url + ROUTE, json={"viewer_id": viewer, "limit": limit}) as resp:
                         body = await resp.read()
@@ -85,9 +98,11 @@ async def run(url: str, viewers: list[int], concurrency: int, limit: int, warmup
                 if k >= warmup:
                     results.append(record(viewer, started - phase["t0"], elapsed_ms, status, body, error))
 
+            opened[i].set()  # a worker with nothing left to send never holds the next one back
+
         if duration_s is not None and warmup == 0:
             phase["end"] = phase["t0"] + duration_s
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
     wall_s = time.perf_counter() - phase["t0"]
     return {"url": url, "concurrency": concurrency, "limit": limit, "warmup": warmup,
             "wall_s": round(wall_s, 3), "requests": results}

@@ -5,6 +5,7 @@ them in its own process, in the benchmark's schedule."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from serving.__main__ import post
 from serving.launcher import ServiceProcess, start_ranking_service
 
 LIMIT = 30  # posts per page, every request
+# a BentoML access line: "[entry_service:<name>:<worker>] <client ip:port> (...path=/v1/feed/...)"
+ACCESS_LINE = re.compile(r"\[entry_service:[^:\]]+:(\d+)\] (\S+) \([^)]*path=/v1/feed/")
 
 
 @dataclass
@@ -55,6 +58,22 @@ class BenchService:
             return round(sum(p.memory_info().rss for p in procs if p.is_running()) / 2**20, 1)
         except psutil.Error:
             return float("nan")
+
+    def worker_split(self, since: int) -> tuple[dict, int]:
+        """How the service's workers shared the feed requests logged after byte `since` of its log:
+        requests and client connections per worker (BentoML's access lines name both); and the
+        log's size now, for the next call."""
+        with open(self.process.log, "rb") as fh:
+            fh.seek(since)
+            text = fh.read()
+        requests: dict[str, int] = {}
+        connections: dict[str, set] = {}
+        for m in ACCESS_LINE.finditer(text.decode(errors="replace")):
+            worker, client = m.group(1), m.group(2)
+            requests[worker] = requests.get(worker, 0) + 1
+            connections.setdefault(worker, set()).add(client)
+        return ({"requests": requests, "connections": {w: len(c) for w, c in connections.items()}},
+                since + len(text))
 
     def log_problems(self, samples: int = 8) -> dict:
         """Warnings, errors and tracebacks in the service's log (not its per-request access lines)."""
@@ -107,16 +126,18 @@ def load(service: BenchService, workspace: Settings, viewers: Path, tag: str, co
            "--offset", str(offset)]
     cmd += ["--duration", str(duration_s)] if duration_s is not None else ["--requests", str(requests)]
     before = cpu_seconds()
+    logged = service.process.log.stat().st_size if service.process.log.exists() else 0
     subprocess.run(cmd, cwd=REPO_ROOT, check=True, env=child_env(workspace))  # its token
     after = cpu_seconds()
     run = json.loads(out.read_text())
+    run["workers"], _ = service.worker_split(logged)
     wall = after[0] - before[0]
     run["other_processes_cores"] = round(max((after[1] - before[1]) - (after[2] - before[2]), 0.0) / wall, 2)
     run["bench_cores"] = round((after[2] - before[2]) / wall, 2)
     print(f"  {tag}: {len(run['requests'])} requests in {run['wall_s']:.1f} s, "
           f"p50 {np.percentile([r['ms'] for r in run['requests']], 50):.1f} ms, "
-          f"cores used by the bench {run['bench_cores']}, by other processes {run['other_processes_cores']}",
-          flush=True)
+          f"cores used by the bench {run['bench_cores']}, by other processes {run['other_processes_cores']}, "
+          f"requests per service worker {run['workers']['requests']}", flush=True)
     return run
 
 

@@ -218,6 +218,8 @@ def write_configs(home: Path) -> dict[str, Path]:
     naive["model"].update(engine="lightgbm", threads=2)
     naive["cascade"]["enabled"] = False
     naive["budget"].update(total_ms=10000.0, redis_timeout_ms=2000.0)
+    # the naive path always does the whole work: a request waits for its worker, never the cheap path
+    naive["admission"].update(max_wait_ms=10000.0, queue_ms=10000.0)
     for source in naive["candidates"]["sources"].values():
         source["timeout_ms"] = 2000
     out = {}

@@ -55,6 +55,9 @@ def summarize(runs: list[dict], serving_cfg) -> dict:
                           for s in reasons_filtered},
         "viewers_served": len({r["viewer_id"] for r in ok}),
         "cores_used_by_bench_per_block": [run.get("bench_cores") for run in runs],
+        # how the service's workers shared each block (warm-up included): one worker with every
+        # connection serves one request at a time, the other idles
+        "service_workers_per_block": [run.get("workers") for run in runs],
         "cores_used_by_other_processes_per_block": [run.get("other_processes_cores") for run in runs],
     }
 
@@ -98,7 +101,23 @@ def warnings_of(f: dict, n: dict, f1: dict | None, n1: dict | None) -> list[str]
     return warnings
 
 
-def serving_result(args, st: PreparedState, m: Measured, prep_wall: float) -> dict:
+def targets(f: dict, f1: dict | None, floor: dict | None, speedup: float | None) -> dict:
+    """Issue 17's targets, each with the measured value and whether it is met."""
+    share = f["scorer"].get("compiled", 0) / max(f["requests"], 1)
+    ratio = f1["p50_ms"] / floor["floor_p50_ms"] if f1 and floor else None
+    rows = {
+        "c1_p99_ms_le_15": (f1["p99_ms"] if f1 else None, lambda v: v <= 15),
+        "c2_p99_ms_le_25": (f["p99_ms"], lambda v: v <= 25),
+        "c2_rps_ge_80": (f["rps"], lambda v: v >= 80),
+        "c2_champion_share_ge_0.99": (round(share, 3), lambda v: v >= 0.99),
+        "p50_over_floor_le_2": (round(ratio, 2) if ratio else None, lambda v: v <= 2),
+        "errors_eq_0": (f["errors"], lambda v: v == 0),
+        "speedup_over_naive_ge_8": (speedup, lambda v: v >= 8),
+    }
+    return {name: {"measured": v, "met": None if v is None else bool(ok(v))} for name, (v, ok) in rows.items()}
+
+
+def serving_result(args, st: PreparedState, m: Measured, prep_wall: float, floor: dict | None = None) -> dict:
     """benchmarks/results/serving.json: the fast service's numbers at the top, the naive one's beside
     them, both summaries whole, how the state was prepared and how the load ran."""
     fast_cfg, naive_cfg = (ServingConfig.load(st.config_files[name]) for name in ("fast", "naive"))
@@ -109,13 +128,19 @@ def serving_result(args, st: PreparedState, m: Measured, prep_wall: float) -> di
     state = st.state
     per_round_s = args.duration / args.rounds
     per_round_n = max(1, round(args.naive_requests / args.rounds))
+    speedup = round(n["p50_ms"] / f["p50_ms"], 1) if f["p50_ms"] and n["p50_ms"] else None
     return {
         "world": args.world, "test_day": st.test_day, "service_now": st.workspace.now,
         "candidates_per_request": CANDIDATES, "limit": LIMIT, "concurrency": args.concurrency,
         "requests": f["requests"], "p50_ms": f["p50_ms"], "p95_ms": f["p95_ms"], "p99_ms": f["p99_ms"],
         "rps": f["rps"], "errors": f["errors"], "degraded_responses": f["degraded_responses"],
         "naive_p50_ms": n["p50_ms"], "naive_p99_ms": n["p99_ms"],
-        "speedup_p50": round(n["p50_ms"] / f["p50_ms"], 1) if f["p50_ms"] and n["p50_ms"] else None,
+        "speedup_p50": speedup,
+        "champion_share": round(f["scorer"].get("compiled", 0) / max(f["requests"], 1), 3),
+        "p50_ms_concurrency_1": f1["p50_ms"] if f1 else None, "p99_ms_concurrency_1": f1["p99_ms"] if f1 else None,
+        "floor_p50_ms": floor["floor_p50_ms"] if floor else None,
+        "p50_over_floor": round(f1["p50_ms"] / floor["floor_p50_ms"], 2) if floor and f1 else None,
+        "targets": targets(f, f1, floor, speedup),
         "stage_p50_ms": f["stage_p50_ms"],
         "stage_p99_ms": f["stage_p99_ms"],
         "naive_stage_p50_ms": n["stage_p50_ms"],
@@ -125,6 +150,7 @@ def serving_result(args, st: PreparedState, m: Measured, prep_wall: float) -> di
         "fast": f, "naive": n,
         "fast_model_scored_share": round(f["scorer"].get("compiled", 0) / max(f["requests"], 1), 3),
         "warnings": warnings_of(f, n, f1, n1),
+        "floor": floor,
         "fast_concurrency_1": f1,
         "naive_concurrency_1": n1,
         "speedup_p50_concurrency_1": round(n1["p50_ms"] / f1["p50_ms"], 1) if f1 and n1 else None,
