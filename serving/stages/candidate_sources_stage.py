@@ -1,5 +1,6 @@
-"""CandidateSourcesStage: every source of a surface at once (each with its switch, cap, timeout and
-fail-open policy, candidate_gen.sources.run_sources), then the pool: each group's candidates in
+"""CandidateSourcesStage: every source of a surface together, each step's reads of all of them in one
+round trip (each with its switch, cap, timeout and fail-open policy, candidate_gen.sources.run_sources),
+then the pool: each group's candidates in
 order; a group of several sources gives each a share of the group's size in proportion to its cap
 (its best first, distinct posts; a source that returns fewer leaves its share to the others). No
 interleaving: the whole pool is scored, so only *which* candidates enter matters (candidate_gen.blend's
