@@ -19,13 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from candidate_gen.records import Candidate, parse_member_arrays
+from candidate_gen.records import Candidate
 
+# the names a Home read gives its candidates: posts of accounts the viewer follows
+IN_NETWORK_SOURCE, CELEBRITY_SOURCE = "in_network", "celebrity"
+IN_NETWORK_NAMES = (IN_NETWORK_SOURCE, CELEBRITY_SOURCE)
 # Every source name a block can carry (the ranking service's impression sources, data/vocabulary.toml,
 # plus `supplied`: /v1/rank's caller-chosen posts); a block stores the index, int8.
-SOURCES = ("in_network", "celebrity", "trending", "embedding", "social", "popular", "supplied")
+SOURCES = (IN_NETWORK_SOURCE, CELEBRITY_SOURCE, "trending", "embedding", "social", "popular", "supplied")
 SOURCE_CODE = {name: i for i, name in enumerate(SOURCES)}
-IN_NETWORK_NAMES = ("in_network", "celebrity")  # posts of accounts the viewer follows
 _IN_NETWORK = np.zeros(len(SOURCES), dtype=bool)
 _IN_NETWORK[[SOURCE_CODE[n] for n in IN_NETWORK_NAMES]] = True
 _NAMES = np.array(SOURCES, dtype=object)
@@ -65,18 +67,6 @@ class CandidateBlock:
         codes = source_code(source) if isinstance(source, str) else source
         return cls(post, column(author, np.int64), column(created_ms, np.int64), column(codes, np.int8),
                    column(score, np.float64))
-
-    @classmethod
-    def from_members(cls, members: Sequence[bytes], scores: Sequence[float] | np.ndarray, source: str,
-                     score_is_time: bool) -> CandidateBlock:
-        """Stored members (b"<post>:<author>") with their sorted-set scores. `score_is_time`: the set
-        is scored by creation time (feeds, author posts); otherwise creation time is unknown (0)."""
-        if not len(members):
-            return cls.empty()
-        post, author = parse_member_arrays(members)
-        score = np.asarray(scores, dtype=np.float64)
-        created = score.astype(np.int64) if score_is_time else 0
-        return cls.build(post, author, created, source, score)
 
     @classmethod
     def of(cls, rows: Iterable[Candidate]) -> CandidateBlock:

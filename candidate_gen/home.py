@@ -6,8 +6,8 @@ sources' reads):
    (reading is what keeps an active viewer's cache alive; its reply says whether the cache exists);
 2. the recent posts of each celebrity followee (pulled, since they were not fanned out).
 A missing cache (never built, or expired while the viewer was away) is built on the spot from the
-followees' recent post sets, server-side (a round trip of its own), and the read says so
-(`built=True`).
+followees' recent post sets, server-side, and read again (two round trips of their own), and the
+read says so (`built=True`).
 """
 
 from __future__ import annotations
@@ -18,14 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
-from candidate_gen.block import CandidateBlock, source_code
+from candidate_gen.block import CELEBRITY_SOURCE, IN_NETWORK_SOURCE, CandidateBlock, source_code
 from candidate_gen.config import CandidateConfig
-from candidate_gen.keys import BUILT_SENTINEL
-from candidate_gen.reads import Reads, Replies, StepReader
+from candidate_gen.reads import Reads, Replies, StepReader, run_plan
 from candidate_gen.scripts import Scripts
-
-# the source names a Home read gives its candidates (data/vocabulary.toml impression sources)
-IN_NETWORK_SOURCE, CELEBRITY_SOURCE = "in_network", "celebrity"
 
 
 @dataclass(frozen=True)
@@ -46,13 +42,7 @@ class HomeCandidateReader:
 
     def read(self, viewer_id: int, now_ms: int, limit: int = 1000) -> HomeRead:
         """The read on its own (tools, tests, benchmarks); a request runs `plan` with its other sources."""
-        plan = self.plan(viewer_id, now_ms, limit)
-        try:
-            reads = next(plan)
-            while True:
-                reads = plan.send(self.reader.read(reads))
-        except StopIteration as done:
-            return done.value
+        return run_plan(self.plan(viewer_id, now_ms, limit), self.reader)
 
     def plan(self, viewer_id: int, now_ms: int, limit: int = 1000) -> Generator[Reads, Replies, HomeRead]:
         keys, feed = self.keys, self.cfg.feed
@@ -66,11 +56,8 @@ class HomeCandidateReader:
         built = not exists
         if built:  # expired while the viewer was away, or never built: from the followees' post sets
             self.scripts.feed_build(args=[keys.prefix, viewer_id, feed.cap, feed.ttl_s, oldest])
-            cached = self.client.zrevrangebyscore(fkey, "+inf", oldest, start=0, num=limit + 1, withscores=True)
-            cached = [(m, t) for m, t in cached if m != BUILT_SENTINEL]
-            cached_block = _block([m for m, _ in cached], [t for _, t in cached], IN_NETWORK_SOURCE)
-        else:
-            cached_block = CandidateBlock.build(rows.post, rows.author, rows.scores, IN_NETWORK_SOURCE, rows.scores)
+            rows = (yield Reads().window([fkey], "+inf", oldest, limit + 1)).windows[0]
+        cached_block = CandidateBlock.build(rows.post, rows.author, rows.scores, IN_NETWORK_SOURCE, rows.scores)
         out = cached_block.take(slice(0, limit))  # already newest first
         if celebs:
             got = yield Reads().window([keys.author_posts(int(a)) for a in celebs], "+inf", oldest, limit)
@@ -83,7 +70,3 @@ class HomeCandidateReader:
         n_celeb = int((out.source == source_code(CELEBRITY_SOURCE)).sum())
         return HomeRead(out, len(out) - n_celeb, n_celeb, built)
 
-
-def _block(members: list[bytes], times, source: str) -> CandidateBlock:
-    """Members of sets scored by creation time (ms) -> a block, creation time and score both the time."""
-    return CandidateBlock.from_members(members, np.asarray(times, dtype=np.float64), source, score_is_time=True)

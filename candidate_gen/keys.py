@@ -12,10 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Member of a Home feed cache that marks it as complete (built or rebuilt from the followees'
-# posts). Score +inf: always first in a reverse range and never trimmed by rank.
-BUILT_SENTINEL = b"~built"
-
 
 @dataclass(frozen=True)
 class Keys:

@@ -16,7 +16,7 @@ each source used to take its own one or two on a thread of its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -130,6 +130,17 @@ class StepReader:
         if keys and isinstance(flat[-1], NoScriptError):
             raise flat[-1]
         return flat
+
+
+def run_plan(plan: Generator[Reads, Replies, Any], reader: StepReader) -> Any:
+    """Drive one plan on its own, one round trip per step (tools, tests, a source outside a
+    request's batch); what the plan returns."""
+    try:
+        reads = next(plan)
+        while True:
+            reads = plan.send(reader.read(reads))
+    except StopIteration as done:
+        return done.value
 
 
 def _key(command: tuple[str, tuple, dict]) -> tuple:

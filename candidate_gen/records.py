@@ -41,8 +41,3 @@ def parse_member_arrays(members: Sequence[bytes]) -> tuple[np.ndarray, np.ndarra
         raise ValueError(f"not all of {len(members)} members are b'<post_id>:<author_id>'")
     return ids[0::2], ids[1::2]
 
-
-def parse_members(members: Sequence[bytes]) -> tuple[list[int], list[int]]:
-    """`parse_member_arrays` as lists."""
-    posts, authors = parse_member_arrays(members)
-    return posts.tolist(), authors.tolist()

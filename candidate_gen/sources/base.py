@@ -27,7 +27,7 @@ import redis
 
 from candidate_gen.block import CandidateBlock
 from candidate_gen.config import SourceConfig
-from candidate_gen.reads import Reads, Replies, StepReader
+from candidate_gen.reads import Reads, Replies, StepReader, run_plan
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,7 @@ class SourceOutcome:
 
 def fetch(source: CandidateSource, request: SourceRequest, reader: StepReader) -> CandidateBlock:
     """One source's candidates on its own (tools, tests); raises what its plan raises."""
-    plan = source.plan(request)
-    try:
-        reads = next(plan)
-        while True:
-            reads = plan.send(reader.read(reads))
-    except StopIteration as done:
-        return done.value[: source.config.cap]
+    return run_plan(source.plan(request), reader)[: source.config.cap]
 
 
 def run_sources(sources: Sequence[CandidateSource], request: SourceRequest, reader: StepReader,

@@ -30,9 +30,8 @@ class PopularSource:
         cached = self._cached
         if cached is not None and 0 <= request.now_ms - cached[0] < self.cache_ms:
             return cached[1]  # blocks are immutable: shared, not copied
-        got = yield Reads().command("zrevrange", self.keys.popular, 0, self.config.cap - 1, withscores=True)
-        (rows,) = got.commands
-        found = CandidateBlock.from_members([m for m, _ in rows], [v for _, v in rows], self.name, score_is_time=False)
+        rows = (yield Reads().window([self.keys.popular], "+inf", "-inf", self.config.cap)).windows[0]
+        found = CandidateBlock.build(rows.post, rows.author, 0, self.name, rows.scores)
         with self._lock:
             if self._cached is None or request.now_ms >= self._cached[0]:
                 self._cached = (request.now_ms, found)
