@@ -23,35 +23,20 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from feast import FeatureStore, FeatureView
-from feast.infra.key_encoding_utils import serialize_entity_key
-from feast.infra.online_stores.helpers import _mmh3
-from feast.infra.online_stores.redis import _versioned_fv_name
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-from feast.types import Array, Float32, Float64, Int32, Int64, String
-from feast.utils import _columns_to_proto_values, _get_column_names
-from feast.value_type import ValueType
-from google.protobuf.timestamp_pb2 import Timestamp
+from feast.utils import _get_column_names
 
-from features.online.layout import DEFAULT_NAMESPACE, PackedViewLayout
+from features.online.encode import ViewEncoder, epoch_us, timestamp_ns
+from features.online.layout import DEFAULT_NAMESPACE
 from features.online.packer import PackedViewWriter, PackStats, _aware, materialize_packed, online_view_names
 from features.online.transport import bulk, command, plain_redis, send_pipelined
-
-# A Float32 / Float64 value's protobuf: the oneof field's tag, then the value little-endian.
-_FIXED_VALUES = {str(Float32): (b"\x35", "<f4"), str(Float64): (b"\x29", "<f8")}
-# list types built straight into their Value proto field (`list_values`)
-_LIST_VALUES = {str(Array(Int64)): "int64_list_val", str(Array(String)): "string_list_val"}  # Value's field
-# Integer join keys as Feast's entity-key encoding writes them: (value type, size, numpy format).
-_INT_KEYS = {str(Int64): (ValueType.INT64, 8, "<i8"), str(Int32): (ValueType.INT32, 4, "<i4")}
 
 
 def fast_path_refusal(store: FeatureStore, fv: FeatureView) -> str | None:
@@ -98,44 +83,53 @@ def write_window(
             store.registry.apply_materialization(fv, store.project, start, end)
     return {name: stats[name] for name in names}
 
-
 @dataclass(frozen=True)
-class EncodedRows:
-    """Rows of one view as Feast's online store and the packed view hold them."""
+class BatchWrite:
+    written: int  # rows whose hash and packed record were written
+    kept: int  # rows Feast's staleness rule left to the stored hash
+    behind: np.ndarray  # indices of kept rows whose packed record lags the stored hash: repack them
 
-    feast_keys: list[bytes]  # Feast's Redis key (entity key + project) per row
-    hset_args: list[bytes]  # per row, HSET's field-value pairs RESP-encoded: `_ts:<view>`, then each feature
-    packed_keys: list[bytes]  # empty for a view with no numeric feature (nothing to pack)
-    records: list[bytes]
+
+def write_batch(encoder: ViewEncoder, client: Any, batch: pa.RecordBatch, check_stored: bool = True) -> BatchWrite:
+    """Write one batch of a window's latest rows: Feast's hash and the packed record of each, one
+    pipelined send. `check_stored`: apply Feast's staleness rule against the stored hash (one HGET
+    pipeline first); a caller that knows every row is newer than anything stored skips it."""
+    keys = encoder.feast_keys(batch)
+    ts_us = epoch_us(batch.column(encoder.fv.batch_source.timestamp_field))
+    if not check_stored:
+        commands = encoder.write_commands(batch, ts_us, keys)
+        send_pipelined(client, commands, len(commands))
+        return BatchWrite(batch.num_rows, 0, np.zeros(0, dtype=np.int64))
+    stored_ns = _stored_ns(encoder, client, keys)
+    stale = _stale(keys, ts_us, stored_ns)
+    fresh, kept = np.flatnonzero(~stale), np.flatnonzero(stale)
+    if len(fresh):
+        rows = batch.take(pa.array(fresh)) if len(fresh) < batch.num_rows else batch
+        commands = encoder.write_commands(rows, ts_us[fresh], [keys[i] for i in fresh.tolist()])
+        send_pipelined(client, commands, len(commands))
+    behind = kept[_behind(encoder, client, batch.take(pa.array(kept)), stored_ns[kept])] if len(kept) else kept
+    return BatchWrite(len(fresh), len(kept), behind)
 
 
 class ViewWrite:
-    """One view's window: pull, encode, write (Feast's hash + the packed record), per batch.
-    `encode_rows` alone serves a writer of rows from elsewhere (the stream processor)."""
+    """One view's window in this process: pull, then write per batch (`write_batch`)."""
 
     def __init__(self, writer: PackedViewWriter, fv: FeatureView):
         self.writer, self.fv, self.store = writer, fv, writer.store
         self.client = writer.client
-        self.layout: PackedViewLayout = writer.layout(fv)
-        config = self.store.config
-        self.version = config.entity_key_serialization_version
-        self.project = self.store.project.encode("utf-8")
-        name = _versioned_fv_name(fv, config)
-        self.ts_field = f"_ts:{name}".encode()
-        self.fields = {f.name: _mmh3(f"{name}:{f.name}") for f in fv.features}
-        self.key_types = {f.name: f.dtype.to_value_type() for f in fv.entity_columns}
-        dtypes = {f.name: str(f.dtype) for f in fv.entity_columns}
-        # integer keys in v3: encoded for a whole batch at once; others through Feast's function
-        self.int_keys = dtypes if self.version >= 3 and all(d in _INT_KEYS for d in dtypes.values()) else None
-        self.key_ttl_s = getattr(config.online_store, "key_ttl_seconds", None) or None
-        self.siblings = writer.siblings(fv, self.layout) if self.key_ttl_s else []
+        self.encoder = ViewEncoder.of(writer, fv)
+        self.layout = self.encoder.layout
 
     def run(self, start: datetime, end: datetime, batch_rows: int) -> PackStats:
         table = self._pull(start, end)
         read = written = 0
         for batch in table.to_batches(max_chunksize=batch_rows):
             read += batch.num_rows
-            written += self._write_batch(batch)
+            done = write_batch(self.encoder, self.client, batch)
+            written += done.written + done.kept
+            if len(done.behind):  # the packer's path: read back what Feast holds
+                stats = self.writer.pack_entities(self.fv, self.encoder.protos(batch.take(pa.array(done.behind))))
+                written += stats.written - len(done.behind)
         self.client.set(self.layout.meta_key, json.dumps(self.layout.meta()))
         return PackStats(self.fv.name, self.layout.fingerprint, read, written, read - written)
 
@@ -151,240 +145,37 @@ class ViewWrite:
         table: pa.Table = job.to_arrow()
         mapping = self.fv.batch_source.field_mapping or {}
         table = table.rename_columns([mapping.get(c, c) for c in table.column_names])
-        keys = [table[k].null_count for k in self.key_types]
+        keys = [table[k].null_count for k in self.encoder.key_types]
         if any(keys):  # Feast would fail converting such a row: say which view instead
             raise ValueError(f"{self.fv.name}: {sum(keys)} rows in [{start}, {end}] have a null join key")
         return table
 
-    # --- one batch ------------------------------------------------------------------------------
-    def _write_batch(self, batch: pa.RecordBatch) -> int:
-        keys = self._feast_keys(batch)
-        ts_us = _epoch_us(batch.column(self.fv.batch_source.timestamp_field))
-        stored_ns = self._stored_ns(keys)
-        stale = self._stale(keys, ts_us, stored_ns)
-        fresh, kept = np.flatnonzero(~stale), np.flatnonzero(stale)
-        if len(fresh):
-            rows = batch.take(pa.array(fresh)) if len(fresh) < batch.num_rows else batch
-            self._write_rows(rows, [keys[i] for i in fresh.tolist()], ts_us[fresh])
-        if len(kept):
-            return len(fresh) + self._repack(batch.take(pa.array(kept)), stored_ns[kept])
-        return len(fresh)
 
-    def encode_rows(self, rows: pa.RecordBatch, ts_us: np.ndarray, keys: list[bytes] | None = None) -> EncodedRows:
-        """Each row's Feast hash arguments (1 + len(features) field-value pairs) and packed record, as
-        `write_window` sends them. `keys`: Feast's keys of the rows, if already built."""
-        values, nulls = self._packed_values(rows)
-        packed = bool(self.layout.n_features)
-        stamps = _TimestampCell(self.ts_field)
-        return EncodedRows(
-            feast_keys=self._feast_keys(rows) if keys is None else keys,
-            hset_args=[stamps[ts] + cells for ts, cells in zip(ts_us.tolist(), self._feast_cells(rows))],
-            packed_keys=self.layout.entity_keys(
-                [rows.column(k).to_numpy(zero_copy_only=False) for k in self.layout.join_keys]) if packed else [],
-            records=self.layout.encode(ts_us, values, nulls) if packed else [])
+def _stored_ns(encoder: ViewEncoder, client: Any, keys: list[bytes]) -> np.ndarray:
+    """The event time Feast's hash holds for each key, in ns (0: none)."""
+    ts_field = bulk(encoder.ts_field)
+    stored = send_pipelined(client, [b"*3\r\n$4\r\nHGET\r\n" + bulk(k) + ts_field for k in keys], len(keys))
+    return np.fromiter((timestamp_ns(raw) for raw in stored), dtype=np.int64, count=len(keys))
 
-    def hset_commands(self, encoded: EncodedRows) -> list[bytes]:
-        """Each row's Feast hash write: HSET <key> `_ts` + one field per feature."""
-        head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (1 + len(self.fv.features)))
-        return [head + bulk(key) + args for key, args in zip(encoded.feast_keys, encoded.hset_args)]
 
-    def _write_rows(self, rows: pa.RecordBatch, keys: list[bytes], ts_us: np.ndarray) -> None:
-        """Feast's hash (+ its key TTL) and the packed record of each row, one pipelined send."""
-        encoded = self.encode_rows(rows, ts_us, keys)
-        records, packed_keys = encoded.records, encoded.packed_keys
-        commands = self.hset_commands(encoded)
-        if self.key_ttl_s:  # as Feast: EXPIRE after each HSET; the packed key and its siblings follow
-            ttl, px = b"%d" % self.key_ttl_s, b"%d" % (self.key_ttl_s * 1000)
-            sibling_keys = [s.entity_keys([rows.column(k).to_numpy(zero_copy_only=False)
-                                           for k in s.join_keys]) for s in self.siblings]
-            commands += [command(b"EXPIRE", key, ttl) for key in keys]
-            commands += [command(b"SET", key, record, b"PX", px) for key, record in zip(packed_keys, records)]
-            commands += [command(b"PEXPIRE", key, px) for other in sibling_keys for key in other]
+def _stale(keys: list[bytes], ts_us: np.ndarray, stored_ns: np.ndarray) -> np.ndarray:
+    """Rows Feast would not write: the stored row (or an earlier row of this batch) is as new."""
+    stale = np.zeros(len(keys), dtype=bool)
+    latest: dict[bytes, int] = {}
+    new_ns = ts_us * 1000
+    for i, key in enumerate(keys):
+        seen = max(int(stored_ns[i]), latest.get(key, 0))
+        if seen and new_ns[i] <= seen:
+            stale[i] = True
         else:
-            commands.append(command(b"MSET", *[part for pair in zip(packed_keys, records) for part in pair]))
-        send_pipelined(self.client, commands, len(commands))
-
-    def _feast_keys(self, batch: pa.RecordBatch) -> list[bytes]:
-        """Feast's Redis key of each row: serialize_entity_key + project."""
-        if self.int_keys:
-            return int_entity_keys(batch, self.int_keys, self.project)
-        return [serialize_entity_key(p, self.version) + self.project for p in self._protos(batch)]
-
-    def _protos(self, batch: pa.RecordBatch) -> list[EntityKeyProto]:
-        values = _columns_to_proto_values(batch, list(self.key_types.items()), allow_missing=False)
-        names = list(self.key_types)
-        return [EntityKeyProto(join_keys=names, entity_values=list(row))
-                for row in zip(*(values[k] for k in names))]
-
-    def _feast_cells(self, rows: pa.RecordBatch) -> list[bytes]:
-        """Each row's features as HSET arguments (RESP field, value pairs), as Feast's materialize
-        writes them: a Float32/Float64 value is its fixed-size protobuf (built for all rows at once
-        with numpy), a null or NaN the empty protobuf, any other type Feast's own converter's."""
-        fixed = [f for f in self.fv.features if str(f.dtype) in _FIXED_VALUES]
-        others = [f for f in self.fv.features if str(f.dtype) not in _FIXED_VALUES]
-        n = rows.num_rows
-        out = [b""] * n
-        if fixed:
-            layout, columns = [], []
-            for j, feature in enumerate(fixed):
-                tag, fmt = _FIXED_VALUES[str(feature.dtype)]
-                field = bulk(self.fields[feature.name])
-                size = np.dtype(fmt).itemsize + 1
-                layout += [(f"field{j}", f"V{len(field)}"), (f"size{j}", f"V{len(str(size)) + 3}"),
-                           (f"tag{j}", "u1"), (f"value{j}", fmt), (f"end{j}", "V2")]
-                columns.append((field, b"$%d\r\n" % size, tag, fmt,
-                                rows.column(feature.name).to_numpy(zero_copy_only=False).astype(fmt)))
-            cells = np.zeros(n, dtype=np.dtype(layout))
-            for j, (field, size, tag, _, values) in enumerate(columns):
-                cells[f"field{j}"], cells[f"size{j}"] = np.void(field), np.void(size)
-                cells[f"end{j}"] = np.void(b"\r\n")
-                cells[f"tag{j}"], cells[f"value{j}"] = tag[0], values
-            raw, width = cells.tobytes(), cells.itemsize
-            out = [raw[i:i + width] for i in range(0, len(raw), width)]
-            null = np.zeros(n, dtype=bool)
-            for *_, values in columns:
-                null |= np.isnan(values)
-            for i in np.flatnonzero(null).tolist():  # a row with a null: its cells one by one
-                out[i] = b"".join(
-                    field + (b"$0\r\n\r\n" if np.isnan(values[i]) else
-                             size + tag + values[i].tobytes() + b"\r\n")
-                    for field, size, tag, fmt, values in columns)
-        if others:
-            extra = zip(*(self._other_cells(rows, f) for f in others))
-            out = [cells + b"".join(more) for cells, more in zip(out, extra)]
-        return out
-
-    def _other_cells(self, rows: pa.RecordBatch, feature) -> list[bytes]:
-        """One feature's HSET field-value pairs, by `list_values` where it applies, else by Feast's
-        own converter (exact for every type, at its speed)."""
-        field = bulk(self.fields[feature.name])
-        values = list_values(rows.column(feature.name), str(feature.dtype))
-        if values is None:
-            protos = _columns_to_proto_values(rows, [(feature.name, feature.dtype.to_value_type())],
-                                              allow_missing=False)
-            values = [p.SerializeToString() for p in protos[feature.name]]
-        return [field + bulk(v) for v in values]
-
-    def _packed_values(self, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
-        """The packed features as float32 (rows, k) and their nulls (null or NaN: Feast's null)."""
-        n, k = batch.num_rows, self.layout.n_features
-        values = np.zeros((n, k), dtype=np.float32)
-        nulls = np.ones((n, k), dtype=bool)
-        for j, name in enumerate(self.layout.features):
-            column = batch.column(name)
-            if column.null_count == 0 and pa.types.is_floating(column.type):  # as it is (the stream's rows)
-                as_float = column.to_numpy()
-            else:
-                as_float = pc.fill_null(column.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
-            nulls[:, j] = np.isnan(as_float)
-            values[:, j] = np.where(nulls[:, j], 0.0, as_float)
-        return values, nulls
-
-    def _stored_ns(self, keys: list[bytes]) -> np.ndarray:
-        """The event time Feast's hash holds for each key, in ns (0: none)."""
-        ts_field = bulk(self.ts_field)
-        stored = send_pipelined(self.client, [b"*3\r\n$4\r\nHGET\r\n" + bulk(k) + ts_field for k in keys],
-                                len(keys))
-        return np.fromiter((_timestamp_ns(raw) for raw in stored), dtype=np.int64, count=len(keys))
-
-    @staticmethod
-    def _stale(keys: list[bytes], ts_us: np.ndarray, stored_ns: np.ndarray) -> np.ndarray:
-        """Rows Feast would not write: the stored row (or an earlier row of this batch) is as new."""
-        stale = np.zeros(len(keys), dtype=bool)
-        latest: dict[bytes, int] = {}
-        new_ns = ts_us * 1000
-        for i, key in enumerate(keys):
-            seen = max(int(stored_ns[i]), latest.get(key, 0))
-            if seen and new_ns[i] <= seen:
-                stale[i] = True
-            else:
-                latest[key] = int(new_ns[i])
-        return stale
-
-    def _repack(self, rows: pa.RecordBatch, stored_ns: np.ndarray) -> int:
-        """Packed records of the rows Feast kept its stored values for: read back what it holds
-        (the packer's path), unless the packed record already carries that stored timestamp."""
-        packed = self.layout.entity_keys([rows.column(k).to_numpy(zero_copy_only=False)
-                                          for k in self.layout.join_keys])
-        heads = send_pipelined(self.client, [command(b"GETRANGE", key, b"0", b"7") for key in packed], len(packed))
-        record_us = np.array([struct.unpack("<q", h)[0] if len(h) == 8 else -1 for h in heads], dtype=np.int64)
-        behind = np.flatnonzero(record_us != stored_ns // 1000)
-        if not len(behind):
-            return rows.num_rows
-        stats = self.writer.pack_entities(self.fv, self._protos(rows.take(pa.array(behind))))
-        return rows.num_rows - len(behind) + stats.written
+            latest[key] = int(new_ns[i])
+    return stale
 
 
-
-def list_values(column: pa.Array, dtype: str) -> list[bytes] | None:
-    """A list column without nulls as its serialized Value protos, built straight from the lists
-    (what Feast's converter builds, ~10x faster: the stream feature worker writes every engaged
-    viewer's sequence). None for any other column."""
-    name = _LIST_VALUES.get(dtype)
-    if name is None or column.null_count:
-        return None
-    items = pc.list_flatten(column)
-    if items.null_count:
-        return None
-    flat = items.to_pylist()  # one conversion for all rows, not one per row
-    bounds = pc.list_value_length(column).to_numpy(zero_copy_only=False).cumsum().tolist()
-    out = []
-    for a, b in zip([0, *bounds], bounds):
-        value = ValueProto()
-        getattr(value, name).val.extend(flat[a:b])  # faster in upb than building the list message by keyword
-        out.append(value.SerializeToString())
-    return out
-
-def int_entity_keys(batch: pa.RecordBatch, key_dtypes: Mapping[str, str], project: bytes) -> list[bytes]:
-    """Feast's Redis key of each row for integer join keys (Int64 / Int32): serialize_entity_key
-    (v3: key count, the sorted key names, then each value's type, size and bytes) + project,
-    built for the whole batch in one numpy record array."""
-    names = sorted(key_dtypes)
-    header = struct.pack("<I", len(names)) + b"".join(
-        struct.pack("<II", ValueType.STRING.value, len(k.encode())) + k.encode() for k in names)
-    fields = [("header", f"V{len(header)}")]
-    for j, name in enumerate(names):
-        fields += [(f"type{j}", "<u4"), (f"size{j}", "<u4"), (f"value{j}", _INT_KEYS[key_dtypes[name]][2])]
-    fields.append(("project", f"V{len(project)}"))
-    rows = np.zeros(batch.num_rows, dtype=np.dtype(fields))
-    rows["header"], rows["project"] = np.void(header), np.void(project)
-    for j, name in enumerate(names):
-        value_type, size, _ = _INT_KEYS[key_dtypes[name]]
-        rows[f"type{j}"], rows[f"size{j}"] = value_type.value, size
-        rows[f"value{j}"] = batch.column(name).to_numpy(zero_copy_only=False)
-    raw, width = rows.tobytes(), rows.dtype.itemsize
-    return [raw[i:i + width] for i in range(0, len(raw), width)]
-
-
-class _TimestampCell(dict):
-    """Epoch µs -> Feast's event-timestamp field and value as HSET arguments (RESP); a daily
-    snapshot has one value, so each is encoded once."""
-
-    def __init__(self, ts_field: bytes):
-        super().__init__()
-        self.field = bulk(ts_field)
-
-    def __missing__(self, us: int) -> bytes:
-        seconds, micros = divmod(us, 1_000_000)
-        cell = self[us] = self.field + bulk(Timestamp(seconds=seconds, nanos=micros * 1000).SerializeToString())
-        return cell
-
-
-def _timestamp_ns(raw: bytes | None) -> int:
-    """A serialised protobuf Timestamp (Feast's `_ts` field) in ns; 0 when absent."""
-    if not raw:
-        return 0
-    proto = Timestamp()
-    proto.ParseFromString(raw)
-    return proto.seconds * 1_000_000_000 + proto.nanos
-
-
-def _epoch_us(column: pa.Array) -> np.ndarray:
-    """Event timestamps as epoch µs (a naive timestamp is UTC, as Feast's make_tzaware reads it)."""
-    if not pa.types.is_timestamp(column.type):
-        raise TypeError(f"event timestamps of type {column.type}: expected an Arrow timestamp")
-    if column.null_count:
-        raise ValueError("a row without an event timestamp cannot be written online")
-    # to µs dropping sub-µs digits, as Feast's conversion through Python datetimes does
-    micros = pc.cast(column, pa.timestamp("us", tz=column.type.tz), safe=False)
-    return micros.cast(pa.int64()).to_numpy()
+def _behind(encoder: ViewEncoder, client: Any, rows: pa.RecordBatch, stored_ns: np.ndarray) -> np.ndarray:
+    """Of rows Feast kept its stored values for, those whose packed record does not carry the
+    stored timestamp (lost, or written by an older path): they need repacking from Feast's hash."""
+    packed = encoder.packed_keys(rows)
+    heads = send_pipelined(client, [command(b"GETRANGE", key, b"0", b"7") for key in packed], len(packed))
+    record_us = np.array([struct.unpack("<q", h)[0] if len(h) == 8 else -1 for h in heads], dtype=np.int64)
+    return np.flatnonzero(record_us != stored_ns // 1000)

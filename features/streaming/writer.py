@@ -1,6 +1,6 @@
 """Online rows of the real-time views, written from the processor's state in one pass: Feast's hash
 fields (its online layout, so `get_online_features` reads them) and the packed record (what the
-ranking service reads), both encoded by the batch writer's own encoders (features/online/bulk_write.py)
+ranking service reads), both encoded by the batch writer's own encoders (features/online/encode.py)
 and sent together, pipelined. Each entity has one writer (features/streaming/state.py), so a row
 needs no version check: the last row written is computed from the newest state its writer read.
 """
@@ -18,7 +18,7 @@ import pyarrow as pa
 from feast import FeatureStore
 
 from data import columns as c
-from features.online.bulk_write import ViewWrite
+from features.online.encode import ViewEncoder
 from features.online.layout import DEFAULT_NAMESPACE
 from features.online.packer import PackedViewWriter
 from features.online.transport import command, send_pipelined
@@ -48,11 +48,11 @@ class RowWriter:
         self.prefix = prefix
         self.counted = {view.entity: view for view in counted}
         self.summers = {view.entity: Summer(view) for view in counted}
-        self.encoders = {view.entity: ViewWrite(packer, store.get_feature_view(view.view)) for view in counted}
-        self.encoders["seq"] = ViewWrite(packer, store.get_feature_view(spec.SEQUENCE_VIEW))
+        self.encoders = {view.entity: ViewEncoder.of(packer, store.get_feature_view(view.view)) for view in counted}
+        self.encoders["seq"] = ViewEncoder.of(packer, store.get_feature_view(spec.SEQUENCE_VIEW))
         # a post's content row, known from its publication: without it a post published since the
         # last daily build is ranked with no age and no hashtags (its row would come with the next)
-        self.encoders[POST_TAGS.name] = ViewWrite(packer, store.get_feature_view(POST_TAGS.name))
+        self.encoders[POST_TAGS.name] = ViewEncoder.of(packer, store.get_feature_view(POST_TAGS.name))
         for encoder in self.encoders.values():  # each generation's description, for reader.check()
             if encoder.layout.n_features:
                 self.client.set(encoder.layout.meta_key, json.dumps(encoder.layout.meta()))

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 
 from data.columns import POST_ID
 from features.online import materialize_packed
-from features.online.bulk_write import int_entity_keys, write_window
+from features.online.bulk_write import write_window
+from features.online.encode import int_entity_keys
 from features.online.sample_repo import (
     ANCHOR,
     EVENT_TS,
@@ -157,7 +158,7 @@ def test_list_values_are_feasts_protos(ints, texts):
     from feast.types import Array, Int64, String
     from feast.utils import _columns_to_proto_values
 
-    from features.online.bulk_write import list_values
+    from features.online.encode import list_values
 
     for values, dtype, arrow in [(ints, Array(Int64), pa.int64()), (texts, Array(String), pa.string())]:
         batch = pa.record_batch({"f": pa.array(values, pa.list_(arrow))})
