@@ -24,6 +24,9 @@ DEFAULT_CONF = {
     # Parquet timestamps as UTC-adjusted micros (not legacy INT96): pandas/pyarrow/Feast read them
     # back tz-aware.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    # pandas writes nanosecond timestamps, which Spark cannot read as timestamps: read them as longs
+    # (ns since epoch) rather than fail; a reader that needs times converts (features.online.spark_write)
+    "spark.sql.legacy.parquet.nanosAsLong": "true",
 }
 # The driver JVM's logging from its first line: errors only (the file says why). Spark's default
 # profile would log INFO/WARN at start-up, before `setLogLevel` can run.

@@ -67,8 +67,12 @@ def _contents(redis_url: str, db: int) -> dict[bytes, tuple]:
     return out
 
 
-def assert_same_redis(redis_url: str) -> int:
+def assert_same_redis(redis_url: str, marker: bytes | None = None) -> int:
+    """Same keys and values in both databases; `marker`: keys ending so exist only in ours."""
     feast, bulk = _contents(redis_url, FEAST_DB), _contents(redis_url, BULK_DB)
+    if marker:
+        assert {k for k in bulk if k.endswith(marker)}
+        bulk = {k: v for k, v in bulk.items() if not k.endswith(marker)}
     assert feast.keys() == bulk.keys()
     different = [k for k in feast if feast[k] != bulk[k]]
     assert not different, f"{len(different)} keys differ, e.g. {different[:3]}"

@@ -1,0 +1,252 @@
+"""Refresh Feast's Redis online store and the packed view from Spark, one pass, incremental.
+
+Spark reads a view's batch source (its Parquet files), picks each entity's latest row in the window
+as Feast's materialize does (newest event time, then newest created time), and every partition is
+written by a Python worker (`mapInArrow`) with the batch writer's encoders: Feast's hash and the
+packed record of each row, pipelined (features/online/encode.py). Only counts come back to the
+driver, so memory is bounded by Spark's batches, whatever the table's size.
+
+Incremental: after a refresh, a marker beside the view's packed layout records the window of rows
+it has considered (`covered`). A later window that does not start before it needs no read of the
+store:
+
+- a row no newer than `covered`'s end is as old as what the store holds for its entity: Feast's
+  staleness rule keeps the stored row, so it is not sent (and not read back);
+- an entity's newer row whose values equal its latest row inside `covered` (within this window) is
+  what the store holds already: it is not sent either. Its online event time stays the time the
+  value last changed; Feast's Redis store does not enforce view TTLs at read, nor does Loupe's
+  reader for these views, so the served values are the same.
+
+No marker (a first refresh, a flushed store, a new layout generation), a window starting before
+`covered`, or Feast's key TTL (unchanged keys would expire): a full refresh, which reads each key's
+stored event time and applies Feast's staleness rule row by row, as `write_window` does.
+
+tests/features/test_online_spark_write.py compares the result with Feast's materialize.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+from feast import FeatureStore, FeatureView, FileSource
+from feast.infra.key_encoding_utils import deserialize_entity_key
+from feast.utils import _get_column_names
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from features.online.bulk_write import fast_path_refusal, write_batch
+from features.online.encode import ViewEncoder
+from features.online.layout import DEFAULT_NAMESPACE
+from features.online.packer import PackedViewWriter, PackStats, _aware, materialize_packed, online_view_names
+from features.online.transport import plain_redis
+
+_CHANGED = "__loupe_changed"  # helper columns of the joined rows; source columns never start with it
+_PREV = "__loupe_prev_"
+_STATS = "rows long, written long, unchanged long, kept long, behind array<binary>"
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """One view's refresh. `rows`: entities with a row in the window newer than what the store
+    holds (a full refresh: every entity in the window)."""
+
+    view: str
+    mode: str  # "incremental" or "full" (and why)
+    rows: int
+    written: int  # entities whose hash and packed record were written
+    unchanged: int  # newer rows with the stored values: not sent (incremental)
+    kept: int  # rows Feast's staleness rule left to the stored hash (full refresh)
+    repacked: int  # packed records rebuilt from Feast's hash (lost or behind it)
+
+    @property
+    def changed_fraction(self) -> float:
+        return self.written / self.rows if self.rows else 0.0
+
+    def stats(self, fingerprint: str) -> PackStats:
+        return PackStats(self.view, fingerprint, self.rows, self.written + self.unchanged + self.kept, 0)
+
+
+@dataclass(frozen=True)
+class Covered:
+    start: datetime
+    end: datetime
+
+    def to_json(self) -> str:
+        return json.dumps({"start": self.start.isoformat(), "end": self.end.isoformat()})
+
+    @classmethod
+    def parse(cls, raw: bytes | None) -> Covered | None:
+        if not raw:
+            return None
+        doc = json.loads(raw)
+        return cls(datetime.fromisoformat(doc["start"]), datetime.fromisoformat(doc["end"]))
+
+
+def spark_refusal(fv: FeatureView) -> str | None:
+    """Why Spark cannot read `fv`'s rows itself (Feast's own path writes them), or None."""
+    if not isinstance(fv.batch_source, FileSource):
+        return f"a {type(fv.batch_source).__name__} batch source (Spark reads Parquet files)"
+    if fv.batch_source.file_format is not None and type(fv.batch_source.file_format).__name__ != "ParquetFormat":
+        return "not Parquet"
+    return None
+
+
+def refresh_window(
+    spark: SparkSession,
+    store: FeatureStore,
+    start_date: datetime,
+    end_date: datetime,
+    feature_views: Sequence[str] | None = None,
+    *,
+    client: Any = None,
+    namespace: str = DEFAULT_NAMESPACE,
+    incremental: bool = True,
+) -> dict[str, Refreshed]:
+    """Feast's online store and the packed view for [start_date, end_date], written from Spark;
+    the registry records the window as materialize does. A view Spark cannot write (Feast's
+    transformations, another source, a Redis Cluster) goes through `materialize_packed`."""
+    writer = PackedViewWriter(store, client, namespace=namespace)
+    start, end = _aware(start_date), _aware(end_date)
+    views = {name: store.get_feature_view(name) for name in online_view_names(store, feature_views)}
+    cluster = not plain_redis(writer.client)
+    slow = [n for n, fv in views.items() if cluster or fast_path_refusal(store, fv) or spark_refusal(fv)]
+    out: dict[str, Refreshed] = {}
+    if slow:
+        for name, stats in materialize_packed(store, start, end, slow, client=writer.client,
+                                              namespace=namespace).items():
+            out[name] = Refreshed(name, "full: Feast's materialize", stats.entities_read, stats.written, 0, 0, 0)
+    for name, fv in views.items():
+        if name not in slow:
+            out[name] = _ViewRefresh(spark, writer, fv).run(start, end, incremental)
+            store.registry.apply_materialization(fv, store.project, start, end)
+    return {name: out[name] for name in views}
+
+
+class _ViewRefresh:
+    def __init__(self, spark: SparkSession, writer: PackedViewWriter, fv: FeatureView):
+        self.spark, self.writer, self.fv = spark, writer, fv
+        self.encoder = ViewEncoder.of(writer, fv)
+        self.layout = self.encoder.layout
+        self.marker = self.layout.key_prefix + b"_refreshed"
+        self.keys = list(self.encoder.key_types)
+        self.ts = fv.batch_source.timestamp_field
+        self.created = fv.batch_source.created_timestamp_column or None
+
+    def run(self, start: datetime, end: datetime, incremental: bool) -> Refreshed:
+        client = self.writer.client
+        covered = Covered.parse(client.get(self.marker)) if incremental else None
+        why = self._why_full(covered, start, incremental)
+        rows = self._window(start, end)
+        if why is None:
+            if end <= covered.end:  # nothing newer than what the store holds
+                joined, mode = None, "incremental"
+            else:
+                joined, mode = self._changes(rows, covered.end), "incremental"
+            check_stored = False
+        else:
+            joined, mode, check_stored = self._latest(rows).withColumn(_CHANGED, F.lit(True)), f"full: {why}", True
+        totals = self._write(joined, check_stored) if joined is not None else (0, 0, 0, 0, [])
+        n, written, unchanged, kept, behind = totals
+        repacked = 0
+        if behind:  # the packer's path: read back what Feast's hash holds
+            protos = [deserialize_entity_key(key[: -len(self.encoder.project)], self.encoder.version)
+                      for key in behind]
+            repacked = self.writer.pack_entities(self.fv, protos).written
+        client.set(self.layout.meta_key, json.dumps(self.layout.meta()))
+        # considered so far: a window after a gap claims nothing about the gap's rows
+        grown = Covered(start, end) if why is not None or start > covered.end else \
+            Covered(covered.start, max(covered.end, end))
+        client.set(self.marker, grown.to_json())
+        return Refreshed(self.fv.name, mode, n, written, unchanged, kept, repacked)
+
+    def _why_full(self, covered: Covered | None, start: datetime, incremental: bool) -> str | None:
+        if not incremental:
+            return "asked for"
+        if self.encoder.key_ttl_s:
+            return "Feast's key TTL is set (unchanged keys would expire)"
+        if covered is None:
+            return "no earlier refresh of this layout in the store"
+        if start < covered.start:  # its older rows may or may not be what the store holds
+            return f"the window starts before the refreshed {covered.start} .. {covered.end}"
+        return None
+
+    # --- Spark ----------------------------------------------------------------------------------
+    def _window(self, start: datetime, end: datetime) -> DataFrame:
+        """The source's rows in [start, end], columns named as Feast names them (field mapping)."""
+        entities = [self.writer.store.get_entity(name) for name in self.fv.entities]
+        join_cols, feature_cols, ts_col, created_col = _get_column_names(self.fv, entities)
+        columns = [*join_cols, *feature_cols, ts_col, *([created_col] if created_col else [])]
+        source = self.spark.read.parquet(self.fv.batch_source.path).select(*columns)
+        for col in (ts_col, created_col):  # nanoseconds read as longs (data.spark): to µs, as Feast truncates
+            if col and isinstance(source.schema[col].dataType, T.LongType):
+                source = source.withColumn(col, F.timestamp_micros(F.expr(f"`{col}` div 1000")))
+        source = source.where(F.col(ts_col).between(F.lit(start), F.lit(end)))
+        mapping = self.fv.batch_source.field_mapping or {}
+        renamed = {col: mapping[col] for col in columns if col in mapping}
+        return source.withColumnsRenamed(renamed) if renamed else source
+
+    def _latest(self, rows: DataFrame) -> DataFrame:
+        """Each entity's latest row (Feast's dedupe: newest event time, then newest created time)."""
+        order = [F.col(self.ts).desc(), *([F.col(self.created).desc()] if self.created else [])]
+        rank = F.row_number().over(Window.partitionBy(*self.keys).orderBy(*order))
+        return rows.withColumn("__loupe_rank", rank).where("__loupe_rank = 1").drop("__loupe_rank")
+
+    def _changes(self, rows: DataFrame, covered_end: datetime) -> DataFrame:
+        """Each entity's latest row newer than `covered_end`, flagged where its values differ from
+        its latest row at or before it (or it has none there)."""
+        newer = self._latest(rows.where(F.col(self.ts) > F.lit(covered_end)))
+        features = [f.name for f in self.fv.features]
+        before = self._latest(rows.where(F.col(self.ts) <= F.lit(covered_end))).select(
+            *self.keys, F.lit(True).alias(_PREV), *[F.col(f).alias(_PREV + f) for f in features])
+        same: Column = F.lit(True)
+        for f in features:  # null-safe; Spark's equality holds NaN = NaN
+            same = same & F.col(f).eqNullSafe(F.col(_PREV + f))
+        joined = newer.join(before, on=self.keys, how="left")
+        return joined.withColumn(_CHANGED, F.col(_PREV).isNull() | ~same)
+
+    def _write(self, joined: DataFrame, check_stored: bool) -> tuple[int, int, int, int, list[bytes]]:
+        source_columns = [*self.keys, *(f.name for f in self.fv.features), self.ts,
+                          *([self.created] if self.created else [])]
+        kwargs = self.writer.client.connection_pool.connection_kwargs
+        connection_class = self.writer.client.connection_pool.connection_class
+        write = _PartitionWriter(self.encoder, connection_class, kwargs, source_columns, check_stored)
+        stats = joined.select(*source_columns, _CHANGED).mapInArrow(write, _STATS).collect()
+        behind = [key for row in stats for key in row.behind]
+        return (sum(r.rows for r in stats), sum(r.written for r in stats), sum(r.unchanged for r in stats),
+                sum(r.kept for r in stats), behind)
+
+
+class _PartitionWriter:
+    """Runs in Spark's Python workers: writes its partition's changed rows, returns counts."""
+
+    def __init__(self, encoder: ViewEncoder, connection_class, kwargs: dict, columns: list[str], check_stored: bool):
+        self.encoder, self.connection_class, self.kwargs = encoder, connection_class, kwargs
+        self.columns, self.check_stored = columns, check_stored
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import redis
+
+        pool = redis.ConnectionPool(connection_class=self.connection_class, **self.kwargs)
+        client = redis.Redis(connection_pool=pool)
+        try:
+            for batch in batches:
+                changed = batch.column(_CHANGED)
+                rows = batch.select(self.columns).filter(changed)
+                done = write_batch(self.encoder, client, rows, self.check_stored) if rows.num_rows else None
+                written, kept = (done.written, done.kept) if done else (0, 0)
+                behind = [] if done is None or not len(done.behind) else \
+                    [self.encoder.feast_keys(rows.take(pa.array(done.behind)))]
+                yield pa.RecordBatch.from_pydict({
+                    "rows": [batch.num_rows], "written": [written],
+                    "unchanged": [batch.num_rows - rows.num_rows], "kept": [kept],
+                    "behind": [behind[0] if behind else []],
+                }, schema=pa.schema([("rows", pa.int64()), ("written", pa.int64()), ("unchanged", pa.int64()),
+                                     ("kept", pa.int64()), ("behind", pa.list_(pa.binary()))]))
+        finally:
+            pool.disconnect()
