@@ -1,8 +1,12 @@
 """bench-features, on the medium world:
 
-1. the daily feature pipeline for the newest day: four Spark snapshots, `feast apply`, Feast
-   materialize + the packed view (seconds per asset, wall time);
-2. hydrating 1,000 ranking candidates with feed_ranker_v1: Feast's get_online_features vs the
+1. the daily feature pipeline for the newest day: the Spark snapshots, `feast apply`, then the
+   online store (Feast's hash + the packed view, from Spark: features/online/spark_write.py) for the
+   day before (a full refresh of an empty store) and for the day (the daily, incremental refresh);
+   seconds per asset, entities written, the changed fraction;
+2. the ceiling of the online refresh, same server, same run: the same views' rows, encoded ahead,
+   sent as raw pipelined writes (entities per second per view, weighted by what the day wrote);
+3. hydrating 1,000 ranking candidates with feed_ranker_v1: Feast's get_online_features vs the
    packed reader, same Redis, same requests, interleaved in one run, parity checked first.
 
 A request is one viewer and 1,000 candidates: the recent posts of the authors the viewer follows
@@ -20,38 +24,74 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pyarrow.dataset as pads
+import redis as redis_py
 
 from benchmarks.common import PeakRss, interleaved, ms_percentile, write_result
-from benchmarks.workspace import WORLD, bench_settings, ensure_lake
+from benchmarks.workspace import WORLD, bench_settings, ensure_feature_snapshots, ensure_lake
 from data import columns as c
 from data.days import day_end
 from data.redis_server import EmbeddedRedis
 from features.feature_repo.definitions import REQUEST_TS, SERVICE_NAME
+from features.online.encode import ViewEncoder, epoch_us
+from features.online.packer import PackedViewWriter
 from features.online.parity import reader_vs_feast
 from features.online.ranking import RankingFeatureReader
+from features.online.transport import send_pipelined
 from features.storage import feature_partition_dir
-from features.tables import POST, RELATIONSHIP
+from features.tables import EVENT_TIMESTAMP, POST, RELATIONSHIP, TABLES
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
 from pipelines.partitions import materialize_day
 from pipelines.resources import build_resources
 
 CANDIDATES = 1_000
+CEILING_SAMPLE = 200_000  # rows per view the ceiling sends
 REQUESTS = 40
 
 
-def run_daily_pipeline(settings, day: str, redis_url: str) -> dict[str, float]:
+def run_daily_pipeline(settings, previous: str, day: str, redis_url: str) -> tuple[dict[str, float], dict[str, dict]]:
+    """Seconds per asset, and the online refresh's metadata per refreshed day (`previous`, then `day`)."""
     resources = build_resources(settings, redis_url)
     seconds: dict[str, float] = {}
+    online: dict[str, dict] = {}
+    ensure_feature_snapshots(settings, [previous])
     with dg.DagsterInstance.ephemeral() as instance:
         result = materialize_day(feature_assets, partition_key=day, instance=instance, resources=resources)
         for step in result.get_step_success_events():
             seconds[step.step_key.replace("__", "/")] = step.event_specific_data.duration_ms / 1000
-        for assets, partition in (([feast_registry], None), ([feast_online], day)):
+        for assets, partition in (([feast_registry], None), ([feast_online], previous), ([feast_online], day)):
             start = time.perf_counter()
             result = materialize_day(assets, partition_key=partition, instance=instance, resources=resources)
             assert all(check.passed for check in result.get_asset_check_evaluations())
-            seconds[assets[0].key.to_user_string()] = time.perf_counter() - start
-    return {k: round(v, 2) for k, v in seconds.items()}
+            name = assets[0].key.to_user_string() + (f"/{partition}" if partition else "")
+            seconds[name] = time.perf_counter() - start
+            if partition:
+                [event] = result.get_asset_materialization_events()
+                online[partition] = {k: v.value for k, v in event.materialization.metadata.items()}
+    return {k: round(v, 2) for k, v in seconds.items()}, online
+
+
+def ceiling(store, client, day: str, lake_dir, written: dict[str, int], sample: int = CEILING_SAMPLE) -> dict:
+    """Raw pipelined writes of the refresh's own bytes (Feast's hash + packed record of `sample`
+    rows per view of the day's snapshot, encoded ahead) into a scratch database of the same server:
+    entities per second per view, and for the day's mix (`written` per view)."""
+    writer = PackedViewWriter(store, client)
+    scratch = redis_py.Redis(connection_pool=redis_py.ConnectionPool(
+        **{**client.connection_pool.connection_kwargs, "db": 1}))
+    per_view = {}
+    for name in written:
+        encoder = ViewEncoder.of(writer, store.get_feature_view(name))
+        table = pads.dataset(str(feature_partition_dir(lake_dir, TABLES[name], day))).head(sample)
+        batches = table.to_batches(max_chunksize=20_000)
+        commands = [encoder.write_commands(b, epoch_us(b.column(EVENT_TIMESTAMP))) for b in batches]
+        scratch.flushdb()
+        start = time.perf_counter()
+        for chunk in commands:
+            send_pipelined(scratch, chunk, len(chunk))
+        per_view[name] = table.num_rows / (time.perf_counter() - start)
+    scratch.flushdb()
+    seconds = sum(n / per_view[name] for name, n in written.items())
+    return {"entities_per_s_by_view": {k: round(v) for k, v in per_view.items()},
+            "entities_per_s": round(sum(written.values()) / seconds) if seconds else None}
 
 
 def make_requests(settings, day: str, seed: int = 7) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -87,10 +127,15 @@ def main(argv: list[str]) -> None:
     request_ts = int(day_end(day).timestamp()) + 9 * 3600
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(data_dir=Path(tmp)) as redis, PeakRss() as rss:
         start = time.perf_counter()
-        assets = run_daily_pipeline(settings, day, redis.url)
+        assets, online = run_daily_pipeline(settings, world["days"][-2], day, redis.url)
         pipeline_wall = round(time.perf_counter() - start, 2)
+        client = redis_py.Redis.from_url(redis.url)
+        redis_rss_mb = client.info("memory")["used_memory_rss"] / 2**20
 
         store = build_resources(settings, redis.url)["feast"].store()
+        today = online[day]
+        written = {name: n for name, n in today["written"].items() if n}
+        top = ceiling(store, client, day, settings.lake_dir, written)
         reader = RankingFeatureReader(store)
         requests = make_requests(settings, day)
         for viewers, authors, posts in requests[:3]:
@@ -116,9 +161,21 @@ def main(argv: list[str]) -> None:
         feast_s, fast_s, first_after = interleaved(feast_read, fast_read, rounds=8)
         found = reader.read_stored(*requests[0])
 
+    entities = sum(today["written"].values())
+    per_s = entities / today["refresh_s"] if today["refresh_s"] else None
     result = {
         "world": settings.world,
         "day": day,
+        "online_refresh_s": today["refresh_s"],
+        "online_entities": entities,
+        "online_entities_per_s": round(per_s) if per_s else None,
+        "online_ceiling_entities_per_s": top["entities_per_s"],
+        "online_of_ceiling": round(per_s / top["entities_per_s"], 2) if per_s and top["entities_per_s"] else None,
+        "changed_fraction": today["changed_fraction"],
+        "online_mode": today["mode"],
+        "online_full_refresh": {k: online[d][k] for d in online if d != day
+                                for k in ("refresh_s", "written", "mode")},
+        "online_ceiling_by_view": top["entities_per_s_by_view"],
         "entities": CANDIDATES,
         "features": len(reader.feature_names),
         "fast_p50_ms": ms_percentile(fast_s, 50),
@@ -133,7 +190,9 @@ def main(argv: list[str]) -> None:
         "pipeline_wall_s": pipeline_wall,
         "assets": assets,
         "world_prepare_s": prepare_s,
-        "peak_rss_mb": rss.peak_mb,
+        "peak_rss_mb": rss.peak_mb,  # this process and its children: Spark, its workers, the Redis server
+        "redis_rss_mb_at_end": round(redis_rss_mb, 1),
+        "pipeline_peak_rss_mb": round(rss.peak_mb - redis_rss_mb, 1),  # less the server's own at the end
     }
     if settings.world == WORLD:
         write_result("features", result)

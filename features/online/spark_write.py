@@ -42,7 +42,7 @@ from pyspark.sql import types as T
 
 from features.online.bulk_write import fast_path_refusal, write_batch
 from features.online.encode import ViewEncoder
-from features.online.layout import DEFAULT_NAMESPACE
+from features.online.layout import DEFAULT_NAMESPACE, PackedViewLayout
 from features.online.packer import PackedViewWriter, PackStats, _aware, materialize_packed, online_view_names
 from features.online.transport import plain_redis
 
@@ -88,6 +88,18 @@ class Covered:
         return cls(datetime.fromisoformat(doc["start"]), datetime.fromisoformat(doc["end"]))
 
 
+def marker_key(layout: PackedViewLayout) -> bytes:
+    """Where a refresh records the rows it has considered: beside the layout generation it wrote."""
+    return layout.key_prefix + b"_refreshed"
+
+
+def refreshed_window(store: FeatureStore, view: str, client: Any = None,
+                     namespace: str = DEFAULT_NAMESPACE) -> Covered | None:
+    """The window of `view`'s rows the online store has been refreshed with (None: unknown)."""
+    writer = PackedViewWriter(store, client, namespace=namespace)
+    return Covered.parse(writer.client.get(marker_key(writer.layout(view))))
+
+
 def spark_refusal(fv: FeatureView) -> str | None:
     """Why Spark cannot read `fv`'s rows itself (Feast's own path writes them), or None."""
     if not isinstance(fv.batch_source, FileSource):
@@ -121,6 +133,7 @@ def refresh_window(
         for name, stats in materialize_packed(store, start, end, slow, client=writer.client,
                                               namespace=namespace).items():
             out[name] = Refreshed(name, "full: Feast's materialize", stats.entities_read, stats.written, 0, 0, 0)
+            writer.client.set(marker_key(writer.layout(name)), Covered(start, end).to_json())
     for name, fv in views.items():
         if name not in slow:
             out[name] = _ViewRefresh(spark, writer, fv).run(start, end, incremental)
@@ -133,7 +146,7 @@ class _ViewRefresh:
         self.spark, self.writer, self.fv = spark, writer, fv
         self.encoder = ViewEncoder.of(writer, fv)
         self.layout = self.encoder.layout
-        self.marker = self.layout.key_prefix + b"_refreshed"
+        self.marker = marker_key(self.layout)
         self.keys = list(self.encoder.key_types)
         self.ts = fv.batch_source.timestamp_field
         self.created = fv.batch_source.created_timestamp_column or None

@@ -4,6 +4,7 @@ Feast registry, and the online store per day with its checks."""
 import contextlib
 import io
 import re
+import time
 from datetime import timedelta
 
 import dagster as dg
@@ -13,9 +14,9 @@ import pyarrow.dataset as pads
 from data import columns as c
 from data.days import day_end
 from features.jobs.inputs import MissingInputError
-from features.online.bulk_write import write_window
 from features.online.parity import Parity, online_vs_offline, reader_vs_feast
 from features.online.ranking import RankingFeatureReader
+from features.online.spark_write import refresh_window, refreshed_window
 from features.snapshots import READS_SNAPSHOTS, SNAPSHOT_TABLES, lake_inputs, write_snapshots
 from features.storage import feature_partition_dir
 from features.store import apply
@@ -149,7 +150,8 @@ def _snapshot_sample(workspace: WorkspaceResource, table: FeatureTable, day: str
     description="One day's snapshots into Feast's Redis online store and the packed view the "
     "ranking service reads (docs/online_reader.md).",
 )
-def feast_online(context: dg.AssetExecutionContext, feast: FeastResource, workspace: WorkspaceResource):
+def feast_online(context: dg.AssetExecutionContext, feast: FeastResource, spark: SparkResource,
+                workspace: WorkspaceResource):
     day = context.partition_key
     end = day_end(day)
     store = feast.store()
@@ -167,15 +169,20 @@ def feast_online(context: dg.AssetExecutionContext, feast: FeastResource, worksp
                 dg.AssetCheckResult(check_name="online_is_fresh", passed=True, metadata={"skipped": True}),
             ],
         )
-    stats = {}
-    # Feast's materialize (for a view the bulk writer leaves to it) prints a coloured banner and a
-    # line per view to stdout, with no switch to turn it off: the run's log keeps it, not the console
+    refreshed = {}
+    started = time.perf_counter()
+    # Feast's materialize (for a view Spark leaves to it) prints a coloured banner and a line per
+    # view to stdout, with no switch to turn it off: the run's log keeps it, not the console
     with contextlib.redirect_stdout(io.StringIO()) as printed:
         for days in sorted({t.materialize_days for t in TABLES.values()}):
             views = [t.name for t in TABLES.values() if t.materialize_days == days]
-            stats.update(write_window(store, end - timedelta(days=days), end, views))
+            refreshed.update(refresh_window(spark.session(), store, end - timedelta(days=days), end, views))
+    refresh_s = time.perf_counter() - started
     if text := ANSI_STYLE.sub("", printed.getvalue()).strip():
         context.log.info(f"feast materialize:\n{text}")
+    for r in refreshed.values():
+        context.log.info(f"{r.view}: {r.mode}; {r.rows} newer rows, {r.written} written, {r.unchanged} unchanged, "
+                         f"{r.kept} kept by Feast's staleness rule, {r.repacked} repacked")
 
     # online == offline, per view
     seed = int(end.timestamp()) % 2**31
@@ -197,18 +204,27 @@ def feast_online(context: dg.AssetExecutionContext, feast: FeastResource, worksp
                            posts[c.POST_ID].values[:n], int(end.timestamp())) if n else Parity()
     mismatches += [f"reader: {m}" for m in fast.mismatched[:5]]
 
-    # freshness: the sampled entities' online rows carry this day's snapshot time
+    # freshness: every view's refresh reached this day's end, and no sampled online row is newer
+    # than it. A row carries the snapshot time of the day its values last changed (the refresh
+    # leaves unchanged rows alone, features/online/spark_write.py): the parity check above says
+    # its values are this day's.
+    behind = {name: str(r.end) if r else None for name in TABLES
+              if (r := refreshed_window(store, name)) is None or r.end < end}
     ts = np.zeros(0, dtype=np.int64)
     if n:
         block = reader.read_stored(pairs[c.VIEWER_ID].values[:n], pairs[c.AUTHOR_ID].values[:n],
                                    posts[c.POST_ID].values[:n])
         daily = np.array([not TABLES[v].stamped_at_creation for v in block.view_names])
         ts = block.event_ts_us[:, daily][block.view_found[:, daily]]
-    # no daily row among the sampled entities (an export without engagements): nothing to judge
-    fresh = bool(np.all(ts == int(end.timestamp() * 1_000_000)))
+    end_us = int(end.timestamp() * 1_000_000)
+    fresh = not behind and bool(np.all(ts <= end_us))
     return dg.MaterializeResult(
         metadata={
-            "rows_packed": {name: s.written for name, s in stats.items()},
+            "refresh_s": round(refresh_s, 1),
+            "written": {name: r.written for name, r in refreshed.items()},
+            "changed_fraction": {name: round(r.changed_fraction, 4) for name, r in refreshed.items()},
+            "mode": {name: r.mode for name, r in refreshed.items()},
+            "dagster/row_count": sum(r.written for r in refreshed.values()),
             "snapshot": end.isoformat(),
         },
         check_results=[
@@ -222,8 +238,8 @@ def feast_online(context: dg.AssetExecutionContext, feast: FeastResource, worksp
                 check_name="online_is_fresh",
                 passed=fresh,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"expected_snapshot": end.isoformat(), "entities_checked": int(len(ts)),
-                          **({} if len(ts) else {"skipped": "no daily row among the sampled entities"})},
+                metadata={"expected_snapshot": end.isoformat(), "views_behind": behind,
+                          "rows_checked": int(len(ts)), "rows_of_this_day": int((ts == end_us).sum())},
             ),
         ],
     )
