@@ -155,9 +155,9 @@ def feast_online(context: dg.AssetExecutionContext, feast: FeastResource, spark:
     day = context.partition_key
     end = day_end(day)
     store = feast.store()
-    latest = max(
-        (i[1] for fv in store.list_feature_views() for i in fv.materialization_intervals), default=None
-    )
+    # what this online store was refreshed with (its own markers: the registry's materialization
+    # intervals outlive a flushed or replaced store)
+    latest = max((r.end for name in TABLES if (r := refreshed_window(store, name))), default=None)
     if latest is not None and latest > end:
         # A newer day is online already: materializing an older snapshot would only be skipped
         # row by row by Feast; say so instead of pretending to refresh.
