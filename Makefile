@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run live lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream bench-live profile-serving ui mlflow-ui feast clean
+.PHONY: help setup run live lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream bench-live bench-scaling profile-serving ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
@@ -73,6 +73,9 @@ clean:
 
 bench-features: setup
 	$(PY) -m benchmarks.bench_features
+
+bench-scaling: setup  # tiny, small, medium each in its own workspace (~40 min): results/scaling.json + .png
+	$(PY) -m benchmarks.bench_scaling
 
 bench-online-reader: setup
 	$(PY) -m benchmarks.bench_online_reader

@@ -14,11 +14,14 @@ from data import lake
 from data.contracts import CONTRACTS, LogContract
 from data.settings import export_spark_env
 
-# Small data per partition: the default 200 shuffle partitions would be mostly empty tasks.
 DEFAULT_CONF = {
     "spark.sql.session.timeZone": "UTC",
-    "spark.sql.shuffle.partitions": "8",
+    # A shuffle starts with 64 partitions and adaptive execution merges the small ones (a tiny day
+    # ends up in one or two tasks): with a fixed 8, a medium world's 14-day backfill gave each task
+    # ~2M wide rows to sort, more than a 4 GB driver holds.
+    "spark.sql.shuffle.partitions": "64",
     "spark.sql.adaptive.enabled": "true",
+    "spark.sql.adaptive.coalescePartitions.enabled": "true",
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.ui.showConsoleProgress": "false",
     # Parquet timestamps as UTC-adjusted micros (not legacy INT96): pandas/pyarrow/Feast read them

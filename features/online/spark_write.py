@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -43,12 +43,14 @@ from pyspark.sql import types as T
 from features.online.bulk_write import fast_path_refusal, write_batch
 from features.online.encode import ViewEncoder
 from features.online.layout import DEFAULT_NAMESPACE, PackedViewLayout
-from features.online.packer import PackedViewWriter, PackStats, _aware, materialize_packed, online_view_names
+from features.online.packer import PackedViewWriter, _aware, materialize_packed, online_view_names
 from features.online.transport import plain_redis
 
 _CHANGED = "__loupe_changed"  # helper columns of the joined rows; source columns never start with it
 _PREV = "__loupe_prev_"
 _STATS = "rows long, written long, unchanged long, kept long, behind array<binary>"
+_STATS_ARROW = pa.schema([("rows", pa.int64()), ("written", pa.int64()), ("unchanged", pa.int64()),
+                          ("kept", pa.int64()), ("behind", pa.list_(pa.binary()))])
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,6 @@ class Refreshed:
     @property
     def changed_fraction(self) -> float:
         return self.written / self.rows if self.rows else 0.0
-
-    def stats(self, fingerprint: str) -> PackStats:
-        return PackStats(self.view, fingerprint, self.rows, self.written + self.unchanged + self.kept, 0)
 
 
 @dataclass(frozen=True)
@@ -156,27 +155,23 @@ class _ViewRefresh:
         covered = Covered.parse(client.get(self.marker)) if incremental else None
         why = self._why_full(covered, start, incremental)
         rows = self._window(start, end)
-        if why is None:
-            if end <= covered.end:  # nothing newer than what the store holds
-                joined, mode = None, "incremental"
-            else:
-                joined, mode = self._changes(rows, covered.end), "incremental"
-            check_stored = False
-        else:
-            joined, mode, check_stored = self._latest(rows).withColumn(_CHANGED, F.lit(True)), f"full: {why}", True
-        totals = self._write(joined, check_stored) if joined is not None else (0, 0, 0, 0, [])
-        n, written, unchanged, kept, behind = totals
+        if why is not None:
+            mode, to_write = f"full: {why}", self._latest(rows).withColumn(_CHANGED, F.lit(True))
+        else:  # nothing to send when the window holds nothing newer than the store
+            mode, to_write = "incremental", self._changes(rows, covered.end) if end > covered.end else None
+        written = self._write(to_write, check_stored=why is not None) if to_write is not None else _Written()
         repacked = 0
-        if behind:  # the packer's path: read back what Feast's hash holds
+        if written.behind:  # the packer's path: read back what Feast's hash holds
             protos = [deserialize_entity_key(key[: -len(self.encoder.project)], self.encoder.version)
-                      for key in behind]
+                      for key in written.behind]
             repacked = self.writer.pack_entities(self.fv, protos).written
         client.set(self.layout.meta_key, json.dumps(self.layout.meta()))
         # considered so far: a window after a gap claims nothing about the gap's rows
         grown = Covered(start, end) if why is not None or start > covered.end else \
             Covered(covered.start, max(covered.end, end))
         client.set(self.marker, grown.to_json())
-        return Refreshed(self.fv.name, mode, n, written, unchanged, kept, repacked)
+        return Refreshed(self.fv.name, mode, written.rows, written.written, written.unchanged, written.kept,
+                         repacked)
 
     def _why_full(self, covered: Covered | None, start: datetime, incremental: bool) -> str | None:
         if not incremental:
@@ -223,16 +218,25 @@ class _ViewRefresh:
         joined = newer.join(before, on=self.keys, how="left")
         return joined.withColumn(_CHANGED, F.col(_PREV).isNull() | ~same)
 
-    def _write(self, joined: DataFrame, check_stored: bool) -> tuple[int, int, int, int, list[bytes]]:
+    def _write(self, rows: DataFrame, check_stored: bool) -> _Written:
         source_columns = [*self.keys, *(f.name for f in self.fv.features), self.ts,
                           *([self.created] if self.created else [])]
-        kwargs = self.writer.client.connection_pool.connection_kwargs
-        connection_class = self.writer.client.connection_pool.connection_class
-        write = _PartitionWriter(self.encoder, connection_class, kwargs, source_columns, check_stored)
-        stats = joined.select(*source_columns, _CHANGED).mapInArrow(write, _STATS).collect()
-        behind = [key for row in stats for key in row.behind]
-        return (sum(r.rows for r in stats), sum(r.written for r in stats), sum(r.unchanged for r in stats),
-                sum(r.kept for r in stats), behind)
+        pool = self.writer.client.connection_pool
+        write = _PartitionWriter(self.encoder, pool.connection_class, pool.connection_kwargs, source_columns,
+                                 check_stored)
+        stats = rows.select(*source_columns, _CHANGED).mapInArrow(write, _STATS).collect()
+        return _Written(sum(r.rows for r in stats), sum(r.written for r in stats),
+                        sum(r.unchanged for r in stats), sum(r.kept for r in stats),
+                        [key for r in stats for key in r.behind])
+
+
+@dataclass(frozen=True)
+class _Written:
+    rows: int = 0
+    written: int = 0
+    unchanged: int = 0
+    kept: int = 0
+    behind: list[bytes] = field(default_factory=list)  # Feast keys whose packed record needs repacking
 
 
 class _PartitionWriter:
@@ -249,17 +253,12 @@ class _PartitionWriter:
         client = redis.Redis(connection_pool=pool)
         try:
             for batch in batches:
-                changed = batch.column(_CHANGED)
-                rows = batch.select(self.columns).filter(changed)
+                rows = batch.select(self.columns).filter(batch.column(_CHANGED))
                 done = write_batch(self.encoder, client, rows, self.check_stored) if rows.num_rows else None
-                written, kept = (done.written, done.kept) if done else (0, 0)
-                behind = [] if done is None or not len(done.behind) else \
-                    [self.encoder.feast_keys(rows.take(pa.array(done.behind)))]
+                behind = self.encoder.feast_keys(rows.take(pa.array(done.behind))) if done and len(done.behind) else []
                 yield pa.RecordBatch.from_pydict({
-                    "rows": [batch.num_rows], "written": [written],
-                    "unchanged": [batch.num_rows - rows.num_rows], "kept": [kept],
-                    "behind": [behind[0] if behind else []],
-                }, schema=pa.schema([("rows", pa.int64()), ("written", pa.int64()), ("unchanged", pa.int64()),
-                                     ("kept", pa.int64()), ("behind", pa.list_(pa.binary()))]))
+                    "rows": [batch.num_rows], "written": [done.written if done else 0],
+                    "unchanged": [batch.num_rows - rows.num_rows], "kept": [done.kept if done else 0],
+                    "behind": [behind]}, schema=_STATS_ARROW)
         finally:
             pool.disconnect()
