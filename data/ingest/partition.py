@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -220,7 +221,10 @@ def _land(
     order, lake_days = _look_back(lake_dir, contract, days)
     earlier = read_lake_days(spark, lake_dir, log_type, lake_days)
     rows = v.assign_status(rows, contract, None if earlier is None else earlier.select(*contract.key, c.DT), order)
-    rows = rows.persist()
+    # On disk, not in the heap: a backfill's rows carry their raw lines (for the quarantine), and
+    # held deserialized they filled a 4 GB driver's heap on the medium world's 14 days (full GCs
+    # back to back); the four passes over them read local disk instead.
+    rows = rows.persist(StorageLevel.DISK_ONLY)
     try:
         # One pass counts every day's statuses and reasons, each bad enum value, and rows with a mapped id.
         mapped = False  # some valid row of some day has an id in the hashed range
