@@ -83,6 +83,7 @@ def write_window(
             store.registry.apply_materialization(fv, store.project, start, end)
     return {name: stats[name] for name in names}
 
+
 @dataclass(frozen=True)
 class BatchWrite:
     written: int  # rows whose hash and packed record were written
