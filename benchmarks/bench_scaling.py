@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -75,6 +76,23 @@ def measure(world: str) -> dict:
             "days": len(days), "events_per_day": round(summary["events"] / len(days)), "stages": stages}
 
 
+def growth(results: dict[str, dict]) -> dict[str, dict]:
+    """Per stage, between the two largest worlds: the exponent of time and of peak memory in events
+    (1.0 = linear; fixed costs make it lower on small worlds), and the medium world's rate."""
+    small, large = list(results)[-2:]
+    ratio = math.log(results[large]["events"] / results[small]["events"])
+    out = {}
+    for name, big in results[large]["stages"].items():
+        little = results[small]["stages"][name]
+        out[name] = {
+            "time_exponent": round(math.log(big["seconds"] / little["seconds"]) / ratio, 2),
+            "memory_exponent": round(math.log(big["peak_rss_mb"] / little["peak_rss_mb"]) / ratio, 2),
+            "events_per_s": round(results[large]["events"] / big["seconds"]),
+            **({"entities_per_s": round(big["entities"] / big["seconds"])} if "entities" in big else {}),
+        }
+    return out
+
+
 def plot(results: dict[str, dict], path: Path) -> None:
     import matplotlib
 
@@ -110,7 +128,7 @@ def main() -> None:
         print(f"{world} ...", flush=True)
         results[world] = measure(world)
     if tuple(args.worlds) == WORLDS:
-        write_result("scaling", {"worlds": results})
+        write_result("scaling", {"worlds": results, "growth": growth(results)})
         plot(results, RESULTS_DIR / "scaling.png")
     else:
         print(json.dumps(results, indent=2))
