@@ -86,7 +86,7 @@ def test_a_graph_only_export_reaches_the_online_store_and_candidates(graph_only)
         checks = {c.check_name: c for c in online.get_asset_check_evaluations()}
         assert checks["online_matches_offline"].passed, checks["online_matches_offline"].metadata
         meta = online.get_asset_materialization_events()[0].materialization.metadata
-        assert meta["rows_packed"].value["viewer_tags"] == 0 and meta["rows_packed"].value["viewer_author"] > 0
+        assert meta["written"].value["viewer_tags"] == 0 and meta["written"].value["viewer_author"] > 0
 
         rebuilt = materialize_day([candidates_rebuild], instance=instance, resources=resources,
                                  run_config={"ops": {"candidates__rebuild": {"config": {"day": day}}}})
