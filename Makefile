@@ -57,7 +57,7 @@ test-e2e: setup  # a team's export and a graph-only export through `make run` (t
 test-fast: setup  # the unit tier: no Spark, no server, no Dagster run
 	$(UV) run --frozen pytest -m unit
 
-bench: bench-pipeline bench-features bench-online-reader bench-live bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-stream
+bench: bench-pipeline bench-features bench-scaling bench-online-reader bench-live bench-quality bench-fanout bench-candidates bench-serving bench-cascade bench-overload bench-stream
 
 bench-first-run: setup  # a fresh clone's make setup + make run, tiny and small (idle machine)
 	$(PY) -m benchmarks.bench_first_run
@@ -74,7 +74,7 @@ clean:
 bench-features: setup
 	$(PY) -m benchmarks.bench_features
 
-bench-scaling: setup  # tiny, small, medium each in its own workspace (~40 min): results/scaling.json + .png
+bench-scaling: setup  # tiny, small, medium each in its own workspace (~25 min): results/scaling.json + .png
 	$(PY) -m benchmarks.bench_scaling
 
 bench-online-reader: setup
