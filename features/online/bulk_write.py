@@ -69,11 +69,7 @@ def write_window(
     """What `materialize_packed` does for the window, written from Arrow: Feast's online store and
     the packed view, then the registry's materialization interval. Returns stats per view."""
     writer = PackedViewWriter(store, client, namespace=namespace, batch_size=batch_rows)
-    names = online_view_names(store, feature_views)
-    views = {name: store.get_feature_view(name) for name in names}
-    # a cluster client cannot take the pre-encoded pipeline: Feast's path, which handles one
-    cluster = not plain_redis(writer.client)
-    slow = [name for name, fv in views.items() if cluster or fast_path_refusal(store, fv)]
+    views, slow = split_views(writer, feature_views)
     stats = materialize_packed(store, start_date, end_date, slow, client=writer.client,
                                namespace=namespace) if slow else {}
     start, end = _aware(start_date), _aware(end_date)
@@ -81,7 +77,19 @@ def write_window(
         if name not in slow:
             stats[name] = ViewWrite(writer, fv).run(start, end, batch_rows)
             store.registry.apply_materialization(fv, store.project, start, end)
-    return {name: stats[name] for name in names}
+    return {name: stats[name] for name in views}
+
+
+def split_views(writer: PackedViewWriter, feature_views: Sequence[str] | None,
+                refusal=lambda fv: None) -> tuple[dict[str, FeatureView], list[str]]:
+    """The online views to write, and those that must go through Feast's own materialize: a view
+    outside the plain case (`fast_path_refusal`, or the caller's own `refusal`), or every view
+    when the client is a cluster's (it cannot take the pre-encoded pipeline; Feast's path can)."""
+    store = writer.store
+    views = {name: store.get_feature_view(name) for name in online_view_names(store, feature_views)}
+    cluster = not plain_redis(writer.client)
+    return views, [name for name, fv in views.items()
+                   if cluster or fast_path_refusal(store, fv) or refusal(fv)]
 
 
 @dataclass(frozen=True)

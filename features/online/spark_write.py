@@ -40,11 +40,10 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from features.online.bulk_write import fast_path_refusal, write_batch
+from features.online.bulk_write import split_views, write_batch
 from features.online.encode import ViewEncoder
 from features.online.layout import DEFAULT_NAMESPACE, PackedViewLayout
-from features.online.packer import PackedViewWriter, _aware, materialize_packed, online_view_names
-from features.online.transport import plain_redis
+from features.online.packer import PackedViewWriter, _aware, materialize_packed
 
 _CHANGED = "__loupe_changed"  # helper columns of the joined rows; source columns never start with it
 _PREV = "__loupe_prev_"
@@ -124,9 +123,7 @@ def refresh_window(
     transformations, another source, a Redis Cluster) goes through `materialize_packed`."""
     writer = PackedViewWriter(store, client, namespace=namespace)
     start, end = _aware(start_date), _aware(end_date)
-    views = {name: store.get_feature_view(name) for name in online_view_names(store, feature_views)}
-    cluster = not plain_redis(writer.client)
-    slow = [n for n, fv in views.items() if cluster or fast_path_refusal(store, fv) or spark_refusal(fv)]
+    views, slow = split_views(writer, feature_views, spark_refusal)
     out: dict[str, Refreshed] = {}
     if slow:
         for name, stats in materialize_packed(store, start, end, slow, client=writer.client,

@@ -14,6 +14,7 @@ import pyarrow.dataset as pads
 from data import columns as c
 from data.days import day_end
 from features.jobs.inputs import MissingInputError
+from features.online.packer import redis_client_for
 from features.online.parity import Parity, online_vs_offline, reader_vs_feast
 from features.online.ranking import RankingFeatureReader
 from features.online.spark_write import refresh_window, refreshed_window
@@ -157,7 +158,8 @@ def feast_online(context: dg.AssetExecutionContext, feast: FeastResource, spark:
     store = feast.store()
     # what this online store was refreshed with (its own markers: the registry's materialization
     # intervals outlive a flushed or replaced store)
-    latest = max((r.end for name in TABLES if (r := refreshed_window(store, name))), default=None)
+    online = redis_client_for(store)  # one client for the markers read here
+    latest = max((r.end for name in TABLES if (r := refreshed_window(store, name, online))), default=None)
     if latest is not None and latest > end:
         # A newer day is online already: materializing an older snapshot would only be skipped
         # row by row by Feast; say so instead of pretending to refresh.
@@ -209,7 +211,7 @@ def feast_online(context: dg.AssetExecutionContext, feast: FeastResource, spark:
     # leaves unchanged rows alone, features/online/spark_write.py): the parity check above says
     # its values are this day's.
     behind = {name: str(r.end) if r else None for name in TABLES
-              if (r := refreshed_window(store, name)) is None or r.end < end}
+              if (r := refreshed_window(store, name, online)) is None or r.end < end}
     ts = np.zeros(0, dtype=np.int64)
     if n:
         block = reader.read_stored(pairs[c.VIEWER_ID].values[:n], pairs[c.AUTHOR_ID].values[:n],
