@@ -21,7 +21,9 @@ def evaluate(workspace, instance, cursor=None):
         definitions=dg.Definitions.merge(
             ingest_defs, dg.Definitions(resources={"workspace": workspace, "spark": SparkResource()})
         ),
-    ) as context:  # exited: see test_schedules_run_the_newest_registered_day
+    ) as context:
+        # exited: Dagster sets the instance's state storage as the process's current one for a context's
+        # life (left set, it outlives the instance and later materializations fail on its weakref)
         data = landing_sensor.evaluate_tick(context)
     added = [key for request in data.dynamic_partitions_requests or [] for key in request.partition_keys]
     return [r.partition_key for r in data.run_requests], data.cursor, added
@@ -62,19 +64,27 @@ def test_any_date_is_a_day_and_a_folder_that_is_not_a_day_is_skipped(tmp_path):
         assert evaluate(workspace, instance)[2] == []  # registered once
 
 
-def test_schedules_run_the_newest_registered_day():
-    from pipelines.definitions import defs
-    from pipelines.defs.training.schedules import training_schedule
+def test_a_sensor_without_cursor_skips_days_ingested_as_they_are(tmp_path):
+    """Started after `make run` (or with its cursor reset), the sensor asks only for days whose files
+    differ from what their last ingestion recorded reading."""
+    from data.ingest.fingerprints import landing_fingerprints
+    from pipelines.defs.ingest.assets import LANDING_FINGERPRINTS, lake_key
 
-    repository = defs.get_repository_def()
+    landing = tmp_path / "landing"
+    for day in ("2026-10-01", "2026-10-02", "2026-10-03"):
+        (landing / "engagements" / day).mkdir(parents=True)
+        (landing / "engagements" / day / "part-00000.jsonl").write_text('{"a": 1}\n')
+    workspace = WorkspaceResource(landing_dir=str(landing), lake_dir=str(tmp_path / "lake"),
+                                  truth_dir=str(tmp_path / "truth"))
+    read = landing_fingerprints(landing)
     with dg.instance_for_test() as instance:
-        # contexts used as context managers: Dagster sets the instance's state storage as the process's
-        # current one for a context's life and restores it at exit (left set, it outlives the instance
-        # and every later materialize in the process fails on the dead instance's weakref)
-        with dg.build_schedule_context(instance=instance, repository_def=repository) as context:
-            skipped = training_schedule.evaluate_tick(context)
-        assert not skipped.run_requests and "no landing day" in skipped.skip_message
-        instance.add_dynamic_partitions("day", ["2019-03-05", "2019-03-04"])
-        with dg.build_schedule_context(instance=instance, repository_def=repository) as context:
-            requests = training_schedule.evaluate_tick(context).run_requests
-        assert [r.partition_key for r in requests] == ["2019-03-05"]
+        instance.add_dynamic_partitions("day", ["2026-10-01", "2026-10-02"])
+        for day in ("2026-10-01", "2026-10-02"):  # what an ingest run records, one day each
+            instance.report_runless_asset_event(dg.AssetMaterialization(
+                asset_key=lake_key("engagements"), partition=day, metadata={LANDING_FINGERPRINTS: {day: read[day]}}))
+        changed = landing / "engagements" / "2026-10-02" / "part-00000.jsonl"
+        changed.write_text('{"a": 1}\n{"a": 2}\n')
+        os.utime(changed, ns=(1, 1))
+        days, cursor, added = evaluate(workspace, instance)
+        assert days == ["2026-10-02", "2026-10-03"] and added == ["2026-10-03"]
+        assert evaluate(workspace, instance, cursor)[0] == []

@@ -22,6 +22,7 @@ from pyspark.sql import SparkSession
 
 from data import id_map
 from data.contracts import CONTRACTS
+from data.ingest.fingerprints import landing_fingerprints
 from data.ingest.partition import IngestError, IngestReport, ingest_log_days, lake_row_count
 from data.job_graph import Outcome, run_job_graph
 from data.stream.archiver import read_marks, stream_fault
@@ -33,6 +34,7 @@ from pipelines.resources import SparkResource, WorkspaceResource
 GROUP = "ingest"
 RECONCILES = "reconciles"
 IDS_DISTINCT = "ids_distinct"
+LANDING_FINGERPRINTS = "landing_fingerprints"  # metadata: day -> the landing fingerprint a run read
 
 
 def lake_key(log_type: str) -> dg.AssetKey:
@@ -125,6 +127,9 @@ def ingest_log(
 )
 def ingest_day(context: dg.AssetExecutionContext, spark: SparkResource, workspace: WorkspaceResource):
     days = sorted(context.partition_keys)
+    # taken before reading: files that change meanwhile get a new fingerprint, and another run
+    landed = landing_fingerprints(workspace.landing)
+    fingerprints = {day: landed.get(day) for day in days}
     session = spark.session()
     vocabulary = workspace.vocabulary()
     selected = [log for log in CONTRACTS if lake_key(log) in context.selected_asset_keys]
@@ -138,7 +143,7 @@ def ingest_day(context: dg.AssetExecutionContext, spark: SparkResource, workspac
         if outcome.result is not None:
             for day, ingested in outcome.result.items():
                 _log(context, outcome.name, day, ingested, vocabulary.source)
-            yield _materialize_result(outcome.name, outcome.result)
+            yield _materialize_result(outcome.name, outcome.result, fingerprints)
     end_step(outcomes, IngestError, f"ingesting {days[0]}" + (f" .. {days[-1]}" if len(days) > 1 else ""))
 
 
@@ -174,9 +179,12 @@ def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
     return dict(total)
 
 
-def _materialize_result(log_type: str, by_day: dict[str, Ingested]) -> dg.MaterializeResult:
+def _materialize_result(log_type: str, by_day: dict[str, Ingested],
+                        fingerprints: dict[str, str | None]) -> dg.MaterializeResult:
     """One log's materialization for the run's days: one day's figures, or the days' sums and each
-    day's (`days`); its checks pass when they pass on every day."""
+    day's (`days`); its checks pass when they pass on every day. `fingerprints`: each day's landing
+    fingerprint as the run found it (the landing sensor's: a day already ingested as it is now is
+    not asked for again by a sensor that starts without a cursor)."""
     key, days = lake_key(log_type), sorted(by_day)
     reports = [by_day[day].report for day in days]
     collisions = [collision for day in days for collision in by_day[day].collisions]
@@ -216,6 +224,7 @@ def _materialize_result(log_type: str, by_day: dict[str, Ingested]) -> dg.Materi
             "files_rejected": rejected,
             "lake_path": where(reports[0].lake_path, Path(reports[0].lake_path).parent),
             "quarantine_path": where(reports[0].quarantine_path, Path(reports[0].quarantine_path).parent),
+            LANDING_FINGERPRINTS: fingerprints,
             **({"dagster/row_count": one.rows_landed} if one else {"days": {
                 day: {"rows_read": by_day[day].report.rows_read, "rows_landed": by_day[day].report.rows_landed,
                       "rows_quarantined": by_day[day].report.rows_quarantined,

@@ -8,24 +8,40 @@ import json
 import dagster as dg
 import redis
 
+from data.contracts import LOG_TYPES
 from data.ingest.fingerprints import landing_fingerprints
 from data.stream.archiver import ArchiverBusy, StreamArchiver
 from data.stream.backlog import GROWING_TICKS, Backlog, growing
-from pipelines.defs.ingest.assets import STREAM_KEY
+from pipelines.defs.ingest.assets import LANDING_FINGERPRINTS, STREAM_KEY, lake_key
 from pipelines.defs.ingest.jobs import ingest_job
 from pipelines.defs.ingest.resources import StreamResource
 from pipelines.partitions import DAYS, day_partitions, is_day
 from pipelines.resources import WorkspaceResource
 
 
-@dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+def ingested_fingerprint(instance: dg.DagsterInstance, day: str) -> str | None:
+    """The landing fingerprint the latest ingestion of `day` recorded on this instance (None: not
+    ingested here, or before ingestion recorded it)."""
+    for log in LOG_TYPES:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=lake_key(log), asset_partitions=[day]), limit=1).records
+        if records:
+            value = records[0].asset_materialization.metadata.get(LANDING_FINGERPRINTS)
+            return value.value.get(day) if value is not None else None
+    return None
+
+
+@dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
 def landing_sensor(context: dg.SensorEvaluationContext, workspace: WorkspaceResource):
-    """Ingest a day again whenever its landing files appear or change (ingestion is idempotent)."""
+    """Ingest a day whenever its landing files appear or change (ingestion is idempotent). A day the
+    cursor has not seen is compared with what its last ingestion read: a sensor started after `make
+    run` (or with its cursor reset) does not ingest every day again."""
     seen = json.loads(context.cursor) if context.cursor else {}
     current = landing_fingerprints(workspace.landing)
     requests, new_days = [], []
     for day, fingerprint in sorted(current.items()):
-        if seen.get(day) == fingerprint:
+        known = seen[day] if day in seen else ingested_fingerprint(context.instance, day)
+        if known == fingerprint:
             continue
         if not is_day(day):
             context.log.warning(f"landing folder {day!r} is not a day (YYYY-MM-DD); skipped")
