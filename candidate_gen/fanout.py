@@ -162,7 +162,7 @@ class FanoutWorker:
     def _resume_offset(self, day: str | None, n_events: int) -> int:
         if day is None:
             return 0
-        if not self.client.hexists(self.keys.meta, "built_through"):
+        if not self.has_state():
             raise StateLostError(
                 f"no candidate state under {self.keys.prefix!r} (never built, or Redis lost it): "
                 "materialize candidates/rebuild first"
@@ -182,6 +182,10 @@ class FanoutWorker:
         saved = self.client.hget(key, "day")
         if saved is None or saved.decode() < day:
             self.client.hset(key, mapping={"day": day, "offset": 0})
+
+    def has_state(self) -> bool:
+        """Whether Redis holds a built candidate state (candidates/rebuild marks it)."""
+        return bool(self.client.hexists(self.keys.meta, "built_through"))
 
     def checkpoint_day(self) -> str | None:
         """The last day this worker applied (fully or partly), or None."""

@@ -3,7 +3,8 @@
 candidates/rebuild      the whole Redis state rebuilt from the lake as of a day (recovery, first
                         start), or one viewer's (config `viewer`)
 candidates/fanout       daily: the fan-out worker applies the day's posts, graph and account
-                        events (checkpointed, resumable); blocking check that totals reconcile
+                        events (checkpointed, resumable; a store without state is rebuilt first);
+                        blocking check that totals reconcile
 candidates/trending     daily: engagement velocity, global and per hashtag; popular fallback
 candidates/social       daily: recent engagements per user, strongest-affinity accounts
 candidates/embeddings   daily: ALS author/viewer embeddings + the nearest-author index
@@ -73,7 +74,8 @@ def candidates_rebuild(context: dg.AssetExecutionContext, config: RebuildConfig,
     )],
     description="The fan-out worker over one landing day: posts fanned out to followers' Home "
     "caches (celebrities' kept for read-time pull), follows backfilled, unfollows removed, "
-    "deletions tombstoned. Checkpointed: a re-run resumes, a finished day is a no-op.",
+    "deletions tombstoned. Checkpointed: a re-run resumes, a finished day is a no-op. No candidate "
+    "state in Redis (a fresh store, or one that lost it): rebuilt from the lake first.",
 )
 def candidates_fanout(context: dg.AssetExecutionContext, redis: RedisResource, workspace: WorkspaceResource,
                       candidate_config: CandidateConfigResource):
@@ -81,6 +83,12 @@ def candidates_fanout(context: dg.AssetExecutionContext, redis: RedisResource, w
     cfg, client = candidate_config.load(), redis.client()
     worker = FanoutWorker(client, cfg)
     earlier = [d for d in lake.partition_days(workspace.lake, "posts") if d < day]
+    if not worker.has_state():
+        # a fresh store, or Redis lost it: rebuilt from the lake through the day before (through the
+        # day itself when it is the first: its run below then finds it applied), as a first start does
+        through = earlier[-1] if earlier else day
+        context.log.warning(f"no candidate state in Redis: rebuilding it from the lake through {through}")
+        context.log.info(f"rebuilt: {rebuild_all(workspace.lake, through, client, cfg)}")
     done_through = worker.checkpoint_day()
     if earlier and done_through and done_through < earlier[-1]:
         raise dg.Failure(description=f"fan-out is at {done_through}; run {earlier[-1]} before {day} "
