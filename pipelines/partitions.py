@@ -50,22 +50,6 @@ def register_days(instance: dg.DagsterInstance, days: list[str]) -> None:
         instance.add_dynamic_partitions(DAYS, new)
 
 
-def newest_day_schedule(job: dg.UnresolvedAssetJobDefinition, *, hour: int, name: str) -> dg.ScheduleDefinition:
-    """A daily schedule (off by default) that runs `job` on the newest registered landing day: with
-    days taken from the data there is no calendar to derive the partition from."""
-
-    @dg.schedule(job=job, cron_schedule=f"0 {hour} * * *", name=name, execution_timezone="UTC",
-                 default_status=dg.DefaultScheduleStatus.STOPPED)
-    def _newest_day(context: dg.ScheduleEvaluationContext):
-        days = context.instance.get_dynamic_partitions(DAYS)
-        if not days:
-            return dg.SkipReason("no landing day registered yet: the landing sensor or `make run` registers them")
-        day = max(days)
-        return dg.RunRequest(run_key=f"{name}:{day}", partition_key=day)
-
-    return _newest_day
-
-
 def materialize_day(assets, *, partition_key: str | None = None, instance: dg.DagsterInstance | None = None,
                     **kwargs) -> dg.ExecuteInProcessResult:
     """`dg.materialize` for a landing day: registers the day as a partition first (a test or a

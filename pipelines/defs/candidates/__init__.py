@@ -3,7 +3,6 @@ run, the rebuild from the lake, the Explore sources.
 
 assets.py       candidates/rebuild, then daily fanout (with its check), trending, social, embeddings
 jobs.py         candidates_job: the day's fan-out run and the Explore builders
-schedules.py    candidates_schedule: candidates_job on the newest landing day (off by default)
 resources.py    Redis, the candidate config, the candidates folder
 definitions.py  the domain's Definitions (merged by pipelines/definitions.py)
 """

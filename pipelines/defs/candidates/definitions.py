@@ -4,6 +4,5 @@ import dagster as dg
 
 from pipelines.defs.candidates.assets import candidate_assets
 from pipelines.defs.candidates.jobs import candidates_job
-from pipelines.defs.candidates.schedules import candidates_schedule
 
-defs = dg.Definitions(assets=candidate_assets, jobs=[candidates_job], schedules=[candidates_schedule])
+defs = dg.Definitions(assets=candidate_assets, jobs=[candidates_job])

@@ -5,7 +5,6 @@ assets.py       training/examples, then per surface rankers -> evaluation -> cha
 ope_assets.py   per surface: off-policy evaluation of the champion
 checks.py       served_features_match_training: train/serve parity, blocking on training/examples
 jobs.py         training_job: train, evaluate and promote both rankers for one test day
-schedules.py    training_schedule: training_job on the newest landing day (off by default)
 resources.py    MLflow, the training config
 definitions.py  the domain's Definitions (merged by pipelines/definitions.py)
 """
