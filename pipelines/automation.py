@@ -167,7 +167,8 @@ def automate(defs: dg.Definitions, train_days: int) -> dg.Definitions:
         return spec.replace_attributes(automation_condition=by_key.get(spec.key))
 
     sensor = dg.AutomationConditionSensorDefinition(
-        AUTOMATION_SENSOR, target=dg.AssetSelection.all(), use_user_code_server=True,
+        AUTOMATION_SENSOR, target=dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks(),
+        use_user_code_server=True,
         default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
         description="Runs what a landed day needs, asset by asset, by each one's automation condition "
         "(pipelines/automation.py).")

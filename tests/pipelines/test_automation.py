@@ -57,7 +57,7 @@ class Daemon:
             result = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance,
                                                        cursor=self.automation_cursor)
             self.automation_cursor = result.cursor
-            asked: dict[str | None, set[dg.AssetKey]] = defaultdict(set)
+            asked: dict[str | None, set[dg.AssetKey | dg.AssetCheckKey]] = defaultdict(set)
             for evaluation in result.results:
                 subset = evaluation.true_subset
                 if subset.is_empty:
@@ -67,9 +67,14 @@ class Daemon:
             if not asked:
                 return self.runs[start:]
             for day, keys in sorted(asked.items(), key=lambda item: item[0] or ""):
-                run = job.execute_in_process(partition_key=day, asset_selection=sorted(keys), instance=self.instance,
-                                             raise_on_error=False)
-                self.runs.append((day, frozenset(k.to_user_string() for k in keys), run.success))
+                assets = {k for k in keys if isinstance(k, dg.AssetKey)}
+                # as the daemon's run: the checks asked for, and those its assets' own steps compute
+                checks = {k for k in keys if isinstance(k, dg.AssetCheckKey)} | {
+                    check for key in assets for check in self.defs.resolve_assets_def(key).check_keys
+                    if check.asset_key in assets}
+                run = job.get_subset(asset_selection=assets, asset_check_selection=checks).execute_in_process(
+                    partition_key=day, instance=self.instance, raise_on_error=False)
+                self.runs.append((day, frozenset(k.to_user_string() for k in assets), run.success))
                 self.failures += [f"{day} {e.step_key}: {e.event_specific_data.error.message.strip()}"
                                   for e in run.all_events if e.event_type_value == "STEP_FAILURE"]
         raise AssertionError(f"the automation still asked for runs after {MAX_TICKS} ticks: {self.runs[-5:]}")

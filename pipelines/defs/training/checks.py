@@ -38,6 +38,10 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
     blocking=True,
     partitions_def=day_partitions,
     additional_deps=[lake_key("impressions"), lake_key("posts"), REGISTRY_KEY, REALTIME_KEY],
+    # In the run that builds the training set it guards (pipelines/automation.py): a check of its own
+    # op is not run with its asset unless asked for, and the rankers wait on it (blocking).
+    automation_condition=dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.will_be_requested()).allow(dg.AssetSelection.assets(EXAMPLES_KEY)),
     description="The feature vectors the ranking service scored on this day (logged with its "
     "impressions) equal what training retrieval (Feast point-in-time) returns for the same rows: "
     "per-feature mismatch rate within training/skew.toml's tolerance, else the day's rankers wait.",
