@@ -56,8 +56,16 @@ def _among(context: dg.AutomationContext, days) -> dg.AutomationResult:
     return dg.AutomationResult(context, context.candidate_subset.compute_intersection_with_partition_keys(set(days)))
 
 
+class _Stateless(AC):
+    """A condition computed afresh at every tick from the instance (no cursor of its own)."""
+
+    @property
+    def requires_cursor(self) -> bool:
+        return False
+
+
 @dataclass(frozen=True)
-class NewestDays(AC):
+class NewestDays(_Stateless):
     """The `count` newest registered days; `after_first`: not the first day (it has no day before
     whose snapshot a training set could read)."""
 
@@ -68,26 +76,18 @@ class NewestDays(AC):
     def name(self) -> str:
         return f"newest_days({self.count}{', after_first' if self.after_first else ''})"
 
-    @property
-    def requires_cursor(self) -> bool:
-        return False
-
     def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
         days = _registered(context)
         return _among(context, (days[1:] if self.after_first else days)[-self.count:])
 
 
 @dataclass(frozen=True)
-class AfterDayBefore(AC):
+class AfterDayBefore(_Stateless):
     """The registered day before is materialized for this asset (or there is none)."""
 
     @property
     def name(self) -> str:
         return "after_day_before"
-
-    @property
-    def requires_cursor(self) -> bool:
-        return False
 
     async def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
         days = _registered(context)
@@ -97,7 +97,7 @@ class AfterDayBefore(AC):
 
 
 @dataclass(frozen=True)
-class TrainingSetsReady(AC):
+class TrainingSetsReady(_Stateless):
     """Test day T's split can be read (training/train.py): its validation and test days and at
     least one training day have training sets, as has every other landed day it reads (the first
     day never has one: no snapshot before it)."""
@@ -107,10 +107,6 @@ class TrainingSetsReady(AC):
     @property
     def name(self) -> str:
         return f"training_sets_ready(train_days={self.train_days})"
-
-    @property
-    def requires_cursor(self) -> bool:
-        return False
 
     async def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
         later = set(_registered(context)[1:])
