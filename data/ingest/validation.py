@@ -134,14 +134,17 @@ def assign_status(rows: DataFrame, contract: LogContract, earlier: DataFrame | N
     # The raw line is kept for the quarantine only: the windows below shuffle every row, and the
     # line is most of a valid row's bytes.
     rows = rows.withColumn(c.RAW_LINE, F.when(~valid, F.col(c.RAW_LINE)))
-    copies = Window.partitionBy(*key, valid, c.DT).orderBy(c.SOURCE_FILE, _ORDER)
     index = F.create_map(*[x for i, day in enumerate(days) for x in (F.lit(day), F.lit(i))])
-    rows = rows.withColumn("_copy", F.when(valid, F.row_number().over(copies)))
     rows = rows.withColumn("_i", index[F.col(c.DT)]).withColumn("_lake", F.lit(False))
     if earlier is not None:
         # no distinct (a shuffle of every look-back key): collect_set below takes each (day, lake) once
         lake_keys = earlier.select(*key, index[F.col(c.DT)].alias("_i"), F.lit(True).alias("_lake"))
         rows = rows.unionByName(lake_keys, allowMissingColumns=True)
+    # One shuffle, by key, serves both windows below (each partitions by the key and more).
+    rows = rows.repartition(*key)
+    # A lake row has no `dt`, so it never shares a copies group with a row of the pass.
+    copies = Window.partitionBy(*key, valid, c.DT).orderBy(c.SOURCE_FILE, _ORDER)
+    rows = rows.withColumn("_copy", F.when(valid & ~F.col("_lake"), F.row_number().over(copies)))
     # Per key, the days it is offered on (a valid first copy, or a lake day's landed row), in day
     # order; walking them decides which pass days land it: a day within the look-back of the last
     # landing is a duplicate, any other lands (a lake day is landed already, whatever the walk).
