@@ -29,34 +29,39 @@ def evaluate(workspace, instance, cursor=None):
     return [r.partition_key for r in data.run_requests], data.cursor, added
 
 
-def test_new_and_changed_landing_days_are_requested_once(tmp_path):
+def landed(tmp_path, folders: list[tuple[str, str]]) -> tuple:
+    """A landing folder with one file per (log, day folder), and the workspace reading it."""
     landing = tmp_path / "landing"
-    for log, day in [("users", "2026-10-01"), ("engagements", "2026-10-01"), ("engagements", "2026-10-02")]:
-        (landing / log / day).mkdir(parents=True)
-        (landing / log / day / "part-00000.jsonl").write_text('{"a": 1}\n')
+    for log, folder in folders:
+        (landing / log / folder).mkdir(parents=True)
+        (landing / log / folder / "part-00000.jsonl").write_text('{"a": 1}\n')
+    return landing, WorkspaceResource(landing_dir=str(landing), lake_dir=str(tmp_path / "lake"),
+                                      truth_dir=str(tmp_path / "truth"))
+
+
+def change(path) -> None:
+    """New content and an old mtime: the size alone tells the fingerprint."""
+    path.write_text('{"a": 1}\n{"a": 2}\n')
+    os.utime(path, ns=(1, 1))
+
+
+def test_new_and_changed_landing_days_are_requested_once(tmp_path):
+    landing, workspace = landed(tmp_path, [("users", "2026-10-01"), ("engagements", "2026-10-01"),
+                                           ("engagements", "2026-10-02")])
     (landing / "engagements" / "2026-10-02" / "notes.txt").write_text("not a landing file")
-    workspace = WorkspaceResource(landing_dir=str(landing), lake_dir=str(tmp_path / "lake"),
-                                  truth_dir=str(tmp_path / "truth"))
 
     with dg.instance_for_test() as instance:
         days, cursor, added = evaluate(workspace, instance)
         assert days == added == ["2026-10-01", "2026-10-02"]
         assert evaluate(workspace, instance, cursor)[0] == []
 
-    changed = landing / "engagements" / "2026-10-02" / "part-00000.jsonl"
-    changed.write_text('{"a": 1}\n{"a": 2}\n')
-    os.utime(changed, ns=(1, 1))
+    change(landing / "engagements" / "2026-10-02" / "part-00000.jsonl")
     with dg.instance_for_test() as instance:
         assert evaluate(workspace, instance, cursor)[0] == ["2026-10-02"]
 
 
 def test_any_date_is_a_day_and_a_folder_that_is_not_a_day_is_skipped(tmp_path):
-    landing = tmp_path / "landing"
-    for folder in ("1999-01-01", "latest", "2019-02-30"):
-        (landing / "users" / folder).mkdir(parents=True)
-        (landing / "users" / folder / "part-00000.jsonl").write_text("{}\n")
-    workspace = WorkspaceResource(landing_dir=str(landing), lake_dir=str(tmp_path / "lake"),
-                                  truth_dir=str(tmp_path / "truth"))
+    _, workspace = landed(tmp_path, [("users", folder) for folder in ("1999-01-01", "latest", "2019-02-30")])
     with dg.instance_for_test() as instance:
         days, _, added = evaluate(workspace, instance)
         assert days == added == ["1999-01-01"]
@@ -70,21 +75,15 @@ def test_a_sensor_without_cursor_skips_days_ingested_as_they_are(tmp_path):
     from data.ingest.fingerprints import landing_fingerprints
     from pipelines.defs.ingest.assets import LANDING_FINGERPRINTS, lake_key
 
-    landing = tmp_path / "landing"
-    for day in ("2026-10-01", "2026-10-02", "2026-10-03"):
-        (landing / "engagements" / day).mkdir(parents=True)
-        (landing / "engagements" / day / "part-00000.jsonl").write_text('{"a": 1}\n')
-    workspace = WorkspaceResource(landing_dir=str(landing), lake_dir=str(tmp_path / "lake"),
-                                  truth_dir=str(tmp_path / "truth"))
-    read = landing_fingerprints(landing)
+    landing, workspace = landed(tmp_path, [("engagements", day) for day in ("2026-10-01", "2026-10-02", "2026-10-03")])
+    read = landing_fingerprints(landing, ["2026-10-01", "2026-10-02"])
+    assert set(read) == {"2026-10-01", "2026-10-02"}  # only the days asked for
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("day", ["2026-10-01", "2026-10-02"])
         for day in ("2026-10-01", "2026-10-02"):  # what an ingest run records, one day each
             instance.report_runless_asset_event(dg.AssetMaterialization(
                 asset_key=lake_key("engagements"), partition=day, metadata={LANDING_FINGERPRINTS: {day: read[day]}}))
-        changed = landing / "engagements" / "2026-10-02" / "part-00000.jsonl"
-        changed.write_text('{"a": 1}\n{"a": 2}\n')
-        os.utime(changed, ns=(1, 1))
+        change(landing / "engagements" / "2026-10-02" / "part-00000.jsonl")
         days, cursor, added = evaluate(workspace, instance)
         assert days == ["2026-10-02", "2026-10-03"] and added == ["2026-10-03"]
         assert evaluate(workspace, instance, cursor)[0] == []

@@ -128,7 +128,7 @@ def ingest_log(
 def ingest_day(context: dg.AssetExecutionContext, spark: SparkResource, workspace: WorkspaceResource):
     days = sorted(context.partition_keys)
     # taken before reading: files that change meanwhile get a new fingerprint, and another run
-    landed = landing_fingerprints(workspace.landing)
+    landed = landing_fingerprints(workspace.landing, days)
     fingerprints = {day: landed.get(day) for day in days}
     session = spark.session()
     vocabulary = workspace.vocabulary()
