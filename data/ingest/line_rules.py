@@ -26,6 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+import orjson
 import pyarrow as pa
 
 from data.contracts import ID_ENTITIES, LogContract
@@ -51,7 +52,16 @@ class _Bad(Exception):
     """A value its column's type cannot take."""
 
 
+def _json(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
 def _text(value: Any) -> str:
+    if type(value) is str and value.isascii():  # the common case, without a call
+        return value
     if isinstance(value, str):
         return _utf8(value)
     if isinstance(value, int) and not isinstance(value, bool):
@@ -198,15 +208,20 @@ class LineRules:
 
     def __init__(self, contract: LogContract, vocabulary: Vocabulary):
         self.contract = contract
-        self._fields = [(f.name, _converter(f.name, f.type)) for f in contract.schema]
-        self._required = contract.required
+        names = contract.schema.names
+        self._names = names
+        self._convert_at = [(i, _converter(f.name, f.type)) for i, f in enumerate(contract.schema)]
+        # in the contract's order of required columns: the first one missing is the reason
+        self._required_at = [names.index(name) for name in contract.required]
+        self._missing = {i: f"missing_required:{name}" for i, name in enumerate(names)}
+        self._bad_type = {i: f"bad_type:{name}" for i, name in enumerate(names)}
         self._enums = {name: frozenset(values) for name, values in contract.enum_values(vocabulary).items()}
         self._time_index = contract.schema.names.index(contract.time_column)
         self._max_age = None if contract.max_age_days is None else timedelta(days=contract.max_age_days)
         self._bounds: dict[str, tuple[int, int | None]] = {}
-        names = contract.schema.names
         self._enum_at = [(names.index(name), name, allowed) for name, allowed in self._enums.items()]
         self._id_at = [(names.index(name), name) for name in contract.id_columns]
+        self._no_raw_ids = (None,) * len(self._id_at)
 
     def _day_bounds(self, day: str) -> tuple[int, int | None]:
         bounds = self._bounds.get(day)
@@ -217,28 +232,42 @@ class LineRules:
         return bounds
 
     def check(self, line: str, day: str) -> Checked:
+        """The verdict on `json.loads(line)`, read by orjson (~3x faster) where that cannot change it.
+
+        orjson refuses some lines json reads (NaN, Infinity, 1e400, lone surrogates), and reads an
+        integer beyond 64 bits as a float where json keeps it exact: in a number column that is the
+        same value, in any other column it fails a rule. So a line orjson reads into a valid row is
+        valid with the same values, and json judges every other line.
+        """
         try:
-            row = json.loads(line)
-        except ValueError:
-            row = None
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if type(row) is not dict:
+                return MALFORMED  # json reads a list, a string or a number too
+            checked = self.check_object(row, day)
+            if checked.reason is None:
+                return checked
+        row = _json(line)
         if not isinstance(row, dict):
             return MALFORMED
         return self.check_object(row, day)
 
     def check_object(self, row: dict[str, Any], day: str) -> Checked:
         """A line already parsed into its JSON object."""
-        for name in self._required:
-            if row.get(name) is None:
-                return Checked(None, f"missing_required:{name}", None, ())
-        values = []
-        for name, convert in self._fields:
-            value = row.get(name)
-            if value is not None:
-                try:
-                    value = convert(value)
-                except _Bad:
-                    return Checked(None, f"bad_type:{name}", None, ())
-            values.append(value)
+        values = [row.get(name) for name in self._names]
+        for i in self._required_at:
+            if values[i] is None:
+                return Checked(None, self._missing[i], None, ())
+        i = -1
+        try:  # one try for the whole row: entering it per value costs more than the rule
+            for i, convert in self._convert_at:
+                value = values[i]
+                if value is not None:
+                    values[i] = convert(value)
+        except _Bad:
+            return Checked(None, self._bad_type[i], None, ())
         for i, name, allowed in self._enum_at:
             if values[i] is not None and values[i] not in allowed:
                 return Checked(None, f"bad_enum:{name}", values[i], ())
@@ -250,8 +279,12 @@ class LineRules:
             if earliest is not None and ts < earliest:
                 return Checked(None, "ts_too_old", None, ())
         # the id map keeps the exported text of the ids in the hashed range (data.id_map)
-        raw_ids = tuple(_utf8(str(row[name])) if values[i] is not None and values[i] >= HASHED_BASE else None
-                        for i, name in self._id_at)
+        raw_ids = self._no_raw_ids
+        for i, _ in self._id_at:
+            if values[i] is not None and values[i] >= HASHED_BASE:
+                raw_ids = tuple(_utf8(str(row[name])) if values[i] is not None and values[i] >= HASHED_BASE
+                                else None for i, name in self._id_at)
+                break
         return Checked(tuple(values), None, None, raw_ids)
 
 
@@ -282,15 +315,13 @@ def raw_id(column: str) -> str:
 
 def check_batch(rules: LineRules, lines: list[str | None], days: list[str]) -> pa.RecordBatch:
     """`rules.check` of each (line, landing day), as the columns of `checked_schema`."""
-    contract = rules.contract
+    schema = checked_schema(rules.contract)
+    fields, typed = list(schema), len(rules.contract.schema)
     checked = [rules.check(line or "", day) for line, day in zip(lines, days, strict=True)]
-    empty, no_ids = (None,) * len(contract.schema), (None,) * len(contract.id_columns)
-    # rows -> columns in C (zip), not value by value
-    columns = list(zip(*[x.values or empty for x in checked], strict=True)) or [()] * len(empty)
-    raw = list(zip(*[x.raw_ids or no_ids for x in checked], strict=True)) or [()] * len(no_ids)
-    reasons = [x.reason for x in checked]
-    bad_values = [x.bad_enum_value for x in checked]
-    schema = checked_schema(contract)
-    arrays = [pa.array(values, type=field.type)
-              for values, field in zip([*columns, reasons, bad_values, *raw], schema, strict=True)]
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    # Rows to columns in Arrow: each row's tuple is one struct value, then split (a failed line's
+    # None is a null struct, null in every column).
+    values = pa.array([x[0] for x in checked], type=pa.struct(fields[:typed])).flatten()
+    raw_ids = pa.array([x[3] or None for x in checked], type=pa.struct(fields[typed + 2:])).flatten()
+    reasons = pa.array([x[1] for x in checked], type=pa.string())
+    bad_values = pa.array([x[2] for x in checked], type=pa.string())
+    return pa.RecordBatch.from_arrays([*values, reasons, bad_values, *raw_ids], schema=schema)

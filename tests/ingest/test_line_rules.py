@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from data.contracts import CONTRACTS, ENGAGEMENTS
-from data.ingest.line_rules import LineRules, check_batch
+from data.ingest.line_rules import MALFORMED, LineRules, check_batch
 from data.vocabulary import load_vocabulary
 from tests.builders import DAY, engagement, impression, post, user
 
@@ -79,6 +79,38 @@ def test_every_line_gets_a_verdict_and_valid_values_have_their_types(batch):
                 assert value is None or _of_type(value, field.type), (field.name, value)
             assert all(value is not None for value, name in zip(checked.values, CONTRACTS[log].column_names,
                                                                  strict=True) if name in CONTRACTS[log].required)
+
+
+def _verdict_of_json(rules: LineRules, line: str):
+    """The verdict on the line as the standard library reads it: what orjson's speed may not change."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return MALFORMED
+    return rules.check_object(row, DAY) if isinstance(row, dict) else MALFORMED
+
+
+@pytest.mark.unit
+@settings(max_examples=400, deadline=None)
+@given(lines())
+def test_a_line_gets_the_verdict_of_the_standard_json_reader(log_line):
+    log, line = log_line
+    rules = LineRules(CONTRACTS[log], load_vocabulary())
+    assert rules.check(line, DAY) == _verdict_of_json(rules, line)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("value", [10**30, -(10**30), 2**64, -(2**63) - 1, 2**64 - 1])
+def test_an_integer_beyond_64_bits_is_read_exactly(value):
+    """orjson reads these as floats; json keeps them exact, so a text column keeps their digits and an
+    id column hashes their text."""
+    rules = LineRules(CONTRACTS["impressions"], load_vocabulary())
+    for column in ("request_id", "viewer_id", "model_version", "score", "features", "position"):
+        row = {**impression("r1", 1, 100, f"{DAY}T09:00:00.000Z"), column: [value] if column == "features" else value}
+        line = json.dumps(row)
+        assert rules.check(line, DAY) == _verdict_of_json(rules, line), column
+    text = rules.check(json.dumps(impression(value, 1, 100, f"{DAY}T09:00:00.000Z")), DAY)  # request_id
+    assert text.values[0] == str(value)
 
 
 @pytest.mark.spark
