@@ -124,28 +124,27 @@ def written_dir(lake_dir: Path, log_type: str) -> Path:
     return Path(lake_dir) / "_scratch" / "ingest" / log_type / "_written"
 
 
-def spark_lines(spark: SparkSession, sources: dict[str, list[landing.SparkSource]]) -> DataFrame:
-    """The lines Spark reads (`value`, `source_file`, `dt`) of each landing day's sources: each by
-    its exact path, split at "\\n" only (as Loupe counted them), a "\\r" before the "\\n"
-    dropped, traced to its landing file and day."""
+def spark_lines(spark: SparkSession, sources: dict[str, list[landing.SparkSource]]) -> v.LandingLines:
+    """The lines Spark reads of each landing day's sources: each by its exact path, split at "\\n"
+    only (as Loupe counted them), a "\\r" before the "\\n" dropped, traced to its landing file and
+    day (`LandingLines.sources`)."""
     every = [(day, s) for day, day_sources in sources.items() for s in day_sources]
     if not every:  # an export that landed empty folders: empty, still reconciled, partitions
-        return spark.createDataFrame([], f"value string, {c.SOURCE_FILE} string, {c.DT} string")
+        return v.LandingLines(spark.createDataFrame([], f"value string, {v.SOURCE} int"), [])
     # Safe paths (landing.SPARK_SAFE_PATH) come back as themselves behind the "file:" scheme.
     read_from = F.regexp_replace(F.col("_metadata.file_path"), "^file:(//)?", "")
-    landing_file = F.create_map(*[F.lit(x) for _, s in every for x in (s.spark_path, s.source_file)])
-    landing_day = F.create_map(*[F.lit(x) for day, s in every for x in (s.spark_path, day)])
+    index = F.create_map(*[x for i, (_, s) in enumerate(every) for x in (F.lit(s.spark_path), F.lit(i))])
     value = F.col("value")
-    return spark.read.text([s.spark_path for _, s in every], lineSep="\n").select(
+    frame = spark.read.text([s.spark_path for _, s in every], lineSep="\n").select(
         F.when(value.endswith("\r"), value.substr(F.lit(1), F.length(value) - 1)).otherwise(value).alias("value"),
         F.coalesce(
-            landing_file[read_from],
+            index[read_from],
             F.raise_error(
                 F.concat(F.lit("ingest: Spark read a file it was not handed: "), F.col("_metadata.file_path"))
             ),
-        ).alias(c.SOURCE_FILE),
-        landing_day[read_from].alias(c.DT),
+        ).alias(v.SOURCE),
     )
+    return v.LandingLines(frame, [(s.source_file, day) for day, s in every])
 
 
 def ingest_partition(
@@ -216,7 +215,7 @@ def _land(
                           id_map_path=str(id_map.partition_dir(lake_dir, log_type, day)))
         for day, read in reads.items()
     }
-    rows = v.parse_lines(spark_lines(spark, {d: r.spark_sources for d, r in reads.items()}), contract, days, vocabulary)
+    rows = v.parse_lines(spark_lines(spark, {d: r.spark_sources for d, r in reads.items()}), contract, vocabulary)
     rows = v.check_references(rows, contract, known)
     order, lake_days = _look_back(lake_dir, contract, days)
     earlier = read_lake_days(spark, lake_dir, log_type, lake_days)

@@ -19,6 +19,7 @@ Time rules are relative to the landing day only: no calendar date is special.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import reduce
 
 import pyarrow as pa
@@ -43,48 +44,63 @@ _raw_id = line_rules.raw_id
 MAPPED = "_mapped"  # some id of the row is in the hashed range: the id map has work to do
 
 
-def _checked(contract: LogContract, vocabulary: Vocabulary):
+SOURCE = "_source"  # a landing line's file and day, as an index into `LandingLines.sources`
+
+
+@dataclass(frozen=True)
+class LandingLines:
+    """Landing lines as Spark reads them: `frame` holds each line (`value`) and its `_source`, the
+    index of its (landing file, landing day) in `sources`. The line rules' Python workers get the
+    line and that index, not the file's name and day (~0.4 s a million lines less through Arrow)."""
+
+    frame: DataFrame
+    sources: Sequence[tuple[str, str]]
+
+    @classmethod
+    def of_file(cls, frame: DataFrame, source_file: str, day: str) -> LandingLines:
+        """Lines (`value`) all of one landing file and day."""
+        return cls(frame.select("value", F.lit(0).alias(SOURCE)), [(source_file, day)])
+
+
+def _checked(contract: LogContract, vocabulary: Vocabulary, source_days: list[str]):
     """The mapInArrow function: line_rules over each Arrow batch of landing lines, in a Python worker."""
 
     def check(batches):
         rules = line_rules.LineRules(contract, vocabulary)
         for batch in batches:
-            checked = line_rules.check_batch(rules, batch.column(_LINE).to_pylist(),
-                                             batch.column(c.DT).to_pylist())
+            days = [source_days[i] for i in batch.column(SOURCE).to_pylist()]
+            checked = line_rules.check_batch(rules, batch.column(_LINE).to_pylist(), days)
             yield pa.RecordBatch.from_arrays([*batch.columns, *checked.columns],
                                              names=[*batch.schema.names, *checked.schema.names])
 
     return check
 
 
-def parse_lines(
-    lines: DataFrame, contract: LogContract, days: str | Sequence[str], vocabulary: Vocabulary | None = None
-) -> DataFrame:
-    """Landing lines (`value`, `source_file`, `dt`: the landing day) -> typed contract columns,
-    `dt` + `reason` (null if valid), judged by data/ingest/line_rules.py (the rules every producer
-    shares). `days` are the landing days the lines hold; lines without a `dt` column are all of the
-    one day `days` names.
+def parse_lines(lines: LandingLines, contract: LogContract, vocabulary: Vocabulary | None = None) -> DataFrame:
+    """Landing lines -> typed contract columns, `source_file`, `dt` (the landing day) + `reason`
+    (null if valid), judged by data/ingest/line_rules.py (the rules every producer shares).
 
     `vocabulary` lists the engagement types and impression sources (None: the shipped one; the
     Dagster assets pass the workspace's). Referential integrity is judged separately
     (`check_references`), since it needs the lake.
     """
-    if isinstance(days, str):
-        days = [days]
-        if c.DT not in lines.columns:
-            lines = lines.withColumn(c.DT, F.lit(days[0]))
+    def by_source(values: list[str]) -> Column:
+        if not values:  # no landing file: no line, but the column keeps its type
+            return F.lit(None).cast("string")
+        return F.create_map(*[x for i, value in enumerate(values) for x in (F.lit(i), F.lit(value))])[F.col(SOURCE)]
+
     # the line as `_line`: engagements have a column named `value` of their own
-    lines = lines.select(F.col("value").alias(_LINE), c.SOURCE_FILE, c.DT).withColumn(
-        _ORDER, F.monotonically_increasing_id())
+    frame = lines.frame.select(F.col("value").alias(_LINE), SOURCE).withColumn(_ORDER, F.monotonically_increasing_id())
     added = from_arrow_schema(line_rules.checked_schema(contract))
-    schema = T.StructType(lines.schema.fields + added.fields)
-    checked = lines.mapInArrow(_checked(contract, vocabulary or load_vocabulary()), schema)
+    schema = T.StructType(frame.schema.fields + added.fields)
+    source_days = [day for _, day in lines.sources]
+    checked = frame.mapInArrow(_checked(contract, vocabulary or load_vocabulary(), source_days), schema)
     return checked.select(
         *[F.col(f.name) for f in contract.schema],
         c.REASON,
         F.col(_LINE).alias(c.RAW_LINE),
-        c.SOURCE_FILE,
-        c.DT,
+        by_source([source_file for source_file, _ in lines.sources]).alias(c.SOURCE_FILE),
+        by_source(source_days).alias(c.DT),
         _ORDER,
         BAD_ENUM_VALUE,
         F.coalesce(

@@ -171,15 +171,14 @@ def test_the_benchmark_recovers_bts_ctr_from_the_random_policys_rounds(sdist, tm
 
 
 def test_ingestion_parses_every_converted_line_as_valid(spark, sdist, tmp_path):
-    from pyspark.sql import functions as F
 
-    from data.ingest.validation import parse_lines
+    from data.ingest.validation import LandingLines, parse_lines
 
     path, _ = sdist
     landing = tmp_path / "landing"
     obd.convert(path, landing, campaigns=("men",))
     for folder in sorted(p for p in landing.glob("*/*") if p.is_dir()):
         log, day = folder.parent.name, folder.name
-        lines = spark.read.text(str(folder / "*.jsonl")).withColumn(c.SOURCE_FILE, F.col("_metadata.file_path"))
-        reasons = {r[c.REASON] for r in parse_lines(lines, CONTRACTS[log], day).select(c.REASON).collect()}
+        lines = LandingLines.of_file(spark.read.text(str(folder / "*.jsonl")), str(folder), day)
+        reasons = {r[c.REASON] for r in parse_lines(lines, CONTRACTS[log]).select(c.REASON).collect()}
         assert reasons == {None}, (log, day, reasons)

@@ -4,6 +4,7 @@ that is not read is named, with its reason, and fails the day's check."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path
@@ -71,8 +72,8 @@ def test_rows_read_is_counted_by_loupe_so_a_line_spark_missed_fails_the_check(sp
     landing, lake_dir = dirs
     land(landing, "part-00000.jsonl", users_bytes(1, 2, 3))
     read = ingest.spark_lines
-    monkeypatch.setattr(ingest, "spark_lines", lambda *a, **k: read(*a, **k).where(
-        ~F.col("value").contains('"user_id": 2,')))
+    monkeypatch.setattr(ingest, "spark_lines", lambda *a, **k: dataclasses.replace(
+        lines := read(*a, **k), frame=lines.frame.where(~F.col("value").contains('"user_id": 2,'))))
 
     report = ingest_partition(spark, "users", DAY, landing, lake_dir)
     assert (report.rows_read, report.rows_landed, report.rows_quarantined) == (3, 2, 0)

@@ -16,7 +16,7 @@ from data import id_map
 from data.contracts import ENGAGEMENTS, LOG_TYPES
 from data.ids import BadId, to_id
 from data.ingest.partition import ingest_partition
-from data.ingest.validation import parse_lines
+from data.ingest.validation import LandingLines, parse_lines
 from data.vocabulary import Vocabulary, load_vocabulary
 from tests.builders import engagement, follow, impression, post, user, write_jsonl
 
@@ -177,11 +177,11 @@ def test_ids_read_from_json_lines_map_as_in_python(spark):
     texts = some_ids(300, seed=11)
     rows = [eng(f"e{i}", "click", viewer=t) for i, t in enumerate(texts)]
     rows += [eng("n1", "click", viewer=42), eng("n2", "click", viewer=4.5), eng("n3", "click", viewer=False)]
-    lines = spark.createDataFrame([(json.dumps(r), "f") for r in rows], "value string, source_file string")
+    lines = LandingLines.of_file(spark.createDataFrame([(json.dumps(r),) for r in rows], "value string"), "f", D2)
 
     # a failed line keeps only its raw text (its typed columns are null): find it by its event_id there
     parsed = {json.loads(r.raw_line)["event_id"]: (r.viewer_id, r.reason)
-              for r in parse_lines(lines, ENGAGEMENTS, D2).collect()}
+              for r in parse_lines(lines, ENGAGEMENTS).collect()}
 
     for i, t in enumerate(texts):
         expected = python_id(t)

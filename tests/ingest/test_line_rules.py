@@ -117,13 +117,13 @@ def test_an_integer_beyond_64_bits_is_read_exactly(value):
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(lines(), min_size=20, max_size=60))
 def test_spark_ingestion_gives_each_line_the_verdict_of_the_plain_rules(spark, batch):
-    from data.ingest.validation import parse_lines
+    from data.ingest.validation import LandingLines, parse_lines
 
     texts = [line for log, line in batch if log == "engagements"] + [json.dumps(engagement("ok"))]
-    frame = spark.createDataFrame([(t, "f", DAY) for t in texts], "value string, source_file string, dt string")
+    lines = LandingLines.of_file(spark.createDataFrame([(t,) for t in texts], "value string"), "f", DAY)
     rules = LineRules(ENGAGEMENTS, load_vocabulary())
 
-    got = sorted((r.raw_line, r.reason) for r in parse_lines(frame, ENGAGEMENTS, [DAY]).collect())
+    got = sorted((r.raw_line, r.reason) for r in parse_lines(lines, ENGAGEMENTS).collect())
 
     assert got == sorted((t, rules.check(t, DAY).reason) for t in texts)
 

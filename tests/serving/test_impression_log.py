@@ -219,7 +219,7 @@ def test_close_is_idempotent_and_later_responses_are_dropped(tmp_path):
 def test_ingestion_parses_every_logged_line_as_valid_with_the_logged_values(spark, tmp_path):
     from pyspark.sql import functions as F
 
-    from data.ingest.validation import parse_lines
+    from data.ingest.validation import LandingLines, parse_lines
 
     rng = np.random.default_rng(7)
     n, f = 40, 16
@@ -234,8 +234,8 @@ def test_ingestion_parses_every_logged_line_as_valid_with_the_logged_values(spar
             w.log(**response)
 
     # Read exactly as ingestion does (data/ingest/partition.py).
-    lines = spark.read.text(str(w.path_for(DAY))).withColumn(c.SOURCE_FILE, F.col("_metadata.file_path"))
-    parsed = parse_lines(lines, IMPRESSIONS, DAY).withColumn("ts_ms", F.unix_millis(c.TS))
+    lines = LandingLines.of_file(spark.read.text(str(w.path_for(DAY))), str(w.path_for(DAY)), DAY)
+    parsed = parse_lines(lines, IMPRESSIONS).withColumn("ts_ms", F.unix_millis(c.TS))
     rows = {(r[c.REQUEST_ID], r[c.POST_ID]): r for r in parsed.collect()}
     assert len(rows) == 3 + 2 + n
     assert {r[c.REASON] for r in rows.values()} == {None}
