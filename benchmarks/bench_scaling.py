@@ -8,11 +8,12 @@ with the peak RSS of this process and its children (Spark, its Python workers, t
 - features: the last day's feature snapshots (the day before's computed first, untimed);
 - online_full / online: the online refresh of the day before into an empty store (full), then of
   the last day (incremental), against the entities written;
-- candidates: the last day's fan-out and Explore builders.
+- candidates: the last day's fan-out and Explore builders;
+- training: what `make run` trains on the last day (`operations.train_and_promote`): the window's
+  real-time rows and training sets, both surfaces' rankers, evaluation, promotion and A/B. The
+  window's earlier feature snapshots are computed first, untimed (the features stage times one day).
 
-Training is left out: its training sets need every day of its window's snapshots, which would
-multiply the run (bench-quality times medium's training). Writes benchmarks/results/scaling.json
-and scaling.png (time and peak memory per stage against events).
+Writes benchmarks/results/scaling.json and scaling.png (time and peak memory per stage against events).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from benchmarks.common import RESULTS_DIR, PeakRss, write_result
 from benchmarks.workspace import bench_settings
 from data.redis_server import EmbeddedRedis
 from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
-from pipelines.operations import QUIET, ingest_days, prepare_candidate_state, prepare_world
+from pipelines.operations import QUIET, ingest_days, prepare_candidate_state, prepare_world, train_and_promote
 from pipelines.partitions import materialize_day
 from pipelines.resources import build_resources
 
@@ -69,6 +70,12 @@ def measure(world: str) -> dict:
             [event] = stage(name, lambda day=day: materialize([feast_online], day)).get_asset_materialization_events()
             stages[name]["entities"] = sum(event.materialization.metadata["written"].value.values())
         stage("candidates", lambda: prepare_candidate_state(resources, instance, days[-1], days[-2]))
+        # the window's training sets read each of its days' snapshots (and the day before its first)
+        window_start = max(0, len(days) - resources["training_config"].load().train_days - 3)
+        for day in days[window_start:-2]:
+            materialize(feature_assets, day)
+        trained = stage("training", lambda: train_and_promote(settings, days, instance, redis.url, resources))
+        stages["training"]["parts_s"] = trained["seconds"]
         for name, measured in stages.items():
             print(f"  {world} {name}: {measured}", flush=True)
     shutil.rmtree(settings.home, ignore_errors=True)  # a medium workspace is ~10 GB
