@@ -53,6 +53,7 @@ class _Bad(Exception):
 
 
 def _json(line: str) -> Any:
+    """`json.loads`, or None for a line that is not JSON."""
     try:
         return json.loads(line)
     except ValueError:
@@ -278,12 +279,12 @@ class LineRules:
                 return Checked(None, "ts_in_future", None, ())
             if earliest is not None and ts < earliest:
                 return Checked(None, "ts_too_old", None, ())
-        # the id map keeps the exported text of the ids in the hashed range (data.id_map)
+        # the id map keeps the exported text of the ids in the hashed range (data.id_map); most rows have none
         raw_ids = self._no_raw_ids
         for i, _ in self._id_at:
-            if values[i] is not None and values[i] >= HASHED_BASE:
-                raw_ids = tuple(_utf8(str(row[name])) if values[i] is not None and values[i] >= HASHED_BASE
-                                else None for i, name in self._id_at)
+            if values[i] is not None and values[i] >= HASHED_BASE:  # then each id's text, or None
+                raw_ids = tuple(_utf8(str(row[name])) if values[j] is not None and values[j] >= HASHED_BASE
+                                else None for j, name in self._id_at)
                 break
         return Checked(tuple(values), None, None, raw_ids)
 
@@ -320,8 +321,8 @@ def check_batch(rules: LineRules, lines: list[str | None], days: list[str]) -> p
     checked = [rules.check(line or "", day) for line, day in zip(lines, days, strict=True)]
     # Rows to columns in Arrow: each row's tuple is one struct value, then split (a failed line's
     # None is a null struct, null in every column).
-    values = pa.array([x[0] for x in checked], type=pa.struct(fields[:typed])).flatten()
-    raw_ids = pa.array([x[3] or None for x in checked], type=pa.struct(fields[typed + 2:])).flatten()
-    reasons = pa.array([x[1] for x in checked], type=pa.string())
-    bad_values = pa.array([x[2] for x in checked], type=pa.string())
+    values = pa.array([x.values for x in checked], type=pa.struct(fields[:typed])).flatten()
+    raw_ids = pa.array([x.raw_ids or None for x in checked], type=pa.struct(fields[typed + 2:])).flatten()
+    reasons = pa.array([x.reason for x in checked], type=pa.string())
+    bad_values = pa.array([x.bad_enum_value for x in checked], type=pa.string())
     return pa.RecordBatch.from_arrays([*values, reasons, bad_values, *raw_ids], schema=schema)
