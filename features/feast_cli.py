@@ -23,6 +23,8 @@ from features.store import REPO_DIR, feature_store, redis_connection_string, reg
 
 
 def _running(url: str) -> bool:
+    # Only "is anything answering there?": a server and a cluster node both answer PING, so a plain
+    # client does (connect() would ask INFO and map the cluster's slots for nothing).
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
     except redis.RedisError:

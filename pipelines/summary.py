@@ -14,8 +14,6 @@ from data.settings import Settings, serving_secrets
 
 def sample_candidates(settings: Settings, redis_url: str, day: str, embeddings_index: Path) -> str:
     """One simulated viewer's candidates per source and what the filters removed, as text."""
-    import redis as redis_lib
-
     from candidate_gen.blend import blend
     from candidate_gen.config import CandidateConfig
     from candidate_gen.explore.embeddings import load
@@ -23,8 +21,9 @@ def sample_candidates(settings: Settings, redis_url: str, day: str, embeddings_i
     from candidate_gen.reads import StepReader
     from candidate_gen.sources.base import SourceRequest, run_sources
     from candidate_gen.sources.catalog import build_sources
+    from data.redis_client import connect
 
-    cfg, client = CandidateConfig.load(), redis_lib.Redis.from_url(redis_url)
+    cfg, client = CandidateConfig.load(), connect(redis_url)
     model = load(embeddings_index)
     sources = list(build_sources(client, cfg, model).values())
     viewer, _ = sample_viewer(settings, day)

@@ -21,13 +21,13 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from candidate_gen.filters import default_chain
 from candidate_gen.reads import StepReader
 from candidate_gen.sources.catalog import build_sources
+from data.redis_client import Client, connect
 from data.settings import ServingSecrets, Settings, serving_secrets
 from data.stream.valkey_stream import ValkeyStream
 from serving import pipeline as pl
@@ -360,12 +360,14 @@ def _hydrator(settings: Settings, config: ServingConfig, timeout_s: float):
     return PackedFeatureHydrator(reader, min_ms)
 
 
-def service_redis(url: str, timeout_s: float, health_check_interval: int = 30) -> redis.Redis:
+def service_redis(url: str, timeout_s: float, health_check_interval: int = 30) -> Client:
     """A Redis client for the request path: `timeout_s` per call and no retries of redis-py's own.
     Its default (3 retries, exponential backoff from 1 s) would hold a request for seconds after
-    one slow reply; the stages retry themselves where it pays, within the request's budget."""
-    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                health_check_interval=health_check_interval, retry=Retry(NoBackoff(), 0))
+    one slow reply; the stages retry themselves where it pays, within the request's budget.
+    A cluster client if the URL is a cluster node's: it asks the server once, so a Redis that
+    cannot be reached fails the worker's start (redis.ConnectionError)."""
+    return connect(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                   health_check_interval=health_check_interval, retry=Retry(NoBackoff(), 0))
 
 
 def wait_ready(app: RankingApp, timeout_s: float) -> bool:

@@ -14,9 +14,10 @@ class RedisResource(dg.ConfigurableResource):
     url: str
 
     def client(self):
-        import redis
+        """A plain client, or a cluster client if the URL is a cluster node's."""
+        from data.redis_client import connect
 
-        return redis.Redis.from_url(self.url, socket_timeout=30, socket_connect_timeout=5)
+        return connect(self.url, socket_timeout=30, socket_connect_timeout=5)
 
 
 class CandidatesDirResource(dg.ConfigurableResource):
