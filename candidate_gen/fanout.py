@@ -1,15 +1,19 @@
 """The fan-out worker: applies the event stream to the Redis feed caches and graph.
 
-For each batch of events (config `fanout.batch_events`), two round trips:
-1. account and graph events in stream order (Lua scripts: follow/approve/unfollow also backfill or
-   remove the author's posts; blocks and mutes are plain set writes);
-2. one MULTI/EXEC transaction: author post lists, tombstones, the fan-out of each post to its
-   author's followers as the graph stands after step 1 (`fanout_post.lua`: the loop over
-   followers runs inside Redis, one call per post), and the checkpoint.
-Step 2 commits the checkpoint with the writes, so a batch is either done or redone. Redoing one is
-harmless: every write is idempotent (set adds, sorted-set adds keyed by post, unions with MAX), so a
-replay gives the same state — nothing lost, nothing duplicated. Redis errors are retried with
-exponential backoff; the worker re-reads the checkpoint and resumes from it.
+For each batch of events (config `fanout.batch_events`), in order:
+1. account and graph events in stream order (candidate_gen.graph: the author's side of each edge,
+   then the follower's, two round trips; follows also backfill the author's posts, unfollows
+   remove them; blocks and mutes are plain set writes);
+2. author post sets and tombstones, and the followers of each author who posted, as the graph
+   stands after step 1 (one round trip);
+3. each post into its author's followers' existing Home caches: `feed_add.lua`, one call per post
+   with all follower caches on one server, one per slot of them on a Redis Cluster (one round trip);
+4. the checkpoint, written only once steps 1-3 succeeded.
+An interrupted batch is redone from the checkpoint. Redoing one is harmless: every write is
+idempotent (set adds, sorted-set adds keyed by post, the follower's side of an edge written from
+its state rather than its change), so a replay gives the same state — nothing lost, nothing
+duplicated. Redis errors are retried with exponential backoff; the worker re-reads the checkpoint
+and resumes from it.
 
 Celebrity authors (the `celebs` set, decided at rebuild) are never fanned out: a post of theirs is
 one add to their own recent-posts set (plus its trims), whatever their follower count; their
@@ -32,13 +36,16 @@ import redis
 
 from candidate_gen import events as ev
 from candidate_gen.config import CandidateConfig
+from candidate_gen.graph import APPROVED_ALREADY, GraphWriter
 from candidate_gen.records import member
 from candidate_gen.scripts import Scripts
 from data.days import DAY_MS, DAY_S
+from data.redis_client import slot_groups
 
 log = logging.getLogger(__name__)
 
-RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+# NOSCRIPT: a restarted server lost the scripts; they are registered again before the retry
+RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, redis.exceptions.NoScriptError)
 
 
 class StateLostError(RuntimeError):
@@ -94,10 +101,14 @@ class FanoutWorker:
         self.keys = cfg.keys
         self.name = name
         self.fanout = fanout
-        self.scripts = Scripts.register(client)
+        self._register()
         self.clock_ms = 0
         self._users: set[int] | None = None
         self._celebs: set[int] | None = None
+
+    def _register(self) -> None:
+        self.scripts = Scripts.register(self.client)
+        self.graph = GraphWriter(self.client, self.keys, self.scripts, self.cfg.feed.cap)
 
     # --- entry points -------------------------------------------------------------------------
     def run_day(self, lake_dir: Path, day: str) -> FanoutStats:
@@ -143,6 +154,8 @@ class FanoutWorker:
                     log.warning("fan-out %s: %s; retry %d in %.1fs", self.name, exc, attempt, pause)
                     time.sleep(pause)
                     self._users = self._celebs = None  # reload what Redis holds after reconnecting
+                    if isinstance(exc, redis.exceptions.NoScriptError):
+                        self._register()
                     if day is None:
                         continue  # no checkpoint to ask: redo the batch (idempotent)
                     try:
@@ -208,21 +221,19 @@ class FanoutWorker:
     def _apply_batch(self, rows: list[tuple], day: str | None, end: int) -> FanoutStats:
         stats = FanoutStats(batches=1)
         keys, feed = self.keys, self.cfg.feed
-        prefix = keys.prefix
         users, celebs = set(self.users), self.celebs
         clock = max(self.clock_ms, max(r[0] for r in rows))
         oldest = clock - feed.max_age_ms
 
         # 1. accounts and graph, in stream order
-        graph = self.client.pipeline(transaction=False)
-        approve_at: list[int] = []
+        graph_events: list[tuple[str, int, int, int]] = []
         creations: list[tuple[int, int, int]] = []
         deletions: list[tuple[int, int, int]] = []
         for ts, kind, a, b, x in rows:
             a, b = int(a), int(b)
             if kind == "user":
                 users.add(a)
-                self.scripts.user(args=[prefix, a, int(x), feed.cap], client=graph)
+                graph_events.append((kind, a, b, int(x)))
             elif kind in ev.GRAPH_KINDS or kind in ev.BLOCK_KINDS:
                 if a not in users or b not in users:
                     stats.skipped["unknown_user"] += 1
@@ -230,14 +241,7 @@ class FanoutWorker:
                 if a == b:
                     stats.skipped["self_edge"] += 1
                     continue
-                if kind in ev.GRAPH_KINDS:
-                    if kind == "approve":
-                        approve_at.append(len(graph.command_stack))
-                    script = getattr(self.scripts, kind)
-                    args = [prefix, a, b] if kind == "unfollow" else [prefix, a, b, feed.cap]
-                    script(args=args, client=graph)
-                else:
-                    self._block_event(graph, kind, a, b)
+                graph_events.append((kind, a, b, 0))
             elif kind == "post":
                 if b not in users:
                     stats.skipped["unknown_author"] += 1
@@ -252,63 +256,64 @@ class FanoutWorker:
                 stats.skipped["unknown_kind"] += 1
                 continue
             stats.applied += 1
-        if graph.command_stack:
-            replies = graph.execute()
+        if graph_events:
+            codes = self.graph.apply(graph_events, celebs)
             # an approve with no pending request (out of order, or repeated) changes nothing
-            no_request = sum(1 for i in approve_at if replies[i] == 0)
+            no_request = sum(1 for (kind, *_), code in zip(graph_events, codes, strict=True)
+                             if kind == "approve" and code in (0, APPROVED_ALREADY))
             if no_request:
                 stats.skipped["approve_without_request"] += no_request
                 stats.applied -= no_request
 
-        # 2. writes + fan-out + checkpoint, atomically
-        tx = self.client.pipeline(transaction=True)
+        # 2. author post sets, tombstones, and the followers of each author to fan out to
+        posts = self.client.pipeline(transaction=False)
         meta_ttl_s = feed.max_age_ms // 1000 + DAY_S  # wall-clock TTL: the max age filter judges age
-        touched: set[int] = set()
-        fanned = []
+        touched: dict[int, None] = {}
         for post, author, created in creations:
-            m = member(post, author)
-            tx.zadd(keys.author_posts(author), {m: created})
-            tx.set(keys.post_meta(post), b"%d:%d" % (author, created), ex=meta_ttl_s)
-            touched.add(author)
+            posts.zadd(keys.author_posts(author), {member(post, author): created})
+            posts.set(keys.post_meta(post), b"%d:%d" % (author, created), ex=meta_ttl_s)
+            touched[author] = None
             stats.posts += 1
             if author in celebs:
                 stats.celebrity_posts += 1
                 stats.celebrity_post_commands += 1
-            elif self.fanout:
-                fanned.append(len(tx.command_stack))
-                self.scripts.fanout_post(args=[prefix, author, m, created, feed.cap], client=tx)
         for author in touched:
-            tx.zremrangebyscore(keys.author_posts(author), "-inf", f"({oldest}")
-            tx.zremrangebyrank(keys.author_posts(author), 0, -(feed.author_posts_cap + 1))
+            posts.zremrangebyscore(keys.author_posts(author), "-inf", f"({oldest}")
+            posts.zremrangebyrank(keys.author_posts(author), 0, -(feed.author_posts_cap + 1))
             if author in celebs:
                 stats.celebrity_post_commands += 2
         for post, author, deleted_ms in deletions:
-            tx.zadd(keys.tombstones, {str(post): deleted_ms})
-            tx.zrem(keys.author_posts(author), member(post, author))
+            posts.zadd(keys.tombstones, {str(post): deleted_ms})
+            posts.zrem(keys.author_posts(author), member(post, author))
             stats.deletions += 1
         if deletions:  # a tombstone outlives its post's max age by a day, then age filters it
-            tx.zremrangebyscore(keys.tombstones, "-inf", f"({oldest - DAY_MS}")
+            posts.zremrangebyscore(keys.tombstones, "-inf", f"({oldest - DAY_MS}")
+        # read after the post is in its author's set (same slot, so in order): a follow applied
+        # meanwhile by another worker either sees the post in its backfill or is seen here
+        fan_authors = [a for a in touched if a not in celebs] if self.fanout else []
+        for author in fan_authors:
+            posts.smembers(keys.followers(author))
+        replies = posts.execute() if len(posts) else []
+
+        # 3. each post into its author's followers' existing caches, one call per slot of them
+        if fan_authors:
+            followers = dict(zip(fan_authors, replies[len(replies) - len(fan_authors):], strict=True))
+            fan = self.client.pipeline(transaction=False)
+            for post, author, created in creations:
+                if author in followers:
+                    feeds = [keys.feed(int(v)) for v in followers[author]]
+                    stats.fanout_targets += len(feeds)
+                    m = member(post, author)
+                    for group in slot_groups(self.client, feeds):
+                        self.scripts.feed_add(keys=[feeds[i] for i in group], args=[created, m, feed.cap],
+                                              client=fan)
+            if len(fan):
+                stats.inserts += sum(fan.execute())
+
+        # 4. the checkpoint, once the batch's writes are in: an interrupted batch is redone
         if day is not None:
-            tx.hset(keys.checkpoint(self.name), mapping={"day": day, "offset": end})
-        replies = tx.execute()
-        for i in fanned:
-            targets, added = replies[i]
-            stats.fanout_targets += targets
-            stats.inserts += added
+            self.client.hset(keys.checkpoint(self.name), mapping={"day": day, "offset": end})
         # commit the batch's effects on the worker's own view only now
         self._users = users
         self.clock_ms = clock
         return stats
-
-    def _block_event(self, pipe: redis.client.Pipeline, kind: str, a: int, b: int) -> None:
-        keys = self.keys
-        if kind == "block":
-            pipe.sadd(keys.blocks(a), b)
-            pipe.sadd(keys.blocked_by(b), a)
-        elif kind == "unblock":
-            pipe.srem(keys.blocks(a), b)
-            pipe.srem(keys.blocked_by(b), a)
-        elif kind == "mute":
-            pipe.sadd(keys.mutes(a), b)
-        else:
-            pipe.srem(keys.mutes(a), b)

@@ -6,8 +6,8 @@ sources' reads):
    (reading is what keeps an active viewer's cache alive; its reply says whether the cache exists);
 2. the recent posts of each celebrity followee (pulled, since they were not fanned out).
 A missing cache (never built, or expired while the viewer was away) is built on the spot from the
-followees' recent post sets, server-side, and read again (two round trips of their own), and the
-read says so (`built=True`).
+followees' recent post sets (candidate_gen.feed_build) and read again (four round trips of their
+own), and the read says so (`built=True`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
+from candidate_gen import feed_build
 from candidate_gen.block import CELEBRITY_SOURCE, IN_NETWORK_SOURCE, CandidateBlock, source_code
 from candidate_gen.config import CandidateConfig
 from candidate_gen.reads import Reads, Replies, StepReader, run_plan
@@ -55,7 +56,10 @@ class HomeCandidateReader:
         rows, (celebs, exists) = got.windows[0], got.commands  # EXPIRE says whether the cache exists
         built = not exists
         if built:  # expired while the viewer was away, or never built: from the followees' post sets
-            self.scripts.feed_build(args=[keys.prefix, viewer_id, feed.cap, feed.ttl_s, oldest])
+            followees = (yield Reads().command("smembers", keys.following(viewer_id))).commands[0]
+            pulled = {int(a) for a in celebs}
+            got = yield feed_build.posts_read(self.cfg, (a for a in map(int, followees) if a not in pulled), oldest)
+            feed_build.write(self.client, self.scripts, self.cfg, viewer_id, got.windows[0])
             rows = (yield Reads().window([fkey], "+inf", oldest, limit + 1)).windows[0]
         cached_block = CandidateBlock.build(rows.post, rows.author, rows.scores, IN_NETWORK_SOURCE, rows.scores)
         out = cached_block.take(slice(0, limit))  # already newest first

@@ -1,11 +1,14 @@
-"""The Redis key layout of candidate generation: one function per key, the only place Python builds one.
+"""The Redis key layout of candidate generation: one function per key, the only place one is built.
 
-The graph and feed scripts (candidate_gen/lua/: common, follow, approve, unfollow, user,
-fanout_post, feed_build) build the same names themselves from the prefix they are passed, because
-a script derives keys no caller can pass it (each follower's feed, each followee's posts): a key
-renamed here must be renamed there too. docs/feed_cache_format.md is the written spec of both (types,
-members, scores, TTLs, who writes and who reads each key). Every key starts with the configured
-prefix so several deployments (or tests) can share one server.
+Every key of one account carries the hash tag `{u:<id>}`, so on Redis Cluster all of them live in
+the account's slot: a script or multi-key command over one account's keys (its Home cache and its
+followees, its posts and its followers, its blocks both ways) runs where they are. Work that spans
+accounts (a post fanned out to followers, a follow joining two accounts) is done in steps of one
+slot each (candidate_gen.graph, candidate_gen.fanout). Keys shared by everyone (the account and
+celebrity sets, tombstones, trending) have no tag: each is one key, so one slot. The same layout
+runs on one server, where slots do not matter. docs/feed_cache_format.md is the written spec
+(types, members, scores, TTLs, who writes and who reads each key). Every key starts with the
+configured prefix so several deployments (or tests) can share a server.
 """
 
 from __future__ import annotations
@@ -17,12 +20,19 @@ from dataclasses import dataclass
 class Keys:
     prefix: str = "lp:"
 
+    def __post_init__(self) -> None:
+        if "{" in self.prefix or "}" in self.prefix:
+            raise ValueError(f"key prefix {self.prefix!r}: braces would change the keys' hash tags")
+
+    def _user(self, user: int, kind: str) -> str:
+        return f"{self.prefix}{{u:{user}}}:{kind}"
+
     # --- Home: fan-out caches and author posts ------------------------------------------------
     def feed(self, viewer: int) -> str:
-        return f"{self.prefix}feed:{viewer}"
+        return self._user(viewer, "feed")
 
     def author_posts(self, author: int) -> str:
-        return f"{self.prefix}posts:{author}"
+        return self._user(author, "posts")
 
     def post_meta(self, post: int) -> str:
         """b"<author>:<created_ms>": who wrote a post and when, for callers that only know its id
@@ -30,7 +40,7 @@ class Keys:
         return f"{self.prefix}post:{post}"
 
     def celeb_followees(self, viewer: int) -> str:
-        return f"{self.prefix}celebfollowees:{viewer}"
+        return self._user(viewer, "celebfollowees")
 
     @property
     def celebs(self) -> str:
@@ -43,25 +53,35 @@ class Keys:
 
     @property
     def private(self) -> str:
+        """Every private account: the read path asks it about a page's authors in one command."""
         return f"{self.prefix}private"
 
+    def private_flag(self, user: int) -> str:
+        """Present while `user` is private: the same fact in the account's own slot, where a follow
+        decides between active and pending atomically with the edge (candidate_gen.graph)."""
+        return self._user(user, "private")
+
     def followers(self, author: int) -> str:
-        return f"{self.prefix}followers:{author}"
+        return self._user(author, "followers")
 
     def following(self, viewer: int) -> str:
-        return f"{self.prefix}following:{viewer}"
+        return self._user(viewer, "following")
 
     def pending(self, author: int) -> str:
-        return f"{self.prefix}pending:{author}"
+        return self._user(author, "pending")
+
+    def accepted(self, author: int) -> str:
+        """Requesters an account accepted by going public whose side of the edge is not yet written."""
+        return self._user(author, "accepted")
 
     def blocks(self, user: int) -> str:
-        return f"{self.prefix}blocks:{user}"
+        return self._user(user, "blocks")
 
     def blocked_by(self, user: int) -> str:
-        return f"{self.prefix}blockedby:{user}"
+        return self._user(user, "blockedby")
 
     def mutes(self, user: int) -> str:
-        return f"{self.prefix}mutes:{user}"
+        return self._user(user, "mutes")
 
     # --- filters' state -----------------------------------------------------------------------
     @property
@@ -69,7 +89,7 @@ class Keys:
         return f"{self.prefix}tomb"
 
     def seen(self, viewer: int) -> str:
-        return f"{self.prefix}seen:{viewer}"
+        return self._user(viewer, "seen")
 
     # --- Explore sources ----------------------------------------------------------------------
     @property
@@ -80,20 +100,20 @@ class Keys:
         return f"{self.prefix}trend:tag:{tag}"
 
     def viewer_tags(self, viewer: int) -> str:
-        return f"{self.prefix}vtags:{viewer}"
+        return self._user(viewer, "vtags")
 
     @property
     def popular(self) -> str:
         return f"{self.prefix}popular"
 
     def engaged(self, user: int) -> str:
-        return f"{self.prefix}engaged:{user}"
+        return self._user(user, "engaged")
 
     def top_affinity(self, viewer: int) -> str:
-        return f"{self.prefix}affinity:{viewer}"
+        return self._user(viewer, "affinity")
 
     def viewer_embedding(self, viewer: int) -> str:
-        return f"{self.prefix}emb:viewer:{viewer}"
+        return self._user(viewer, "emb")
 
     # --- bookkeeping --------------------------------------------------------------------------
     def checkpoint(self, worker: str) -> str:

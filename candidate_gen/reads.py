@@ -8,7 +8,8 @@ their `Window`s, the newest-first ranges of many sorted sets (a celebrity's rece
 posts of ~100 similar authors, the engaged posts of ~50 close accounts, the viewer's hashtags'
 trending sets). As redis-py commands that is one packed command and one parsed reply per key
 (~10 µs of Python each); as one script call it is one command and one reply. The script reads
-keys it is given, so it runs on standalone Redis/Valkey (docs/feed_cache_format.md).
+keys it is given; on a Redis Cluster it is one call per hash slot of the keys, still one round
+trip (docs/feed_cache_format.md).
 
 A Home request's five sources thus cost two round trips in all, on the request's thread, where
 each source used to take its own one or two on a thread of its own.
@@ -25,6 +26,8 @@ from typing import Any
 import numpy as np
 import redis
 from redis.exceptions import NoScriptError
+
+from data.redis_client import is_cluster, slot_groups
 
 _WINDOWS = (Path(__file__).with_name("lua") / "windows.lua").read_text()
 
@@ -100,36 +103,87 @@ class StepReader:
                 slot.append(index[key])
             slots.append(slot)
         windows = [w for reads in batch for w in reads.windows]
-        keys = [k for w in windows for k in w.keys]
+        parts = _parts(self.client, windows)
         try:
-            flat = self._send(calls, windows, keys)
+            flat = self._send(calls, parts)
         except NoScriptError:  # a restarted server lost the script: load it, send again
             self._sha = None
-            flat = self._send(calls, windows, keys)
-        replies, scripted = flat[: len(calls)], flat[len(calls)] if keys else []
+            flat = self._send(calls, parts)
+        replies = flat[: len(calls)]
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        rows = _split(scripted, windows)
+        rows = _stitch(windows, parts, flat[len(calls):])
         out, at = [], 0
         for reads, slot in zip(batch, slots, strict=True):
             out.append(Replies([replies[i] for i in slot], rows[at : at + len(reads.windows)]))
             at += len(reads.windows)
         return out
 
-    def _send(self, calls: list[tuple], windows: list[Window], keys: list[str]) -> list[Any]:
-        if keys and self._sha is None:
+    def _send(self, calls: list[tuple], parts: list[list[_Part]]) -> list[Any]:
+        if parts and self._sha is None:
             self._sha = self.client.script_load(_WINDOWS)
         pipe = self.client.pipeline(transaction=False)
         for method, args, kwargs in calls:
             getattr(pipe, method)(*args, **kwargs)
-        if keys:
-            argv = list(chain.from_iterable((len(w.keys), w.max_score, w.min_score, w.count) for w in windows))
-            pipe.evalsha(self._sha, len(keys), *keys, *argv)
+        for part in parts:
+            keys = [k for p in part for k in p.window.keys]
+            argv = chain.from_iterable((len(p.window.keys), p.window.max_score, p.window.min_score, p.window.count)
+                                       for p in part)
+            # a command, not the method: a cluster pipeline refuses `evalsha`
+            pipe.execute_command("EVALSHA", self._sha, len(keys), *keys, *argv)
         flat = pipe.execute(raise_on_error=False) if len(pipe) else []
-        if keys and isinstance(flat[-1], NoScriptError):
-            raise flat[-1]
+        for reply in flat[len(calls):]:
+            if isinstance(reply, Exception):
+                raise reply
         return flat
+
+
+@dataclass(frozen=True)
+class _Part:
+    """The keys of one window that go into one script call, and which window they came from."""
+
+    window: Window
+    origin: int  # position of the window in the step
+    positions: list[int] | None  # of the keys within it; None: all of them, in order
+
+
+def _parts(client: Any, windows: list[Window]) -> list[list[_Part]]:
+    """The script calls that read `windows`, as lists of parts. One server: one call for all (the
+    script takes any keys). A cluster: one call per hash slot, each holding the slot's keys of
+    every window (a script may only touch keys of one slot)."""
+    if not any(w.keys for w in windows):
+        return []
+    if not is_cluster(client):
+        return [[_Part(w, i, None) for i, w in enumerate(windows)]]
+    flat = [(i, j, k) for i, w in enumerate(windows) for j, k in enumerate(w.keys)]
+    calls = []
+    for group in slot_groups(client, [k for _, _, k in flat]):
+        by_window: dict[int, list[int]] = {}
+        for at in group:
+            by_window.setdefault(flat[at][0], []).append(flat[at][1])
+        calls.append([_Part(Window([windows[i].keys[j] for j in js], windows[i].max_score, windows[i].min_score,
+                                   windows[i].count), i, js) for i, js in by_window.items()])
+    return calls
+
+
+def _stitch(windows: list[Window], parts: list[list[_Part]], replies: list[Any]) -> list[WindowRows]:
+    """Every window's rows, its keys' in order, from the replies of its calls."""
+    empty = WindowRows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
+    if not parts:
+        return [WindowRows(empty.post, empty.author, empty.scores, np.zeros(len(w.keys), np.int64)) for w in windows]
+    if len(parts) == 1 and all(p.positions is None for p in parts[0]):  # one server: as they came
+        return _split(replies[0], [p.window for p in parts[0]])
+    per_key: list[list[WindowRows]] = [[empty] * len(w.keys) for w in windows]
+    for part, reply in zip(parts, replies, strict=True):
+        for p, rows in zip(part, _split(reply, [p.window for p in part]), strict=True):
+            ends = np.cumsum(rows.counts)
+            for j, end, n in zip(p.positions, ends.tolist(), rows.counts.tolist(), strict=True):
+                s = slice(end - n, end)
+                per_key[p.origin][j] = WindowRows(rows.post[s], rows.author[s], rows.scores[s], np.array([n], np.int64))
+    return [WindowRows(*(np.concatenate([getattr(r, f) for r in keyed]) if keyed else getattr(empty, f)
+                         for f in ("post", "author", "scores", "counts")))
+            for keyed in per_key]
 
 
 def run_plan(plan: Generator[Reads, Replies, Any], reader: StepReader) -> Any:

@@ -23,10 +23,12 @@ import pandas as pd
 import redis
 
 from candidate_gen import events as ev
+from candidate_gen import feed_build
 from candidate_gen.config import CandidateConfig
 from candidate_gen.fanout import FanoutStats, FanoutWorker
 from candidate_gen.filters.already_seen_filter import record_seen
 from candidate_gen.lake_reader import read_days, to_ms
+from candidate_gen.reads import StepReader
 from candidate_gen.scripts import Scripts
 from data import columns as c
 from data import lake
@@ -66,15 +68,23 @@ def active_viewers(lake_dir: Path, day: str, days_back: float) -> np.ndarray:
 
 
 def build_feeds(client: redis.Redis, cfg: CandidateConfig, viewers, now_ms: int, batch: int = 500) -> int:
-    """Build the Home caches of `viewers` from their followees' recent posts (server-side)."""
-    scripts = Scripts.register(client)
-    feed, prefix = cfg.feed, cfg.keys.prefix
+    """Build the Home caches of `viewers` from their non-celebrity followees' recent posts
+    (candidate_gen.feed_build), three round trips per batch of viewers."""
+    scripts, reader = Scripts.register(client), StepReader(client)
+    celebs = {int(u) for u in client.smembers(cfg.keys.celebs)}
+    oldest = now_ms - cfg.feed.max_age_ms
     total = 0
-    viewers = list(viewers)
+    viewers = [int(v) for v in viewers]
     for i in range(0, len(viewers), batch):
+        part = viewers[i : i + batch]
         pipe = client.pipeline(transaction=False)
-        for v in viewers[i : i + batch]:
-            scripts.feed_build(args=[prefix, int(v), feed.cap, feed.ttl_s, now_ms - feed.max_age_ms], client=pipe)
+        for v in part:
+            pipe.smembers(cfg.keys.following(v))
+        followees = pipe.execute()
+        reads = [feed_build.posts_read(cfg, (a for a in map(int, f) if a not in celebs), oldest) for f in followees]
+        pipe = client.pipeline(transaction=False)
+        for v, replies in zip(part, reader.execute(reads), strict=True):
+            feed_build.write(pipe, scripts, cfg, v, replies.windows[0])
         total += sum(pipe.execute())
     return total
 
@@ -182,12 +192,16 @@ def rebuild_viewer(lake_dir: Path, day: str, client: redis.Redis, cfg: Candidate
     pending = {int(a) for a in mine[c.FOLLOWEE_ID] if client.sismember(scratch.keys.pending(a), viewer)}
     flush(client, scratch.keys.pattern)
 
+    # the old edges go first, then the replayed ones are added: the keys span many accounts' slots
+    # (no transaction on a cluster), and in between the viewer follows less, never more, than either
     celebs = {int(u) for u in client.smembers(keys.celebs)}
-    pipe = client.pipeline(transaction=True)
+    pipe = client.pipeline(transaction=False)
     for a in {int(x) for x in client.smembers(keys.following(viewer))} | concerned:
         pipe.srem(keys.followers(a), viewer)
         pipe.srem(keys.pending(a), viewer)
     pipe.delete(keys.following(viewer), keys.celeb_followees(viewer), keys.feed(viewer))
+    pipe.execute()
+    pipe = client.pipeline(transaction=False)
     for a in following:
         pipe.sadd(keys.followers(a), viewer)
         pipe.sadd(keys.following(viewer), a)

@@ -1,16 +1,20 @@
 """The Lua scripts of the feed cache and the graph, registered once per client.
 
-Each script is the shared `lua/common.lua` followed by its own file, so the rules for activating
-a follow edge (graph sets, then backfill or celebrity pull) live in one place. redis-py's `Script`
-loads a script again after a server restart (NOSCRIPT), so a restarted Valkey needs nothing else.
+Each script is the shared `lua/common.lua` followed by its own file. Every key a script touches is
+passed in KEYS and shares one account's hash tag, so each call runs in one slot of a Redis Cluster
+(candidate_gen.keys). `register` loads them up front (on a cluster, SCRIPT LOAD reaches every
+primary), since a cluster pipeline does not load scripts itself; the fan-out worker registers
+them again on NOSCRIPT and redoes its (idempotent) batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
+from redis.cluster import ClusterPipeline
 
 LUA_DIR = Path(__file__).with_name("lua")
 
@@ -20,14 +24,40 @@ def _source(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Scripts:
-    follow: redis.commands.core.Script
-    approve: redis.commands.core.Script
-    unfollow: redis.commands.core.Script
-    user: redis.commands.core.Script
-    fanout_post: redis.commands.core.Script
-    feed_build: redis.commands.core.Script
+class Script:
+    """A registered script. On a client or a one-server pipeline it is redis-py's `Script`, which
+    loads it again after NOSCRIPT (a pipeline checks before it executes). A cluster pipeline refuses
+    the `evalsha` method and loads nothing: there it is queued as a plain EVALSHA command, and a
+    node restarted since `register` answers NOSCRIPT."""
+
+    script: redis.commands.core.Script
+
+    def __call__(self, keys: list, args: list, client: Any = None) -> Any:
+        if isinstance(client, ClusterPipeline):
+            return client.execute_command("EVALSHA", self.script.sha, len(keys), *keys, *args)
+        return self.script(keys=keys, args=args, client=client)
 
     @classmethod
-    def register(cls, client: redis.Redis) -> Scripts:
-        return cls(**{name: client.register_script(_source(name)) for name in cls.__dataclass_fields__})
+    def register(cls, client: Any, source: str) -> Script:
+        script = client.register_script(source)
+        client.script_load(source)  # on a cluster: on every primary
+        return cls(script)
+
+
+@dataclass(frozen=True)
+class Scripts:
+    # the author's side of an edge or an account change (keys of the author's slot)
+    edge_follow: Script
+    edge_approve: Script
+    edge_unfollow: Script
+    account: Script
+    # the follower's side (keys of the follower's slot)
+    viewer_follow: Script
+    viewer_unfollow: Script
+    # one post into the Home caches of one slot's followers; a cache built anew
+    feed_add: Script
+    feed_replace: Script
+
+    @classmethod
+    def register(cls, client: Any) -> Scripts:
+        return cls(**{name: Script.register(client, _source(name)) for name in cls.__dataclass_fields__})

@@ -1,8 +1,9 @@
 """How the Explore builders write Redis: batched pipelines of sorted-set replacements and scripts.
 
-Lua runs only through redis-py `Script` objects: a pipeline holding one checks on execute that the
-server has it and loads it if not, so a Valkey that restarted (or flushed its scripts) in the middle
-of a build costs one SCRIPT LOAD, not the build.
+Lua runs only through `candidate_gen.scripts.Script`: on one server a pipeline holding one checks
+on execute that the server has it and loads it if not, so a Valkey that restarted (or flushed its
+scripts) in the middle of a build costs one SCRIPT LOAD, not the build. Every script call takes one
+key, so a Redis Cluster pipeline routes each to its slot.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from typing import Any
 
 import numpy as np
 import redis
-from redis.commands.core import Script
 
 from candidate_gen.records import member
-from candidate_gen.scripts import LUA_DIR
+from candidate_gen.scripts import LUA_DIR, Script
 
 BATCH_COMMANDS = 5_000  # commands per pipeline execute
 
@@ -54,7 +54,7 @@ class BatchedPipeline:
 
     def __init__(self, client: redis.Redis, batch: int = BATCH_COMMANDS):
         self._pipe = client.pipeline(transaction=False)
-        self._replace = client.register_script(_REPLACE_ZSET)
+        self._replace = Script.register(client, _REPLACE_ZSET)
         self._batch = batch
         self._queued = 0
         self.commands = 0
@@ -68,7 +68,7 @@ class BatchedPipeline:
         self.script(self._replace, key, [ttl_s, *flat])
 
     def script(self, script: Script, key: str, args: list) -> None:
-        """Queue a registered script (`client.register_script`) on one key."""
+        """Queue a registered script (`Script.register`) on one key."""
         script(keys=[key], args=args, client=self._pipe)
         self._counted()
 

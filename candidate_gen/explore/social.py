@@ -32,7 +32,7 @@ from candidate_gen.explore.lake_reads import TS_MS, lookback_first_day, read_eng
 from candidate_gen.explore.redis_writer import BatchedPipeline, grouped, post_members, zadd_args
 from candidate_gen.keys import Keys
 from candidate_gen.records import member
-from candidate_gen.scripts import LUA_DIR
+from candidate_gen.scripts import LUA_DIR, Script
 from data import columns as c
 from data.days import day_end_ms
 from data.vocabulary import load_vocabulary
@@ -152,7 +152,7 @@ def build_social(lake_dir: Path, day: str, client: redis.Redis, cfg: CandidateCo
     e_lo, e_hi = np.searchsorted(e_viewers, users, "left"), np.searchsorted(e_viewers, users, "right")
     h_lo, h_hi = np.searchsorted(h_viewers, users, "left"), np.searchsorted(h_viewers, users, "right")
     with BatchedPipeline(client) as cmd:
-        merge = client.register_script(_MERGE_ENGAGED)
+        merge = Script.register(client, _MERGE_ENGAGED)
         # Sets are capped at engaged_cap (<= a few hundred) members: well within Lua's unpack limit.
         for u, a, b, x, y in zip(users.tolist(), e_lo.tolist(), e_hi.tolist(), h_lo.tolist(), h_hi.tolist(),
                                  strict=True):

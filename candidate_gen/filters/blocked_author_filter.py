@@ -20,7 +20,8 @@ class BlockedAuthorFilter:
         self.keys = cfg.keys
 
     def prepare(self, pipe: Any, viewer_id: int, block: CandidateBlock) -> int:
-        pipe.sunion(self.keys.blocks(viewer_id), self.keys.blocked_by(viewer_id))
+        # one slot (the viewer's); as a command, since a cluster pipeline refuses the `sunion` method
+        pipe.execute_command("SUNION", self.keys.blocks(viewer_id), self.keys.blocked_by(viewer_id))
         return 1
 
     def decode(self, block: CandidateBlock, replies: list[Any]) -> Any:

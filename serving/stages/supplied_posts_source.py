@@ -1,5 +1,5 @@
 """SuppliedPostsSource: /v1/rank's candidates are the post ids the caller sends; their authors and
-creation times come from the post index the fan-out worker keeps (`post:{id}`, one MGET). Unknown
+creation times come from the post index the fan-out worker keeps (`post:<id>`, one MGET). Unknown
 ids (never published, or older than the max age) are removed with reason `unknown_post`. If the
 index cannot be read nothing can be cleared for privacy, so nothing is returned (fail closed)."""
 
@@ -10,6 +10,7 @@ import numpy as np
 from candidate_gen.block import CandidateBlock
 from candidate_gen.config import CandidateConfig
 from candidate_gen.records import parse_member_arrays
+from data.redis_client import is_cluster
 from serving.pipeline import FeedQuery, FeedState
 
 SOURCE = "supplied"
@@ -23,7 +24,9 @@ class SuppliedPostsSource:
 
     def run(self, query: FeedQuery, state: FeedState) -> None:
         ids = list(dict.fromkeys(query.post_ids))  # a post asked for twice is ranked once
-        raw = self.client.mget([self.keys.post_meta(p) for p in ids]) if ids else []
+        keys = [self.keys.post_meta(p) for p in ids]
+        # posts' keys span slots: on a cluster, one MGET per slot (still one round trip per node)
+        raw = (self.client.mget_nonatomic(keys) if is_cluster(self.client) else self.client.mget(keys)) if ids else []
         known = [meta is not None for meta in raw]
         if not all(known):
             state.removed["unknown_post"] += known.count(False)

@@ -2,7 +2,8 @@
 mutes, posts, deletions — in any order, applied in random batch sizes), no viewer ever receives a
 post from an account that blocked it or that it blocked, a muted account, a private account it is
 not an approved follower of, or a deleted post. Checked on the Home read path and on arbitrary
-candidates (as an Explore source would propose them), through the shared filters, on real Valkey.
+candidates (as an Explore source would propose them), through the shared filters, on real Valkey:
+one server, and a three-primary cluster (where every edge is written in two slots' steps).
 
 The oracle (privacy_oracle.py) is an independent, plain-Python replay of the log contract's rules.
 """
@@ -20,19 +21,31 @@ from candidate_gen.filters import default_chain
 from candidate_gen.home import HomeCandidateReader
 from candidate_gen.rebuild import build_feeds
 from candidate_gen.records import Candidate
+from data.redis_client import connect
 from tests.candidates.helpers import HOUR, T0, fresh_config
 from tests.candidates.privacy_oracle import N_USERS, action, to_events, user_ids
 
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
+WORLDS = dict(
     private=st.sets(user_ids, max_size=4),
     actions=st.lists(action, min_size=1, max_size=60),
     batch=st.integers(1, 25),
     built=st.sets(user_ids),
 )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(**WORLDS)
 def test_no_viewer_receives_a_post_it_may_not_see(redis_server, private, actions, batch, built):
-    client = redis.Redis.from_url(redis_server.url)
+    check_world(redis.Redis.from_url(redis_server.url), private, actions, batch, built)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(**WORLDS)
+def test_no_viewer_receives_a_post_it_may_not_see_on_a_cluster(redis_cluster, private, actions, batch, built):
+    check_world(connect(redis_cluster.url), private, actions, batch, built)
+
+
+def check_world(client, private, actions, batch, built) -> None:
     cfg = fresh_config(celebrity_followers=3).model_copy(update={"fanout": FanoutConfig(batch_events=batch)})
     rows, oracle = to_events(private, actions)
     accounts, rest = rows[:N_USERS], rows[N_USERS:]
