@@ -15,8 +15,13 @@ from typing import Any
 import redis
 from redis.cluster import KWARGS_DISABLED_KEYS, REDIS_ALLOWED_KEYS, RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 
 Client = redis.Redis | RedisCluster
+
+# What a failed call can raise: redis-py's errors and, from a cluster client, RedisClusterException,
+# which is not one of them (no node of the cluster answers, or keys of several slots in one call).
+FAILURES = (redis.RedisError, RedisClusterException)
 
 # The probe is asked once, at start, and decides which client the process keeps: a request path's
 # tight timeouts (tens of ms) must not turn a busy moment into the wrong, or no, client.

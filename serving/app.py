@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -364,10 +365,17 @@ def service_redis(url: str, timeout_s: float, health_check_interval: int = 30) -
     """A Redis client for the request path: `timeout_s` per call and no retries of redis-py's own.
     Its default (3 retries, exponential backoff from 1 s) would hold a request for seconds after
     one slow reply; the stages retry themselves where it pays, within the request's budget.
-    A cluster client if the URL is a cluster node's: it asks the server once, so a Redis that
-    cannot be reached fails the worker's start (redis.ConnectionError)."""
-    return connect(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                   health_check_interval=health_check_interval, retry=Retry(NoBackoff(), 0))
+    A cluster client if the URL is a cluster node's (data.redis_client asks the server once). A
+    Redis that cannot be reached at start gets a one-server client, so the worker starts and serves
+    degraded pages until Redis answers; a cluster that was down at start is then refused with MOVED
+    (degraded pages, logged) until the worker restarts."""
+    kwargs = dict(socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                  health_check_interval=health_check_interval, retry=Retry(NoBackoff(), 0))
+    try:
+        return connect(url, **kwargs)
+    except redis.ConnectionError as exc:
+        logger.warning("Redis at %s did not answer at start (%s): assuming one server", url, exc)
+        return redis.Redis.from_url(url, **kwargs)
 
 
 def wait_ready(app: RankingApp, timeout_s: float) -> bool:

@@ -34,6 +34,7 @@ import redis
 
 from candidate_gen.block import CandidateBlock
 from candidate_gen.records import Candidate
+from data.redis_client import FAILURES
 
 
 class CandidateFilter(Protocol):
@@ -99,7 +100,7 @@ class FilterChain:
             attempt += 1
             try:
                 states = self._read_states(self.client if attempt == 1 else self.retry_client, viewer_id, block)
-            except redis.RedisError:
+            except FAILURES:
                 continue
         failed = states is None
         if failed:
@@ -123,7 +124,7 @@ class FilterChain:
                            degraded, max(attempt - 1, 0))
 
     def _read_states(self, client: redis.Redis, viewer_id: int, block: CandidateBlock) -> list[Any]:
-        """Every filter's state from one pipelined round trip (raises redis.RedisError)."""
+        """Every filter's state from one pipelined round trip (raises one of FAILURES)."""
         pipe = client.pipeline(transaction=False)
         sizes = [f.prepare(pipe, viewer_id, block) for f in self.filters]
         flat = pipe.execute() if sum(sizes) else []
