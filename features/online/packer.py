@@ -48,7 +48,8 @@ class PackStats:
 
 
 def redis_client_for(store: FeatureStore) -> Any:
-    """A redis-py client for the store's Redis online store, parsed exactly as Feast parses it."""
+    """A redis-py client for the store's Redis online store, parsed exactly as Feast parses it (a
+    `RedisCluster` where the store is in Feast's cluster mode: features.store.online_store_config)."""
     from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig
 
     config = store.config.online_store

@@ -23,7 +23,7 @@ from feast.value_type import ValueType
 
 from data.columns import AUTHOR_ID, POST_ID, VIEWER_ID
 from data.days import DAY_S
-from features.store import redis_connection_string
+from features.store import online_store_config
 
 SERVICE = "ranking_v1"
 EVENT_TS = "event_timestamp"
@@ -108,7 +108,7 @@ def build_sample_repo(
     """Write Parquet sources, apply the definitions; the caller materializes."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    online: dict = {"type": "redis", "connection_string": redis_connection_string(redis_url, db)}
+    online = online_store_config(redis_url, db)  # one server's db, or a Redis Cluster (db 0)
     if key_ttl_seconds:
         online["key_ttl_seconds"] = key_ttl_seconds
     config = RepoConfig(
