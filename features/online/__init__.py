@@ -7,8 +7,8 @@ for ~1,000 entity rows with one MGET into a float32 block.
 
 Modules: `layout` (the key and record format), `bulk_write` and `packer` (the write paths); the read path is
 `resolve` (service -> per-view read plans, once), `read` (the per-request hot path), `keys`
-(entity -> Redis key, deduped and cached), `transport` (the pre-encoded MGET); `ranking` serves
-`feed_ranker_v1` on top of it and `parity` checks it against Feast.
+(entity -> Redis key, deduped and cached), `transport` (the pre-encoded MGET; per node on a Redis
+Cluster); `ranking` serves `feed_ranker_v1` on top of it and `parity` checks it against Feast.
 """
 
 from features.online.bulk_write import write_window

@@ -30,7 +30,7 @@ from feast import FeatureService, FeatureStore
 from features.online.keys import unique_entities, unique_keys
 from features.online.layout import DEFAULT_NAMESPACE, TS_MISSING, PackedViewLayout
 from features.online.resolve import ViewRead, resolve_service
-from features.online.transport import RespMget, plain_redis
+from features.online.transport import ClusterMget, RespMget, cluster_bytes, plain_redis
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ class PackedFeatureReader:
     """Reads one FeatureService from the packed-vector view in Redis.
 
     Build it once (it resolves the service against the Feast registry) and call `read` per request.
-    `client` is a redis-py `Redis` (or `RedisCluster`) with `decode_responses=False`.
+    `client` is a redis-py `Redis` (or `RedisCluster`: same results, each key read from the node
+    owning its slot, `transport.ClusterMget`) with `decode_responses=False`.
     """
 
     def __init__(
@@ -90,7 +91,9 @@ class PackedFeatureReader:
         if plain_redis(client):
             self._mget = RespMget(client)
             self._views = tuple(replace(v, resp=True) for v in self._views)
-        else:  # Redis Cluster: mget_nonatomic splits by slot; anything else: its own mget
+        elif cluster_bytes(client):  # Redis Cluster: each key to the node owning its slot
+            self._mget = ClusterMget(client)
+        else:  # anything else: its own mget (a cluster's that decodes replies: split by slot)
             self._mget = getattr(client, "mget_nonatomic", None) or client.mget
 
     # --- construction from Feast --------------------------------------------------------------

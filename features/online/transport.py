@@ -1,10 +1,24 @@
-"""The packed reader's wire: one MGET sent pre-encoded on a redis-py pooled connection."""
+"""The packed reader's wire: one MGET sent pre-encoded on a redis-py pooled connection (one server),
+or one pre-encoded GET per key to the node owning its slot (a Redis Cluster: `ClusterMget`).
+
+`send_pipelined` and `sending_ahead` take one server's client only: on a cluster, each command must
+go to the node owning its keys' slot (data.redis_client).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
+
+from data.redis_client import FAILURES
+
+logger = logging.getLogger(__name__)
 
 
 def bulk(key: bytes) -> bytes:
@@ -14,8 +28,6 @@ def bulk(key: bytes) -> bytes:
 
 def plain_redis(client: Any) -> bool:
     """A non-cluster redis-py client whose connections speak RESP2/3 with bytes replies."""
-    import redis
-
     return (
         type(client) is redis.Redis
         and not client.connection_pool.connection_kwargs.get("decode_responses", False)
@@ -37,6 +49,74 @@ class RespMget:
         return send_pipelined(self._client, [head, b"".join(segments)], 1)[0]
 
 
+def cluster_bytes(client: Any) -> bool:
+    """A redis-py cluster client whose connections return bytes (`ClusterMget` can read for it)."""
+    return isinstance(client, RedisCluster) and not client.get_encoder().decode_responses
+
+
+class ClusterMget:
+    """MGET's replies for keys spread over a Redis Cluster, without redis-py's cluster pipeline.
+
+    A cluster answers MGET for keys of one slot only, and a request's keys fall in about as many slots
+    as there are keys: redis-py's `mget_nonatomic` sends one MGET per slot through its cluster
+    pipeline, ~45 µs a key in Python here. Each key is one pre-encoded GET (cached per key with its
+    slot), grouped by the node owning the slot in the client's slot map, and every node's commands
+    are sent before any reply is read. A 1,000-row request of the sample repo (~700 keys) on three
+    local primaries: 3 ms, against 33 ms by `mget_nonatomic` (one server's MGET: 0.8 ms).
+    A reply that map did not foresee (MOVED/ASK while slots move, CLUSTERDOWN, a node gone) drops the
+    connections used and asks `mget_nonatomic` instead, which follows redirections, refreshes the
+    map and applies the client's retry policy. A timeout raises, as `RespMget`'s does: asking again
+    would hold the request another timeout, and the caller's policy decides."""
+
+    GET = b"*2\r\n$3\r\nGET\r\n"
+
+    def __init__(self, client: Any, cache_limit: int = 200_000):
+        self._client = client
+        self._nodes = client.nodes_manager
+        self._cache: dict[bytes, tuple[int, bytes]] = {}  # key -> (slot, its GET)
+        self._cache_limit = cache_limit
+
+    def __call__(self, keys: list[bytes]) -> list[bytes | None]:
+        try:
+            return self._read(keys)
+        except redis.TimeoutError:
+            raise
+        except FAILURES as error:  # RedisClusterException too: e.g. a slot the map lacks
+            logger.info("cluster read of %d keys falls back to mget_nonatomic: %s: %s", len(keys),
+                        type(error).__name__, error)
+            return self._client.mget_nonatomic(keys)
+
+    def _read(self, keys: list[bytes]) -> list[bytes | None]:
+        cache = self._cache
+        if len(cache) + len(keys) > self._cache_limit:
+            cache.clear()
+        node_of = self._nodes.get_node_from_slot
+        by_node: dict[str, tuple[Any, list[int], list[bytes]]] = {}  # node -> positions, their GETs
+        by_slot: dict[int, tuple[Any, list[int], list[bytes]]] = {}  # the same groups, by slot
+        for i, key in enumerate(keys):
+            entry = cache.get(key)
+            if entry is None:
+                entry = cache[key] = (key_slot(key), self.GET + bulk(key))
+            group = by_slot.get(entry[0])
+            if group is None:
+                node = node_of(entry[0])
+                group = by_slot[entry[0]] = by_node.setdefault(node.name, (node, [], []))
+            group[1].append(i)
+            group[2].append(entry[1])
+        out: list[bytes | None] = [None] * len(keys)
+        with ExitStack() as stack:  # every node's commands go out before any reply is read
+            sent = []
+            for node, positions, commands in by_node.values():
+                conn = stack.enter_context(sending_ahead(self._client.get_redis_connection(node)))
+                conn.send_packed_command([b"".join(commands)])
+                sent.append((conn, positions))
+            for conn, positions in sent:
+                read = conn.read_response
+                for i in positions:
+                    out[i] = read()
+        return out
+
+
 def command(*parts: bytes) -> bytes:
     """One RESP command from its parts."""
     return b"*%d\r\n" % len(parts) + b"".join(map(bulk, parts))
@@ -47,7 +127,11 @@ def sending_ahead(client: Any) -> Iterator[Any]:
     """A connection of `client` for commands sent ahead of their replies: the client's own if it is
     pinned to one, else one from its pool, released after. Any error drops it, since replies may be
     left unread on it."""
-    own = client.connection
+    try:
+        own = client.connection
+    except AttributeError:  # a cluster client has no connection of its own, nor one pool
+        raise TypeError(f"{type(client).__name__}: commands sent ahead go to one server; on a Redis Cluster "
+                        "each must go to the node owning its keys' slot") from None
     conn = own or client.connection_pool.get_connection()
     try:
         yield conn
