@@ -19,7 +19,7 @@ import redis
 from data.redis_server import redis_endpoint
 from data.settings import get_settings, subprocess_env
 from features.online.packer import PackedViewWriter
-from features.store import REPO_DIR, feature_store, redis_connection_string, registry_location
+from features.store import REPO_DIR, feature_store, online_store_config, registry_location
 
 
 def _running(url: str) -> bool:
@@ -33,9 +33,11 @@ def _running(url: str) -> bool:
 
 def run(args: list[str], redis_url: str) -> int:
     settings = get_settings()
+    online = online_store_config(redis_url)  # one server, or a cluster's nodes in Feast's cluster mode
     env = subprocess_env({
         "LOUPE_FEAST_REGISTRY": registry_location(settings),
-        "LOUPE_FEAST_REDIS": redis_connection_string(redis_url),
+        "LOUPE_FEAST_REDIS_TYPE": online.get("redis_type", "redis"),
+        "LOUPE_FEAST_REDIS": online["connection_string"],
     })
     code = subprocess.call([sys.executable, "-m", "feast.cli.cli", "-c", str(REPO_DIR), *args], env=env)
     if code == 0 and args and args[0].startswith("materialize"):
