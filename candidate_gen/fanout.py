@@ -108,7 +108,7 @@ class FanoutWorker:
 
     def _register(self) -> None:
         self.scripts = Scripts.register(self.client)
-        self.graph = GraphWriter(self.client, self.keys, self.scripts, self.cfg.feed.cap)
+        self.graph = GraphWriter(self.client, self.keys, self.scripts, self.cfg.feed.cap, backfill=self.fanout)
 
     # --- entry points -------------------------------------------------------------------------
     def run_day(self, lake_dir: Path, day: str) -> FanoutStats:
@@ -305,8 +305,7 @@ class FanoutWorker:
                     stats.fanout_targets += len(feeds)
                     m = member(post, author)
                     for group in slot_groups(self.client, feeds):
-                        self.scripts.feed_add(keys=[feeds[i] for i in group], args=[created, m, feed.cap],
-                                              client=fan)
+                        self.scripts.feed_add.queue(fan, [feeds[i] for i in group], [created, m, feed.cap])
             if len(fan):
                 stats.inserts += sum(fan.execute())
 

@@ -29,8 +29,12 @@ ACTIVE_NOW, ALREADY_ACTIVE, PENDING, APPROVED_ALREADY = 1, 0, 2, 3
 
 
 class GraphWriter:
-    def __init__(self, client: Any, keys: Keys, scripts: Scripts, cap: int):
-        self.client, self.keys, self.scripts, self.cap = client, keys, scripts, cap
+    """`backfill=False`: no Home cache exists to backfill (a rebuild's replay builds them after), so
+    the author's side returns no posts. Scripts are queued as plain EVALSHA commands (`queue`): the
+    fan-out worker registers them again on NOSCRIPT and redoes the batch."""
+
+    def __init__(self, client: Any, keys: Keys, scripts: Scripts, cap: int, backfill: bool = True):
+        self.client, self.keys, self.scripts, self.cap, self.backfill = client, keys, scripts, cap, backfill
 
     def apply(self, events: list[tuple[str, int, int, int]], celebs: set[int]) -> list[Any]:
         """Apply (kind, a, b, x) events in order (the fan-out worker's columns). Returns each
@@ -43,16 +47,17 @@ class GraphWriter:
             if kind == "user":
                 author_side.sadd(keys.users, a)
                 (author_side.sadd if x else author_side.srem)(keys.private, a)
-                s.account(keys=[keys.private_flag(a), keys.pending(a), keys.followers(a), keys.accepted(a),
-                                keys.author_posts(a)], args=[int(bool(x)), _posts_wanted(a, celebs)],
-                          client=author_side)
+                s.account.queue(author_side, [keys.private_flag(a), keys.pending(a), keys.followers(a),
+                                              keys.accepted(a), keys.author_posts(a)],
+                                [int(bool(x)), self._posts_wanted(a, celebs)])
             elif kind in ev.GRAPH_KINDS:  # a: the follower, b: the author
                 edge = [keys.followers(b), keys.pending(b)]
                 if kind == "follow":
                     edge.append(keys.private_flag(b))
-                getattr(s, f"edge_{kind}")(keys=[*edge, keys.author_posts(b)],
-                                           args=[a, _posts_wanted(b, celebs)] if kind != "unfollow" else [a],
-                                           client=author_side)
+                edge.append(keys.author_posts(b))
+                # an unfollow's posts leave v's cache whoever wrote them (celebrities too)
+                posts = int(self.backfill) if kind == "unfollow" else self._posts_wanted(b, celebs)
+                getattr(s, f"edge_{kind}").queue(author_side, edge, [a, posts])
             else:
                 _block_event(author_side, keys, kind, a, b)
                 at.append(None)
@@ -77,7 +82,7 @@ class GraphWriter:
                 continue
             code, posts = replies[i]
             if kind == "unfollow":
-                s.viewer_unfollow(keys=self._follower_keys(a), args=[b, *posts], client=follower_side)
+                s.viewer_unfollow.queue(follower_side, self._follower_keys(a), [b, *posts])
             elif code != PENDING and not (kind == "approve" and code == 0):
                 self._follow(follower_side, a, b, posts, celebs)
             codes.append(code)
@@ -91,13 +96,11 @@ class GraphWriter:
         return [self.keys.following(v), self.keys.celeb_followees(v), self.keys.feed(v)]
 
     def _follow(self, pipe: Any, v: int, a: int, posts: list, celebs: set[int]) -> None:
-        self.scripts.viewer_follow(keys=self._follower_keys(v), args=[a, int(a in celebs), self.cap, *posts],
-                                   client=pipe)
+        self.scripts.viewer_follow.queue(pipe, self._follower_keys(v), [a, int(a in celebs), self.cap, *posts])
 
-
-def _posts_wanted(author: int, celebs: set[int]) -> int:
-    """A celebrity's posts are pulled at read, never copied into caches."""
-    return int(author not in celebs)
+    def _posts_wanted(self, author: int, celebs: set[int]) -> int:
+        """A celebrity's posts are pulled at read, never copied into caches."""
+        return int(self.backfill and author not in celebs)
 
 
 def _block_event(pipe: Any, keys: Keys, kind: str, a: int, b: int) -> None:
