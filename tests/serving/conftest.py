@@ -50,12 +50,21 @@ def platform(tiny_lake, redis_server, tmp_path_factory):
     Feast's Redis online store (+ the packed view), candidate state from the candidates assets, random
     champions in a real MLflow registry. Yields (settings, feature store, feature names, viewers,
     champion versions, the serve day)."""
+    yield from _platform(tiny_lake, redis_server.url.rsplit("/", 1)[0] + "/7", tmp_path_factory)
 
+
+@pytest.fixture(scope="module")
+def cluster_platform(tiny_lake, redis_cluster, tmp_path_factory):
+    """`platform` on a three-primary Valkey cluster: the same world, features and champions."""
+    yield from _platform(tiny_lake, redis_cluster.url, tmp_path_factory)
+
+
+def _platform(tiny_lake, redis_url: str, tmp_path_factory):
     import dagster as dg
-    import redis
 
     from candidate_gen.rebuild import active_viewers
     from data.days import days_after
+    from data.redis_client import connect
     from features.online.ranking import RankingFeatureReader
     from features.store import feature_store
     from pipelines.defs.features.assets import feast_online, feast_registry, feature_assets
@@ -67,8 +76,7 @@ def platform(tiny_lake, redis_server, tmp_path_factory):
 
     settings, summary, _ = tiny_lake
     days = summary.days
-    redis_url = redis_server.url.rsplit("/", 1)[0] + "/7"
-    redis.Redis.from_url(redis_url).flushdb()
+    connect(redis_url).flushdb()
     resources = build_resources(settings, redis_url)
     with dg.DagsterInstance.ephemeral() as instance:
         assert materialize_day(feature_assets, partition_key=days[-1], instance=instance, resources=resources).success
@@ -82,7 +90,7 @@ def platform(tiny_lake, redis_server, tmp_path_factory):
     served = settings.with_(redis_url=redis_url, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
                      now=f"{next_day}T00:00:01Z")
     store = feature_store(served, redis_url)
-    names = RankingFeatureReader(store, client=redis.Redis.from_url(redis_url)).feature_names
+    names = RankingFeatureReader(store, client=connect(redis_url)).feature_names
     versions = {
         "home": register_champion(served.tracking_uri, home / "mlartifacts", "home", "feed_ranker",
                                   random_ranker(names)),
@@ -91,4 +99,4 @@ def platform(tiny_lake, redis_server, tmp_path_factory):
     }
     viewers = [int(v) for v in active_viewers(settings.lake_dir, days[-1], 1)[:40]]
     yield served, store, names, viewers, versions, next_day
-    redis.Redis.from_url(redis_url).flushdb()
+    connect(redis_url).flushdb()
