@@ -9,9 +9,11 @@ is applied in two round trips:
 2. the follower's side of every edge step 1 left active or inactive (`viewer_*.lua`): followees,
    the celebrity pull list, and the backfill or removal of the author's posts in v's cache.
 The follower's side is written from the edge's state after step 1, not from whether step 1
-changed it, so a batch redone after a failure between the steps repairs it. An interruption can
-thus leave an edge on the author's side only for a moment, which hides the author's posts from v
-(a private author's too) and never shows them. Blocks and mutes are plain set writes.
+changed it, so a batch redone after a failure between the steps repairs it. Until then, a follow
+or an approval interrupted between the steps hides the author's posts from v (a private author's
+too), never shows them early; an interrupted unfollow is as if v unfollowed a moment later (v's
+own choice, not a withdrawal of access: removing access is a block, a write of its own). Blocks
+and mutes are plain set writes.
 
 On one server the steps run the same way: the layout does not depend on the deployment.
 """
