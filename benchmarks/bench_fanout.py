@@ -1,8 +1,9 @@
 """Fan-out throughput vs raw pipelined ZADD, the cost of a celebrity post, and Home read latency.
 
-    uv run python -m benchmarks.bench_fanout [--world medium] [--days 2] [--reads 3000]
+    uv run python -m benchmarks.bench_fanout [--world medium] [--days 2] [--reads 3000] [--cluster]
 
-On the medium world (one embedded Valkey, fresh): the candidate state is rebuilt from the lake up
+On the medium world (one embedded Valkey, fresh; `--cluster`: a three-primary Valkey cluster on
+loopback, results in fanout_cluster.json): the candidate state is rebuilt from the lake up
 to the day before the last `--days` days, then the fan-out worker applies those days (every event:
 accounts, graph, posts, deletions; the lake read is excluded from the timing). The ceiling is the
 same volume of (viewer, post) inserts as raw pipelined ZADDs, one per insert, to the same server in
@@ -30,6 +31,8 @@ from candidate_gen.keys import Keys
 from candidate_gen.rebuild import build_feeds, rebuild_all
 from candidate_gen.records import member
 from data.days import day_end_ms
+from data.redis_client import connect
+from data.redis_cluster import EmbeddedCluster
 from data.redis_server import EmbeddedRedis
 
 
@@ -66,17 +69,19 @@ def main() -> None:
     parser.add_argument("--world", default="medium")
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--reads", type=int, default=3000)
+    parser.add_argument("--cluster", action="store_true", help="on a three-primary cluster")
     args = parser.parse_args()
     settings = bench_settings(args.world)
     world = ensure_lake(settings)
     days = world["days"]
     base_day, run_days = days[-args.days - 1], days[-args.days :]
     cfg = CandidateConfig.load()
-    result: dict = {"world": args.world, "rebuilt_through": base_day, "fanout_days": run_days,
+    result: dict = {"world": args.world, "redis": "cluster of 3 primaries" if args.cluster else "one server",
+                    "rebuilt_through": base_day, "fanout_days": run_days,
                     "batch_events": cfg.fanout.batch_events, "cap": cfg.feed.cap}
 
-    with EmbeddedRedis() as server, PeakRss() as rss:
-        client = redis.Redis.from_url(server.url)
+    with EmbeddedCluster(3) if args.cluster else EmbeddedRedis() as server, PeakRss() as rss:
+        client = connect(server.url)
         print(f"rebuild through {base_day} ...", flush=True)
         result["rebuild"] = rebuild_all(settings.lake_dir, base_day, client, cfg)
         print(f"  {result['rebuild']}", flush=True)
@@ -132,9 +137,10 @@ def main() -> None:
         result["home_read_p50_ms"] = round(float(np.percentile(lat, 50)), 3)
         result["home_read_p99_ms"] = round(float(np.percentile(lat, 99)), 3)
         result["home_reads"] = len(lat)
-        result["redis_used_memory_mb"] = round(client.info("memory")["used_memory"] / 2**20, 1)
+        memory = client.info("memory", target_nodes=client.PRIMARIES) if args.cluster else {"": client.info("memory")}
+        result["redis_used_memory_mb"] = round(sum(m["used_memory"] for m in memory.values()) / 2**20, 1)
     result["peak_rss_mb"] = rss.peak_mb
-    path = write_result("fanout", result)
+    path = write_result("fanout_cluster" if args.cluster else "fanout", result)
     print({k: v for k, v in result.items() if k not in ("rebuild", "fanout")})
     print(f"wrote {path}")
 

@@ -14,6 +14,14 @@ from typing import Any
 
 import redis
 from redis.cluster import KWARGS_DISABLED_KEYS, REDIS_ALLOWED_KEYS, RedisCluster
+from redis.commands.policies import (
+    BasePolicyResolver,
+    CommandPolicies,
+    PolicyResolver,
+    RequestPolicy,
+    ResponsePolicy,
+    StaticPolicyResolver,
+)
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
@@ -55,7 +63,37 @@ def connect(url: str, **kwargs: Any) -> Client:
         return redis.Redis.from_url(url, **kwargs)
     if db != 0:
         raise ValueError(f"{url} names db {db}, but it is a Redis Cluster node: a cluster has db 0 only")
-    return RedisCluster.from_url(url, **{k: v for k, v in kwargs.items() if k in _CLUSTER_KWARGS})
+    return ScriptRoutingCluster.from_url(url, policy_resolver=SCRIPTS_BY_KEYS,
+                                         **{k: v for k, v in kwargs.items() if k in _CLUSTER_KWARGS})
+
+
+class _ScriptsByKeys(BasePolicyResolver):
+    """EVAL/EVALSHA (and functions) go to the slot of their declared keys. redis-py 7.4's cluster
+    pipeline has no policy for them and asks the server for each call's keys (COMMAND GETKEYS: a
+    round trip per queued script); its one-command path reads them from the arguments, and with a
+    keyed policy the pipeline does too."""
+
+    def __init__(self, fallback: PolicyResolver | None = None):
+        keyed = CommandPolicies(request_policy=RequestPolicy.DEFAULT_KEYED,
+                                response_policy=ResponsePolicy.DEFAULT_KEYED)
+        names = ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro")
+        super().__init__({"core": dict.fromkeys(names, keyed)}, fallback or StaticPolicyResolver())
+
+    def with_fallback(self, fallback: PolicyResolver) -> PolicyResolver:
+        return _ScriptsByKeys(fallback)
+
+
+SCRIPTS_BY_KEYS = _ScriptsByKeys()
+
+
+class ScriptRoutingCluster(RedisCluster):
+    """A RedisCluster whose pipelines route scripts by their keys too (`pipeline()` does not pass
+    the client's policy resolver on in redis-py 7.4, so it is set on each pipeline)."""
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        pipe._policy_resolver = SCRIPTS_BY_KEYS
+        return pipe
 
 
 def is_cluster(client: object) -> bool:

@@ -152,3 +152,21 @@ def test_a_start_that_fails_halfway_leaves_no_node_running(tmp_path, monkeypatch
         cluster.start()
     assert len(launched) == 2 and all(p.poll() is not None for p in launched)
     assert not cluster.running
+
+
+def test_a_pipeline_of_scripts_is_routed_by_their_keys_without_asking_the_server(cluster_client):
+    """redis-py's own cluster pipeline asks COMMAND GETKEYS for every queued EVALSHA (a round trip
+    each); connect's client routes them by their declared keys, as a single call does."""
+    sha = cluster_client.script_load("return redis.call('SET', KEYS[1], ARGV[1])")
+
+    def getkeys() -> int:
+        stats = cluster_client.info("commandstats", target_nodes=cluster_client.PRIMARIES).values()
+        return sum(node.get("cmdstat_command|getkeys", {}).get("calls", 0) for node in stats)
+
+    before = getkeys()
+    pipe = cluster_client.pipeline(transaction=False)
+    for i in range(300):
+        pipe.execute_command("EVALSHA", sha, 1, f"{{u:{i}}}:x", i)
+    assert pipe.execute() == [b"OK"] * 300
+    assert getkeys() == before
+    assert [cluster_client.get(f"{{u:{i}}}:x") for i in (0, 7, 299)] == [b"0", b"7", b"299"]
