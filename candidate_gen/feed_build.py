@@ -20,8 +20,8 @@ from candidate_gen.scripts import Scripts
 
 def posts_read(cfg: CandidateConfig, authors: Iterable[int], oldest_ms: int) -> Reads:
     """The recent posts of a viewer's non-celebrity followees (`authors`), as one window."""
-    keys = [cfg.keys.author_posts(int(a)) for a in authors]
-    return Reads().window(keys, "+inf", oldest_ms, cfg.feed.cap)
+    posts = cfg.keys.author_posts  # cfg.keys builds a Keys each time it is asked
+    return Reads().window([posts(int(a)) for a in authors], "+inf", oldest_ms, cfg.feed.cap)
 
 
 def write(client: Any, scripts: Scripts, cfg: CandidateConfig, viewer: int, rows: WindowRows) -> Any:

@@ -26,8 +26,9 @@ from candidate_gen import events as ev
 from candidate_gen.keys import Keys
 from candidate_gen.scripts import Scripts
 
-# reply codes of the author's side (edge_*.lua)
-ACTIVE_NOW, ALREADY_ACTIVE, PENDING, APPROVED_ALREADY = 1, 0, 2, 3
+# reply codes of the author's side that the follower's side and the worker's counts tell apart
+# (edge_*.lua: 1 active now, 0 already active, 2 pending; an approve: 3 already active, 0 no request)
+PENDING, APPROVED_ALREADY = 2, 3
 
 
 class GraphWriter:

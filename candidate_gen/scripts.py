@@ -2,9 +2,9 @@
 
 Each script is the shared `lua/common.lua` followed by its own file. Every key a script touches is
 passed in KEYS and shares one account's hash tag, so each call runs in one slot of a Redis Cluster
-(candidate_gen.keys). `register` loads them up front (on a cluster, SCRIPT LOAD reaches every
-primary), since a cluster pipeline does not load scripts itself; the fan-out worker registers
-them again on NOSCRIPT and redoes its (idempotent) batch.
+(candidate_gen.keys). A script is loaded the first time it is queued (on a cluster, SCRIPT LOAD
+reaches every primary), since a cluster pipeline does not load scripts itself; the fan-out worker
+registers them again on NOSCRIPT and redoes its (idempotent) batch.
 """
 
 from __future__ import annotations
@@ -23,15 +23,17 @@ def _source(name: str) -> str:
     return (LUA_DIR / "common.lua").read_text() + "\n" + (LUA_DIR / f"{name}.lua").read_text()
 
 
-@dataclass(frozen=True)
+@dataclass
 class Script:
     """A registered script. Called on a client or a one-server pipeline it is redis-py's `Script`,
     which loads it again after NOSCRIPT (a pipeline checks before it executes, a round trip of its
     own). A cluster pipeline refuses the `evalsha` method: there, and wherever `queue` is used, the
-    call is queued as a plain EVALSHA command that loads nothing (NOSCRIPT is the caller's to
-    handle: `register` again and redo)."""
+    call is queued as a plain EVALSHA command, and the script is loaded (on a cluster: on every
+    primary) the first time it is queued. A server that lost it since answers NOSCRIPT: the
+    caller's to handle (`register` again and redo)."""
 
     script: redis.commands.core.Script
+    loaded: bool = False
 
     def __call__(self, keys: list, args: list, client: Any = None) -> Any:
         if type(client) is ClusterPipeline:  # type(), not isinstance: ~2 µs less a call
@@ -41,13 +43,15 @@ class Script:
     def queue(self, pipe: Any, keys: list, args: list) -> None:
         """Queue a call on `pipe`: ~3x cheaper in Python than redis-py's `Script` call, and no
         script check before the pipeline executes."""
+        if not self.loaded:
+            self.script.registered_client.script_load(self.script.script)  # on a cluster: every primary
+            self.loaded = True
         pipe.execute_command("EVALSHA", self.script.sha, len(keys), *keys, *args)
 
     @classmethod
     def register(cls, client: Any, source: str) -> Script:
-        script = client.register_script(source)
-        client.script_load(source)  # on a cluster: on every primary
-        return cls(script)
+        """No I/O: a script is loaded when first needed (registering is free at start-up)."""
+        return cls(client.register_script(source))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ The tiny world is built twice the way production builds it (features materialize
 assets into Feast's online store and the packed view, candidate state from the candidates assets,
 the same champions in a real MLflow registry): on one server, and on a cluster (`REDIS_URL` a
 cluster node's). Both services, started from settings, answer every Home and Explore request with
-the same posts in the same order and the same scores, from the champion, undegraded.
+the same posts in the same order and the same scores, from the champion, undegraded; `/v1/rank`
+of the same posts reads the post index the same way too.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def test_a_feed_served_from_a_cluster_matches_one_server(platform, cluster_platf
             assert [i["score"] for i in have["items"]] == pytest.approx([i["score"] for i in want["items"]])
             assert have["candidates"] == want["candidates"]
             ranked += bool(want["items"])
+            # /v1/rank: the caller's post ids (the page's, an unknown one) through the post index
+            ids = [i["post_id"] for i in want["items"]] + [10**15]
+            want, have = one.rank(surface, viewer, ids), cluster.rank(surface, viewer, ids)
+            assert [i["post_id"] for i in have["items"]] == [i["post_id"] for i in want["items"]]
+            assert have["not_rankable"] == want["not_rankable"] >= 1
         assert ranked >= 10
     finally:
         one.close()
