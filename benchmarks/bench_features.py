@@ -82,7 +82,7 @@ def ceiling(store, client, day: str, lake_dir, written: dict[str, int], sample: 
         encoder = ViewEncoder.of(writer, store.get_feature_view(name))
         table = pads.dataset(str(feature_partition_dir(lake_dir, TABLES[name], day))).head(sample)
         batches = table.to_batches(max_chunksize=20_000)
-        commands = [encoder.write_commands(b, epoch_us(b.column(EVENT_TIMESTAMP))) for b in batches]
+        commands = [encoder.write_commands(b, epoch_us(b.column(EVENT_TIMESTAMP)))[1] for b in batches]
         scratch.flushdb()
         start = time.perf_counter()
         for chunk in commands:

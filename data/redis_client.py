@@ -123,3 +123,30 @@ def _patient(kwargs: dict[str, Any]) -> dict[str, Any]:
         if out.get(name) is not None:
             out[name] = max(out[name], PROBE_TIMEOUT_S)
     return out
+
+
+class ClientSpec:
+    """How to open another client like `client`, in another process (a Spark worker): picklable,
+    unlike the client. `ClientSpec(client)()` opens it; a cluster's is a `ScriptRoutingCluster`
+    from one of its nodes' addresses, which learns the slot map itself."""
+
+    def __init__(self, client: Client):
+        if is_cluster(client):
+            node = client.get_default_node()
+            # The nodes' own connection arguments (timeouts, credentials, TLS); the client sets its
+            # connect callback and retries itself.
+            kwargs = {k: v for k, v in client.nodes_manager.connection_kwargs.items()
+                      if k in _CLUSTER_KWARGS and k not in ("redis_connect_func", "retry")}
+            self._cluster: tuple[str, int, dict[str, Any]] | None = (node.host, node.port, kwargs)
+        else:
+            pool = client.connection_pool
+            self._cluster = None
+            self._server = (pool.connection_class, dict(pool.connection_kwargs))
+
+    def __call__(self) -> Client:
+        if self._cluster is not None:
+            host, port, kwargs = self._cluster
+            return ScriptRoutingCluster(host=host, port=port, policy_resolver=SCRIPTS_BY_KEYS, **kwargs)
+        connection_class, kwargs = self._server
+        # from_pool: the client owns the pool, and its close() disconnects it
+        return redis.Redis.from_pool(redis.ConnectionPool(connection_class=connection_class, **kwargs))

@@ -36,7 +36,9 @@ from feast.utils import _get_column_names
 from features.online.encode import ViewEncoder, epoch_us, timestamp_ns
 from features.online.layout import DEFAULT_NAMESPACE
 from features.online.packer import PackedViewWriter, PackStats, _aware, materialize_packed, online_view_names
-from features.online.transport import bulk, command, plain_redis, send_pipelined
+from features.online.transport import ClusterSender, ServerSender, bulk, command, sender_for
+
+Sender = ServerSender | ClusterSender
 
 
 def fast_path_refusal(store: FeatureStore, fv: FeatureView) -> str | None:
@@ -83,13 +85,10 @@ def write_window(
 def split_views(writer: PackedViewWriter, feature_views: Sequence[str] | None,
                 refusal=lambda fv: None) -> tuple[dict[str, FeatureView], list[str]]:
     """The online views to write, and those that must go through Feast's own materialize: a view
-    outside the plain case (`fast_path_refusal`, or the caller's own `refusal`), or every view
-    when the client is a cluster's (it cannot take the pre-encoded pipeline; Feast's path can)."""
+    outside the plain case (`fast_path_refusal`, or the caller's own `refusal`)."""
     store = writer.store
     views = {name: store.get_feature_view(name) for name in online_view_names(store, feature_views)}
-    cluster = not plain_redis(writer.client)
-    return views, [name for name, fv in views.items()
-                   if cluster or fast_path_refusal(store, fv) or refusal(fv)]
+    return views, [name for name, fv in views.items() if fast_path_refusal(store, fv) or refusal(fv)]
 
 
 @dataclass(frozen=True)
@@ -99,24 +98,23 @@ class BatchWrite:
     behind: np.ndarray  # indices of kept rows whose packed record lags the stored hash: repack them
 
 
-def write_batch(encoder: ViewEncoder, client: Any, batch: pa.RecordBatch, check_stored: bool = True) -> BatchWrite:
+def write_batch(encoder: ViewEncoder, sender: Sender, batch: pa.RecordBatch, check_stored: bool = True) -> BatchWrite:
     """Write one batch of a window's latest rows: Feast's hash and the packed record of each, one
-    pipelined send. `check_stored`: apply Feast's staleness rule against the stored hash (one HGET
-    pipeline first); a caller that knows every row is newer than anything stored skips it."""
+    pipelined send (`sender`: `transport.sender_for` the client). `check_stored`: apply Feast's
+    staleness rule against the stored hash (one HGET pipeline first); a caller that knows every row
+    is newer than anything stored skips it."""
     keys = encoder.feast_keys(batch)
     ts_us = epoch_us(batch.column(encoder.fv.batch_source.timestamp_field))
     if not check_stored:
-        commands = encoder.write_commands(batch, ts_us, keys)
-        send_pipelined(client, commands, len(commands))
+        sender.send(*encoder.write_commands(batch, ts_us, keys, sender.per_key))
         return BatchWrite(batch.num_rows, 0, np.zeros(0, dtype=np.int64))
-    stored_ns = _stored_ns(encoder, client, keys)
+    stored_ns = _stored_ns(encoder, sender, keys)
     stale = _stale(keys, ts_us, stored_ns)
     fresh, kept = np.flatnonzero(~stale), np.flatnonzero(stale)
     if len(fresh):
         rows = batch.take(pa.array(fresh)) if len(fresh) < batch.num_rows else batch
-        commands = encoder.write_commands(rows, ts_us[fresh], [keys[i] for i in fresh.tolist()])
-        send_pipelined(client, commands, len(commands))
-    behind = kept[_behind(encoder, client, batch.take(pa.array(kept)), stored_ns[kept])] if len(kept) else kept
+        sender.send(*encoder.write_commands(rows, ts_us[fresh], [keys[i] for i in fresh.tolist()], sender.per_key))
+    behind = kept[_behind(encoder, sender, batch.take(pa.array(kept)), stored_ns[kept])] if len(kept) else kept
     return BatchWrite(len(fresh), len(kept), behind)
 
 
@@ -126,6 +124,7 @@ class ViewWrite:
     def __init__(self, writer: PackedViewWriter, fv: FeatureView):
         self.writer, self.fv, self.store = writer, fv, writer.store
         self.client = writer.client
+        self.sender = sender_for(writer.client)
         self.encoder = ViewEncoder.of(writer, fv)
         self.layout = self.encoder.layout
 
@@ -134,7 +133,7 @@ class ViewWrite:
         read = written = 0
         for batch in table.to_batches(max_chunksize=batch_rows):
             read += batch.num_rows
-            done = write_batch(self.encoder, self.client, batch)
+            done = write_batch(self.encoder, self.sender, batch)
             written += done.written + done.kept
             if len(done.behind):  # the packer's path: read back what Feast holds
                 stats = self.writer.pack_entities(self.fv, self.encoder.protos(batch.take(pa.array(done.behind))))
@@ -160,10 +159,10 @@ class ViewWrite:
         return table
 
 
-def _stored_ns(encoder: ViewEncoder, client: Any, keys: list[bytes]) -> np.ndarray:
+def _stored_ns(encoder: ViewEncoder, sender: Sender, keys: list[bytes]) -> np.ndarray:
     """The event time Feast's hash holds for each key, in ns (0: none)."""
     ts_field = bulk(encoder.ts_field)
-    stored = send_pipelined(client, [b"*3\r\n$4\r\nHGET\r\n" + bulk(k) + ts_field for k in keys], len(keys))
+    stored = sender.send(keys, [b"*3\r\n$4\r\nHGET\r\n" + bulk(k) + ts_field for k in keys])
     return np.fromiter((timestamp_ns(raw) for raw in stored), dtype=np.int64, count=len(keys))
 
 
@@ -181,10 +180,10 @@ def _stale(keys: list[bytes], ts_us: np.ndarray, stored_ns: np.ndarray) -> np.nd
     return stale
 
 
-def _behind(encoder: ViewEncoder, client: Any, rows: pa.RecordBatch, stored_ns: np.ndarray) -> np.ndarray:
+def _behind(encoder: ViewEncoder, sender: Sender, rows: pa.RecordBatch, stored_ns: np.ndarray) -> np.ndarray:
     """Of rows Feast kept its stored values for, those whose packed record does not carry the
     stored timestamp (lost, or written by an older path): they need repacking from Feast's hash."""
     packed = encoder.packed_keys(rows)
-    heads = send_pipelined(client, [command(b"GETRANGE", key, b"0", b"7") for key in packed], len(packed))
+    heads = sender.send(packed, [command(b"GETRANGE", key, b"0", b"7") for key in packed])
     record_us = np.array([struct.unpack("<q", h)[0] if len(h) == 8 else -1 for h in heads], dtype=np.int64)
     return np.flatnonzero(record_us != stored_ns // 1000)

@@ -94,22 +94,29 @@ class ViewEncoder:
         head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (1 + len(self.fv.features)))
         return [head + bulk(key) + args for key, args in zip(encoded.feast_keys, encoded.hset_args)]
 
-    def write_commands(self, rows: pa.RecordBatch, ts_us: np.ndarray, keys: list[bytes] | None = None) -> list[bytes]:
-        """Everything one write of these rows sends: Feast's hash of each row (+ its key TTL, as
-        Feast: EXPIRE after each HSET) and the packed records (one MSET without a TTL)."""
+    def write_commands(self, rows: pa.RecordBatch, ts_us: np.ndarray, keys: list[bytes] | None = None,
+                       per_key: bool = False) -> tuple[list[bytes], list[bytes]]:
+        """Everything one write of these rows sends, and each command's key: Feast's hash of each row
+        (+ its key TTL, as Feast: EXPIRE after each HSET) and the packed records (one MSET without a
+        TTL; one SET each when `per_key`, for a Redis Cluster, where a command keeps to one key's slot)."""
         encoded = self.encode_rows(rows, ts_us, keys)
-        records, packed_keys = encoded.records, encoded.packed_keys
-        commands = self.hset_commands(encoded)
+        records, packed_keys, feast_keys = encoded.records, encoded.packed_keys, encoded.feast_keys
+        commands, keyed = self.hset_commands(encoded), list(feast_keys)
         if self.key_ttl_s:  # the packed key and its siblings follow Feast's key TTL
             ttl, px = b"%d" % self.key_ttl_s, b"%d" % (self.key_ttl_s * 1000)
-            sibling_keys = [s.entity_keys([rows.column(k).to_numpy(zero_copy_only=False)
-                                           for k in s.join_keys]) for s in self.siblings]
-            commands += [command(b"EXPIRE", key, ttl) for key in encoded.feast_keys]
+            sibling_keys = [key for s in self.siblings for key in s.entity_keys(
+                [rows.column(k).to_numpy(zero_copy_only=False) for k in s.join_keys])]
+            commands += [command(b"EXPIRE", key, ttl) for key in feast_keys]
             commands += [command(b"SET", key, record, b"PX", px) for key, record in zip(packed_keys, records)]
-            commands += [command(b"PEXPIRE", key, px) for other in sibling_keys for key in other]
+            commands += [command(b"PEXPIRE", key, px) for key in sibling_keys]
+            keyed += [*feast_keys, *packed_keys, *sibling_keys]
+        elif per_key:
+            commands += [command(b"SET", key, record) for key, record in zip(packed_keys, records)]
+            keyed += packed_keys
         elif packed_keys:
             commands.append(command(b"MSET", *[part for pair in zip(packed_keys, records) for part in pair]))
-        return commands
+            keyed.append(packed_keys[0])
+        return keyed, commands
 
     def packed_keys(self, rows: pa.RecordBatch) -> list[bytes]:
         return self.layout.entity_keys([rows.column(k).to_numpy(zero_copy_only=False)

@@ -40,10 +40,12 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from data.redis_client import ClientSpec
 from features.online.bulk_write import split_views, write_batch
 from features.online.encode import ViewEncoder
 from features.online.layout import DEFAULT_NAMESPACE, PackedViewLayout
 from features.online.packer import PackedViewWriter, _aware, materialize_packed
+from features.online.transport import sender_for
 
 _CHANGED = "__loupe_changed"  # helper columns of the joined rows; source columns never start with it
 _PREV = "__loupe_prev_"
@@ -120,7 +122,7 @@ def refresh_window(
 ) -> dict[str, Refreshed]:
     """Feast's online store and the packed view for [start_date, end_date], written from Spark;
     the registry records the window as materialize does. A view Spark cannot write (Feast's
-    transformations, another source, a Redis Cluster) goes through `materialize_packed`."""
+    transformations, another source) goes through `materialize_packed`."""
     writer = PackedViewWriter(store, client, namespace=namespace)
     start, end = _aware(start_date), _aware(end_date)
     views, slow = split_views(writer, feature_views, spark_refusal)
@@ -218,9 +220,7 @@ class _ViewRefresh:
     def _write(self, rows: DataFrame, check_stored: bool) -> _Written:
         source_columns = [*self.keys, *(f.name for f in self.fv.features), self.ts,
                           *([self.created] if self.created else [])]
-        pool = self.writer.client.connection_pool
-        write = _PartitionWriter(self.encoder, pool.connection_class, pool.connection_kwargs, source_columns,
-                                 check_stored)
+        write = _PartitionWriter(self.encoder, ClientSpec(self.writer.client), source_columns, check_stored)
         stats = rows.select(*source_columns, _CHANGED).mapInArrow(write, _STATS).collect()
         return _Written(sum(r.rows for r in stats), sum(r.written for r in stats),
                         sum(r.unchanged for r in stats), sum(r.kept for r in stats),
@@ -239,23 +239,21 @@ class _Written:
 class _PartitionWriter:
     """Runs in Spark's Python workers: writes its partition's changed rows, returns counts."""
 
-    def __init__(self, encoder: ViewEncoder, connection_class, kwargs: dict, columns: list[str], check_stored: bool):
-        self.encoder, self.connection_class, self.kwargs = encoder, connection_class, kwargs
+    def __init__(self, encoder: ViewEncoder, client: ClientSpec, columns: list[str], check_stored: bool):
+        self.encoder, self.client = encoder, client
         self.columns, self.check_stored = columns, check_stored
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import redis
-
-        pool = redis.ConnectionPool(connection_class=self.connection_class, **self.kwargs)
-        client = redis.Redis(connection_pool=pool)
+        client = self.client()  # one server's, or a cluster's (commands routed per node)
+        sender = sender_for(client)
         try:
             for batch in batches:
                 rows = batch.select(self.columns).filter(batch.column(_CHANGED))
-                done = write_batch(self.encoder, client, rows, self.check_stored) if rows.num_rows else None
+                done = write_batch(self.encoder, sender, rows, self.check_stored) if rows.num_rows else None
                 behind = self.encoder.feast_keys(rows.take(pa.array(done.behind))) if done and len(done.behind) else []
                 yield pa.RecordBatch.from_pydict({
                     "rows": [batch.num_rows], "written": [done.written if done else 0],
                     "unchanged": [batch.num_rows - rows.num_rows], "kept": [done.kept if done else 0],
                     "behind": [behind]}, schema=_STATS_ARROW)
         finally:
-            pool.disconnect()
+            client.close()

@@ -1,5 +1,9 @@
-"""The packed reader's wire: one MGET sent pre-encoded on a redis-py pooled connection (one server),
-or one pre-encoded GET per key to the node owning its slot (a Redis Cluster: `ClusterMget`).
+"""Pre-encoded commands on redis-py's connections, without its per-command Python cost.
+
+The packed reader's wire: one MGET on a pooled connection (one server, `RespMget`), or one GET per
+key to the node owning its slot (a Redis Cluster, `ClusterMget`). The bulk writers' wire: a batch
+of commands sent before any reply is read (`sender_for`: `ServerSender` on one server,
+`ClusterSender` routing each command by its key on a cluster).
 
 `send_pipelined` and `sending_ahead` take one server's client only: on a cluster, each command must
 go to the node owning its keys' slot (data.redis_client).
@@ -90,31 +94,93 @@ class ClusterMget:
         cache = self._cache
         if len(cache) + len(keys) > self._cache_limit:
             cache.clear()
-        node_of = self._nodes.get_node_from_slot
-        by_node: dict[str, tuple[Any, list[int], list[bytes]]] = {}  # node -> positions, their GETs
-        by_slot: dict[int, tuple[Any, list[int], list[bytes]]] = {}  # the same groups, by slot
-        for i, key in enumerate(keys):
+        slots, commands = [], []
+        for key in keys:
             entry = cache.get(key)
             if entry is None:
                 entry = cache[key] = (key_slot(key), self.GET + bulk(key))
-            group = by_slot.get(entry[0])
-            if group is None:
-                node = node_of(entry[0])
-                group = by_slot[entry[0]] = by_node.setdefault(node.name, (node, [], []))
-            group[1].append(i)
-            group[2].append(entry[1])
-        out: list[bytes | None] = [None] * len(keys)
-        with ExitStack() as stack:  # every node's commands go out before any reply is read
-            sent = []
-            for node, positions, commands in by_node.values():
-                conn = stack.enter_context(sending_ahead(self._client.get_redis_connection(node)))
-                conn.send_packed_command([b"".join(commands)])
-                sent.append((conn, positions))
-            for conn, positions in sent:
-                read = conn.read_response
-                for i in positions:
-                    out[i] = read()
-        return out
+            slots.append(entry[0])
+            commands.append(entry[1])
+        return send_by_node(self._client, slots, commands)
+
+
+class ServerSender:
+    """Pre-encoded commands to one server (`send_pipelined`): `send(keys, commands)` returns their
+    replies in order; `keys` (each command's key) only matters to `ClusterSender`."""
+
+    per_key = False  # one server takes multi-key commands (MSET) of any keys
+
+    def __init__(self, client: Any):
+        self.client = client
+
+    def send(self, keys: list[bytes], commands: list[bytes]) -> list[Any]:
+        return send_pipelined(self.client, commands, len(commands))
+
+
+class ClusterSender:
+    """Pre-encoded commands on a Redis Cluster, each to the node owning its key's slot in the
+    client's slot map (`send_by_node`): the bulk writers' path, as `ClusterMget` is the reader's.
+
+    Each command must touch its one key only (`per_key`: no MSET across keys) and be safe to send
+    twice (SET, HSET, EXPIRE, reads). A reply the slot map did not foresee (MOVED while slots move,
+    a node gone) refreshes the map and sends the whole batch once more; a second failure raises,
+    as does a timeout."""
+
+    per_key = True
+
+    def __init__(self, client: Any):
+        self.client = client
+
+    def send(self, keys: list[bytes], commands: list[bytes]) -> list[Any]:
+        slots = [key_slot(key) for key in keys]
+        try:
+            return send_by_node(self.client, slots, commands)
+        except redis.TimeoutError:
+            raise
+        except FAILURES as error:
+            logger.info("cluster write of %d commands sent again on a fresh slot map: %s: %s", len(commands),
+                        type(error).__name__, error)
+            self.client.nodes_manager.initialize()
+            return send_by_node(self.client, slots, commands)
+
+
+def sender_for(client: Any) -> ServerSender | ClusterSender:
+    """The pre-encoded sender for `client`: a cluster's routes each command by its key."""
+    if cluster_bytes(client):
+        return ClusterSender(client)
+    if plain_redis(client):
+        return ServerSender(client)
+    raise TypeError(f"{type(client).__name__}: pre-encoded commands need bytes replies "
+                    "(decode_responses=False)")
+
+
+def send_by_node(client: Any, slots: list[int], commands: list[bytes]) -> list[Any]:
+    """Each command (one key's, its slot in `slots`) to the node owning the slot in `client`'s slot
+    map (a RedisCluster): every node's commands go out before any reply is read; the replies come
+    back in the commands' order. A reply the map did not foresee raises (MovedError, ...), and the
+    connections it was read from are dropped."""
+    node_of = client.nodes_manager.get_node_from_slot
+    by_node: dict[str, tuple[Any, list[int], list[bytes]]] = {}  # node -> positions, their commands
+    by_slot: dict[int, tuple[Any, list[int], list[bytes]]] = {}  # the same groups, by slot
+    for i, slot in enumerate(slots):
+        group = by_slot.get(slot)
+        if group is None:
+            node = node_of(slot)
+            group = by_slot[slot] = by_node.setdefault(node.name, (node, [], []))
+        group[1].append(i)
+        group[2].append(commands[i])
+    out: list[Any] = [None] * len(slots)
+    with ExitStack() as stack:
+        sent = []
+        for node, positions, grouped in by_node.values():
+            conn = stack.enter_context(sending_ahead(client.get_redis_connection(node)))
+            conn.send_packed_command([b"".join(grouped)])
+            sent.append((conn, positions))
+        for conn, positions in sent:
+            read = conn.read_response
+            for i in positions:
+                out[i] = read()
+    return out
 
 
 def command(*parts: bytes) -> bytes:

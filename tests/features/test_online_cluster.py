@@ -3,7 +3,7 @@
 The same sample repo (same seed, same project) twice: its online store on the session's
 three-primary Valkey cluster (Feast's cluster mode, configured from the URL) and in a database of
 the session's single server. Feast's own materialize, the packed view, `write_window`, the SCAN
-repack and purge, and Spark's refresh (which leaves a cluster to Feast's materialize) must leave the
+repack and purge, and Spark's refresh (both writers' commands routed per node) must leave the
 same keys and values in both, Feast's `get_online_features` must return the same, and the packed
 reader exactly the same block, also when its slot map is stale (a resharding).
 """
@@ -15,6 +15,7 @@ import logging
 import socket
 from datetime import timedelta
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -24,10 +25,10 @@ from feast.infra.online_stores.redis import RedisType
 from data.columns import AUTHOR_ID, POST_ID, VIEWER_ID
 from data.redis_client import connect
 from features.online import DEFAULT_NAMESPACE, PackedFeatureReader, PackedViewWriter, materialize_packed
-from features.online.bulk_write import write_window
+from features.online.bulk_write import split_views, write_window
 from features.online.sample_repo import ANCHOR, SERVICE, SampleRepo, SampleSizes, build_sample_repo
 from features.online.spark_write import Covered, refresh_window, refreshed_window
-from features.online.transport import ClusterMget, send_pipelined
+from features.online.transport import ClusterMget, ClusterSender, command, send_pipelined
 from features.store import online_store_config, redis_connection_string, repo_config
 from tests.features.test_online_bulk_write import _add_rows
 from tests.features.test_online_reader import UNKNOWN_AUTHORS, UNKNOWN_POSTS, UNKNOWN_VIEWERS, assert_parity
@@ -201,29 +202,36 @@ def test_the_cluster_reader_follows_a_stale_slot_map(twins, redis_cluster, caplo
 
 
 def test_a_cluster_client_cannot_take_one_servers_pipelined_commands(redis_cluster):
-    """The one-server wire (bulk writes, the stream worker's rows) refuses a cluster client plainly."""
+    """The one-server wire (the stream worker's rows) refuses a cluster client plainly."""
     with pytest.raises(TypeError, match="node owning its keys' slot"):
         send_pipelined(connect(redis_cluster.url), [b"*1\r\n$4\r\nPING\r\n"], 1)
     assert isinstance(PackedFeatureReader(connect(redis_cluster.url), [], [], np.zeros(0))._mget, ClusterMget)
 
 
 # --- the write paths --------------------------------------------------------------------------------
-def test_write_window_on_a_cluster_writes_what_it_writes_on_one_server(redis_cluster, redis_server, tmp_path):
-    """One server: the bulk writer's pre-encoded pipeline. A cluster: Feast's materialize and the
-    read-back (the bulk writer refuses a cluster client). Same keys, values and expiries, through a
-    first window and newer rows, with Feast's key TTL (the packed keys' expiry mirrors it)."""
-    on_cluster, on_server = _twins(tmp_path, redis_cluster, redis_server, "cl_write", sizes=SIZES,
-                                   key_ttl_seconds=3_600)
-    first = [write_window(repo.store, *FULL_WINDOW) for repo in (on_cluster, on_server)]
+@pytest.mark.parametrize("key_ttl_seconds", [None, 3_600], ids=["no_ttl", "feast_key_ttl"])
+def test_write_window_on_a_cluster_writes_what_it_writes_on_one_server(redis_cluster, redis_server, tmp_path,
+                                                                        key_ttl_seconds):
+    """The bulk writer's pre-encoded commands, routed by key on a cluster (`ClusterSender`: the packed
+    records as one SET each, not one MSET), leave the same keys, values and expiries as on one
+    server, through a first window and newer rows; with Feast's key TTL the packed keys' expiry
+    mirrors it. Nothing goes through Feast's materialize."""
+    project = f"cl_write_{key_ttl_seconds or 0}"
+    on_cluster, on_server = _twins(tmp_path, redis_cluster, redis_server, project, sizes=SIZES,
+                                   key_ttl_seconds=key_ttl_seconds)
+    assert split_views(PackedViewWriter(on_cluster.store), None)[1] == []
+    with patch("features.online.bulk_write.materialize_packed", side_effect=AssertionError("Feast's path")):
+        first = [write_window(repo.store, *FULL_WINDOW) for repo in (on_cluster, on_server)]
     assert first[0] == first[1]
-    assert assert_same_online_store(redis_cluster, redis_server, "cl_write") > 2 * SIZES.posts
+    assert assert_same_online_store(redis_cluster, redis_server, project) > 2 * SIZES.posts
+    assert _spread_over_nodes(redis_cluster, project) == set(redis_cluster.ports)
 
     posts = sorted(int(p) for p in on_cluster.frames["post_stats"][POST_ID].unique())[:10] + [5]
     for repo in (on_cluster, on_server):
         _add_rows(repo, ANCHOR + timedelta(hours=1), posts)
     newer = [write_window(repo.store, *NEWER, ["post_stats"])["post_stats"] for repo in (on_cluster, on_server)]
     assert newer[0] == newer[1] and newer[0].written == len(posts)
-    assert_same_online_store(redis_cluster, redis_server, "cl_write")
+    assert_same_online_store(redis_cluster, redis_server, project)
     for repo in (on_cluster, on_server):  # the registry records both windows, as materialize does
         intervals = [(a, b) for a, b in repo.store.get_feature_view("post_stats").materialization_intervals]
         assert FULL_WINDOW in intervals and NEWER in intervals
@@ -231,6 +239,43 @@ def test_write_window_on_a_cluster_writes_what_it_writes_on_one_server(redis_clu
     request = _request(on_cluster)
     assert_same_block(PackedFeatureReader.from_feature_store(on_cluster.store, SERVICE).read(request),
                       PackedFeatureReader.from_feature_store(on_server.store, SERVICE).read(request))
+
+
+def test_the_cluster_writer_follows_a_stale_slot_map(redis_cluster, redis_server, tmp_path, caplog):
+    """After a resharding the writer's slot map is stale: a node answers MOVED, the batch is sent
+    again on a refreshed map (its commands are idempotent) and lands where one server's does."""
+    sizes = SampleSizes(posts=60, authors=8, viewers=4, pairs=30)
+    on_cluster, on_server = _twins(tmp_path, redis_cluster, redis_server, "cl_moved", sizes=sizes)
+    client = connect(redis_cluster.url)
+    first, second = client.get_primaries()[:2]
+    slots = client.nodes_manager.slots_cache
+    moved = [slot for slot, nodes in slots.items() if nodes[0].name == first.name]
+    for slot in moved:  # the map now says the second node serves the first one's slots
+        slots[slot] = [second]
+    with caplog.at_level(logging.INFO, logger="features.online.transport"):
+        write_window(on_cluster.store, *FULL_WINDOW, ["post_stats"], client=client)
+    assert "sent again on a fresh slot map: MovedError" in caplog.text
+    assert all(client.nodes_manager.slots_cache[slot][0].name == first.name for slot in moved)
+    write_window(on_server.store, *FULL_WINDOW, ["post_stats"])
+    assert assert_same_online_store(redis_cluster, redis_server, "cl_moved") == 2 * sizes.posts + 1
+
+
+def test_a_cluster_sender_sends_a_command_once_its_map_is_right_and_raises_when_it_stays_wrong(redis_cluster):
+    """Replies come back in the commands' order from every node; a second MOVED is not followed
+    further: the writer's caller sees the error (a refresh run fails and is run again)."""
+    client = connect(redis_cluster.url)
+    client.flushall()
+    keys = [b"cs:%d" % i for i in range(200)]
+    sender = ClusterSender(client)
+    assert sender.send(keys, [command(b"SET", k, k + b"!") for k in keys]) == [b"OK"] * len(keys)
+    assert sender.send(keys, [command(b"GET", k) for k in keys]) == [k + b"!" for k in keys]
+    assert len({client.get_node_from_key(k).name for k in keys}) == len(redis_cluster.ports)
+
+    wrong = client.get_primaries()[0]
+    with patch.object(client.nodes_manager, "initialize"):  # a refresh that fixes nothing
+        client.nodes_manager.slots_cache = {slot: [wrong] for slot in range(16384)}
+        with pytest.raises(redis.exceptions.MovedError):
+            sender.send(keys, [command(b"GET", k) for k in keys])
 
 
 def test_scan_repack_and_purge_on_a_cluster(redis_cluster, redis_server, tmp_path):
@@ -258,17 +303,26 @@ def test_scan_repack_and_purge_on_a_cluster(redis_cluster, redis_server, tmp_pat
 
 
 @pytest.mark.spark
-def test_spark_refresh_on_a_cluster_goes_through_feasts_materialize(spark, redis_cluster, redis_server, tmp_path):
-    """Spark's workers write one server's pre-encoded pipelines: on a cluster every view is left to
-    Feast's materialize and the read-back, and the store ends as the Spark-written server's."""
+def test_spark_refresh_on_a_cluster_writes_what_it_writes_on_one_server(spark, redis_cluster, redis_server, tmp_path):
+    """Spark's workers open a cluster client of their own (`ClientSpec`) and route each command to
+    its node: a full refresh, then an incremental one of newer rows, end as the server's do."""
     sizes = SampleSizes(posts=40, authors=6, viewers=4, pairs=20)
     on_cluster, on_server = _twins(tmp_path, redis_cluster, redis_server, "cl_spark", sizes=sizes)
-    by_cluster = refresh_window(spark, on_cluster.store, *FULL_WINDOW, ["post_stats"])["post_stats"]
+    with patch("features.online.spark_write.materialize_packed", side_effect=AssertionError("Feast's path")):
+        by_cluster = refresh_window(spark, on_cluster.store, *FULL_WINDOW, ["post_stats"])["post_stats"]
     by_server = refresh_window(spark, on_server.store, *FULL_WINDOW, ["post_stats"])["post_stats"]
-    assert by_cluster.mode == "full: Feast's materialize" and by_server.mode.startswith("full: no earlier")
-    assert by_cluster.written == by_server.written == on_cluster.frames["post_stats"][POST_ID].nunique()
+    assert by_cluster == by_server and by_cluster.mode.startswith("full: no earlier")
+    assert by_cluster.written == on_cluster.frames["post_stats"][POST_ID].nunique()
     assert assert_same_online_store(redis_cluster, redis_server, "cl_spark") == 2 * by_cluster.written + 2
     assert refreshed_window(on_cluster.store, "post_stats") == Covered(*FULL_WINDOW)
     marker = json.loads(connect(redis_cluster.url).get(
         PackedViewWriter(on_cluster.store).layout("post_stats").key_prefix + b"_refreshed"))
     assert marker == {"start": FULL_WINDOW[0].isoformat(), "end": FULL_WINDOW[1].isoformat()}
+
+    posts = sorted(int(p) for p in on_cluster.frames["post_stats"][POST_ID].unique())[:5]
+    for repo in (on_cluster, on_server):
+        _add_rows(repo, ANCHOR + timedelta(hours=1), posts)
+    newer = [refresh_window(spark, repo.store, *NEWER, ["post_stats"])["post_stats"]
+             for repo in (on_cluster, on_server)]
+    assert newer[0] == newer[1] and newer[0].mode == "incremental" and newer[0].written == len(posts)
+    assert_same_online_store(redis_cluster, redis_server, "cl_spark")
