@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run live lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-fanout-cluster bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream bench-live bench-scaling profile-serving ui mlflow-ui feast clean
+.PHONY: help setup run live lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-fanout-cluster bench-online-cluster bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream bench-live bench-scaling profile-serving ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
@@ -57,7 +57,7 @@ test-e2e: setup  # a team's export and a graph-only export through `make run` (t
 test-fast: setup  # the unit tier: no Spark, no server, no Dagster run
 	$(UV) run --frozen pytest -m unit
 
-bench: bench-pipeline bench-features bench-scaling bench-online-reader bench-live bench-quality bench-fanout bench-fanout-cluster bench-candidates bench-serving bench-cascade bench-overload bench-stream
+bench: bench-pipeline bench-features bench-scaling bench-online-reader bench-live bench-quality bench-fanout bench-fanout-cluster bench-online-cluster bench-candidates bench-serving bench-cascade bench-overload bench-stream
 
 bench-first-run: setup  # a fresh clone's make setup + make run, tiny and small (idle machine)
 	$(PY) -m benchmarks.bench_first_run
@@ -88,6 +88,9 @@ bench-fanout: setup
 
 bench-fanout-cluster: setup  # the same on a three-primary Valkey cluster on loopback
 	$(PY) -m benchmarks.bench_fanout --cluster
+
+bench-online-cluster: setup  # the online writers on a three-primary Valkey cluster against one server
+	$(PY) -m benchmarks.bench_online_cluster
 
 bench-live: setup  # tiny world: v2 against v1 live, and a ranker trained on Loupe's own pages (~30 min)
 	$(PY) -m benchmarks.bench_live
