@@ -32,6 +32,7 @@ from candidate_gen.stream_fanout import GROUP, FanoutStreamConsumer
 from data import columns as c
 from data import lake
 from data.contracts import BLOCKS, FOLLOWS
+from data.redis_client import FAILURES, is_outage
 from data.settings import get_settings
 from data.stream.backlog import StreamBacklogCollector
 from data.stream.said import graph_event, post_event
@@ -47,7 +48,9 @@ METRICS_PORT = 9464  # the fan-out worker's Prometheus endpoint
 def open_stream(settings) -> ValkeyStream:
     try:
         return ValkeyStream.of(settings)
-    except redis.ConnectionError as exc:
+    except FAILURES as exc:
+        if not is_outage(exc):
+            raise
         sys.exit(f"no event stream at {settings.stream_endpoint} ({exc}): start one (make run keeps its "
                  "embedded one up with LOUPE_SERVE=1) or set LOUPE_STREAM_URL; publish/delete --direct "
                  "apply a post without it")

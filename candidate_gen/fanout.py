@@ -40,12 +40,16 @@ from candidate_gen.graph import APPROVED_ALREADY, GraphWriter
 from candidate_gen.records import member
 from candidate_gen.scripts import Scripts
 from data.days import DAY_MS, DAY_S
-from data.redis_client import slot_groups
+from data.redis_client import FAILURES, is_outage, slot_groups
 
 log = logging.getLogger(__name__)
 
-# NOSCRIPT: a restarted server lost the scripts; they are registered again before the retry
-RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, redis.exceptions.NoScriptError)
+
+
+def retryable(error: BaseException) -> bool:
+    """A server (a cluster's node) unavailable for now, or NOSCRIPT: a restarted server lost the
+    scripts, registered again before the retry."""
+    return is_outage(error) or isinstance(error, redis.exceptions.NoScriptError)
 
 
 class StateLostError(RuntimeError):
@@ -142,7 +146,9 @@ class FanoutWorker:
                     stats.add(self._apply_batch(rows, day, end))
                     offset = end
                     break
-                except RETRYABLE as exc:
+                except FAILURES as exc:
+                    if not retryable(exc):
+                        raise
                     attempt += 1
                     stats.retries += 1
                     if attempt >= self.cfg.fanout.retry_max_attempts:
@@ -160,7 +166,9 @@ class FanoutWorker:
                         continue  # no checkpoint to ask: redo the batch (idempotent)
                     try:
                         resumed = self._resume_offset(day, len(events))
-                    except RETRYABLE:
+                    except FAILURES as again:
+                        if not retryable(again):
+                            raise
                         continue
                     if resumed >= end:  # committed, but the reply was lost: do not redo it
                         stats.applied += resumed - offset

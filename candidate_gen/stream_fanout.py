@@ -27,11 +27,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import redis
-
 from candidate_gen import events as ev
 from candidate_gen.fanout import FanoutStats, FanoutWorker, StateLostError
 from candidate_gen.stream_events import convert
+from data.redis_client import FAILURES, is_outage
 from data.stream.leases import PartitionLeases, PartitionTaken
 from data.stream.valkey_stream import ValkeyStream
 
@@ -102,7 +101,7 @@ class FanoutStreamConsumer:
             while not stop.is_set():
                 try:
                     self.poll(block_ms)
-                except (redis.RedisError, RuntimeError) as exc:
+                except (*FAILURES, RuntimeError) as exc:
                     if isinstance(exc, PartitionTaken | StateLostError) or not _unavailable(exc):
                         raise
                     if not down:
@@ -122,7 +121,7 @@ def _unavailable(exc: BaseException) -> bool:
     """A server down, restarting or slow, directly or as the fan-out worker's give-up's cause (it
     retries Redis errors itself, then raises RuntimeError from the last one)."""
     while exc is not None:
-        if isinstance(exc, redis.ConnectionError | redis.TimeoutError | redis.BusyLoadingError):
+        if is_outage(exc):
             return True
         exc = exc.__cause__
     return False

@@ -23,13 +23,28 @@ from redis.commands.policies import (
     StaticPolicyResolver,
 )
 from redis.crc import key_slot
-from redis.exceptions import RedisClusterException
+from redis.exceptions import ClusterDownError, RedisClusterException, SlotNotCoveredError, TryAgainError
 
 Client = redis.Redis | RedisCluster
 
 # What a failed call can raise: redis-py's errors and, from a cluster client, RedisClusterException,
 # which is not one of them (no node of the cluster answers, or keys of several slots in one call).
 FAILURES = (redis.RedisError, RedisClusterException)
+
+# A server down, restarting, loading or slow; on a cluster, a slot whose node is down or moving.
+_OUTAGES = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ClusterDownError, TryAgainError,
+            SlotNotCoveredError)
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether `error` says a server (or a cluster's node) is unavailable for now, worth waiting out
+    and trying again, rather than a wrong call. A cluster no node of which answers raises redis-py's
+    bare RedisClusterException, the class it also raises for keys of several slots in one call: the
+    connection error it comes from tells them apart."""
+    if isinstance(error, _OUTAGES):
+        return True
+    return type(error) is RedisClusterException and isinstance(error.__cause__, _OUTAGES)
+
 
 # The probe is asked once, at start, and decides which client the process keeps: a request path's
 # tight timeouts (tens of ms) must not turn a busy moment into the wrong, or no, client.

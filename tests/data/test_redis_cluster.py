@@ -7,7 +7,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import ClusterCrossSlotError, RedisClusterException
 
-from data.redis_client import connect, is_cluster, slot_groups
+from data.redis_client import connect, is_cluster, is_outage, slot_groups
 from data.redis_cluster import SLOTS, EmbeddedCluster
 
 pytestmark = pytest.mark.integration  # some tests start clusters of their own
@@ -121,6 +121,22 @@ def test_slot_groups_is_one_group_of_every_key_on_a_plain_server(plain_client):
     assert slot_groups(plain_client, keys) == [[0, 1, 2, 3]]
     assert plain_client.eval("return #KEYS", len(keys), *keys) == 4  # a server takes them together
     assert slot_groups(plain_client, []) == []
+
+
+def test_an_unreachable_cluster_is_an_outage_and_keys_of_several_slots_are_not(tmp_path):
+    """Both raise redis-py's bare RedisClusterException: a worker waits the first out and lets the
+    second (a wrong call) fail."""
+    with EmbeddedCluster(primaries=1, data_dir=tmp_path) as cluster:
+        client = connect(cluster.url, socket_timeout=5, socket_connect_timeout=5)
+        x, y = APART
+        with pytest.raises(RedisClusterException, match="same key slot") as wrong:
+            client.sunionstore("{u:42}:other", x, y)
+        assert not is_outage(wrong.value)
+        cluster.kill_node(0)
+        with pytest.raises(RedisClusterException, match="cannot be connected") as down:
+            client.get("k")
+        assert type(down.value) is RedisClusterException and is_outage(down.value)
+    assert is_outage(redis.ConnectionError("refused")) and not is_outage(redis.ResponseError("WRONGTYPE"))
 
 
 def test_a_kept_data_dir_holds_the_nodes_and_a_second_start_forms_a_new_cluster(tmp_path):

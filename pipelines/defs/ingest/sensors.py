@@ -6,10 +6,10 @@ archiver, which lands the stream into the landing folder (where the first sensor
 import json
 
 import dagster as dg
-import redis
 
 from data.contracts import LOG_TYPES
 from data.ingest.fingerprints import landing_fingerprints
+from data.redis_client import FAILURES, is_outage
 from data.stream.archiver import ArchiverBusy, StreamArchiver
 from data.stream.backlog import GROWING_TICKS, Backlog, growing
 from pipelines.defs.ingest.assets import LANDING_FINGERPRINTS, STREAM_KEY, lake_key
@@ -69,7 +69,9 @@ def stream_archive_sensor(context: dg.SensorEvaluationContext, stream: StreamRes
         events = stream.stream()
         report = StreamArchiver(events, workspace.landing).archive()
         backlog = Backlog.of(events)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except FAILURES as exc:
+        if not is_outage(exc):
+            raise
         return dg.SkipReason(f"no event stream at {stream.url}: {exc}")
     except ArchiverBusy as exc:
         return dg.SkipReason(str(exc))
