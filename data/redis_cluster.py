@@ -32,6 +32,7 @@ START_TIMEOUT_S = 60.0
 POLL_S = 0.05
 STOP_TIMEOUT_S = 10.0
 CONFIG_FILE = "nodes.conf"
+AOF_DIR = "appendonlydir"  # the server's default appenddirname, under --dir
 
 
 @dataclass
@@ -58,15 +59,17 @@ class EmbeddedCluster:
 
     `data_dir`: where the nodes' folders go (`node-<i>`: log and cluster config), kept after stop
     for inspection; None: a temporary folder, removed on stop. Every start forms a new cluster on
-    new ports, empty (no snapshot or append-only file is written)."""
+    new ports, empty (no snapshot is written). `appendonly`: every node writes an append-only file
+    and fsyncs it at every write (`appendfsync always`), as the event stream requires; else none."""
 
     def __init__(self, primaries: int = 3, data_dir: Path | None = None,
-                 start_timeout_s: float = START_TIMEOUT_S):
+                 start_timeout_s: float = START_TIMEOUT_S, appendonly: bool = False):
         if not 1 <= primaries <= SLOTS:
             raise ValueError(f"a cluster needs 1 to {SLOTS} primaries, not {primaries}")
         self.primaries = primaries
         self._data_dir = Path(data_dir).resolve() if data_dir is not None else None
         self._start_timeout_s = start_timeout_s
+        self._appendonly = appendonly
         self._root: Path | None = None
         self._nodes: list[_Node] = []
 
@@ -107,6 +110,35 @@ class EmbeddedCluster:
             shutil.rmtree(self._root, ignore_errors=True)
         self._root = None
 
+    def kill_node(self, i: int) -> None:
+        """SIGKILL node `i`, as a crash: no shutdown save; its slots are unserved until
+        `restart_node(i)`."""
+        node = self._nodes[i]
+        node.process.kill()
+        node.process.wait()
+
+    def restart_node(self, i: int) -> None:
+        """Start node `i` again on its ports and folder: it loads its cluster config and its data
+        (append-only file), and rejoins; returns once the cluster is ok again. Quick within the
+        nodes' timeout (15 s) of the kill; later, the others have marked it failed and clear that
+        mark only after a while."""
+        deadline = time.monotonic() + self._start_timeout_s
+        old = self._nodes[i]
+        if old.process.poll() is None:
+            raise RuntimeError(f"cluster node {HOST}:{old.port} is running")
+        self._nodes[i] = self._launch(old.dir, (old.port, old.bus_port))
+        node = self._nodes[i]
+        while not _answers(node.port):
+            if node.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"cluster node {HOST}:{node.port} did not come back:\n{node.log_tail()}")
+            time.sleep(POLL_S)
+        clients = [redis.Redis(host=HOST, port=n.port, socket_timeout=5.0) for n in self._nodes]
+        try:
+            self._until_ok(clients, deadline)
+        finally:
+            for client in clients:
+                client.close()
+
     def __enter__(self) -> EmbeddedCluster:
         return self.start()
 
@@ -131,16 +163,20 @@ class EmbeddedCluster:
         return bool(self._nodes) and all(node.process.poll() is None for node in self._nodes)
 
     # --- starting ------------------------------------------------------------------------------
-    def _launch(self, node_dir: Path) -> _Node:
+    def _launch(self, node_dir: Path, ports: tuple[int, int] | None = None) -> _Node:
+        """A node in `node_dir`: new, on free ports; or (`ports`) restarted, with its config and data."""
         node_dir.mkdir(parents=True, exist_ok=True)
-        # a kept data_dir holds the last cluster's config (its node ids, its ports): start afresh
-        (node_dir / CONFIG_FILE).unlink(missing_ok=True)
-        port, bus_port = _free_ports(2)
+        if ports is None:
+            # a kept data_dir holds the last cluster's config (its node ids, its ports): start afresh
+            (node_dir / CONFIG_FILE).unlink(missing_ok=True)
+            shutil.rmtree(node_dir / AOF_DIR, ignore_errors=True)  # and its data: a new cluster is empty
+        port, bus_port = ports or _free_ports(2)
         # The bus port is named, not left at port + 10000: that may be taken or past 65535.
         args = [str(get_binary_path()), "--port", str(port), "--bind", HOST,
                 "--cluster-enabled", "yes", "--cluster-port", str(bus_port),
                 "--cluster-config-file", CONFIG_FILE, "--dir", str(node_dir),
-                "--save", "", "--appendonly", "no", "--logfile", ""]
+                "--save", "", "--logfile", "",
+                *(["--appendonly", "yes", "--appendfsync", "always"] if self._appendonly else ["--appendonly", "no"])]
         # Output to a file, not a pipe nobody reads (a full pipe would block the node's logging).
         with open(node_dir / "valkey.log", "ab") as log:
             process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=node_dir)

@@ -66,8 +66,9 @@ class Settings(BaseSettings):
                                  "Redis 7 / Valkey / Redis Cluster URL; unset: embedded Valkey under LOUPE_HOME")
     embedded_redis_port: int = _var("LOUPE_REDIS_PORT", 16379, "port of the embedded Valkey server")
     stream_url: str | None = _var("LOUPE_STREAM_URL", None,
-                                  "the event stream's Valkey/Redis 7+ (appendonly yes); unset: an embedded "
-                                  "Valkey under LOUPE_HOME that fsyncs every write (docs/event_stream.md)")
+                                  "the event stream's Valkey/Redis 7+ (appendonly yes), or a node of a Redis "
+                                  "Cluster whose primaries all have it; unset: an embedded Valkey under "
+                                  "LOUPE_HOME that fsyncs every write (docs/event_stream.md)")
     stream_port: int = _var("LOUPE_STREAM_PORT", 16380, "port of the embedded event stream server")
     stream_partitions: int = _var("LOUPE_STREAM_PARTITIONS", 4, "stream keys the events are spread over by "
                                   "entity (fixed for a stream's life: another count is refused)", ge=1)

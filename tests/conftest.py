@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import redis
 
-from data.redis_cluster import EmbeddedCluster
+from data.redis_cluster import HOST, EmbeddedCluster
 from data.redis_server import EmbeddedRedis
 from data.settings import Settings
 from tests.ingest.helpers import materialize_ingest
@@ -17,7 +18,7 @@ TIERS = ("unit", "integration", "slow")
 # the ranking service's HTTP app. A test that uses one is an integration test; Spark's also marks it
 # `spark`. Tests that start a server or a Dagster run themselves say `integration` (or `slow`).
 STARTS_SPARK = "spark"
-STARTS_A_SERVER = frozenset({"redis_server", "redis_cluster", "http_for"})
+STARTS_A_SERVER = frozenset({"redis_server", "redis_cluster", "redis_cluster_aof", "empty_cluster_aof", "http_for"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -68,6 +69,23 @@ def redis_cluster():
     what they use."""
     with EmbeddedCluster(primaries=3) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_aof():
+    """A three-primary Valkey cluster whose nodes fsync an append-only file at every write (the
+    event stream's durability), for the whole session; tests flush what they use."""
+    with EmbeddedCluster(primaries=3, appendonly=True) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def empty_cluster_aof(redis_cluster_aof):
+    """The session's append-only cluster, every node flushed first (the event stream's tests)."""
+    for port in redis_cluster_aof.ports:
+        with redis.Redis(host=HOST, port=port) as node:
+            node.flushall()
+    return redis_cluster_aof
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ posts, graph changes), durable and partitioned, on Valkey Streams (docs/event_st
                       event as the stream delivered it, with its id: its arrival time)
     valkey_stream.py  the transport: partitioned stream keys, durable appends, consumer groups,
                       acknowledgements, reclaiming a dead consumer's entries, trimming
+    routing.py        where its commands go: the one server, or each key's node on a Redis Cluster
     archiver.py       lands the stream in the landing folder, once per entry, so the batch lake
                       stays the source of truth; trims only what it has archived
 """

@@ -111,12 +111,12 @@ class ArchiveReport:
 class StreamArchiver:
     def __init__(self, stream: ValkeyStream, landing_dir: Path, batch: int = 5_000,
                  clock_ms: Callable[[], int] | None = None, on_step: Callable[[str], None] = lambda step: None):
-        """`clock_ms`: the producers' clock, which entry ids follow (None: the server's; live mode
-        passes its simulated one): a read that reaches a partition's end closes the days before it. `on_step`
-        is told each step of a batch as it ends ("staged", "committed", "published"): where a test
-        makes the process die."""
+        """`clock_ms`: the producers' clock, which entry ids follow (None: that of the server holding
+        the partition; live mode passes its simulated one): a read that reaches a partition's end
+        closes the days before it. `on_step` is told each step of a batch as it ends ("staged",
+        "committed", "published"): where a test makes the process die."""
         self.stream = stream
-        self.clock_ms = clock_ms or stream.server_ms
+        self.clock_ms = clock_ms
         self.on_step = on_step
         self.landing = Path(landing_dir)
         self.batch = batch
@@ -177,7 +177,8 @@ class StreamArchiver:
     def _archive_batch(self, partition: int, mark: Mark) -> tuple[int, int]:
         """Archive up to `batch` entries of `partition` after `mark`, which it moves on (and commits);
         returns (entries archived, entries trimmed)."""
-        now_ms = self.clock_ms()  # before the read: every entry appended before it is in it
+        # before the read: every entry appended before it is in it
+        now_ms = self.clock_ms() if self.clock_ms else self.stream.server_ms(partition)
         entries = self.stream.after(partition, mark.archived_up_to, self.batch)
         # a read that reached the partition's end closes the days before `now_ms` (written once a day)
         closes = len(entries) < self.batch and day_of_ms(now_ms) != day_of_ms(mark.complete_up_to_ms)

@@ -4,10 +4,15 @@ Layout (docs/event_stream.md): `partitions` stream keys `<prefix>:{<p>}` (one ha
 entry's fields `log` and `line`; `<prefix>:layout` holds the partition count the stream was created
 with, so a process configured with another count is refused instead of leaving partitions unread.
 
+On a Redis Cluster (`data.redis_client.connect` gives a cluster client), every command and script
+keeps to one hash slot, and reads and durable writes go to each partition's node
+(docs/event_stream.md, "On a Redis Cluster").
+
 Guarantees:
-- `append` returns only once the server has written the entries to its append-only file and
-  fsynced it (WAITAOF): an appended event survives a crash (kill -9) and restart of the server. A
-  server without an append-only file is refused when the stream is opened.
+- `append` returns only once every server that took its entries has written them to its
+  append-only file and fsynced it (WAITAOF): an appended event survives a crash (kill -9) and
+  restart of the server. A server (any cluster primary) without an append-only file is refused
+  when the stream is opened.
 - Consumer groups deliver each entry to one consumer of a group; an entry stays pending until that
   consumer acknowledges it. A consumer that died leaves its entries pending, and `reclaim` hands
   them to a live one: delivery is at least once, so a consumer's effects are idempotent per entry id.
@@ -18,16 +23,25 @@ Guarantees:
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
+from redis.exceptions import AskError, MovedError, TryAgainError
 
+from data import redis_client
+from data.redis_client import slot_groups
 from data.settings import Settings
 from data.stream.entries import START, Entry, Event, next_id, parse_id
+from data.stream.routing import Routing
 
 PREFIX = "loupe:events"
 DEFAULT_PARTITIONS = 4
+# On a cluster: how long past its `block_ms` a blocking read waits for a node to answer.
+BLOCK_GRACE_S = 5.0
+# On a cluster: rounds of a durable write whose node answered MOVED/ASK/TRYAGAIN (it was not run).
+REDIRECT_ROUNDS = 3
 
 
 # XADD at the producer's clock ('' = the server's): id `<ms>-*` (the server numbers entries within
@@ -97,11 +111,13 @@ class GroupLag:
 
 
 class ValkeyStream:
-    def __init__(self, client: redis.Redis, partitions: int = DEFAULT_PARTITIONS, prefix: str = PREFIX,
+    def __init__(self, client: redis_client.Client, partitions: int = DEFAULT_PARTITIONS, prefix: str = PREFIX,
                  fsync_timeout_ms: int = 5_000):
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
         self.client = client
+        self.routing = Routing(client)
+        self.cluster = self.routing.cluster
         self.partitions = partitions
         self.prefix = prefix
         self.fsync_timeout_ms = fsync_timeout_ms
@@ -113,9 +129,10 @@ class ValkeyStream:
     @classmethod
     def connect(cls, url: str, partitions: int = DEFAULT_PARTITIONS, timeout_s: float | None = None,
                 **kw) -> ValkeyStream:
-        """`timeout_s`: how long a call may wait on the server (None: forever; a producer that must
-        not hang on a stalled server gives one longer than `fsync_timeout_ms`)."""
-        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout_s,
+        """`url`: one server, or any node of a Redis Cluster. `timeout_s`: how long a call may wait on
+        a server (None: forever; a producer that must not hang on a stalled server gives one longer
+        than `fsync_timeout_ms`)."""
+        client = redis_client.connect(url, decode_responses=True, socket_timeout=timeout_s,
                                       socket_connect_timeout=timeout_s)
         return cls(client, partitions, **kw)
 
@@ -133,8 +150,8 @@ class ValkeyStream:
         return [self.key(p) for p in range(self.partitions)]
 
     def partition_of(self, key: str) -> int:
-        """The partition of an entity (crc32: the same on every process and run)."""
-        return zlib.crc32(key.encode()) % self.partitions
+        """The partition of an entity (`partition_of`)."""
+        return partition_of(key, self.partitions)
 
     def _claim_layout(self) -> None:
         layout = f"{self.prefix}:layout"
@@ -146,10 +163,11 @@ class ValkeyStream:
                 f"{self.partitions}: entries in partitions it does not read would never be consumed")
 
     def _require_append_only_file(self) -> None:
-        if str(self.client.info("persistence").get("aof_enabled")) != "1":
-            raise NotDurable(
-                "the stream's server writes no append-only file (appendonly no): an acknowledged event "
-                "would not survive its restart. Use a server with appendonly yes (docs/event_stream.md)")
+        for name, server in self.routing.servers():
+            if str(server.info("persistence").get("aof_enabled")) != "1":
+                raise NotDurable(
+                    f"{name} writes no append-only file (appendonly no): an acknowledged event would not "
+                    "survive its restart. Use servers with appendonly yes (docs/event_stream.md)")
 
     # --- producing -----------------------------------------------------------------------------
     def _by_partition(self, events: Sequence[Event]) -> dict[int, list[int]]:
@@ -159,37 +177,76 @@ class ValkeyStream:
             by_partition.setdefault(self.partition_of(event.key), []).append(i)
         return by_partition
 
-    def _durably(self, pipe, what: str) -> list:
-        """Run `pipe`'s writes, then wait until they are fsynced (WAITAOF): their replies; NotDurable
-        if the fsync did not happen in time."""
-        pipe.execute_command("WAITAOF", 1, 0, self.fsync_timeout_ms)
-        *replies, (fsynced_locally, _replicas) = pipe.execute()
-        if int(fsynced_locally) < 1:
-            raise NotDurable(f"{what} but not fsynced within {self.fsync_timeout_ms} ms: they may not "
-                             "survive a server crash")
-        return replies
+    def _durably(self, keys: Sequence[str], queue: Callable[[Any, Sequence[int]], object], what: str) -> list:
+        """Write durably: `queue(pipe, positions)` queues one write per position `n`, of `keys[n]`,
+        in order. One pipeline per server holding the keys, each ending with WAITAOF on the same
+        connection (it waits for that connection's writes). Returns the writes' replies once every
+        server that took one has fsynced it; NotDurable if one did not in time. A write a cluster
+        node did not run because its slot moved or is moving (MOVED, ASK, TRYAGAIN) is sent again
+        once the slot map is read again, up to REDIRECT_ROUNDS."""
+        replies: list = [None] * len(keys)
+        todo: Sequence[int] = range(len(keys))
+        for _ in range(REDIRECT_ROUNDS):
+            redirected: list[int] = []
+            for server, positions in self.routing.by_server(keys, todo):
+                pipe = server.pipeline(transaction=False)
+                queue(pipe, positions)
+                pipe.execute_command("WAITAOF", 1, 0, self.fsync_timeout_ms)
+                *got, fsynced = pipe.execute(raise_on_error=not self.cluster)
+                if isinstance(fsynced, Exception):
+                    raise fsynced
+                if int(fsynced[0]) < 1:
+                    raise NotDurable(f"{what} but not fsynced within {self.fsync_timeout_ms} ms: they may "
+                                     "not survive a server crash")
+                if not self.cluster:
+                    return got
+                for n, reply in zip(positions, got, strict=True):
+                    if isinstance(reply, MovedError | AskError | TryAgainError):
+                        redirected.append(n)
+                    elif isinstance(reply, Exception):
+                        raise reply
+                    else:
+                        replies[n] = reply
+            if not redirected:
+                return replies
+            todo = sorted(redirected)
+            self.routing.refresh()
+        raise NotDurable(f"{what} but {len(todo)} of them not: their slots were moving between nodes "
+                         f"({REDIRECT_ROUNDS} tries)")
 
     def append(self, events: Sequence[Event], at_ms: int | None = None) -> list[str]:
-        """Append `events` (one round trip) and return their ids, once they are on disk.
+        """Append `events` (one round trip per server) and return their ids, once they are on disk.
 
         `at_ms`: the producer's clock (the platform's: the simulated one in live mode), which the
         ids take, never going back within a partition; None: the server's clock."""
         if not events:
             return []
         by_partition = self._by_partition(events)
-        pipe = self.client.pipeline(transaction=False)
-        for p, indexes in by_partition.items():
-            if at_ms is None:
-                for i in indexes:
-                    pipe.xadd(self.key(p), {"log": events[i].log, "line": events[i].line})
-            else:
-                fields = [x for i in indexes for x in (events[i].log, events[i].line)]
-                self._append_at(keys=[self.key(p)], args=[int(at_ms), *fields], client=pipe)
-        replies = self._durably(pipe, f"{len(events)} events appended")
         ids: list[str] = [""] * len(events)
-        flat = iter(replies)
-        for indexes in by_partition.values():
-            assigned = [next(flat) for _ in indexes] if at_ms is None else next(flat)
+        what = f"{len(events)} events appended"
+        if at_ms is None:  # an XADD per event
+            order: list[int] = []
+            keys: list[str] = []
+            for p, indexes in by_partition.items():
+                order += indexes
+                keys += [self.key(p)] * len(indexes)
+
+            def queue(pipe, positions: Sequence[int]) -> None:
+                for n in positions:
+                    event = events[order[n]]
+                    pipe.xadd(keys[n], {"log": event.log, "line": event.line})
+
+            for i, entry_id in zip(order, self._durably(keys, queue, what), strict=True):
+                ids[i] = entry_id
+            return ids
+        keys = [self.key(p) for p in by_partition]  # a script per partition
+        fields = [[x for i in indexes for x in (events[i].log, events[i].line)] for indexes in by_partition.values()]
+
+        def queue_scripts(pipe, positions: Sequence[int]) -> None:
+            for n in positions:
+                self._append_at(keys=[keys[n]], args=[int(at_ms), *fields[n]], client=pipe)
+
+        for indexes, assigned in zip(by_partition.values(), self._durably(keys, queue_scripts, what), strict=True):
             for i, entry_id in zip(indexes, assigned, strict=True):
                 ids[i] = entry_id
         return ids
@@ -208,12 +265,16 @@ class ValkeyStream:
         if not events:
             return []
         by_partition = self._by_partition(events)
-        pipe = self.client.pipeline(transaction=False)
-        for p, indexes in by_partition.items():
-            keys = [self.key(p), *[self.marker_key(p, event_ids[i]) for i in indexes]]
-            fields = [x for i in indexes for x in (events[i].log, events[i].line)]
-            self._append_new(keys=keys, args=["" if at_ms is None else int(at_ms), int(ttl_ms), *fields], client=pipe)
-        replies = self._durably(pipe, f"{len(events)} events appended")
+        calls = [([self.key(p), *[self.marker_key(p, event_ids[i]) for i in indexes]],
+                  ["" if at_ms is None else int(at_ms), int(ttl_ms),
+                   *[x for i in indexes for x in (events[i].log, events[i].line)]])
+                 for p, indexes in by_partition.items()]
+
+        def queue(pipe, positions: Sequence[int]) -> None:
+            for n in positions:
+                self._append_new(keys=calls[n][0], args=calls[n][1], client=pipe)
+
+        replies = self._durably([keys[0] for keys, _ in calls], queue, f"{len(events)} events appended")
         ids: list[str | None] = [None] * len(events)
         for indexes, assigned in zip(by_partition.values(), replies, strict=True):
             for i, entry_id in zip(indexes, assigned, strict=True):
@@ -229,11 +290,14 @@ class ValkeyStream:
         the dead-letter stream (durably, as `append`), before the consumer acknowledges them."""
         if not rejected:
             return
-        pipe = self.client.pipeline(transaction=False)
-        for entry, reason in rejected:
-            pipe.xadd(self.dead_letter_key, {"log": entry.log, "line": entry.line, "reason": reason,
-                                             "entry": f"{entry.partition}:{entry.id}"})
-        self._durably(pipe, f"{len(rejected)} dead letters")
+
+        def queue(pipe, positions: Sequence[int]) -> None:
+            for n in positions:
+                entry, reason = rejected[n]
+                pipe.xadd(self.dead_letter_key, {"log": entry.log, "line": entry.line, "reason": reason,
+                                                 "entry": f"{entry.partition}:{entry.id}"})
+
+        self._durably([self.dead_letter_key] * len(rejected), queue, f"{len(rejected)} dead letters")
 
     def dead_letters(self, count: int = 1000) -> list[dict[str, str]]:
         """The oldest dead letters: log, line, reason, entry (`<partition>:<id>`)."""
@@ -254,12 +318,48 @@ class ValkeyStream:
              partitions: Sequence[int] | None = None) -> list[Entry]:
         """New entries for `consumer` of `group`, up to `count` per partition (of `partitions`;
         None: all); they stay pending until acknowledged. `block_ms`: wait that long for one if
-        there is none (None: do not wait)."""
-        chosen = range(self.partitions) if partitions is None else partitions
-        reply = self.client.xreadgroup(group, consumer, {self.key(p): ">" for p in chosen},
-                                       count=count, block=block_ms)
+        there is none (None: do not wait; 0: forever).
+
+        One XREADGROUP when the partitions share a slot (one server: always). On a cluster, one per
+        slot: pipelined (a round trip per node, in parallel), or when blocking, all at once on
+        connections of their own, the others unblocked as soon as one answers."""
+        chosen = list(range(self.partitions) if partitions is None else partitions)
+        keys = [self.key(p) for p in chosen]
+        if not keys:
+            return []
+        slots = [[keys[i] for i in group_of] for group_of in slot_groups(self.client, keys)]
+        if len(slots) == 1:
+            reply = self._xreadgroup(self.client, group, consumer, slots[0], count, block_ms)
+        elif block_ms is None:
+            pipe = self.client.pipeline(transaction=False)
+            for slot_keys in slots:
+                self._xreadgroup(pipe, group, consumer, slot_keys, count, None)
+            reply = [item for got in pipe.execute() for item in got or []]
+        else:
+            reply = self._read_blocking(group, consumer, slots, count, block_ms)
         index = {self.key(p): p for p in chosen}
         return [entry for key, items in reply or [] for entry in _entries(index[key], items)]
+
+    def _xreadgroup(self, client, group: str, consumer: str, keys: list[str], count: int,
+                    block_ms: int | None):
+        """XREADGROUP of `keys` (one slot) on `client` (or a pipeline)."""
+        if not self.cluster:
+            return client.xreadgroup(group, consumer, dict.fromkeys(keys, ">"), count=count, block=block_ms)
+        return client.execute_command(*_xreadgroup_args(group, consumer, keys, count, block_ms),
+                                      **self.routing.target(keys[0]))
+
+    def _read_blocking(self, group: str, consumer: str, slots: list[list[str]], count: int,
+                       block_ms: int) -> list:
+        """A blocking read of partitions in several slots of a cluster, which no one command can
+        wait on: one XREADGROUP BLOCK per slot, at once; the first to answer ends the others."""
+        calls = [(keys[0], _xreadgroup_args(group, consumer, keys, count, block_ms)) for keys in slots]
+        replies = self.routing.first_of(calls, None if block_ms == 0 else block_ms / 1000 + BLOCK_GRACE_S)
+        if any(isinstance(got, MovedError | AskError) for got in replies):
+            self.routing.refresh()  # a slot moved: read there next time
+        if error := next((got for got in replies if isinstance(got, Exception)
+                          and not isinstance(got, MovedError | AskError)), None):
+            raise error
+        return [item for got in replies if not isinstance(got, Exception) for item in got or []]
 
     def ack(self, group: str, entries: Iterable[Entry]) -> int:
         """Acknowledge entries `group` has applied; returns how many were pending."""
@@ -332,9 +432,11 @@ class ValkeyStream:
         """Up to `count` entries of `partition` after `entry_id`, in order (no group involved)."""
         return _entries(partition, self.client.xrange(self.key(partition), min=f"({entry_id}", count=count))
 
-    def server_ms(self) -> int:
-        """The server's clock (epoch ms): the time new entry ids start from."""
-        seconds, micros = self.client.time()
+    def server_ms(self, partition: int | None = None) -> int:
+        """The clock (epoch ms) of the server holding `partition` (None: the client's, or a cluster's
+        default node's): the time the partition's new entry ids start from."""
+        server = self.client if partition is None else self.routing.server_of(self.key(partition))
+        seconds, micros = server.time()
         return seconds * 1000 + micros // 1000
 
     def length(self) -> int:
@@ -359,6 +461,16 @@ class ValkeyStream:
         if needed is not None and parse_id(needed) < parse_id(keep_from):
             keep_from = needed
         return self.client.xtrim(self.key(partition), minid=keep_from, approximate=False)
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition of an entity's key among `partitions` (crc32: the same on every process and run)."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+def _xreadgroup_args(group: str, consumer: str, keys: list[str], count: int, block_ms: int | None) -> tuple:
+    block = () if block_ms is None else ("BLOCK", block_ms)
+    return ("XREADGROUP", "GROUP", group, consumer, "COUNT", count, *block, "STREAMS", *keys, *[">"] * len(keys))
 
 
 def _entries(partition: int, items) -> list[Entry]:

@@ -37,8 +37,12 @@ def client(redis_server):
     return redis.Redis.from_url(redis_server.url)
 
 
-@pytest.fixture
-def stream(tmp_path):
+@pytest.fixture(params=["server", "cluster"])
+def stream(request, tmp_path):
+    """The stream on a durable server of the test's own, or on the session's append-only cluster."""
+    if request.param == "cluster":
+        yield ValkeyStream.connect(request.getfixturevalue("empty_cluster_aof").url, partitions=3)
+        return
     with EmbeddedRedis(data_dir=tmp_path / "stream", durable=True) as server:
         yield ValkeyStream.connect(server.url, partitions=3)
 

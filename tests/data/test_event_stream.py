@@ -1,6 +1,8 @@
-"""The event stream on a real Valkey server: what an appended event survives, consumer groups and
-reclaiming a dead consumer's entries, and the archiver landing every entry exactly once across
-crashes, trimming only what it archived and no group still needs (docs/event_stream.md)."""
+"""The event stream on a real Valkey server, and (the tests taking `server`) the same on a real
+three-primary Valkey cluster: what an appended event survives, consumer groups and reclaiming a dead
+consumer's entries, and the archiver landing every entry exactly once across crashes, trimming only
+what it archived and no group still needs (docs/event_stream.md). The cluster's own part (reads
+across nodes, durability per node): test_event_stream_cluster.py."""
 
 from __future__ import annotations
 
@@ -19,15 +21,26 @@ from data.redis_server import EmbeddedRedis
 from data.stream.archiver import ArchiverBusy, StreamArchiver, entries_of
 from data.stream.backlog import StreamBacklogCollector, growing
 from data.stream.entries import Entry, Event, next_id, parse_id
+from data.stream.leases import PartitionLeases, PartitionTaken
 from data.stream.valkey_stream import NotDurable, StreamLayoutError, ValkeyStream
 
-pytestmark = pytest.mark.integration  # each test starts its own durable Valkey server
+pytestmark = pytest.mark.integration  # a durable Valkey server of its own, or the session's AOF cluster
 
 
 @pytest.fixture
-def server(tmp_path):
+def one_server(tmp_path):
     with EmbeddedRedis(data_dir=tmp_path / "stream", durable=True) as s:
         yield s
+
+
+@pytest.fixture(params=["server", "cluster"])
+def server(request, tmp_path):
+    """Where the stream lives (`.url`): a durable server of the test's own, or the session's
+    three-primary cluster with append-only files, emptied first."""
+    if request.param == "server":
+        yield request.getfixturevalue("one_server")
+        return
+    yield request.getfixturevalue("empty_cluster_aof")
 
 
 def events(n: int, log: str = "engagements", keys: int = 5) -> list[Event]:
@@ -65,7 +78,8 @@ def test_another_partition_count_is_refused(server):
         ValkeyStream.connect(server.url, partitions=8)
 
 
-def test_an_appended_event_survives_a_server_crash(server):
+def test_an_appended_event_survives_a_server_crash(one_server):
+    server = one_server
     stream = ValkeyStream.connect(server.url, partitions=3)
     sent = events(500)
     ids = stream.append(sent)
@@ -238,7 +252,8 @@ StreamArchiver(ValkeyStream.connect(sys.argv[1], 2), Path(sys.argv[2]), batch=10
 """
 
 
-def test_an_archiver_killed_by_sigkill_mid_commit_loses_nothing_and_lands_nothing_twice(server, tmp_path):
+def test_an_archiver_killed_by_sigkill_mid_commit_loses_nothing_and_lands_nothing_twice(one_server, tmp_path):
+    server = one_server
     stream = ValkeyStream.connect(server.url, partitions=2)
     sent = events(95)
     stream.append(sent)
@@ -303,3 +318,14 @@ def test_lag_after_a_deletion_is_read_in_constant_time_as_an_upper_bound(server)
     stream.client.xdel(stream.key(0), ids[5])
     assert stream._groups(stream.key(0))[0]["lag"] is None
     assert stream.lag("g").undelivered == 7 and stream.lag("g").pending == 3  # 6 left, 1 of 7 deleted
+
+
+def test_a_partition_has_one_owner_per_group_until_it_gives_it_back(server):
+    stream = ValkeyStream.connect(server.url, partitions=4)
+    first = PartitionLeases(stream, "g", [0, 1, 2, 3], "worker")
+    with pytest.raises(PartitionTaken, match="partition 2"):
+        PartitionLeases(stream, "g", [2], "worker")
+    first.hold()
+    PartitionLeases(stream, "other", [2], "worker").release()  # another group's partitions are its own
+    first.release()
+    PartitionLeases(stream, "g", [2], "worker").release()
