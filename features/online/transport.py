@@ -3,7 +3,8 @@
 The packed reader's wire: one MGET on a pooled connection (one server, `RespMget`), or one GET per
 key to the node owning its slot (a Redis Cluster, `ClusterMget`). The bulk writers' wire: a batch
 of commands sent before any reply is read (`sender_for`: `ServerSender` on one server,
-`ClusterSender` routing each command by its key on a cluster).
+`ClusterSender` routing each command by its key on a cluster); each sender's `ahead()` sends
+commands as they are made, replies read at the end (the stream feature worker's apply scripts).
 
 `send_pipelined` and `sending_ahead` take one server's client only: on a cluster, each command must
 go to the node owning its keys' slot (data.redis_client).
@@ -12,7 +13,7 @@ go to the node owning its keys' slot (data.redis_client).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -114,7 +115,13 @@ class ServerSender:
         self.client = client
 
     def send(self, keys: list[bytes], commands: list[bytes]) -> list[Any]:
-        return send_pipelined(self.client, commands, len(commands))
+        return send_pipelined(self.client, [b"".join(commands)], len(commands))  # one sendall
+
+    @contextmanager
+    def ahead(self) -> Iterator[Ahead]:
+        """An `Ahead` on one connection of the server."""
+        with sending_ahead(self.client) as conn:
+            yield Ahead(lambda key: conn)
 
 
 class ClusterSender:
@@ -142,6 +149,72 @@ class ClusterSender:
                         type(error).__name__, error)
             self.client.nodes_manager.initialize()
             return send_by_node(self.client, slots, commands)
+
+    @contextmanager
+    def ahead(self) -> Iterator[Ahead]:
+        """An `Ahead` with one connection per node, opened as commands come for it: each command
+        goes to the node owning its key's slot in the client's slot map. A command the map did not
+        foresee is answered MOVED (an error reply, as a value): the caller sends it again its own way."""
+        node_of = self.client.nodes_manager.get_node_from_slot
+        with ExitStack() as stack:
+            by_node: dict[str, Any] = {}
+            by_slot: dict[int, Any] = {}
+
+            def connection_for(key: bytes) -> Any:
+                slot = key_slot(key)
+                conn = by_slot.get(slot)
+                if conn is None:
+                    node = node_of(slot)
+                    conn = by_node.get(node.name)
+                    if conn is None:
+                        conn = by_node[node.name] = stack.enter_context(
+                            sending_ahead(self.client.get_redis_connection(node)))
+                    by_slot[slot] = conn
+                return conn
+
+            yield Ahead(connection_for)
+
+
+class Ahead:
+    """Commands sent before any reply is read, on one connection per server (`ServerSender.ahead`,
+    `ClusterSender.ahead`): `send(key, command)` queues a command (one key's slot) on its server's
+    connection, `flush()` puts what is queued on the wire (one sendall per connection), `replies()`
+    flushes and reads every reply in the commands' order. An error reply (NOSCRIPT, MOVED, a
+    script's error) comes back as its exception, a value, so the replies after it are read too; a
+    connection failure raises, and the connections are dropped (`sending_ahead`)."""
+
+    def __init__(self, connection_for: Callable[[bytes], Any]):
+        self._connection_for = connection_for
+        self._queued: dict[int, tuple[Any, list[bytes]]] = {}  # id(connection) -> it, its unsent commands
+        self._order: list[Any] = []  # each command's connection, in the order sent
+
+    def send(self, key: bytes, command: bytes) -> None:
+        conn = self._connection_for(key)
+        queued = self._queued.get(id(conn))
+        if queued is None:
+            queued = self._queued[id(conn)] = (conn, [])
+        queued[1].append(command)
+        self._order.append(conn)
+
+    def flush(self) -> None:
+        for conn, commands in self._queued.values():
+            if commands:
+                conn.send_packed_command([b"".join(commands)])
+                commands.clear()
+
+    def replies(self) -> list[Any]:
+        self.flush()
+        out = [_reply(conn) for conn in self._order]
+        self._order = []
+        return out
+
+
+def _reply(conn: Any) -> Any:
+    """The next reply on `conn`; an error reply as its exception."""
+    try:
+        return conn.read_response()
+    except redis.ResponseError as error:
+        return error
 
 
 def sender_for(client: Any) -> ServerSender | ClusterSender:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-import redis
-
+from data.redis_client import FAILURES, is_outage
 from data.settings import get_settings
 from data.stream.signals import stop_on_signals
 from data.stream.valkey_stream import ValkeyStream
@@ -35,7 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     try:
         stream = ValkeyStream.of(settings)
-    except redis.ConnectionError as exc:
+    except FAILURES as exc:
+        if not is_outage(exc):
+            raise
         sys.exit(f"no event stream at {settings.stream_endpoint} ({exc}): start one (make run keeps its embedded "
                  "one up with LOUPE_SERVE=1) or set LOUPE_STREAM_URL")
     owned = None if args.partitions is None else [int(p) for p in args.partitions.split(",")]

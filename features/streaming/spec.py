@@ -1,4 +1,5 @@
-"""What the stream processor keeps: the real-time feature views, their features and windows.
+"""What the stream processor keeps: the real-time feature views, their features and windows, and where
+its state lives on the online store's server (`StateKeys`).
 
 The Feast repo (features/feature_repo/definitions.py) declares the views from these names; the
 worker computes them. Every window is measured in event time and bucketed (docs/streaming_features.md):
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from data.stream.valkey_stream import partition_of
 from data.vocabulary import Vocabulary
 
 MINUTE_MS, HOUR_MS, DAY_MS = 60_000, 3_600_000, 86_400_000
@@ -32,10 +34,54 @@ SERVICE = "realtime_v1"  # the numeric views (the sequence is not a model input 
 POSITIVE, NEGATIVE = "+", "-"  # pseudo-types counted beside the vocabulary's types
 
 
-def state_key(entity: str, *ids: int, prefix: str = PREFIX) -> str:
-    """`<prefix>:<entity>:<id>[:<id>]`: the state the worker keeps of a post, an author (`author`),
-    a viewer-author pair (`va`) or a viewer's sequence (`seq`); features/streaming/state.py lists them."""
-    return f"{prefix}:{entity}:{':'.join(map(str, ids))}"
+class StateKeys:
+    """The worker's state keys, each tagged `{<q>}` with the stream partition q that owns it: the hash
+    tag of the stream's partition key, so a partition's state, marks and dirty set share one slot of
+    a Redis Cluster (docs/streaming_features.md, "On a Redis Cluster"). Built here, parsed by
+    `parse_state_key`:
+
+        <prefix>:post:{<q>}:<post_id>           q = partition_of(f"{prefix}:post:{post_id}")
+        <prefix>:author:{<q>}:<author_id>       q = partition_of(f"{prefix}:author:{author_id}")
+        <prefix>:va:{<q>}:<viewer_id>:<author>  q = partition_of(str(viewer_id)), the viewer's partition
+        <prefix>:seq:{<q>}:<viewer_id>          the same
+        <prefix>:applied:{<q>}:<p>              the applied mark of partition p's entries in q's slot
+
+    partition_of is the stream's own (data.stream.valkey_stream). Posts and authors keep the owner of
+    the untagged identity they had before; a viewer's partition is the one its engagements are
+    appended to (they are keyed by viewer)."""
+
+    CACHE = 200_000  # owners remembered per kind (forgotten in bulk when full)
+
+    def __init__(self, partitions: int, prefix: str = PREFIX):
+        self.partitions, self.prefix = partitions, prefix
+        self._owners: dict[str, dict[int, int]] = {"post": {}, "author": {}, "viewer": {}}
+
+    def owner(self, kind: str, entity_id: int) -> int:
+        """The partition owning a post's (`post`), an author's (`author`) or a viewer's (`viewer`:
+        its pairs and sequence) state."""
+        cache = self._owners[kind]
+        q = cache.get(entity_id)
+        if q is None:
+            identity = str(entity_id) if kind == "viewer" else f"{self.prefix}:{kind}:{entity_id}"
+            if len(cache) >= self.CACHE:
+                cache.clear()
+            q = cache[entity_id] = partition_of(identity, self.partitions)
+        return q
+
+    def key(self, kind: str, *ids: int) -> tuple[int, str]:
+        """(owner, key) of a post (`post`), an author (`author`), a viewer-author pair (`va`) or a
+        viewer's sequence (`seq`)."""
+        q = self.owner("viewer" if kind in ("va", "seq") else kind, ids[0])
+        return q, f"{self.prefix}:{kind}:{{{q}}}:{':'.join(map(str, ids))}"
+
+    def mark(self, owner: int, partition: int) -> str:
+        return f"{self.prefix}:applied:{{{owner}}}:{partition}"
+
+
+def parse_state_key(key: bytes, prefix: str = PREFIX) -> tuple[str, tuple[int, ...]]:
+    """A `StateKeys.key` -> (kind, ids)."""
+    kind, _tag, *ids = key[len(prefix) + 1:].split(b":")
+    return kind.decode(), tuple(map(int, ids))
 
 
 @dataclass(frozen=True)

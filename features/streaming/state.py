@@ -1,15 +1,16 @@
 """The stream processor's state on the online store's server, and the features computed from it.
 
-Keys (`<prefix>` is `loupe:rt`; docs/streaming_features.md):
+Keys (`<prefix>` is `loupe:rt`; q is the stream partition owning the key, `{<q>}` its hash tag:
+spec.StateKeys; docs/streaming_features.md):
 
-    <prefix>:post:<post_id>            HASH  bucket counts `<token>|<m|h|d>|<bucket>`, `last`, `author`
-    <prefix>:author:<author_id>        HASH  the same, for the author's posts
-    <prefix>:va:<viewer_id>:<author>   HASH  the same, for one viewer's engagements with one author
-    <prefix>:seq:<viewer_id>           LIST  "post,author,type,ts_ms", newest first, SEQUENCE_LENGTH long
-    <prefix>:applied:{<p>}             STRING the id of the last stream entry of partition p applied
-    <prefix>:dirty:{<p>}               SET   post and author state keys of partition p whose rows are due
-    <prefix>:claimed:{<p>}             SET   the same, claimed by p's owner, until their rows are written
-    <prefix>:tags:<post_id>            STRING the post's hashtags, "a,b" (its publish event, or the daily build)
+    <prefix>:post:{<q>}:<post_id>          HASH  bucket counts `<token>|<m|h|d>|<bucket>`, `last`, `author`
+    <prefix>:author:{<q>}:<author_id>      HASH  the same, for the author's posts
+    <prefix>:va:{<q>}:<viewer_id>:<author> HASH  the same, for one viewer's engagements with one author
+    <prefix>:seq:{<q>}:<viewer_id>         LIST  "post,author,type,ts_ms", newest first, SEQUENCE_LENGTH long
+    <prefix>:applied:{<q>}:<p>             STRING the id of the last entry of partition p applied into q's keys
+    <prefix>:dirty:{<q>}                   SET   post and author state keys of partition q whose rows are due
+    <prefix>:claimed:{<q>}                 SET   the same, claimed by q's owner, until their rows are written
+    <prefix>:tags:<post_id>                STRING the post's hashtags, "a,b" (its publish event, or the daily build)
     <prefix>:trend, <prefix>:trend:tag:<tag>   ZSET  trending posts, global and per hashtag (spec.trend_score)
 
 A token is an engagement type, `+` (positive: a value-model head other than the negative one), `-`
@@ -23,9 +24,9 @@ Every entity's online row has one writer, so a row computed from an older state 
 a newer one without a check per row. Engagements are keyed by viewer: the owner of the viewer's
 partition is the only worker that changes a viewer's or a viewer-author pair's state, and writes
 their rows from the state it reads after its apply scripts. Posts and authors are changed by every
-partition's worker: each is owned by one partition, the stream's own partitioning of its state key
-(ValkeyStream.partition_of); the apply script marks it dirty there, and that partition's owner
-writes its row from the state it reads when it claims the set.
+partition's worker: each is owned by one partition, the stream's own partitioning of its untagged
+identity (spec.StateKeys); the apply script of that partition's slice marks it dirty there, and that
+partition's owner writes its row from the state it reads when it claims the set.
 """
 
 from __future__ import annotations
@@ -43,21 +44,24 @@ from features.streaming.spec import NEGATIVE, POSITIVE, TODAY, W1H, W24H, Window
 STATE_TTL_S = 2 * 24 * 3600
 COUNTER_TTL_S = STATE_TTL_S + 24 * 3600  # set once per (key, event day): see the module's docstring
 ANY = "*"
-ANY_MARK = "*"  # a chunk that expects no particular mark (the apply script's `expect`)
+ANY_MARK = "*"  # a slice that expects no particular mark (the apply script's `expect`)
 FIELD_CACHE = 200_000  # parsed counter fields a Summer keeps (a few MB)
 
-# One chunk of one partition's engagements, in entry-id order and summed per counter by the caller,
-# applied with the partition's applied mark in one script: a crash leaves either all of a chunk's
-# effects and its mark, or none. A chunk whose last entry is at or below the mark was applied before
-# (a re-delivery after a crash): nothing changes. A chunk the mark falls inside returns {-1, mark} and
-# the caller sends the entries above it again. `expect` chains the chunks a worker sends without
-# waiting for replies: a chunk applies only if the mark is the id it expects (the previous chunk's
-# last), else it returns {-1, mark} and the caller sends it again; '*' expects nothing.
+# One slice of a chunk of one partition p's engagements, in entry-id order and summed per counter by
+# the caller: the chunk's effects on the keys one partition q owns (its posts' and authors' counters
+# and dirty set; for the viewers' partition, p since engagements are keyed by viewer, their pairs and
+# sequences too), applied with the mark of (q, p) in one script: every key it takes is in q's slot.
+# A crash leaves either all of a slice's effects and its mark, or none. A slice whose chunk's last
+# entry is at or below the mark was applied before (a re-delivery after a crash): nothing changes. A
+# slice the mark falls inside returns {-1, mark} and the caller sends the chunk's entries above it
+# again. `expect` chains the slices a worker sends without waiting for replies: a slice applies only
+# if the mark is the id it expects (the last of the previous chunk of p with a slice for q), else it
+# returns {-1, mark} and the caller sends it again; '*' expects nothing.
 # The script only writes: the states the rows are computed from are read after it with plain
 # commands (RowWriter.read), which the server answers without converting every item through Lua (a
 # viewer's 50-item sequence per chunk was the largest part of the script's time).
-# KEYS: the mark, the state keys, the sequence lists, the dirty sets.
-# ARGV: first id, last id, expect, ttl (COUNTER_TTL_S; a list gets it at each push), sequence length,
+# KEYS: the mark, the state keys, the sequence lists, the dirty set (all of one partition's slot).
+# ARGV: the chunk's first id, last id, expect, ttl (COUNTER_TTL_S; a list gets it at each push), sequence length,
 #       number of state keys, number of lists;
 #       per state key: its newest event time, its post's author ('' for none: kept for the trending
 #       sets' members), n, n x (field, increment);
@@ -112,9 +116,10 @@ return {1}
 
 
 class ChunkEffects:
-    """One chunk's effects, summed per state key and counter field: the apply script's arguments."""
+    """One slice's effects, summed per state key and counter field: the apply script's arguments."""
 
     def __init__(self) -> None:
+        self.entries: list[str] = []  # the ids of the entries with an effect here
         self.counters: dict[str, dict[str, int]] = {}  # state key -> field -> increment
         self.newest: dict[str, int] = {}  # state key -> its newest event time in the chunk
         self.author: dict[str, int | str] = {}  # state key -> its post's author ('' for other keys)

@@ -10,7 +10,8 @@ keeps (its counters, `last`, a post's `author`, the worker's expiry) and then it
 worker's own path (RowWriter.read, RowWriter.write: Feast's hash, the packed record, the trending
 sets). An entity the worker already holds is left to it: in production the stream fed the lake, so
 the worker counted these engagements already. The viewers' action sequences are not rebuilt (not a
-model input).
+model input). The keys are the worker's (spec.StateKeys: tagged by the stream partition owning
+them), for the stream's partition count.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from data.days import days_before
+from data.stream.valkey_stream import DEFAULT_PARTITIONS
 from data.vocabulary import Vocabulary
 from features.online.layout import DEFAULT_NAMESPACE
 from features.streaming import spec
@@ -30,14 +32,17 @@ CHUNK = 2_000  # state keys per pipelined round trip
 
 
 def warm_start(store, lake_dir: Path, day: str, vocabulary: Vocabulary, client: Any = None,
-               prefix: str = spec.PREFIX, namespace: str = DEFAULT_NAMESPACE) -> dict[str, int]:
+               prefix: str = spec.PREFIX, namespace: str = DEFAULT_NAMESPACE,
+               partitions: int = DEFAULT_PARTITIONS) -> dict[str, int]:
     """Write the real-time state and rows of the entities the lake's engagements of `day` and the day
-    before name and the server does not hold. -> entities written, and left to the worker, per kind."""
+    before name and the server does not hold. -> entities written, and left to the worker, per kind.
+    `partitions`: the event stream's (LOUPE_STREAM_PARTITIONS), which the worker's keys are tagged by."""
     replay = Replay(vocabulary)
     for d in (days_before(day, 1), day):
         replay.rows(engagements_of(Path(lake_dir), d))  # the rows are not needed: the final states are
     writer = RowWriter(store, tuple(r.view for r in replay.views), client, prefix=prefix, namespace=namespace)
-    states = {spec.state_key(r.view.entity, *ids, prefix=prefix).encode(): (r.view.entity, state)
+    keys_of = spec.StateKeys(partitions, prefix)
+    states = {keys_of.key(r.view.entity, *ids)[1].encode(): (r.view.entity, state)
               for r in replay.views for ids, state in r.states.items()}
     keys = list(states)
     report = {f"{kind}_{what}": 0 for kind in ("post", "author", "va") for what in ("written", "held")}

@@ -7,9 +7,11 @@ the fan-out worker does (candidate_gen/stream_fanout.py). A poll:
 2. judges each engagement line by ingestion's line rules (`engagement_row`) and its lateness; a line it cannot count is
    dead-lettered with its reason, another log's entry is ignored;
 3. applies the engagements of each partition, in entry order, in chunks sent without waiting for
-   each other's replies: one server-side script per chunk adds to the counters, marks the posts and
-   authors dirty on the partitions that own them, and moves the partition's applied mark, so an
-   entry re-delivered after a crash (at or below the mark) is a duplicate, never counted twice;
+   each other's replies: a chunk is one server-side script per partition owning keys it changes
+   (its slice: every key of one hash slot, so it runs on a Redis Cluster), which adds to the
+   counters, marks the posts and authors dirty on that partition, and moves the slice's applied
+   mark, so an entry re-delivered after a crash (at or below the mark) is a duplicate, never
+   counted twice;
 4. claims the posts and authors due on its own partitions (marked by any worker), reads their
    states and those of the viewers and pairs the batch names, and writes their online rows (Feast's
    hash + the packed record), then releases the claim. Each entity has this one writer
@@ -32,17 +34,19 @@ from typing import Any
 
 import redis
 from feast import FeatureStore
+from hiredis import pack_command  # in C, as redis-py packs a command when hiredis is installed
 
 from data.contracts import ENGAGEMENTS, POSTS
+from data.redis_client import FAILURES, is_outage
 from data.stream.entries import Entry, parse_id
 from data.stream.leases import PartitionLeases
 from data.stream.valkey_stream import ValkeyStream
 from data.vocabulary import Vocabulary, load_vocabulary
 from features.online.layout import DEFAULT_NAMESPACE
-from features.online.transport import sending_ahead
+from features.online.transport import sender_for
 from features.streaming import spec
 from features.streaming.rows import EngagementRow, PostChange, engagement_row, engagement_rules, post_change, post_rules
-from features.streaming.spec import PREFIX, state_key
+from features.streaming.spec import PREFIX, StateKeys
 from features.streaming.state import ANY_MARK, APPLY, ChunkEffects, counted_views, tokens
 from features.streaming.writer import RowWriter, Written
 
@@ -103,8 +107,10 @@ class StreamFeatureWorker:
         self.counted = counted_views(spec.engagement_types(self.vocabulary))
         self.rows = RowWriter(store, self.counted, client, prefix=prefix, namespace=namespace)
         self.client = self.rows.client
+        self.keys = StateKeys(stream.partitions, prefix)
+        self.sender = sender_for(self.client)  # one server's connection, or each cluster node's
         self._apply = self.client.register_script(APPLY)
-        self.client.script_load(APPLY)  # chunks are sent by its hash without waiting (NOSCRIPT: sent again)
+        self.client.script_load(APPLY)  # on every primary of a cluster; slices are sent by its hash (NOSCRIPT: again)
         self.on_poll: Callable[[PollStats], object] = lambda stats: None  # e.g. metrics
         # "chunk" per chunk sent, then "applied" (all chunks), "claimed", "written", "acked"
         self.on_step: Callable[[str], object] = lambda step: None
@@ -168,67 +174,86 @@ class StreamFeatureWorker:
         return stats
 
     def _apply_chunks(self, plan: list[tuple[int, list[tuple[Entry, EngagementRow]]]], named: set[bytes]) -> int:
-        """Every chunk's apply script, sent on one connection before any reply is read, so the server
-        runs one chunk while the worker prepares the next. A partition's chunks after its first are
-        chained (each expects the mark at the previous one's last id): a chunk that cannot apply as
-        planned (a previous owner's mark falls inside it) fails with every later one of its
-        partition, and those are sent again one by one, in order, split at the mark. Returns how many
-        engagements were applied; adds the viewer and pair states the chunks name to `named`."""
-        with sending_ahead(self.client) as conn:
-            last: dict[int, str] = {}
+        """Every chunk's apply scripts, one per owner slice (state.py), sent before any reply is read
+        (on a cluster, each on its node's connection), so the servers run one chunk while the worker
+        prepares the next. A partition's slices for one owner after its first are chained (each
+        expects the mark at the last id of the previous chunk with a slice for that owner): a slice
+        that cannot apply as planned (a previous owner's mark falls inside it, NOSCRIPT, MOVED) fails
+        with every later one of its (partition, owner), and those are sent again one by one, in order,
+        split at the mark. Returns how many engagements were applied (into at least one slice now);
+        adds the viewer and pair states the chunks name to `named`."""
+        sent: list[tuple[int, int, list[tuple[Entry, EngagementRow]], list[str]]] = []
+        last: dict[tuple[int, int], str] = {}  # (partition, owner) -> the last id of its previous slice
+        with self.sender.ahead() as ahead:
             for p, rows in plan:
-                keys, args = self._effects(rows, named).script_args(
-                    self._mark_key(p), rows[0][0].id, rows[-1][0].id, last.get(p, ANY_MARK))
-                conn.send_packed_command(conn.pack_command("EVALSHA", self._apply.sha, len(keys), *keys, *args))
-                last[p] = rows[-1][0].id
+                first, final = rows[0][0].id, rows[-1][0].id
+                for q, effects in self._slices(rows, named).items():
+                    keys, args = effects.script_args(self.keys.mark(q, p), first, final, last.get((p, q), ANY_MARK))
+                    ahead.send(keys[0].encode(), pack_command(("EVALSHA", self._apply.sha, len(keys), *keys, *args)))
+                    last[(p, q)] = final
+                    sent.append((p, q, rows, effects.entries))
+                ahead.flush()
                 self.on_step("chunk")
-            replies = [_reply(conn) for _ in plan]
-        applied = 0
-        for (p, rows), reply in zip(plan, replies, strict=True):
+            replies = ahead.replies()
+        applied: set[tuple[int, str]] = set()  # (partition, entry id): ids are a partition's own
+        for (p, q, rows, entries), reply in zip(sent, replies, strict=True):
             if isinstance(reply, redis.ResponseError) or reply[0] == -1:  # e.g. NOSCRIPT after a restart
-                applied += self._apply_chunk(p, rows, named)  # in plan order: a partition's in id order
-            elif reply[0] == 1:
-                applied += len(rows)
-        return applied
+                entries = self._apply_slice(p, q, rows, named)  # in plan order: a partition's in id order
+            elif reply[0] != 1:
+                continue
+            applied.update((p, entry_id) for entry_id in entries)
+        return len(applied)
 
-    def _apply_chunk(self, partition: int, rows: list[tuple[Entry, EngagementRow]], named: set[bytes]) -> int:
-        """One apply script, waited for; returns how many engagements it applied (the others were
-        already). A chunk the mark falls inside is split there and each part sent again."""
-        keys, args = self._effects(rows, named).script_args(self._mark_key(partition), rows[0][0].id, rows[-1][0].id)
+    def _apply_slice(self, partition: int, owner: int, rows: list[tuple[Entry, EngagementRow]],
+                     named: set[bytes]) -> list[str]:
+        """The apply script of these entries' slice for `owner`, waited for; returns the ids of the
+        entries it applied (the others were already, or have no effect there). A slice the mark falls
+        inside is split there and each part sent again."""
+        effects = self._slices(rows, named).get(owner)
+        if effects is None:
+            return []
+        keys, args = effects.script_args(self.keys.mark(owner, partition), rows[0][0].id, rows[-1][0].id)
         reply = self._apply(keys=keys, args=args)
         if reply[0] == -1:  # the mark falls inside the chunk: the entries up to it were applied before
             mark = parse_id(reply[1].decode())
             before = sum(1 for entry, _ in rows if parse_id(entry.id) <= mark)  # a prefix: rows are in id order
-            return (self._apply_chunk(partition, rows[:before], named)
-                    + self._apply_chunk(partition, rows[before:], named))
-        return len(rows) if reply[0] == 1 else 0
+            return (self._apply_slice(partition, owner, rows[:before], named)
+                    + self._apply_slice(partition, owner, rows[before:], named))
+        return effects.entries if reply[0] == 1 else []
 
-    def _mark_key(self, partition: int) -> str:
-        return f"{self.prefix}:applied:{{{partition}}}"
-
-    def _effects(self, rows: list[tuple[Entry, EngagementRow]], named: set[bytes]) -> ChunkEffects:
-        """A chunk's effects, summed per key and field, and the viewer and pair states it names added
-        to `named`, applied or not: a re-delivered chunk's rows are written too (its worker may have
-        died between applying and writing). Posts and authors are marked dirty on the partition that
-        owns them."""
+    def _slices(self, rows: list[tuple[Entry, EngagementRow]], named: set[bytes]) -> dict[int, ChunkEffects]:
+        """A chunk's effects per partition owning the keys (spec.StateKeys), summed per key and field,
+        and the viewer and pair states it names added to `named`, applied or not: a re-delivered
+        chunk's rows are written too (its worker may have died between applying and writing). Posts
+        and authors are marked dirty on the partition that owns them."""
         post, author, pair = self.counted
-        prefix = self.prefix
-        effects = ChunkEffects()
-        for _, row in rows:
+        state_key, dirty_key = self.keys.key, self.rows.dirty_key
+        slices: dict[int, ChunkEffects] = {}
+
+        def slice_of(q: int, entry_id: str) -> ChunkEffects:
+            effects = slices.get(q)
+            if effects is None:
+                effects = slices[q] = ChunkEffects()
+            if not effects.entries or effects.entries[-1] != entry_id:
+                effects.entries.append(entry_id)
+            return effects
+
+        for entry, row in rows:
             marks = tokens(row, self.vocabulary)
             ts = row.ts_ms
-            for key, fields, writer in ((state_key("post", row.post_id, prefix=prefix), post.fields_of(marks, ts),
-                                         row.author_id),
-                                        (state_key("author", row.author_id, prefix=prefix),
-                                         author.fields_of(marks, ts), None)):
+            for kind, entity, fields, writer in (("post", row.post_id, post.fields_of(marks, ts), row.author_id),
+                                                 ("author", row.author_id, author.fields_of(marks, ts), None)):
+                q, key = state_key(kind, entity)
+                effects = slice_of(q, entry.id)
                 effects.add(key, fields, ts, author=writer)
-                effects.mark_dirty(self.rows.dirty_key(self.stream.partition_of(key)), key)
-            pair_key = state_key("va", row.viewer_id, row.author_id, prefix=prefix)
-            sequence_key = state_key("seq", row.viewer_id, prefix=prefix)
+                effects.mark_dirty(dirty_key(q), key)
+            q, pair_key = state_key("va", row.viewer_id, row.author_id)
+            _, sequence_key = state_key("seq", row.viewer_id)
+            effects = slice_of(q, entry.id)
             effects.add(pair_key, pair.fields_of(marks, ts), ts)
             effects.push(sequence_key, f"{row.post_id},{row.author_id},{row.type},{ts}")
             named.update((pair_key.encode(), sequence_key.encode()))
-        return effects
+        return slices
 
     def run(self, stop: threading.Event, block_ms: int = 100, retry_s: float = 1.0) -> None:
         """Poll until `stop`. A server down or restarting is waited out (`retry_s` between tries,
@@ -244,7 +269,9 @@ class StreamFeatureWorker:
                 try:
                     if not self.poll(block_ms).full:
                         stop.wait(max(0.0, self.linger_s - (time.monotonic() - started)))
-                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                except FAILURES as exc:
+                    if not is_outage(exc):
+                        raise
                     if not down:
                         log.warning("stream feature worker %s: a server is unavailable (%s); retrying every "
                                     "%.1f s", self.name, exc, retry_s)
@@ -256,11 +283,3 @@ class StreamFeatureWorker:
                     down = False
         finally:
             self.close()
-
-
-def _reply(conn: Any) -> Any:
-    """The next reply on `conn`; an error reply as its exception, so the replies after it are read too."""
-    try:
-        return conn.read_response()
-    except redis.ResponseError as error:
-        return error

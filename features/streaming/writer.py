@@ -1,7 +1,9 @@
 """Online rows of the real-time views, written from the processor's state in one pass: Feast's hash
 fields (its online layout, so `get_online_features` reads them) and the packed record (what the
 ranking service reads), both encoded by the batch writer's own encoders (features/online/encode.py)
-and sent together, pipelined. Each entity has one writer (features/streaming/state.py), so a row
+and sent together, pipelined: to one server, or each command to the node owning its key's slot on a
+Redis Cluster (`transport.sender_for`; a packed record is then a SET of its own, not part of an
+MSET). Each entity has one writer (features/streaming/state.py), so a row
 needs no version check: the last row written is computed from the newest state its writer read.
 """
 
@@ -15,19 +17,22 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import redis
 from feast import FeatureStore
 
 from data import columns as c
+from data.redis_client import is_cluster
 from features.online.encode import ViewEncoder
 from features.online.layout import DEFAULT_NAMESPACE
 from features.online.packer import PackedViewWriter
-from features.online.transport import command, send_pipelined
+from features.online.transport import command, sender_for
 from features.streaming import spec
 from features.streaming.rows import PostChange
 from features.streaming.state import STATE_TTL_S, CountedView, Snapshot, Summer
 from features.tables import POST_TAGS, POSTED_AT_S
 from features.tags import tag_vector
 
+PARSED_CACHE = 200_000  # state keys whose parse a RowWriter keeps (forgotten in bulk when full)
 # in Snapshot.sequence's order
 SEQUENCE_TYPES = {"recent_post_ids": pa.int64(), "recent_author_ids": pa.int64(), "recent_types": pa.string(),
                   "recent_ts_ms": pa.int64()}
@@ -45,7 +50,9 @@ class RowWriter:
                  prefix: str = "loupe:rt", namespace: str = DEFAULT_NAMESPACE):
         packer = PackedViewWriter(store, client, namespace=namespace)
         self.client = packer.client
+        self.sender = sender_for(self.client)
         self.prefix = prefix
+        self._parsed: dict[bytes, tuple[str, tuple[int, ...]]] = {}  # state key -> (kind, ids): see _parse
         self.counted = {view.entity: view for view in counted}
         self.summers = {view.entity: Summer(view) for view in counted}
         self.encoders = {view.entity: ViewEncoder.of(packer, store.get_feature_view(view.view)) for view in counted}
@@ -61,28 +68,43 @@ class RowWriter:
         """The post and author state keys whose rows are due on these partitions, and the claimed
         sets they came from, to release once the rows are written. A set a previous owner claimed and
         never released (it died before writing) is claimed again as it is."""
-        with self.client.pipeline(transaction=False) as pipe:
-            for p in partitions:  # fails harmlessly when the dirty set does not exist
-                pipe.renamenx(self.dirty_key(p), self.claimed_key(p))
-            for p in partitions:
-                pipe.smembers(self.claimed_key(p))
-            replies = pipe.execute(raise_on_error=False)[len(partitions):]
-        claimed = [self.claimed_key(p).encode() for p, members in zip(partitions, replies) if members]
+        dirty = [self.dirty_key(p).encode() for p in partitions]
+        claimed = [self.claimed_key(p).encode() for p in partitions]
+        with self.sender.ahead() as ahead:  # redis-py's cluster pipeline refuses RENAMENX (two keys, one slot here)
+            for source, target in zip(dirty, claimed):  # an error reply when the dirty set does not exist: harmless
+                ahead.send(source, command(b"RENAMENX", source, target))
+            for key in claimed:
+                ahead.send(key, command(b"SMEMBERS", key))
+            replies = ahead.replies()[len(partitions):]
+        if any(isinstance(reply, Exception) for reply in replies):  # e.g. MOVED while slots move
+            replies = [self._claim_through_client(source, target) for source, target in zip(dirty, claimed)]
+        claimed = [key for key, members in zip(claimed, replies) if members]
         return set().union(*replies), claimed
 
+    def _claim_through_client(self, source: bytes, target: bytes) -> set[bytes]:
+        """One partition's claim through redis-py's client, which follows redirections."""
+        try:
+            self.client.renamenx(source, target)
+        except redis.ResponseError:  # no dirty set
+            pass
+        return self.client.smembers(target)
+
     def read(self, keys: set[bytes]) -> dict[bytes, Snapshot]:
-        """The states of these keys, in one pipelined send: a counter hash (HGETALL; a post's hashtags
-        beside it) or a viewer's sequence list (LRANGE)."""
+        """The states of these keys (spec.StateKeys), in one pipelined send: a counter hash (HGETALL; a
+        post's hashtags beside it) or a viewer's sequence list (LRANGE)."""
         keys = sorted(keys)
         if not keys:
             return {}
-        post, seq = f"{self.prefix}:post:".encode(), f"{self.prefix}:seq:".encode()
-        posts = [k for k in keys if k.startswith(post)]
-        reads = [command(b"LRANGE", k, b"0", b"-1") if k.startswith(seq) else command(b"HGETALL", k) for k in keys]
-        reads += [command(b"GET", spec.post_tags_key(int(k[len(post):]), self.prefix).encode()) for k in posts]
-        replies = send_pipelined(self.client, [b"".join(reads)], len(reads))
-        states = {k: Snapshot.of_sequence(r) if k.startswith(seq) else Snapshot.parse(r) for k, r in zip(keys, replies)}
-        for k, tags in zip(posts, replies[len(keys):]):
+        kinds = [self._parse(k) for k in keys]
+        reads = [command(b"LRANGE", k, b"0", b"-1") if kind == "seq" else command(b"HGETALL", k)
+                 for k, (kind, _) in zip(keys, kinds)]
+        posts = [(k, spec.post_tags_key(ids[0], self.prefix).encode()) for k, (kind, ids) in zip(keys, kinds)
+                 if kind == "post"]
+        reads += [command(b"GET", tags) for _, tags in posts]
+        replies = self.sender.send([*keys, *(tags for _, tags in posts)], reads)
+        states = {k: Snapshot.of_sequence(r) if kind == "seq" else Snapshot.parse(r)
+                  for k, (kind, _), r in zip(keys, kinds, replies)}
+        for (k, _), tags in zip(posts, replies[len(keys):]):
             states[k].tags = spec.parse_tags(tags)
         return states
 
@@ -91,12 +113,12 @@ class RowWriter:
         a crash before leaves them claimed, for the next owner)."""
         done = Written()
         by_kind: dict[str, list[tuple[bytes, tuple[int, ...], Snapshot]]] = {}
-        skip = len(self.prefix) + 1
         for key, snap in states.items():
             if snap.last_ms == 0:  # no state (expired): nothing to write
                 continue
-            kind, *ids = key[skip:].decode().split(":")
-            by_kind.setdefault(kind, []).append((key, tuple(map(int, ids)), snap))
+            kind, ids = self._parse(key)
+            by_kind.setdefault(kind, []).append((key, ids, snap))
+        keyed: list[bytes] = []  # each command's key
         commands: list[bytes] = []
         for kind, entities in by_kind.items():
             if kind == "seq":  # a viewer's sequence list, its state
@@ -105,15 +127,22 @@ class RowWriter:
                 batch, prunes = self._counted_rows(kind, entities)
                 done.pruned += sum(map(len, prunes))
                 if kind == "post":
-                    trending = self._trending(entities, batch[0])
+                    trending_keys, trending = self._trending(entities, batch[0])
                     done.trending += len(trending)
+                    keyed += trending_keys
                     commands += trending
-            commands += self._commands(kind, batch)
-            commands += [command(b"HDEL", key, *fields) for (key, _, _), fields in zip(entities, prunes) if fields]
+            row_keys, row_commands = self._commands(kind, batch)
+            keyed += row_keys
+            commands += row_commands
+            for (key, _, _), fields in zip(entities, prunes):
+                if fields:
+                    keyed.append(key)
+                    commands.append(command(b"HDEL", key, *fields))
             done.rows += len(entities)
+        keyed += release
         commands += [command(b"DEL", key) for key in release]
         if commands:
-            send_pipelined(self.client, [b"".join(commands)], len(commands))  # one sendall, not one per command
+            self.sender.send(keyed, commands)
         return done
 
     def _counted_rows(self, kind: str, entities) -> tuple[tuple[pa.RecordBatch, np.ndarray], list[list[bytes]]]:
@@ -143,9 +172,10 @@ class RowWriter:
         deleted = [change for change in changes if change.deleted]
         published = [change for change in changes if not change.deleted]
         if published:
-            commands = self._commands(POST_TAGS.name, _post_tags_rows(published))
-            send_pipelined(self.client, [b"".join(commands)], len(commands))
-        stored = self.client.mget([spec.post_tags_key(ch.post_id, self.prefix) for ch in deleted]) if deleted else []
+            self.sender.send(*self._commands(POST_TAGS.name, _post_tags_rows(published)))
+        # a cluster answers MGET for keys of one slot only: mget_nonatomic sends one per slot
+        mget = self.client.mget_nonatomic if is_cluster(self.client) else self.client.mget
+        stored = mget([spec.post_tags_key(ch.post_id, self.prefix) for ch in deleted]) if deleted else []
         with self.client.pipeline(transaction=False) as pipe:
             for change in changes:
                 if not change.deleted and change.tags:
@@ -156,9 +186,10 @@ class RowWriter:
                     pipe.zrem(key, _member(change.post_id, change.author_id))
             pipe.execute()
 
-    def _trending(self, entities, rows: pa.RecordBatch) -> list[bytes]:
+    def _trending(self, entities, rows: pa.RecordBatch) -> tuple[list[bytes], list[bytes]]:
         """The posts' places in the trending sets, global and per hashtag (spec.trend_score), each
-        set trimmed to its top. A post below the bar keeps its place, decaying (spec)."""
+        set trimmed to its top: (each command's key, the commands). A post below the bar keeps its
+        place, decaying (spec)."""
         counts = {w.name: rows.column(f"post_rt_engagements_{w.name}").to_numpy() for w, _ in spec.TREND_WINDOWS}
         by_set: dict[str, list[bytes]] = {}
         for i, (_, (post_id,), snap) in enumerate(entities):
@@ -169,23 +200,31 @@ class RowWriter:
             member = _member(post_id, snap.author)
             for key in (spec.trend_key(self.prefix), *(spec.trend_tag_key(t, self.prefix) for t in snap.tags)):
                 by_set.setdefault(key, []).extend((place, member))
-        commands = []
+        keys, commands = [], []
         for key, pairs in by_set.items():
             top = spec.TREND_TOP_K if key == spec.trend_key(self.prefix) else spec.TREND_TAG_TOP_K
+            keys += [key.encode()] * 3
             commands += [command(b"ZADD", key.encode(), *pairs),
                          command(b"ZREMRANGEBYRANK", key.encode(), b"0", b"%d" % -(top + 1)),
                          command(b"EXPIRE", key.encode(), b"%d" % spec.TREND_TTL_S)]
-        return commands
+        return keys, commands
 
-    def _commands(self, kind: str, batch: tuple[pa.RecordBatch, np.ndarray]) -> list[bytes]:
-        """Feast's hash of each row (HSET), and the packed records in one MSET (one reply, not one a row)."""
-        encoder = self.encoders[kind]
+    def _commands(self, kind: str, batch: tuple[pa.RecordBatch, np.ndarray]) -> tuple[list[bytes], list[bytes]]:
+        """(each command's key, the commands): Feast's hash of each row (HSET), and the packed records
+        in one MSET on one server (one reply, not one a row), one SET each on a cluster."""
         rows, ts_us = batch
-        encoded = encoder.encode_rows(rows, ts_us)
-        packed = [part for pair in zip(encoded.packed_keys, encoded.records) for part in pair]
-        return encoder.hset_commands(encoded) + ([command(b"MSET", *packed)] if packed else [])
+        return self.encoders[kind].write_commands(rows, ts_us, per_key=self.sender.per_key)
 
     # --- keys ----------------------------------------------------------------------------------
+    def _parse(self, key: bytes) -> tuple[str, tuple[int, ...]]:
+        """spec.parse_state_key, remembered: a hot entity's key is read and written at every poll."""
+        parsed = self._parsed.get(key)
+        if parsed is None:
+            if len(self._parsed) >= PARSED_CACHE:
+                self._parsed.clear()
+            parsed = self._parsed[key] = spec.parse_state_key(key, self.prefix)
+        return parsed
+
     def dirty_key(self, partition: int) -> str:
         return f"{self.prefix}:dirty:{{{partition}}}"
 

@@ -317,15 +317,16 @@ def test_chunks_sent_together_fail_as_a_chain_when_the_mark_is_not_where_planned
     append(stream, [(T0 + k * MIN, Event("engagements", line(f"c{k}", viewer, 10 + k % 5, "like", T0 + k * MIN),
                                          str(viewer))) for k in range(40)])
     ids = [entry.id for entry in stream.after(0, "0-0", 100)]
-    online.set("loupe:rt:applied:{0}", ids[14])  # as if a previous owner had applied the first 15
+    for q in range(stream.partitions):  # as if a previous owner had applied the first 15, every slice
+        online.set(f"loupe:rt:applied:{{{q}}}:0", ids[14])
     worker = StreamFeatureWorker(stream, store, client=online, name="features-chain", batch=40, chunk=10,
                                  partitions=[0])
     sent = []
     worker.on_step = sent.append
     stats = worker.poll()
     assert sent.count("chunk") == 4 and (stats.applied, stats.duplicates) == (25, 15) and stats.reconciles
-    assert online.get("loupe:rt:applied:{0}").decode() == ids[-1]
-    assert online.llen(f"loupe:rt:seq:{viewer}") == 25  # each applied engagement once in the sequence
+    assert online.get("loupe:rt:applied:{0}:0").decode() == ids[-1]
+    assert online.llen(f"loupe:rt:seq:{{0}}:{viewer}") == 25  # each applied engagement once in the sequence
 
 
 def test_a_post_row_is_written_by_its_partitions_owner_even_after_the_owner_dies(store, online, stream):
@@ -410,7 +411,8 @@ def test_state_keys_expire_a_day_after_their_last_days_first_change(store, onlin
     day (not at every change), so it outlives its last change by at least STATE_TTL_S."""
     day = T0 - T0 % 86_400_000 + 3 * HOUR
     worker = StreamFeatureWorker(stream, store, client=online)
-    keys = [f"{spec.PREFIX}:post:10", f"{spec.PREFIX}:author:{AUTHOR_OF[10]}", f"{spec.PREFIX}:va:1:{AUTHOR_OF[10]}"]
+    state = spec.StateKeys(stream.partitions)
+    keys = [state.key("post", 10)[1], state.key("author", AUTHOR_OF[10])[1], state.key("va", 1, AUTHOR_OF[10])[1]]
 
     def engage(k: int, ts: int) -> None:
         append(stream, [(ts, Event("engagements", line(f"t{k}", 1, 10, "like", ts), "1"))])
@@ -671,13 +673,15 @@ def test_a_warm_start_from_the_lake_holds_what_the_worker_would_and_the_worker_c
         (folder / "_SUCCESS").touch()
     warm = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + f"/{DB + 1}")
     warm.flushdb()
-    held = f"{spec.PREFIX}:author:{AUTHOR_OF[10]}"
+    held = spec.StateKeys(stream.partitions).key("author", AUTHOR_OF[10])[1]
     warm.hset(held, mapping={"last": 1, "*|h|0": 7})  # the worker's already: not overwritten
-    report = warm_start(store, tmp_path / "lake", day_of_ms(start + 86_400_000), VOCABULARY, client=warm)
+    report = warm_start(store, tmp_path / "lake", day_of_ms(start + 86_400_000), VOCABULARY, client=warm,
+                        partitions=stream.partitions)
     assert report["author_held"] == 1 and report["post_written"] == 12 and report["va_written"] > 12
     assert warm.hget(held, "*|h|0") == b"7"
     warm.delete(held)
-    warm_start(store, tmp_path / "lake", day_of_ms(start + 86_400_000), VOCABULARY, client=warm)
+    warm_start(store, tmp_path / "lake", day_of_ms(start + 86_400_000), VOCABULARY, client=warm,
+               partitions=stream.partitions)
 
     def same_rows() -> None:
         posts, authors, pairs = set(AUTHOR_OF), set(AUTHOR_OF.values()), set(zip(rows["viewer_id"], rows["author_id"]))

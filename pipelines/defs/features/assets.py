@@ -25,6 +25,7 @@ from features.streaming.backfill import backfill_days, registry_lake
 from features.streaming.warm_start import warm_start
 from features.tables import POST, RELATIONSHIP, TABLES, FeatureTable
 from pipelines.defs.ingest.assets import lake_key
+from pipelines.defs.ingest.resources import StreamResource
 from pipelines.job_steps import end_step
 from pipelines.partitions import day_partitions
 from pipelines.resources import FeastResource, SparkResource, WorkspaceResource
@@ -261,9 +262,11 @@ REALTIME_ONLINE_KEY = dg.AssetKey(["feast", "realtime_online"])
     "of the day and the day before (features/streaming/warm_start.py), for every post, author and "
     "viewer-author pair the worker does not hold yet; what it holds is left to it.",
 )
-def realtime_online(context: dg.AssetExecutionContext, feast: FeastResource,
-                    workspace: WorkspaceResource) -> dg.MaterializeResult:
-    report = warm_start(feast.store(), workspace.lake, context.partition_key, workspace.vocabulary())
+def realtime_online(context: dg.AssetExecutionContext, feast: FeastResource, workspace: WorkspaceResource,
+                    stream: StreamResource) -> dg.MaterializeResult:
+    # the worker's keys are tagged by the stream partition owning them: the stream's partition count
+    report = warm_start(feast.store(), workspace.lake, context.partition_key, workspace.vocabulary(),
+                        partitions=stream.partitions)
     context.log.info(f"real-time state online from the lake's {context.partition_key}: {report}")
     return dg.MaterializeResult(metadata={**report, "dagster/row_count": sum(
         n for name, n in report.items() if name.endswith("_written"))})
