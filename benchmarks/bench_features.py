@@ -3,9 +3,11 @@
 1. the daily feature pipeline for the newest day: the Spark snapshots, `feast apply`, then the
    online store (Feast's hash + the packed view, from Spark: features/online/spark_write.py) for the
    day before (a full refresh of an empty store) and for the day (the daily, incremental refresh);
-   seconds per asset, entities written, the changed fraction;
-2. the ceiling of the online refresh, same server, same run: the same views' rows, encoded ahead,
-   sent as raw pipelined writes (entities per second per view, weighted by what the day wrote);
+   seconds per asset, entities written, the changed fraction of entities and, of theirs, of feature
+   values (only the changed ones go to Feast's hash);
+2. the ceiling of the online refresh, same server, same run: the rows the incremental refresh
+   sends, encoded ahead as it encodes them, sent as raw pipelined writes (entities per second per
+   view, weighted by what the day wrote);
 3. hydrating 1,000 ranking candidates with feed_ranker_v1: Feast's get_online_features vs the
    packed reader, same Redis, same requests, interleaved in one run, parity checked first.
 
@@ -23,6 +25,8 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import redis as redis_py
 
@@ -45,6 +49,8 @@ from pipelines.resources import build_resources
 
 CANDIDATES = 1_000
 CEILING_SAMPLE = 200_000  # rows per view the ceiling sends
+BATCH = 20_000  # rows per pipelined send, as the writers'
+PREV = "__prev_"
 REQUESTS = 40
 
 
@@ -70,28 +76,52 @@ def run_daily_pipeline(settings, previous: str, day: str, redis_url: str) -> tup
     return {k: round(v, 2) for k, v in seconds.items()}, online
 
 
-def ceiling(store, client, day: str, lake_dir, written: dict[str, int], sample: int = CEILING_SAMPLE) -> dict:
-    """Raw pipelined writes of the refresh's own bytes (Feast's hash + packed record of `sample`
-    rows per view of the day's snapshot, encoded ahead) into a scratch database of the same server:
-    entities per second per view, and for the day's mix (`written` per view)."""
+def ceiling(store, client, day: str, previous: str, lake_dir, written: dict[str, int],
+            sample: int = CEILING_SAMPLE) -> dict:
+    """Raw pipelined writes of the refresh's own bytes into a scratch database of the same server:
+    of `sample` rows per view of the day's snapshot, those the incremental refresh sends (values
+    differing from the day before's, or new), each with only its changed features in Feast's hash
+    and its whole packed record, encoded ahead. Entities per second per view, and for the day's mix
+    (`written` per view)."""
     writer = PackedViewWriter(store, client)
     scratch = redis_py.Redis(connection_pool=redis_py.ConnectionPool(
         **{**client.connection_pool.connection_kwargs, "db": 1}))
     per_view = {}
     for name in written:
         encoder = ViewEncoder.of(writer, store.get_feature_view(name))
-        table = pads.dataset(str(feature_partition_dir(lake_dir, TABLES[name], day))).head(sample)
-        batches = table.to_batches(max_chunksize=20_000)
-        commands = [encoder.write_commands(b, epoch_us(b.column(EVENT_TIMESTAMP)))[1] for b in batches]
+        table, changed = _changed_rows(encoder, lake_dir, day, previous, sample)
+        batches = [(table.slice(i, BATCH), changed[i:i + BATCH]) for i in range(0, table.num_rows, BATCH)]
+        commands = [encoder.write_commands(b, epoch_us(b.column(EVENT_TIMESTAMP)), changed=m)[1] for b, m in batches]
         scratch.flushdb()
         start = time.perf_counter()
-        for chunk in commands:
-            send_pipelined(scratch, chunk, len(chunk))
+        for chunk in commands:  # as the writers send them: one sendall a batch
+            send_pipelined(scratch, [b"".join(chunk)], len(chunk))
         per_view[name] = table.num_rows / (time.perf_counter() - start)
     scratch.flushdb()
     seconds = sum(n / per_view[name] for name, n in written.items())
     return {"entities_per_s_by_view": {k: round(v) for k, v in per_view.items()},
             "entities_per_s": round(sum(written.values()) / seconds) if seconds else None}
+
+
+def _changed_rows(encoder: ViewEncoder, lake_dir, day: str, previous: str, sample: int) -> tuple[pa.Table, np.ndarray]:
+    """Of the day's first `sample` rows, those differing from the day before's row of their entity
+    (or without one), and which features differ (rows x features), as spark_write's diff finds them."""
+    keys, features = list(encoder.key_types), [f.name for f in encoder.fv.features]
+    table = TABLES[encoder.fv.name]
+    today = pads.dataset(str(feature_partition_dir(lake_dir, table, day))).head(sample)
+    before = pads.dataset(str(feature_partition_dir(lake_dir, table, previous))).to_table(columns=keys + features)
+    before = before.rename_columns(keys + [PREV + f for f in features]).append_column(
+        PREV, pa.array(np.ones(before.num_rows, dtype=bool)))
+    joined = today.join(before, keys=keys, join_type="left outer")
+    new = joined[PREV].is_null().to_numpy(zero_copy_only=False)
+    changed = np.column_stack([new | ~_same(joined[f], joined[PREV + f]) for f in features])
+    keep = changed.any(axis=1)
+    return joined.select(today.column_names).filter(pa.array(keep)), changed[keep]
+
+
+def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
+    x, y = (pc.fill_null(col.cast(pa.float64()), np.nan).to_numpy() for col in (a, b))
+    return (x == y) | (np.isnan(x) & np.isnan(y))
 
 
 def make_requests(settings, day: str, seed: int = 7) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -135,7 +165,7 @@ def main(argv: list[str]) -> None:
         store = build_resources(settings, redis.url)["feast"].store()
         today = online[day]
         written = {name: n for name, n in today["written"].items() if n}
-        top = ceiling(store, client, day, settings.lake_dir, written)
+        top = ceiling(store, client, day, world["days"][-2], settings.lake_dir, written)
         reader = RankingFeatureReader(store)
         requests = make_requests(settings, day)
         for viewers, authors, posts in requests[:3]:
@@ -172,6 +202,7 @@ def main(argv: list[str]) -> None:
         "online_ceiling_entities_per_s": top["entities_per_s"],
         "online_of_ceiling": round(per_s / top["entities_per_s"], 2) if per_s and top["entities_per_s"] else None,
         "changed_fraction": today["changed_fraction"],
+        "changed_field_fraction": today["changed_field_fraction"],
         "online_mode": today["mode"],
         "online_full_refresh": {k: online[d][k] for d in online if d != day
                                 for k in ("refresh_s", "written", "mode")},

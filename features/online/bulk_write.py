@@ -98,16 +98,21 @@ class BatchWrite:
     behind: np.ndarray  # indices of kept rows whose packed record lags the stored hash: repack them
 
 
-def write_batch(encoder: ViewEncoder, sender: Sender, batch: pa.RecordBatch, check_stored: bool = True) -> BatchWrite:
+def write_batch(encoder: ViewEncoder, sender: Sender, batch: pa.RecordBatch, check_stored: bool = True,
+                changed: np.ndarray | None = None) -> BatchWrite:
     """Write one batch of a window's latest rows: Feast's hash and the packed record of each, one
     pipelined send (`sender`: `transport.sender_for` the client). `check_stored`: apply Feast's
     staleness rule against the stored hash (one HGET pipeline first); a caller that knows every row
-    is newer than anything stored skips it."""
+    is newer than anything stored skips it. `changed` (rows x features; only without the check): the
+    features whose values differ from what each row's stored hash holds, the only ones sent to it
+    (`ViewEncoder.encode_rows`)."""
     keys = encoder.feast_keys(batch)
     ts_us = epoch_us(batch.column(encoder.fv.batch_source.timestamp_field))
     if not check_stored:
-        sender.send(*encoder.write_commands(batch, ts_us, keys, sender.per_key))
+        sender.send(*encoder.write_commands(batch, ts_us, keys, sender.per_key, changed))
         return BatchWrite(batch.num_rows, 0, np.zeros(0, dtype=np.int64))
+    if changed is not None:
+        raise ValueError("`changed` needs check_stored=False: a row Feast's rule keeps sends nothing")
     stored_ns = _stored_ns(encoder, sender, keys)
     stale = _stale(keys, ts_us, stored_ns)
     fresh, kept = np.flatnonzero(~stale), np.flatnonzero(stale)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +48,7 @@ class EncodedRows:
 
     feast_keys: list[bytes]  # Feast's Redis key (entity key + project) per row
     hset_args: list[bytes]  # per row, HSET's field-value pairs RESP-encoded: `_ts:<view>`, then each feature
+    hset_features: list[int] | None  # per row, how many features' pairs (`changed`); None: every feature's
     packed_keys: list[bytes]  # empty for a view with no numeric feature (nothing to pack)
     records: list[bytes]
 
@@ -76,30 +78,38 @@ class ViewEncoder:
         layout = writer.layout(fv)
         return cls(fv, layout, writer.store.config, writer.siblings(fv, layout))
 
-    def encode_rows(self, rows: pa.RecordBatch, ts_us: np.ndarray, keys: list[bytes] | None = None) -> EncodedRows:
+    def encode_rows(self, rows: pa.RecordBatch, ts_us: np.ndarray, keys: list[bytes] | None = None,
+                    changed: np.ndarray | None = None) -> EncodedRows:
         """Each row's Feast hash arguments (1 + len(features) field-value pairs) and packed record, as
-        `write_window` sends them. `keys`: Feast's keys of the rows, if already built."""
+        `write_window` sends them. `keys`: Feast's keys of the rows, if already built. `changed` (rows x
+        features, bool): only those features' pairs (and `_ts`), for rows whose hash holds the others
+        already (Spark's incremental refresh); the packed record is whole either way."""
         values, nulls = self._packed_values(rows)
         packed = bool(self.layout.n_features)
         stamps = _TimestampCell(self.ts_field)
+        cells, counts = (self._feast_cells(rows), None) if changed is None else self._changed_cells(rows, changed)
         return EncodedRows(
             feast_keys=self.feast_keys(rows) if keys is None else keys,
-            hset_args=[stamps[ts] + cells for ts, cells in zip(ts_us.tolist(), self._feast_cells(rows))],
+            hset_args=[stamps[ts] + row for ts, row in zip(ts_us.tolist(), cells)],
+            hset_features=counts,
             packed_keys=self.layout.entity_keys(
                 [rows.column(k).to_numpy(zero_copy_only=False) for k in self.layout.join_keys]) if packed else [],
             records=self.layout.encode(ts_us, values, nulls) if packed else [])
 
     def hset_commands(self, encoded: EncodedRows) -> list[bytes]:
-        """Each row's Feast hash write: HSET <key> `_ts` + one field per feature."""
-        head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (1 + len(self.fv.features)))
-        return [head + bulk(key) + args for key, args in zip(encoded.feast_keys, encoded.hset_args)]
+        """Each row's Feast hash write: HSET <key> `_ts` + one field per feature (or per changed one)."""
+        if encoded.hset_features is None:
+            head = _hset_head(len(self.fv.features))
+            return [head + bulk(key) + args for key, args in zip(encoded.feast_keys, encoded.hset_args)]
+        return [_hset_head(n) + bulk(key) + args
+                for key, args, n in zip(encoded.feast_keys, encoded.hset_args, encoded.hset_features)]
 
     def write_commands(self, rows: pa.RecordBatch, ts_us: np.ndarray, keys: list[bytes] | None = None,
-                       per_key: bool = False) -> tuple[list[bytes], list[bytes]]:
+                       per_key: bool = False, changed: np.ndarray | None = None) -> tuple[list[bytes], list[bytes]]:
         """Everything one write of these rows sends, and each command's key: Feast's hash of each row
         (+ its key TTL, as Feast: EXPIRE after each HSET) and the packed records (one MSET without a
         TTL; one SET each when `per_key`, for a Redis Cluster, where a command keeps to one key's slot)."""
-        encoded = self.encode_rows(rows, ts_us, keys)
+        encoded = self.encode_rows(rows, ts_us, keys, changed)
         records, packed_keys, feast_keys = encoded.records, encoded.packed_keys, encoded.feast_keys
         commands, keyed = self.hset_commands(encoded), list(feast_keys)
         if self.key_ttl_s:  # the packed key and its siblings follow Feast's key TTL
@@ -134,12 +144,29 @@ class ViewEncoder:
         return [EntityKeyProto(join_keys=names, entity_values=list(row))
                 for row in zip(*(values[k] for k in names))]
 
-    def _feast_cells(self, rows: pa.RecordBatch) -> list[bytes]:
-        """Each row's features as HSET arguments (RESP field, value pairs), as Feast's materialize
-        writes them: a Float32/Float64 value is its fixed-size protobuf (built for all rows at once
-        with numpy), a null or NaN the empty protobuf, any other type Feast's own converter's."""
-        fixed = [f for f in self.fv.features if str(f.dtype) in _FIXED_VALUES]
-        others = [f for f in self.fv.features if str(f.dtype) not in _FIXED_VALUES]
+    def _changed_cells(self, rows: pa.RecordBatch, changed: np.ndarray) -> tuple[list[bytes], list[int]]:
+        """Each row's changed features as HSET arguments, and how many: the rows are grouped by which
+        features changed (a day's rows share a few such sets), each group encoded as `_feast_cells`."""
+        out = [b""] * rows.num_rows
+        counts = np.zeros(rows.num_rows, dtype=np.int64)
+        masks, group = np.unique(np.asarray(changed, dtype=bool), axis=0, return_inverse=True)
+        for g, mask in enumerate(masks):
+            at = np.flatnonzero(group.reshape(-1) == g)
+            features = [f for f, keep in zip(self.fv.features, mask) if keep]
+            if features:
+                for i, cells in zip(at.tolist(), self._feast_cells(rows.take(pa.array(at)), features)):
+                    out[i] = cells
+            counts[at] = len(features)
+        return out, counts.tolist()
+
+    def _feast_cells(self, rows: pa.RecordBatch, features: list | None = None) -> list[bytes]:
+        """Each row's features (all, or these) as HSET arguments (RESP field, value pairs), as
+        Feast's materialize writes them: a Float32/Float64 value is its fixed-size protobuf (built for
+        all rows at once with numpy), a null or NaN the empty protobuf, any other type Feast's own
+        converter's."""
+        features = self.fv.features if features is None else features
+        fixed = [f for f in features if str(f.dtype) in _FIXED_VALUES]
+        others = [f for f in features if str(f.dtype) not in _FIXED_VALUES]
         n = rows.num_rows
         out = [b""] * n
         if fixed:
@@ -197,6 +224,12 @@ class ViewEncoder:
             nulls[:, j] = np.isnan(as_float)
             values[:, j] = np.where(nulls[:, j], 0.0, as_float)
         return values, nulls
+
+
+@cache
+def _hset_head(features: int) -> bytes:
+    """HSET's header for a hash write of `_ts` and this many features' pairs."""
+    return b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * (1 + features))
 
 
 def list_values(column: pa.Array, dtype: str) -> list[bytes] | None:

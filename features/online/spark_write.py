@@ -16,6 +16,10 @@ store:
   what the store holds already: it is not sent either. Its online event time stays the time the
   value last changed; Feast's Redis store does not enforce view TTLs at read, nor does Loupe's
   reader for these views, so the served values are the same.
+- of a newer row that differs, only the features whose values differ (and the event time) go to
+  Feast's hash, which holds the others already: an HSET's server time grows with its fields (a
+  daily row of `viewer_author` changes 1-3 of its 26, its ages and decayed score); the packed
+  record is rewritten whole (one value). An entity new to the store gets every feature.
 
 No marker (a first refresh, a flushed store, a new layout generation), a window starting before
 `covered`, or Feast's key TTL (unchanged keys would expire): a full refresh, which reads each key's
@@ -27,12 +31,16 @@ tests/features/test_online_spark_write.py compares the result with Feast's mater
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import reduce
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from feast import FeatureStore, FeatureView, FileSource
 from feast.infra.key_encoding_utils import deserialize_entity_key
 from feast.utils import _get_column_names
@@ -48,10 +56,11 @@ from features.online.packer import PackedViewWriter, _aware, materialize_packed
 from features.online.transport import sender_for
 
 _CHANGED = "__loupe_changed"  # helper columns of the joined rows; source columns never start with it
+_FIELDS = "__loupe_fields"  # per feature: whether its value differs from the stored row's (incremental)
 _PREV = "__loupe_prev_"
-_STATS = "rows long, written long, unchanged long, kept long, behind array<binary>"
+_STATS = "rows long, written long, unchanged long, kept long, fields long, behind array<binary>"
 _STATS_ARROW = pa.schema([("rows", pa.int64()), ("written", pa.int64()), ("unchanged", pa.int64()),
-                          ("kept", pa.int64()), ("behind", pa.list_(pa.binary()))])
+                          ("kept", pa.int64()), ("fields", pa.int64()), ("behind", pa.list_(pa.binary()))])
 
 
 @dataclass(frozen=True)
@@ -66,10 +75,17 @@ class Refreshed:
     unchanged: int  # newer rows with the stored values: not sent (incremental)
     kept: int  # rows Feast's staleness rule left to the stored hash (full refresh)
     repacked: int  # packed records rebuilt from Feast's hash (lost or behind it)
+    fields: int = 0  # feature values sent to Feast's hashes (incremental: only the changed ones)
+    features: int = 0  # the view's features
 
     @property
     def changed_fraction(self) -> float:
         return self.written / self.rows if self.rows else 0.0
+
+    @property
+    def changed_field_fraction(self) -> float:
+        """Of the written entities' feature values, the share sent to Feast's hashes."""
+        return self.fields / (self.written * self.features) if self.written and self.features else 0.0
 
 
 @dataclass(frozen=True)
@@ -130,7 +146,9 @@ def refresh_window(
     if slow:
         for name, stats in materialize_packed(store, start, end, slow, client=writer.client,
                                               namespace=namespace).items():
-            out[name] = Refreshed(name, "full: Feast's materialize", stats.entities_read, stats.written, 0, 0, 0)
+            n = len(views[name].features)
+            out[name] = Refreshed(name, "full: Feast's materialize", stats.entities_read, stats.written, 0, 0, 0,
+                                  stats.written * n, n)
             writer.client.set(marker_key(writer.layout(name)), Covered(start, end).to_json())
     for name, fv in views.items():
         if name not in slow:
@@ -170,7 +188,7 @@ class _ViewRefresh:
             Covered(covered.start, max(covered.end, end))
         client.set(self.marker, grown.to_json())
         return Refreshed(self.fv.name, mode, written.rows, written.written, written.unchanged, written.kept,
-                         repacked)
+                         repacked, written.fields, len(self.fv.features))
 
     def _why_full(self, covered: Covered | None, start: datetime, incremental: bool) -> str | None:
         if not incremental:
@@ -206,24 +224,27 @@ class _ViewRefresh:
 
     def _changes(self, rows: DataFrame, covered_end: datetime) -> DataFrame:
         """Each entity's latest row newer than `covered_end`, flagged where its values differ from
-        its latest row at or before it (or it has none there)."""
+        its latest row at or before it (or it has none there), with which features differ: the
+        stored hash holds the others, so only these are sent (all for an entity new to the store)."""
         newer = self._latest(rows.where(F.col(self.ts) > F.lit(covered_end)))
         features = [f.name for f in self.fv.features]
         before = self._latest(rows.where(F.col(self.ts) <= F.lit(covered_end))).select(
             *self.keys, F.lit(True).alias(_PREV), *[F.col(f).alias(_PREV + f) for f in features])
-        same: Column = F.lit(True)
-        for f in features:  # null-safe; Spark's equality holds NaN = NaN
-            same = same & F.col(f).eqNullSafe(F.col(_PREV + f))
+        differs: list[Column] = [~F.col(f).eqNullSafe(F.col(_PREV + f)) for f in features]  # NaN = NaN
+        new = F.col(_PREV).isNull()
         joined = newer.join(before, on=self.keys, how="left")
-        return joined.withColumn(_CHANGED, F.col(_PREV).isNull() | ~same)
+        return joined.withColumn(_CHANGED, new | reduce(operator.or_, differs)).withColumn(
+            _FIELDS, F.when(new, F.array(*[F.lit(True)] * len(features))).otherwise(F.array(*differs)))
 
     def _write(self, rows: DataFrame, check_stored: bool) -> _Written:
         source_columns = [*self.keys, *(f.name for f in self.fv.features), self.ts,
                           *([self.created] if self.created else [])]
-        write = _PartitionWriter(self.encoder, ClientSpec(self.writer.client), source_columns, check_stored)
-        stats = rows.select(*source_columns, _CHANGED).mapInArrow(write, _STATS).collect()
+        partial = _FIELDS in rows.columns
+        write = _PartitionWriter(self.encoder, ClientSpec(self.writer.client), source_columns, check_stored, partial)
+        stats = rows.select(*source_columns, _CHANGED, *([_FIELDS] if partial else [])).mapInArrow(
+            write, _STATS).collect()
         return _Written(sum(r.rows for r in stats), sum(r.written for r in stats),
-                        sum(r.unchanged for r in stats), sum(r.kept for r in stats),
+                        sum(r.unchanged for r in stats), sum(r.kept for r in stats), sum(r.fields for r in stats),
                         [key for r in stats for key in r.behind])
 
 
@@ -233,27 +254,40 @@ class _Written:
     written: int = 0
     unchanged: int = 0
     kept: int = 0
+    fields: int = 0
     behind: list[bytes] = field(default_factory=list)  # Feast keys whose packed record needs repacking
 
 
 class _PartitionWriter:
     """Runs in Spark's Python workers: writes its partition's changed rows, returns counts."""
 
-    def __init__(self, encoder: ViewEncoder, client: ClientSpec, columns: list[str], check_stored: bool):
+    def __init__(self, encoder: ViewEncoder, client: ClientSpec, columns: list[str], check_stored: bool,
+                 partial: bool):
+        """`partial`: the rows carry which features changed (`_FIELDS`): only those go to Feast's hash."""
         self.encoder, self.client = encoder, client
-        self.columns, self.check_stored = columns, check_stored
+        self.columns, self.check_stored, self.partial = columns, check_stored, partial
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         client = self.client()  # one server's, or a cluster's (commands routed per node)
         sender = sender_for(client)
         try:
             for batch in batches:
-                rows = batch.select(self.columns).filter(batch.column(_CHANGED))
-                done = write_batch(self.encoder, sender, rows, self.check_stored) if rows.num_rows else None
+                keep = batch.column(_CHANGED)
+                rows = batch.select(self.columns).filter(keep)
+                changed = _matrix(batch.column(_FIELDS).filter(keep), len(self.encoder.fv.features)) \
+                    if self.partial else None
+                done = write_batch(self.encoder, sender, rows, self.check_stored, changed) if rows.num_rows else None
                 behind = self.encoder.feast_keys(rows.take(pa.array(done.behind))) if done and len(done.behind) else []
                 yield pa.RecordBatch.from_pydict({
                     "rows": [batch.num_rows], "written": [done.written if done else 0],
                     "unchanged": [batch.num_rows - rows.num_rows], "kept": [done.kept if done else 0],
+                    "fields": [0 if done is None else int(changed.sum()) if changed is not None
+                               else done.written * len(self.encoder.fv.features)],
                     "behind": [behind]}, schema=_STATS_ARROW)
         finally:
             client.close()
+
+
+def _matrix(flags: pa.Array, width: int) -> np.ndarray:
+    """A list<bool> column of `width` flags a row (no nulls) as a rows x width bool matrix."""
+    return pc.list_flatten(flags).to_numpy(zero_copy_only=False).reshape(len(flags), width)

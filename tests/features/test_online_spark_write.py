@@ -20,10 +20,12 @@ from features.online.sample_repo import ANCHOR, EVENT_TS, POST_FEATURES, SampleS
 from features.online.spark_write import refresh_window
 from tests.features.test_online_bulk_write import (
     BULK_DB,
+    FEAST_DB,
     FULL_WINDOW,
     SIZES,
     _add_rows,
     _client,
+    _contents,
     _twin_repos,
     assert_same_redis,
 )
@@ -70,8 +72,10 @@ def test_full_then_newer_rows_equal_feast(spark, redis_server, tmp_path):
 
 
 def test_incremental_day_sends_only_changed_rows(spark, redis_server, tmp_path):
-    """Daily snapshots: every entity has a row each day; the second day changes a third of them.
-    Only those are sent; Feast's online values equal the Feast-materialized twin's everywhere."""
+    """Daily snapshots: every entity has a row each day; the second day changes a third of them in
+    every feature and a third in one feature only. Only those rows are sent, and of a row only the
+    changed features go to Feast's hash: both databases end byte for byte the same, and Feast's
+    online values equal the Feast-materialized twin's everywhere."""
     sizes = SampleSizes(posts=60, authors=6, viewers=4, pairs=20, rows_per_entity=1, null_fraction=0.2)
     by_feast, by_spark = _twin_repos(tmp_path, redis_server.url, sizes=sizes)
     day1 = by_feast.frames["post_stats"].copy()
@@ -84,6 +88,9 @@ def test_incremental_day_sends_only_changed_rows(spark, redis_server, tmp_path):
                         POST_FEATURES, 1, 0.3)
     for name in POST_FEATURES:
         day2.loc[changed, name] = fresh[name].to_numpy()
+    one = day2.index[1::3]  # one feature each: a like rate moved, or became null
+    day2.loc[one, "post_like_rate"] = fresh["post_like_rate"].to_numpy()[: len(one)]
+    day2.loc[one[::4], "post_like_rate"] = pd.NA
     same = np.logical_and.reduce([(day2[f] == day1[f]).fillna(False) | (day2[f].isna() & day1[f].isna())
                                   for f in POST_FEATURES])
     for repo in (by_feast, by_spark):
@@ -99,6 +106,19 @@ def test_incremental_day_sends_only_changed_rows(spark, redis_server, tmp_path):
     assert done.mode == "incremental"
     assert (done.rows, done.written, done.unchanged) == (len(day2), int((~same).sum()), int(same.sum()))
     assert 0 < done.changed_fraction < 1
+    # Feast's twin rewrote every row with day 2's time; ours kept the unchanged rows' (by design:
+    # their values are what the store holds). Every feature field is Feast's, byte for byte.
+    feast, ours = _contents(redis_server.url, FEAST_DB), _contents(redis_server.url, BULK_DB)
+    ours = {k: v for k, v in ours.items() if not k.endswith(MARKER)}
+    assert feast.keys() == ours.keys()
+    hashes = [k for k, (kind, _, _) in feast.items() if kind == b"hash"]
+    assert len(hashes) == len(day2)
+    for key in hashes:
+        theirs, mine = feast[key][1], ours[key][1]
+        assert theirs.keys() == mine.keys()
+        assert {f: v for f, v in theirs.items() if not f.startswith(b"_ts:")} == \
+            {f: v for f, v in mine.items() if not f.startswith(b"_ts:")}
+    assert sum(feast[k] != ours[k] for k in hashes) == int(same.sum())  # only the unchanged rows' times
     posts = day2[POST_ID].tolist()
     assert _values(by_spark, posts) == _values(by_feast, posts)
 

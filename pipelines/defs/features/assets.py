@@ -226,6 +226,7 @@ def feast_online(context: dg.AssetExecutionContext, feast: FeastResource, spark:
             "refresh_s": round(refresh_s, 1),
             "written": {name: r.written for name, r in refreshed.items()},
             "changed_fraction": {name: round(r.changed_fraction, 4) for name, r in refreshed.items()},
+            "changed_field_fraction": {name: round(r.changed_field_fraction, 4) for name, r in refreshed.items()},
             "mode": {name: r.mode for name, r in refreshed.items()},
             "dagster/row_count": sum(r.written for r in refreshed.values()),
             "snapshot": end.isoformat(),
