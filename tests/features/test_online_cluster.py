@@ -176,6 +176,17 @@ def test_the_packed_reader_on_a_cluster_reads_what_it_reads_on_one_server(twins)
     assert_same_block(cluster_reader.read(empty), server_reader.read(empty))
 
 
+def _stale_slot_map(client) -> tuple[object, list[int]]:
+    """`client`'s slot map made stale, as after a resharding: it says the second primary serves the
+    first one's slots. -> the first primary, the slots moved in the map."""
+    first, second = client.get_primaries()[:2]
+    slots = client.nodes_manager.slots_cache
+    moved = [slot for slot, nodes in slots.items() if nodes[0].name == first.name]
+    for slot in moved:
+        slots[slot] = [second]
+    return first, moved
+
+
 def test_the_cluster_reader_follows_a_stale_slot_map(twins, redis_cluster, caplog):
     """After a resharding the client's slot map is stale: the nodes answer MOVED, the read is asked
     again through redis-py's cluster path, which follows it and refreshes the map."""
@@ -185,11 +196,7 @@ def test_the_cluster_reader_follows_a_stale_slot_map(twins, redis_cluster, caplo
     request = _request(on_cluster, seed=7)
     fresh = reader.read(request)
 
-    first, second = client.get_primaries()[:2]
-    slots = client.nodes_manager.slots_cache
-    moved = [slot for slot, nodes in slots.items() if nodes[0].name == first.name]
-    for slot in moved:  # the map now says the second node serves the first one's slots
-        slots[slot] = [second]
+    first, moved = _stale_slot_map(client)
     with caplog.at_level(logging.INFO, logger="features.online.transport"):
         assert_same_block(reader.read(request), fresh)
     assert "falls back to mget_nonatomic: MovedError" in caplog.text
@@ -247,11 +254,7 @@ def test_the_cluster_writer_follows_a_stale_slot_map(redis_cluster, redis_server
     sizes = SampleSizes(posts=60, authors=8, viewers=4, pairs=30)
     on_cluster, on_server = _twins(tmp_path, redis_cluster, redis_server, "cl_moved", sizes=sizes)
     client = connect(redis_cluster.url)
-    first, second = client.get_primaries()[:2]
-    slots = client.nodes_manager.slots_cache
-    moved = [slot for slot, nodes in slots.items() if nodes[0].name == first.name]
-    for slot in moved:  # the map now says the second node serves the first one's slots
-        slots[slot] = [second]
+    first, moved = _stale_slot_map(client)
     with caplog.at_level(logging.INFO, logger="features.online.transport"):
         write_window(on_cluster.store, *FULL_WINDOW, ["post_stats"], client=client)
     assert "sent again on a fresh slot map: MovedError" in caplog.text

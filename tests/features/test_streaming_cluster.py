@@ -22,7 +22,6 @@ import itertools
 from contextlib import contextmanager
 
 import numpy as np
-import pandas as pd
 import pytest
 import redis
 from feast import FeatureStore
@@ -52,9 +51,11 @@ from tests.features.test_streaming_features import (
     Killed,
     append,
     drain,
+    land_engagements,
     line,
     recompute,
     service_rows,
+    two_days_of_engagements,
 )
 
 SERVER_DB = 12
@@ -272,20 +273,9 @@ def redis_cluster_node(redis_cluster, key: bytes) -> str:
 def test_a_warm_start_on_a_cluster_writes_what_it_writes_on_one_server(stores, redis_cluster, redis_server, tmp_path):
     """The warm start (features/streaming/warm_start.py) writes the worker's tagged keys and rows on a
     cluster as on one server; an entity whose state the cluster holds is left alone."""
-    rng = np.random.default_rng(5)
     start = (T0 // 86_400_000 + 1) * 86_400_000
-    times = np.sort(start + rng.integers(0, 40 * HOUR, 150))
-    rows = pd.DataFrame({"event_id": [f"w{k}" for k in range(len(times))],
-                         "viewer_id": rng.integers(1, 9, len(times)), "post_id": rng.integers(10, 22, len(times)),
-                         "type": [TYPES[int(k)] for k in rng.integers(0, len(TYPES), len(times))], "ts_ms": times})
-    rows["author_id"] = rows["post_id"].map(AUTHOR_OF)
-    rows["value"] = np.where(rows["type"] == "dwell", 20_000.0, np.nan)
-    for day, frame in rows.groupby(rows["ts_ms"] // 86_400_000):
-        folder = tmp_path / "lake" / "engagements" / f"dt={day_of_ms(int(day) * 86_400_000)}"
-        folder.mkdir(parents=True)
-        lake_rows = frame.assign(ts=pd.to_datetime(frame["ts_ms"], unit="ms", utc=True).astype("datetime64[us, UTC]"))
-        lake_rows.drop(columns="ts_ms").to_parquet(folder / "part-0.parquet")
-        (folder / "_SUCCESS").touch()
+    rows = two_days_of_engagements(np.random.default_rng(5), start, 150)
+    land_engagements(rows, tmp_path / "lake")
     clients = _clients(redis_cluster, redis_server)
     reports = [warm_start(store, tmp_path / "lake", day_of_ms(start + 86_400_000), VOCABULARY, client=client,
                           partitions=PARTITIONS) for store, client in zip(stores, clients)]

@@ -19,6 +19,7 @@ import json
 import math
 import threading
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -642,20 +643,36 @@ def test_a_backfill_of_days_reads_late_lines_once_and_skips_days_not_asked_for(t
     assert not (tmp_path / "features" / "realtime" / spec.POST_VIEW / f"{day2}.parquet").exists()
 
 
+def two_days_of_engagements(rng: np.random.Generator, start: int, n: int) -> pd.DataFrame:
+    """`n` engagements of 8 viewers with 12 posts over 40 hours from `start` (ms), as lake rows
+    (ts_ms in place of ts), in time order."""
+    times = np.sort(start + rng.integers(0, 40 * HOUR, n))
+    rows = pd.DataFrame({"event_id": [f"w{k}" for k in range(len(times))],
+                         "viewer_id": rng.integers(1, 9, len(times)), "post_id": rng.integers(10, 22, len(times)),
+                         "type": [TYPES[int(k)] for k in rng.integers(0, len(TYPES), len(times))], "ts_ms": times})
+    rows["author_id"] = rows["post_id"].map(AUTHOR_OF)
+    rows["value"] = np.where(rows["type"] == "dwell", 20_000.0, np.nan)
+    return rows
+
+
+def land_engagements(rows: pd.DataFrame, lake: Path) -> None:
+    """`rows` (two_days_of_engagements) as the lake's engagements partitions, a day each."""
+    for day, frame in rows.groupby(rows["ts_ms"] // 86_400_000):
+        folder = lake / "engagements" / f"dt={day_of_ms(int(day) * 86_400_000)}"
+        folder.mkdir(parents=True)
+        lake_rows = frame.assign(ts=pd.to_datetime(frame["ts_ms"], unit="ms", utc=True).astype("datetime64[us, UTC]"))
+        lake_rows.drop(columns="ts_ms").to_parquet(folder / "part-0.parquet")
+        (folder / "_SUCCESS").touch()
+
+
 def test_a_warm_start_from_the_lake_holds_what_the_worker_would_and_the_worker_counts_on(store, online, stream,
                                                                                         redis_server, tmp_path):
     """An online store the stream never fed, warm-started from the lake's last two days, serves the
     same real-time rows as one whose worker streamed those engagements; engagements streamed after
     count on from there (the state hashes are the worker's), and an entity the worker already holds
     is left alone."""
-    rng = np.random.default_rng(23)
     start = (T0 // 86_400_000 + 1) * 86_400_000
-    times = np.sort(start + rng.integers(0, 40 * HOUR, 300))
-    rows = pd.DataFrame({"event_id": [f"w{k}" for k in range(len(times))],
-                         "viewer_id": rng.integers(1, 9, len(times)), "post_id": rng.integers(10, 22, len(times)),
-                         "type": [TYPES[int(k)] for k in rng.integers(0, len(TYPES), len(times))], "ts_ms": times})
-    rows["author_id"] = rows["post_id"].map(AUTHOR_OF)
-    rows["value"] = np.where(rows["type"] == "dwell", 20_000.0, np.nan)
+    rows = two_days_of_engagements(np.random.default_rng(23), start, 300)
 
     def event(row) -> Event:
         value = None if pd.isna(row["value"]) else float(row["value"])
@@ -665,12 +682,7 @@ def test_a_warm_start_from_the_lake_holds_what_the_worker_would_and_the_worker_c
     append(stream, [(int(r["ts_ms"]), event(r)) for _, r in rows.iterrows()])
     worker = StreamFeatureWorker(stream, store, client=online)
     drain(worker)
-    for day, frame in rows.groupby(rows["ts_ms"] // 86_400_000):
-        folder = tmp_path / "lake" / "engagements" / f"dt={day_of_ms(int(day) * 86_400_000)}"
-        folder.mkdir(parents=True)
-        lake_rows = frame.assign(ts=pd.to_datetime(frame["ts_ms"], unit="ms", utc=True).astype("datetime64[us, UTC]"))
-        lake_rows.drop(columns="ts_ms").to_parquet(folder / "part-0.parquet")
-        (folder / "_SUCCESS").touch()
+    land_engagements(rows, tmp_path / "lake")
     warm = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + f"/{DB + 1}")
     warm.flushdb()
     held = spec.StateKeys(stream.partitions).key("author", AUTHOR_OF[10])[1]
@@ -694,7 +706,8 @@ def test_a_warm_start_from_the_lake_holds_what_the_worker_would_and_the_worker_c
         assert not streamed.missing[:-2].all(axis=1).any()  # every known entity has a row
 
     same_rows()
-    later = rows.iloc[-3:].assign(event_id=["x1", "x2", "x3"], ts_ms=int(times[-1]) + np.array([MIN, 2 * MIN, 3 * MIN]))
+    last_ms = int(rows["ts_ms"].iloc[-1])
+    later = rows.iloc[-3:].assign(event_id=["x1", "x2", "x3"], ts_ms=last_ms + np.array([MIN, 2 * MIN, 3 * MIN]))
     append(stream, [(int(r["ts_ms"]), event(r)) for _, r in later.iterrows()])
     drain(worker)
     with EmbeddedRedis(data_dir=tmp_path / "stream2", durable=True) as server:
