@@ -109,7 +109,8 @@ def _changed_rows(encoder: ViewEncoder, lake_dir, day: str, previous: str, sampl
     keys, features = list(encoder.key_types), [f.name for f in encoder.fv.features]
     table = TABLES[encoder.fv.name]
     today = pads.dataset(str(feature_partition_dir(lake_dir, table, day))).head(sample)
-    before = pads.dataset(str(feature_partition_dir(lake_dir, table, previous))).to_table(columns=keys + features)
+    before = pads.dataset(str(feature_partition_dir(lake_dir, table, previous))).to_table(  # the sample's entities
+        columns=keys + features, filter=pads.field(keys[0]).isin(pc.unique(today[keys[0]])))
     before = before.rename_columns(keys + [PREV + f for f in features]).append_column(
         PREV, pa.array(np.ones(before.num_rows, dtype=bool)))
     joined = today.join(before, keys=keys, join_type="left outer")
@@ -155,12 +156,13 @@ def main(argv: list[str]) -> None:
     prepare_s = round(time.perf_counter() - start, 1)
     day = world["days"][-1]
     request_ts = int(day_end(day).timestamp()) + 9 * 3600
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(data_dir=Path(tmp)) as redis, PeakRss() as rss:
-        start = time.perf_counter()
-        assets, online = run_daily_pipeline(settings, world["days"][-2], day, redis.url)
-        pipeline_wall = round(time.perf_counter() - start, 2)
-        client = redis_py.Redis.from_url(redis.url)
-        redis_rss_mb = client.info("memory")["used_memory_rss"] / 2**20
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(data_dir=Path(tmp)) as redis:
+        with PeakRss() as rss:  # the daily pipeline's, not the measurements' after it
+            start = time.perf_counter()
+            assets, online = run_daily_pipeline(settings, world["days"][-2], day, redis.url)
+            pipeline_wall = round(time.perf_counter() - start, 2)
+            client = redis_py.Redis.from_url(redis.url)
+            redis_rss_mb = client.info("memory")["used_memory_rss"] / 2**20
 
         store = build_resources(settings, redis.url)["feast"].store()
         today = online[day]
@@ -221,7 +223,7 @@ def main(argv: list[str]) -> None:
         "pipeline_wall_s": pipeline_wall,
         "assets": assets,
         "world_prepare_s": prepare_s,
-        "peak_rss_mb": rss.peak_mb,  # this process and its children: Spark, its workers, the Redis server
+        "peak_rss_mb": rss.peak_mb,  # during the pipeline, this process and its children: Spark, its workers, Redis
         "redis_rss_mb_at_end": round(redis_rss_mb, 1),
         "pipeline_peak_rss_mb": round(rss.peak_mb - redis_rss_mb, 1),  # less the server's own at the end
     }
