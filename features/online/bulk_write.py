@@ -105,11 +105,16 @@ def write_batch(encoder: ViewEncoder, sender: Sender, batch: pa.RecordBatch, che
     staleness rule against the stored hash (one HGET pipeline first); a caller that knows every row
     is newer than anything stored skips it. `changed` (rows x features; only without the check): the
     features whose values differ from what each row's stored hash holds, the only ones sent to it
-    (`ViewEncoder.encode_rows`)."""
+    (`ViewEncoder.encode_rows`); a row whose hash turns out not to be there is written whole."""
     keys = encoder.feast_keys(batch)
     ts_us = epoch_us(batch.column(encoder.fv.batch_source.timestamp_field))
     if not check_stored:
-        sender.send(*encoder.write_commands(batch, ts_us, keys, sender.per_key, changed))
+        replies = sender.send(*encoder.write_commands(batch, ts_us, keys, sender.per_key, changed))
+        if changed is not None:  # HSET answers how many fields it added: a complete hash, none
+            lost = np.flatnonzero(~changed.all(axis=1) & (np.array(replies[:batch.num_rows]) > 0))
+            if len(lost):  # the stored hash was gone (evicted, deleted by hand): write it whole
+                sender.send(*encoder.write_commands(batch.take(pa.array(lost)), ts_us[lost],
+                                                    [keys[i] for i in lost.tolist()], sender.per_key))
         return BatchWrite(batch.num_rows, 0, np.zeros(0, dtype=np.int64))
     if changed is not None:
         raise ValueError("`changed` needs check_stored=False: a row Feast's rule keeps sends nothing")

@@ -13,6 +13,9 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from feast.infra.key_encoding_utils import serialize_entity_key
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from data.columns import POST_ID
 from features.online import materialize_packed
@@ -74,8 +77,8 @@ def test_full_then_newer_rows_equal_feast(spark, redis_server, tmp_path):
 def test_incremental_day_sends_only_changed_rows(spark, redis_server, tmp_path):
     """Daily snapshots: every entity has a row each day; the second day changes a third of them in
     every feature and a third in one feature only. Only those rows are sent, and of a row only the
-    changed features go to Feast's hash: both databases end byte for byte the same, and Feast's
-    online values equal the Feast-materialized twin's everywhere."""
+    changed features go to Feast's hash (whole where the hash is gone): every feature field ends
+    byte for byte the twin's, and Feast's online values equal the Feast-materialized twin's."""
     sizes = SampleSizes(posts=60, authors=6, viewers=4, pairs=20, rows_per_entity=1, null_fraction=0.2)
     by_feast, by_spark = _twin_repos(tmp_path, redis_server.url, sizes=sizes)
     day1 = by_feast.frames["post_stats"].copy()
@@ -101,6 +104,11 @@ def test_incremental_day_sends_only_changed_rows(spark, redis_server, tmp_path):
     for window in (window1, window2):
         materialize_packed(by_feast.store, *window, ["post_stats"])
     assert refresh_window(spark, by_spark.store, *window1, ["post_stats"])["post_stats"].mode.startswith("full")
+    # a row changing one feature whose stored hash is gone (evicted, deleted by hand): written whole
+    victim = int(day2.loc[next(i for i in one if not same[i]), POST_ID])
+    evicted = EntityKeyProto(join_keys=[POST_ID], entity_values=[ValueProto(int64_val=victim)])
+    gone = serialize_entity_key(evicted, 3) + by_spark.store.project.encode()
+    assert _client(redis_server.url, BULK_DB).delete(gone) == 1
     done = refresh_window(spark, by_spark.store, *window2, ["post_stats"])["post_stats"]
 
     assert done.mode == "incremental"
