@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import faiss
 import numpy as np
 
 from candidate_gen.block import CandidateBlock
@@ -36,9 +35,6 @@ class EmbeddingSource:
         self.keys = cfg.keys
         self.max_age_ms = cfg.feed.max_age_ms
         self.conf = EmbeddingConfig.of(cfg)
-        # One query is ~6 MFLOP: OpenMP threads only spin against Redis and the other requests on
-        # a small box (medium world, 2 cores: p50 24 ms with 2 threads, 1.2 ms with 1).
-        faiss.omp_set_num_threads(1)
         self._current = index if callable(index) else (lambda: index)
 
     def plan(self, request: SourceRequest) -> Plan:
