@@ -45,6 +45,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import redis
 import tomli_w
+from mlflow import MlflowClient
 
 from benchmarks.common import PeakRss, stopwatch
 from benchmarks.serving_load import BenchService, pool_size
@@ -59,6 +60,8 @@ from pipelines.operations import prepare_candidate_state
 from pipelines.resources import build_resources
 from serving.config import DEFAULT_PATH as SERVING_TOML
 from serving.config import ServingConfig
+from training.config import SURFACE_MODELS
+from training.tracking import CHAMPION, version_by_alias
 
 CANDIDATES = 1000
 SEED = 20261015
@@ -332,6 +335,16 @@ class PreparedState:
         return self.workspace.home / VIEWERS_FILE
 
 
+def require_champions(medium: Settings) -> None:
+    """Stop before any preparation when a surface has no champion to serve: every page would be
+    ranked by the heuristic, and nothing of the model path would be measured."""
+    client = MlflowClient(medium.tracking_uri)
+    missing = [name for name in SURFACE_MODELS.values() if version_by_alias(client, name, CHAMPION) is None]
+    if missing:
+        raise SystemExit(f"no {', '.join(f'{m}@{CHAMPION}' for m in missing)} in {medium.tracking_uri}: "
+                         "`make bench-quality` trains and promotes the benchmark world's rankers; run it first")
+
+
 @contextmanager
 def prepared_state(args) -> Iterator[PreparedState]:
     """The medium world's serving state in its persistent Valkey (prepared unless a marker says it
@@ -339,6 +352,7 @@ def prepared_state(args) -> Iterator[PreparedState]:
     `args`: world, reprepare, viewers, presample (bench-serving's and bench-overload's flags)."""
     medium = bench_settings(args.world)
     world = ensure_lake(medium)
+    require_champions(medium)
     test_day, prev = world["days"][-1], world["days"][-2]
     workspace = serving_workspace(medium).with_(now=service_clock(test_day))
     config_files = write_configs(workspace.home)
