@@ -56,6 +56,10 @@ class AdmissionConfig(ConfigModel):
     # The cheap path's own budget, counted from when it starts: the request's is spent by then, and
     # without one its late sources and privacy re-reads get no time, so the page comes back empty.
     cheap_budget_ms: float = Field(100.0, gt=0)
+    # A request arriving while its worker serves another closes its keep-alive connection after
+    # the answer, at most this often per worker (0: never), so connections move to idle workers
+    # (serving.connection_rebalance).
+    rebalance_every_s: float = Field(1.0, ge=0)
     home_sources: tuple[str, ...] = ("in_network", "popular")
     explore_sources: tuple[str, ...] = ("popular", "trending")
     candidates: int = Field(200, ge=1)  # per source

@@ -33,6 +33,7 @@ from starlette.responses import Response
 from data.quiet import filter_third_party_warnings
 from data.settings import get_settings
 from serving.api_guard import ARRIVED, ApiAccess, ApiGuardMiddleware, BadRequest
+from serving.connection_rebalance import ConnectionRebalancer
 from serving.event_intake import StreamUnavailable
 from serving.metrics import OWN_PREFIX, own_metrics
 
@@ -194,6 +195,11 @@ def current_access() -> ApiAccess:
     return bentoml.get_current_service().app.access
 
 
+def rebalance_every_s() -> float:
+    """[admission] rebalance_every_s of the app this worker's service runs (raises before it runs)."""
+    return bentoml.get_current_service().app.config.admission.rebalance_every_s
+
+
 def ranking_service(app_factory: Callable[[], RankingApp] = default_app) -> bentoml.Service:
     """The BentoML service over the app `app_factory` builds in each worker (tests pass one wired to
     their own Redis and registry). One worker process per core: the stages are Python, so one
@@ -203,6 +209,7 @@ def ranking_service(app_factory: Callable[[], RankingApp] = default_app) -> bent
     service = bentoml.service(name="loupe-ranking", workers=get_settings().serving_workers, threads=8,
                               traffic={"timeout": 10})(endpoints)
     service.add_asgi_middleware(ApiGuardMiddleware, access=current_access)
+    service.add_asgi_middleware(ConnectionRebalancer, every_s=rebalance_every_s)
     return service
 
 
