@@ -354,7 +354,8 @@ def _hydrator(settings: Settings, config: ServingConfig, timeout_s: float):
 
     store = feature_store(settings, settings.redis_endpoint)
     client = service_redis(settings.redis_endpoint, timeout_s, health_check_interval=0)
-    reader = RankingFeatureReader(store, config.hydration.feature_service, client=client)
+    reader = RankingFeatureReader(store, config.hydration.feature_service, client=client,
+                                  shared_ms=config.hydration.shared_ms)
     min_ms = config.budget.model_min_ms
     if config.hydration.reader == "feast":
         return FeastFeatureHydrator(store, reader.service, tuple(reader.feature_names), min_ms)

@@ -144,6 +144,9 @@ class HydrationConfig(ConfigModel):
     # the ranking feature service read for every candidate; it must hold every feature of the
     # models served (each later service holds the ones before: features/feature_repo/definitions.py)
     feature_service: RankingService = "feed_ranker_v2"
+    # a post's and an author's records, which every viewer's requests read, are kept in the worker
+    # for up to this long and not read from Redis again (0: every request reads every record)
+    shared_ms: float = Field(1000.0, ge=0)
 
 
 class HeuristicConfig(ConfigModel):

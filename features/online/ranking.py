@@ -46,10 +46,17 @@ class RankingFeatures:
 
 
 class RankingFeatureReader:
-    def __init__(self, store: FeatureStore, service: str = SERVICE_NAME, client: Any = None):
+    """`shared_ms` > 0: the records of views not keyed by the viewer (a post's, an author's: other
+    requests read them too) are kept for up to that long and not asked of Redis again
+    (features.online.read, SharedRecords)."""
+
+    def __init__(self, store: FeatureStore, service: str = SERVICE_NAME, client: Any = None,
+                 shared_ms: float = 0.0):
         self._stored = PackedFeatureReader.from_feature_store(
             store, service, client=client, full_feature_names=True, skip_on_demand=True,
             extra_views=[t.name for t in TAG_VIEWS], enforce_ttl=TTL_VIEWS,
+            shared_views=_not_per_viewer(store, service),
+            shared_ms=shared_ms,
         )
         self.service = service
         stored = list(self._stored.feature_names)
@@ -100,3 +107,11 @@ class RankingFeatureReader:
         for k in range(viewer.shape[1]):
             match += viewer[:, k] * post[:, k]
         return match
+
+
+def _not_per_viewer(store: FeatureStore, service: str) -> list[str]:
+    """The views the reader reads (the service's and the tag views) whose join keys leave the viewer
+    out: their rows serve every viewer's requests."""
+    keys = {v.name: v.join_keys for v in store.list_feature_views()}
+    read = [p.name for p in store.get_feature_service(service).feature_view_projections] + [t.name for t in TAG_VIEWS]
+    return [name for name in read if name in keys and c.VIEWER_ID not in keys[name]]

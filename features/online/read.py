@@ -11,17 +11,20 @@ test_online_reader.py): a value Feast returns is returned as float32; where Feas
 value is the feature's default (NaN unless configured). Like Feast's Redis store, the feature
 view TTL is *not* enforced at read time unless `enforce_ttl` asks for it (for every view, or for
 the views it names).
+
+`shared_ms` (off unless given) keeps the records of the views named in `shared_views` (those whose
+entities many requests share: a post's, an author's) for up to that long, in this process, and asks
+Redis only for the ones not kept: a ranking request's candidates overlap other requests' by more
+than half, and ~90 % of its keys are theirs. A record so read is at most `shared_ms` old.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import operator
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -61,6 +64,27 @@ class OnlineFeatureBlock:
         return self.values.shape[0]
 
 
+ABSENT = b""  # kept for an entity with no record: a real record is never empty
+
+
+class SharedRecords:
+    """Records of shared views (RESP key -> record, ABSENT for none), kept for at most `ttl_ms`:
+    all are dropped together when the generation is that old (or holds `limit` records), so a hit
+    costs one dict lookup and no clock. Threads of one process share it (dict operations are atomic
+    under the GIL; a generation is replaced, never cleared in place)."""
+
+    def __init__(self, ttl_ms: float, limit: int = 500_000, clock: Callable[[], float] = time.monotonic):
+        self.ttl_s, self.limit, self.clock = ttl_ms / 1000, limit, clock
+        self._born = -math.inf
+        self._records: dict[bytes, bytes] = {}
+
+    def current(self) -> dict[bytes, bytes]:
+        now = self.clock()
+        if now - self._born >= self.ttl_s or len(self._records) >= self.limit:
+            self._records, self._born = {}, now
+        return self._records
+
+
 class PackedFeatureReader:
     """Reads one FeatureService from the packed-vector view in Redis.
 
@@ -76,6 +100,8 @@ class PackedFeatureReader:
         feature_names: Sequence[str],
         defaults: np.ndarray,
         enforce_ttl: bool | Collection[str] = False,
+        shared_views: Collection[str] = (),
+        shared_ms: float = 0.0,
     ):
         self._client = client
         self._views = tuple(views)
@@ -88,6 +114,11 @@ class PackedFeatureReader:
         # per view: is its TTL enforced (True: every view's; names: those views')
         enforced = {v.name for v in self._views} if enforce_ttl is True else set(enforce_ttl or ())
         self._ttl = tuple(bool(v.ttl_us) and v.name in enforced for v in self._views)
+        unknown = set(shared_views) - set(self.view_names)
+        if unknown:
+            raise KeyError(f"shared_views names views the service does not read: {sorted(unknown)}")
+        self._shared = tuple(v.name in shared_views for v in self._views) if shared_ms > 0 else ()
+        self.shared_records = SharedRecords(shared_ms) if any(self._shared) else None  # None: off
         if plain_redis(client):
             self._mget = RespMget(client)
             self._views = tuple(replace(v, resp=True) for v in self._views)
@@ -110,6 +141,8 @@ class PackedFeatureReader:
         namespace: str = DEFAULT_NAMESPACE,
         skip_on_demand: bool = False,
         extra_views: Sequence[str] = (),
+        shared_views: Collection[str] = (),
+        shared_ms: float = 0.0,
     ) -> PackedFeatureReader:
         """Resolve `feature_service` in the registry; `client` defaults to Feast's own Redis config.
 
@@ -119,6 +152,7 @@ class PackedFeatureReader:
         views out (the caller computes them, e.g. features.online.ranking) instead of raising.
         `extra_views`: feature views the service does not list, read whole after its columns in
         the same MGET (e.g. the sources of an on-demand view the caller computes).
+        `shared_views`, `shared_ms`: records of those views kept for up to that long (module doc).
         """
         if client is None:
             from features.online.packer import redis_client_for
@@ -133,7 +167,8 @@ class PackedFeatureReader:
             skip_on_demand=skip_on_demand,
             extra_views=extra_views,
         )
-        return cls(client, views, names, default_row, enforce_ttl=enforce_ttl)
+        return cls(client, views, names, default_row, enforce_ttl=enforce_ttl, shared_views=shared_views,
+                   shared_ms=shared_ms)
 
     @property
     def layouts(self) -> tuple[PackedViewLayout, ...]:
@@ -185,15 +220,15 @@ class PackedFeatureReader:
             plans.append((len(keys), len(view_keys), inverse))
             keys.extend(view_keys)
 
-        # 2. one round trip
-        replies = self._mget(keys)
+        # 2. one round trip, for the records not kept from recent requests
+        replies = self._mget(keys) if self.shared_records is None else self._fetch_shared(keys, plans)
 
         # 3. decode per view, scatter back to rows
         now_us = int((time.time() if now is None else now) * 1_000_000)
         for j, (view, enforce, (offset, count, inverse)) in enumerate(zip(self._views, self._ttl, plans)):
             layout = view.layout
             part = replies[offset : offset + count]
-            hit = np.fromiter(map(operator.is_not, part, repeat(None)), dtype=bool, count=count)
+            hit = np.fromiter(map(bool, part), dtype=bool, count=count)  # None, ABSENT: no record
             raw = b"".join(filter(None, part))
             if len(raw) != int(hit.sum()) * layout.record_size:
                 hit, raw = _drop_malformed(part, layout)
@@ -221,6 +256,28 @@ class PackedFeatureReader:
         return OnlineFeatureBlock(self.feature_names, values, missing, self.view_names, found, stale, ts)
 
 
+    def _fetch_shared(self, keys: list[bytes], plans: list[tuple[int, int, np.ndarray]]) -> list[bytes | None]:
+        """Replies for `keys` (None or ABSENT where no record), shared views' from the records kept
+        where they are: only the rest go to Redis, and the shared views' replies are kept."""
+        records = self.shared_records.current()
+        replies: list[bytes | None] = list(map(records.get, keys))  # only shared views' keys are kept
+        asked: list[int] = []
+        kept: list[int] = []  # of the asked, the shared views' (their replies are kept)
+        for shared, (offset, count, _) in zip(self._shared, plans, strict=True):
+            span = range(offset, offset + count)
+            if shared:
+                missing = [i for i in span if replies[i] is None]
+                asked.extend(missing)
+                kept.extend(missing)
+            else:
+                asked.extend(span)
+        if asked:
+            for i, record in zip(asked, self._mget([keys[i] for i in asked]), strict=True):
+                replies[i] = record
+            records.update((keys[i], replies[i] or ABSENT) for i in kept)
+        return replies
+
+
 def _columnar(entity_rows: EntityRows, needed: Sequence[str]) -> tuple[dict[str, Any], int]:
     if isinstance(entity_rows, Mapping):
         columns = dict(entity_rows)
@@ -239,7 +296,7 @@ def _columnar(entity_rows: EntityRows, needed: Sequence[str]) -> tuple[dict[str,
 def _drop_malformed(part: Sequence[bytes | None], layout: PackedViewLayout) -> tuple[np.ndarray, bytes]:
     """Treat records of the wrong size as absent (fail open), and say so once per call."""
     size = layout.record_size
-    ok = [r is not None and len(r) == size for r in part]
-    bad = sum(r is not None for r in part) - sum(ok)
+    ok = [bool(r) and len(r) == size for r in part]
+    bad = sum(bool(r) for r in part) - sum(ok)
     logger.warning("%s: %d packed records of unexpected size treated as missing", layout.view, bad)
     return np.array(ok, dtype=bool), b"".join(r for r, good in zip(part, ok) if good and r)

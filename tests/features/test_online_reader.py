@@ -506,3 +506,73 @@ def test_malformed_record_fails_open(sample, reader):
         assert not block.view_found[0, 0] and block.view_found[1, 0]
     finally:
         client.set(key, good)
+
+
+# --- shared records: kept for a while, not asked again ------------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_shared_views_records_are_kept_for_their_time_then_read_again(sample):
+    """A shared view's record (and its absence) is read from Redis once per generation of `shared_ms`;
+    a view not shared is read on every request; reads are Feast's until a record changes."""
+    client = redis_client_for(sample.store)
+    shared = PackedFeatureReader.from_feature_store(sample.store, SERVICE, shared_views=["post_stats"],
+                                                    shared_ms=1_000.0)
+    clock = shared.shared_records.clock = Clock()
+    posts, viewers = _ids(sample, "post_stats", POST_ID), _ids(sample, "viewer_stats", VIEWER_ID)
+    request = {POST_ID: [posts[0], posts[1], 5, posts[0]], AUTHOR_ID: [7, 14, 21, 7],
+               VIEWER_ID: [viewers[0]] * 4}
+    first = shared.read(request)
+    assert_parity(first, feast_dict(sample, request))
+    assert not first.view_found[2, 0]  # post 5: no record
+
+    post_view, viewer_view = shared.layouts[0], shared.layouts[3]
+    post_key, other_post, absent_key = post_view.entity_keys([[posts[0], posts[1], 5]])
+    viewer_key, other_viewer = viewer_view.entity_keys([[viewers[0], viewers[1]]])
+    saved = {k: client.get(k) for k in (post_key, absent_key, viewer_key)}
+    try:
+        client.set(post_key, client.get(other_post))  # posts[0] now holds posts[1]'s record
+        client.set(absent_key, client.get(other_post))  # post 5 now has one
+        client.set(viewer_key, client.get(other_viewer))  # a view not shared: seen at once
+        clock.now += 0.999
+        kept = shared.read(request)
+        np.testing.assert_array_equal(kept.values[:, :10], first.values[:, :10])  # the posts as kept
+        assert not kept.view_found[2, 0]
+        viewer_cols = [j for j, n in enumerate(kept.feature_names) if n in VIEWER_FEATURES]
+        assert not np.array_equal(kept.values[:, viewer_cols], first.values[:, viewer_cols], equal_nan=True)
+
+        clock.now += 0.001  # the generation is over: read again, as Feast's hash now differs only for ours
+        fresh = shared.read(request)
+        np.testing.assert_array_equal(fresh.values[0, :10], first.values[1, :10])
+        np.testing.assert_array_equal(fresh.values[3, :10], first.values[1, :10])
+        assert fresh.view_found[2, 0]
+    finally:
+        for key, value in saved.items():
+            client.delete(key) if value is None else client.set(key, value)
+
+
+def test_shared_records_parity_on_random_entity_sets(sample):
+    """With every view shared, repeated and overlapping requests still read exactly what Feast holds."""
+    shared = PackedFeatureReader.from_feature_store(
+        sample.store, SERVICE, shared_views=["post_stats", "author_stats", "viewer_author", "viewer_stats"],
+        shared_ms=60_000.0)
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(entity_sets(sample))
+    def check(rows):
+        request = {POST_ID: [r[0] for r in rows], AUTHOR_ID: [r[1] for r in rows], VIEWER_ID: [r[2] for r in rows]}
+        assert_parity(shared.read(request), feast_dict(sample, request))
+
+    check()
+
+
+def test_shared_views_must_be_views_the_service_reads(sample):
+    with pytest.raises(KeyError, match="nope"):
+        PackedFeatureReader.from_feature_store(sample.store, SERVICE, shared_views=["nope"], shared_ms=1.0)
+    off = PackedFeatureReader.from_feature_store(sample.store, SERVICE, shared_views=["post_stats"])
+    assert off.shared_records is None  # no shared_ms: every read goes to Redis
