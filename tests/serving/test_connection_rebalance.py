@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from serving.connection_rebalance import CLOSE, ConnectionRebalancer
 
 SCOPE = {"type": "http", "path": "/v1/feed/home", "method": "POST", "headers": []}
@@ -41,7 +43,8 @@ class HeldApp:
         await send({"type": "http.response.body", "body": b"{}"})
 
 
-async def _request(middleware, answers: list) -> list:
+async def _request(middleware) -> list:
+    """One request through `middleware`: the messages its response sent."""
     sent: list = []
 
     async def receive():
@@ -51,7 +54,6 @@ async def _request(middleware, answers: list) -> list:
         sent.append(message)
 
     await middleware(dict(SCOPE), receive, send)
-    answers.append(sent)
     return sent
 
 
@@ -59,20 +61,24 @@ def _closes(sent: list) -> bool:
     return CLOSE in sent[0]["headers"]
 
 
+async def _overlapping(app: HeldApp, rebalancer: ConnectionRebalancer, n: int) -> list[list]:
+    """`n` requests, each arriving while the ones before are still in the app; then all answered."""
+    before = len(app.release)
+    tasks = []
+    for k in range(n):
+        tasks.append(asyncio.create_task(_request(rebalancer)))
+        await app.reached(before + k + 1)
+    assert rebalancer.in_flight == n
+    for release in app.release[before:]:
+        release.set()
+    return [await t for t in tasks]
+
+
 def test_a_request_arriving_while_the_worker_is_busy_closes_its_connection_once_per_interval():
     async def scenario():
         app, clock = HeldApp(), Clock()
         rebalancer = ConnectionRebalancer(app, lambda: 1.0, clock)
-        answers: list = []
-        first = asyncio.create_task(_request(rebalancer, answers))
-        await app.reached(1)
-        second = asyncio.create_task(_request(rebalancer, answers))
-        third = asyncio.create_task(_request(rebalancer, answers))
-        await app.reached(3)
-        assert rebalancer.in_flight == 3
-        for release in app.release:
-            release.set()
-        first, second, third = await first, await second, await third
+        first, second, third = await _overlapping(app, rebalancer, 3)
         assert not _closes(first)  # the worker was idle when it came
         assert _closes(second)  # the worker was busy: its connection should move
         assert not _closes(third)  # busy too, but within the interval: one close per second at most
@@ -80,48 +86,21 @@ def test_a_request_arriving_while_the_worker_is_busy_closes_its_connection_once_
         assert second[0]["headers"][0] == (b"content-type", b"application/json")  # the app's headers kept
 
         clock.now += 1.0  # an interval later, a busy arrival closes again
-        first = asyncio.create_task(_request(rebalancer, answers))
-        await app.reached(4)
-        second = asyncio.create_task(_request(rebalancer, answers))
-        await app.reached(5)
-        app.release[3].set()
-        app.release[4].set()
-        assert not _closes(await first) and _closes(await second)
+        first, second = await _overlapping(app, rebalancer, 2)
+        assert not _closes(first) and _closes(second)
 
     asyncio.run(scenario())
 
 
-def test_a_request_on_an_idle_worker_keeps_its_connection_and_zero_disables():
+def _no_app() -> float:
+    raise RuntimeError("not running yet")
+
+
+@pytest.mark.parametrize("every_s", [lambda: 0.0, _no_app], ids=["zero disables", "no app yet"])
+def test_connections_are_left_alone_when_rebalancing_is_off_or_unknown(every_s):
     async def scenario():
         app = HeldApp()
-        rebalancer = ConnectionRebalancer(app, lambda: 0.0, Clock())
-        answers: list = []
-        first = asyncio.create_task(_request(rebalancer, answers))
-        await app.reached(1)
-        second = asyncio.create_task(_request(rebalancer, answers))
-        await app.reached(2)
-        for release in app.release:
-            release.set()
-        assert not _closes(await first) and not _closes(await second)  # every_s 0: never
-
-    asyncio.run(scenario())
-
-
-def test_without_an_app_to_ask_connections_are_left_alone():
-    async def scenario():
-        app = HeldApp()
-
-        def no_app() -> float:
-            raise RuntimeError("not running yet")
-
-        rebalancer = ConnectionRebalancer(app, no_app, Clock())
-        answers: list = []
-        first = asyncio.create_task(_request(rebalancer, answers))
-        await app.reached(1)
-        second = asyncio.create_task(_request(rebalancer, answers))
-        await app.reached(2)
-        for release in app.release:
-            release.set()
-        assert not _closes(await first) and not _closes(await second)
+        first, second = await _overlapping(app, ConnectionRebalancer(app, every_s, Clock()), 2)
+        assert not _closes(first) and not _closes(second)
 
     asyncio.run(scenario())
