@@ -14,8 +14,9 @@ the views it names).
 
 `shared_ms` (off unless given) keeps the records of the views named in `shared_views` (those whose
 entities many requests share: a post's, an author's) for up to that long, in this process, and asks
-Redis only for the ones not kept: a ranking request's candidates overlap other requests' by more
-than half, and ~90 % of its keys are theirs. A record so read is at most `shared_ms` old.
+Redis only for the ones not kept: a ranking request's posts and authors are more than half the
+same as those of the requests just before it, and their views hold ~90 % of its keys. A record so
+read is at most `shared_ms` old.
 """
 
 from __future__ import annotations
@@ -254,7 +255,6 @@ class PackedFeatureReader:
         if not self._all_nan_defaults or any(self._ttl):
             np.copyto(values, self._defaults, where=missing)
         return OnlineFeatureBlock(self.feature_names, values, missing, self.view_names, found, stale, ts)
-
 
     def _fetch_shared(self, keys: list[bytes], plans: list[tuple[int, int, np.ndarray]]) -> list[bytes | None]:
         """Replies for `keys` (None or ABSENT where no record), shared views' from the records kept
