@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -85,22 +86,22 @@ def unique_entities(cols: list[np.ndarray]) -> tuple[list[Any], np.ndarray] | No
     return list(index), inverse
 
 
-def unique_keys(
+def distinct_entities(
     cols: list[np.ndarray], layout: PackedViewLayout, key_cache: KeyCache | None, resp: bool,
     entities: tuple[list[Any], np.ndarray] | None = None,
-) -> tuple[list[bytes], np.ndarray]:
-    """Distinct Redis keys (RESP-encoded if `resp`) of the request's entities for one view, and
-    for each row the position of its key. `cols` holds the view's join-key columns in layout
-    order; integer keys come from the view's `key_cache` (None: the view has string keys).
-    `entities`: `unique_entities(cols)` when the caller already has it (another view's)."""
+) -> tuple[list[Any], np.ndarray, Callable[[list[Any]], list[bytes]]]:
+    """The request's distinct entities for one view, for each row the position of its entity, and
+    the function that gives their Redis keys (RESP-encoded if `resp`), in order. `cols` holds the
+    view's join-key columns in layout order. Integer keys: the entities as `unique_entities` gives
+    them (`entities`, when the caller has it from another view), keys from the view's `key_cache`;
+    string keys (`key_cache` None): the keys themselves are the entities."""
     if key_cache is not None:
         found = entities if entities is not None else unique_entities(cols)
         if found is not None:
-            uniq, inverse = found
-            return key_cache.keys_of(uniq), inverse
+            return found[0], found[1], key_cache.keys_of
     all_keys = layout.entity_keys(cols)  # string keys (or ints given as Python objects)
     seen: dict[bytes, int] = {}
     inverse = np.fromiter(
         (seen.setdefault(k, len(seen)) for k in all_keys), dtype=np.intp, count=len(all_keys)
     )
-    return (list(map(bulk, seen)) if resp else list(seen)), inverse
+    return (list(map(bulk, seen)) if resp else list(seen)), inverse, list

@@ -48,7 +48,7 @@ class RankingFeatures:
 class RankingFeatureReader:
     """`shared_ms` > 0: the records of views not keyed by the viewer (a post's, an author's: other
     requests read them too) are kept for up to that long and not asked of Redis again
-    (features.online.read, SharedRecords)."""
+    (features.online.shared_rows)."""
 
     def __init__(self, store: FeatureStore, service: str = SERVICE_NAME, client: Any = None,
                  shared_ms: float = 0.0):

@@ -13,10 +13,10 @@ view TTL is *not* enforced at read time unless `enforce_ttl` asks for it (for ev
 the views it names).
 
 `shared_ms` (off unless given) keeps the records of the views named in `shared_views` (those whose
-entities many requests share: a post's, an author's) for up to that long, in this process, and asks
-Redis only for the ones not kept: a ranking request's posts and authors are more than half the
-same as those of the requests just before it, and their views hold ~90 % of its keys. A record so
-read is at most `shared_ms` old.
+entities many requests share: a post's, an author's) decoded, by entity, for up to that long, in
+this process, and asks Redis only for the ones not kept (features.online.shared_rows): a ranking
+request's posts and authors are more than half the same as those of the requests just before it,
+and their views hold ~90 % of its keys. A record so read is at most `shared_ms` old.
 """
 
 from __future__ import annotations
@@ -24,16 +24,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from feast import FeatureService, FeatureStore
 
-from features.online.keys import unique_entities, unique_keys
+from features.online.keys import distinct_entities, unique_entities
 from features.online.layout import DEFAULT_NAMESPACE, TS_MISSING, PackedViewLayout
 from features.online.resolve import ViewRead, resolve_service
+from features.online.shared_rows import KeptRows, Rows, SharedRows
 from features.online.transport import ClusterMget, RespMget, cluster_bytes, plain_redis
 
 logger = logging.getLogger(__name__)
@@ -63,27 +64,6 @@ class OnlineFeatureBlock:
 
     def __len__(self) -> int:
         return self.values.shape[0]
-
-
-ABSENT = b""  # kept for an entity with no record: a real record is never empty
-
-
-class SharedRecords:
-    """Records of shared views (RESP key -> record, ABSENT for none), kept for at most `ttl_ms`:
-    all are dropped together when the generation is that old (or holds `limit` records), so a hit
-    costs one dict lookup and no clock. Threads of one process share it (dict operations are atomic
-    under the GIL; a generation is replaced, never cleared in place)."""
-
-    def __init__(self, ttl_ms: float, limit: int = 500_000, clock: Callable[[], float] = time.monotonic):
-        self.ttl_s, self.limit, self.clock = ttl_ms / 1000, limit, clock
-        self._born = -math.inf
-        self._records: dict[bytes, bytes] = {}
-
-    def current(self) -> dict[bytes, bytes]:
-        now = self.clock()
-        if now - self._born >= self.ttl_s or len(self._records) >= self.limit:
-            self._records, self._born = {}, now
-        return self._records
 
 
 class PackedFeatureReader:
@@ -118,8 +98,9 @@ class PackedFeatureReader:
         unknown = set(shared_views) - set(self.view_names)
         if unknown:
             raise KeyError(f"shared_views names views the service does not read: {sorted(unknown)}")
-        self._shared = tuple(v.name in shared_views for v in self._views) if shared_ms > 0 else ()
-        self.shared_records = SharedRecords(shared_ms) if any(self._shared) else None  # None: off
+        self._shared = tuple(v.name in shared_views and shared_ms > 0 for v in self._views)
+        widths = {v.name: len(v.feature_index) for v, shared in zip(self._views, self._shared) if shared}
+        self.shared_rows = SharedRows(widths, shared_ms) if widths else None  # None: off
         if plain_redis(client):
             self._mget = RespMget(client)
             self._views = tuple(replace(v, resp=True) for v in self._views)
@@ -206,76 +187,74 @@ class PackedFeatureReader:
                 self.feature_names, values, missing, self.view_names, found, stale, ts
             )
 
-        # 1. keys: dedupe per view (the same author behind many posts is fetched once)
-        plans = []
+        # 1. per view: its distinct entities (the same author behind many posts is fetched once),
+        #    the rows kept from recent requests (shared views), the keys of the rest
+        kept = self.shared_rows.current() if self.shared_rows is not None else {}
+        plans: list[tuple[int, int, np.ndarray, KeptRows | None, np.ndarray | None, list[Any]]] = []
         keys: list[bytes] = []
-        shared: dict[tuple[str, ...], Any] = {}  # join-key columns -> their distinct entities
+        distinct: dict[tuple[str, ...], Any] = {}  # join-key columns -> their distinct entities
         for view in self._views:
             cols = [np.asarray(columns[c]) for c in view.request_columns]
             entities = None
             if view.key_cache is not None:
-                if view.request_columns not in shared:
-                    shared[view.request_columns] = unique_entities(cols)
-                entities = shared[view.request_columns]
-            view_keys, inverse = unique_keys(cols, view.layout, view.key_cache, view.resp, entities)
-            plans.append((len(keys), len(view_keys), inverse))
+                if view.request_columns not in distinct:
+                    distinct[view.request_columns] = unique_entities(cols)
+                entities = distinct[view.request_columns]
+            uniq, inverse, keys_of = distinct_entities(cols, view.layout, view.key_cache, view.resp, entities)
+            rows, pos, asked = kept.get(view.name), None, uniq
+            if rows is not None:
+                pos = rows.positions(uniq)
+                asked = [uniq[i] for i in np.flatnonzero(pos < 0).tolist()]
+            view_keys = keys_of(asked) if asked else []
+            plans.append((len(keys), len(view_keys), inverse, rows, pos, asked))
             keys.extend(view_keys)
 
-        # 2. one round trip, for the records not kept from recent requests
-        replies = self._mget(keys) if self.shared_records is None else self._fetch_shared(keys, plans)
+        # 2. one round trip
+        replies = self._mget(keys) if keys else []
 
-        # 3. decode per view, scatter back to rows
+        # 3. decode per view (shared views: keep what was read, then gather from all kept), scatter
+        #    back to rows
         now_us = int((time.time() if now is None else now) * 1_000_000)
-        for j, (view, enforce, (offset, count, inverse)) in enumerate(zip(self._views, self._ttl, plans)):
-            layout = view.layout
-            part = replies[offset : offset + count]
-            hit = np.fromiter(map(bool, part), dtype=bool, count=count)  # None, ABSENT: no record
-            raw = b"".join(filter(None, part))
-            if len(raw) != int(hit.sum()) * layout.record_size:
-                hit, raw = _drop_malformed(part, layout)
-            rec = layout.decode(raw)
-            k = len(view.feature_index)
-            u_values = np.full((count, k), np.nan, dtype=np.float32)
-            u_missing = np.ones((count, k), dtype=bool)
-            u_ts = np.full(count, TS_MISSING, dtype=np.int64)
-            if len(rec):
-                u_values[hit] = rec["values"][:, view.feature_index]
-                u_missing[hit] = layout.null_mask(rec)[:, view.feature_index]
-                u_ts[hit] = rec["ts"]
+        for j, (view, enforce, plan) in enumerate(zip(self._views, self._ttl, plans)):
+            offset, count, inverse, rows, pos, asked = plan
+            read = _decode(view, replies[offset : offset + count])
+            if rows is None:
+                source, at = read, inverse
+            else:
+                if count:
+                    pos[pos < 0] = rows.add(asked, read)
+                source, at = rows.rows, pos[inverse]  # rows.rows read after every position was written
+            row_ts, row_found, row_missing = source.ts[at], source.found[at], source.missing[at]
             if enforce:
-                u_stale = hit & (u_ts < now_us - view.ttl_us)
-                u_missing[u_stale] = True
-                stale[:, j] = u_stale[inverse]
-            values[:, view.out] = u_values[inverse]
-            missing[:, view.out] = u_missing[inverse]
-            found[:, j] = hit[inverse]
-            ts[:, j] = u_ts[inverse]
+                row_stale = row_found & (row_ts < now_us - view.ttl_us)
+                row_missing[row_stale] = True
+                stale[:, j] = row_stale
+            values[:, view.out] = source.values[at]
+            missing[:, view.out] = row_missing
+            found[:, j] = row_found
+            ts[:, j] = row_ts
 
         # 4. defaults (stored nulls are NaN already, so all-NaN defaults need no pass)
         if not self._all_nan_defaults or any(self._ttl):
             np.copyto(values, self._defaults, where=missing)
         return OnlineFeatureBlock(self.feature_names, values, missing, self.view_names, found, stale, ts)
 
-    def _fetch_shared(self, keys: list[bytes], plans: list[tuple[int, int, np.ndarray]]) -> list[bytes | None]:
-        """Replies for `keys` (None or ABSENT where no record), shared views' from the records kept
-        where they are: only the rest go to Redis, and the shared views' replies are kept."""
-        records = self.shared_records.current()
-        replies: list[bytes | None] = list(map(records.get, keys))  # only shared views' keys are kept
-        asked: list[int] = []
-        kept: list[int] = []  # of the asked, the shared views' (their replies are kept)
-        for shared, (offset, count, _) in zip(self._shared, plans, strict=True):
-            span = range(offset, offset + count)
-            if shared:
-                missing = [i for i in span if replies[i] is None]
-                asked.extend(missing)
-                kept.extend(missing)
-            else:
-                asked.extend(span)
-        if asked:
-            for i, record in zip(asked, self._mget([keys[i] for i in asked]), strict=True):
-                replies[i] = record
-            records.update((keys[i], replies[i] or ABSENT) for i in kept)
-        return replies
+
+def _decode(view: ViewRead, part: Sequence[bytes | None]) -> Rows:
+    """One view's replies (None where no record) as rows of its selected features."""
+    layout, count = view.layout, len(part)
+    hit = np.fromiter(map(bool, part), dtype=bool, count=count)
+    raw = b"".join(filter(None, part))
+    if len(raw) != int(hit.sum()) * layout.record_size:
+        hit, raw = _drop_malformed(part, layout)
+    rec = layout.decode(raw)
+    out = Rows.empty(count, len(view.feature_index))
+    out.found[:] = hit
+    if len(rec):
+        out.values[hit] = rec["values"][:, view.feature_index]
+        out.missing[hit] = layout.null_mask(rec)[:, view.feature_index]
+        out.ts[hit] = rec["ts"]
+    return out
 
 
 def _columnar(entity_rows: EntityRows, needed: Sequence[str]) -> tuple[dict[str, Any], int]:

@@ -523,7 +523,7 @@ def test_shared_views_records_are_kept_for_their_time_then_read_again(sample):
     client = redis_client_for(sample.store)
     shared = PackedFeatureReader.from_feature_store(sample.store, SERVICE, shared_views=["post_stats"],
                                                     shared_ms=1_000.0)
-    clock = shared.shared_records.clock = Clock()
+    clock = shared.shared_rows.clock = Clock()
     posts, viewers = _ids(sample, "post_stats", POST_ID), _ids(sample, "viewer_stats", VIEWER_ID)
     request = {POST_ID: [posts[0], posts[1], 5, posts[0]], AUTHOR_ID: [7, 14, 21, 7],
                VIEWER_ID: [viewers[0]] * 4}
@@ -575,4 +575,4 @@ def test_shared_views_must_be_views_the_service_reads(sample):
     with pytest.raises(KeyError, match="nope"):
         PackedFeatureReader.from_feature_store(sample.store, SERVICE, shared_views=["nope"], shared_ms=1.0)
     off = PackedFeatureReader.from_feature_store(sample.store, SERVICE, shared_views=["post_stats"])
-    assert off.shared_records is None  # no shared_ms: every read goes to Redis
+    assert off.shared_rows is None  # no shared_ms: every read goes to Redis
