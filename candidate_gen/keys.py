@@ -91,6 +91,10 @@ class Keys:
     def seen(self, viewer: int) -> str:
         return self._user(viewer, "seen")
 
+    def fatigue(self, viewer: int) -> str:
+        """What the viewer pushed away (candidate_gen.fatigue)."""
+        return self._user(viewer, "fatigue")
+
     # --- Explore sources ----------------------------------------------------------------------
     @property
     def trending(self) -> str:

@@ -1,5 +1,6 @@
 """Stream entries (landing lines of users, follows, blocks and posts) as the fan-out worker's events
-(candidate_gen/events.py); what the live entry points put on the stream is data/stream/said.py.
+(candidate_gen/events.py), and engagements that push an author away as the viewer's fatigue
+(candidate_gen/fatigue.py); what the live entry points put on the stream is data/stream/said.py.
 
 The stream carries landing lines so that the archiver lands exactly what was said. Each is judged
 by ingestion's own line rules (data/ingest/line_rules.py) against its arrival day, the day it lands
@@ -10,10 +11,13 @@ with ingestion's reason: the dead-letter count of the fan-out consumer.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from candidate_gen.fatigue import PushAway
 from data import columns as c
-from data.contracts import BLOCKS, CONTRACTS, FOLLOWS, POSTS, USERS
+from data.contracts import BLOCKS, CONTRACTS, ENGAGEMENTS, FOLLOWS, POSTS, USERS
 from data.ingest.line_rules import LineRules
 from data.stream.entries import Entry
 from data.vocabulary import load_vocabulary
@@ -28,11 +32,12 @@ class Unreadable(ValueError):
 @dataclass
 class Converted:
     rows: list[tuple[int, str, int, int, int]] = field(default_factory=list)  # (ts_ms, kind, a, b, x)
-    ignored: int = 0  # entries of logs the worker does not act on (engagements, impressions)
+    push_aways: list[PushAway] = field(default_factory=list)
+    ignored: int = 0  # entries the worker does not act on (impressions, other engagements)
     unreadable: list[tuple[Entry, str]] = field(default_factory=list)  # with the reason
 
 
-_RULES = {log: LineRules(CONTRACTS[log], load_vocabulary()) for log in FANOUT_LOGS}
+_RULES = {log: LineRules(CONTRACTS[log], load_vocabulary()) for log in (*FANOUT_LOGS, ENGAGEMENTS.name)}
 
 
 def to_row(log: str, line: str, day: str) -> tuple[int, str, int, int, int]:
@@ -55,14 +60,35 @@ def to_row(log: str, line: str, day: str) -> tuple[int, str, int, int, int]:
     return created, "post", post, author, created
 
 
-def convert(entries: list[Entry]) -> Converted:
+def push_away(line: str, day: str, types: Collection[str]) -> PushAway | None:
+    """An engagement line of one of `types` as a push-away; None for any other type (not the fan-out
+    worker's: the feature worker counts it); Unreadable for a line ingestion would quarantine."""
+    try:
+        kind = json.loads(line).get(c.TYPE)
+    except (ValueError, AttributeError):
+        kind = None
+    if kind not in types:
+        return None
+    checked = _RULES[ENGAGEMENTS.name].check(line, day)
+    if checked.reason is not None:
+        raise Unreadable(checked.reason)
+    row = dict(zip(ENGAGEMENTS.column_names, checked.values, strict=True))
+    return PushAway(row[c.VIEWER_ID], row[c.AUTHOR_ID], row[c.POST_ID], row[c.TYPE], row[c.TS] // 1000)
+
+
+def convert(entries: list[Entry], push_away_types: Collection[str] = ()) -> Converted:
+    """`push_away_types`: the engagement types that push an author away ([fatigue] weights)."""
     out = Converted()
     for entry in entries:
-        if entry.log not in FANOUT_LOGS:
-            out.ignored += 1
-            continue
         try:
-            out.rows.append(to_row(entry.log, entry.line, entry.day))
+            if entry.log in FANOUT_LOGS:
+                out.rows.append(to_row(entry.log, entry.line, entry.day))
+                continue
+            found = push_away(entry.line, entry.day, push_away_types) if entry.log == ENGAGEMENTS.name else None
+            if found is None:
+                out.ignored += 1
+            else:
+                out.push_aways.append(found)
         except Unreadable as exc:
             out.unreadable.append((entry, str(exc)))
     return out

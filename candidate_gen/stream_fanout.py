@@ -5,8 +5,9 @@ Each worker, a consumer of the group `fanout`, reads a batch of its partitions a
 reclaiming what a dead consumer left pending there. It applies the batch with the fan-out worker
 (every write of which is idempotent, so an entry delivered twice changes nothing), and then
 acknowledges it. Each entry ends in one of three states, and `PollStats` counts them:
-- applied: a post, account or graph event;
-- ignored: a log the worker has no use for, such as engagements or impressions;
+- applied: a post, account or graph event, or an engagement that pushes an author away (the
+  viewer's fatigue, candidate_gen/fatigue.py);
+- ignored: what the worker has no use for, such as impressions or the other engagements;
 - dead-lettered: a line the worker cannot act on, copied with its reason to the stream's dead-letter
   key.
 
@@ -28,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from candidate_gen import events as ev
+from candidate_gen import fatigue
 from candidate_gen.fanout import FanoutStats, FanoutWorker, StateLostError
 from candidate_gen.stream_events import convert
 from data.redis_client import FAILURES, is_outage
@@ -47,6 +49,7 @@ class PollStats:
     ignored: int = 0
     dead_lettered: Counter = field(default_factory=Counter)  # reason -> entries
     fanout: FanoutStats | None = None
+    push_aways: int = 0  # of `applied`: into viewers' fatigue sets
 
     @property
     def reconciles(self) -> bool:
@@ -65,6 +68,8 @@ class FanoutStreamConsumer:
         self.batch = batch
         self.reclaim_idle_ms = reclaim_idle_ms
         self.partitions = list(range(stream.partitions) if partitions is None else partitions)
+        self.fatigue = fatigue.FatigueConfig.from_section(worker.cfg.section("fatigue"))
+        self._push_away_types = frozenset(self.fatigue.weights) if self.fatigue.enabled else frozenset()
         self.on_poll: Callable[[PollStats], object] = lambda stats: None  # e.g. metrics
         self._leases = PartitionLeases(stream, GROUP, self.partitions, "fan-out worker")
         stream.create_group(GROUP)  # from the start: every event the stream still holds
@@ -80,11 +85,14 @@ class FanoutStreamConsumer:
         reclaimed = self.stream.reclaim(GROUP, self.name, self.reclaim_idle_ms, self.batch, self.partitions)
         entries = reclaimed + self.stream.read(GROUP, self.name, self.batch, None if reclaimed else block_ms,
                                                self.partitions)
-        converted = convert(entries)
-        stats = PollStats(len(entries), len(reclaimed), len(converted.rows), converted.ignored,
-                          Counter(reason for _, reason in converted.unreadable))
+        converted = convert(entries, self._push_away_types)
+        stats = PollStats(len(entries), len(reclaimed), len(converted.rows) + len(converted.push_aways),
+                          converted.ignored, Counter(reason for _, reason in converted.unreadable),
+                          push_aways=len(converted.push_aways))
         if converted.rows:
             stats.fanout = self.worker.consume(ev.frame(converted.rows))
+        if converted.push_aways:  # idempotent, as the fan-out's writes are
+            fatigue.record(self.worker.client, self.worker.keys, converted.push_aways, self.fatigue)
         self.stream.dead_letter(converted.unreadable)
         self.stream.ack(GROUP, entries)  # after the effects: a crash before this re-delivers the batch
         self.on_poll(stats)

@@ -25,6 +25,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from candidate_gen.fatigue import FatigueConfig
 from candidate_gen.filters import default_chain
 from candidate_gen.reads import StepReader
 from candidate_gen.sources.catalog import build_sources
@@ -48,6 +49,7 @@ from serving.model_store import ModelStore, registry_loader, registry_lookup
 from serving.pages import Answer, FeedPage, Item, RankedPosts
 from serving.stages.candidate_sources_stage import CandidateSourcesStage, SourceGroup
 from serving.stages.cheap_path import OVERLOAD
+from serving.stages.fatigue_rescorer import FatigueRescorer
 from serving.stages.feature_hydrator import FeastFeatureHydrator, PackedFeatureHydrator
 from serving.stages.lazy_hydrator import LazyHydrator
 from serving.stages.model_scorer import ModelScorer
@@ -141,6 +143,7 @@ class RankingApp:
             filters=VisibilityFilterStage(default_chain(filters_client, cfg, **privacy)),
             hydrator=hydrator,
             scorer=scorer,
+            fatigue=FatigueRescorer(client, cfg.keys, FatigueConfig.from_section(cfg.section("fatigue"))),
             side_effects=tuple(side_effects),
         )
         # /v1/rank: the caller chose the candidates; privacy filters apply, already-seen does not

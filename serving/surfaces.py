@@ -1,5 +1,6 @@
 """The three pipelines the service runs, each one declaration of its stages in the fixed order
-(sources → dedupe → filters → hydrator → scorer → rescorers → selector → side effects).
+(sources → dedupe → filters → hydrator → scorer → rescorers → selector → side effects); Home's and
+Explore's rescorers start with feedback fatigue.
 Home and Explore select through the exploration share (a random order on a known share of requests,
 with the propensities logged); /v1/rank never explores: its caller composes the page. Each surface
 also has a cheap path (serving.admission decides when): its cheapest sources, newest first, through
@@ -30,6 +31,7 @@ class Components:
     filters: Stage
     hydrator: Stage
     scorer: Stage
+    fatigue: Stage  # the first rescorer of Home and Explore (what the viewer pushed away)
     side_effects: tuple[SideEffect, ...]
 
 
@@ -43,7 +45,7 @@ def home_pipeline(c: Components, out_of_network_share: float, fill: bool, oon_sc
         filters=c.filters,
         hydrator=c.hydrator,
         scorer=c.scorer,
-        rescorers=(OutOfNetworkRescorer(oon_scale), AuthorDiversityRescorer(author_decay, author_floor)),
+        rescorers=(c.fatigue, OutOfNetworkRescorer(oon_scale), AuthorDiversityRescorer(author_decay, author_floor)),
         selector=ExplorationShuffleSelector(HomeMixSelector(out_of_network_share, fill), exploration_share, rng),
         side_effects=c.side_effects,
     )
@@ -58,7 +60,7 @@ def explore_pipeline(c: Components, author_decay: float, author_floor: float, ex
         filters=c.filters,
         hydrator=c.hydrator,
         scorer=c.scorer,
-        rescorers=(AuthorDiversityRescorer(author_decay, author_floor),),
+        rescorers=(c.fatigue, AuthorDiversityRescorer(author_decay, author_floor)),
         selector=ExplorationShuffleSelector(TopKSelector(), exploration_share, rng),
         side_effects=c.side_effects,
     )

@@ -143,6 +143,26 @@ def candidates_social(context: dg.AssetExecutionContext, redis: RedisResource, w
 
 
 @dg.asset(
+    key=dg.AssetKey(["candidates", "fatigue"]),
+    group_name=GROUP,
+    partitions_def=day_partitions,
+    deps=[lake_key("engagements")],
+    kinds={"redis"},
+    description="What each viewer pushed away (\"see fewer\", \"not interested\", hide, report) over "
+    "[fatigue] window_days, for the ranking service's fatigue rescorer; the stream adds the same within a "
+    "poll, and an event already there is not added twice.",
+)
+def candidates_fatigue(context: dg.AssetExecutionContext, redis: RedisResource, workspace: WorkspaceResource,
+                       candidate_config: CandidateConfigResource) -> dg.MaterializeResult:
+    from candidate_gen.fatigue import FatigueConfig, build_fatigue
+
+    cfg = candidate_config.load()
+    return dg.MaterializeResult(metadata=_metadata(build_fatigue(
+        workspace.lake, context.partition_key, redis.client(), FatigueConfig.from_section(cfg.section("fatigue")),
+        cfg.keys)))
+
+
+@dg.asset(
     key=dg.AssetKey(["candidates", "embeddings"]),
     group_name=GROUP,
     partitions_def=day_partitions,
@@ -176,5 +196,6 @@ def embeddings_dir(candidates_dir: CandidatesDirResource, day: str) -> Path:
 
 
 candidate_assets = [
-    candidates_rebuild, candidates_fanout, candidates_trending, candidates_social, candidates_embeddings,
+    candidates_rebuild, candidates_fanout, candidates_trending, candidates_social, candidates_fatigue,
+    candidates_embeddings,
 ]

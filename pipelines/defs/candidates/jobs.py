@@ -5,6 +5,7 @@ import dagster as dg
 from pipelines.defs.candidates.assets import (
     candidates_embeddings,
     candidates_fanout,
+    candidates_fatigue,
     candidates_social,
     candidates_trending,
 )
@@ -12,8 +13,8 @@ from pipelines.defs.candidates.assets import (
 candidates_job = dg.define_asset_job(
     "candidates_job",
     selection=dg.AssetSelection.assets(
-        candidates_fanout, candidates_trending, candidates_social, candidates_embeddings,
+        candidates_fanout, candidates_trending, candidates_social, candidates_fatigue, candidates_embeddings,
     ),
-    description="The day's fan-out run (the lake's events; live publishes go on meanwhile) and the "
-    "Explore builders.",
+    description="The day's fan-out run (the lake's events; live publishes go on meanwhile), the "
+    "Explore builders and the viewers' fatigue.",
 )
