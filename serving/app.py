@@ -29,6 +29,7 @@ from candidate_gen.fatigue import FatigueConfig
 from candidate_gen.filters import default_chain
 from candidate_gen.reads import StepReader
 from candidate_gen.sources.catalog import build_sources
+from data.contracts import ENGAGEMENTS
 from data.redis_client import Client, connect
 from data.settings import ServingSecrets, Settings, serving_secrets
 from data.stream.valkey_stream import ValkeyStream
@@ -321,14 +322,15 @@ class RankingApp:
             "stage_ms": {**state.stage_ms, "total": round(total_ms, 3)},
         }
 
-    def events(self, events: list[Any]) -> IntakeResult:
-        """Client engagement events onto the stream (serving.event_intake)."""
+    def events(self, events: list[Any], log_name: str = ENGAGEMENTS.name) -> IntakeResult:
+        """Client events onto the stream (serving.event_intake): engagements, or (`log_name`
+        "blocks") blocks and mutes."""
         if self.intake is None:
             raise StreamUnavailable("this service runs without an event stream (LOUPE_STREAM_URL unset): "
                                     "it takes no events")
         if len(events) > self.config.events.max_batch:
             raise BadRequest(f"{len(events)} events in one request: send at most {self.config.events.max_batch}")
-        return self.intake.accept(events)
+        return self.intake.accept(events, log_name)
 
     def close(self) -> None:
         # side effects still queued (the last pages' impressions) reach the writer before it closes

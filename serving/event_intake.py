@@ -1,9 +1,13 @@
-"""`POST /v1/events`: a client's engagement events onto the event stream, judged on arrival by the
-rules ingestion applies to every landing line (data/ingest/line_rules.py: one validator, not two).
+"""`POST /v1/events`: a client's engagement events onto the event stream, and `POST /v1/blocks`: its
+blocks and mutes (block, unblock, mute, unmute from the feed), each judged on arrival by the rules
+ingestion applies to every landing line of its log (data/ingest/line_rules.py: one validator, not
+two).
 
 Each event of a batch ends in one of three states, and the response counts each:
-    accepted    valid, appended to the stream (durable: on the server's disk) keyed by its viewer
-    duplicate   its event_id was accepted within [events] dedupe_ttl_s: not appended again
+    accepted    valid, appended to the stream (durable: on the server's disk), keyed by its viewer (an
+                engagement) or its pair (a block or mute: a pair's changes keep their order)
+    duplicate   the same event was accepted within [events] dedupe_ttl_s: not appended again (the
+                same event_id; for a block or mute, the same pair, action and time: the log's key)
     rejected    the first rule it failed, with its index in the batch (the others still go in)
 so a client that got no answer retries the whole batch safely. Validity is judged relative to the
 service clock's day, the day the archiver files the event under (data/stream/archiver.py); what
@@ -22,7 +26,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from data import columns as c
-from data.contracts import ENGAGEMENTS
+from data.contracts import BLOCKS, ENGAGEMENTS, LogContract
 from data.days import day_of_ms
 from data.ingest.line_rules import MALFORMED, LineRules
 from data.stream.entries import Event
@@ -33,9 +37,31 @@ from serving.config import EventsConfig
 
 log = logging.getLogger(__name__)
 
-EVENTS = Counter("loupe_events_total", "Client events sent to /v1/events, by outcome", ["outcome"])
-_EVENT_ID = ENGAGEMENTS.schema.names.index(c.EVENT_ID)
-_VIEWER_ID = ENGAGEMENTS.schema.names.index(c.VIEWER_ID)
+EVENTS = Counter("loupe_events_total", "Client events sent to /v1/events and /v1/blocks, by log and outcome",
+                 ["log", "outcome"])
+
+
+@dataclass(frozen=True)
+class IntakeLog:
+    """What the intake needs of a log: its contract, each line's stream key and its dedupe id (from
+    the checked values, ids mapped as ingestion maps them)."""
+
+    contract: LogContract
+    key: Callable[[tuple], str]
+    dedupe_id: Callable[[tuple], str]
+
+
+def _at(contract: LogContract, *names: str) -> list[int]:
+    return [contract.schema.names.index(n) for n in names]
+
+
+_EVENT_ID, _VIEWER_ID = _at(ENGAGEMENTS, c.EVENT_ID, c.VIEWER_ID)
+_BLOCKER, _BLOCKED, _ACTION, _TS = _at(BLOCKS, c.BLOCKER_ID, c.BLOCKED_ID, c.ACTION, c.TS)
+LOGS = {
+    ENGAGEMENTS.name: IntakeLog(ENGAGEMENTS, lambda v: str(v[_VIEWER_ID]), lambda v: v[_EVENT_ID]),
+    BLOCKS.name: IntakeLog(BLOCKS, lambda v: f"{v[_BLOCKER]}:{v[_BLOCKED]}",
+                           lambda v: f"blocks:{v[_BLOCKER]}:{v[_BLOCKED]}:{v[_ACTION]}:{v[_TS]}"),
+}
 
 
 class StreamUnavailable(RuntimeError):
@@ -55,32 +81,34 @@ class EventIntake:
                  config: EventsConfig):
         self._connect = connect
         self._stream: ValkeyStream | None = None
-        self.rules = LineRules(ENGAGEMENTS, vocabulary)
+        self.rules = {name: LineRules(spec.contract, vocabulary) for name, spec in LOGS.items()}
         self.clock = clock
         self.config = config
 
-    def accept(self, events: list[Any]) -> IntakeResult:
+    def accept(self, events: list[Any], log_name: str = ENGAGEMENTS.name) -> IntakeResult:
+        """`events`: lines of the log `log_name` (engagements, or blocks), as parsed JSON."""
+        spec, rules = LOGS[log_name], self.rules[log_name]
         now_ms = self.clock.now_ms()
         day = day_of_ms(now_ms)
         result, valid, event_ids = IntakeResult(), [], []
         for index, event in enumerate(events):
             # judged as parsed (the line the archiver lands parses back to this very object)
-            checked = self.rules.check_object(event, day) if isinstance(event, dict) else MALFORMED
+            checked = rules.check_object(event, day) if isinstance(event, dict) else MALFORMED
             if checked.reason is not None:
                 event_id = event.get(c.EVENT_ID) if isinstance(event, dict) else None
                 result.rejected.append({"index": index, "event_id": None if event_id is None else str(event_id),
                                         "reason": checked.reason})
                 continue
             line = json.dumps(event, separators=(",", ":"))
-            valid.append(Event(ENGAGEMENTS.name, line, str(checked.values[_VIEWER_ID])))
-            event_ids.append(checked.values[_EVENT_ID])
+            valid.append(Event(log_name, line, spec.key(checked.values)))
+            event_ids.append(spec.dedupe_id(checked.values))
         if valid:
             ids = self._append(valid, event_ids, now_ms)
             result.accepted = sum(i is not None for i in ids)
             result.duplicates = len(ids) - result.accepted
         for outcome, n in (("accepted", result.accepted), ("duplicate", result.duplicates),
                            ("rejected", len(result.rejected))):
-            EVENTS.labels(outcome).inc(n)
+            EVENTS.labels(log_name, outcome).inc(n)
         return result
 
     def _append(self, events: list[Event], event_ids: list[str], now_ms: int) -> list[str | None]:

@@ -4,6 +4,7 @@
     POST /v1/feed/explore  {viewer_id, limit (1..100), cursor?}   ranked Explore
     POST /v1/rank          {viewer_id, surface, post_ids}         scores for supplied candidates
     POST /v1/events        {events: [engagement, ...]}            client engagements onto the event stream
+    POST /v1/blocks        {changes: [block or mute, ...]}        a viewer's blocks and mutes onto the stream
     GET  /healthz /livez /readyz /metrics                         BentoML's own probes + Prometheus
 
 An overloaded worker answers from a cheap path, never with an empty page or an error
@@ -30,6 +31,7 @@ import orjson
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from data.contracts import BLOCKS, ENGAGEMENTS
 from data.quiet import filter_third_party_warnings
 from data.settings import get_settings
 from serving.api_guard import ARRIVED, ApiAccess, ApiGuardMiddleware, BadRequest
@@ -151,8 +153,15 @@ class RankingEndpoints:
 
     @bentoml.api(route="/v1/events")
     def events(self, ctx: bentoml.Context, events: Annotated[list[Any], Field(min_length=1)]) -> EventsResponse:
+        return self._intake(ctx, events, ENGAGEMENTS.name)
+
+    @bentoml.api(route="/v1/blocks")
+    def blocks(self, ctx: bentoml.Context, changes: Annotated[list[Any], Field(min_length=1)]) -> EventsResponse:
+        return self._intake(ctx, changes, BLOCKS.name)
+
+    def _intake(self, ctx: bentoml.Context, events: list[Any], log_name: str) -> EventsResponse:
         try:
-            result = self._call(self.app.events, events)
+            result = self._call(self.app.events, events, log_name)
         except StreamUnavailable as exc:  # said in the body: BentoML's own 503 hides the message
             ctx.response.status_code = 503
             ctx.response.headers["retry-after"] = "1"
