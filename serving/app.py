@@ -133,18 +133,21 @@ class RankingApp:
         scorer = ModelScorer(arms, heuristic, config.cascade, config.budget)
         attempts = config.budget.filters_attempts
         privacy = {"attempts": attempts, "retry_client": filters_retry_client}
+        fatigue_cfg = FatigueConfig.from_section(cfg.section("fatigue"))
+        fatigue = FatigueRescorer(client, cfg.keys, fatigue_cfg)
+        riders = (fatigue,) if fatigue_cfg.enabled else ()  # its read goes with the sources' first round trip
         feed_components = Components(
             home_sources=CandidateSourcesStage(
                 [group(home_cfg.in_network_sources, in_network_size),
                  group(home_cfg.out_of_network_sources, home_cfg.out_of_network_candidates)], reader, late_min,
-                model_min),
+                model_min, riders),
             explore_sources=CandidateSourcesStage([group(explore_cfg.sources, explore_cfg.candidates)], reader,
-                                                  late_min, model_min),
+                                                  late_min, model_min, riders),
             supplied_posts=SuppliedPostsSource(client, cfg),
             filters=VisibilityFilterStage(default_chain(filters_client, cfg, **privacy)),
             hydrator=hydrator,
             scorer=scorer,
-            fatigue=FatigueRescorer(client, cfg.keys, FatigueConfig.from_section(cfg.section("fatigue"))),
+            fatigue=fatigue,
             side_effects=tuple(side_effects),
         )
         # /v1/rank: the caller chose the candidates; privacy filters apply, already-seen does not

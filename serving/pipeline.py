@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -64,6 +64,8 @@ class FeedState:
 
     candidates: CandidateBlock = field(default_factory=CandidateBlock.empty)  # [sources; cut by dedupe, filters]
     outcomes: list[SourceOutcome] = field(default_factory=list)  # [sources] one per source
+    # [sources] replies of the reads later stages sent with the sources' first round trip, by stage name
+    rides: dict[str, Any] = field(default_factory=dict)
     removed: Counter = field(default_factory=Counter)  # [dedupe, filters, sources] reason -> candidates removed
     feature_names: tuple[str, ...] = ()  # [hydrate]
     features: np.ndarray | None = None  # [hydrate] (n, f) float32; None: not hydrated

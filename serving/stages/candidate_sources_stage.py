@@ -15,17 +15,22 @@ is late past its own timeout *and* past what the budget can give the sources whi
 hydration and scoring `model_min_ms`: the sources' steps are shared round trips, so one slow step
 makes every source late at once, and a Home page without its in-network posts is worse than a
 page a few ms later.
+
+Riders: a later stage that needs a read of the viewer's own (the fatigue rescorer's set) can ride the
+sources' first round trip instead of taking one of its own; its replies go into `state.rides` under
+its name (none when the round trip failed: the stage then reads for itself).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from candidate_gen.block import CandidateBlock, first_occurrences
-from candidate_gen.reads import StepReader
+from candidate_gen.reads import Reads, Replies, StepReader
 from candidate_gen.sources.base import CandidateSource, SourceRequest, run_sources
 from serving.pipeline import FeedQuery, FeedState
 
@@ -36,13 +41,36 @@ class SourceGroup:
     size: int  # candidates the group may add to the pool
 
 
+class Rider(Protocol):
+    name: str
+
+    def reads(self, query: FeedQuery) -> Reads: ...
+
+
+class RidingReader:
+    """The StepReader of one request that sends the riders' reads with the first step it executes."""
+
+    def __init__(self, reader: StepReader, extra: list[Reads]):
+        self.reader, self.extra = reader, extra
+        self.replies: list[Replies] | None = None
+
+    def execute(self, batch: Sequence[Reads]) -> list[Replies]:
+        if not self.extra:
+            return self.reader.execute(batch)
+        extra, self.extra = self.extra, []
+        got = self.reader.execute([*batch, *extra])
+        self.replies = got[len(batch):]
+        return got[: len(batch)]
+
+
 class CandidateSourcesStage:
     name = "sources"
 
     def __init__(self, groups: Sequence[SourceGroup], reader: StepReader, late_min_wait_ms: float = 0.0,
-                 model_min_ms: float = 0.0):
+                 model_min_ms: float = 0.0, riders: Sequence[Rider] = ()):
         self.groups = tuple(groups)
         self.reader = reader
+        self.riders = tuple(riders)
         self.model_min_ms = model_min_ms  # the budget hydration and scoring need after the sources
         self.late_min_wait_ms = late_min_wait_ms
         self._all = [s for g in self.groups for s in g.sources]
@@ -51,8 +79,11 @@ class CandidateSourcesStage:
         late_wait = max(query.deadline.remaining_ms(), self.late_min_wait_ms) if self.late_min_wait_ms else 0.0
         # the sources may go on while the budget still leaves hydration and scoring their share
         patience = query.deadline.remaining_ms() - self.model_min_ms
-        outcomes = run_sources(self._all, SourceRequest(query.viewer_id, query.now_ms), self.reader, late_wait,
+        reader = RidingReader(self.reader, [r.reads(query) for r in self.riders]) if self.riders else self.reader
+        outcomes = run_sources(self._all, SourceRequest(query.viewer_id, query.now_ms), reader, late_wait,
                                patience)
+        if self.riders and reader.replies is not None:
+            state.rides = {r.name: got for r, got in zip(self.riders, reader.replies, strict=True)}
         state.outcomes = outcomes
         by_name = {o.name: o for o in outcomes}
         pool = []

@@ -1,7 +1,9 @@
 """FatigueRescorer: the posts of an author the viewer pushed away ("see fewer", "not interested",
 hide, report) keep `exp(-strength * pressure)` of their score, the pressure fading with the pushes'
 age (candidate_gen/fatigue.py; Twitter's FeedbackFatigueScorer). One read of the viewer's fatigue
-set; a viewer who pushed nothing away has none, and their scores stay as they are."""
+set, sent with the sources' first round trip (a rider: serving.stages.candidate_sources_stage), or
+its own when that round trip did not carry it; a viewer who pushed nothing away has none, and their
+scores stay as they are."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import numpy as np
 
 from candidate_gen.fatigue import FatigueConfig, author_factors
 from candidate_gen.keys import Keys
+from candidate_gen.reads import Reads
 from serving.pipeline import FeedQuery, FeedState
 from serving.stages.out_of_network_rescorer import scaled
 
@@ -19,11 +22,21 @@ class FatigueRescorer:
     def __init__(self, client, keys: Keys, cfg: FatigueConfig):
         self.client, self.keys, self.cfg = client, keys, cfg
 
+    def reads(self, query: FeedQuery) -> Reads:
+        """The read, for the sources' first round trip to carry."""
+        return Reads().command("zrangebyscore", *self._range(query), withscores=True)
+
+    def _range(self, query: FeedQuery) -> tuple[str, int, str]:
+        return self.keys.fatigue(query.viewer_id), query.now_ms - self.cfg.window_ms, "+inf"
+
     def run(self, query: FeedQuery, state: FeedState) -> None:
         if not self.cfg.enabled or state.scores is None or not len(state.scores):
             return
-        entries = self.client.zrangebyscore(self.keys.fatigue(query.viewer_id), query.now_ms - self.cfg.window_ms,
-                                            "+inf", withscores=True)
+        ridden = state.rides.get(self.name)
+        if ridden is not None:
+            entries = ridden.commands[0]
+        else:  # the sources' round trip did not carry it (it failed, or no source ran)
+            entries = self.client.zrangebyscore(*self._range(query), withscores=True)
         factors = author_factors([(m if isinstance(m, bytes) else m.encode(), s) for m, s in entries],
                                  query.now_ms, self.cfg)
         if not factors:

@@ -16,6 +16,8 @@ import redis
 from candidate_gen.block import CandidateBlock
 from candidate_gen.fanout import FanoutWorker
 from candidate_gen.fatigue import FatigueConfig, PushAway, author_factors, build_fatigue, fatigue_member, record
+from candidate_gen.reads import StepReader
+from candidate_gen.sources.catalog import build_sources
 from candidate_gen.stream_events import Unreadable, push_away
 from candidate_gen.stream_fanout import FanoutStreamConsumer
 from data import lake
@@ -26,6 +28,7 @@ from data.redis_server import EmbeddedRedis
 from data.stream.entries import Event
 from data.stream.valkey_stream import ValkeyStream
 from serving.pipeline import Deadline, FeedQuery, FeedState
+from serving.stages.candidate_sources_stage import CandidateSourcesStage, SourceGroup
 from serving.stages.fatigue_rescorer import FatigueRescorer
 from tests.candidates.helpers import HOUR, T0, fresh_config
 
@@ -174,3 +177,37 @@ def test_a_dead_fatigue_store_raises_for_the_runner_to_report_and_leaves_the_sco
     with pytest.raises(redis.ConnectionError):
         FatigueRescorer(dead, keys, CFG).run(query(1, T0), state)
     assert state.scores.tolist() == [2.0]
+
+
+def test_the_fatigue_read_rides_the_sources_first_round_trip_and_is_read_alone_when_it_did_not(client, tmp_path):
+    """With the sources' round trip carrying it, the rescorer needs no read of its own (its own
+    client is dead here); when that round trip failed, it reads for itself (and fails: degraded)."""
+    cfg = fresh_config()
+    keys = cfg.keys
+    client.zadd(keys.popular, {b"%d:%d" % (100 + a, a): 1.0 for a in (7, 8)})
+    record(client, keys, [PushAway(1, 7, 100, "see_fewer", T0)], CFG)
+    with EmbeddedRedis(data_dir=tmp_path / "gone") as server:
+        gone = server.url
+    dead = redis.Redis.from_url(gone, socket_timeout=0.5, socket_connect_timeout=0.5)
+    rescorer = FatigueRescorer(dead, keys, CFG)
+    popular = build_sources(client, cfg, None, ("popular",))["popular"]
+
+    state = FeedState()
+    CandidateSourcesStage([SourceGroup((popular,), 10)], StepReader(client), riders=(rescorer,)).run(
+        query(1, T0), state)
+    assert sorted(state.candidates.author.tolist()) == [7, 8] and set(state.rides) == {"fatigue"}
+    state.scores = np.ones(len(state.candidates))
+    rescorer.run(query(1, T0), state)
+    assert dict(zip(state.candidates.author.tolist(), state.scores.tolist(), strict=True)) == pytest.approx(
+        {7: math.exp(-1), 8: 1.0})
+
+    failed = FeedState()
+    fresh = build_sources(dead, cfg, None, ("popular",))["popular"]  # nothing cached: it must read
+    CandidateSourcesStage([SourceGroup((fresh,), 10)], StepReader(dead), riders=(rescorer,)).run(
+        query(1, T0), failed)
+    assert failed.rides == {} and not len(failed.candidates)  # the sources failed open
+    failed.scores = np.ones(0)
+    rescorer.run(query(1, T0), failed)  # nothing to rescore: no read
+    failed.candidates, failed.scores = state.candidates, np.ones(2)
+    with pytest.raises(redis.ConnectionError):
+        rescorer.run(query(1, T0), failed)
