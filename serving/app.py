@@ -133,9 +133,9 @@ class RankingApp:
         scorer = ModelScorer(arms, heuristic, config.cascade, config.budget)
         attempts = config.budget.filters_attempts
         privacy = {"attempts": attempts, "retry_client": filters_retry_client}
-        fatigue_cfg = FatigueConfig.from_section(cfg.section("fatigue"))
-        fatigue = FatigueRescorer(client, cfg.keys, fatigue_cfg)
-        riders = (fatigue,) if fatigue_cfg.enabled else ()  # its read goes with the sources' first round trip
+        fatigue = FatigueRescorer(client, cfg.keys, FatigueConfig.from_section(cfg.section("fatigue")),
+                                  experiment.treatment.fatigue if experiment.enabled else None)
+        riders = (fatigue,) if fatigue.reads_any else ()  # its read goes with the sources' first round trip
         feed_components = Components(
             home_sources=CandidateSourcesStage(
                 [group(home_cfg.in_network_sources, in_network_size),

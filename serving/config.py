@@ -193,10 +193,11 @@ ModelRefText = Annotated[ModelRef, BeforeValidator(ModelRef.coerce)]
 class ArmConfig(ConfigModel):
     """What an experiment's treatment arm serves instead of the control's (the rest of this config).
     One key per knob, unset: as the control. A new knob is a field here and the one place that
-    reads it (the models: serving.arm_models)."""
+    reads it (the models: serving.arm_models; fatigue: serving.stages.fatigue_rescorer)."""
 
     home_model: ModelRefText | None = None
     explore_model: ModelRefText | None = None
+    fatigue: bool | None = None  # feedback fatigue on or off (candidates' [fatigue]; the fatigue rescorer)
 
     def model(self, surface: str) -> ModelRef | None:
         return getattr(self, f"{surface}_model")

@@ -12,6 +12,7 @@ import numpy as np
 from candidate_gen.fatigue import FatigueConfig, author_factors
 from candidate_gen.keys import Keys
 from candidate_gen.reads import Reads
+from serving.experiment import CONTROL, TREATMENT
 from serving.pipeline import FeedQuery, FeedState
 from serving.stages.out_of_network_rescorer import scaled
 
@@ -19,8 +20,15 @@ from serving.stages.out_of_network_rescorer import scaled
 class FatigueRescorer:
     name = "fatigue"
 
-    def __init__(self, client, keys: Keys, cfg: FatigueConfig):
+    def __init__(self, client, keys: Keys, cfg: FatigueConfig, treatment: bool | None = None):
+        """`treatment`: on or off in an experiment's treatment arm (None: as in the control, `cfg`)."""
         self.client, self.keys, self.cfg = client, keys, cfg
+        self.on = {CONTROL: cfg.enabled, TREATMENT: cfg.enabled if treatment is None else treatment}
+
+    @property
+    def reads_any(self) -> bool:
+        """Whether any arm rescores (then its read rides the sources' round trip)."""
+        return any(self.on.values())
 
     def reads(self, query: FeedQuery) -> Reads:
         """The read, for the sources' first round trip to carry."""
@@ -30,7 +38,7 @@ class FatigueRescorer:
         return self.keys.fatigue(query.viewer_id), query.now_ms - self.cfg.window_ms, "+inf"
 
     def run(self, query: FeedQuery, state: FeedState) -> None:
-        if not self.cfg.enabled or state.scores is None or not len(state.scores):
+        if not self.on[query.arm] or state.scores is None or not len(state.scores):
             return
         ridden = state.rides.get(self.name)
         if ridden is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -211,3 +212,16 @@ def test_the_fatigue_read_rides_the_sources_first_round_trip_and_is_read_alone_w
     failed.candidates, failed.scores = state.candidates, np.ones(2)
     with pytest.raises(redis.ConnectionError):
         rescorer.run(query(1, T0), failed)
+
+
+@pytest.mark.parametrize("treatment", [None, False, True])
+def test_an_experiments_treatment_arm_can_turn_fatigue_off_or_on(client, treatment):
+    keys = fresh_config().keys
+    record(client, keys, [PushAway(1, 7, 100, "see_fewer", T0)], CFG)
+    for control_on in (True, False):
+        rescorer = FatigueRescorer(client, keys, CFG.changed(enabled=control_on), treatment)
+        for arm, on in (("control", control_on), ("treatment", control_on if treatment is None else treatment)):
+            state = state_of([7, 8], [2.0, 2.0])
+            rescorer.run(replace(query(1, T0), arm=arm), state)
+            assert state.scores.tolist() == pytest.approx([2.0 * math.exp(-1) if on else 2.0, 2.0]), (arm, control_on)
+        assert rescorer.reads_any == (control_on or bool(treatment))
