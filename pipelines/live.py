@@ -93,7 +93,8 @@ def play(settings: Settings, hours: float) -> dict | None:
 def format_live(s: dict, now_ms: int) -> str:
     """One progress line of a summary (LiveReport.summary), with the arms' figures when there are two."""
     line = (f"{iso_ms(now_ms)[:16]}  sessions {s['sessions']}  engagements/session "
-            f"{s['engagements_per_session']} ±{s['engagements_per_session_ci95']}  truth value/session "
+            f"{s['engagements_per_session']} ±{s['engagements_per_session_ci95']}  hides+reports/session "
+            f"{s['negatives_per_session']} ±{s['negatives_per_session_ci95']}  truth value/session "
             f"{s['truth_value_per_session']} ±{s['truth_value_per_session_ci95']}  events {s['events_accepted']}"
             f"/{s['engagements_sent']} taken  posts {s['posts_published']}  follows {s['follows']}  "
             f"failed {s['failed_requests']}  p99 {s['request_p99_ms']} ms")

@@ -40,6 +40,7 @@ from data.world.truth import TRUE_VALUE_WEIGHTS, TruthModel, examine_probability
 LOGGED_AS = {"like": "like", "comment": "comment", "share": "share", "save": "save",
              "profile_visit": "profile_visit", "hide": "hide", "report": "report"}
 POSITIVE = ("like", "comment", "share", "save", "profile_visit", "long_dwell")
+NEGATIVE = ("hide", "report")  # what a viewer pushed away (feedback fatigue's target)
 DWELL_EMIT_MS = 2_000  # shorter dwells are scrolling past: no event (as the simulator logs)
 
 
@@ -115,7 +116,8 @@ class LivePlayer:
         seen = examine_probability(positions)
         report.session(viewer, page, int(sum(outcome.actions[a].sum() for a in POSITIVE)),
                        float(sum(TRUE_VALUE_WEIGHTS[a] * (scores.probabilities[a] * seen).sum()
-                                 for a in TRUE_VALUE_WEIGHTS)))
+                                 for a in TRUE_VALUE_WEIGHTS)),
+                       int(sum(outcome.actions[a].sum() for a in NEGATIVE)))
         sent = []
         for k, item in enumerate(items):
             base = {c.VIEWER_ID: viewer, c.POST_ID: item["post_id"], c.AUTHOR_ID: item["author_id"],

@@ -1,9 +1,10 @@
 """LiveReport: what live mode measured, in total and per arm of the service's A/B.
 
 Every session is recorded with its viewer and the arm the service said it assigned (the response's
-`arm`; the player never decides one), so each arm's engagements and truth value per session get an
-interval clustered by viewer, and the treatment's difference and lift over the control theirs
-(data.world.ab_stats says how). Outside an experiment every session is the control's: one arm.
+`arm`; the player never decides one), so each arm's engagements, negative actions (hides and
+reports: what a viewer pushed away) and truth value per session get an interval clustered by
+viewer, and the treatment's difference and lift over the control theirs (data.world.ab_stats says
+how). Outside an experiment every session is the control's: one arm.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 from data.world.ab_stats import ArmMetric, Comparison, compare, per_session, sample_ratio_p
 
 CONTROL, TREATMENT = "control", "treatment"  # as the service names its arms (serving.experiment)
-METRICS = {"engagements_per_session": "engagements", "truth_value_per_session": "expected_value"}
+METRICS = {"engagements_per_session": "engagements", "negatives_per_session": "negatives",
+           "truth_value_per_session": "expected_value"}
 
 
 @dataclass
@@ -32,6 +34,7 @@ class LiveReport:
     degraded_pages: int = 0
     failed_requests: int = 0  # no response, so no arm: counted in total only
     engagements: list[int] = field(default_factory=list)  # realised positive actions per session
+    negatives: list[float] = field(default_factory=list)  # realised hides and reports per session
     expected_value: list[float] = field(default_factory=list)  # Σ w·P(a | position) per session
     viewers: list[int] = field(default_factory=list)  # who each session was
     arms: list[str] = field(default_factory=list)  # the arm the service assigned each session
@@ -40,7 +43,8 @@ class LiveReport:
     fell_back: list[bool] = field(default_factory=list)  # its arm's model was not served (the control's was)
     request_ms: list[float] = field(default_factory=list)
 
-    SESSION_COLUMNS = ("viewers", "arms", "model_versions", "fell_back", "engagements", "expected_value")
+    SESSION_COLUMNS = ("viewers", "arms", "model_versions", "fell_back", "engagements", "negatives",
+                       "expected_value")
 
     def sessions_record(self) -> dict:
         """Every session's columns and the experiment: what `pooled` reads back."""
@@ -52,8 +56,10 @@ class LiveReport:
         played on several days is one unit of every interval."""
         report = cls(experiment=next((r["experiment"] for r in reversed(records) if r["experiment"]), None))
         for record in records:
+            n = len(record["viewers"])
             for name in cls.SESSION_COLUMNS:
-                getattr(report, name).extend(record[name])
+                # a play recorded before a column existed: NaN, so its metric says it cannot be told
+                getattr(report, name).extend(record.get(name, [math.nan] * n))
         return report
 
     @property
@@ -61,12 +67,13 @@ class LiveReport:
         """Sessions that got a page (each recorded by `session`)."""
         return len(self.viewers)
 
-    def session(self, viewer: int, page: dict, engagements: int, expected_value: float) -> None:
+    def session(self, viewer: int, page: dict, engagements: int, expected_value: float, negatives: int = 0) -> None:
         """One session's page (the service's response) and what the truth says the viewer did."""
         arm = page["arm"]
         self.viewers.append(viewer)
         self.arms.append(arm)
         self.engagements.append(engagements)
+        self.negatives.append(negatives)
         self.expected_value.append(expected_value)
         self.experiment = page.get("experiment")
         self.model_versions.append(page["model_version"])

@@ -132,13 +132,29 @@ def test_plays_pooled_are_one_report_with_the_viewer_the_unit_across_them():
         viewer = int(rng.integers(0, 12))
         arm = "treatment" if viewer % 2 else "control"
         args = (viewer, page(arm, "feed_ranker:2" if arm == "treatment" else "feed_ranker:1"),
-                int(rng.integers(0, 6)), float(rng.random()))
+                int(rng.integers(0, 6)), float(rng.random()), int(rng.integers(0, 3)))
         one.session(*args)
         (first if k < 20 else second).session(*args)
     pooled = LiveReport.pooled([first.sessions_record(), second.sessions_record()])
     together, apart = one.summary(0.5), pooled.summary(0.5)
     for key in ("arms", "treatment_vs_control", "sample_ratio_p", "engagements_per_session",
-                "engagements_per_session_ci95", "truth_value_per_session_ci95", "experiment"):
+                "engagements_per_session_ci95", "negatives_per_session_ci95", "truth_value_per_session_ci95",
+                "experiment"):
         assert apart[key] == together[key], key
     assert apart["sessions"] == 40
     assert pooled.summary(0.5)["arms"]["treatment"]["served_by"] == {"feed_ranker:2": one.arms.count("treatment")}
+
+
+def test_negative_actions_per_session_are_a_metric_of_each_arm_and_an_older_play_has_none():
+    report = LiveReport()
+    for viewer, arm, negatives in [(1, "control", 2), (2, "control", 0), (3, "treatment", 1), (4, "treatment", 0)]:
+        report.session(viewer, page(arm, "feed_ranker:1"), 3, 1.0, negatives)
+    s = report.summary(0.5)
+    assert s["negatives_per_session"] == 0.75
+    arms = s["arms"]
+    assert (arms["control"]["negatives_per_session"], arms["treatment"]["negatives_per_session"]) == (1.0, 0.5)
+    assert s["treatment_vs_control"]["negatives_per_session"]["lift_pct"] == -50.0
+    older = report.sessions_record()
+    del older["negatives"]  # a play recorded before the column existed
+    pooled = LiveReport.pooled([older]).summary(0.5)
+    assert math.isnan(pooled["negatives_per_session"]) and pooled["engagements_per_session"] == 3.0
