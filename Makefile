@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run live lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-fanout-cluster bench-online-cluster bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream bench-live bench-scaling profile-serving ui mlflow-ui feast clean
+.PHONY: help setup run live lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-fanout-cluster bench-online-cluster bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream bench-live bench-controls bench-scaling profile-serving ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
@@ -21,6 +21,7 @@ help:
 	@echo "make lint    ruff and the layer contract (lint-imports)"
 	@echo "make bench   run every benchmark (JSON under benchmarks/results/)"
 	@echo "make bench-live  v2 against v1 live, and a ranker trained on Loupe's own pages (tiny, ~30 min) -> benchmarks/results/live_loop.json"
+	@echo "make bench-controls  feedback fatigue on against off, live (tiny, ~15 min) -> benchmarks/results/controls.json"
 	@echo "make bench-first-run  a fresh clone's setup + make run, tiny and small, timed -> benchmarks/results/first_run.json"
 	@echo "make ui      open the Dagster UI on the workspace"
 	@echo "make mlflow-ui  open the MLflow UI on the workspace (runs, registry, promotions)"
@@ -57,7 +58,7 @@ test-e2e: setup  # a team's export and a graph-only export through `make run` (t
 test-fast: setup  # the unit tier: no Spark, no server, no Dagster run
 	$(UV) run --frozen pytest -m unit
 
-bench: bench-pipeline bench-features bench-scaling bench-online-reader bench-live bench-quality bench-fanout bench-fanout-cluster bench-online-cluster bench-candidates bench-serving bench-cascade bench-overload bench-stream
+bench: bench-pipeline bench-features bench-scaling bench-online-reader bench-live bench-controls bench-quality bench-fanout bench-fanout-cluster bench-online-cluster bench-candidates bench-serving bench-cascade bench-overload bench-stream
 
 bench-first-run: setup  # a fresh clone's make setup + make run, tiny and small (idle machine)
 	$(PY) -m benchmarks.bench_first_run
@@ -94,6 +95,9 @@ bench-online-cluster: setup  # the online writers on a three-primary Valkey clus
 
 bench-live: setup  # tiny world: v2 against v1 live, and a ranker trained on Loupe's own pages (~30 min)
 	$(PY) -m benchmarks.bench_live
+
+bench-controls: setup  # tiny world: feedback fatigue on against off, live (~15 min)
+	$(PY) -m benchmarks.bench_controls
 
 bench-stream: setup  # the medium world's last day through the event stream vs raw XADD/XREADGROUP
 	$(PY) -m benchmarks.bench_stream
