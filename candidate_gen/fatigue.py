@@ -71,8 +71,8 @@ def fatigue_member(author: int, post: int, kind: str) -> bytes:
 
 def record(client: redis.Redis, keys: Keys, events: Iterable[PushAway], cfg: FatigueConfig) -> int:
     """Add push-aways to their viewers' sets in one round trip: each set then keeps its newest
-    `cap` within `window_days` of its newest event. Own posts are ignored. Returns how many were
-    added (0 for one already there)."""
+    `cap`, none older than `window_days` before the newest push-away added to it. Own posts are
+    ignored. Returns how many were added (0 for one already there)."""
     by_viewer: dict[int, dict[bytes, int]] = {}
     for e in events:
         if e.viewer != e.author and e.type in cfg.weights:
