@@ -98,8 +98,7 @@ class PackedFeatureReader:
         unknown = set(shared_views) - set(self.view_names)
         if unknown:
             raise KeyError(f"shared_views names views the service does not read: {sorted(unknown)}")
-        self._shared = tuple(v.name in shared_views and shared_ms > 0 for v in self._views)
-        widths = {v.name: len(v.feature_index) for v, shared in zip(self._views, self._shared) if shared}
+        widths = {v.name: len(v.feature_index) for v in self._views if v.name in shared_views} if shared_ms > 0 else {}
         self.shared_rows = SharedRows(widths, shared_ms) if widths else None  # None: off
         if plain_redis(client):
             self._mget = RespMget(client)
