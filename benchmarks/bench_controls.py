@@ -97,9 +97,7 @@ def main(argv: list[str]) -> None:
     records = [d["sessions"] for d in daily]
     pooled = LiveReport.pooled(records)
     summary = pooled.summary(SHARE)
-    every = {name: [v for r in records for v in r[name]] for name in ("viewers", "arms", "negatives", "engagements",
-                                                                       "expected_value")}
-    figures = on_against_off(every)
+    figures = on_against_off(pooled.sessions_record())
     negatives, engagements = figures["negatives_per_session"], figures["engagements_per_session"]
     count = {arm: summary["arms"].get(arm, {}).get("viewers", 0) for arm in (CONTROL, TREATMENT)}
     result = {
