@@ -59,6 +59,25 @@ class FanoutConfig(ConfigModel):
     retry_max_s: float = 5.0
 
 
+class FatigueConfig(ConfigModel):
+    """Feedback fatigue (candidate_gen/fatigue.py): read by the fan-out consumer, the daily asset
+    and the ranking service's rescorer."""
+
+    enabled: bool = True
+    # engagement types that push a post's author away, and how hard (types the vocabulary lacks
+    # never arrive: ingestion and POST /v1/events refuse them)
+    weights: dict[str, float] = Field(default_factory=lambda: {
+        "see_fewer": 1.0, "not_interested": 0.5, "hide": 1.0, "report": 1.0})
+    half_life_hours: float = Field(72.0, gt=0)
+    window_days: float = Field(14.0, gt=0)
+    strength: float = Field(1.0, ge=0)
+    cap: int = Field(200, ge=1)  # push-aways kept per viewer, newest first
+
+    @property
+    def window_ms(self) -> int:
+        return int(self.window_days * DAY_MS)
+
+
 class SourceConfig(ConfigModel):
     enabled: bool = True
     cap: int = 300
@@ -68,6 +87,7 @@ class SourceConfig(ConfigModel):
 class CandidateConfig(ConfigModel):
     feed: FeedConfig = Field(default_factory=FeedConfig)
     fanout: FanoutConfig = Field(default_factory=FanoutConfig)
+    fatigue: FatigueConfig = Field(default_factory=FatigueConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     raw: dict[str, Any] = Field(default_factory=dict)  # the whole file, for `section`
     # Who is pulled at read instead of fanned out: the features' rule (features/config.toml), so
@@ -88,7 +108,7 @@ class CandidateConfig(ConfigModel):
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CandidateConfig:
         # The shared tables are typed here; the others are read by their component through `section`.
-        shared = {name: raw[name] for name in ("feed", "fanout", "sources") if name in raw}
+        shared = {name: raw[name] for name in ("feed", "fanout", "fatigue", "sources") if name in raw}
         return cls.parse({**shared, "raw": raw}, "candidate config")
 
     @classmethod

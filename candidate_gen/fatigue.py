@@ -19,41 +19,19 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow.dataset as pads
 import redis
-from pydantic import Field
 
+from candidate_gen.config import FatigueConfig
 from candidate_gen.explore.lake_reads import lookback_first_day
 from candidate_gen.keys import Keys
 from candidate_gen.lake_reader import to_ms
 from data import columns as c
 from data import lake
-from data.days import DAY_MS, DAY_S, day_end_ms
-from data.typed_config import ConfigModel
+from data.days import DAY_S, day_end_ms
 
 HOUR_MS = 3_600_000
-
-
-class FatigueConfig(ConfigModel):
-    enabled: bool = True
-    # engagement types that push a post's author away, and how hard (types the vocabulary lacks
-    # never arrive: ingestion and POST /v1/events refuse them)
-    weights: dict[str, float] = Field(default_factory=lambda: {
-        "see_fewer": 1.0, "not_interested": 0.5, "hide": 1.0, "report": 1.0})
-    half_life_hours: float = Field(72.0, gt=0)
-    window_days: float = Field(14.0, gt=0)
-    strength: float = Field(1.0, ge=0)
-    cap: int = Field(200, ge=1)  # push-aways kept per viewer, newest first
-
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> FatigueConfig:
-        return cls.parse(section, "[fatigue]")
-
-    @property
-    def window_ms(self) -> int:
-        return int(self.window_days * DAY_MS)
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ class FanoutStreamConsumer:
         self.batch = batch
         self.reclaim_idle_ms = reclaim_idle_ms
         self.partitions = list(range(stream.partitions) if partitions is None else partitions)
-        self.fatigue = fatigue.FatigueConfig.from_section(worker.cfg.section("fatigue"))
+        self.fatigue = worker.cfg.fatigue
         self._push_away_types = frozenset(self.fatigue.weights) if self.fatigue.enabled else frozenset()
         self.on_poll: Callable[[PollStats], object] = lambda stats: None  # e.g. metrics
         self._leases = PartitionLeases(stream, GROUP, self.partitions, "fan-out worker")

@@ -25,7 +25,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from candidate_gen.fatigue import FatigueConfig
 from candidate_gen.filters import default_chain
 from candidate_gen.reads import StepReader
 from candidate_gen.sources.catalog import build_sources
@@ -133,7 +132,7 @@ class RankingApp:
         scorer = ModelScorer(arms, heuristic, config.cascade, config.budget)
         attempts = config.budget.filters_attempts
         privacy = {"attempts": attempts, "retry_client": filters_retry_client}
-        fatigue = FatigueRescorer(client, cfg.keys, FatigueConfig.from_section(cfg.section("fatigue")),
+        fatigue = FatigueRescorer(client, cfg.keys, cfg.fatigue,
                                   experiment.treatment.fatigue if experiment.enabled else None)
         riders = (fatigue,) if fatigue.reads_any else ()  # its read goes with the sources' first round trip
         feed_components = Components(

@@ -154,12 +154,11 @@ def candidates_social(context: dg.AssetExecutionContext, redis: RedisResource, w
 )
 def candidates_fatigue(context: dg.AssetExecutionContext, redis: RedisResource, workspace: WorkspaceResource,
                        candidate_config: CandidateConfigResource) -> dg.MaterializeResult:
-    from candidate_gen.fatigue import FatigueConfig, build_fatigue
+    from candidate_gen.fatigue import build_fatigue
 
     cfg = candidate_config.load()
     return dg.MaterializeResult(metadata=_metadata(build_fatigue(
-        workspace.lake, context.partition_key, redis.client(), FatigueConfig.from_section(cfg.section("fatigue")),
-        cfg.keys)))
+        workspace.lake, context.partition_key, redis.client(), cfg.fatigue, cfg.keys)))
 
 
 @dg.asset(
