@@ -41,7 +41,9 @@ def test_a_feed_served_from_a_cluster_matches_one_server(platform, cluster_platf
             assert have["degraded"] == want["degraded"] == [], (have["degraded_reasons"], want["degraded_reasons"])
             assert have["model_version"].split(":")[0] == want["model_version"].split(":")[0]
             assert [i["post_id"] for i in have["items"]] == [i["post_id"] for i in want["items"]]
-            assert [i["score"] for i in have["items"]] == pytest.approx([i["score"] for i in want["items"]])
+            # the two calls read the running service clock apart (seconds on a loaded box), and
+            # feedback fatigue decays with it (~3e-6 of a pushed author's score a second)
+            assert [i["score"] for i in have["items"]] == pytest.approx([i["score"] for i in want["items"]], rel=1e-4)
             assert have["candidates"] == want["candidates"]
             ranked += bool(want["items"])
             # /v1/rank: the caller's post ids (the page's, an unknown one) through the post index
