@@ -5,15 +5,16 @@ Tiny world, a fresh workspace (.loupe/bench/controls), `make` on ports of its ow
 1. `make run`: the world, the daily run, a champion.
 2. `make live` for DAYS simulated days with a serving config whose experiment turns the fatigue
    rescorer off in the treatment arm (half the viewers): the control has it on, as shipped. The
-   simulated users act as the hidden truth says, hides and reports included, through
-   `POST /v1/events`; the fan-out consumer turns those into their fatigue at its next poll (and
-   each day's `make run` from the lake).
+   simulated users act as the hidden truth says through `POST /v1/events`: a hide said as a hide,
+   "not interested" or "see fewer", a report as a report, some followed by a block or mute
+   (`POST /v1/blocks`); the fan-out consumer turns the push-aways into their fatigue at its next
+   poll (and each day's `make run` from the lake). The viewers remember what they pushed away
+   (data/world/regret.py: from the world's own history on): shown that author again, they are
+   likelier to hide or report, and may leave the session.
 The days' sessions are pooled (the viewer the unit across them) and fatigue on is compared with
-off: hides + reports per session (the issue's target: -20 % or better) and engagements per session
-(not lower beyond the interval), with 95 % intervals clustered by viewer (data/world/ab_stats.py).
-The simulated users do not yet send "see fewer" or "not interested", and the truth has no regret
-(a viewer shown what they pushed away is not more likely to hide it): what fatigue can show here is
-how much fewer hides and reports follow from showing less of the authors a viewer hid or reported.
+off: hides + reports per session, in whatever words (the issue's target: -20 % or better), and
+engagements per session (not lower beyond the interval), with 95 % intervals clustered by viewer
+(data/world/ab_stats.py).
 
 Writes benchmarks/results/controls.json.
 """
@@ -116,8 +117,11 @@ def main(argv: list[str]) -> None:
                     "measured": engagements["lift_pct_ci95"], "met": engagements["lift_pct_ci95"][1] >= 0.0},
             },
             "per_day": {f"L{k}": on_against_off(d["sessions"]) for k, d in enumerate(daily, start=1)},
-            "what_drives_it": "hides and reports only: the simulated users send no see_fewer or not_interested "
-                              "yet, and the truth has no regret",
+            "what_drives_it": "push-aways said as hide, not_interested, see_fewer or report; the truth's regret "
+                              "(data/world/regret.py: half-life 7 days, from the world's history on) makes a "
+                              "viewer shown an author they pushed away likelier to hide, report or leave",
+            "left_early": sum(d["summary"].get("left_early", 0) for d in daily),
+            "blocks_sent": sum(d["summary"].get("blocks_sent", 0) for d in daily),
         },
         "seconds": seconds,
     }

@@ -200,6 +200,12 @@ class Settings(BaseSettings):
         return self.home / "live" / f"{self.world_dir.name}-posts.npz"
 
     @property
+    def live_regret_file(self) -> Path:
+        """What the simulated viewers pushed away in live mode's plays of this world, remembered by
+        the next play (data/world/regret.py)."""
+        return self.home / "live" / f"{self.world_dir.name}-regret.npz"
+
+    @property
     def live_played_file(self) -> Path:
         """When live mode's last play in this world ended (pipelines/live.py): the days it played to
         their end are ingested with the world's (pipelines/operations.py prepare_landing)."""

@@ -20,6 +20,7 @@ from data.settings import Settings, child_env, serving_secrets
 from data.stream.valkey_stream import ValkeyStream
 from data.world.live import LiveConfig, LivePlayer
 from data.world.live_played import Played
+from data.world.regret import Regret
 from data.world.truth import TruthModel
 from pipelines.live_ab import describe, experiment_params
 from serving.config import ServingConfig
@@ -62,8 +63,9 @@ def play(settings: Settings, hours: float) -> dict | None:
             until = (start if clock.start_ms is None else clock.start_ms) + int(hours * HOUR_MS)
             # draws seeded by the day the play starts: each day's play differs, a replay of one is the same
             config = LiveConfig(seed=int(start // DAY_MS))
+            regret = Regret.load(settings.truth_dir, settings.live_regret_file, start)
             player = LivePlayer(truth, http, ValkeyStream.of(settings), clock, config,
-                                posts_file=settings.live_posts_file)
+                                posts_file=settings.live_posts_file, regret=regret)
             print(f"live mode: from {iso_ms(start)} to {iso_ms(until)} at {clock.speed:g}x "
                   f"(~{(until - start) / 1000 / clock.speed / 60:.1f} min)", flush=True)
             if share is not None:
@@ -96,7 +98,8 @@ def format_live(s: dict, now_ms: int) -> str:
             f"{s['engagements_per_session']} ±{s['engagements_per_session_ci95']}  hides+reports/session "
             f"{s['negatives_per_session']} ±{s['negatives_per_session_ci95']}  truth value/session "
             f"{s['truth_value_per_session']} ±{s['truth_value_per_session_ci95']}  events {s['events_accepted']}"
-            f"/{s['engagements_sent']} taken  posts {s['posts_published']}  follows {s['follows']}  "
+            f"/{s['engagements_sent'] + s['blocks_sent']} taken  posts {s['posts_published']}  "
+            f"follows {s['follows']}  blocks {s['blocks_sent']}  left early {s['left_early']}  "
             f"failed {s['failed_requests']}  p99 {s['request_p99_ms']} ms")
     return line + ("\n    " + format_arms(s) if s.get("experiment") is not None else "")
 

@@ -6,6 +6,10 @@ anchor):
     viewers open Home or Explore  -> POST /v1/feed/home | /v1/feed/explore over HTTP
     they act on what they were served, as the hidden truth model says (position bias included)
                                   -> POST /v1/events (engagements), idempotent by event_id
+    a hide is said as "not interested", "see fewer" or a hide, and is remembered: shown that author
+    again, the viewer is likelier to hide or report and may leave (data/world/regret.py)
+    a report may become a block, a hide a mute or block (as the daily world reacts, a day later
+                                    there)   -> POST /v1/blocks (blocks log)
     a profile visit to an author they do not follow may become a follow -> the stream (follows log)
 and the report (data.world.live_report) counts sessions, engagements per session (realised, by the
 truth) and the truth's expected value per session, with 95% intervals, in total and per arm of the
@@ -32,15 +36,17 @@ from data.days import MINUTE_MS, iso_ms
 from data.stream.entries import Event
 from data.stream.said import graph_event, post_event
 from data.stream.valkey_stream import ValkeyStream
+from data.world.dynamics import BLOCK_AFTER_HIDE_P, BLOCK_AFTER_REPORT_P, MUTE_AFTER_HIDE_P
 from data.world.live_posts import LivePosts
 from data.world.live_report import LiveReport
+from data.world.regret import Regret, leave, said_as
 from data.world.truth import TRUE_VALUE_WEIGHTS, TruthModel, examine_probability, sample_outcomes
 
 # realised action -> the engagements log's type (a long dwell is a dwell event with its length)
 LOGGED_AS = {"like": "like", "comment": "comment", "share": "share", "save": "save",
-             "profile_visit": "profile_visit", "hide": "hide", "report": "report"}
+             "profile_visit": "profile_visit"}
 POSITIVE = ("like", "comment", "share", "save", "profile_visit", "long_dwell")
-NEGATIVE = ("hide", "report")  # what a viewer pushed away (feedback fatigue's target)
+NEGATIVE = ("hide", "report")  # what a viewer pushed away (feedback fatigue's target), in any words
 DWELL_EMIT_MS = 2_000  # shorter dwells are scrolling past: no event (as the simulator logs)
 
 
@@ -58,13 +64,16 @@ class LiveConfig:
 class LivePlayer:
     def __init__(self, truth: TruthModel, http: httpx.Client, stream: ValkeyStream, clock: Clock,
                  config: LiveConfig = LiveConfig(), viewers: np.ndarray | None = None,
-                 posts_file: Path | None = None):
+                 posts_file: Path | None = None, regret: Regret | None = None):
         """`http`: a client of the ranking service (base URL and bearer token set). `viewers`: who
         may open the app (default: every user of the truth). `posts_file`: where the posts published
-        live are kept between plays (LivePosts)."""
+        live are kept between plays (LivePosts). `regret`: what viewers remember pushing away
+        (default: nothing yet)."""
         self.truth, self.http, self.stream, self.clock, self.config = truth, http, stream, clock, config
         self.rng = np.random.default_rng(config.seed)
         self.posts = LivePosts(truth, posts_file)
+        self.regret = regret if regret is not None else Regret()
+        self.block_changes: list[dict] = []  # this step's blocks and mutes, for POST /v1/blocks
         self.viewers = viewers if viewers is not None else np.arange(1, len(truth.users.propensity))
         self.report = LiveReport()
 
@@ -81,7 +90,13 @@ class LivePlayer:
             self.stream.append(events, at_ms=now)
             self.report.posts_published += len(published)
         if engagements:
-            self._send(engagements)
+            self.report.engagements_sent += len(engagements)
+            self._send(engagements, "/v1/events", "events")
+        if self.block_changes:
+            self.report.blocks_sent += len(self.block_changes)
+            self._send(self.block_changes, "/v1/blocks", "changes")
+            self.block_changes = []
+        self.regret.keep(now)  # (when something was pushed away)
         self.report.steps += 1
 
     def _session(self, viewer: int, surface: str, events: list[Event]) -> list[dict]:
@@ -111,8 +126,13 @@ class LivePlayer:
         posts, items = posts[known], [i for i, k in zip(items, known, strict=True) if k]
         viewers = np.full(len(posts), viewer, np.int64)
         positions = np.array([i["position"] for i in items])
-        scores = self.truth.scores(viewers, posts, now)
-        outcome = sample_outcomes(self.rng, scores, positions)
+        pressure = self.regret.pressure(viewer, self.truth.posts.author[posts], now)
+        scores = self.truth.scores(viewers, posts, now, regret=pressure)
+        # examined first, as sample_outcomes draws it; then where the viewer left, if they did
+        would = self.rng.random(len(posts)) < examine_probability(positions)
+        examined = leave(self.rng, would, pressure)
+        report.left_early += int(examined.sum() < would.sum())
+        outcome = sample_outcomes(self.rng, scores, positions, examined=examined)
         seen = examine_probability(positions)
         report.session(viewer, page, int(sum(outcome.actions[a].sum() for a in POSITIVE)),
                        float(sum(TRUE_VALUE_WEIGHTS[a] * (scores.probabilities[a] * seen).sum()
@@ -127,6 +147,13 @@ class LivePlayer:
                 if outcome.actions[action][k]:
                     sent.append({**base, c.EVENT_ID: str(uuid.uuid4()), c.TYPE: logged, c.VALUE: None,
                                  c.TS: iso_ms(ts)})
+            for action in NEGATIVE:
+                if outcome.actions[action][k]:
+                    said = said_as(self.rng, action)
+                    sent.append({**base, c.EVENT_ID: str(uuid.uuid4()), c.TYPE: said, c.VALUE: None,
+                                 c.TS: iso_ms(ts)})
+                    self.regret.push(viewer, item["author_id"], said, ts)
+                    self._react(viewer, item, action, ts)
             if outcome.examined[k] and outcome.dwell_ms[k] > DWELL_EMIT_MS:
                 sent.append({**base, c.EVENT_ID: str(uuid.uuid4()), c.TYPE: "dwell",
                              c.VALUE: float(outcome.dwell_ms[k]), c.TS: iso_ms(ts)})
@@ -136,13 +163,26 @@ class LivePlayer:
                 report.follows += 1
         return sent
 
-    def _send(self, engagements: list[dict]) -> None:
+    def _react(self, viewer: int, item: dict, action: str, ts: int) -> None:
+        """A report may become a block; a hide a mute (a followed author) or a block (any other),
+        with the daily world's chances (data/world/dynamics.py), at once rather than a day later."""
+        followed = item["source"] == "in_network"
+        if action == "report":
+            change = "block" if self.rng.random() < BLOCK_AFTER_REPORT_P else None
+        elif followed:
+            change = "mute" if self.rng.random() < MUTE_AFTER_HIDE_P else None
+        else:
+            change = "block" if self.rng.random() < BLOCK_AFTER_HIDE_P else None
+        if change:
+            self.block_changes.append({"blocker_id": viewer, "blocked_id": item["author_id"], "action": change,
+                                       "ts": iso_ms(ts)})
+
+    def _send(self, lines: list[dict], route: str, field: str) -> None:
         batch = 500
-        for i in range(0, len(engagements), batch):
-            chunk = engagements[i:i + batch]
-            self.report.engagements_sent += len(chunk)
+        for i in range(0, len(lines), batch):
+            chunk = lines[i:i + batch]
             try:
-                r = self.http.post("/v1/events", json={"events": chunk})
+                r = self.http.post(route, json={field: chunk})
             except httpx.HTTPError:
                 self.report.failed_requests += 1
                 continue

@@ -27,10 +27,12 @@ class LiveReport:
     steps: int = 0
     sessions_by_surface: dict[str, int] = field(default_factory=dict)
     engagements_sent: int = 0
-    events_accepted: int = 0
+    events_accepted: int = 0  # lines the service took: engagements and blocks
     events_rejected: int = 0
     posts_published: int = 0
     follows: int = 0
+    blocks_sent: int = 0  # blocks and mutes the viewers made from the feed (POST /v1/blocks)
+    left_early: int = 0  # sessions a viewer left at a post they had pushed away (data/world/regret.py)
     degraded_pages: int = 0
     failed_requests: int = 0  # no response, so no arm: counted in total only
     engagements: list[int] = field(default_factory=list)  # realised positive actions per session
@@ -87,7 +89,8 @@ class LiveReport:
                 **_figures(self._metrics(np.ones(len(viewers), bool), viewers)),
                 "engagements_sent": self.engagements_sent, "events_accepted": self.events_accepted,
                 "events_rejected": self.events_rejected, "posts_published": self.posts_published,
-                "follows": self.follows, "degraded_pages": self.degraded_pages,
+                "follows": self.follows, "blocks_sent": self.blocks_sent, "left_early": self.left_early,
+                "degraded_pages": self.degraded_pages,
                 "failed_requests": self.failed_requests,
                 "request_p50_ms": round(float(np.nanpercentile(ms, 50)), 1),
                 "request_p99_ms": round(float(np.nanpercentile(ms, 99)), 1),

@@ -12,13 +12,14 @@ For viewer i, post p (author j, created c_p, media m_p, latent quality q_p) at t
     logit P(a) = ALPHA[a] + BETA[a] r + b_i + MEDIA[a][m_p]        a in like, comment, share,
                  (+ PROFILE_VISIT_OUT_OF_NETWORK (1 - F) for profile_visit)  save, profile_visit
     logit P(a) = NEG_ALPHA[a] - NEG_MATCH (match - MATCH_CENTER) - NEG_QUALITY[a] q_p
-                 - NEG_AFFINITY aff - NEG_FOLLOW F + n_i                  a in hide, report
+                 - NEG_AFFINITY aff - NEG_FOLLOW F + n_i + REGRET g       a in hide, report
     log dwell_ms = mu + DWELL_SCALE * Logistic(0, 1),
         mu = log(DWELL_BASE_MS) + DWELL_R r + DWELL_MEDIA[m_p] + 0.2 b_i
     P(long_dwell) = P(dwell >= LONG_DWELL_MS) = sigmoid((mu - log LONG_DWELL_MS) / DWELL_SCALE)
     P(like) is capped at 1 - P(hide) - P(report): the three exclude each other.
 
-b_i / n_i are the viewer's eagerness to engage / to hide and report. At logging time a mild
+b_i / n_i are the viewer's eagerness to engage / to hide and report; g >= 0 is the viewer's regret
+for the author (data/world/regret.py: live mode only; 0 everywhere else). At logging time a mild
 position bias applies: a post at 0-based position k is examined with probability
 (1 + k / POSITION_DECAY) ** -0.5 and only examined posts get any action; `probabilities()`
 returns the position-free P(a) unless `positions` is given. The value of showing p to i is
@@ -84,6 +85,7 @@ NEG_MATCH = 4.5
 NEG_QUALITY = {"hide": 0.6, "report": 1.2}
 NEG_AFFINITY = 0.5
 NEG_FOLLOW = 0.8
+REGRET = 1.0  # per unit of regret pressure (a fresh report: 3, ~20x the odds of a hide)
 DWELL_BASE_MS, DWELL_R, DWELL_SCALE = 2_600.0, 0.45, 0.8
 DWELL_MEDIA = (0.0, 0.6, 0.3)
 POSITION_DECAY = 5.0  # examine(k) = (1 + k / POSITION_DECAY) ** -0.5
@@ -288,7 +290,9 @@ class TruthModel:
         post_ids: np.ndarray,
         ts: np.ndarray,
         interactions: PairState | pd.DataFrame | None = None,
+        regret: np.ndarray | None = None,
     ) -> Scores:
+        """`regret`: the viewer's regret pressure per candidate (data/world/regret.py; None: none)."""
         viewer = np.asarray(viewer_ids, dtype=np.int64)
         post = np.asarray(post_ids, dtype=np.int64)
         ts_ms = _to_ms(ts, len(post))
@@ -330,6 +334,7 @@ class TruthModel:
                 - NEG_AFFINITY * aff
                 - NEG_FOLLOW * fol
                 + neg
+                + (0.0 if regret is None else REGRET * regret)
             )
             p[a] = sigmoid(logit)
         # like, hide and report exclude each other (one uniform draws all three at logging time).

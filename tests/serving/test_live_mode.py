@@ -20,6 +20,7 @@ from data.vocabulary import load_vocabulary
 from data.world.content import GENERIC_TAGS, hashtag_vocabulary
 from data.world.live import LiveConfig, LivePlayer
 from data.world.live_posts import LivePosts
+from data.world.regret import PUSH_WEIGHT, Regret
 from data.world.truth import PairState, PostLatents, TruthModel, UserLatents
 from serving.config import EventsConfig
 from serving.event_intake import EventIntake
@@ -90,7 +91,7 @@ def test_simulated_users_use_the_service_and_every_event_is_taken(live):
     summary = report.summary()
     assert report.steps == 4 and report.sessions == 24 and report.failed_requests == 0
     assert sum(report.sessions_by_surface.values()) == 24
-    assert report.engagements_sent > 0 and report.events_accepted == report.engagements_sent
+    assert report.engagements_sent > 0 and report.events_accepted == report.engagements_sent + report.blocks_sent
     assert report.events_rejected == 0
     assert summary["engagements_per_session"] > 0 and summary["truth_value_per_session"] > 0
     lines = [json.loads(e.line) for p in range(stream.partitions) for e in stream.after(p, "0-0", 10_000)]
@@ -114,6 +115,37 @@ def test_simulated_users_use_the_service_and_every_event_is_taken(live):
     app.clock = clock  # the service reads the feed at the live clock's now
     home = http.post("/v1/feed/home", json={"viewer_id": follower, "limit": 100}).json()
     assert newest["post_id"] in {i["post_id"] for i in home["items"]}
+
+
+def test_viewers_push_away_in_the_products_words_and_remember_it(live, tmp_path):
+    """Viewers eager to hide: their hides go out as hide, "not interested" or "see fewer", reports
+    as reports, some become blocks and mutes (POST /v1/blocks), the service takes every line, the
+    fan-out consumer files them into the viewers' fatigue, and the player remembers each push-away
+    for the next play."""
+    client, cfg, rows, app, http, stream = live
+    clock = SteppedClock(NOW)
+    truth = truth_of(rows)
+    truth.users.negativity[:] = 7.0  # every viewer hides or reports much of what they examine
+    kept = tmp_path / "live" / "regret.npz"
+    player = LivePlayer(truth, http, stream, clock, LiveConfig(sessions_per_step=6, posts_per_step=0.0, seed=5),
+                        viewers=np.arange(1, 13), regret=Regret(kept))
+
+    report = player.run(NOW + 4 * player.config.step_ms, wait=clock.wait)
+
+    assert report.failed_requests == 0 and report.events_rejected == 0 and report.blocks_sent > 0
+    assert report.events_accepted == report.engagements_sent + report.blocks_sent
+    lines = [json.loads(e.line) for p in range(stream.partitions) for e in stream.after(p, "0-0", 10_000)]
+    said = [x for x in lines if x.get("type") in PUSH_WEIGHT]
+    assert {x["type"] for x in said} == set(PUSH_WEIGHT)  # hide, not_interested, see_fewer, report
+    assert sum(report.negatives) == len(said)
+    assert len([x for x in lines if "blocker_id" in x]) == report.blocks_sent
+
+    polled = FanoutStreamConsumer(stream, FanoutWorker(client, cfg.candidates, name="live")).poll()
+    assert polled.push_aways == len(said) and not polled.dead_lettered
+    x, now = said[-1], clock.now_ms()
+    remembered = Regret(kept).pressure(x["viewer_id"], np.array([x["author_id"]]), now)[0]
+    assert remembered > 0
+    assert remembered == pytest.approx(player.regret.pressure(x["viewer_id"], np.array([x["author_id"]]), now)[0])
 
 
 def test_posts_published_live_are_kept_for_the_next_play(tmp_path):
