@@ -134,10 +134,12 @@ class LivePlayer:
         report.left_early += int(examined.sum() < would.sum())
         outcome = sample_outcomes(self.rng, scores, positions, examined=examined)
         seen = examine_probability(positions)
+        negative = np.logical_or.reduce([outcome.actions[a] for a in NEGATIVE])
         report.session(viewer, page, int(sum(outcome.actions[a].sum() for a in POSITIVE)),
                        float(sum(TRUE_VALUE_WEIGHTS[a] * (scores.probabilities[a] * seen).sum()
                                  for a in TRUE_VALUE_WEIGHTS)),
-                       int(sum(outcome.actions[a].sum() for a in NEGATIVE)))
+                       int(negative.sum()), pushed_shown=int((pressure > 0).sum()),
+                       repeat_negatives=int((negative & (pressure > 0)).sum()))
         sent = []
         for k, item in enumerate(items):
             base = {c.VIEWER_ID: viewer, c.POST_ID: item["post_id"], c.AUTHOR_ID: item["author_id"],

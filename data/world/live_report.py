@@ -19,7 +19,8 @@ from data.world.ab_stats import ArmMetric, Comparison, compare, per_session, sam
 
 CONTROL, TREATMENT = "control", "treatment"  # as the service names its arms (serving.experiment)
 METRICS = {"engagements_per_session": "engagements", "negatives_per_session": "negatives",
-           "truth_value_per_session": "expected_value"}
+           "truth_value_per_session": "expected_value", "pushed_shown_per_session": "pushed_shown",
+           "repeat_negatives_per_session": "repeat_negatives"}
 
 
 @dataclass
@@ -38,6 +39,10 @@ class LiveReport:
     engagements: list[int] = field(default_factory=list)  # realised positive actions per session
     negatives: list[float] = field(default_factory=list)  # realised hides and reports per session
     expected_value: list[float] = field(default_factory=list)  # Σ w·P(a | position) per session
+    # posts of authors the viewer had pushed away, served per session (data/world/regret.py), and
+    # the hides and reports among them: what feedback fatigue can prevent
+    pushed_shown: list[float] = field(default_factory=list)
+    repeat_negatives: list[float] = field(default_factory=list)
     viewers: list[int] = field(default_factory=list)  # who each session was
     arms: list[str] = field(default_factory=list)  # the arm the service assigned each session
     experiment: str | None = None  # the A/B the service said it routed by (None: none)
@@ -46,7 +51,7 @@ class LiveReport:
     request_ms: list[float] = field(default_factory=list)
 
     SESSION_COLUMNS = ("viewers", "arms", "model_versions", "fell_back", "engagements", "negatives",
-                       "expected_value")
+                       "expected_value", "pushed_shown", "repeat_negatives")
 
     def sessions_record(self) -> dict:
         """Every session's columns and the experiment: what `pooled` reads back."""
@@ -69,13 +74,16 @@ class LiveReport:
         """Sessions that got a page (each recorded by `session`)."""
         return len(self.viewers)
 
-    def session(self, viewer: int, page: dict, engagements: int, expected_value: float, negatives: int = 0) -> None:
+    def session(self, viewer: int, page: dict, engagements: int, expected_value: float, negatives: int = 0,
+                pushed_shown: int = 0, repeat_negatives: int = 0) -> None:
         """One session's page (the service's response) and what the truth says the viewer did."""
         arm = page["arm"]
         self.viewers.append(viewer)
         self.arms.append(arm)
         self.engagements.append(engagements)
         self.negatives.append(negatives)
+        self.pushed_shown.append(pushed_shown)
+        self.repeat_negatives.append(repeat_negatives)
         self.expected_value.append(expected_value)
         self.experiment = page.get("experiment")
         self.model_versions.append(page["model_version"])

@@ -132,7 +132,8 @@ def test_plays_pooled_are_one_report_with_the_viewer_the_unit_across_them():
         viewer = int(rng.integers(0, 12))
         arm = "treatment" if viewer % 2 else "control"
         args = (viewer, page(arm, "feed_ranker:2" if arm == "treatment" else "feed_ranker:1"),
-                int(rng.integers(0, 6)), float(rng.random()), int(rng.integers(0, 3)))
+                int(rng.integers(0, 6)), float(rng.random()), int(rng.integers(0, 3)), int(rng.integers(1, 4)),
+                int(rng.integers(1, 3)))
         one.session(*args)
         (first if k < 20 else second).session(*args)
     pooled = LiveReport.pooled([first.sessions_record(), second.sessions_record()])

@@ -138,6 +138,8 @@ def test_viewers_push_away_in_the_products_words_and_remember_it(live, tmp_path)
     said = [x for x in lines if x.get("type") in PUSH_WEIGHT]
     assert {x["type"] for x in said} == set(PUSH_WEIGHT)  # hide, not_interested, see_fewer, report
     assert sum(report.negatives) == len(said)
+    # later pages show authors pushed away earlier: what regret judges, and what fatigue can prevent
+    assert sum(report.pushed_shown) > 0 and 0 < sum(report.repeat_negatives) <= sum(report.negatives)
     assert len([x for x in lines if "blocker_id" in x]) == report.blocks_sent
 
     polled = FanoutStreamConsumer(stream, FanoutWorker(client, cfg.candidates, name="live")).poll()
