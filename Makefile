@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run live lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-fanout-cluster bench-online-cluster bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream bench-live bench-controls bench-scaling profile-serving ui mlflow-ui feast clean
+.PHONY: help setup run live lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-fanout-cluster bench-online-cluster bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream bench-live bench-controls bench-scaling bench-search profile-serving ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
@@ -58,7 +58,7 @@ test-e2e: setup  # a team's export and a graph-only export through `make run` (t
 test-fast: setup  # the unit tier: no Spark, no server, no Dagster run
 	$(UV) run --frozen pytest -m unit
 
-bench: bench-pipeline bench-features bench-scaling bench-online-reader bench-live bench-controls bench-quality bench-fanout bench-fanout-cluster bench-online-cluster bench-candidates bench-serving bench-cascade bench-overload bench-stream
+bench: bench-pipeline bench-features bench-scaling bench-online-reader bench-live bench-controls bench-quality bench-fanout bench-fanout-cluster bench-online-cluster bench-candidates bench-serving bench-cascade bench-overload bench-stream bench-search
 
 bench-first-run: setup  # a fresh clone's make setup + make run, tiny and small (idle machine)
 	$(PY) -m benchmarks.bench_first_run
@@ -116,6 +116,9 @@ bench-overload: setup  # bench-serving's state (prepared if absent), with and wi
 
 bench-cascade: setup  # after bench-serving: it reads the state bench-serving prepares
 	$(PY) -m benchmarks.bench_cascade
+
+bench-search: setup  # medium world (tiny without it): POST /v1/search's query path vs a LIKE scan, precision@10
+	$(PY) -m benchmarks.bench_search
 
 mlflow-ui: setup
 	$(PY) -m pipelines.run mlflow-ui

@@ -7,6 +7,8 @@ embedded server `make run` keeps up) and event stream (LOUPE_STREAM_URL, or its 
     python -m candidate_gen fanout-worker      apply the stream's post and graph events as they come
     python -m candidate_gen home    --viewer 7 [--limit 20]
     python -m candidate_gen rebuild-viewer --viewer 7 [--day YYYY-MM-DD]
+    python -m candidate_gen search-index       build or refresh the post search index from the lake
+    python -m candidate_gen search-worker      apply the stream's new and deleted posts to it as they come
 
 publish, delete and the graph commands put their event on the stream: the fan-out worker applies
 it within a second, and the archiver lands it in the landing folder for the lake
@@ -95,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     home.add_argument("--viewer", type=int, required=True)
     home.add_argument("--limit", type=int, default=20)
     home.add_argument("--now-ms", type=int, default=None)
+    sub.add_parser("search-index")
+    search_worker = sub.add_parser("search-worker")
+    search_worker.add_argument("--partitions", default=None, help="the stream partitions it owns (default: all)")
     rebuild = sub.add_parser("rebuild-viewer")
     rebuild.add_argument("--viewer", type=int, required=True)
     rebuild.add_argument("--day", default=None)
@@ -126,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"fan-out worker on {settings.stream_endpoint} (group {GROUP}; metrics on :{args.metrics_port}); "
               "Ctrl-C stops it", flush=True)
         consumer.run(stop_on_signals())  # SIGTERM or Ctrl-C: the poll in progress ends, the leases go back
+    elif args.command in ("search-index", "search-worker"):
+        search(args, settings)
     elif args.command == "home":
         at = args.now_ms or now
         read = HomeCandidateReader(client, cfg).read(args.viewer, at, 1000)
@@ -136,6 +143,25 @@ def main(argv: list[str] | None = None) -> None:
     else:
         day = args.day or lake.partition_days(settings.lake_dir, "posts")[-1]
         print(json.dumps(rebuild_viewer(settings.lake_dir, day, client, cfg, args.viewer)))
+
+
+def search(args, settings) -> None:
+    """The search index (settings.search_index_file): refreshed from the lake, or kept up to date
+    from the stream until SIGTERM or Ctrl-C."""
+    from candidate_gen.search.lake_refresh import refresh_from_lake
+    from candidate_gen.search.post_text_index import PostTextIndex
+    from candidate_gen.search.search_stream_consumer import GROUP as SEARCH_GROUP
+    from candidate_gen.search.search_stream_consumer import SearchIndexStreamConsumer
+
+    with PostTextIndex(settings.search_index_file) as index:
+        if args.command == "search-index":
+            print(json.dumps(refresh_from_lake(index, settings.lake_dir).as_metadata()))
+            return
+        owned = None if args.partitions is None else [int(p) for p in args.partitions.split(",")]
+        consumer = SearchIndexStreamConsumer(open_stream(settings), index, partitions=owned)
+        print(f"search index worker on {settings.stream_endpoint} (group {SEARCH_GROUP}) writing "
+              f"{settings.search_index_file}; Ctrl-C stops it", flush=True)
+        consumer.run(stop_on_signals())
 
 
 if __name__ == "__main__":

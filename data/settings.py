@@ -238,6 +238,12 @@ class Settings(BaseSettings):
         return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
+    def search_index_file(self) -> Path:
+        """The post search index (SQLite FTS5, candidate_gen/search/): Loupe's own, rebuilt from the
+        lake by the candidates/search_index asset, kept fresh by the search index worker."""
+        return self.home / "search" / "posts.sqlite"
+
+    @property
     def api_token_file(self) -> Path:
         return self.home / "serving" / "api_token"
 

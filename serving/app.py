@@ -25,8 +25,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from candidate_gen.filters import default_chain
+from candidate_gen.filters import default_chain, search_chain
 from candidate_gen.reads import StepReader
+from candidate_gen.search.post_text_index import SearchIndexReader
 from candidate_gen.sources.catalog import build_sources
 from data.contracts import ENGAGEMENTS
 from data.redis_client import Client, connect
@@ -47,6 +48,7 @@ from serving.impression_log import ImpressionLogWriter, StreamSink
 from serving.metrics import PipelineMetrics
 from serving.model_store import ModelStore, registry_loader, registry_lookup
 from serving.pages import Answer, FeedPage, Item, RankedPosts
+from serving.search.post_search import PostSearch
 from serving.stages.candidate_sources_stage import CandidateSourcesStage, SourceGroup
 from serving.stages.cheap_path import OVERLOAD
 from serving.stages.fatigue_rescorer import FatigueRescorer
@@ -85,6 +87,7 @@ class RankingApp:
     closers: tuple = ()
     warm: bool = False
     intake: EventIntake | None = None  # POST /v1/events (only with an event stream)
+    searcher: PostSearch | None = None  # POST /v1/search (serving/search/)
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -92,10 +95,11 @@ class RankingApp:
               clock: Clock, embeddings: Any = None, impressions: ImpressionLogWriter | None = None,
               closers: tuple = (), secrets_: ServingSecrets | None = None, filters_client: Any = None,
               filters_retry_client: Any = None, treatment_models: ModelStore | None = None,
-              metrics: PipelineMetrics | None = None) -> RankingApp:
-        """`secrets_`: the API token and cursor secret; None: random ones nobody else knows (an app
-        built in-process: tests read `app.access.token`). `filters_client`: the privacy filters'
-        Redis client (its own, more patient, timeout); None: `candidates_client`.
+              metrics: PipelineMetrics | None = None, search_index: Any = None) -> RankingApp:
+        """`search_index`: the search index file (None: /v1/search answers degraded). `secrets_`:
+        the API token and cursor secret; None: random ones nobody else knows (an app built in-process:
+        tests read `app.access.token`). `filters_client`: the privacy filters' Redis client (its
+        own, more patient, timeout); None: `candidates_client`.
         `filters_retry_client`: theirs for retries (more patient still); None: `filters_client`.
         `treatment_models`: the experiment's treatment arm's models, when it names any
         (serving.arm_models.treatment_targets). `metrics`: the one metrics object of the app (the
@@ -186,6 +190,9 @@ class RankingApp:
                                        heuristic),
             },
             closers=closers,
+            searcher=PostSearch(SearchIndexReader(search_index) if search_index is not None else None,
+                                search_chain(filters_client, cfg, **privacy), filters_client, cfg.keys,
+                                config.search),
         )
 
     @classmethod
@@ -225,7 +232,7 @@ class RankingApp:
                         closers=tuple(x for x in (impressions, models, treatment) if x is not None),
                         secrets_=serving_secrets(settings),  # the workspace's, generated if absent
                         filters_client=filters_client, filters_retry_client=filters_retry_client,
-                        treatment_models=treatment, metrics=metrics)
+                        treatment_models=treatment, metrics=metrics, search_index=settings.search_index_file)
         if settings.stream_url:
             app.intake = EventIntake(partial(ValkeyStream.of, settings, STREAM_TIMEOUT_S),
                                      settings.log_vocabulary(),
@@ -323,6 +330,15 @@ class RankingApp:
             "candidates": {o.name: len(o.candidates) for o in state.outcomes},
             "stage_ms": {**state.stage_ms, "total": round(total_ms, 3)},
         }
+
+    def search(self, viewer_id: int, query: str, limit: int, arrived: float | None = None) -> dict[str, Any]:
+        """POST /v1/search (serving.search.post_search): EmptyQuery when the query holds no word."""
+        deadline = pl.Deadline(self.config.search.budget_ms, arrived)
+        terms = self.searcher.terms(query)
+        outcome = self.searcher.search(viewer_id, terms, limit, self.clock.now_ms(), deadline.remaining_ms)
+        return {"request_id": uuid.uuid4().hex, "viewer_id": viewer_id, "items": outcome.items,
+                "degraded": sorted(outcome.degraded), "degraded_reasons": outcome.degraded,
+                "total_ms": round(deadline.elapsed_ms(), 3)}
 
     def events(self, events: list[Any], log_name: str = ENGAGEMENTS.name) -> IntakeResult:
         """Client events onto the stream (serving.event_intake): engagements, or (`log_name`

@@ -186,6 +186,24 @@ class EventsConfig(ConfigModel):
     dedupe_ttl_s: float = Field(86_400.0, gt=0)
 
 
+class SearchConfig(ConfigModel):
+    """POST /v1/search (serving/search/; docs/serving.md "Search"): the score is
+    text_weight · BM25 (over the best match) + relationship_weight · (follows, else affinity/(1+affinity))
+    + recency_weight · 0.5^(age_h / recency_half_life_h)."""
+
+    # the newest matches read from the index (at least overfetch x the page: the filters drop some),
+    # scored by BM25 and the rest of the formula; BM25 over every match of a common word costs ~1 µs a match
+    window: int = Field(1000, ge=1, le=10_000)
+    overfetch: int = Field(5, ge=1, le=50)
+    prefix: bool = False  # each word a prefix (food: foodlover, foodgram); several times the index reads
+    max_words: int = Field(8, ge=1, le=32)  # words of a query searched for (the rest are ignored)
+    budget_ms: float = Field(200.0, gt=0)  # the privacy filters' retries stop when it is spent
+    text_weight: float = Field(0.6, ge=0)
+    relationship_weight: float = Field(0.25, ge=0)
+    recency_weight: float = Field(0.15, ge=0)
+    recency_half_life_h: float = Field(72.0, gt=0)
+
+
 # a model reference in a config file: "@challenger", "feed_ranker:7", "heuristic" (serving.model_ref)
 ModelRefText = Annotated[ModelRef, BeforeValidator(ModelRef.coerce)]
 
@@ -236,6 +254,7 @@ class ServingConfig(ConfigModel):
     exploration: ExplorationConfig = Field(default_factory=ExplorationConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
     candidates: CandidateConfig = Field(default_factory=CandidateConfig.load)

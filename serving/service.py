@@ -5,6 +5,7 @@
     POST /v1/rank          {viewer_id, surface, post_ids}         scores for supplied candidates
     POST /v1/events        {events: [engagement, ...]}            client engagements onto the event stream
     POST /v1/blocks        {changes: [block or mute, ...]}        a viewer's blocks and mutes onto the stream
+    POST /v1/search        {viewer_id, query, limit (1..100)}     posts by hashtags and captions, privacy-filtered
     GET  /healthz /livez /readyz /metrics                         BentoML's own probes + Prometheus
 
 An overloaded worker answers from a cheap path, never with an empty page or an error
@@ -31,6 +32,7 @@ import orjson
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from candidate_gen.search.search_terms import EmptyQuery
 from data.contracts import BLOCKS, ENGAGEMENTS
 from data.quiet import filter_third_party_warnings
 from data.settings import get_settings
@@ -117,6 +119,31 @@ class RankResponse(BaseModel):
     stage_ms: dict[str, float]
 
 
+class SearchItem(BaseModel):
+    post_id: int
+    author_id: int
+    score: float
+    position: int
+
+
+class SearchResponse(BaseModel):
+    request_id: str | None = None
+    viewer_id: int
+    items: list[SearchItem] = Field(description="matching posts the viewer may see, best first (a post the "
+                                    "viewer may not see is absent: neither counted nor named)")
+    degraded: list[str] = Field(default_factory=list, description="steps that fell back: index (missing or "
+                                "unreadable: no items), filters (privacy state unreadable: nothing unverified is "
+                                "served), relationships (ranked without follows and affinity)")
+    degraded_reasons: dict[str, str] = Field(default_factory=dict)
+    total_ms: float = 0.0
+    error: str | None = Field(None, description="why the query was refused (status 422: it holds no word)")
+
+
+SearchQuery = Annotated[str, Field(strict=True, max_length=256, description="words to find in hashtags and "
+                                   "captions (`#tag` and `tag` alike), all of them required; signs are "
+                                   "separators, never query syntax")]
+
+
 def default_app() -> RankingApp:
     # Imported here, in the worker: `bentoml serve` imports this module in its own process only to
     # read the service's definition, and serving.app's imports (Feast, LightGBM, MLflow) took ~15 s.
@@ -158,6 +185,15 @@ class RankingEndpoints:
     @bentoml.api(route="/v1/blocks")
     def blocks(self, ctx: bentoml.Context, changes: Annotated[list[Any], Field(min_length=1)]) -> EventsResponse:
         return self._intake(ctx, changes, BLOCKS.name)
+
+    @bentoml.api(route="/v1/search")
+    def search(self, ctx: bentoml.Context, viewer_id: ViewerId, query: SearchQuery,
+               limit: Limit = 20) -> SearchResponse:
+        try:
+            return SearchResponse(**self._call(self.app.search, viewer_id, query, limit, arrived(ctx)))
+        except EmptyQuery as exc:
+            ctx.response.status_code = 422
+            return SearchResponse(viewer_id=viewer_id, items=[], error=str(exc))
 
     def _intake(self, ctx: bentoml.Context, events: list[Any], log_name: str) -> EventsResponse:
         try:

@@ -32,4 +32,14 @@ def default_chain(client: redis.Redis, cfg: CandidateConfig, seen: bool = True, 
     return FilterChain(client, filters, attempts, retry_client)
 
 
-__all__ = ["ChainResult", "FilterChain", "default_chain"]
+def search_chain(client: redis.Redis, cfg: CandidateConfig, attempts: int = 1,
+                 retry_client: redis.Redis | None = None) -> FilterChain:
+    """Search's: the same privacy filters (deleted, blocked both ways, muted, private-not-approved)
+    and own posts, in the same order and one round trip; no age limit and no already-seen (a search
+    finds older posts, and posts seen before)."""
+    filters = [OwnPostFilter(), DeletedPostFilter(cfg), BlockedAuthorFilter(cfg), MutedAuthorFilter(cfg),
+               PrivateAuthorFilter(cfg)]
+    return FilterChain(client, filters, attempts, retry_client)
+
+
+__all__ = ["ChainResult", "FilterChain", "default_chain", "search_chain"]

@@ -8,6 +8,7 @@ candidates/fanout       daily: the fan-out worker applies the day's posts, graph
 candidates/trending     daily: engagement velocity, global and per hashtag; popular fallback
 candidates/social       daily: recent engagements per user, strongest-affinity accounts
 candidates/embeddings   daily: ALS author/viewer embeddings + the nearest-author index
+candidates/search_index daily: the post search index (SQLite FTS5) refreshed from the lake's posts
 """
 
 
@@ -19,7 +20,12 @@ from candidate_gen.fanout import FanoutWorker, StateLostError
 from candidate_gen.rebuild import rebuild_all, rebuild_viewer
 from data import lake
 from features.tables import RELATIONSHIP
-from pipelines.defs.candidates.resources import CandidateConfigResource, CandidatesDirResource, RedisResource
+from pipelines.defs.candidates.resources import (
+    CandidateConfigResource,
+    CandidatesDirResource,
+    RedisResource,
+    SearchIndexResource,
+)
 from pipelines.defs.features.assets import feature_key
 from pipelines.defs.ingest.assets import lake_key
 from pipelines.partitions import day_partitions
@@ -162,6 +168,26 @@ def candidates_fatigue(context: dg.AssetExecutionContext, redis: RedisResource, 
 
 
 @dg.asset(
+    key=dg.AssetKey(["candidates", "integrity"]),
+    group_name=GROUP,
+    partitions_def=day_partitions,
+    deps=[lake_key("engagements"), lake_key("posts")],
+    kinds={"redis"},
+    description="Content labels (spam, borderline, sensitive) of posts and accounts from [integrity.rules] "
+    "over the engagements, impressions, posts and users logs of the window, replacing the last day's whole, "
+    "for the ranking service's integrity stage (allow, interstitial, downrank, drop). Metadata: the labels "
+    "counted, and which rules had their logs (a team's export without impressions runs the others).",
+)
+def candidates_integrity(context: dg.AssetExecutionContext, redis: RedisResource, workspace: WorkspaceResource,
+                         candidate_config: CandidateConfigResource) -> dg.MaterializeResult:
+    from candidate_gen.integrity import build_labels
+
+    cfg = candidate_config.load()
+    return dg.MaterializeResult(metadata=_metadata(build_labels(
+        workspace.lake, context.partition_key, redis.client(), cfg.integrity, cfg.keys)))
+
+
+@dg.asset(
     key=dg.AssetKey(["candidates", "embeddings"]),
     group_name=GROUP,
     partitions_def=day_partitions,
@@ -190,11 +216,32 @@ def candidates_embeddings(context: dg.AssetExecutionContext, redis: RedisResourc
     })
 
 
+@dg.asset(
+    key=dg.AssetKey(["candidates", "search_index"]),
+    group_name=GROUP,
+    partitions_def=day_partitions,
+    deps=[lake_key("posts")],
+    kinds={"sqlite"},
+    description="The post search index of POST /v1/search (candidate_gen/search/, docs/serving.md \"Search\"): "
+    "every posts partition up to the day not applied as it now is (new or re-ingested days), creations "
+    "upserted, deletions removed for good; idempotent. The search index worker keeps it fresh from the "
+    "stream between runs.",
+)
+def candidates_search_index(context: dg.AssetExecutionContext, workspace: WorkspaceResource,
+                            search_index: SearchIndexResource) -> dg.MaterializeResult:
+    from candidate_gen.search.lake_refresh import refresh_from_lake
+    from candidate_gen.search.post_text_index import PostTextIndex
+
+    with PostTextIndex(search_index.path) as index:
+        stats = refresh_from_lake(index, workspace.lake, through=context.partition_key)
+    return dg.MaterializeResult(metadata={**stats.as_metadata(), "index": dg.MetadataValue.path(search_index.path)})
+
+
 def embeddings_dir(candidates_dir: CandidatesDirResource, day: str) -> Path:
     return Path(candidates_dir.path) / "embeddings" / f"dt={day}"
 
 
 candidate_assets = [
     candidates_rebuild, candidates_fanout, candidates_trending, candidates_social, candidates_fatigue,
-    candidates_embeddings,
+    candidates_integrity, candidates_embeddings, candidates_search_index,
 ]

@@ -37,10 +37,17 @@ class CandidateConfigResource(dg.ConfigurableResource):
         return CandidateConfig.load(self.path or DEFAULT_PATH)
 
 
+class SearchIndexResource(dg.ConfigurableResource):
+    """The post search index file (Settings.search_index_file; candidate_gen/search/)."""
+
+    path: str
+
+
 def candidate_resources(settings: Settings, redis_url: str | None = None) -> dict[str, dg.ConfigurableResource]:
     """The candidates domain's resources, from settings (`redis_url`: see build_resources)."""
     return {
         "redis": RedisResource(url=redis_url or settings.redis_endpoint),
         "candidate_config": CandidateConfigResource(),
         "candidates_dir": CandidatesDirResource(path=str(settings.home / "candidates")),
+        "search_index": SearchIndexResource(path=str(settings.search_index_file)),
     }
