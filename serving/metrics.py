@@ -26,6 +26,8 @@ ERRORS = Counter("loupe_errors_total", "Exceptions raised inside a stage", ["sur
 SERVED = Counter("loupe_served_total", "Responses, by what ordered them and the experiment's arm",
                  ["surface", "scorer", "arm"])
 MODEL_SWAPS = Counter("loupe_model_swaps_total", "Champion swaps", ["surface", "engine"])
+RESCORED = Counter("loupe_rescored_total", "Candidates a rescorer acted on (or left, and why)",
+                   ["surface", "stage", "outcome"])
 
 
 class PipelineMetrics:
@@ -48,6 +50,8 @@ class PipelineMetrics:
             FALLBACKS.labels(surface, stage).inc()
         for stage, n in state.retries.items():
             RETRIES.labels(surface, stage).inc(n)
+        for (stage, outcome), n in state.rescored.items():
+            RESCORED.labels(surface, stage, outcome).inc(n)
         SERVED.labels(surface, state.scorer, arm).inc()  # per arm: a split off its share shows here first
 
     def swapped(self, surface: str, engine: str) -> None:

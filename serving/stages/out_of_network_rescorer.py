@@ -9,7 +9,8 @@ from serving.pipeline import FeedQuery, FeedState
 
 
 def scaled(scores: np.ndarray, factor: np.ndarray) -> np.ndarray:
-    """Multiply by factor <= 1 so that it always lowers: negative scores are divided instead."""
+    """Multiply by factor <= 1 so that it always lowers (by factor >= 1: always raises): negative
+    scores are divided instead."""
     return np.where(scores >= 0, scores * factor, scores / factor)
 
 
