@@ -21,7 +21,7 @@ help:
 	@echo "make lint    ruff and the layer contract (lint-imports)"
 	@echo "make bench   run every benchmark (JSON under benchmarks/results/)"
 	@echo "make bench-live  v2 against v1 live, and a ranker trained on Loupe's own pages (tiny, ~30 min) -> benchmarks/results/live_loop.json"
-	@echo "make bench-controls  feedback fatigue on against off, live (tiny, ~15 min) -> benchmarks/results/controls.json"
+	@echo "make bench-controls  fatigue, integrity, new-author boost: each on against off, live (tiny, ~35 min) -> benchmarks/results/controls.json"
 	@echo "make bench-first-run  a fresh clone's setup + make run, tiny and small, timed -> benchmarks/results/first_run.json"
 	@echo "make ui      open the Dagster UI on the workspace"
 	@echo "make mlflow-ui  open the MLflow UI on the workspace (runs, registry, promotions)"
@@ -96,7 +96,7 @@ bench-online-cluster: setup  # the online writers on a three-primary Valkey clus
 bench-live: setup  # tiny world: v2 against v1 live, and a ranker trained on Loupe's own pages (~30 min)
 	$(PY) -m benchmarks.bench_live
 
-bench-controls: setup  # tiny world: feedback fatigue on against off, live (~15 min)
+bench-controls: setup  # tiny world: fatigue, integrity and the new-author boost, each on against off, live (~35 min)
 	$(PY) -m benchmarks.bench_controls
 
 bench-stream: setup  # the medium world's last day through the event stream vs raw XADD/XREADGROUP

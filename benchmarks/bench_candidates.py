@@ -86,7 +86,7 @@ def main() -> None:
         result["rebuild"] = state.metadata["candidates/rebuild"]
         result["fanout"] = state.metadata["candidates/fanout"]
         timings = {f"{step}_s": state.seconds[f"candidates/{step}"]
-                   for step in ("rebuild", "fanout", "trending", "social", "fatigue", "embeddings")}
+                   for step in ("rebuild", "fanout", "trending", "social", "fatigue", "integrity", "embeddings")}
         print(f"state ready: {timings}", flush=True)
 
         sources = build_sources(client, cfg, load(state.embeddings_index))

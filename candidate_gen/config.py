@@ -78,6 +78,59 @@ class FatigueConfig(ConfigModel):
         return int(self.window_days * DAY_MS)
 
 
+LABELS = ("spam", "borderline", "sensitive")  # content labels (candidate_gen/integrity.py)
+OUTCOMES = ("allow", "interstitial", "downrank", "drop")  # what a label does to a candidate
+
+
+class IntegrityRules(ConfigModel):
+    """The rule set that labels posts and accounts from events and account signals."""
+
+    window_days: float = Field(28.0, gt=0)  # the events and posts the rules look back over
+    # a post is borderline when this many distinct viewers reported it ...
+    borderline_reporters: int = Field(2, ge=1)
+    # ... or when hides + reports per impression reach this rate over at least `min_impressions`
+    borderline_negative_rate: float = Field(0.1, gt=0, le=1)
+    min_impressions: int = Field(30, ge=1)
+    # an account is spam when this many of its posts in the window are borderline ...
+    spam_borderline_posts: int = Field(3, ge=1)
+    # ... or when it is younger than `spam_new_account_days` and posted at least this many a day
+    spam_new_account_days: float = Field(7.0, ge=0)
+    spam_posts_per_day: float = Field(20.0, gt=0)
+    sensitive_hashtags: list[str] = Field(default_factory=list)  # a post tagged with any is sensitive
+
+    @property
+    def window_ms(self) -> int:
+        return int(self.window_days * DAY_MS)
+
+
+class IntegrityConfig(ConfigModel):
+    """Content labels and what each does to a candidate (candidate_gen/integrity.py; the ranking
+    service's IntegrityFilterStage): per label, the outcome for a followed author's post and for an
+    out-of-network one, the latter as strict or stricter."""
+
+    enabled: bool = True
+    rules: IntegrityRules = Field(default_factory=IntegrityRules)
+    outcomes: dict[str, tuple[str, str]] = Field(default_factory=lambda: {
+        "spam": ("downrank", "drop"), "borderline": ("allow", "downrank"),
+        "sensitive": ("interstitial", "interstitial")})
+    downrank: float = Field(0.3, gt=0, le=1)  # the share of its score a downranked post keeps
+
+    @model_validator(mode="after")
+    def _known(self) -> IntegrityConfig:
+        for label, pair in self.outcomes.items():
+            if label not in LABELS:
+                raise ValueError(f"integrity.outcomes: unknown label {label!r}; labels are {list(LABELS)}")
+            for outcome in pair:
+                if outcome not in OUTCOMES:
+                    raise ValueError(f"integrity.outcomes.{label}: unknown outcome {outcome!r}; "
+                                     f"outcomes are {list(OUTCOMES)}")
+            followed, out_of_network = (OUTCOMES.index(o) for o in pair)
+            if out_of_network < followed:
+                raise ValueError(f"integrity.outcomes.{label}: out of network ({pair[1]}) must be as strict "
+                                 f"as for a followed author ({pair[0]}) or stricter")
+        return self
+
+
 class SourceConfig(ConfigModel):
     enabled: bool = True
     cap: int = 300
@@ -88,6 +141,7 @@ class CandidateConfig(ConfigModel):
     feed: FeedConfig = Field(default_factory=FeedConfig)
     fanout: FanoutConfig = Field(default_factory=FanoutConfig)
     fatigue: FatigueConfig = Field(default_factory=FatigueConfig)
+    integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     raw: dict[str, Any] = Field(default_factory=dict)  # the whole file, for `section`
     # Who is pulled at read instead of fanned out: the features' rule (features/config.toml), so
@@ -108,7 +162,7 @@ class CandidateConfig(ConfigModel):
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CandidateConfig:
         # The shared tables are typed here; the others are read by their component through `section`.
-        shared = {name: raw[name] for name in ("feed", "fanout", "fatigue", "sources") if name in raw}
+        shared = {name: raw[name] for name in ("feed", "fanout", "fatigue", "integrity", "sources") if name in raw}
         return cls.parse({**shared, "raw": raw}, "candidate config")
 
     @classmethod

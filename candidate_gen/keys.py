@@ -95,6 +95,20 @@ class Keys:
         """What the viewer pushed away (candidate_gen.fatigue)."""
         return self._user(viewer, "fatigue")
 
+    @property
+    def integrity_posts(self) -> str:
+        """Post id -> its content labels (candidate_gen.integrity); one slot with the accounts'."""
+        return f"{self.prefix}{{integrity}}:posts"
+
+    @property
+    def integrity_accounts(self) -> str:
+        """Account id -> its labels, which apply to each of its posts."""
+        return f"{self.prefix}{{integrity}}:accounts"
+
+    def integrity_reporters(self, post: int) -> str:
+        """Who reported the post, from the stream (candidate_gen.integrity.record_reports)."""
+        return f"{self.prefix}{{integrity}}:reporters:{post}"
+
     # --- Explore sources ----------------------------------------------------------------------
     @property
     def trending(self) -> str:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from candidate_gen import events as ev
-from candidate_gen import fatigue
+from candidate_gen import fatigue, integrity
 from candidate_gen.fanout import FanoutStats, FanoutWorker, StateLostError
 from candidate_gen.stream_events import convert
 from data.redis_client import FAILURES, is_outage
@@ -49,7 +49,7 @@ class PollStats:
     ignored: int = 0
     dead_lettered: Counter = field(default_factory=Counter)  # reason -> entries
     fanout: FanoutStats | None = None
-    push_aways: int = 0  # of `applied`: into viewers' fatigue sets
+    push_aways: int = 0  # of `applied`: into viewers' fatigue sets, and reports for the labels
 
     @property
     def reconciles(self) -> bool:
@@ -69,7 +69,10 @@ class FanoutStreamConsumer:
         self.reclaim_idle_ms = reclaim_idle_ms
         self.partitions = list(range(stream.partitions) if partitions is None else partitions)
         self.fatigue = worker.cfg.fatigue
-        self._push_away_types = frozenset(self.fatigue.weights) if self.fatigue.enabled else frozenset()
+        self.integrity = worker.cfg.integrity
+        # the engagements this consumer acts on: fatigue's push-aways, and reports for the labels
+        self._push_away_types = (frozenset(self.fatigue.weights) if self.fatigue.enabled else frozenset()) | (
+            frozenset({"report"}) if self.integrity.enabled else frozenset())
         self.on_poll: Callable[[PollStats], object] = lambda stats: None  # e.g. metrics
         self._leases = PartitionLeases(stream, GROUP, self.partitions, "fan-out worker")
         stream.create_group(GROUP)  # from the start: every event the stream still holds
@@ -91,8 +94,10 @@ class FanoutStreamConsumer:
                           push_aways=len(converted.push_aways))
         if converted.rows:
             stats.fanout = self.worker.consume(ev.frame(converted.rows))
-        if converted.push_aways:  # idempotent, as the fan-out's writes are
+        if converted.push_aways and self.fatigue.enabled:  # idempotent, as the fan-out's writes are
             fatigue.record(self.worker.client, self.worker.keys, converted.push_aways, self.fatigue)
+        if converted.push_aways and self.integrity.enabled:  # a set per post: idempotent too
+            integrity.record_reports(self.worker.client, self.worker.keys, converted.push_aways, self.integrity.rules)
         self.stream.dead_letter(converted.unreadable)
         self.stream.ack(GROUP, entries)  # after the effects: a crash before this re-delivers the batch
         self.on_poll(stats)

@@ -146,7 +146,8 @@ def conditions(train_days: int) -> dict[dg.AssetKey, AC]:
         REALTIME_ONLINE_KEY: newest,
         EXAMPLES_KEY: training_sets,
         **{feature_key(table): every_day for table in SNAPSHOT_TABLES},
-        **{dg.AssetKey(["candidates", name]): newest for name in ("trending", "social", "fatigue", "embeddings")},
+        **{dg.AssetKey(["candidates", name]): newest for name in ("trending", "social", "fatigue", "integrity",
+                                                              "embeddings", "search_index")},
     }
     for surface in SURFACE_MODELS:
         by_key[dg.AssetKey(["training", surface, "rankers"])] = rankers

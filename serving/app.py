@@ -53,8 +53,10 @@ from serving.stages.candidate_sources_stage import CandidateSourcesStage, Source
 from serving.stages.cheap_path import OVERLOAD
 from serving.stages.fatigue_rescorer import FatigueRescorer
 from serving.stages.feature_hydrator import FeastFeatureHydrator, PackedFeatureHydrator
+from serving.stages.integrity_filter_stage import IntegrityFilterStage
 from serving.stages.lazy_hydrator import LazyHydrator
 from serving.stages.model_scorer import ModelScorer
+from serving.stages.new_author_boost_rescorer import NewAuthorBoostRescorer
 from serving.stages.seen_recorder import SeenRecorder
 from serving.stages.selectors import HomeMixSelector, RankAllSelector, TopKSelector
 from serving.stages.served_impression_logger import ServedImpressionLogger
@@ -139,6 +141,9 @@ class RankingApp:
         fatigue = FatigueRescorer(client, cfg.keys, cfg.fatigue,
                                   experiment.treatment.fatigue if experiment.enabled else None)
         riders = (fatigue,) if fatigue.reads_any else ()  # its read goes with the sources' first round trip
+        integrity = IntegrityFilterStage(cfg.integrity, experiment.treatment.integrity if experiment.enabled else None)
+        # the labels are read on the privacy filters' round trip when either arm decides by them
+        cfg = cfg.model_copy(update={"integrity": cfg.integrity.changed(enabled=any(integrity.on.values()))})
         feed_components = Components(
             home_sources=CandidateSourcesStage(
                 [group(home_cfg.in_network_sources, in_network_size),
@@ -151,6 +156,9 @@ class RankingApp:
             hydrator=hydrator,
             scorer=scorer,
             fatigue=fatigue,
+            new_author_boost=NewAuthorBoostRescorer(
+                config.new_author_boost, experiment.treatment.new_author_boost if experiment.enabled else None),
+            integrity=integrity,
             side_effects=tuple(side_effects),
         )
         # /v1/rank: the caller chose the candidates; privacy filters apply, already-seen does not
@@ -366,7 +374,8 @@ def _items(state: pl.FeedState, offset: int) -> list[Item]:
     idx, c = state.selected, state.candidates
     columns = (c.post[idx].tolist(), c.author[idx].tolist(), state.scores[idx].tolist(), c.source_names(idx),
                range(offset, offset + len(idx)))
-    return [{"post_id": p, "author_id": a, "score": s, "source": src, "position": k}
+    covered = state.interstitials
+    return [{"post_id": p, "author_id": a, "score": s, "source": src, "position": k, "interstitial": covered.get(p)}
             for p, a, s, src, k in zip(*columns, strict=True)]
 
 

@@ -12,6 +12,7 @@ class Item(TypedDict):
     score: float
     source: str
     position: int
+    interstitial: str | None  # the content label(s) to cover the post with; None: none
 
 
 class Answer(TypedDict):

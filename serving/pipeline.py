@@ -82,6 +82,11 @@ class FeedState:
     propensities: np.ndarray | None = None
     degraded: dict[str, str] = field(default_factory=dict)  # [any stage, its own name] stage -> why
     retries: Counter = field(default_factory=Counter)  # [filters] stage -> reads tried again (metrics)
+    # [rescorers] (stage, outcome) -> candidates, what a rescorer did (metrics: loupe_rescored_total)
+    rescored: Counter = field(default_factory=Counter)
+    # [filters] post id -> its content labels, labelled candidates only (None: unread)
+    labels: dict[int, frozenset[str]] | None = None
+    interstitials: dict[int, str] = field(default_factory=dict)  # [integrity] post id -> what covers it
     stage_ms: dict[str, float] = field(default_factory=dict)  # [the runner]
 
     def remove(self, keep: np.ndarray, reason: str) -> None:

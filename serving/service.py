@@ -59,6 +59,8 @@ class FeedItem(BaseModel):
     score: float
     source: str
     position: int
+    interstitial: str | None = Field(None, description="the content label(s) the client covers the post with "
+                                     "(an `interstitial` outcome, docs/candidates.md \"Integrity\"); null: none")
 
 
 class FeedResponse(BaseModel):

@@ -1,6 +1,7 @@
 """The three pipelines the service runs, each one declaration of its stages in the fixed order
 (sources → dedupe → filters → hydrator → scorer → rescorers → selector → side effects); Home's and
-Explore's rescorers start with feedback fatigue.
+Explore's rescorers start with the content labels' outcomes (integrity), then feedback fatigue and the
+new-author boost; every surface, /v1/rank and the cheap path included, applies the labels' outcomes.
 Home and Explore select through the exploration share (a random order on a known share of requests,
 with the propensities logged); /v1/rank never explores: its caller composes the page. Each surface
 also has a cheap path (serving.admission decides when): its cheapest sources, newest first, through
@@ -32,6 +33,10 @@ class Components:
     hydrator: Stage
     scorer: Stage
     fatigue: Stage  # the first rescorer of Home and Explore (what the viewer pushed away)
+    new_author_boost: Stage  # the second: authors with few impressions lifted (cold start)
+    # content labels' outcomes (allow, interstitial, downrank, drop), right after the scorer on every
+    # surface: a downrank scales the model's score, a drop is a visibility rule the caller cannot lift
+    integrity: Stage
     side_effects: tuple[SideEffect, ...]
 
 
@@ -45,7 +50,12 @@ def home_pipeline(c: Components, out_of_network_share: float, fill: bool, oon_sc
         filters=c.filters,
         hydrator=c.hydrator,
         scorer=c.scorer,
-        rescorers=(c.fatigue, OutOfNetworkRescorer(oon_scale), AuthorDiversityRescorer(author_decay, author_floor)),
+        # The boost is about the candidate's author, as fatigue is: it comes before the page-shaping
+        # rescorers (suggested posts scaled down, author diversity), which then see the boosted
+        # scores. The numbers would not change in another order (each multiplies, `scaled` keeps the
+        # sign, an author's posts share one factor), so a suggested new author's post gets both.
+        rescorers=(c.integrity, c.fatigue, c.new_author_boost, OutOfNetworkRescorer(oon_scale),
+                   AuthorDiversityRescorer(author_decay, author_floor)),
         selector=ExplorationShuffleSelector(HomeMixSelector(out_of_network_share, fill), exploration_share, rng),
         side_effects=c.side_effects,
     )
@@ -60,15 +70,15 @@ def explore_pipeline(c: Components, author_decay: float, author_floor: float, ex
         filters=c.filters,
         hydrator=c.hydrator,
         scorer=c.scorer,
-        rescorers=(c.fatigue, AuthorDiversityRescorer(author_decay, author_floor)),
+        rescorers=(c.integrity, c.fatigue, c.new_author_boost, AuthorDiversityRescorer(author_decay, author_floor)),
         selector=ExplorationShuffleSelector(TopKSelector(), exploration_share, rng),
         side_effects=c.side_effects,
     )
 
 
 def rank_pipeline(c: Components) -> RecommendationPipeline:
-    """Scores for candidates the feed service supplies: no rescoring (the caller composes the page),
-    no impression log (the caller knows what it serves and logs it)."""
+    """Scores for candidates the feed service supplies: no rescoring but the labels' outcomes (the
+    caller composes the page), no impression log (the caller knows what it serves and logs it)."""
     return RecommendationPipeline(
         surface="rank",
         source=c.supplied_posts,
@@ -76,7 +86,7 @@ def rank_pipeline(c: Components) -> RecommendationPipeline:
         filters=c.filters,
         hydrator=c.hydrator,
         scorer=c.scorer,
-        rescorers=(),
+        rescorers=(c.integrity,),
         selector=RankAllSelector(),
     )
 
@@ -84,7 +94,8 @@ def rank_pipeline(c: Components) -> RecommendationPipeline:
 def cheap_pipeline(surface: str, source: Stage, c: Components, selector: Stage,
                    heuristic: HeuristicScorer) -> RecommendationPipeline:
     """The overload answer: `source` (the surface's cheapest sources), the same dedupe, privacy
-    filters and side effects as the full pipeline, the heuristic on the records, `selector`."""
+    filters, labels' outcomes and side effects as the full pipeline, the heuristic on the records,
+    `selector`."""
     return RecommendationPipeline(
         surface=surface,
         source=source,
@@ -92,7 +103,7 @@ def cheap_pipeline(surface: str, source: Stage, c: Components, selector: Stage,
         filters=c.filters,
         hydrator=NoHydration(),
         scorer=RecencyScorer(heuristic),
-        rescorers=(),
+        rescorers=(c.integrity,),
         selector=selector,
         side_effects=c.side_effects,
     )

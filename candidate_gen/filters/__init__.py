@@ -9,6 +9,7 @@ from candidate_gen.filters.already_seen_filter import AlreadySeenFilter
 from candidate_gen.filters.base import ChainResult, FilterChain
 from candidate_gen.filters.blocked_author_filter import BlockedAuthorFilter
 from candidate_gen.filters.deleted_post_filter import DeletedPostFilter
+from candidate_gen.filters.integrity_labels import IntegrityLabels
 from candidate_gen.filters.max_age_filter import MaxAgeFilter
 from candidate_gen.filters.muted_author_filter import MutedAuthorFilter
 from candidate_gen.filters.own_post_filter import OwnPostFilter
@@ -29,6 +30,8 @@ def default_chain(client: redis.Redis, cfg: CandidateConfig, seen: bool = True, 
     ]
     if seen:
         filters.append(AlreadySeenFilter(cfg))
+    if cfg.integrity.enabled:
+        filters.append(IntegrityLabels(cfg))  # removes nothing: read here, decided by the service
     return FilterChain(client, filters, attempts, retry_client)
 
 

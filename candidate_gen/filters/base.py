@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -70,6 +70,8 @@ class ChainResult:
     counts: Counter  # reason -> number removed
     degraded: list[str]  # fail-closed filters whose state could not be read (they removed what they could not clear)
     retries: int = 0  # reads tried again after a Redis error
+    # filter name -> its decoded state, for a later stage that decides by it (None: unread)
+    states: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -121,7 +123,8 @@ class FilterChain:
         counts = Counter({names[j]: int(n) for j, n in enumerate(np.bincount(codes, minlength=len(names))) if n})
         degraded = [f.name for f in self.filters if f.fails_closed] if failed else []
         return ChainResult(block.take(alive), block.take(removed), np.array(names, dtype=object)[codes], counts,
-                           degraded, max(attempt - 1, 0))
+                           degraded, max(attempt - 1, 0),
+                           {f.name: state for f, state in zip(self.filters, states, strict=True)})
 
     def _read_states(self, client: redis.Redis, viewer_id: int, block: CandidateBlock) -> list[Any]:
         """Every filter's state from one pipelined round trip (raises one of FAILURES)."""

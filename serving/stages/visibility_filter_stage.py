@@ -21,6 +21,8 @@ class VisibilityFilterStage:
         result = self.chain.run(query.viewer_id, state.candidates, query.now_ms, query.deadline.remaining_ms)
         state.candidates = result.kept
         state.removed.update(result.counts)
+        if "integrity" in result.states:  # the labels, for the integrity stage to decide by
+            state.labels = result.states["integrity"]
         if result.degraded:
             state.degraded[self.name] = "state unavailable: " + ",".join(result.degraded)
         if result.retries:

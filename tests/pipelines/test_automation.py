@@ -129,7 +129,7 @@ def test_landed_days_are_backfilled_in_day_order_and_only_the_newest_is_served(f
     for asset in ("features/viewer_author", "features/realtime", "candidates/fanout"):
         assert ran(runs, asset) == days[:3], (asset, runs)  # each day once, the day before first
     for asset in ("feast/online", "feast/realtime_online", "candidates/trending", "candidates/social",
-                  "candidates/fatigue", "candidates/embeddings"):
+                  "candidates/fatigue", "candidates/integrity", "candidates/embeddings"):
         assert ran(runs, asset) == [days[2]], asset
     # training sets of the window (not the first day: no snapshot before it); no rankers: the newest
     # day's split trains on the first day, which has none
@@ -145,7 +145,7 @@ def test_a_new_day_runs_through_to_the_champion_decision(flow):
     chain = set().union(*(keys for _, keys, _ in runs))
     assert chain >= {"features/viewer_author", "features/realtime", "feast/online", "feast/realtime_online",
                      "candidates/fanout", "candidates/trending", "candidates/social", "candidates/fatigue",
-                     "candidates/embeddings", "training/examples"}
+                     "candidates/integrity", "candidates/embeddings", "training/examples"}
     client = tracking.connect(settings.tracking_uri, str(settings.mlflow_artifact_root))
     for surface, model_name in SURFACE_MODELS.items():
         assert {f"training/{surface}/{a}" for a in ("rankers", "evaluation")} <= chain

@@ -6,6 +6,8 @@ from pipelines.defs.candidates.assets import (
     candidates_embeddings,
     candidates_fanout,
     candidates_fatigue,
+    candidates_integrity,
+    candidates_search_index,
     candidates_social,
     candidates_trending,
 )
@@ -13,8 +15,9 @@ from pipelines.defs.candidates.assets import (
 candidates_job = dg.define_asset_job(
     "candidates_job",
     selection=dg.AssetSelection.assets(
-        candidates_fanout, candidates_trending, candidates_social, candidates_fatigue, candidates_embeddings,
+        candidates_fanout, candidates_trending, candidates_social, candidates_fatigue, candidates_integrity,
+        candidates_embeddings, candidates_search_index,
     ),
     description="The day's fan-out run (the lake's events; live publishes go on meanwhile), the "
-    "Explore builders and the viewers' fatigue.",
+    "Explore builders, the viewers' fatigue, the content labels and the post search index.",
 )

@@ -1,0 +1,77 @@
+"""IntegrityFilterStage: what a content label does to a candidate (candidate_gen.integrity), one
+outcome per label, stricter out of network than for an author the viewer follows
+(candidate_gen config `[integrity.outcomes]`; X's visibility rules, Twitter's VisibilityLibrary):
+
+    allow         served as it is
+    interstitial  served, flagged for the client to cover (the item's `interstitial`: the label)
+    downrank      served with `downrank` of its score
+    drop          removed (counted in the response's `filtered` as `integrity`)
+
+A candidate with several labels takes each label's outcome; a drop wins over the rest. The labels
+were read on the filter chain's round trip (candidate_gen.filters.integrity_labels). It runs right
+after the scorer, so a downrank scales the model's score and the rescorers after it see the result;
+a dropped candidate was hydrated for nothing, which the few labelled ones make cheap. Counts per
+outcome go to `loupe_rescored_total{stage="integrity"}`. Labels never read (the chain's read
+failed: privacy then removed every candidate anyway) or a stage that failed: every candidate is
+allowed and the response says `degraded: integrity`. Privacy filters are not here: they stay as
+they are, before it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from candidate_gen.config import IntegrityConfig
+from serving.experiment import CONTROL, TREATMENT
+from serving.pipeline import FeedQuery, FeedState
+from serving.stages.out_of_network_rescorer import scaled
+
+DROP, DOWNRANK, INTERSTITIAL = "drop", "downrank", "interstitial"  # candidate_gen.config OUTCOMES
+
+
+class IntegrityFilterStage:
+    name = "integrity"
+
+    def __init__(self, cfg: IntegrityConfig, treatment: bool | None = None):
+        """`treatment`: on or off in an experiment's treatment arm (None: as in the control, `cfg`)."""
+        self.cfg = cfg
+        self.on = {CONTROL: cfg.enabled, TREATMENT: cfg.enabled if treatment is None else treatment}
+
+    def outcomes(self, labels: frozenset[str], in_network: bool) -> set[str]:
+        """The outcomes of a candidate's labels (a label without a configured outcome is allowed)."""
+        return {self.cfg.outcomes[x][0 if in_network else 1] for x in labels if x in self.cfg.outcomes} - {"allow"}
+
+    def run(self, query: FeedQuery, state: FeedState) -> None:
+        labels = state.labels
+        if labels is None:
+            if self.on[query.arm] and len(state.candidates):
+                state.degraded[self.name] = "labels unread"
+            return
+        if not self.on[query.arm] or not labels or state.scores is None:
+            return
+        c = state.candidates
+        where = np.flatnonzero(np.isin(c.post, np.fromiter(labels, dtype=np.int64, count=len(labels))))
+        if not len(where):
+            return
+        followed = c.in_network[where]
+        keep = np.ones(len(c), dtype=bool)
+        factor = np.ones(len(c))
+        for k, inn in zip(where.tolist(), followed.tolist(), strict=True):
+            post = int(c.post[k])
+            outcomes = self.outcomes(labels[post], inn)
+            for outcome in (DROP,) if DROP in outcomes else sorted(outcomes):
+                state.rescored[(self.name, outcome)] += 1
+            if DROP in outcomes:
+                keep[k] = False
+                continue
+            if DOWNRANK in outcomes:
+                factor[k] = self.cfg.downrank
+            if INTERSTITIAL in outcomes:
+                state.interstitials[post] = ",".join(sorted(x for x in labels[post] if x in self.cfg.outcomes
+                                                            and self.cfg.outcomes[x][0 if inn else 1] == INTERSTITIAL))
+        state.scores = scaled(state.scores, factor)
+        state.remove(keep, self.name)
+
+    def fallback(self, query: FeedQuery, state: FeedState) -> None:
+        pass  # every candidate allowed as it is; the response says `degraded: integrity`
+
