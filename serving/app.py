@@ -200,7 +200,7 @@ class RankingApp:
             closers=closers,
             searcher=PostSearch(SearchIndexReader(search_index) if search_index is not None else None,
                                 search_chain(filters_client, cfg, **privacy), filters_client, cfg.keys,
-                                config.search),
+                                config.search, integrity),
         )
 
     @classmethod

@@ -126,6 +126,8 @@ class SearchItem(BaseModel):
     author_id: int
     score: float
     position: int
+    interstitial: str | None = Field(None, description="the content label(s) the client covers the post with "
+                                     "(docs/candidates.md \"Integrity\"); null: none")
 
 
 class SearchResponse(BaseModel):

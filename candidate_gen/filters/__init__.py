@@ -42,6 +42,8 @@ def search_chain(client: redis.Redis, cfg: CandidateConfig, attempts: int = 1,
     finds older posts, and posts seen before)."""
     filters = [OwnPostFilter(), DeletedPostFilter(cfg), BlockedAuthorFilter(cfg), MutedAuthorFilter(cfg),
                PrivateAuthorFilter(cfg)]
+    if cfg.integrity.enabled:
+        filters.append(IntegrityLabels(cfg))  # for search's labels' outcomes, as the feed's
     return FilterChain(client, filters, attempts, retry_client)
 
 

@@ -10,7 +10,10 @@ viewer's ranking of what is left.
    do. What they remove is only counted in the debug log: per post or per reason, a response would
    tell who blocked or muted whom.
 4. One more round trip for what the viewer has with the authors (follows, affinity; fails open: the
-   text and recency still rank), then SearchScorer and the top `limit`.
+   text and recency still rank), then SearchScorer.
+5. The content labels' outcomes, as the feed's (read by the same chain; serving.stages.
+   integrity_filter_stage), a followed author's post in network: drop, downrank, interstitial
+   (the item's `interstitial`); then the top `limit`.
 
 A missing index (not built yet) or one that cannot be read is a degraded, empty answer saying why,
 never an error.
@@ -32,7 +35,10 @@ from candidate_gen.search.post_text_index import IndexMissing, SearchIndexReader
 from candidate_gen.search.search_terms import SearchTerms
 from data.redis_client import FAILURES
 from serving.config import SearchConfig
+from serving.experiment import CONTROL
 from serving.search.search_scorer import SearchScorer
+from serving.stages.integrity_filter_stage import IntegrityFilterStage
+from serving.stages.out_of_network_rescorer import scaled
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +52,10 @@ class SearchOutcome:
 
 class PostSearch:
     def __init__(self, index: SearchIndexReader | None, chain: FilterChain, client: Any, keys: Keys,
-                 cfg: SearchConfig):
+                 cfg: SearchConfig, integrity: IntegrityFilterStage | None = None):
+        """`integrity`: the labels' outcomes to apply (None: none; the chain must read the labels)."""
         self.index, self.chain, self.client, self.keys, self.cfg = index, chain, client, keys, cfg
+        self.integrity = integrity
         self.scorer = SearchScorer(cfg.text_weight, cfg.relationship_weight, cfg.recency_weight,
                                    cfg.recency_half_life_h)
 
@@ -79,8 +87,18 @@ class PostSearch:
             return outcome
         follows, affinity = self._relationships(viewer_id, kept.author, outcome)
         scores = self.scorer.score(kept, now_ms, follows, affinity)
+        covered: dict[int, str] = {}
+        labels = result.states.get("integrity")
+        if self.integrity is not None and self.integrity.on[CONTROL]:
+            if labels is None:
+                outcome.degraded["integrity"] = "labels unread"
+            elif labels:
+                decision = self.integrity.decide(kept.post, follows, labels)
+                covered = decision.interstitials
+                scores = scaled(scores, decision.factor)[decision.keep]
+                kept = kept.take(decision.keep)
         top = np.argsort(-scores, kind="stable")[:limit]
-        outcome.items = [{"post_id": p, "author_id": a, "score": s, "position": k}
+        outcome.items = [{"post_id": p, "author_id": a, "score": s, "position": k, "interstitial": covered.get(p)}
                          for k, (p, a, s) in enumerate(zip(kept.post[top].tolist(), kept.author[top].tolist(),
                                                            scores[top].tolist(), strict=True))]
         return outcome

@@ -19,6 +19,9 @@ they are, before it.
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from candidate_gen.config import IntegrityConfig
@@ -27,6 +30,14 @@ from serving.pipeline import FeedQuery, FeedState
 from serving.stages.out_of_network_rescorer import scaled
 
 DROP, DOWNRANK, INTERSTITIAL = "drop", "downrank", "interstitial"  # candidate_gen.config OUTCOMES
+
+
+@dataclass
+class Decision:
+    keep: np.ndarray  # bool per candidate: False where dropped
+    factor: np.ndarray  # the share of its score each keeps (downrank), 1 elsewhere
+    interstitials: dict[int, str] = field(default_factory=dict)  # post -> the label(s) covering it
+    counts: Counter = field(default_factory=Counter)  # outcome -> candidates
 
 
 class IntegrityFilterStage:
@@ -41,6 +52,25 @@ class IntegrityFilterStage:
         """The outcomes of a candidate's labels (a label without a configured outcome is allowed)."""
         return {self.cfg.outcomes[x][0 if in_network else 1] for x in labels if x in self.cfg.outcomes} - {"allow"}
 
+    def decide(self, posts: np.ndarray, in_network: np.ndarray, labels: dict[int, frozenset[str]]) -> Decision:
+        """What the labels do to candidates `posts` (in network or not, aligned)."""
+        decision = Decision(np.ones(len(posts), dtype=bool), np.ones(len(posts)))
+        where = np.flatnonzero(np.isin(posts, np.fromiter(labels, dtype=np.int64, count=len(labels))))
+        for k, inn in zip(where.tolist(), in_network[where].tolist(), strict=True):
+            post = int(posts[k])
+            outcomes = self.outcomes(labels[post], inn)
+            for outcome in (DROP,) if DROP in outcomes else sorted(outcomes):
+                decision.counts[outcome] += 1
+            if DROP in outcomes:
+                decision.keep[k] = False
+                continue
+            if DOWNRANK in outcomes:
+                decision.factor[k] = self.cfg.downrank
+            if INTERSTITIAL in outcomes:
+                decision.interstitials[post] = ",".join(sorted(
+                    x for x in labels[post] if self.cfg.outcomes.get(x, ("", ""))[0 if inn else 1] == INTERSTITIAL))
+        return decision
+
     def run(self, query: FeedQuery, state: FeedState) -> None:
         labels = state.labels
         if labels is None:
@@ -50,27 +80,12 @@ class IntegrityFilterStage:
         if not self.on[query.arm] or not labels or state.scores is None:
             return
         c = state.candidates
-        where = np.flatnonzero(np.isin(c.post, np.fromiter(labels, dtype=np.int64, count=len(labels))))
-        if not len(where):
-            return
-        followed = c.in_network[where]
-        keep = np.ones(len(c), dtype=bool)
-        factor = np.ones(len(c))
-        for k, inn in zip(where.tolist(), followed.tolist(), strict=True):
-            post = int(c.post[k])
-            outcomes = self.outcomes(labels[post], inn)
-            for outcome in (DROP,) if DROP in outcomes else sorted(outcomes):
-                state.rescored[(self.name, outcome)] += 1
-            if DROP in outcomes:
-                keep[k] = False
-                continue
-            if DOWNRANK in outcomes:
-                factor[k] = self.cfg.downrank
-            if INTERSTITIAL in outcomes:
-                state.interstitials[post] = ",".join(sorted(x for x in labels[post] if x in self.cfg.outcomes
-                                                            and self.cfg.outcomes[x][0 if inn else 1] == INTERSTITIAL))
-        state.scores = scaled(state.scores, factor)
-        state.remove(keep, self.name)
+        decision = self.decide(c.post, c.in_network, labels)
+        for outcome, n in decision.counts.items():
+            state.rescored[(self.name, outcome)] += n
+        state.interstitials.update(decision.interstitials)
+        state.scores = scaled(state.scores, decision.factor)
+        state.remove(decision.keep, self.name)
 
     def fallback(self, query: FeedQuery, state: FeedState) -> None:
         pass  # every candidate allowed as it is; the response says `degraded: integrity`

@@ -13,11 +13,11 @@ import pytest
 import redis
 
 from candidate_gen.block import CandidateBlock
-from candidate_gen.fanout import FanoutWorker
-from candidate_gen.stream_fanout import FanoutStreamConsumer
 from candidate_gen.config import IntegrityConfig, IntegrityRules
+from candidate_gen.fanout import FanoutWorker
 from candidate_gen.filters import default_chain
 from candidate_gen.integrity import Labels, build_labels, label, read_labels, write_labels
+from candidate_gen.stream_fanout import FanoutStreamConsumer
 from data import columns as c
 from data import lake
 from data.contracts import ENGAGEMENTS

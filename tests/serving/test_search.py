@@ -176,3 +176,25 @@ def test_search_never_returns_a_post_the_viewer_may_not_see(privacy_search, priv
         got = {i["post_id"] for i in r.json()["items"]}
         allowed = {p for p, a in oracle.author.items() if oracle.may_see(viewer, p) and a != viewer}
         assert got == allowed, (viewer, got - allowed, allowed - got)
+
+
+def test_search_applies_the_content_labels_outcomes_as_the_feed_does(world, http_for):
+    """A spam stranger's post is dropped (out of network), a spam followed author's kept lower, a
+    sensitive post covered; a search shows no more than a feed would."""
+    from candidate_gen.integrity import Labels, write_labels
+
+    client, cfg, path = world
+    keys = cfg.candidates.keys
+    labels = Labels({100 * PRIVATE_FOLLOWED: {"sensitive"}}, {STRANGER: {"spam"}, FOLLOWED: {"spam"}})
+    write_labels(client, keys, labels)
+    try:
+        http = http_for(search_app(client, cfg, path))
+        body = http.post("/v1/search", json={"viewer_id": VIEWER, "query": "sunset", "limit": 10}).json()
+        items = {i["post_id"]: i for i in body["items"]}
+        assert set(items) == {100 * FOLLOWED, 100 * PRIVATE_FOLLOWED}
+        assert items[100 * PRIVATE_FOLLOWED]["interstitial"] == "sensitive"
+        assert items[100 * FOLLOWED]["interstitial"] is None
+        assert items[100 * FOLLOWED]["score"] < items[100 * PRIVATE_FOLLOWED]["score"]  # downranked
+        assert body["degraded"] == []
+    finally:
+        client.delete(keys.integrity_posts, keys.integrity_accounts)
