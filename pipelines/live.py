@@ -31,9 +31,11 @@ PROGRESS_EVERY_S = 15.0
 
 def start_stream_workers(settings: Settings, logs: Path) -> list:
     """The event stream's consumers, each in a process group of its own: the fan-out worker (posts
-    and graph changes into the feed caches) and the stream feature worker (real-time features)."""
+    and graph changes into the feed caches), the stream feature worker (real-time features) and the
+    search worker (new and deleted posts into the search index)."""
     workers = {"fanout-worker": ["candidate_gen", "fanout-worker"],
-               "stream-feature-worker": ["features.streaming", "worker"]}
+               "stream-feature-worker": ["features.streaming", "worker"],
+               "search-worker": ["candidate_gen", "search-worker"]}
     processes = []
     for name, (module, *args) in workers.items():
         command = [sys.executable, "-m", module, *args]

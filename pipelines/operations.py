@@ -31,6 +31,7 @@ from pipelines.defs.candidates.assets import (
     candidates_fatigue,
     candidates_integrity,
     candidates_rebuild,
+    candidates_search_index,
     candidates_social,
     candidates_trending,
 )
@@ -349,14 +350,16 @@ def prepare_candidate_state(resources: dict, instance: dg.DagsterInstance, day: 
     """The candidate state a service reads at the end of `day`, built by the candidate assets (for
     `make run`, the benchmarks and the tests alike): rebuilt from the lake through `previous` (the day
     before), `day`'s events applied by the fan-out worker as a daily run would, then the Explore
-    builders (trending, social, embeddings), the viewers' fatigue and the content labels as of `explore_day`. Default
+    builders (trending, social, embeddings), the viewers' fatigue, the content labels and the search index
+    as of `explore_day`. Default
     `day`; the benchmarks pass `previous`: during `day` a service has the Explore sets the daily run
     built the night before. `previous` None (a one-day export): rebuilt through `day`, nothing left to fan out."""
     results = [dg.materialize([candidates_rebuild], instance=instance, resources=resources, run_config={
         **QUIET, "ops": {"candidates__rebuild": {"config": {"day": previous or day}}}})]
     runs: dict[str, list] = {day: [candidates_fanout]} if previous else {}
     runs.setdefault(explore_day or day, []).extend([candidates_trending, candidates_social, candidates_fatigue,
-                                                    candidates_integrity, candidates_embeddings])
+                                                    candidates_integrity, candidates_embeddings,
+                                                    candidates_search_index])
     for partition, assets in runs.items():
         results.append(materialize_day(assets, partition_key=partition, instance=instance, resources=resources,
                                        run_config=QUIET))
