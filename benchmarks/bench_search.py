@@ -44,7 +44,7 @@ from candidate_gen.search.post_text_index import (
 from data.days import day_end_ms
 from data.lake import partition_days
 from data.redis_server import EmbeddedRedis
-from data.world.content import _CAPTION_NOUNS
+from data.world.content import CAPTION_NOUNS
 from serving.config import ServingConfig
 from serving.search.post_search import PostSearch
 
@@ -64,7 +64,7 @@ def queries(topics: list[str], n: int, n_users: int, seed: int = 7) -> list[tupl
     for _ in range(n):
         t = int(rng.integers(len(topics)))
         kind = ("noun", "hashtag", "both")[int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
-        noun, tag = _CAPTION_NOUNS[topics[t]], "#" + topics[t]
+        noun, tag = CAPTION_NOUNS[topics[t]], "#" + topics[t]
         text = {"noun": noun, "hashtag": tag, "both": f"{tag} {noun}"}[kind]
         out.append((int(rng.integers(1, n_users + 1)), t, kind, text))
     return out

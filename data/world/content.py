@@ -80,7 +80,7 @@ _CAPTION_OPENERS = (
     "my favourite",
     "first try at",
 )
-_CAPTION_NOUNS = {
+CAPTION_NOUNS = {
     "food": "dinner",
     "travel": "trip",
     "fitness": "workout",
@@ -230,7 +230,7 @@ def _hashtags_and_captions(rng, cfg, users, author, main_topic) -> tuple[list[st
     ]
 
     names = topic_names(cfg.n_topics)
-    nouns = np.array([_CAPTION_NOUNS[t] for t in names])
+    nouns = np.array([CAPTION_NOUNS[t] for t in names])
     openers = np.array(_CAPTION_OPENERS)
     first_tag = np.array([x[0] if len(x) else "" for x in np.split(tags, splits)])
     has_caption = rng.random(n) < 0.75
