@@ -85,11 +85,10 @@ class FanoutStreamConsumer:
         """Apply one batch of the owned partitions: entries a previous owner left pending, then new
         ones (waiting up to `block_ms` for one when there are none)."""
         self._leases.hold()
-        reclaimed = self.stream.reclaim(GROUP, self.name, self.reclaim_idle_ms, self.batch, self.partitions)
-        entries = reclaimed + self.stream.read(GROUP, self.name, self.batch, None if reclaimed else block_ms,
-                                               self.partitions)
+        entries, reclaimed = self.stream.next_batch(GROUP, self.name, self.batch, block_ms, self.partitions,
+                                                    self.reclaim_idle_ms)
         converted = convert(entries, self._push_away_types)
-        stats = PollStats(len(entries), len(reclaimed), len(converted.rows) + len(converted.push_aways),
+        stats = PollStats(len(entries), reclaimed, len(converted.rows) + len(converted.push_aways),
                           converted.ignored, Counter(reason for _, reason in converted.unreadable),
                           push_aways=len(converted.push_aways))
         if converted.rows:

@@ -67,9 +67,7 @@ class SearchIndexStreamConsumer:
 
     def poll(self, block_ms: int | None = None) -> SearchPollStats:
         self._leases.hold()
-        reclaimed = self.stream.reclaim(GROUP, self.name, 0, self.batch, self.partitions)
-        entries = reclaimed + self.stream.read(GROUP, self.name, self.batch, None if reclaimed else block_ms,
-                                               self.partitions)
+        entries, _ = self.stream.next_batch(GROUP, self.name, self.batch, block_ms, self.partitions)
         stats = self.apply(entries)
         self.stream.ack(GROUP, entries)  # after the effects: a crash before this re-delivers the batch
         return stats

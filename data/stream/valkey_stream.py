@@ -389,6 +389,15 @@ class ValkeyStream:
             claimed += mine
         return claimed
 
+    def next_batch(self, group: str, consumer: str, count: int, block_ms: int | None,
+                   partitions: Sequence[int] | None = None, min_idle_ms: int = 0) -> tuple[list[Entry], int]:
+        """A consumer's next batch: what a dead consumer left pending (`reclaim`) first, then new
+        entries (`read`; waiting up to `block_ms` only when nothing was reclaimed). Returns the
+        entries and how many of them were reclaimed."""
+        reclaimed = self.reclaim(group, consumer, min_idle_ms, count, partitions)
+        fresh = self.read(group, consumer, count, None if reclaimed else block_ms, partitions)
+        return reclaimed + fresh, len(reclaimed)
+
     def _groups(self, key: str) -> list[dict]:
         try:
             return self.client.xinfo_groups(key)

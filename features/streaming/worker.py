@@ -124,11 +124,10 @@ class StreamFeatureWorker:
     # --- one batch -------------------------------------------------------------------------------
     def poll(self, block_ms: int | None = None) -> PollStats:
         self._leases.hold()
-        reclaimed = self.stream.reclaim(GROUP, self.name, self.reclaim_idle_ms, self.batch, self.partitions)
-        entries = reclaimed + self.stream.read(GROUP, self.name, self.batch, None if reclaimed else block_ms,
-                                               self.partitions)
+        entries, reclaimed = self.stream.next_batch(GROUP, self.name, self.batch, block_ms, self.partitions,
+                                                    self.reclaim_idle_ms)
         per_partition = Counter(entry.partition for entry in entries)
-        stats = PollStats(len(entries), len(reclaimed), full=max(per_partition.values(), default=0) >= self.batch)
+        stats = PollStats(len(entries), reclaimed, full=max(per_partition.values(), default=0) >= self.batch)
         rejected: list[tuple[Entry, str]] = []
         by_partition: dict[int, list[tuple[Entry, EngagementRow]]] = {}
         posts: list[PostChange] = []
