@@ -22,6 +22,7 @@ round trip (candidate_gen.filters.integrity_labels).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import redis
 
@@ -41,6 +41,7 @@ from candidate_gen.lake_reader import read_days, to_ms
 from data import columns as c
 from data import lake
 from data.days import DAY_MS, DAY_S, day_end_ms
+from features.optional_logs import absent
 
 NEGATIVE_TYPES = ("hide", "report")
 WRITE_BATCH = 10_000
@@ -57,12 +58,7 @@ class Labels:
             table.setdefault(int(i), set()).add(label)
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for table in (self.posts, self.accounts):
-            for labels in table.values():
-                for label in labels:
-                    out[label] = out.get(label, 0) + 1
-        return out
+        return dict(Counter(x for table in (self.posts, self.accounts) for labels in table.values() for x in labels))
 
 
 def label(negatives: pd.DataFrame, impressions: pd.Series | None, posts: pd.DataFrame,
@@ -159,21 +155,17 @@ def read_labels(client: redis.Redis, keys: Keys) -> Labels:
 
 
 def _impressions_per_post(lake_dir: Path, days: list[str], first_ms: int, last_ms: int) -> pd.Series | None:
-    if lake.partition_days(lake_dir, "impressions") == []:
-        return None  # the export has no impressions log
-    counts: pd.Series = pd.Series(dtype="int64")
+    """Impressions per post within [first_ms, last_ms] (None: the export has no impressions log),
+    a day at a time so only one day's ids are held."""
+    if absent(lake_dir, "impressions"):
+        return None
+    ts = pads.field(c.TS)
+    within = (ts >= pa.scalar(first_ms * 1000, pa.timestamp("us", tz="UTC"))) & (
+        ts <= pa.scalar(last_ms * 1000, pa.timestamp("us", tz="UTC")))
+    counts = pd.Series(dtype="int64")
     for d in days:
-        path = lake.partition_dir(lake_dir, "impressions", d)
-        if not (path / "_SUCCESS").exists():
-            continue
-        ts = pads.field(c.TS)
-        table = pads.dataset(str(path), format="parquet").to_table(
-            columns=[c.POST_ID], filter=(ts >= pa.scalar(first_ms * 1000, pa.timestamp("us", tz="UTC")))
-            & (ts <= pa.scalar(last_ms * 1000, pa.timestamp("us", tz="UTC"))))
-        per = pc.value_counts(table.column(c.POST_ID)).to_pandas() if table.num_rows else []
-        if len(per):
-            day = pd.Series([x["counts"] for x in per], index=[x["values"] for x in per])
-            counts = counts.add(day, fill_value=0)
+        day = lake.read_partitions(lake_dir, "impressions", [d], [c.POST_ID], within)[c.POST_ID].value_counts()
+        counts = counts.add(day, fill_value=0)
     return counts
 
 

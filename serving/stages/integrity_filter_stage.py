@@ -48,9 +48,19 @@ class IntegrityFilterStage:
         self.cfg = cfg
         self.on = {CONTROL: cfg.enabled, TREATMENT: cfg.enabled if treatment is None else treatment}
 
+    def by_outcome(self, labels: frozenset[str], in_network: bool) -> dict[str, list[str]]:
+        """Outcome -> the candidate's labels that lead to it, allow left out (so is a label without
+        a configured outcome)."""
+        out: dict[str, list[str]] = {}
+        for x in sorted(labels):
+            outcome = self.cfg.outcomes.get(x, ("allow", "allow"))[0 if in_network else 1]
+            if outcome != "allow":
+                out.setdefault(outcome, []).append(x)
+        return out
+
     def outcomes(self, labels: frozenset[str], in_network: bool) -> set[str]:
         """The outcomes of a candidate's labels (a label without a configured outcome is allowed)."""
-        return {self.cfg.outcomes[x][0 if in_network else 1] for x in labels if x in self.cfg.outcomes} - {"allow"}
+        return set(self.by_outcome(labels, in_network))
 
     def decide(self, posts: np.ndarray, in_network: np.ndarray, labels: dict[int, frozenset[str]]) -> Decision:
         """What the labels do to candidates `posts` (in network or not, aligned)."""
@@ -58,7 +68,7 @@ class IntegrityFilterStage:
         where = np.flatnonzero(np.isin(posts, np.fromiter(labels, dtype=np.int64, count=len(labels))))
         for k, inn in zip(where.tolist(), in_network[where].tolist(), strict=True):
             post = int(posts[k])
-            outcomes = self.outcomes(labels[post], inn)
+            outcomes = self.by_outcome(labels[post], inn)
             for outcome in (DROP,) if DROP in outcomes else sorted(outcomes):
                 decision.counts[outcome] += 1
             if DROP in outcomes:
@@ -67,8 +77,7 @@ class IntegrityFilterStage:
             if DOWNRANK in outcomes:
                 decision.factor[k] = self.cfg.downrank
             if INTERSTITIAL in outcomes:
-                decision.interstitials[post] = ",".join(sorted(
-                    x for x in labels[post] if self.cfg.outcomes.get(x, ("", ""))[0 if inn else 1] == INTERSTITIAL))
+                decision.interstitials[post] = ",".join(outcomes[INTERSTITIAL])
         return decision
 
     def run(self, query: FeedQuery, state: FeedState) -> None:
