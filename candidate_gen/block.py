@@ -25,9 +25,10 @@ from candidate_gen.records import Candidate
 IN_NETWORK_SOURCE, CELEBRITY_SOURCE = "in_network", "celebrity"
 IN_NETWORK_NAMES = (IN_NETWORK_SOURCE, CELEBRITY_SOURCE)
 # Every source name a block can carry (the ranking service's impression sources, data/vocabulary.toml,
-# plus `supplied`: /v1/rank's caller-chosen posts, and `search`: /v1/search's matches); a block stores
-# the index, int8.
-SOURCES = (IN_NETWORK_SOURCE, CELEBRITY_SOURCE, "trending", "embedding", "social", "popular", "supplied", "search")
+# plus `supplied`: /v1/rank's caller-chosen posts, `search`: /v1/search's matches, and `stories`: the
+# Stories tray's accounts, each by its newest story); a block stores the index, int8.
+SOURCES = (IN_NETWORK_SOURCE, CELEBRITY_SOURCE, "trending", "embedding", "social", "popular", "supplied", "search",
+           "stories")
 SOURCE_CODE = {name: i for i, name in enumerate(SOURCES)}
 _IN_NETWORK = np.zeros(len(SOURCES), dtype=bool)
 _IN_NETWORK[[SOURCE_CODE[n] for n in IN_NETWORK_NAMES]] = True

@@ -46,6 +46,15 @@ class Keys:
     def celebs(self) -> str:
         return f"{self.prefix}celebs"
 
+    # --- Stories (candidate_gen.stories) -----------------------------------------------------
+    def stories(self, author: int) -> str:
+        """The author's stories: story id -> created_at ms; expires a day after its last write."""
+        return self._user(author, "stories")
+
+    def stories_seen(self, viewer: int) -> str:
+        """The stories the viewer saw; expires 24 h after its last view (every story in it has by then)."""
+        return self._user(viewer, "storyseen")
+
     # --- the social graph as the read path needs it -------------------------------------------
     @property
     def users(self) -> str:

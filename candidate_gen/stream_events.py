@@ -1,5 +1,6 @@
 """Stream entries (landing lines of users, follows, blocks and posts) as the fan-out worker's events
-(candidate_gen/events.py), and engagements that push an author away as the viewer's fatigue
+(candidate_gen/events.py), stories-log lines as stories published or deleted (candidate_gen/stories.py),
+and engagements that push an author away as the viewer's fatigue
 (candidate_gen/fatigue.py); what the live entry points put on the stream is data/stream/said.py.
 
 The stream carries landing lines so that the archiver lands exactly what was said. Each is judged
@@ -16,8 +17,9 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from candidate_gen.fatigue import PushAway
+from candidate_gen.stories import StoryChange
 from data import columns as c
-from data.contracts import BLOCKS, CONTRACTS, ENGAGEMENTS, FOLLOWS, POSTS, USERS
+from data.contracts import BLOCKS, CONTRACTS, ENGAGEMENTS, FOLLOWS, POSTS, STORIES, USERS
 from data.ingest.line_rules import LineRules
 from data.stream.entries import Entry
 from data.vocabulary import load_vocabulary
@@ -33,11 +35,13 @@ class Unreadable(ValueError):
 class Converted:
     rows: list[tuple[int, str, int, int, int]] = field(default_factory=list)  # (ts_ms, kind, a, b, x)
     push_aways: list[PushAway] = field(default_factory=list)
+    stories: list[StoryChange] = field(default_factory=list)  # stories published or deleted, in order
     ignored: int = 0  # entries the worker does not act on (impressions, other engagements)
     unreadable: list[tuple[Entry, str]] = field(default_factory=list)  # with the reason
 
 
-_RULES = {log: LineRules(CONTRACTS[log], load_vocabulary()) for log in (*FANOUT_LOGS, ENGAGEMENTS.name)}
+_RULES = {log: LineRules(CONTRACTS[log], load_vocabulary())
+          for log in (*FANOUT_LOGS, ENGAGEMENTS.name, STORIES.name)}
 
 
 def to_row(log: str, line: str, day: str) -> tuple[int, str, int, int, int]:
@@ -58,6 +62,14 @@ def to_row(log: str, line: str, day: str) -> tuple[int, str, int, int, int]:
     if row[c.DELETED_AT] is not None:
         return row[c.DELETED_AT] // 1000, "delete", post, author, created
     return created, "post", post, author, created
+
+
+def story_change(line: str, day: str) -> StoryChange:
+    """A stories-log line arriving on `day`; Unreadable with ingestion's reason."""
+    checked = _RULES[STORIES.name].check(line, day)
+    if checked.reason is not None:
+        raise Unreadable(checked.reason)
+    return StoryChange.of_row(dict(zip(STORIES.column_names, checked.values, strict=True)))
 
 
 def push_away(line: str, day: str, types: Collection[str]) -> PushAway | None:
@@ -90,6 +102,9 @@ def convert(entries: list[Entry], push_away_types: Collection[str] = ()) -> Conv
         try:
             if entry.log in FANOUT_LOGS:
                 out.rows.append(to_row(entry.log, entry.line, entry.day))
+                continue
+            if entry.log == STORIES.name:
+                out.stories.append(story_change(entry.line, entry.day))
                 continue
             found = push_away(entry.line, entry.day, push_away_types) if entry.log == ENGAGEMENTS.name else None
             if found is None:

@@ -5,8 +5,8 @@ Each worker, a consumer of the group `fanout`, reads a batch of its partitions a
 reclaiming what a dead consumer left pending there. It applies the batch with the fan-out worker
 (every write of which is idempotent, so an entry delivered twice changes nothing), and then
 acknowledges it. Each entry ends in one of three states, and `PollStats` counts them:
-- applied: a post, account or graph event, or an engagement that pushes an author away (the
-  viewer's fatigue, candidate_gen/fatigue.py);
+- applied: a post, account or graph event, a story published or deleted (candidate_gen/stories.py),
+  or an engagement that pushes an author away (the viewer's fatigue, candidate_gen/fatigue.py);
 - ignored: what the worker has no use for, such as impressions or the other engagements;
 - dead-lettered: a line the worker cannot act on, copied with its reason to the stream's dead-letter
   key.
@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from candidate_gen import events as ev
-from candidate_gen import fatigue, integrity
+from candidate_gen import fatigue, integrity, stories
 from candidate_gen.fanout import FanoutStats, FanoutWorker, StateLostError
 from candidate_gen.stream_events import convert
 from data.redis_client import FAILURES, is_outage
@@ -50,6 +50,7 @@ class PollStats:
     dead_lettered: Counter = field(default_factory=Counter)  # reason -> entries
     fanout: FanoutStats | None = None
     push_aways: int = 0  # of `applied`: into viewers' fatigue sets, and reports for the labels
+    stories: int = 0  # of `applied`: stories published or deleted (candidate_gen.stories)
 
     @property
     def reconciles(self) -> bool:
@@ -88,11 +89,14 @@ class FanoutStreamConsumer:
         entries, reclaimed = self.stream.next_batch(GROUP, self.name, self.batch, block_ms, self.partitions,
                                                     self.reclaim_idle_ms)
         converted = convert(entries, self._push_away_types)
-        stats = PollStats(len(entries), reclaimed, len(converted.rows) + len(converted.push_aways),
+        stats = PollStats(len(entries), reclaimed,
+                          len(converted.rows) + len(converted.push_aways) + len(converted.stories),
                           converted.ignored, Counter(reason for _, reason in converted.unreadable),
-                          push_aways=len(converted.push_aways))
+                          push_aways=len(converted.push_aways), stories=len(converted.stories))
         if converted.rows:
             stats.fanout = self.worker.consume(ev.frame(converted.rows))
+        if converted.stories:  # in stream order; idempotent
+            stories.apply(self.worker.client, self.worker.keys, converted.stories)
         if converted.push_aways and self.fatigue.enabled:  # idempotent, as the fan-out's writes are
             fatigue.record(self.worker.client, self.worker.keys, converted.push_aways, self.fatigue)
         if converted.push_aways and self.integrity.enabled:  # a set per post: idempotent too

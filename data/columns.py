@@ -9,6 +9,7 @@ from datetime import date
 # --- identifiers -------------------------------------------------------------------------------
 USER_ID = "user_id"
 POST_ID = "post_id"
+STORY_ID = "story_id"
 AUTHOR_ID = "author_id"
 VIEWER_ID = "viewer_id"
 FOLLOWER_ID = "follower_id"
@@ -60,6 +61,9 @@ ID = "id"
 FOLLOW_ACTIONS = ("follow", "unfollow", "approve")
 BLOCK_ACTIONS = ("block", "unblock", "mute", "unmute")
 MEDIA_TYPES = ("photo", "video", "carousel")
+STORY_MEDIA_TYPES = ("photo", "video")
+# A story is live for exactly this long after its created_at (to the millisecond), then gone.
+STORY_TTL_MS = 24 * 3600 * 1000
 # Engagement types (with their role in labels) and impression sources are not fixed here: the log
 # vocabulary declares them (data/vocabulary.toml, data.vocabulary), so a team's export fits by config.
 # A dwell at least this long is the "long dwell" action (simulator, labels, features).

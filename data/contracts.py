@@ -68,6 +68,7 @@ ID_ENTITIES = {
     c.BLOCKER_ID: "users",
     c.BLOCKED_ID: "users",
     c.POST_ID: "posts",
+    c.STORY_ID: "stories",
 }
 
 
@@ -200,11 +201,31 @@ IMPRESSIONS = LogContract(
     max_age_days=7,
 )
 
+STORIES = LogContract(
+    name="stories",
+    schema=pa.schema(
+        [
+            pa.field(c.STORY_ID, pa.int64(), nullable=False),
+            pa.field(c.AUTHOR_ID, pa.int64(), nullable=False),
+            pa.field(c.CREATED_AT, TIMESTAMP, nullable=False),  # live until created_at + 24 h, exactly
+            pa.field(c.MEDIA_TYPE, pa.string(), nullable=False),
+            # null on the creation row; a later row with the same story_id and deleted_at set is
+            # the deletion (as the posts log's)
+            pa.field(c.DELETED_AT, TIMESTAMP),
+        ]
+    ),
+    required=(c.STORY_ID, c.AUTHOR_ID, c.CREATED_AT, c.MEDIA_TYPE),
+    key=(c.STORY_ID, c.DELETED_AT),
+    time_column=c.CREATED_AT,
+    enums={c.MEDIA_TYPE: c.STORY_MEDIA_TYPES},
+    references={c.AUTHOR_ID: "users"},
+)
+
 # Ids a reference may point at: the log and its id column.
 REFERENCED_IDS = {"users": c.USER_ID, "posts": c.POST_ID}
 
 # In dependency order: a log's references are ingested before it.
 CONTRACTS: dict[str, LogContract] = {
-    k.name: k for k in (USERS, POSTS, FOLLOWS, BLOCKS, ENGAGEMENTS, IMPRESSIONS)
-}
+    k.name: k for k in (USERS, POSTS, FOLLOWS, BLOCKS, ENGAGEMENTS, IMPRESSIONS, STORIES)
+}  # stories last: the simulator's landing draws are keyed by a log's place here
 LOG_TYPES = tuple(CONTRACTS)

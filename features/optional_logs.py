@@ -1,5 +1,5 @@
 """Logs an export may not have at all: a graph-only export has accounts, follows and posts, and no
-engagement, impression or block log. Such a log, absent from the whole lake, reads as empty in the
+engagement, impression, block or story log. Such a log, absent from the whole lake, reads as empty in the
 feature jobs and the Explore builders; a log the lake holds on other days but not on the day asked
 is still a missing input (that day's ingest has not run). No Spark here: the read path imports it.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from data import lake
 
-OPTIONAL_LOGS = ("engagements", "impressions", "blocks")
+OPTIONAL_LOGS = ("engagements", "impressions", "blocks", "stories")
 
 
 def absent(lake_dir: Path, log: str) -> bool:

@@ -25,12 +25,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from candidate_gen.filters import default_chain, search_chain
+from candidate_gen import stories
+from candidate_gen.filters import default_chain, search_chain, story_chain
 from candidate_gen.reads import StepReader
 from candidate_gen.search.post_text_index import SearchIndexReader
 from candidate_gen.sources.catalog import build_sources
 from data.contracts import ENGAGEMENTS
-from data.redis_client import Client, connect
+from data.redis_client import FAILURES, Client, connect
 from data.settings import ServingSecrets, Settings, serving_secrets
 from data.stream.valkey_stream import ValkeyStream
 from serving import pipeline as pl
@@ -62,6 +63,7 @@ from serving.stages.selectors import HomeMixSelector, RankAllSelector, TopKSelec
 from serving.stages.served_impression_logger import ServedImpressionLogger
 from serving.stages.supplied_posts_source import SuppliedPostsSource
 from serving.stages.visibility_filter_stage import VisibilityFilterStage
+from serving.stories.story_tray import StoryStateUnavailable, StoryTray
 from serving.surfaces import Components, cheap_pipeline, explore_pipeline, home_pipeline, rank_pipeline
 
 # a call to the event stream may wait this long (its fsync wait is 5 s): the impression writer's
@@ -90,6 +92,7 @@ class RankingApp:
     warm: bool = False
     intake: EventIntake | None = None  # POST /v1/events (only with an event stream)
     searcher: PostSearch | None = None  # POST /v1/search (serving/search/)
+    story_tray: StoryTray | None = None  # POST /v1/stories/tray (serving/stories/)
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -201,6 +204,8 @@ class RankingApp:
             searcher=PostSearch(SearchIndexReader(search_index) if search_index is not None else None,
                                 search_chain(filters_client, cfg, **privacy), filters_client, cfg.keys,
                                 config.search, integrity),
+            story_tray=StoryTray(candidates_client, story_chain(filters_client, cfg, **privacy), cfg.keys,
+                                 config.stories, clock),
         )
 
     @classmethod
@@ -347,6 +352,22 @@ class RankingApp:
         return {"request_id": uuid.uuid4().hex, "viewer_id": viewer_id, "items": outcome.items,
                 "degraded": sorted(outcome.degraded), "degraded_reasons": outcome.degraded,
                 "total_ms": round(deadline.elapsed_ms(), 3)}
+
+    def stories_tray(self, viewer_id: int, limit: int | None = None, arrived: float | None = None) -> dict[str, Any]:
+        """POST /v1/stories/tray (serving.stories.story_tray)."""
+        deadline = pl.Deadline(self.config.stories.budget_ms, arrived)
+        outcome = self.story_tray.tray(viewer_id, limit or self.config.stories.tray_limit, deadline.remaining_ms)
+        return {"request_id": uuid.uuid4().hex, "viewer_id": viewer_id, "served_at_ms": outcome.served_at_ms,
+                "items": outcome.items, "degraded": sorted(outcome.degraded), "degraded_reasons": outcome.degraded,
+                "total_ms": round(deadline.elapsed_ms(), 3)}
+
+    def stories_seen(self, viewer_id: int, story_ids: list[int]) -> int:
+        """POST /v1/stories/seen: the viewer saw these stories (StoryStateUnavailable: retry)."""
+        try:
+            return stories.record_seen(self.story_tray.client, self.config.candidates.keys, viewer_id, story_ids)
+        except FAILURES as exc:
+            raise StoryStateUnavailable(f"the stories' state did not take the views ({type(exc).__name__}); "
+                                        "retry: recording a view twice changes nothing") from exc
 
     def events(self, events: list[Any], log_name: str = ENGAGEMENTS.name) -> IntakeResult:
         """Client events onto the stream (serving.event_intake): engagements, or (`log_name`

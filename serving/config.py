@@ -216,6 +216,22 @@ class SearchConfig(ConfigModel):
     recency_half_life_h: float = Field(72.0, gt=0)
 
 
+class StoriesConfig(ConfigModel):
+    """POST /v1/stories/tray (serving/stories/; docs/serving.md "Stories"): followed accounts with
+    unseen live stories, each scored
+    closeness_weight · affinity/(1+affinity) + recency_weight · 0.5^(age_h / recency_half_life_h)
+    + unseen_weight · min(unseen, 10)/10, age that of its newest unseen story."""
+
+    tray_limit: int = Field(30, ge=1, le=200)  # accounts in a tray
+    max_followees: int = Field(5000, ge=1)  # followees whose stories are read (the most affine first)
+    max_stories: int = Field(100, ge=1, le=1000)  # newest live stories read per account
+    closeness_weight: float = Field(0.5, ge=0)
+    recency_weight: float = Field(0.35, ge=0)
+    recency_half_life_h: float = Field(6.0, gt=0)
+    unseen_weight: float = Field(0.15, ge=0)
+    budget_ms: float = Field(200.0, gt=0)  # the privacy filters' read is retried while this lasts
+
+
 # a model reference in a config file: "@challenger", "feed_ranker:7", "heuristic" (serving.model_ref)
 ModelRefText = Annotated[ModelRef, BeforeValidator(ModelRef.coerce)]
 
@@ -272,6 +288,7 @@ class ServingConfig(ConfigModel):
     api: ApiConfig = Field(default_factory=ApiConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    stories: StoriesConfig = Field(default_factory=StoriesConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
     candidates: CandidateConfig = Field(default_factory=CandidateConfig.load)

@@ -6,6 +6,8 @@
     POST /v1/events        {events: [engagement, ...]}            client engagements onto the event stream
     POST /v1/blocks        {changes: [block or mute, ...]}        a viewer's blocks and mutes onto the stream
     POST /v1/search        {viewer_id, query, limit (1..100)}     posts by hashtags and captions, privacy-filtered
+    POST /v1/stories/tray  {viewer_id, limit? (1..200)}           followed accounts with unseen live stories
+    POST /v1/stories/seen  {viewer_id, story_ids}                 the stories a viewer saw (leave the tray)
     GET  /healthz /livez /readyz /metrics                         BentoML's own probes + Prometheus
 
 An overloaded worker answers from a cheap path, never with an empty page or an error
@@ -40,6 +42,7 @@ from serving.api_guard import ARRIVED, ApiAccess, ApiGuardMiddleware, BadRequest
 from serving.connection_rebalance import ConnectionRebalancer
 from serving.event_intake import StreamUnavailable
 from serving.metrics import OWN_PREFIX, own_metrics
+from serving.stories.story_tray import StoryStateUnavailable
 
 if TYPE_CHECKING:
     from serving.app import RankingApp
@@ -148,6 +151,43 @@ SearchQuery = Annotated[str, Field(strict=True, max_length=256, description="wor
                                    "separators, never query syntax")]
 
 
+class TrayStory(BaseModel):
+    story_id: int
+    created_at_ms: int = Field(description="live until created_at_ms + 86,400,000 (24 h), exclusive")
+
+
+class TrayItem(BaseModel):
+    author_id: int
+    score: float
+    position: int
+    unseen: int = Field(description="the account's unseen live stories")
+    latest_at_ms: int = Field(description="when its newest unseen story was posted")
+    stories: list[TrayStory] = Field(description="its unseen live stories, oldest first (the order they play in)")
+
+
+class TrayResponse(BaseModel):
+    request_id: str | None = None
+    viewer_id: int
+    served_at_ms: int = Field(description="the service clock's time every story was checked live at, as the "
+                              "answer left: each one's created_at_ms + 24 h is later")
+    items: list[TrayItem] = Field(description="followed accounts with unseen live stories the viewer may see, "
+                                  "best first (an account the viewer may not see is absent: neither counted nor named)")
+    degraded: list[str] = Field(default_factory=list, description="steps that fell back: stories (state unreadable: "
+                                "an empty tray), filters (privacy state unreadable: nothing unverified is served)")
+    degraded_reasons: dict[str, str] = Field(default_factory=dict)
+    total_ms: float = 0.0
+
+
+class SeenResponse(BaseModel):
+    recorded: int = Field(description="distinct story ids recorded as seen")
+    error: str | None = Field(None, description="why they were not recorded (status 503): retry")
+
+
+TrayLimit = Annotated[int | None, Field(strict=True, ge=1, le=200, description="accounts in the tray; "
+                                        "null: [stories] tray_limit")]
+StoryIds = Annotated[list[Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]], Field(min_length=1, max_length=500)]
+
+
 def default_app() -> RankingApp:
     # Imported here, in the worker: `bentoml serve` imports this module in its own process only to
     # read the service's definition, and serving.app's imports (Feast, LightGBM, MLflow) took ~15 s.
@@ -198,6 +238,19 @@ class RankingEndpoints:
         except EmptyQuery as exc:
             ctx.response.status_code = 422
             return SearchResponse(viewer_id=viewer_id, items=[], error=str(exc))
+
+    @bentoml.api(route="/v1/stories/tray")
+    def stories_tray(self, ctx: bentoml.Context, viewer_id: ViewerId, limit: TrayLimit = None) -> TrayResponse:
+        return json_response(self._call(self.app.stories_tray, viewer_id, limit, arrived(ctx)))
+
+    @bentoml.api(route="/v1/stories/seen")
+    def stories_seen(self, ctx: bentoml.Context, viewer_id: ViewerId, story_ids: StoryIds) -> SeenResponse:
+        try:
+            return SeenResponse(recorded=self._call(self.app.stories_seen, viewer_id, story_ids))
+        except StoryStateUnavailable as exc:
+            ctx.response.status_code = 503
+            ctx.response.headers["retry-after"] = "1"
+            return SeenResponse(recorded=0, error=str(exc))
 
     def _intake(self, ctx: bentoml.Context, events: list[Any], log_name: str) -> EventsResponse:
         try:

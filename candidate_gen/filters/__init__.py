@@ -47,4 +47,13 @@ def search_chain(client: redis.Redis, cfg: CandidateConfig, attempts: int = 1,
     return FilterChain(client, filters, attempts, retry_client)
 
 
-__all__ = ["ChainResult", "FilterChain", "default_chain", "search_chain"]
+def story_chain(client: redis.Redis, cfg: CandidateConfig, attempts: int = 1,
+                retry_client: redis.Redis | None = None) -> FilterChain:
+    """The Stories tray's: the privacy filters that judge an account (blocked both ways, muted,
+    private-not-approved), in the same order and one round trip. A deleted story is removed from
+    its author's set, not tombstoned; content labels are the posts'."""
+    return FilterChain(client, [BlockedAuthorFilter(cfg), MutedAuthorFilter(cfg), PrivateAuthorFilter(cfg)],
+                       attempts, retry_client)
+
+
+__all__ = ["ChainResult", "FilterChain", "default_chain", "search_chain", "story_chain"]

@@ -1,4 +1,4 @@
-"""Landing lines of what a live producer says (a post published or deleted, a graph change), as
+"""Landing lines of what a live producer says (a post or story published or deleted, a graph change), as
 stream events keyed by their entity: the candidate CLI and the live mode's simulated users put
 them on the stream; the archiver lands them as any export's lines.
 """
@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 
 from data import columns as c
-from data.contracts import BLOCKS, FOLLOWS, POSTS
+from data.contracts import BLOCKS, FOLLOWS, POSTS, STORIES
 from data.days import iso_ms
 from data.stream.entries import Event
 
@@ -20,6 +20,15 @@ def post_event(post_id: int, author_id: int, created_ms: int, deleted_ms: int | 
             c.MEDIA_TYPE: "photo", c.HASHTAGS: list(hashtags), c.CAPTION: None,
             c.DELETED_AT: None if deleted_ms is None else iso_ms(deleted_ms)}
     return Event(POSTS.name, json.dumps(line), str(post_id))
+
+
+def story_event(story_id: int, author_id: int, created_ms: int, deleted_ms: int | None = None,
+                media_type: str = "photo") -> Event:
+    """A story published (live until created + 24 h) or deleted, keyed by the story: its two lines
+    keep their order."""
+    line = {c.STORY_ID: story_id, c.AUTHOR_ID: author_id, c.CREATED_AT: iso_ms(created_ms),
+            c.MEDIA_TYPE: media_type, c.DELETED_AT: None if deleted_ms is None else iso_ms(deleted_ms)}
+    return Event(STORIES.name, json.dumps(line), str(story_id))
 
 
 def graph_event(action: str, actor: int, target: int, ts_ms: int) -> Event:
