@@ -54,6 +54,9 @@ class WorldConfig:
     mean_post_rate: float = 0.22  # posts per user per day (lognormal, heavy-tailed)
     prestart_post_days: int = 3  # days of posts before WORLD_START, so day 0 has a feed
     delete_share: float = 0.02
+    # Stories (the stories log): live 24 h after they are posted (data.columns.STORY_TTL_MS)
+    stories_per_user_day: float = 0.3  # Poisson mean per existing account and day
+    story_delete_share: float = 0.03  # deleted by their author before they expire
     # --- activity ------------------------------------------------------------------------------
     mean_daily_active: float = 0.45  # mean chance a user opens the app on a given day
     explore_share: float = 0.2  # sessions that open Explore rather than Home

@@ -29,7 +29,10 @@ EVENT_LOGS = ("engagements", "impressions")
 # Which malformed kinds make sense for which log (users have no enums or references).
 APPLICABLE = {
     "users": ("malformed_json", "missing_required", "bad_type", "ts_in_future"),
-    **{log: MALFORMED_KINDS for log in ("posts", "follows", "blocks", "engagements", "impressions")},
+    **{
+        log: MALFORMED_KINDS
+        for log in ("posts", "follows", "blocks", "engagements", "impressions", "stories")
+    },
 }
 # Kinds every world has at least one of (so even tiny exercises every quarantine path).
 FORCED = {
@@ -42,6 +45,7 @@ BAD_ENUM_VALUES = {
     "blocks": {"action": ("report", "restrict")},
     "engagements": {"type": ("superlike", "double_tap"), "surface": ("reels",)},
     "impressions": {"surface": ("stories",), "source": ("mystery_box",)},
+    "stories": {"media_type": ("boomerang", "reel")},
 }
 UNKNOWN_REFERENCE_COLUMN = {
     "posts": "author_id",
@@ -49,6 +53,7 @@ UNKNOWN_REFERENCE_COLUMN = {
     "blocks": "blocked_id",
     "engagements": "post_id",
     "impressions": "post_id",
+    "stories": "author_id",
 }
 UNKNOWN_ID_BASE = 9_000_000_000  # no user or post id ever gets this large
 

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from data.columns import MEDIA_TYPES, SURFACES
+from data.columns import MEDIA_TYPES, STORY_MEDIA_TYPES, SURFACES
 from data.world.content import NEVER, Posts
 from data.world.graph import COUNTRY_CODES, GraphEvents, Users
 from data.world.landing import encode, json_bool, json_enum, json_int, json_str, json_ts, nullable
@@ -113,6 +113,28 @@ def post_lines(
             "hashtags": hashtags.take(take),
             "caption": captions.take(take),
             "deleted_at": json_ts(np.where(is_del, p.deleted_ms[ids], 0), null=~is_del),
+        },
+    )
+
+
+def story_lines(
+    story_id: np.ndarray,
+    author: np.ndarray,
+    created_ms: np.ndarray,
+    media: np.ndarray,
+    deleted_ms: np.ndarray,
+) -> pa.Array:
+    """Stories as lines: a creation row where `deleted_ms` < 0, else the deletion row (which repeats
+    the creation's fields). `media` indexes STORY_MEDIA_TYPES."""
+    is_del = np.asarray(deleted_ms) >= 0
+    return encode(
+        "stories",
+        {
+            "story_id": json_int(story_id),
+            "author_id": json_int(author),
+            "created_at": json_ts(created_ms),
+            "media_type": json_enum(media, STORY_MEDIA_TYPES),
+            "deleted_at": json_ts(np.where(is_del, deleted_ms, 0), null=~is_del),
         },
     )
 

@@ -9,7 +9,9 @@ Per simulated day:
   4. additions take effect at the end of the day: new follows (on sign-up, background, and
      driven by repeated engagement with an out-of-network author), follow-backs, approvals of
      private accounts, unblocks/unmutes; pair strengths decay and grow with today's engagements;
-  5. the day's users/posts/follows/blocks rows are written (log_lines.py).
+  5. the day's users/posts/follows/blocks rows are written (log_lines.py), and the day's stories:
+     posted by the accounts of the day, each live 24 h, a few deleted by their author before that
+     (drawn from a stream of their own, so no other log's draws depend on them).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from data.columns import BLOCK_ACTIONS, FOLLOW_ACTIONS, WORLD_SEED, WORLD_START
+from data.columns import BLOCK_ACTIONS, FOLLOW_ACTIONS, STORY_TTL_MS, WORLD_SEED, WORLD_START
 from data.contracts import LOG_TYPES
 from data.days import DAY_MS, day_start_ms
 from data.world.accumulator import DayAccumulator
@@ -38,6 +40,7 @@ from data.world.log_lines import (
     graph_lines,
     impression_lines,
     post_lines,
+    story_lines,
     user_lines,
 )
 from data.world.policy import build_pools, make_sessions, serve
@@ -84,7 +87,7 @@ def generate_world(
     """Simulate the world and write landing/<log>/<day>/part-*.jsonl and the truth under truth_dir.
 
     Deterministic: the same size, seed (and config) give byte-identical landing files. Existing
-    output of a previous run (the six log folders, the truth files) is replaced.
+    output of a previous run (the log folders, the truth files) is replaced.
     """
     cfg = config or WORLD_CONFIGS[size]
     t0 = time.perf_counter()
@@ -112,6 +115,63 @@ def _reset_landing(landing: Path) -> None:
     for log in LOG_TYPES:
         shutil.rmtree(landing / log, ignore_errors=True)
     landing.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class Stories:
+    """Story rows (creations, or deletions: `deleted_ms` >= 0), arrays aligned by row."""
+
+    story_id: np.ndarray
+    author: np.ndarray
+    created_ms: np.ndarray
+    media: np.ndarray  # index into STORY_MEDIA_TYPES (photo, video)
+    deleted_ms: np.ndarray  # -1 on a creation row
+
+    def __len__(self) -> int:
+        return len(self.story_id)
+
+    def take(self, rows: np.ndarray) -> Stories:
+        return Stories(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
+
+    @staticmethod
+    def concat(parts: list[Stories]) -> Stories:
+        return Stories(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in Stories.__dataclass_fields__)
+        )
+
+
+def draw_stories(
+    rng: np.random.Generator,
+    cfg: WorldConfig,
+    users: Users,
+    day_start: int,
+    day_end: int,
+    first_id: int,
+) -> tuple[Stories, Stories]:
+    """The day's stories (ids from `first_id`, in creation order) and their deletions.
+
+    Every account that exists during the day posts a Poisson(`stories_per_user_day`) number of
+    stories, each at a uniform time between the day's start (or the sign-up) and its end, a photo or
+    a video as the author's media taste leans; `story_delete_share` of them are deleted by their
+    author at a uniform time while they are live (within STORY_TTL_MS of the creation: the
+    deletion may fall on the next day).
+    """
+    authors = np.arange(1, users.n + 1)[users.created_ms[1:] < day_end]
+    author = np.repeat(authors, rng.poisson(cfg.stories_per_user_day, len(authors)))
+    lo = np.maximum(users.created_ms[author], day_start)
+    created = lo + np.floor(rng.random(len(author)) * (day_end - lo)).astype(np.int64)
+    order = np.argsort(created, kind="stable")
+    author, created = author[order], created[order]
+    pref = users.media_pref[author]
+    p_video = pref[:, 1] / (pref[:, 0] + pref[:, 1])
+    media = (rng.random(len(author)) < p_video).astype(np.int64)
+    n = len(author)
+    ids = first_id + np.arange(n, dtype=np.int64)
+    made = Stories(ids, author, created, media, np.full(n, -1, np.int64))
+    gone = np.flatnonzero(rng.random(n) < cfg.story_delete_share)
+    deleted_ms = created[gone] + 1 + np.floor(rng.random(len(gone)) * (STORY_TTL_MS - 1)).astype(np.int64)
+    deletions = Stories(ids[gone], author[gone], created[gone], media[gone], deleted_ms)
+    return made, deletions
 
 
 class _World:
@@ -149,6 +209,8 @@ class _World:
         self.writer = LandingWriter(landing, self.days, seed, cfg.dirt)
         self.hashtags = pa.array(self.posts.hashtags_json, pa.string())
         self.captions = pa.array(self.posts.caption_json, pa.string())
+        self.next_story_id = 1
+        self.story_deletions: dict[int, list[Stories]] = {}  # landing day -> deletion rows
 
     def run(self) -> None:
         write_static(self.truth_dir, self.cfg, self.seed, self.days, self.users, self.posts)
@@ -237,3 +299,23 @@ class _World:
             ev = GraphEvents.concat(rows)
             self.writer.write(log, d, 0, graph_lines(log, ev, actions))
         del self.follow_rows[d], self.block_rows[d]
+        self._stories(d, day_start, day_end)
+
+    def _stories(self, d: int, day_start: int, day_end: int) -> None:
+        """Write the day's stories file: today's stories, and the deletions that happen today (of
+        today's and yesterday's stories). Deletions after the world's last day are not exported."""
+        made, deletions = draw_stories(
+            rng_for(self.seed, "stories", d), self.cfg, self.users, day_start, day_end, self.next_story_id
+        )
+        self.next_story_id += len(made)
+        on_day = (deletions.deleted_ms - self.start_ms) // DAY_MS
+        for day in np.unique(on_day):
+            rows = deletions.take(np.flatnonzero(on_day == day))
+            self.story_deletions.setdefault(int(day), []).append(rows)
+        rows = Stories.concat([made, *self.story_deletions.pop(d, [])])
+        self.writer.write(
+            "stories",
+            d,
+            0,
+            story_lines(rows.story_id, rows.author, rows.created_ms, rows.media, rows.deleted_ms),
+        )

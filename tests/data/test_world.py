@@ -3,6 +3,7 @@ a logging policy that respects privacy/blocks/deletions, and a truth the logs ca
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter
@@ -15,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data.columns import WORLD_SEED, WORLD_START
+from data.columns import STORY_TTL_MS, WORLD_SEED, WORLD_START
 from data.contracts import CONTRACTS, LOG_TYPES
 from data.vocabulary import load_vocabulary
 from data.world import (
@@ -262,6 +263,47 @@ def test_timestamps_ids_and_values_look_like_an_export(world, landed):
     users = clean["users"]
     for day in summary_days(world)[1:]:
         assert (users["_landing_day"] == day).sum() > 0
+
+
+def test_stories_live_a_day_and_a_few_are_deleted_while_live(world, landed):
+    summary, _, _ = world
+    clean, _, _ = landed
+    stories = clean["stories"]
+    made, gone = stories[stories["deleted_at"].isna()], stories[stories["deleted_at"].notna()]
+    # their own id sequence; each posted on its landing day by an account that exists by then
+    assert sorted(made["story_id"]) == list(range(1, len(made) + 1))
+    assert (made["_t"].dt.date == made["_landing_day"]).all()
+    signed_up = pd.to_datetime(clean["users"].groupby("user_id")["created_at"].first(), utc=True)
+    assert (made["_t"].to_numpy() >= signed_up.loc[made["author_id"]].to_numpy()).all()
+    assert set(made["media_type"]) == {"photo", "video"}
+    cfg = WORLD_CONFIGS["tiny"]
+    per_account_day = len(made) / (len(summary.days) * clean["users"]["user_id"].nunique())
+    assert 0.8 < per_account_day / cfg.stories_per_user_day < 1.2, per_account_day
+    # a deletion repeats its creation and lands on the day it happens, while the story is live
+    both = gone.merge(made, on="story_id", suffixes=("", "_made"), validate="one_to_one")
+    assert len(both) == len(gone) and gone["story_id"].is_unique
+    for col in ("author_id", "created_at", "media_type"):
+        assert (both[col] == both[f"{col}_made"]).all(), col
+    deleted = pd.to_datetime(both["deleted_at"], utc=True)
+    assert ((deleted > both["_t"]) & (deleted < both["_t"] + pd.Timedelta(milliseconds=STORY_TTL_MS))).all()
+    assert (deleted.dt.date == both["_landing_day"]).all()
+    assert (deleted.dt.date > both["_t"].dt.date).any()  # some on the day after the story's
+    assert 0.3 < len(gone) / len(made) / cfg.story_delete_share < 1.3  # those after the world: not exported
+
+
+def test_stories_draw_from_a_stream_of_their_own(world, tmp_path):
+    """No story at all: every other log's landing files are byte for byte the same."""
+    _, landing, _ = world
+    config = dataclasses.replace(WORLD_CONFIGS["tiny"], stories_per_user_day=0.0)
+    generate_world(seed=WORLD_SEED, landing_dir=tmp_path / "landing", truth_dir=tmp_path / "truth",
+                   config=config)
+    assert all(p.stat().st_size == 0 for p in _files(tmp_path / "landing", "stories"))
+    for log in LOG_TYPES:
+        if log != "stories":
+            ours = [p.relative_to(landing) for p in _files(landing, log)]
+            assert ours == [p.relative_to(tmp_path / "landing") for p in _files(tmp_path / "landing", log)]
+            for rel in ours:
+                assert (landing / rel).read_bytes() == (tmp_path / "landing" / rel).read_bytes(), rel
 
 
 def summary_days(world) -> list[date]:

@@ -30,7 +30,8 @@ def at(day: str, hour: int) -> str:
 
 def landing_folder(landing: Path, users: list[dict]) -> None:
     """A two-day export: accounts and posts on day 1, graph and events (clicks, views, a team's own
-    `upvote`, one `superlike` nobody declared) on day 2; no blocks, as many exports."""
+    `upvote`, one `superlike` nobody declared) on day 2; no blocks, as many exports; and no stories
+    log at all (not even a folder: features.optional_logs)."""
     write_jsonl(landing, "users", D1, users)
     write_jsonl(landing, "posts", D1, [post("P-a", "U2", at(D1, 2)), post("P-b", "U1", at(D1, 3))])
     write_jsonl(landing, "follows", D2, [follow("U1", "U2", at(D2, 1)), follow("U2", "U1", at(D2, 1))])
@@ -44,6 +45,8 @@ def landing_folder(landing: Path, users: list[dict]) -> None:
         impression("r2", "U2", "P-b", at(D2, 9), source="in_network"),
     ])
     for log in LOG_TYPES:
+        if log == "stories":
+            continue
         for day in (D1, D2):
             if not (landing / log / day).exists():
                 write_jsonl(landing, log, day, [])
@@ -81,9 +84,15 @@ def test_a_team_export_lands_with_consistent_ids_and_passing_checks(tmp_path):
 
     runs = materialize(settings)
 
+    assert not (settings.landing_dir / "stories").exists()
     assert len(runs) == len(LOG_TYPES) * 2
     for (log, day), run in runs.items():
         assert run["reconciles"][0] and run["ids_distinct"][0], (log, day, run)
+    # the log the export does not carry lands as empty partitions: read nothing, landed nothing
+    for day in (D1, D2):
+        meta = runs[("stories", day)]["meta"]
+        assert (meta["rows_read"], meta["rows_landed"], meta["source_files"]) == (0, 0, [])
+    assert pq.read_table(settings.lake_dir / "stories").num_rows == 0
     lake = settings.lake_dir
     u1, u2 = to_id("U1"), to_id("U2")
     assert sorted(pq.read_table(lake / "users").column("user_id").to_pylist()) == sorted([u1, u2])
