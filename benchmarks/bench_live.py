@@ -102,6 +102,15 @@ def ab_figures(summary: dict) -> dict:
             "failed_requests": summary["failed_requests"]}
 
 
+STORY_FIGURES = ("stories_posted", "stories_deleted", "trays", "tray_p50_ms", "tray_p99_ms", "stories_served",
+                 "expired_stories_served", "deleted_stories_served", "unknown_stories_served", "stories_watched")
+
+
+def story_figures(summary: dict) -> dict:
+    """A play's Stories tray (totals: the tray has no arm); empty for a play recorded before them."""
+    return {k: summary[k] for k in STORY_FIGURES if k in summary}
+
+
 def offline(settings, days: dict[str, str], versions: dict[str, str]) -> dict:
     """Per surface and day: the models' `versions` (name -> registry version) by the hidden truth,
     beside the baselines; and from that day's explored pages, each one's off-policy lift."""
@@ -224,14 +233,15 @@ def main(argv: list[str]) -> None:
     pooled = LiveReport.pooled([d["sessions"] for d in daily]).summary(LIVE_AB_SHARE)
     v2_vs_v1_live = {"days": played, "hours_per_day": DAY_HOURS, "control": "feed_ranker_v1 (version 1, champion)",
                      "treatment": "feed_ranker_v2 (version 2)", **ab_figures(pooled),
-                     "per_day": {day: ab_figures(d["summary"]) for day, d in zip(played, daily, strict=True)}}
+                     "per_day": {day: ab_figures(d["summary"]) | {"stories": story_figures(d["summary"])}
+                                 for day, d in zip(played, daily, strict=True)}}
     days = {"simulator_last_day": world_last, "loupe_served_l3": played[-1]}
     v2_vs_v1_offline = offline(settings.with_(training_config=configs / "loop.toml"), days, {"v1": "1", "v2": "2"})
     loop_play = json.loads((plays / "loop_L4.json").read_text())
     loop_versions = {m: v for m, v in loop_play["versions_after"].items() if v != loop_play["versions_before"][m]}
     loop: dict = {"trained_on": "L1 only (pages Loupe served), validated on L2, tested on L3",
                   "played_days": played, "skew_check": skew_of(settings, played)}
-    loop_ab = {"hours": DAY_HOURS, **ab_figures(loop_play["summary"])}
+    loop_ab = {"hours": DAY_HOURS, **ab_figures(loop_play["summary"]), "stories": story_figures(loop_play["summary"])}
     if len(loop_versions) == len(loop_play["versions_after"]) and len(set(loop_versions.values())) == 1:
         version = next(iter(loop_versions.values()))
         loop["version"] = version

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import httpx
 
+from candidate_gen.stories import live_in_lake
 from data.clock import Clock
-from data.days import DAY_MS, HOUR_MS, iso_ms
+from data.days import DAY_MS, HOUR_MS, day_of_ms, iso_ms
 from data.settings import Settings, child_env, serving_secrets
 from data.stream.valkey_stream import ValkeyStream
 from data.world.live import LiveConfig, LivePlayer
@@ -66,8 +67,12 @@ def play(settings: Settings, hours: float) -> dict | None:
             # draws seeded by the day the play starts: each day's play differs, a replay of one is the same
             config = LiveConfig(seed=int(start // DAY_MS))
             regret = Regret.load(settings.truth_dir, settings.live_regret_file, start)
+            # the lake's stories live at the end of the day the clock starts after (the last
+            # ingested one, by default): the tray checks know them, and new story ids start above
+            lake_stories = live_in_lake(settings.lake_dir, day_of_ms((start if clock.start_ms is None
+                                                                       else clock.start_ms) - 1))
             player = LivePlayer(truth, http, ValkeyStream.of(settings), clock, config,
-                                posts_file=settings.live_posts_file, regret=regret)
+                                posts_file=settings.live_posts_file, regret=regret, lake_stories=lake_stories)
             print(f"live mode: from {iso_ms(start)} to {iso_ms(until)} at {clock.speed:g}x "
                   f"(~{(until - start) / 1000 / clock.speed / 60:.1f} min)", flush=True)
             if share is not None:
@@ -102,7 +107,10 @@ def format_live(s: dict, now_ms: int) -> str:
             f"{s['truth_value_per_session']} ±{s['truth_value_per_session_ci95']}  events {s['events_accepted']}"
             f"/{s['engagements_sent'] + s['blocks_sent']} taken  posts {s['posts_published']}  "
             f"follows {s['follows']}  blocks {s['blocks_sent']}  left early {s['left_early']}  "
-            f"failed {s['failed_requests']}  p99 {s['request_p99_ms']} ms")
+            f"failed {s['failed_requests']}  p99 {s['request_p99_ms']} ms  stories {s['stories_posted']} "
+            f"(deleted {s['stories_deleted']})  trays {s['trays']} p99 {s['tray_p99_ms']} ms  "
+            f"stories served {s['stories_served']} (expired {s['expired_stories_served']}, deleted "
+            f"{s['deleted_stories_served']}, unknown {s['unknown_stories_served']})  watched {s['stories_watched']}")
     return line + ("\n    " + format_arms(s) if s.get("experiment") is not None else "")
 
 

@@ -11,9 +11,14 @@ anchor):
     a report may become a block, a hide a mute or block (as the daily world reacts, a day later
                                     there)   -> POST /v1/blocks (blocks log)
     a profile visit to an author they do not follow may become a follow -> the stream (follows log)
+    authors post stories, a few deleted later by them  -> the stream (stories log; data.world.live_stories)
+    a share of viewers open the Stories tray first     -> POST /v1/stories/tray, and the stories they
+                                    watch                -> POST /v1/stories/seen
 and the report (data.world.live_report) counts sessions, engagements per session (realised, by the
 truth) and the truth's expected value per session, with 95% intervals, in total and per arm of the
-service's A/B: the arm is the one the service says it assigned the viewer, never the player's choice.
+service's A/B: the arm is the one the service says it assigned the viewer, never the player's choice;
+and each tray's stories, checked against what the player itself posted and deleted (expired or
+deleted ones served).
 
 New posts take their hidden qualities from an earlier post of the same author (the truth model
 needs them to judge a viewer's reaction); the simulator's truth is extended in memory, never written.
@@ -29,6 +34,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 
 from data import columns as c
 from data.clock import Clock
@@ -39,6 +45,7 @@ from data.stream.valkey_stream import ValkeyStream
 from data.world.dynamics import BLOCK_AFTER_HIDE_P, BLOCK_AFTER_REPORT_P, MUTE_AFTER_HIDE_P
 from data.world.live_posts import LivePosts
 from data.world.live_report import LiveReport
+from data.world.live_stories import LiveStories
 from data.world.regret import Regret, leave, said_as
 from data.world.truth import TRUE_VALUE_WEIGHTS, TruthModel, examine_probability, sample_outcomes
 
@@ -58,19 +65,27 @@ class LiveConfig:
     explore_share: float = 0.3  # sessions that open Explore instead of Home
     posts_per_step: float = 4.0  # Poisson mean of new posts per step
     follow_after_visit: float = 0.3  # a profile visit to an unfollowed author becomes a follow
+    stories_per_step: float = 2.0  # Poisson mean of new stories per step (authors: the viewers)
+    story_delete_share: float = 0.05  # stories their author deletes, within 12 h (data.world.live_stories)
+    tray_share: float = 0.5  # sessions that open the Stories tray first
     seed: int = 7
 
 
 class LivePlayer:
     def __init__(self, truth: TruthModel, http: httpx.Client, stream: ValkeyStream, clock: Clock,
                  config: LiveConfig = LiveConfig(), viewers: np.ndarray | None = None,
-                 posts_file: Path | None = None, regret: Regret | None = None):
+                 posts_file: Path | None = None, regret: Regret | None = None,
+                 lake_stories: pd.DataFrame | None = None):
         """`http`: a client of the ranking service (base URL and bearer token set). `viewers`: who
         may open the app (default: every user of the truth). `posts_file`: where the posts published
         live are kept between plays (LivePosts). `regret`: what viewers remember pushing away
-        (default: nothing yet)."""
+        (default: nothing yet). `lake_stories`: the lake's stories live when the play starts
+        (candidate_gen.stories.live_in_lake), known to the tray checks (default: none)."""
         self.truth, self.http, self.stream, self.clock, self.config = truth, http, stream, clock, config
         self.rng = np.random.default_rng(config.seed)
+        # the stories' draws apart: the feed's sessions draw as they did before stories existed
+        self.story_rng = np.random.default_rng([config.seed, 1])
+        self.stories = LiveStories(clock.now_ms(), lake_stories)
         self.posts = LivePosts(truth, posts_file)
         self.regret = regret if regret is not None else Regret()
         self.block_changes: list[dict] = []  # this step's blocks and mutes, for POST /v1/blocks
@@ -82,13 +97,19 @@ class LivePlayer:
         cfg, rng, now = self.config, self.rng, self.clock.now_ms()
         published = self.posts.publish(rng, now, int(rng.poisson(cfg.posts_per_step)))
         events = [post_event(p, a, now, hashtags=tags) for p, a, tags in published]
+        srng, step = self.story_rng, self.report.steps
+        authors = srng.choice(self.viewers, int(srng.poisson(cfg.stories_per_step)))
+        events += self.stories.deletions(now, step) + self.stories.post(srng, authors, now, cfg.story_delete_share)
         engagements: list[dict] = []
         for viewer in rng.choice(self.viewers, cfg.sessions_per_step):
             surface = "explore" if rng.random() < cfg.explore_share else "home"
+            if srng.random() < cfg.tray_share:
+                self._tray(int(viewer))
             engagements += self._session(int(viewer), surface, events)
         if events:
             self.stream.append(events, at_ms=now)
             self.report.posts_published += len(published)
+        self.report.stories_posted, self.report.stories_deleted = self.stories.posted, self.stories.deleted
         if engagements:
             self.report.engagements_sent += len(engagements)
             self._send(engagements, "/v1/events", "events")
@@ -98,6 +119,35 @@ class LivePlayer:
             self.block_changes = []
         self.regret.keep(now)  # (when something was pushed away)
         self.report.steps += 1
+
+    def _tray(self, viewer: int) -> None:
+        """The viewer opens the Stories tray: each served story checked against the player's record
+        (LiveStories.check), then the ones it watches marked seen."""
+        report = self.report
+        start = time.perf_counter()
+        try:
+            r = self.http.post("/v1/stories/tray", json={"viewer_id": viewer})
+        except httpx.HTTPError:
+            report.failed_requests += 1
+            return
+        report.tray_ms.append((time.perf_counter() - start) * 1000)
+        if r.status_code != 200:
+            report.failed_requests += 1
+            return
+        tray = r.json()
+        report.tray(self.stories.check(tray["items"], tray["served_at_ms"], report.steps))
+        watched = self.stories.watch(self.story_rng, tray["items"])[:500]  # (the route's most)
+        if not watched:
+            return
+        try:
+            r = self.http.post("/v1/stories/seen", json={"viewer_id": viewer, "story_ids": watched})
+        except httpx.HTTPError:
+            report.failed_requests += 1
+            return
+        if r.status_code == 200:
+            report.stories_watched += len(watched)
+        else:
+            report.failed_requests += 1
 
     def _session(self, viewer: int, surface: str, events: list[Event]) -> list[dict]:
         report = self.report

@@ -5,6 +5,9 @@ Every session is recorded with its viewer and the arm the service said it assign
 reports: what a viewer pushed away) and truth value per session get an interval clustered by
 viewer, and the treatment's difference and lift over the control theirs (data.world.ab_stats says
 how). Outside an experiment every session is the control's: one arm.
+
+The Stories tray's figures are totals (the tray has no arm): trays served, their latencies, and
+each tray's stories checked against the player's own record (data.world.live_stories.TrayCheck).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data.world.ab_stats import ArmMetric, Comparison, compare, per_session, sample_ratio_p
+from data.world.live_stories import TrayCheck
 
 CONTROL, TREATMENT = "control", "treatment"  # as the service names its arms (serving.experiment)
 METRICS = {"engagements_per_session": "engagements", "negatives_per_session": "negatives",
@@ -49,6 +53,19 @@ class LiveReport:
     model_versions: list[str] = field(default_factory=list)  # what ranked each session's page
     fell_back: list[bool] = field(default_factory=list)  # its arm's model was not served (the control's was)
     request_ms: list[float] = field(default_factory=list)
+    # Stories (data.world.live_stories): posted and deleted by the authors, trays answered 200 and
+    # every tray request's latency, the stories they held, and of those the ones the player's own
+    # record says had expired at the tray's served_at_ms, had been deleted by their author at least
+    # a step before, or that it never knew (not posted by it nor the lake's live ones: informative)
+    stories_posted: int = 0
+    stories_deleted: int = 0
+    trays: int = 0
+    tray_ms: list[float] = field(default_factory=list)
+    stories_served: int = 0
+    expired_stories_served: int = 0
+    deleted_stories_served: int = 0
+    unknown_stories_served: int = 0
+    stories_watched: int = 0  # marked seen (POST /v1/stories/seen)
 
     SESSION_COLUMNS = ("viewers", "arms", "model_versions", "fell_back", "engagements", "negatives",
                        "expected_value", "pushed_shown", "repeat_negatives")
@@ -89,6 +106,14 @@ class LiveReport:
         self.model_versions.append(page["model_version"])
         self.fell_back.append("experiment" in page["degraded"])
 
+    def tray(self, check: TrayCheck) -> None:
+        """One tray answered 200, its stories checked against the player's record."""
+        self.trays += 1
+        self.stories_served += check.served
+        self.expired_stories_served += check.expired
+        self.deleted_stories_served += check.deleted
+        self.unknown_stories_served += check.unknown
+
     def summary(self, treatment_share: float | None = None) -> dict:
         """The figures; `treatment_share` (the service's configured split) adds the sample ratio check."""
         viewers = np.asarray(self.viewers, dtype=np.int64)
@@ -102,6 +127,12 @@ class LiveReport:
                 "failed_requests": self.failed_requests,
                 "request_p50_ms": round(float(np.nanpercentile(ms, 50)), 1),
                 "request_p99_ms": round(float(np.nanpercentile(ms, 99)), 1),
+                "stories_posted": self.stories_posted, "stories_deleted": self.stories_deleted,
+                "trays": self.trays, "tray_p50_ms": _percentile(self.tray_ms, 50),
+                "tray_p99_ms": _percentile(self.tray_ms, 99),
+                "stories_served": self.stories_served, "expired_stories_served": self.expired_stories_served,
+                "deleted_stories_served": self.deleted_stories_served,
+                "unknown_stories_served": self.unknown_stories_served, "stories_watched": self.stories_watched,
                 **self._arms(viewers, treatment_share)}
 
     def _metrics(self, mine: np.ndarray, viewers: np.ndarray) -> dict[str, ArmMetric]:
@@ -126,6 +157,11 @@ class LiveReport:
             count = {arm: per_arm.get(arm, {}).get("viewers", 0) for arm in (TREATMENT, CONTROL)}
             out["sample_ratio_p"] = round(sample_ratio_p(count[TREATMENT], count[CONTROL], treatment_share), 6)
         return out
+
+
+def _percentile(ms: list[float], q: float) -> float:
+    """The `q`th percentile of latencies, rounded to 0.1 ms; NaN when there are none."""
+    return round(float(np.percentile(ms, q)), 1) if ms else math.nan
 
 
 def _figures(metrics: dict[str, ArmMetric]) -> dict[str, float]:

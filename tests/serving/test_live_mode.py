@@ -1,6 +1,7 @@
 """Live mode against the real HTTP app: simulated users open Home and Explore, act as the truth
 model says, their engagements go through POST /v1/events onto a durable stream, and the posts they
-publish reach followers' Home through the stream and the fan-out consumer."""
+publish reach followers' Home through the stream and the fan-out consumer; their stories reach
+the Stories tray the same way, and the tray is checked against the player's own record."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import redis
 
 from candidate_gen.fanout import FanoutWorker
 from candidate_gen.stream_fanout import FanoutStreamConsumer
+from data.columns import STORY_TTL_MS
+from data.days import HOUR_MS, MINUTE_MS
 from data.redis_server import EmbeddedRedis
 from data.stream.valkey_stream import ValkeyStream
 from data.vocabulary import load_vocabulary
@@ -98,7 +101,7 @@ def test_simulated_users_use_the_service_and_every_event_is_taken(live):
     logged = [x for x in lines if "event_id" in x]
     assert len(logged) == report.engagements_sent
     assert {x["surface"] for x in logged} <= {"home", "explore"}
-    published = [x for x in lines if "created_at" in x]
+    published = [x for x in lines if "post_id" in x and "created_at" in x]
     assert len(published) == report.posts_published > 0
     # tagged from their topic, so that trending's per-hashtag sets have live posts to rank
     vocabulary = hashtag_vocabulary(TOPICS)
@@ -109,12 +112,64 @@ def test_simulated_users_use_the_service_and_every_event_is_taken(live):
     # the published posts reach a follower's Home through the stream and the fan-out consumer
     consumer = FanoutStreamConsumer(stream, FanoutWorker(client, cfg.candidates, name="live"))
     polled = consumer.poll()
-    assert not polled.dead_lettered and polled.applied == report.posts_published + report.follows
+    assert not polled.dead_lettered and polled.applied == report.posts_published + report.follows + polled.stories
+    assert polled.stories == report.stories_posted + report.stories_deleted > 0
     newest = published[-1]
     follower = next(r[2] for r in rows if r[1] == "follow" and r[3] == newest["author_id"])
     app.clock = clock  # the service reads the feed at the live clock's now
     home = http.post("/v1/feed/home", json={"viewer_id": follower, "limit": 100}).json()
     assert newest["post_id"] in {i["post_id"] for i in home["items"]}
+
+
+def test_authors_post_stories_viewers_watch_them_and_none_is_served_expired_or_deleted(live):
+    """Every session opens the tray first; the fan-out consumer polls between steps (an hour each).
+    The trays serve the stories the authors posted, never one the player's own record says had
+    expired or been deleted; the ones watched leave the tray; a story is served until its last live
+    millisecond, and a day on, the trays serve the newest while the older ones are gone."""
+    client, cfg, rows, app, http, stream = live
+    clock = SteppedClock(NOW)
+    app.story_tray.clock = clock  # the service checks the stories at the live clock's now
+    consumer = FanoutStreamConsumer(stream, FanoutWorker(client, cfg.candidates, name="live"))
+    config = LiveConfig(sessions_per_step=6, posts_per_step=0.0, stories_per_step=6.0, story_delete_share=0.5,
+                        tray_share=1.0, step_ms=HOUR_MS, seed=3)
+    player = LivePlayer(truth_of(rows), http, stream, clock, config, viewers=np.arange(1, 13))
+
+    def poll(_: LivePlayer) -> None:
+        assert not consumer.poll(block_ms=0).dead_lettered
+
+    report = player.run(NOW + 4 * HOUR_MS, on_step=poll, wait=clock.wait)
+
+    assert report.trays == 24 and len(report.tray_ms) == 24 and report.failed_requests == 0
+    assert report.stories_posted > 0 and report.stories_deleted > 0 and report.stories_watched > 0
+    assert report.stories_served > 0 and report.unknown_stories_served == 0  # the world has none of its own
+    assert report.expired_stories_served == 0 and report.deleted_stories_served == 0
+    summary = report.summary()
+    assert summary["trays"] == 24 and summary["stories_served"] == report.stories_served
+    assert summary["tray_p99_ms"] >= summary["tray_p50_ms"]
+    # the stories watched are the viewers' seen ones, and leave their trays
+    seen = {v: {int(s) for s in client.smembers(cfg.candidates.keys.stories_seen(v))} for v in range(1, 13)}
+    assert sum(len(s) for s in seen.values()) == report.stories_watched
+
+    def tray(viewer: int) -> set[int]:
+        items = http.post("/v1/stories/tray", json={"viewer_id": viewer}).json()["items"]
+        return {s["story_id"] for i in items for s in i["stories"]}
+
+    for viewer, watched in seen.items():
+        assert not tray(viewer) & watched
+    # the newest story: served until its last live millisecond, then never
+    newest = max(s for s, k in player.stories.known.items() if k.posted and k.deleted_step is None)
+    story = player.stories.known[newest]
+    follower = next(r[2] for r in rows if r[1] == "follow" and r[3] == story.author)
+    clock.now = story.created_ms + STORY_TTL_MS - 1
+    assert newest in tray(follower)
+    clock.now += 1
+    assert newest not in tray(follower)
+    # a day on (the newest half an hour from expiring, the older ones gone): served, never expired
+    served = report.stories_served
+    clock.now = NOW + 3 * HOUR_MS + STORY_TTL_MS - 30 * MINUTE_MS
+    player.run(clock.now + HOUR_MS, on_step=poll, wait=clock.wait)
+    assert report.steps == 5 and report.stories_served > served
+    assert report.expired_stories_served == 0 and report.deleted_stories_served == 0
 
 
 def test_viewers_push_away_in_the_products_words_and_remember_it(live, tmp_path):
