@@ -21,11 +21,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from candidate_gen.keys import Keys
+from candidate_gen.lake_reader import to_ms
 from data import columns as c
+from data import lake
 from data.columns import STORY_TTL_MS
+from data.contracts import STORIES
+from data.days import day_end_ms, days_before
+from features.optional_logs import absent
 
 
 @dataclass(frozen=True)
@@ -91,3 +99,34 @@ def queue_live(pipe: Any, keys: Keys, author: int, now_ms: int, limit: int) -> N
     """Queue a read of the author's newest `limit` live stories, as [(story id, created ms)] newest first."""
     pipe.zrevrangebyscore(keys.stories(author), now_ms, f"({now_ms - STORY_TTL_MS}", start=0, num=limit,
                           withscores=True, score_cast_func=int)
+
+
+def live_in_lake(lake_dir: Path, day: str) -> pd.DataFrame:
+    """story_id, author_id, created_ms of the lake's stories live at the end of `day` and not
+    deleted by then (a story posted the day before may have landed on either day)."""
+    end = day_end_ms(day)
+    frame = lake.read_partitions(lake_dir, STORIES.name, [days_before(day, 1), day],
+                                 [c.STORY_ID, c.AUTHOR_ID, c.CREATED_AT, c.DELETED_AT])
+    if not len(frame):
+        return pd.DataFrame({c.STORY_ID: [], c.AUTHOR_ID: [], "created_ms": []}, dtype="int64")
+    created = to_ms(frame[c.CREATED_AT])
+    deletions = frame[frame[c.DELETED_AT].notna()]
+    deleted = set(deletions.loc[to_ms(deletions[c.DELETED_AT]) <= end, c.STORY_ID].tolist())
+    live = frame[c.DELETED_AT].isna() & (created > end - STORY_TTL_MS) & (created <= end)
+    out = pd.DataFrame({c.STORY_ID: frame.loc[live, c.STORY_ID], c.AUTHOR_ID: frame.loc[live, c.AUTHOR_ID],
+                        "created_ms": created[live]})
+    out = out[~out[c.STORY_ID].isin(deleted)].drop_duplicates(c.STORY_ID)
+    return out.sort_values(["created_ms", c.STORY_ID], kind="stable").reset_index(drop=True).astype("int64")
+
+
+def load_from_lake(lake_dir: Path, day: str, client: Any, keys: Keys, batch: int = 5_000) -> dict:
+    """The stories live at the end of `day` into the cache (the daily asset; a cache rebuilt after
+    a restart): what the stream already wrote is written the same again. A story deleted since is
+    not re-added; one that expired since is written and never read (a read asks for the live range)."""
+    if absent(lake_dir, STORIES.name):
+        return {"day": day, "stories": 0, "authors": 0, "absent": "no stories log in the lake"}
+    live = live_in_lake(lake_dir, day)
+    rows = list(zip(live[c.STORY_ID].tolist(), live[c.AUTHOR_ID].tolist(), live["created_ms"].tolist(), strict=True))
+    for i in range(0, len(rows), batch):
+        apply(client, keys, [StoryChange(*row) for row in rows[i:i + batch]])
+    return {"day": day, "stories": len(rows), "authors": int(live[c.AUTHOR_ID].nunique())}

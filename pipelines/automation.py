@@ -147,7 +147,7 @@ def conditions(train_days: int) -> dict[dg.AssetKey, AC]:
         EXAMPLES_KEY: training_sets,
         **{feature_key(table): every_day for table in SNAPSHOT_TABLES},
         **{dg.AssetKey(["candidates", name]): newest for name in ("trending", "social", "fatigue", "integrity",
-                                                              "embeddings", "search_index")},
+                                                              "embeddings", "search_index", "stories")},
     }
     for surface in SURFACE_MODELS:
         by_key[dg.AssetKey(["training", surface, "rankers"])] = rankers

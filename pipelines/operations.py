@@ -33,6 +33,7 @@ from pipelines.defs.candidates.assets import (
     candidates_rebuild,
     candidates_search_index,
     candidates_social,
+    candidates_stories,
     candidates_trending,
 )
 from pipelines.defs.features.assets import (
@@ -117,12 +118,18 @@ def prepare_world(settings: Settings) -> dict:
 
     Each world (size, seed) has a folder of its own under LOUPE_HOME/worlds/, marked by its
     world.json once complete: generating one never touches another world or a team's landing
-    folder. Only an incomplete generation (no marker) of this same world is cleared first.
+    folder. Only an incomplete generation (no marker) of this same world is cleared first, or one
+    made before a log existed (the generator is deterministic: the other logs are written the same).
     """
     marker = settings.world_dir / "world.json"
     if marker.exists():
-        print(f"world {settings.world} (seed {settings.seed}) already landed in {settings.world_dir}; reusing it")
-        return json.loads(marker.read_text())
+        data = json.loads(marker.read_text())
+        missing = [log for log in LOG_TYPES if log not in data.get("rows", {})]
+        if not missing:
+            print(f"world {settings.world} (seed {settings.seed}) already landed in {settings.world_dir}; reusing it")
+            return data
+        # written by a Loupe without these logs: generated again, the others' lines come out the same
+        print(f"world {settings.world} (seed {settings.seed}) has no {', '.join(missing)} log: generating it again")
     shutil.rmtree(settings.world_dir, ignore_errors=True)  # our own half-written world, never data we did not write
     print(f"generating the {settings.world} world (seed {settings.seed}) into {settings.world_dir} ...", flush=True)
     summary: WorldSummary = generate_world(
@@ -351,12 +358,13 @@ def prepare_candidate_state(resources: dict, instance: dg.DagsterInstance, day: 
     `make run`, the benchmarks and the tests alike): rebuilt from the lake through `previous` (the day
     before), `day`'s events applied by the fan-out worker as a daily run would, then the Explore
     builders (trending, social, embeddings), the viewers' fatigue, the content labels and the search index
-    as of `explore_day`. Default
+    as of `explore_day`, and the stories live at `day`'s end. Default
     `day`; the benchmarks pass `previous`: during `day` a service has the Explore sets the daily run
     built the night before. `previous` None (a one-day export): rebuilt through `day`, nothing left to fan out."""
     results = [dg.materialize([candidates_rebuild], instance=instance, resources=resources, run_config={
         **QUIET, "ops": {"candidates__rebuild": {"config": {"day": previous or day}}}})]
     runs: dict[str, list] = {day: [candidates_fanout]} if previous else {}
+    runs.setdefault(day, []).append(candidates_stories)  # live at `day`'s end: not yesterday's
     runs.setdefault(explore_day or day, []).extend([candidates_trending, candidates_social, candidates_fatigue,
                                                     candidates_integrity, candidates_embeddings,
                                                     candidates_search_index])

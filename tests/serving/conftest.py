@@ -85,7 +85,8 @@ def _platform(tiny_lake, redis_url: str, tmp_path_factory):
         state = prepare_candidate_state(resources, instance, days[-1], days[-2])
         assert set(state.metadata) == {f"candidates/{a}" for a in ("rebuild", "fanout", "trending", "social",
                                                                    "fatigue", "integrity", "embeddings",
-                                                                   "search_index")}
+                                                                   "search_index", "stories")}
+        assert state.metadata["candidates/stories"]["stories"] > 0  # live at the day's end: the service's now
     home = tmp_path_factory.mktemp("serving")
     next_day = days_after(days[-1], 1)
     served = settings.with_(redis_url=redis_url, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",

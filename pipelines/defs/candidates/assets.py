@@ -9,6 +9,8 @@ candidates/trending     daily: engagement velocity, global and per hashtag; popu
 candidates/social       daily: recent engagements per user, strongest-affinity accounts
 candidates/embeddings   daily: ALS author/viewer embeddings + the nearest-author index
 candidates/search_index daily: the post search index (SQLite FTS5) refreshed from the lake's posts
+candidates/stories      daily: the stories live at the day's end, for the Stories tray (the stream
+                        adds new ones within a poll)
 """
 
 
@@ -237,11 +239,30 @@ def candidates_search_index(context: dg.AssetExecutionContext, workspace: Worksp
     return dg.MaterializeResult(metadata={**stats.as_metadata(), "index": dg.MetadataValue.path(search_index.path)})
 
 
+@dg.asset(
+    key=dg.AssetKey(["candidates", "stories"]),
+    group_name=GROUP,
+    partitions_def=day_partitions,
+    deps=[lake_key("stories")],
+    kinds={"redis"},
+    description="The stories live at the end of the day (posted in its last 24 h, not deleted) into each "
+    "author's story set, for POST /v1/stories/tray (candidate_gen/stories.py); the fan-out worker adds "
+    "stories from the stream within a poll, and one written by both is written once. An export without a "
+    "stories log: nothing to load (metadata `absent`).",
+)
+def candidates_stories(context: dg.AssetExecutionContext, redis: RedisResource, workspace: WorkspaceResource,
+                       candidate_config: CandidateConfigResource) -> dg.MaterializeResult:
+    from candidate_gen.stories import load_from_lake
+
+    return dg.MaterializeResult(metadata=_metadata(load_from_lake(
+        workspace.lake, context.partition_key, redis.client(), candidate_config.load().keys)))
+
+
 def embeddings_dir(candidates_dir: CandidatesDirResource, day: str) -> Path:
     return Path(candidates_dir.path) / "embeddings" / f"dt={day}"
 
 
 candidate_assets = [
     candidates_rebuild, candidates_fanout, candidates_trending, candidates_social, candidates_fatigue,
-    candidates_integrity, candidates_embeddings, candidates_search_index,
+    candidates_integrity, candidates_embeddings, candidates_search_index, candidates_stories,
 ]
