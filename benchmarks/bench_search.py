@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import redis
 
 from benchmarks.common import PeakRss, stopwatch, write_result
-from benchmarks.workspace import bench_settings, ensure_lake, lake_ready
+from benchmarks.workspace import add_world_argument, chosen_world, ensure_lake, lake_ready
 from candidate_gen import events as ev
 from candidate_gen.fanout import FanoutWorker
 from candidate_gen.filters import search_chain
@@ -123,12 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--naive", type=int, default=200, help="queries also run as the naive LIKE scan")
     parser.add_argument("--http", type=int, default=500, help="queries also sent through the HTTP app")
-    parser.add_argument("--world", choices=("medium", "tiny"), default=None, help="default: medium if its lake is "
-                        "complete, else tiny")
+    add_world_argument(parser)
     args = parser.parse_args(argv)
-
-    medium = bench_settings("medium")
-    settings = bench_settings(args.world) if args.world else medium if lake_ready(medium) else bench_settings("tiny")
+    settings = chosen_world(args.world)
     if settings.world == "medium" and not lake_ready(settings):
         raise SystemExit("the medium world's lake is not complete: make bench-pipeline builds it")
     world = ensure_lake(settings)

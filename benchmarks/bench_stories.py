@@ -28,7 +28,7 @@ import redis
 
 from benchmarks.bench_search import percentiles
 from benchmarks.common import RESULTS_DIR, PeakRss, stopwatch, write_result
-from benchmarks.workspace import bench_settings, ensure_lake, lake_ready
+from benchmarks.workspace import add_world_argument, chosen_world, ensure_lake
 from candidate_gen import events as ev
 from candidate_gen import stories
 from candidate_gen.fanout import FanoutWorker
@@ -116,12 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--naive", type=int, default=300, help="trays also asked the naive way")
     parser.add_argument("--http", type=int, default=500, help="trays also asked through the HTTP app")
     parser.add_argument("--edges", type=int, default=300, help="stories checked at their last live millisecond")
-    parser.add_argument("--world", choices=("medium", "tiny"), default=None, help="default: medium if its lake is "
-                        "complete, else tiny")
+    add_world_argument(parser)
     args = parser.parse_args(argv)
-
-    medium = bench_settings("medium")
-    settings = bench_settings(args.world) if args.world else medium if lake_ready(medium) else bench_settings("tiny")
+    settings = chosen_world(args.world)
     world = ensure_lake(settings)
     last_day = partition_days(settings.lake_dir, "posts")[-1]
     end = day_end_ms(last_day)

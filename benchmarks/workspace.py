@@ -22,6 +22,20 @@ def bench_settings(world: str = WORLD) -> Settings:
     return base.with_(home=base.home / "bench" / world, world=world, source="simulator", landing=None)
 
 
+def add_world_argument(parser) -> None:
+    """`--world medium|tiny` of a benchmark that runs on either (`chosen_world` reads it)."""
+    parser.add_argument("--world", choices=("medium", "tiny"), default=None,
+                        help="default: medium if its lake is complete, else tiny")
+
+
+def chosen_world(world: str | None) -> Settings:
+    """The settings of `world`; None: medium if its lake is complete, else tiny."""
+    if world:
+        return bench_settings(world)
+    medium = bench_settings("medium")
+    return medium if lake_ready(medium) else bench_settings("tiny")
+
+
 def lake_ready(settings: Settings) -> bool:
     marker = settings.world_dir / "world.json"
     if not marker.exists():

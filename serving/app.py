@@ -349,6 +349,7 @@ class RankingApp:
         deadline = pl.Deadline(self.config.search.budget_ms, arrived)
         terms = self.searcher.terms(query)
         outcome = self.searcher.search(viewer_id, terms, limit, self.clock.now_ms(), deadline.remaining_ms)
+        self.metrics.answered("search", deadline.elapsed_ms(), outcome.degraded)
         return {"request_id": uuid.uuid4().hex, "viewer_id": viewer_id, "items": outcome.items,
                 "degraded": sorted(outcome.degraded), "degraded_reasons": outcome.degraded,
                 "total_ms": round(deadline.elapsed_ms(), 3)}
@@ -357,6 +358,7 @@ class RankingApp:
         """POST /v1/stories/tray (serving.stories.story_tray)."""
         deadline = pl.Deadline(self.config.stories.budget_ms, arrived)
         outcome = self.story_tray.tray(viewer_id, limit or self.config.stories.tray_limit, deadline.remaining_ms)
+        self.metrics.answered("stories_tray", deadline.elapsed_ms(), outcome.degraded, outcome.removed)
         return {"request_id": uuid.uuid4().hex, "viewer_id": viewer_id, "served_at_ms": outcome.served_at_ms,
                 "items": outcome.items, "degraded": sorted(outcome.degraded), "degraded_reasons": outcome.degraded,
                 "total_ms": round(deadline.elapsed_ms(), 3)}

@@ -54,6 +54,15 @@ class PipelineMetrics:
             RESCORED.labels(surface, stage, outcome).inc(n)
         SERVED.labels(surface, state.scorer, arm).inc()  # per arm: a split off its share shows here first
 
+    def answered(self, route: str, total_ms: float, degraded, removed=None) -> None:
+        """A route outside the feed pipelines (search, the Stories tray): its time, the steps that
+        fell back, what it removed per reason (never in its response: it would tell who blocked whom)."""
+        REQUEST_SECONDS.labels(route).observe(total_ms / 1000)
+        for step in degraded:
+            FALLBACKS.labels(route, step).inc()
+        for reason, n in (removed or {}).items():
+            FILTERED.labels(route, reason).inc(n)
+
     def swapped(self, surface: str, engine: str) -> None:
         MODEL_SWAPS.labels(surface, engine).inc()
 

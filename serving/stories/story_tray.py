@@ -18,6 +18,7 @@ Redis down is a degraded, empty tray saying why, never an error: the tray has no
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,9 @@ class TrayOutcome:
     items: list[dict[str, Any]]
     served_at_ms: int
     degraded: dict[str, str] = field(default_factory=dict)  # step -> why it fell back
+    # accounts the privacy filters removed per reason, and stories the last expiry check did
+    # (metrics only: a response saying so would tell who blocked or muted whom)
+    removed: Counter = field(default_factory=Counter)
 
 
 @dataclass
@@ -63,6 +67,7 @@ class StoryTray:
     def tray(self, viewer_id: int, limit: int, time_left_ms: Callable[[], float] | None = None) -> TrayOutcome:
         now = self.clock.now_ms()
         degraded: dict[str, str] = {}
+        removed: Counter = Counter()
         try:
             followees, seen, affinity = self._viewer_state(viewer_id)
             accounts = self._unseen_live(followees, seen, now)
@@ -73,6 +78,7 @@ class StoryTray:
             block = CandidateBlock.build([a.unseen[0][0] for a in accounts], [a.author for a in accounts],
                                          [a.unseen[0][1] for a in accounts], "stories", 0.0)
             result = self.chain.run(viewer_id, block, now, time_left_ms)
+            removed.update(result.counts)
             if result.degraded:
                 degraded["filters"] = "state unavailable: " + ",".join(result.degraded)
             allowed = set(result.kept.author.tolist())
@@ -82,6 +88,7 @@ class StoryTray:
         items = []
         for account, score in ranked:
             live = [(s, t) for s, t in reversed(account.unseen) if stories.is_live(t, served_at)]  # oldest first
+            removed["expired_at_answer"] += len(account.unseen) - len(live)
             if not live:
                 continue
             items.append({"author_id": account.author, "score": score, "position": len(items), "unseen": len(live),
@@ -89,7 +96,7 @@ class StoryTray:
                           "stories": [{"story_id": s, "created_at_ms": t} for s, t in live]})
             if len(items) == limit:
                 break
-        return TrayOutcome(items, served_at, degraded)
+        return TrayOutcome(items, served_at, degraded, +removed)
 
     def _viewer_state(self, viewer_id: int) -> tuple[list[int], set[int], dict[int, float]]:
         """Followees (the most affine first, at most max_followees), seen story ids, affinities."""

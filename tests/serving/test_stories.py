@@ -125,7 +125,8 @@ def test_a_story_is_served_until_exactly_24_hours_after_it_was_posted(world, htt
     created = NOW - STORY_TTL_MS + 2
     stories.apply(client, keys, [StoryChange(1, FOLLOWED, created), StoryChange(2, FOLLOWED, NOW + 1)])  # 2: future
     clock = SteppedClock(NOW)
-    http = http_for(tray_app(client, cfg, clock))
+    app = tray_app(client, cfg, clock)
+    http = http_for(app)
 
     def served(now_ms: int, later: list[int] | None = None) -> set[int]:
         clock.now, clock.then = now_ms, list(later or [])
@@ -138,6 +139,8 @@ def test_a_story_is_served_until_exactly_24_hours_after_it_was_posted(world, htt
     # read at 1's last live millisecond, answered a millisecond later: 1 is not served
     assert served(NOW + 1, later=[NOW + 2]) == {2}
     assert http.post("/v1/stories/tray", json={"viewer_id": VIEWER}).json()["served_at_ms"] == NOW + 2
+    clock.now, clock.then = NOW + 1, [NOW + 2]  # counted for the metrics, never said in the answer
+    assert app.story_tray.tray(VIEWER, 30).removed["expired_at_answer"] == 1
     # once every story of an account has expired, the account leaves the tray
     assert served(NOW + 1 + STORY_TTL_MS) == set()
     assert FOLLOWED not in {i["author_id"] for i in http.post("/v1/stories/tray", json={"viewer_id": VIEWER}).json()[
