@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(UV) run --frozen python
 
-.PHONY: help setup run live lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-fanout-cluster bench-online-cluster bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream bench-live bench-controls bench-scaling bench-search bench-stories profile-serving ui mlflow-ui feast clean
+.PHONY: help setup run live lint test test-e2e test-fast bench bench-pipeline bench-features bench-online-reader bench-quality bench-fanout bench-fanout-cluster bench-online-cluster bench-candidates bench-serving bench-cascade bench-overload bench-first-run bench-stream bench-live bench-controls bench-scaling bench-search bench-stories bench-labels profile-serving ui mlflow-ui feast clean
 
 help:
 	@echo "make run     generate the simulated world and run the platform (LOUPE_WORLD, LOUPE_SERVE)"
@@ -58,7 +58,7 @@ test-e2e: setup  # a team's export and a graph-only export through `make run` (t
 test-fast: setup  # the unit tier: no Spark, no server, no Dagster run
 	$(UV) run --frozen pytest -m unit
 
-bench: bench-pipeline bench-features bench-scaling bench-online-reader bench-live bench-controls bench-quality bench-fanout bench-fanout-cluster bench-online-cluster bench-candidates bench-serving bench-cascade bench-overload bench-stream bench-search bench-stories
+bench: bench-pipeline bench-features bench-scaling bench-online-reader bench-live bench-controls bench-quality bench-fanout bench-fanout-cluster bench-online-cluster bench-candidates bench-serving bench-cascade bench-overload bench-stream bench-search bench-stories bench-labels
 
 bench-first-run: setup  # a fresh clone's make setup + make run, tiny and small (idle machine)
 	$(PY) -m benchmarks.bench_first_run
@@ -122,6 +122,9 @@ bench-search: setup  # medium world (tiny without it): POST /v1/search's query p
 
 bench-stories: setup  # medium world (tiny without it): expired stories served (must be 0) and the tray's p50/p99 vs a naive tray
 	$(PY) -m benchmarks.bench_stories
+
+bench-labels: setup  # medium world (tiny without it): the integrity labels' precision and recall against the truth
+	$(PY) -m benchmarks.bench_labels
 
 mlflow-ui: setup
 	$(PY) -m pipelines.run mlflow-ui

@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
             found = []
             for now in (at + STORY_TTL_MS - 1, at + STORY_TTL_MS):
                 clock.now = now
-                items = tray.tray(viewer, 200).items
+                items = tray.tray(viewer, cfg.stories.max_followees).items  # every account: a heavy
+                # follower's tray holds hundreds, and a story in its last millisecond ranks low
                 found.append(any(s["story_id"] == story for item in items for s in item["stories"]))
             edges[("served" if found[0] else "absent") + "_then_" + ("served" if found[1] else "gone")] += 1
         http = through_http(client, cfg, cands, end, [int(v) for v in rng.choice(viewers, args.http)]) \

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from candidate_gen.keys import Keys
+from data.columns import CONTENT_LABELS
 from data.days import DAY_MS, DAY_S
 from data.typed_config import ConfigError, ConfigModel
 from features.celebrity import CelebrityRule
@@ -78,7 +79,7 @@ class FatigueConfig(ConfigModel):
         return int(self.window_days * DAY_MS)
 
 
-LABELS = ("spam", "borderline", "sensitive")  # content labels (candidate_gen/integrity.py)
+LABELS = CONTENT_LABELS  # content labels (candidate_gen/integrity.py; the post_labels log's enum)
 OUTCOMES = ("allow", "interstitial", "downrank", "drop")  # what a label does to a candidate
 
 
@@ -97,6 +98,9 @@ class IntegrityRules(ConfigModel):
     spam_new_account_days: float = Field(7.0, ge=0)
     spam_posts_per_day: float = Field(20.0, gt=0)
     sensitive_hashtags: list[str] = Field(default_factory=list)  # a post tagged with any is sensitive
+    # a post_labels row (a moderation classifier's label) is taken at this score or above; a row
+    # without a score (a human reviewer's decision) always is
+    min_label_score: float = Field(0.5, ge=0, le=1)
 
     @property
     def window_ms(self) -> int:

@@ -7,6 +7,8 @@ The rules (candidate_gen/config.toml `[integrity.rules]`), over the `window_days
   hides + reports per impression reach `borderline_negative_rate` over at least `min_impressions`
   (the rate rule needs the impressions log: a team's export without one runs the reporters rule);
 - a post is **sensitive** when tagged with one of `sensitive_hashtags`;
+- a post takes each label of its `post_labels` rows (a moderation classifier's, or a human
+  reviewer's without a score) scored `min_label_score` or more (an export without the log: skipped);
 - an account is **spam** when `spam_borderline_posts` of its posts are borderline, or when it is
   younger than `spam_new_account_days` and posted `spam_posts_per_day` or more a day since it
   joined (needs the users log).
@@ -40,6 +42,7 @@ from candidate_gen.keys import Keys
 from candidate_gen.lake_reader import read_days, to_ms
 from data import columns as c
 from data import lake
+from data.contracts import POST_LABELS
 from data.days import DAY_MS, DAY_S, day_end_ms
 from features.optional_logs import absent
 
@@ -62,11 +65,14 @@ class Labels:
 
 
 def label(negatives: pd.DataFrame, impressions: pd.Series | None, posts: pd.DataFrame,
-          joined_ms: pd.Series | None, as_of_ms: int, rules: IntegrityRules) -> Labels:
+          joined_ms: pd.Series | None, as_of_ms: int, rules: IntegrityRules,
+          classified: pd.DataFrame | None = None) -> Labels:
     """The labels as of `as_of_ms`. `negatives`: viewer_id, post_id, author_id, type (hide, report)
     of the window; `impressions`: impressions per post of the window (None: no impressions log);
     `posts`: post_id, author_id, created_ms, hashtags of the window; `joined_ms`: account -> when
-    it was created (None: no users log)."""
+    it was created (None: no users log); `classified`: post_id, label, score of the window's
+    post_labels rows (None: no post_labels log). A classifier's borderline label counts towards its
+    author's `spam_borderline_posts` as a rule's does."""
     out = Labels()
     reports = negatives[negatives[c.TYPE] == "report"]
     reporters = reports.drop_duplicates([c.VIEWER_ID, c.POST_ID]).groupby(c.POST_ID).size()
@@ -85,6 +91,12 @@ def label(negatives: pd.DataFrame, impressions: pd.Series | None, posts: pd.Data
             str(t).lower().lstrip("#") in wanted for t in tags))
         out.add(out.posts, posts.loc[tagged.astype(bool), c.POST_ID], "sensitive")
         out.rules_run.append("sensitive_hashtags")
+    if classified is not None:
+        score = pd.to_numeric(classified[c.SCORE], errors="coerce")
+        taken = classified[score.isna() | (score >= rules.min_label_score)]
+        for name, rows in taken.groupby(c.LABEL)[c.POST_ID]:
+            out.add(out.posts, rows.unique(), str(name))
+        out.rules_run.append("post_labels")
     author_of = posts.drop_duplicates(c.POST_ID).set_index(c.POST_ID)[c.AUTHOR_ID]
     borderline = [p for p, labels in out.posts.items() if "borderline" in labels]
     # a post of the window's negatives may be older than the window's posts: its author from the events
@@ -169,6 +181,18 @@ def _impressions_per_post(lake_dir: Path, days: list[str], first_ms: int, last_m
     return counts
 
 
+def read_post_labels(lake_dir: Path, first: str, day: str, first_ms: int, last_ms: int) -> pd.DataFrame | None:
+    """post_id, label, score of the post_labels rows labelled within [first_ms, last_ms] (None: the
+    export has no post_labels log)."""
+    if absent(lake_dir, POST_LABELS.name):
+        return None
+    days = [d for d in lake.partition_days(lake_dir, POST_LABELS.name) if first <= d <= day]
+    ts = pads.field(c.TS)
+    within = (ts >= pa.scalar(first_ms * 1000, pa.timestamp("us", tz="UTC"))) & (
+        ts <= pa.scalar(last_ms * 1000, pa.timestamp("us", tz="UTC")))
+    return lake.read_partitions(lake_dir, POST_LABELS.name, days, [c.POST_ID, c.LABEL, c.SCORE], within)
+
+
 def build_labels(lake_dir: Path, day: str, client: redis.Redis, cfg: IntegrityConfig, keys: Keys) -> dict:
     """The labels as of the end of `day`, from the lake, into Redis (the daily asset)."""
     labels, negatives = labels_from_lake(lake_dir, day, cfg.rules)
@@ -177,8 +201,10 @@ def build_labels(lake_dir: Path, day: str, client: redis.Redis, cfg: IntegrityCo
             "accounts_labelled": len(labels.accounts), "labels": labels.counts(), "rules_run": labels.rules_run}
 
 
-def labels_from_lake(lake_dir: Path, day: str, rules: IntegrityRules) -> tuple[Labels, int]:
-    """The labels as of the end of `day` and how many hides and reports they were judged from."""
+def labels_from_lake(lake_dir: Path, day: str, rules: IntegrityRules,
+                     post_labels: bool = True) -> tuple[Labels, int]:
+    """The labels as of the end of `day` and how many hides and reports they were judged from.
+    `post_labels=False`: the rules alone, the post_labels log left unread (integrity_eval)."""
     end = day_end_ms(day)
     start = end - rules.window_ms
     first = lookback_first_day(day, rules.window_ms)
@@ -198,4 +224,5 @@ def labels_from_lake(lake_dir: Path, day: str, rules: IntegrityRules) -> tuple[L
         if len(users):
             joined = pd.Series(to_ms(users[c.CREATED_AT]).to_numpy(), index=users[c.USER_ID].astype("int64"))
             joined = joined.groupby(level=0).min()
-    return label(events, impressions, posts, joined, end, rules), len(events)
+    classified = read_post_labels(lake_dir, first, day, start, end) if post_labels else None
+    return label(events, impressions, posts, joined, end, rules, classified), len(events)

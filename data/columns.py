@@ -40,6 +40,7 @@ POSITION = "position"
 SOURCE = "source"
 MODEL_VERSION = "model_version"
 SCORE = "score"
+LABEL = "label"
 FEATURES = "features"
 PROPENSITY = "propensity"
 EXPERIMENT = "experiment"
@@ -69,6 +70,8 @@ STORY_TTL_MS = 24 * 3600 * 1000
 # A dwell at least this long is the "long dwell" action (simulator, labels, features).
 LONG_DWELL_MS = 10_000
 SURFACES = ("home", "explore")
+# Moderation labels on a post (the post_labels log; the integrity stage's post labels).
+CONTENT_LABELS = ("spam", "borderline", "sensitive")
 
 # --- the simulated world -----------------------------------------------------------------------
 WORLD_SEED = 20261001

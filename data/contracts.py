@@ -221,11 +221,30 @@ STORIES = LogContract(
     references={c.AUTHOR_ID: "users"},
 )
 
+POST_LABELS = LogContract(
+    name="post_labels",
+    schema=pa.schema(
+        [
+            pa.field(c.POST_ID, pa.int64(), nullable=False),
+            pa.field(c.LABEL, pa.string(), nullable=False),
+            # the moderation classifier's confidence in [0, 1]; null: a human reviewer's decision
+            pa.field(c.SCORE, pa.float64()),
+            pa.field(c.TS, TIMESTAMP, nullable=False),  # when the post was labelled
+        ]
+    ),
+    required=(c.POST_ID, c.LABEL, c.TS),
+    key=(c.POST_ID, c.LABEL, c.TS),
+    time_column=c.TS,
+    enums={c.LABEL: c.CONTENT_LABELS},
+    references={c.POST_ID: "posts"},
+    max_age_days=7,
+)
+
 # Ids a reference may point at: the log and its id column.
 REFERENCED_IDS = {"users": c.USER_ID, "posts": c.POST_ID}
 
 # In dependency order: a log's references are ingested before it.
 CONTRACTS: dict[str, LogContract] = {
-    k.name: k for k in (USERS, POSTS, FOLLOWS, BLOCKS, ENGAGEMENTS, IMPRESSIONS, STORIES)
-}  # stories last: the simulator's landing draws are keyed by a log's place here
+    k.name: k for k in (USERS, POSTS, FOLLOWS, BLOCKS, ENGAGEMENTS, IMPRESSIONS, STORIES, POST_LABELS)
+}  # new logs last: the simulator's landing draws are keyed by a log's place here
 LOG_TYPES = tuple(CONTRACTS)

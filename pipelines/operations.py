@@ -124,7 +124,7 @@ def prepare_world(settings: Settings) -> dict:
     marker = settings.world_dir / "world.json"
     if marker.exists():
         data = json.loads(marker.read_text())
-        missing = [log for log in LOG_TYPES if log not in data.get("rows", {})]
+        missing = [log for log in LOG_TYPES if log not in data["rows"]] if "rows" in data else []
         if not missing:
             print(f"world {settings.world} (seed {settings.seed}) already landed in {settings.world_dir}; reusing it")
             return data

@@ -57,6 +57,10 @@ class WorldConfig:
     # Stories (the stories log): live 24 h after they are posted (data.columns.STORY_TTL_MS)
     stories_per_user_day: float = 0.3  # Poisson mean per existing account and day
     story_delete_share: float = 0.03  # deleted by their author before they expire
+    # Moderation labels (the post_labels log): a classifier labels each new post, with noise both ways
+    borderline_quality_share: float = 0.03  # truly borderline: the world's lowest-quality posts
+    label_true_positive_rate: float = 0.7  # chance the classifier flags a truly borderline post
+    label_false_positive_rate: float = 0.005  # ... and one that is not
     # --- activity ------------------------------------------------------------------------------
     mean_daily_active: float = 0.45  # mean chance a user opens the app on a given day
     explore_share: float = 0.2  # sessions that open Explore rather than Home

@@ -31,7 +31,9 @@ APPLICABLE = {
     "users": ("malformed_json", "missing_required", "bad_type", "ts_in_future"),
     **{
         log: MALFORMED_KINDS
-        for log in ("posts", "follows", "blocks", "engagements", "impressions", "stories")
+        for log in (
+            "posts", "follows", "blocks", "engagements", "impressions", "stories", "post_labels"
+        )
     },
 }
 # Kinds every world has at least one of (so even tiny exercises every quarantine path).
@@ -46,6 +48,7 @@ BAD_ENUM_VALUES = {
     "engagements": {"type": ("superlike", "double_tap"), "surface": ("reels",)},
     "impressions": {"surface": ("stories",), "source": ("mystery_box",)},
     "stories": {"media_type": ("boomerang", "reel")},
+    "post_labels": {"label": ("nsfw", "clickbait")},
 }
 UNKNOWN_REFERENCE_COLUMN = {
     "posts": "author_id",
@@ -54,6 +57,7 @@ UNKNOWN_REFERENCE_COLUMN = {
     "engagements": "post_id",
     "impressions": "post_id",
     "stories": "author_id",
+    "post_labels": "post_id",
 }
 UNKNOWN_ID_BASE = 9_000_000_000  # no user or post id ever gets this large
 

@@ -139,6 +139,20 @@ def story_lines(
     )
 
 
+def post_label_lines(post_id: np.ndarray, score: np.ndarray, ts_ms: np.ndarray) -> pa.Array:
+    """The moderation classifier's borderline labels as lines: its score rounded to 4 decimals."""
+    score_text = pc.cast(pa.array(np.round(np.asarray(score, dtype=np.float64), 4)), pa.string())
+    return encode(
+        "post_labels",
+        {
+            "post_id": json_int(post_id),
+            "label": '"borderline"',
+            "score": score_text,
+            "ts": json_ts(ts_ms),
+        },
+    )
+
+
 def graph_lines(log: str, ev: GraphEvents, actions: tuple[str, ...]) -> pa.Array:
     """Follow or block events as `log` ("follows" or "blocks") lines."""
     a, b = ("follower_id", "followee_id") if log == "follows" else ("blocker_id", "blocked_id")

@@ -11,7 +11,11 @@ Per simulated day:
      private accounts, unblocks/unmutes; pair strengths decay and grow with today's engagements;
   5. the day's users/posts/follows/blocks rows are written (log_lines.py), and the day's stories:
      posted by the accounts of the day, each live 24 h, a few deleted by their author before that
-     (drawn from a stream of their own, so no other log's draws depend on them).
+     (drawn from a stream of their own, so no other log's draws depend on them);
+  6. the moderation classifier labels the day's new posts (the post_labels log, its own stream
+     too): a truly borderline post (the world's lowest `borderline_quality_share` of quality) is
+     flagged with `label_true_positive_rate`, any other with `label_false_positive_rate`, each
+     label landing on the day it is made (truth: post_integrity.parquet).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from data.world.log_lines import (
     engagement_lines,
     graph_lines,
     impression_lines,
+    post_label_lines,
     post_lines,
     story_lines,
     user_lines,
@@ -51,6 +56,7 @@ from data.world.truth_files import (
     impression_writer,
     reset_truth,
     write_pair_state,
+    write_post_integrity,
     write_static,
 )
 from data.world.util import rng_for, sorted_union, unique_sorted
@@ -174,6 +180,69 @@ def draw_stories(
     return made, deletions
 
 
+# The moderation classifier: a label comes a little after the post (exponential delay, this mean),
+# its score from Beta(a, b), higher for a truly borderline post than for a false flag.
+LABEL_DELAY_MEAN_MS = 2 * 3600 * 1000
+TRUE_LABEL_SCORE = (6.0, 2.0)  # mean 0.75
+FALSE_LABEL_SCORE = (2.0, 4.0)  # mean 0.33
+
+
+@dataclass(frozen=True)
+class PostLabels:
+    """The classifier's borderline labels, arrays aligned by row."""
+
+    post_id: np.ndarray
+    score: np.ndarray
+    ts_ms: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.post_id)
+
+    def take(self, rows: np.ndarray) -> PostLabels:
+        return PostLabels(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
+
+    @staticmethod
+    def concat(parts: list[PostLabels]) -> PostLabels:
+        return PostLabels(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in PostLabels.__dataclass_fields__)
+        )
+
+
+def truly_borderline(cfg: WorldConfig, posts: Posts) -> np.ndarray:
+    """Per post id (index 0: padding, False): whether the post is truly borderline, i.e. among the
+    world's lowest `borderline_quality_share` of latent quality (one threshold for the world)."""
+    out = np.zeros(posts.n + 1, bool)
+    if posts.n:
+        quality = posts.quality[1:]
+        out[1:] = quality <= np.quantile(quality, cfg.borderline_quality_share)
+    return out
+
+
+def draw_post_labels(
+    rng: np.random.Generator,
+    cfg: WorldConfig,
+    posts: Posts,
+    borderline: np.ndarray,
+    lo: float,
+    day_end: int,
+) -> PostLabels:
+    """The classifier's labels of the posts created in [lo, day_end), in time order: a truly
+    borderline post is flagged with `label_true_positive_rate`, another with
+    `label_false_positive_rate`; a flag's score is drawn from TRUE_LABEL_SCORE or FALSE_LABEL_SCORE,
+    its time an exponential delay (mean LABEL_DELAY_MEAN_MS) after the post's creation."""
+    ids = np.flatnonzero((posts.created_ms >= lo) & (posts.created_ms < day_end))
+    ids = ids[ids > 0]
+    truly = borderline[ids]
+    p_flag = np.where(truly, cfg.label_true_positive_rate, cfg.label_false_positive_rate)
+    flagged = rng.random(len(ids)) < p_flag
+    ids, truly = ids[flagged], truly[flagged]
+    n = len(ids)
+    score = np.where(truly, rng.beta(*TRUE_LABEL_SCORE, n), rng.beta(*FALSE_LABEL_SCORE, n))
+    ts = posts.created_ms[ids] + 1 + np.floor(rng.exponential(LABEL_DELAY_MEAN_MS, n)).astype(np.int64)
+    order = np.argsort(ts, kind="stable")
+    return PostLabels(ids[order], np.clip(score[order], 1e-4, 1 - 1e-4), ts[order])
+
+
 class _World:
     def __init__(self, cfg: WorldConfig, seed: int, landing: Path, truth: Path):
         self.cfg, self.seed, self.truth_dir = cfg, seed, truth
@@ -211,9 +280,12 @@ class _World:
         self.captions = pa.array(self.posts.caption_json, pa.string())
         self.next_story_id = 1
         self.story_deletions: dict[int, list[Stories]] = {}  # landing day -> deletion rows
+        self.borderline = truly_borderline(cfg, self.posts)
+        self.post_labels: dict[int, list[PostLabels]] = {}  # landing day -> label rows
 
     def run(self) -> None:
         write_static(self.truth_dir, self.cfg, self.seed, self.days, self.users, self.posts)
+        write_post_integrity(self.truth_dir, self.borderline)
         t0 = time.perf_counter()
         for d in range(self.cfg.days):
             self._day(d)
@@ -300,6 +372,7 @@ class _World:
             self.writer.write(log, d, 0, graph_lines(log, ev, actions))
         del self.follow_rows[d], self.block_rows[d]
         self._stories(d, day_start, day_end)
+        self._post_labels(d, day_start, day_end)
 
     def _stories(self, d: int, day_start: int, day_end: int) -> None:
         """Write the day's stories file: today's stories, and the deletions that happen today (of
@@ -319,3 +392,18 @@ class _World:
             0,
             story_lines(rows.story_id, rows.author, rows.created_ms, rows.media, rows.deleted_ms),
         )
+
+    def _post_labels(self, d: int, day_start: int, day_end: int) -> None:
+        """Write the day's post_labels file: the labels made today (of today's posts, of yesterday's
+        just before midnight; on day 0 of every post so far, those made before the world land on
+        day 0). Labels made after the world's last day are not exported."""
+        lo = -np.inf if d == 0 else day_start
+        made = draw_post_labels(
+            rng_for(self.seed, "post_labels", d), self.cfg, self.posts, self.borderline, lo, day_end
+        )
+        on_day = np.maximum((made.ts_ms - self.start_ms) // DAY_MS, 0)
+        for day in np.unique(on_day):
+            self.post_labels.setdefault(int(day), []).append(made.take(np.flatnonzero(on_day == day)))
+        rows = PostLabels.concat([PostLabels(*(np.zeros(0, t) for t in (np.int64, np.float64, np.int64))),
+                                  *self.post_labels.pop(d, [])])
+        self.writer.write("post_labels", d, 0, post_label_lines(rows.post_id, rows.score, rows.ts_ms))

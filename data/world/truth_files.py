@@ -1,6 +1,8 @@
 """The truth folder: what the world really was, for scoring rankers and policies against.
 
     users.parquet, posts.parquet, meta.json    latents and the model's constants, written once
+    post_integrity.parquet                     per post: whether it is truly borderline (the
+                                               moderation classifier's target; post_labels log)
     pair_state/<day>.parquet                   the truth's pair state in force on that day
     impressions/<day>.parquet                  per impression: probabilities, outcomes, dwell
 """
@@ -57,7 +59,7 @@ def reset_truth(truth_dir: Path) -> None:
     """Remove a previous run's truth files (anything else in the folder stays); make the layout."""
     for sub in ("pair_state", "impressions"):
         shutil.rmtree(truth_dir / sub, ignore_errors=True)
-    for name in ("users.parquet", "posts.parquet", "meta.json"):
+    for name in ("users.parquet", "posts.parquet", "meta.json", "post_integrity.parquet"):
         (truth_dir / name).unlink(missing_ok=True)
     (truth_dir / "pair_state").mkdir(parents=True, exist_ok=True)
     (truth_dir / "impressions").mkdir(parents=True, exist_ok=True)
@@ -156,6 +158,13 @@ def write_static(
         "positions": "0-based",
     }
     (truth_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def write_post_integrity(truth_dir: Path, borderline: np.ndarray) -> None:
+    """post_integrity.parquet: post_id, borderline (`borderline` is indexed by post id, 0 unused)."""
+    pid = np.arange(1, len(borderline), dtype=np.int64)
+    table = pa.table({"post_id": pid, "borderline": borderline[1:]})
+    pq.write_table(table, truth_dir / "post_integrity.parquet", compression="zstd")
 
 
 def _arrow_ts(ms: np.ndarray) -> pa.Array:

@@ -8,7 +8,9 @@ import collections
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 import redis
 
@@ -16,7 +18,7 @@ from candidate_gen.block import CandidateBlock
 from candidate_gen.config import IntegrityConfig, IntegrityRules
 from candidate_gen.fanout import FanoutWorker
 from candidate_gen.filters import default_chain
-from candidate_gen.integrity import Labels, build_labels, label, read_labels, write_labels
+from candidate_gen.integrity import Labels, build_labels, label, labels_from_lake, read_labels, write_labels
 from candidate_gen.stream_fanout import FanoutStreamConsumer
 from data import columns as c
 from data import lake
@@ -76,6 +78,35 @@ def test_an_account_is_spam_for_its_borderline_posts_or_for_posting_fast_while_n
     assert no_users.accounts == {8: {"spam"}} and "spam_new_account" not in no_users.rules_run
 
 
+def land_post_labels(lake_dir, day: str, rows: list[tuple[int, str, float | None, int]]) -> None:
+    """(post_id, label, score | None, ts_ms) rows as the day's written post_labels partition."""
+    table = pa.table({c.POST_ID: pa.array([r[0] for r in rows], pa.int64()),
+                      c.LABEL: pa.array([r[1] for r in rows], pa.string()),
+                      c.SCORE: pa.array([r[2] for r in rows], pa.float64()),
+                      c.TS: pa.array([r[3] * 1000 for r in rows], pa.timestamp("us", tz="UTC"))})
+    folder = lake.partition_dir(lake_dir, "post_labels", day)
+    folder.mkdir(parents=True)
+    pq.write_table(table, folder / "part-0.parquet")
+    (folder / "_SUCCESS").touch()
+
+
+def test_post_labels_at_the_threshold_or_from_a_human_are_taken_and_an_absent_log_is_skipped(tmp_path):
+    day = "2026-11-02"
+    end = day_end_ms(day)
+    land_post_labels(tmp_path, day, [(1, "borderline", 0.9, end - 1_000),  # the classifier, confident
+                                     (2, "borderline", 0.3, end - 1_000),  # below min_label_score: left
+                                     (3, "sensitive", None, end - 1_000),  # a human reviewer's: taken
+                                     (4, "spam", 0.5, end - 1_000),  # exactly the threshold: taken
+                                     (5, "borderline", 0.99, end + 1)])  # after the day: not yet
+    got, negatives = labels_from_lake(tmp_path, day, RULES)
+    assert got.posts == {1: {"borderline"}, 3: {"sensitive"}, 4: {"spam"}} and negatives == 0
+    assert "post_labels" in got.rules_run
+    strict, _ = labels_from_lake(tmp_path, day, RULES.changed(min_label_score=0.95))
+    assert strict.posts == {3: {"sensitive"}}
+    bare, _ = labels_from_lake(tmp_path / "no_such_export", day, RULES)  # no post_labels log at all
+    assert bare.posts == {} and "post_labels" not in bare.rules_run
+
+
 def test_outcomes_are_typed_and_never_laxer_out_of_network():
     assert IntegrityConfig().outcomes["spam"] == ("downrank", "drop")
     with pytest.raises((ConfigError, ValueError), match="stricter"):
@@ -113,7 +144,7 @@ def test_the_daily_build_labels_what_an_independent_count_of_the_lake_says(tiny_
     rules = RULES.changed(borderline_reporters=1)  # the tiny world reports little: one reporter is enough here
     meta = build_labels(settings.lake_dir, day, client, IntegrityConfig(rules=rules), cfg.keys)
     assert set(meta["rules_run"]) == {"borderline_reporters", "borderline_negative_rate", "spam_borderline_posts",
-                                      "spam_new_account"}
+                                      "spam_new_account", "post_labels"}
 
     # reporters per post counted straight from the lake's files, apart from the rules' pandas
     end, start = day_end_ms(day), day_end_ms(day) - rules.window_ms

@@ -43,7 +43,7 @@ def test_contract_enums_come_from_the_vocabulary_given(tmp_path: Path):
 def test_every_id_column_is_int64_and_known_to_the_id_scheme():
     ids = {name for contract in CONTRACTS.values() for name in contract.id_columns}
     assert ids == {c.USER_ID, c.POST_ID, c.AUTHOR_ID, c.VIEWER_ID, c.FOLLOWER_ID, c.FOLLOWEE_ID,
-                   c.BLOCKER_ID, c.BLOCKED_ID}
+                   c.BLOCKER_ID, c.BLOCKED_ID, c.STORY_ID}
     for contract in CONTRACTS.values():
         for name in contract.id_columns:
             assert str(contract.schema.field(name).type) == "int64", (contract.name, name)

@@ -306,6 +306,24 @@ def test_stories_draw_from_a_stream_of_their_own(world, tmp_path):
                 assert (landing / rel).read_bytes() == (tmp_path / "landing" / rel).read_bytes(), rel
 
 
+def test_the_moderation_classifier_labels_posts_with_noise_both_ways(world, landed):
+    """post_labels: borderline labels of existing posts, each landing on the day it is made; most
+    flag a truly borderline post (truth/post_integrity.parquet), a few do not."""
+    _, _, truth = world
+    clean, _, _ = landed
+    labels = clean["post_labels"]
+    posts = clean["posts"]
+    assert len(labels) > 20 and set(labels["label"]) == {"borderline"}
+    assert labels["post_id"].isin(set(posts["post_id"])).all()
+    assert (labels["_t"].dt.date <= labels["_landing_day"]).all()
+    assert labels["score"].between(0, 1).all()
+    borderline = pq.read_table(truth / "post_integrity.parquet").to_pandas().set_index("post_id")["borderline"]
+    assert 0.02 < borderline.mean() < 0.04
+    true = borderline.loc[labels["post_id"]].to_numpy()
+    assert true.sum() > 2 * (~true).sum() > 0  # true positives outnumber false ones, and there are both
+    assert labels["score"][true].mean() > labels["score"][~true].mean()
+
+
 def summary_days(world) -> list[date]:
     return [date.fromisoformat(d) for d in world[0].days]
 

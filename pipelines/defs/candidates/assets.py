@@ -173,12 +173,13 @@ def candidates_fatigue(context: dg.AssetExecutionContext, redis: RedisResource, 
     key=dg.AssetKey(["candidates", "integrity"]),
     group_name=GROUP,
     partitions_def=day_partitions,
-    deps=[lake_key("engagements"), lake_key("posts")],
+    deps=[lake_key("engagements"), lake_key("posts"), lake_key("post_labels")],
     kinds={"redis"},
     description="Content labels (spam, borderline, sensitive) of posts and accounts from [integrity.rules] "
-    "over the engagements, impressions, posts and users logs of the window, replacing the last day's whole, "
-    "for the ranking service's integrity stage (allow, interstitial, downrank, drop). Metadata: the labels "
-    "counted, and which rules had their logs (a team's export without impressions runs the others).",
+    "over the engagements, impressions, posts, users and post_labels (a moderation classifier's) logs of the "
+    "window, replacing the last day's whole, for the ranking service's integrity stage (allow, interstitial, "
+    "downrank, drop). Metadata: the labels counted, and which rules had their logs (a team's export without "
+    "impressions runs the others).",
 )
 def candidates_integrity(context: dg.AssetExecutionContext, redis: RedisResource, workspace: WorkspaceResource,
                          candidate_config: CandidateConfigResource) -> dg.MaterializeResult:
