@@ -59,7 +59,7 @@ from data.world.truth_files import (
     write_post_integrity,
     write_static,
 )
-from data.world.util import rng_for, sorted_union, unique_sorted
+from data.world.util import AlignedRows, rng_for, sorted_union, unique_sorted
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def _reset_landing(landing: Path) -> None:
 
 
 @dataclass(frozen=True)
-class Stories:
+class Stories(AlignedRows):
     """Story rows (creations, or deletions: `deleted_ms` >= 0), arrays aligned by row."""
 
     story_id: np.ndarray
@@ -133,17 +133,6 @@ class Stories:
     media: np.ndarray  # index into STORY_MEDIA_TYPES (photo, video)
     deleted_ms: np.ndarray  # -1 on a creation row
 
-    def __len__(self) -> int:
-        return len(self.story_id)
-
-    def take(self, rows: np.ndarray) -> Stories:
-        return Stories(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
-
-    @staticmethod
-    def concat(parts: list[Stories]) -> Stories:
-        return Stories(
-            *(np.concatenate([getattr(p, f) for p in parts]) for f in Stories.__dataclass_fields__)
-        )
 
 
 def draw_stories(
@@ -188,24 +177,13 @@ FALSE_LABEL_SCORE = (2.0, 4.0)  # mean 0.33
 
 
 @dataclass(frozen=True)
-class PostLabels:
+class PostLabels(AlignedRows):
     """The classifier's borderline labels, arrays aligned by row."""
 
     post_id: np.ndarray
     score: np.ndarray
     ts_ms: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.post_id)
-
-    def take(self, rows: np.ndarray) -> PostLabels:
-        return PostLabels(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
-
-    @staticmethod
-    def concat(parts: list[PostLabels]) -> PostLabels:
-        return PostLabels(
-            *(np.concatenate([getattr(p, f) for p in parts]) for f in PostLabels.__dataclass_fields__)
-        )
 
 
 def truly_borderline(cfg: WorldConfig, posts: Posts) -> np.ndarray:

@@ -206,3 +206,18 @@ def first_occurrence(keys: np.ndarray) -> np.ndarray:
 def in_set(x: np.ndarray, values: np.ndarray) -> np.ndarray:
     """np.isin for int keys, via a sorted copy of `values`."""
     return isin_sorted(unique_sorted(values), np.asarray(x))
+
+
+class AlignedRows:
+    """Rows as the aligned NumPy arrays of a dataclass's fields (the first field sets the length):
+    a subset of them, and several concatenated."""
+
+    def __len__(self) -> int:
+        return len(getattr(self, next(iter(self.__dataclass_fields__))))
+
+    def take(self, rows: np.ndarray):
+        return type(self)(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
+
+    @classmethod
+    def concat(cls, parts: list):
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
