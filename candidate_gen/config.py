@@ -73,6 +73,9 @@ class FatigueConfig(ConfigModel):
     window_days: float = Field(14.0, gt=0)
     strength: float = Field(1.0, ge=0)
     cap: int = Field(200, ge=1)  # push-aways kept per viewer, newest first
+    # "posts like this": a push-away's pressure on its post's hashtags, relative to that on its
+    # author (0: authors only). Read from the search index's hashtags by the ranking service.
+    hashtag_weight: float = Field(0.5, ge=0)
 
     @property
     def window_ms(self) -> int:

@@ -11,15 +11,22 @@ daily `candidates/fatigue` asset (`build_fatigue`); read by the ranking service'
 An author's pressure is the sum over the viewer's push-aways of `weights[type] *
 0.5 ** (age / half_life)`, over the last `window_days`; their posts keep `exp(-strength *
 pressure)` of their score (one fresh "see fewer": ~37 % at strength 1).
+
+"Posts like this" (Instagram's "see fewer"): each push-away also presses on its post's hashtags, a
+hashtag's pressure the sum over the pushed-away posts that carry it. A candidate's is the mean over its
+own hashtags times `hashtag_weight`, so a post made of pushed-away hashtags is lowered as its author
+would be, and one sharing a single generic tag of several only a little. The hashtags are not stored
+here: the ranking service reads them, of the pushed-away posts and of the candidates, from the search
+index (candidate_gen/search/post_text_index.py).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow.dataset as pads
 import redis
 
@@ -68,16 +75,45 @@ def record(client: redis.Redis, keys: Keys, events: Iterable[PushAway], cfg: Fat
     return int(sum(replies[0::4]))
 
 
-def author_factors(entries: Sequence[tuple[bytes, float]], now_ms: int, cfg: FatigueConfig) -> dict[int, float]:
-    """Author -> the share of their posts' score kept, from a viewer's set (`ZRANGE ... WITHSCORES`)."""
-    pressure: dict[int, float] = {}
+@dataclass(frozen=True)
+class Pressure:
+    """A viewer's push-aways as of now, faded: per author, and per pushed-away post (whose hashtags
+    carry it on to "posts like this")."""
+
+    authors: dict[int, float]
+    posts: dict[int, float]
+
+
+def pressures(entries: Sequence[tuple[bytes, float]], now_ms: int, cfg: FatigueConfig) -> Pressure:
+    """From a viewer's set (`ZRANGE ... WITHSCORES`): what is in the window, faded by its age."""
+    authors: dict[int, float] = {}
+    posts: dict[int, float] = {}
     for member, ts in entries:
-        author, _, kind = member.split(b":", 2)
+        author, post, kind = member.split(b":", 2)
         weight = cfg.weights.get(kind.decode(), 0.0)
         age_h = max(0.0, now_ms - ts) / HOUR_MS
         if weight and age_h * HOUR_MS <= cfg.window_ms:
-            pressure[int(author)] = pressure.get(int(author), 0.0) + weight * 0.5 ** (age_h / cfg.half_life_hours)
-    return {a: math.exp(-cfg.strength * p) for a, p in pressure.items()}
+            p = weight * 0.5 ** (age_h / cfg.half_life_hours)
+            authors[int(author)] = authors.get(int(author), 0.0) + p
+            posts[int(post)] = posts.get(int(post), 0.0) + p
+    return Pressure(authors, posts)
+
+
+def hashtag_pressure(pushed: Mapping[int, float], tags_of: Mapping[int, Sequence[str]],
+                     candidates: Sequence[int]) -> np.ndarray:
+    """Each candidate's "posts like this" pressure: the mean, over its hashtags, of each hashtag's
+    pressure (the sum over the pushed-away posts carrying it); 0 for a post without hashtags."""
+    tag: dict[str, float] = {}
+    for post, p in pushed.items():
+        for t in tags_of.get(post, ()):
+            tag[t] = tag.get(t, 0.0) + p
+    out = np.zeros(len(candidates), np.float64)
+    if tag:
+        for i, post in enumerate(candidates):
+            tags = tags_of.get(post, ())
+            if tags:
+                out[i] = sum(tag.get(t, 0.0) for t in tags) / len(tags)
+    return out
 
 
 def build_fatigue(lake_dir: Path, day: str, client: redis.Redis, cfg: FatigueConfig, keys: Keys) -> dict:

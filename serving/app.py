@@ -101,7 +101,8 @@ class RankingApp:
               closers: tuple = (), secrets_: ServingSecrets | None = None, filters_client: Any = None,
               filters_retry_client: Any = None, treatment_models: ModelStore | None = None,
               metrics: PipelineMetrics | None = None, search_index: Any = None) -> RankingApp:
-        """`search_index`: the search index file (None: /v1/search answers degraded). `secrets_`:
+        """`search_index`: the search index file (None: /v1/search answers degraded and fatigue reads
+        no hashtags). `secrets_`:
         the API token and cursor secret; None: random ones nobody else knows (an app built in-process:
         tests read `app.access.token`). `filters_client`: the privacy filters' Redis client (its
         own, more patient, timeout); None: `candidates_client`.
@@ -141,8 +142,9 @@ class RankingApp:
         scorer = ModelScorer(arms, heuristic, config.cascade, config.budget)
         attempts = config.budget.filters_attempts
         privacy = {"attempts": attempts, "retry_client": filters_retry_client}
+        index = SearchIndexReader(search_index) if search_index is not None else None  # search's and fatigue's
         fatigue = FatigueRescorer(client, cfg.keys, cfg.fatigue,
-                                  experiment.treatment.fatigue if experiment.enabled else None)
+                                  experiment.treatment.fatigue if experiment.enabled else None, index)
         riders = (fatigue,) if fatigue.reads_any else ()  # its read goes with the sources' first round trip
         integrity = IntegrityFilterStage(cfg.integrity, experiment.treatment.integrity if experiment.enabled else None)
         # the labels are read on the privacy filters' round trip when either arm decides by them
@@ -201,7 +203,7 @@ class RankingApp:
                                        heuristic),
             },
             closers=closers,
-            searcher=PostSearch(SearchIndexReader(search_index) if search_index is not None else None,
+            searcher=PostSearch(index,
                                 search_chain(filters_client, cfg, **privacy), filters_client, cfg.keys,
                                 config.search, integrity),
             story_tray=StoryTray(candidates_client, story_chain(filters_client, cfg, **privacy), cfg.keys,

@@ -22,6 +22,7 @@ upsert by post id that rewrites a row only when it changed, a delete that also r
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -71,6 +72,7 @@ WHERE posts.author_id != excluded.author_id OR posts.created_ms != excluded.crea
 # the newest matches (FTS5 reads its doclists newest first and stops at the limit), each with its BM25:
 # ranking every match of a common word by BM25 costs ~1 µs a match (45k posts hold "dinner" on the
 # medium world: ~50 ms), the newest 1,000 ~3 ms
+_HASHTAGS = "SELECT post_id, hashtags FROM posts WHERE post_id IN (SELECT value FROM json_each(?))"
 _MATCH = f"""
 SELECT p.post_id, p.author_id, p.created_ms, -bm25(post_text, {HASHTAG_WEIGHT}, {CAPTION_WEIGHT})
 FROM post_text JOIN posts AS p ON p.doc = post_text.rowid
@@ -198,6 +200,11 @@ class SearchIndexReader:
         post, author, created, relevance = zip(*rows, strict=True)
         return Matches(np.array(post, np.int64), np.array(author, np.int64), np.array(created, np.int64),
                        np.array(relevance, np.float64))
+
+    def hashtags(self, post_ids: Iterable[int]) -> dict[int, list[str]]:
+        """The indexed posts' hashtags, lower-cased words (a post not indexed, or deleted, is absent)."""
+        rows = self._connection().execute(_HASHTAGS, (json.dumps([int(p) for p in post_ids]),)).fetchall()
+        return {post: tags.lower().split() for post, tags in rows if tags}
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)

@@ -16,8 +16,17 @@ import redis
 
 from candidate_gen.block import CandidateBlock
 from candidate_gen.fanout import FanoutWorker
-from candidate_gen.fatigue import FatigueConfig, PushAway, author_factors, build_fatigue, fatigue_member, record
+from candidate_gen.fatigue import (
+    FatigueConfig,
+    PushAway,
+    build_fatigue,
+    fatigue_member,
+    hashtag_pressure,
+    pressures,
+    record,
+)
 from candidate_gen.reads import StepReader
+from candidate_gen.search.post_text_index import PostText, PostTextIndex, SearchIndexReader
 from candidate_gen.sources.catalog import build_sources
 from candidate_gen.stream_events import Unreadable, push_away
 from candidate_gen.stream_fanout import FanoutStreamConsumer
@@ -65,16 +74,25 @@ def test_record_is_idempotent_ignores_own_posts_and_keeps_the_newest_within_the_
     assert 0 < client.ttl(keys.fatigue(1)) <= 86_400
 
 
-def test_pressure_adds_up_per_author_and_halves_every_half_life():
+def test_pressure_adds_up_per_author_and_per_post_and_halves_every_half_life():
     cfg = CFG.changed(half_life_hours=10.0, strength=1.0)
     now = T0 + 20 * HOUR
     entries = [(fatigue_member(7, 1, "see_fewer"), T0 + 20 * HOUR), (fatigue_member(7, 2, "hide"), T0 + 10 * HOUR),
                (fatigue_member(8, 3, "not_interested"), T0), (fatigue_member(9, 4, "unknown"), now),
                (fatigue_member(5, 5, "see_fewer"), now - cfg.window_ms - 1)]  # beyond the window
-    factors = author_factors(entries, now, cfg)
-    assert set(factors) == {7, 8}
-    assert factors[7] == pytest.approx(math.exp(-(1.0 + 0.5)))
-    assert factors[8] == pytest.approx(math.exp(-0.5 * 0.25))
+    pressure = pressures(entries, now, cfg)
+    assert pressure.authors == pytest.approx({7: 1.0 + 0.5, 8: 0.5 * 0.25})
+    assert pressure.posts == pytest.approx({1: 1.0, 2: 0.5, 3: 0.5 * 0.25})
+
+
+def test_posts_like_the_pushed_away_ones_are_pressed_by_the_mean_over_their_hashtags():
+    pushed = {1: 1.0, 2: 0.5}
+    tags_of = {1: ["cats", "cute"], 2: ["cats"], 10: ["cats", "cute"], 11: ["cute", "dogs", "pets", "walk"],
+               12: ["dogs"], 13: []}
+    got = hashtag_pressure(pushed, tags_of, [10, 11, 12, 13, 14])
+    # cats 1.5, cute 1.0; a post made of them is pressed most, one sharing a tag of four a little
+    assert got.tolist() == pytest.approx([(1.5 + 1.0) / 2, 1.0 / 4, 0.0, 0.0, 0.0])
+    assert hashtag_pressure({3: 1.0}, tags_of, [10]).tolist() == [0.0]  # the pushed post is not indexed
 
 
 # --- from the stream ---------------------------------------------------------------------------------
@@ -167,6 +185,32 @@ def test_the_rescorer_lowers_the_pushed_authors_posts_for_that_viewer_only_less_
     off = state_of([7], [2.0])
     FatigueRescorer(client, keys, cfg.changed(enabled=False)).run(query(1, T0), off)
     assert off.scores.tolist() == [2.0]
+
+
+def test_posts_like_the_pushed_away_one_are_lowered_by_their_hashtags_from_the_search_index(client, tmp_path):
+    keys = fresh_config().keys
+    cfg = CFG.changed(hashtag_weight=0.5)
+    record(client, keys, [PushAway(1, 7, 90, "see_fewer", T0)], cfg)
+    with PostTextIndex(tmp_path / "posts.sqlite") as index:
+        index.upsert([PostText(90, 7, T0, ["cats", "cute"], None), PostText(100, 8, T0, ["cats", "cute"], None),
+                      PostText(101, 8, T0, ["cute", "dogs"], None), PostText(102, 8, T0, ["dogs"], None),
+                      PostText(103, 7, T0, ["dogs"], None)])
+    reader = SearchIndexReader(tmp_path / "posts.sqlite")
+    state = state_of([8, 8, 8, 7], [2.0] * 4)  # posts 100..103
+    FatigueRescorer(client, keys, cfg, hashtags=reader).run(query(1, T0), state)
+    assert state.scores.tolist() == pytest.approx(
+        [2.0 * math.exp(-0.5), 2.0 * math.exp(-0.25), 2.0, 2.0 * math.exp(-1)])
+    assert state.degraded == {}
+    reader.close()
+
+    # without hashtags (weight 0), or without an index to read them from: the author's pressure only,
+    # and for the missing index the response says why
+    for rescorer in (FatigueRescorer(client, keys, cfg.changed(hashtag_weight=0.0), hashtags=reader),
+                     FatigueRescorer(client, keys, cfg, hashtags=SearchIndexReader(tmp_path / "absent.sqlite"))):
+        state = state_of([8, 8, 8, 7], [2.0] * 4)
+        rescorer.run(query(1, T0), state)
+        assert state.scores.tolist() == pytest.approx([2.0, 2.0, 2.0, 2.0 * math.exp(-1)])
+    assert state.degraded == {"fatigue": "hashtags: IndexMissing"}
 
 
 def test_a_dead_fatigue_store_raises_for_the_runner_to_report_and_leaves_the_scores(tmp_path):

@@ -118,6 +118,21 @@ def test_an_upsert_rewrites_only_what_changed(tmp_path):
     assert found(tmp_path / "posts.sqlite", "art", limit=1) == [5]
 
 
+def test_the_reader_gives_posts_hashtags_as_lower_cased_words(tmp_path):
+    with PostTextIndex(tmp_path / "posts.sqlite") as index:
+        index.upsert([PostText(1, 10, T0, ["#Food", "street food"], None), PostText(2, 10, T0, [], "no tags"),
+                      PostText(3, 11, T0, ["art"], None)])
+        index.delete([(3, T0 + HOUR)])
+    reader = SearchIndexReader(tmp_path / "posts.sqlite")
+    try:  # a post without hashtags, deleted, or never indexed is absent
+        assert reader.hashtags([1, 2, 3, 4]) == {1: ["food", "street", "food"]}
+        assert reader.hashtags([]) == {}
+    finally:
+        reader.close()
+    with pytest.raises(IndexMissing):
+        SearchIndexReader(tmp_path / "absent.sqlite").hashtags([1])
+
+
 @pytest.mark.parametrize("query", [
     '"', '""', '"food', 'food"', '*', 'food*', '* food', 'NEAR(food dinner)', 'food NEAR dinner', 'NEAR',
     'hashtags:food', 'caption : dinner', '^food', 'food AND', 'OR food', 'NOT', '(food', 'food)', "food' --",

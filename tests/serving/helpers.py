@@ -123,9 +123,11 @@ def serving_config(candidates: dict | None = None, **sections) -> ServingConfig:
 
 
 def build_app(client: redis.Redis, cfg: ServingConfig, models: ModelStore, hydrator=None, impressions=None,
-              now_ms: int = T0 + 10 * HOUR, treatment_models: ModelStore | None = None) -> RankingApp:
+              now_ms: int = T0 + 10 * HOUR, treatment_models: ModelStore | None = None,
+              search_index=None) -> RankingApp:
     app = RankingApp.build(cfg, candidates_client=client, hydrator=hydrator or no_features(), models=models,
-                           clock=Clock(now_ms), impressions=impressions, treatment_models=treatment_models)
+                           clock=Clock(now_ms), impressions=impressions, treatment_models=treatment_models,
+                           search_index=search_index)
     for store in app.arms.stores:
         store.refresh()
     app.warm = True  # tests call the pipelines directly; the startup warm-up is for real traffic

@@ -12,6 +12,8 @@ import pytest
 import redis
 
 from candidate_gen.fanout import FanoutWorker
+from candidate_gen.fatigue import PushAway, record
+from candidate_gen.search.post_text_index import PostText, PostTextIndex
 from candidate_gen.stream_fanout import FanoutStreamConsumer
 from data.days import iso_ms
 from data.redis_server import EmbeddedRedis
@@ -80,6 +82,34 @@ def test_a_see_fewer_lowers_that_authors_posts_on_the_viewers_next_page(feed):
     # one fresh "see fewer" (weight 1, 72 h half-life, strength 1): ~exp(-1) of the score
     assert ratios(after) == pytest.approx([math.exp(-0.5 ** (1000 / (72 * HOUR)))] * 3, rel=1e-6)
     assert [p for p, _ in sorted(after.items(), key=lambda kv: -kv[1][1])][-3:] == [172, 171, 170]
+
+
+def test_a_see_fewer_also_lowers_other_authors_posts_like_the_pushed_away_one(redis_server, http_for, tmp_path):
+    """Posts like this: the pushed-away post's hashtags, read from the service's search index, lower
+    another author's posts by the share of their hashtags that were pushed away."""
+    client = redis.Redis.from_url(redis_server.url)
+    cfg = serving_config().with_("impressions", enabled=False, record_seen=False)
+    tags = {170: ["cats", "cute"], 180: ["cats", "cute"], 181: ["cute", "dogs"], 182: ["dogs"]}
+    rows = [(T0 - 100 * HOUR, "user", u, 0, 0) for u in (VIEWER, PUSHED, OTHER)]
+    rows += [(T0 - 50 * HOUR, "follow", VIEWER, OTHER, 0)]
+    rows += [(T0 + k * HOUR, "post", 180 + k, OTHER, T0 + k * HOUR) for k in range(3)]
+    write_world(client, cfg, rows)
+    with PostTextIndex(tmp_path / "posts.sqlite") as index:
+        index.upsert([PostText(post, PUSHED if post < 180 else OTHER, T0, t, None) for post, t in tags.items()])
+    app = build_app(client, cfg, no_registry(cfg), now_ms=NOW, search_index=tmp_path / "posts.sqlite")
+    http = http_for(app)
+
+    def scores() -> dict[int, float]:
+        r = http.post("/v1/feed/home", json={"viewer_id": VIEWER, "limit": 20})
+        assert r.status_code == 200 and "fatigue" not in r.json()["degraded"], r.text
+        return {i["post_id"]: i["score"] for i in r.json()["items"]}
+
+    before = scores()
+    record(client, cfg.candidates.keys, [PushAway(VIEWER, PUSHED, 170, "see_fewer", NOW)], cfg.candidates.fatigue)
+    after = scores()
+    kept = {p: after[p] / before[p] for p in before}
+    w = cfg.candidates.fatigue.hashtag_weight
+    assert kept == pytest.approx({180: math.exp(-w), 181: math.exp(-w / 2), 182: 1.0})
 
 
 def test_a_mute_or_block_from_the_feed_empties_the_page_of_that_author_at_the_next_poll(feed):
