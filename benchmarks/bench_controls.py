@@ -17,7 +17,9 @@ Tiny world, a fresh workspace (.loupe/bench/controls), `make` on ports of its ow
 Each experiment's sessions are pooled over its days (the viewer the unit across them), with 95 %
 intervals clustered by viewer (data/world/ab_stats.py):
 - fatigue on against off: hides + reports per session, in whatever words (the issue's target:
-  -20 % or better), and engagements per session (not lower beyond the interval);
+  -20 % or better), and engagements per session (not lower beyond the interval); and its reach,
+  from the world's history: the share of hides and reports fatigue could at most have prevented
+  (benchmarks/fatigue_reach.py);
 - integrity on against off: the served impressions (the day's stream, archived in the landing
   folder) of posts labelled as the daily build labelled them the night before, per 1,000
   impressions, by the outcome their labels have (in the off arm: would have), and the sessions'
@@ -44,6 +46,7 @@ import pandas as pd
 
 from benchmarks.bench_live import last_live_run, make
 from benchmarks.common import RESULTS_DIR, free_port, write_result
+from benchmarks.fatigue_reach import fatigue_reach
 from candidate_gen.block import IN_NETWORK_NAMES
 from candidate_gen.config import CandidateConfig
 from candidate_gen.explore.lake_reads import read_posts
@@ -246,6 +249,8 @@ def main(argv: list[str]) -> None:
     fatigue["what_drives_it"] = ("push-aways said as hide, not_interested, see_fewer or report; the truth's regret "
                                  "(data/world/regret.py: half-life 7 days, from the world's history on) makes a "
                                  "viewer shown an author they pushed away likelier to hide, report or leave")
+    fatigue["reach"] = fatigue_reach(settings.truth_dir, settings.lake_dir,
+                                     CandidateConfig.load().fatigue.window_ms)  # what it can at most prevent
     result["fatigue"] = fatigue
     integrity = experiment_figures("integrity", plays["integrity"], settings)
     integrity["served"] = integrity_served(settings, plays["integrity"][-1])
