@@ -111,7 +111,7 @@ def hashtag_pressure(pushed: Mapping[int, float], tags_of: Mapping[int, Sequence
     if tag:
         for i, post in enumerate(candidates):
             tags = tags_of.get(post, ())
-            if tags:
+            if tags and not tag.keys().isdisjoint(tags):
                 out[i] = sum(tag.get(t, 0.0) for t in tags) / len(tags)
     return out
 

@@ -49,6 +49,7 @@ from serving.impression_log import ImpressionLogWriter, StreamSink
 from serving.metrics import PipelineMetrics
 from serving.model_store import ModelStore, registry_loader, registry_lookup
 from serving.pages import Answer, FeedPage, Item, RankedPosts
+from serving.post_hashtags import PostHashtags
 from serving.search.post_search import PostSearch
 from serving.stages.candidate_sources_stage import CandidateSourcesStage, SourceGroup
 from serving.stages.cheap_path import OVERLOAD
@@ -144,7 +145,8 @@ class RankingApp:
         privacy = {"attempts": attempts, "retry_client": filters_retry_client}
         index = SearchIndexReader(search_index) if search_index is not None else None  # search's and fatigue's
         fatigue = FatigueRescorer(client, cfg.keys, cfg.fatigue,
-                                  experiment.treatment.fatigue if experiment.enabled else None, index)
+                                  experiment.treatment.fatigue if experiment.enabled else None,
+                                  PostHashtags(index) if index is not None else None)
         riders = (fatigue,) if fatigue.reads_any else ()  # its read goes with the sources' first round trip
         integrity = IntegrityFilterStage(cfg.integrity, experiment.treatment.integrity if experiment.enabled else None)
         # the labels are read on the privacy filters' round trip when either arm decides by them

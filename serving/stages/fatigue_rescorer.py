@@ -5,9 +5,10 @@ Twitter's FeedbackFatigueScorer). One read of the viewer's fatigue set, sent wit
 round trip (a rider: serving.stages.candidate_sources_stage), or its own when that round trip did not
 carry it; a viewer who pushed nothing away has none, and their scores stay as they are.
 
-The hashtags, of the pushed-away posts and of the candidates, come from the search index in one
-query, only for a viewer who pushed something away. Without an index (not built, unreadable) the
-authors' pressure still applies and the response says `degraded: fatigue`."""
+The hashtags, of the pushed-away posts and of the candidates, come from the search index (one
+query for what serving.post_hashtags does not keep), only for a viewer who pushed something away.
+Without an index (not built, unreadable) the authors' pressure still applies and the response says
+`degraded: fatigue`."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ import numpy as np
 from candidate_gen.fatigue import FatigueConfig, hashtag_pressure, pressures
 from candidate_gen.keys import Keys
 from candidate_gen.reads import Reads
-from candidate_gen.search.post_text_index import IndexMissing, SearchIndexReader
+from candidate_gen.search.post_text_index import IndexMissing
 from serving.experiment import CONTROL, TREATMENT
 from serving.pipeline import FeedQuery, FeedState
+from serving.post_hashtags import PostHashtags
 from serving.stages.out_of_network_rescorer import scaled
 
 logger = logging.getLogger(__name__)
@@ -31,9 +33,9 @@ class FatigueRescorer:
     name = "fatigue"
 
     def __init__(self, client, keys: Keys, cfg: FatigueConfig, treatment: bool | None = None,
-                 hashtags: SearchIndexReader | None = None):
+                 hashtags: PostHashtags | None = None):
         """`treatment`: on or off in an experiment's treatment arm (None: as in the control, `cfg`);
-        `hashtags`: the search index to read posts' hashtags from (None: authors only)."""
+        `hashtags`: where posts' hashtags are read (None: authors only)."""
         self.client, self.keys, self.cfg = client, keys, cfg
         self.on = {CONTROL: cfg.enabled, TREATMENT: cfg.enabled if treatment is None else treatment}
         self.hashtags = hashtags if cfg.hashtag_weight > 0 else None
@@ -81,7 +83,7 @@ class FatigueRescorer:
         cannot be read: the authors' pressure still applies."""
         posts = state.candidates.post.tolist()
         try:
-            tags_of = self.hashtags.hashtags([*pushed, *posts])
+            tags_of = self.hashtags.of([*pushed, *posts])
         except (IndexMissing, sqlite3.Error) as exc:
             logger.debug("fatigue without hashtags: %s", exc)
             state.degraded.setdefault(self.name, f"hashtags: {type(exc).__name__}")

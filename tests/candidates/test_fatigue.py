@@ -38,6 +38,7 @@ from data.redis_server import EmbeddedRedis
 from data.stream.entries import Event
 from data.stream.valkey_stream import ValkeyStream
 from serving.pipeline import Deadline, FeedQuery, FeedState
+from serving.post_hashtags import PostHashtags
 from serving.stages.candidate_sources_stage import CandidateSourcesStage, SourceGroup
 from serving.stages.fatigue_rescorer import FatigueRescorer
 from tests.candidates.helpers import HOUR, T0, fresh_config
@@ -197,7 +198,7 @@ def test_posts_like_the_pushed_away_one_are_lowered_by_their_hashtags_from_the_s
                       PostText(103, 7, T0, ["dogs"], None)])
     reader = SearchIndexReader(tmp_path / "posts.sqlite")
     state = state_of([8, 8, 8, 7], [2.0] * 4)  # posts 100..103
-    FatigueRescorer(client, keys, cfg, hashtags=reader).run(query(1, T0), state)
+    FatigueRescorer(client, keys, cfg, hashtags=PostHashtags(reader)).run(query(1, T0), state)
     assert state.scores.tolist() == pytest.approx(
         [2.0 * math.exp(-0.5), 2.0 * math.exp(-0.25), 2.0, 2.0 * math.exp(-1)])
     assert state.degraded == {}
@@ -205,8 +206,9 @@ def test_posts_like_the_pushed_away_one_are_lowered_by_their_hashtags_from_the_s
 
     # without hashtags (weight 0), or without an index to read them from: the author's pressure only,
     # and for the missing index the response says why
-    for rescorer in (FatigueRescorer(client, keys, cfg.changed(hashtag_weight=0.0), hashtags=reader),
-                     FatigueRescorer(client, keys, cfg, hashtags=SearchIndexReader(tmp_path / "absent.sqlite"))):
+    for rescorer in (FatigueRescorer(client, keys, cfg.changed(hashtag_weight=0.0), hashtags=PostHashtags(reader)),
+                     FatigueRescorer(client, keys, cfg,
+                                     hashtags=PostHashtags(SearchIndexReader(tmp_path / "absent.sqlite")))):
         state = state_of([8, 8, 8, 7], [2.0] * 4)
         rescorer.run(query(1, T0), state)
         assert state.scores.tolist() == pytest.approx([2.0, 2.0, 2.0, 2.0 * math.exp(-1)])
