@@ -3,7 +3,7 @@ the counts reconcile, and no two exported ids were mapped to one int64 id.
 
 All of them are one multi-asset: a run is one Dagster step that ingests its logs concurrently on
 the shared SparkSession, each after the logs it references (data/job_graph.py). A small day is
-latency-bound, so six steps one after another mostly waited; a log whose checks fail still keeps
+latency-bound, so one step per log, one after another, mostly waited; a log whose checks fail still keeps
 its dependents from landing on top of it, as the blocking checks did between steps.
 
 A run may cover a range of days (a backfill, or `make run`'s first ingestion: BackfillPolicy
