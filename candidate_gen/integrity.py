@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.dataset as pads
 import redis
 
@@ -171,9 +170,7 @@ def _impressions_per_post(lake_dir: Path, days: list[str], first_ms: int, last_m
     a day at a time so only one day's ids are held."""
     if absent(lake_dir, "impressions"):
         return None
-    ts = pads.field(c.TS)
-    within = (ts >= pa.scalar(first_ms * 1000, pa.timestamp("us", tz="UTC"))) & (
-        ts <= pa.scalar(last_ms * 1000, pa.timestamp("us", tz="UTC")))
+    within = lake.ts_within(first_ms, last_ms)
     counts = pd.Series(dtype="int64")
     for d in days:
         day = lake.read_partitions(lake_dir, "impressions", [d], [c.POST_ID], within)[c.POST_ID].value_counts()
@@ -187,9 +184,7 @@ def read_post_labels(lake_dir: Path, first: str, day: str, first_ms: int, last_m
     if absent(lake_dir, POST_LABELS.name):
         return None
     days = [d for d in lake.partition_days(lake_dir, POST_LABELS.name) if first <= d <= day]
-    ts = pads.field(c.TS)
-    within = (ts >= pa.scalar(first_ms * 1000, pa.timestamp("us", tz="UTC"))) & (
-        ts <= pa.scalar(last_ms * 1000, pa.timestamp("us", tz="UTC")))
+    within = lake.ts_within(first_ms, last_ms)
     return lake.read_partitions(lake_dir, POST_LABELS.name, days, [c.POST_ID, c.LABEL, c.SCORE], within)
 
 

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from candidate_gen.config import IntegrityRules
 from candidate_gen.explore.lake_reads import lookback_first_day
 from candidate_gen.integrity import Labels, label, labels_from_lake, read_post_labels
+from candidate_gen.lake_reader import to_ms
 from data import columns as c
 from data.days import day_end_ms
 
@@ -28,7 +29,7 @@ def truly_borderline(truth_dir: Path, first_ms: int, last_ms: int) -> set[int]:
     flags = pq.read_table(Path(truth_dir) / TRUTH_FILE, columns=[c.POST_ID, "borderline"]).to_pandas()
     created = pq.read_table(Path(truth_dir) / "posts.parquet", columns=[c.POST_ID, c.CREATED_AT]).to_pandas()
     both = flags.merge(created, on=c.POST_ID, how="inner", validate="one_to_one")
-    ms = (pd.to_datetime(both[c.CREATED_AT], utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+    ms = to_ms(both[c.CREATED_AT])
     within = both["borderline"].astype(bool) & (ms >= first_ms) & (ms <= last_ms)
     return set(both.loc[within, c.POST_ID].astype("int64").tolist())
 

@@ -74,6 +74,13 @@ def ts_on_day(day: str, column: str = c.TS) -> ds.Expression:
     return (ds.field(column) >= pa.scalar(day_start(day), unit)) & (ds.field(column) < pa.scalar(day_end(day), unit))
 
 
+def ts_within(first_ms: int, last_ms: int, column: str = c.TS) -> ds.Expression:
+    """A filter: the row's time (`column`, the lake's µs UTC) within [first_ms, last_ms] (epoch ms)."""
+    unit = pa.timestamp("us", "UTC")
+    ts = ds.field(column)
+    return (ts >= pa.scalar(first_ms * 1000, unit)) & (ts <= pa.scalar(last_ms * 1000, unit))
+
+
 _EPOCH = pd.Timestamp(0, tz="UTC")
 
 

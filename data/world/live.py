@@ -120,48 +120,40 @@ class LivePlayer:
         self.regret.keep(now)  # (when something was pushed away)
         self.report.steps += 1
 
+    def _answer(self, route: str, body: dict, latencies: list[float] | None = None) -> dict | None:
+        """POST `route`: its JSON answer, or None (counted in `failed_requests`) when the request
+        failed or answered other than 200. `latencies`: where its time goes (ms), whatever the status."""
+        start = time.perf_counter()
+        try:
+            r = self.http.post(route, json=body)
+        except httpx.HTTPError:
+            self.report.failed_requests += 1
+            return None
+        if latencies is not None:
+            latencies.append((time.perf_counter() - start) * 1000)
+        if r.status_code != 200:
+            self.report.failed_requests += 1
+            return None
+        return r.json()
+
     def _tray(self, viewer: int) -> None:
         """The viewer opens the Stories tray: each served story checked against the player's record
         (LiveStories.check), then the ones it watches marked seen."""
         report = self.report
-        start = time.perf_counter()
-        try:
-            r = self.http.post("/v1/stories/tray", json={"viewer_id": viewer})
-        except httpx.HTTPError:
-            report.failed_requests += 1
+        tray = self._answer("/v1/stories/tray", {"viewer_id": viewer}, report.tray_ms)
+        if tray is None:
             return
-        report.tray_ms.append((time.perf_counter() - start) * 1000)
-        if r.status_code != 200:
-            report.failed_requests += 1
-            return
-        tray = r.json()
         report.tray(self.stories.check(tray["items"], tray["served_at_ms"], report.steps))
         watched = self.stories.watch(self.story_rng, tray["items"])[:500]  # (the route's most)
-        if not watched:
-            return
-        try:
-            r = self.http.post("/v1/stories/seen", json={"viewer_id": viewer, "story_ids": watched})
-        except httpx.HTTPError:
-            report.failed_requests += 1
-            return
-        if r.status_code == 200:
+        if watched and self._answer("/v1/stories/seen", {"viewer_id": viewer, "story_ids": watched}) is not None:
             report.stories_watched += len(watched)
-        else:
-            report.failed_requests += 1
 
     def _session(self, viewer: int, surface: str, events: list[Event]) -> list[dict]:
         report = self.report
-        start = time.perf_counter()
-        try:
-            r = self.http.post(f"/v1/feed/{surface}", json={"viewer_id": viewer, "limit": self.config.page})
-        except httpx.HTTPError:
-            report.failed_requests += 1
+        page = self._answer(f"/v1/feed/{surface}", {"viewer_id": viewer, "limit": self.config.page},
+                            report.request_ms)
+        if page is None:
             return []
-        report.request_ms.append((time.perf_counter() - start) * 1000)
-        if r.status_code != 200:
-            report.failed_requests += 1
-            return []
-        page = r.json()
         # the session's time: when its page arrived, on the clock the service stamped the page with
         # (the step's start would date the engagements before the impressions they answer)
         now = self.clock.now_ms()

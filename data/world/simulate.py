@@ -134,7 +134,6 @@ class Stories(AlignedRows):
     deleted_ms: np.ndarray  # -1 on a creation row
 
 
-
 def draw_stories(
     rng: np.random.Generator,
     cfg: WorldConfig,
@@ -183,7 +182,6 @@ class PostLabels(AlignedRows):
     post_id: np.ndarray
     score: np.ndarray
     ts_ms: np.ndarray
-
 
 
 def truly_borderline(cfg: WorldConfig, posts: Posts) -> np.ndarray:
@@ -352,6 +350,13 @@ class _World:
         self._stories(d, day_start, day_end)
         self._post_labels(d, day_start, day_end)
 
+    def _defer(self, landing: dict[int, list], rows: AlignedRows, ts_ms: np.ndarray) -> None:
+        """File `rows` under the day each lands on (`landing`: day -> rows), by its time; a time
+        before the world lands on day 0."""
+        on_day = np.maximum((ts_ms - self.start_ms) // DAY_MS, 0)
+        for day in np.unique(on_day):
+            landing.setdefault(int(day), []).append(rows.take(np.flatnonzero(on_day == day)))
+
     def _stories(self, d: int, day_start: int, day_end: int) -> None:
         """Write the day's stories file: today's stories, and the deletions that happen today (of
         today's and yesterday's stories). Deletions after the world's last day are not exported."""
@@ -359,10 +364,7 @@ class _World:
             rng_for(self.seed, "stories", d), self.cfg, self.users, day_start, day_end, self.next_story_id
         )
         self.next_story_id += len(made)
-        on_day = (deletions.deleted_ms - self.start_ms) // DAY_MS
-        for day in np.unique(on_day):
-            rows = deletions.take(np.flatnonzero(on_day == day))
-            self.story_deletions.setdefault(int(day), []).append(rows)
+        self._defer(self.story_deletions, deletions, deletions.deleted_ms)
         rows = Stories.concat([made, *self.story_deletions.pop(d, [])])
         self.writer.write(
             "stories",
@@ -379,9 +381,7 @@ class _World:
         made = draw_post_labels(
             rng_for(self.seed, "post_labels", d), self.cfg, self.posts, self.borderline, lo, day_end
         )
-        on_day = np.maximum((made.ts_ms - self.start_ms) // DAY_MS, 0)
-        for day in np.unique(on_day):
-            self.post_labels.setdefault(int(day), []).append(made.take(np.flatnonzero(on_day == day)))
+        self._defer(self.post_labels, made, made.ts_ms)
         rows = PostLabels.concat([PostLabels(*(np.zeros(0, t) for t in (np.int64, np.float64, np.int64))),
                                   *self.post_labels.pop(d, [])])
         self.writer.write("post_labels", d, 0, post_label_lines(rows.post_id, rows.score, rows.ts_ms))
